@@ -1,0 +1,36 @@
+import type { LevelWithSilent } from 'pino';
+
+export interface ServerConfig {
+  port: number;
+  host: string;
+  /** `postgres://…` for a PostgreSQL server, otherwise a PGlite data directory (`memory://` for RAM). */
+  databaseUrl: string;
+  logLevel: LevelWithSilent;
+  /** Largest accepted request body, in bytes. */
+  bodyLimit: number;
+  /** Public base URL of the FHIR API when behind a proxy; otherwise taken from the request's Host. */
+  publicBaseUrl?: string;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const port = integer(env.PORT, 8080, 'PORT');
+  const bodyLimit = integer(env.BODY_LIMIT, 16 * 1024 * 1024, 'BODY_LIMIT');
+  const logLevel = env.LOG_LEVEL ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  return {
+    port,
+    host: env.HOST ?? '0.0.0.0',
+    databaseUrl: env.DATABASE_URL ?? './data/pglite',
+    logLevel: logLevel as LevelWithSilent,
+    bodyLimit,
+    publicBaseUrl: env.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
+  };
+}
+
+function integer(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined || value === '') return fallback;
+  if (!/^\d+$/.test(value)) throw new Error(`${name} must be a non-negative integer, not '${value}'`);
+  return Number(value);
+}

@@ -1,0 +1,26 @@
+/** The resource types this server stores and serves through the REST API. */
+export const SERVED_RESOURCE_TYPES = [
+  'Patient',
+  'DocumentReference',
+  'Immunization',
+  'AllergyIntolerance',
+  'MedicationStatement',
+  'Consent',
+  'Practitioner',
+  'Organization',
+] as const;
+
+export type ServedResourceType = (typeof SERVED_RESOURCE_TYPES)[number];
+
+const served = new Set<string>(SERVED_RESOURCE_TYPES);
+
+export function isServedResourceType(type: string): type is ServedResourceType {
+  return served.has(type);
+}
+
+/** R4 `id` datatype: 1–64 characters from [A-Za-z0-9\-\.]. */
+export const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
+
+export function isValidId(id: string): boolean {
+  return ID_PATTERN.test(id);
+}

@@ -1,0 +1,51 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
+import { StoredResource } from '../store/repository.ts';
+
+export const FHIR_JSON = 'application/fhir+json';
+const JSON_TYPES = new Set([FHIR_JSON, 'application/json']);
+const FORMAT_ALIASES: Record<string, string> = { json: FHIR_JSON, 'application/fhir+json': FHIR_JSON, 'application/json': 'application/json' };
+
+/**
+ * Request bodies: FHIR JSON under either media type (R4 http.html#mime-type); any other Content-Type is
+ * refused by Fastify with 415. `__proto__` keys are refused rather than silently dropped.
+ */
+export function registerBodyParsers(app: FastifyInstance): void {
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  app.addContentTypeParser([...JSON_TYPES], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+}
+
+/**
+ * The media type to answer with, from `_format` (which wins) or `Accept` (R4 http.html#mime-type).
+ * Only JSON is produced; asking for anything else only (XML, Turtle) is 406.
+ */
+export function negotiateResponseType(request: FastifyRequest): string {
+  const format = (request.query as Record<string, unknown>)._format;
+  if (typeof format === 'string') {
+    const chosen = FORMAT_ALIASES[format.split(';')[0]!.trim()];
+    if (!chosen) throw new FhirError(406, [{ code: 'not-supported', diagnostics: `_format '${format}' is not supported: this server produces JSON only` }]);
+    return chosen;
+  }
+  const accept = request.headers.accept;
+  if (!accept) return FHIR_JSON;
+  const ranges = accept.split(',').map((part) => {
+    const [type = '', ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+    const q = params.find((p) => p.startsWith('q='));
+    return { type, q: q ? Number(q.slice(2)) : 1 };
+  });
+  const acceptable = ranges.filter((r) => r.q > 0);
+  if (acceptable.some((r) => r.type === FHIR_JSON)) return FHIR_JSON;
+  if (acceptable.some((r) => r.type === 'application/json')) return 'application/json';
+  if (acceptable.some((r) => r.type === '*/*' || r.type === 'application/*' || r.type === '')) return FHIR_JSON;
+  throw new FhirError(406, [{ code: 'not-supported', diagnostics: `Cannot produce '${accept}': this server produces application/fhir+json` }]);
+}
+
+/** Sends a resource with the negotiated type; a stored resource goes out as stored unless `_pretty` asks otherwise. */
+export function sendResource(request: FastifyRequest, reply: FastifyReply, body: Resource | StoredResource, mediaType: string): FastifyReply {
+  const pretty = (request.query as Record<string, unknown>)._pretty === 'true';
+  let payload: string;
+  if (body instanceof StoredResource) payload = pretty ? JSON.stringify(body.resource, null, 2) : body.json;
+  else payload = JSON.stringify(body, null, pretty ? 2 : undefined);
+  return reply.type(`${mediaType}; charset=utf-8`).send(payload);
+}

@@ -1,0 +1,57 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { FhirError, operationOutcome, type IssueCode } from '../fhir/outcome.ts';
+import { FHIR_JSON } from './content.ts';
+
+const CODE_BY_STATUS: Record<number, IssueCode> = {
+  400: 'invalid',
+  404: 'not-found',
+  405: 'not-supported',
+  406: 'not-supported',
+  413: 'too-long',
+  415: 'not-supported',
+};
+
+/**
+ * One error handler for the whole server: every failure leaves as an OperationOutcome with its status.
+ * Client errors say what was wrong; server errors are logged and say nothing of the internals.
+ */
+export function registerErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError | FhirError, request, reply) => {
+    if (error instanceof FhirError) {
+      return reply.status(error.status).headers(error.headers).type(FHIR_JSON).send(error.outcome);
+    }
+    const status = error.statusCode ?? 500;
+    if (status >= 500) {
+      request.log.error({ err: error }, 'request failed');
+      return reply
+        .status(500)
+        .type(FHIR_JSON)
+        .send(operationOutcome([{ severity: 'fatal', code: 'exception', diagnostics: `Internal server error (request ${request.id})` }]));
+    }
+    return reply
+      .status(status)
+      .type(FHIR_JSON)
+      .send(operationOutcome([{ code: CODE_BY_STATUS[status] ?? 'processing', diagnostics: clientMessage(error, request.routeOptions.bodyLimit) }]));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    reply
+      .status(404)
+      .type(FHIR_JSON)
+      .send(operationOutcome([{ code: 'not-found', diagnostics: `No endpoint at ${request.method} ${request.url.split('?')[0]}; the FHIR API is under /fhir` }]));
+  });
+}
+
+function clientMessage(error: FastifyError, bodyLimit: number | undefined): string {
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return `Malformed JSON body: ${error.message}`;
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return `Request body is larger than the ${bodyLimit ?? 'configured'} bytes this server accepts`;
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return `Unsupported Content-Type: send ${FHIR_JSON} (or application/json)`;
+    default:
+      return error instanceof SyntaxError ? `Malformed JSON body: ${error.message}` : error.message;
+  }
+}

@@ -1,0 +1,15 @@
+import type { FastifyInstance } from 'fastify';
+import type { Repository } from '../store/repository.ts';
+
+/** GET /health: the process answers (liveness) and its storage answers a query (readiness). */
+export async function healthRoutes(app: FastifyInstance, options: { repo: Repository }): Promise<void> {
+  app.get('/health', async (request, reply) => {
+    try {
+      await options.repo.ping();
+      return { status: 'pass' };
+    } catch (error) {
+      request.log.warn({ err: error }, 'storage unreachable');
+      return reply.status(503).send({ status: 'fail', output: 'storage unreachable' });
+    }
+  });
+}

@@ -1,0 +1,90 @@
+import { randomUUID } from 'node:crypto';
+import type { Bundle, BundleEntry, Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
+import type { HistoryPage, Repository } from '../store/repository.ts';
+import type { Interaction } from './interaction.ts';
+import type { FhirRequest } from './request.ts';
+
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 1000;
+
+const STATUS_OF_METHOD = { POST: '201 Created', PUT: '200 OK', PATCH: '200 OK', DELETE: '204 No Content' } as const;
+
+type HistoryInteraction = Extract<Interaction, { kind: 'history-instance' | 'history-type' | 'history-system' }>;
+
+/** History at instance, type or system level (R4 http.html#history): a `history` Bundle, newest first. */
+export async function history(interaction: HistoryInteraction, request: FhirRequest, repo: Repository): Promise<Bundle> {
+  const count = parseCount(single(request, '_count'));
+  const since = parseSince(single(request, '_since'));
+  const cursor = single(request, '_cursor');
+  if (cursor !== undefined && !/^\d{1,15}$/.test(cursor)) throw FhirError.badRequest(`Invalid _cursor '${cursor}'`, ['_cursor']);
+
+  const page = await repo.history({
+    resourceType: interaction.kind === 'history-system' ? undefined : interaction.resourceType,
+    id: interaction.kind === 'history-instance' ? interaction.id : undefined,
+    since,
+    beforeSeq: cursor === undefined ? undefined : Number(cursor),
+    count,
+  });
+  return historyBundle(page, request, { _count: String(count), ...(since ? { _since: since } : {}) }, cursor);
+}
+
+function historyBundle(page: HistoryPage, request: FhirRequest, applied: Record<string, string>, cursor?: string): Bundle {
+  const url = (extra: Record<string, string> = {}) => {
+    const query = new URLSearchParams({ ...applied, ...extra }).toString();
+    return `${request.baseUrl}/${request.path}${query ? `?${query}` : ''}`;
+  };
+  const link: Bundle['link'] = [
+    { relation: 'self', url: url(cursor === undefined ? {} : { _cursor: cursor }) },
+    { relation: 'first', url: url() },
+  ];
+  if (page.nextBeforeSeq !== undefined) link.push({ relation: 'next', url: url({ _cursor: String(page.nextBeforeSeq) }) });
+
+  const entry: BundleEntry[] = page.entries.map((version) => ({
+    fullUrl: `${request.baseUrl}/${version.resourceType}/${version.id}`,
+    ...(version.resource ? { resource: version.resource.resource as Resource } : {}),
+    request: {
+      method: version.method,
+      url: version.method === 'POST' ? version.resourceType : `${version.resourceType}/${version.id}`,
+    },
+    response: {
+      status: STATUS_OF_METHOD[version.method],
+      etag: `W/"${version.versionId}"`,
+      lastModified: version.lastUpdated,
+    },
+  }));
+  return {
+    resourceType: 'Bundle',
+    id: randomUUID(),
+    meta: { lastUpdated: new Date().toISOString() },
+    type: 'history',
+    total: page.total,
+    link,
+    ...(entry.length > 0 ? { entry } : {}),
+  };
+}
+
+export function single(request: FhirRequest, name: string): string | undefined {
+  const value = request.query[name];
+  if (Array.isArray(value)) {
+    if (value.length > 1) throw FhirError.badRequest(`Parameter ${name} may appear only once`, [name]);
+    return value[0];
+  }
+  return value;
+}
+
+export function parseCount(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_PAGE_SIZE;
+  if (!/^\d{1,9}$/.test(value)) throw FhirError.badRequest(`_count must be a non-negative integer, not '${value}'`, ['_count']);
+  return Math.min(Number(value), MAX_PAGE_SIZE);
+}
+
+// R4 instant, and the dateTime forms servers commonly accept for _since (a date, or a time with zone).
+const SINCE_PATTERN = /^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?)?)?$/;
+
+function parseSince(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const time = SINCE_PATTERN.test(value) ? Date.parse(value.length === 4 ? `${value}-01-01` : value.length === 7 ? `${value}-01` : value) : NaN;
+  if (Number.isNaN(time)) throw FhirError.badRequest(`_since must be an instant such as 2024-01-31T08:00:00Z, not '${value}'`, ['_since']);
+  return new Date(time).toISOString();
+}

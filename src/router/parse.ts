@@ -1,0 +1,69 @@
+import { FhirError } from '../fhir/outcome.ts';
+import { isServedResourceType, isValidId } from '../fhir/resource-types.ts';
+import { ROUTES, type Interaction, type InteractionKind } from './interaction.ts';
+import type { FhirRequest, HttpMethod } from './request.ts';
+
+interface CompiledRoute {
+  segments: string[];
+  methods: Partial<Record<HttpMethod, InteractionKind>>;
+}
+
+const COMPILED: CompiledRoute[] = ROUTES.map((route) => ({ segments: route.pattern.split('/'), methods: route.methods }));
+
+/** Which interaction a request asks for: 404 for an unknown path or type, 405 for a method the path lacks. */
+export function parseInteraction(request: FhirRequest): Interaction {
+  const segments = request.path.split('/').filter((s) => s.length > 0).map(decodeSegment);
+  const route = COMPILED.find((candidate) => matches(candidate.segments, segments));
+  if (!route) throw FhirError.notFound(`No FHIR endpoint at /${request.path}`);
+
+  const params: Record<string, string> = {};
+  route.segments.forEach((segment, index) => {
+    if (segment.startsWith(':')) params[segment.slice(1)] = segments[index] as string;
+  });
+  if (params.type !== undefined && !isServedResourceType(params.type)) {
+    throw FhirError.notFound(`Resource type '${params.type}' is not served by this server`);
+  }
+  const method = request.method === 'HEAD' ? 'GET' : request.method;
+  const kind = route.methods[method];
+  if (!kind) {
+    const allow = Object.keys(route.methods);
+    throw FhirError.methodNotAllowed(`${request.method} is not allowed on /${request.path}; allowed: ${allow.join(', ')}`, allow);
+  }
+  if (params.id !== undefined && !isValidId(params.id)) {
+    throw FhirError.badRequest(`'${params.id}' is not a valid resource id (1-64 characters of A-Z, a-z, 0-9, '-' and '.')`);
+  }
+  const resourceType = params.type as string;
+  const id = params.id as string;
+  switch (kind) {
+    case 'capabilities':
+    case 'history-system':
+      return { kind };
+    case 'create':
+    case 'history-type':
+      return { kind, resourceType };
+    case 'read':
+    case 'update':
+    case 'delete':
+    case 'history-instance':
+      return { kind, resourceType, id };
+    case 'vread': {
+      const vid = params.vid as string;
+      if (!/^[1-9]\d{0,8}$/.test(vid)) throw FhirError.badRequest(`'${vid}' is not a valid version id`);
+      return { kind, resourceType, id, versionId: Number(vid) };
+    }
+  }
+}
+
+function matches(pattern: string[], segments: string[]): boolean {
+  if (pattern.length !== segments.length) return false;
+  // A parameter never takes a `_name` or `$name` segment: those are interactions and operations.
+  return pattern.every((p, i) => (p.startsWith(':') ? !/^[_$]/.test(segments[i] as string) : p === segments[i]));
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw FhirError.badRequest(`Malformed percent-encoding in URL segment '${segment}'`);
+  }
+}

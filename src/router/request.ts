@@ -1,0 +1,30 @@
+import type { OperationOutcome, Resource } from 'fhir/r4';
+import type { StoredResource } from '../store/repository.ts';
+
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/**
+ * One FHIR interaction request, free of any transport: built from an HTTP request, and later from each
+ * entry of a transaction or batch Bundle, so both run through the very same code.
+ */
+export interface FhirRequest {
+  method: HttpMethod;
+  /** Path below the FHIR base, without leading slash: `Patient/123/_history/2`. */
+  path: string;
+  query: Record<string, string | string[]>;
+  body?: unknown;
+  ifMatch?: string;
+  prefer?: string;
+  /** Absolute FHIR base URL (no trailing slash), for fullUrl, Location and paging links. */
+  baseUrl: string;
+}
+
+/** What the caller asked to get back (R4 http.html#ops, `Prefer: return=`). */
+export type ReturnPreference = 'minimal' | 'representation' | 'OperationOutcome';
+
+export interface FhirResponse {
+  status: number;
+  /** The body to send, already chosen according to `Prefer: return`. */
+  body?: Resource | StoredResource;
+  headers: Record<string, string>;
+}

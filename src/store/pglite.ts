@@ -1,0 +1,34 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { assertSchemaName, type Database, type DatabaseOptions, type QueryResult, type SqlExecutor } from './database.ts';
+
+function wrap(target: PGlite | Transaction): SqlExecutor {
+  return {
+    async query<Row>(sql: string, params: unknown[] = []): Promise<QueryResult<Row>> {
+      const result = await target.query<Row>(sql, params);
+      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+    },
+  };
+}
+
+export async function openPglite(dataDir: string, options: DatabaseOptions): Promise<Database> {
+  const inMemory = dataDir === '' || dataDir.startsWith('memory://');
+  if (!inMemory) mkdirSync(dataDir, { recursive: true });
+  const db = new PGlite(inMemory ? undefined : dataDir);
+  await db.waitReady;
+  if (options.schema) {
+    const schema = assertSchemaName(options.schema);
+    await db.exec(`CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}`);
+  }
+  const executor = wrap(db);
+  return {
+    driver: 'pglite',
+    query: executor.query,
+    // PGlite holds one connection and serialises transactions behind its own mutex.
+    transaction: (work) => db.transaction((tx) => work(wrap(tx))),
+    exec: async (sql) => {
+      await db.exec(sql);
+    },
+    close: () => db.close(),
+  };
+}

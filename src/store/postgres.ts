@@ -1,0 +1,61 @@
+import pg from 'pg';
+import { assertSchemaName, type Database, type DatabaseOptions, type QueryResult, type SqlExecutor } from './database.ts';
+
+// timestamptz stays a string: the resource's meta.lastUpdated is the source of truth, not a JS Date.
+pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, (value) => value);
+// bigint (history sequence numbers) fits easily in a JS number for this server's lifetime.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+export async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
+  const schema = options.schema ? assertSchemaName(options.schema) : undefined;
+  if (schema) {
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    } finally {
+      await admin.end();
+    }
+  }
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: Number(process.env.PG_POOL_SIZE ?? 10),
+    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+  });
+  // An idle client losing its server must not crash the process; the next query reports the failure.
+  pool.on('error', () => {});
+
+  const query = async <Row>(sql: string, params: unknown[] = []): Promise<QueryResult<Row>> => {
+    const result = await pool.query(sql, params);
+    return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+  };
+
+  return {
+    driver: 'postgres',
+    query,
+    async transaction(work) {
+      const client = await pool.connect();
+      const tx: SqlExecutor = {
+        async query<Row>(sql: string, params: unknown[] = []) {
+          const result = await client.query(sql, params);
+          return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+        },
+      };
+      try {
+        await client.query('BEGIN');
+        const value = await work(tx);
+        await client.query('COMMIT');
+        client.release();
+        return value;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        client.release();
+        throw error;
+      }
+    },
+    async exec(sql) {
+      await pool.query(sql);
+    },
+    close: () => pool.end(),
+  };
+}

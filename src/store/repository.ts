@@ -1,0 +1,264 @@
+import { randomUUID } from 'node:crypto';
+import type { Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
+import type { Database, SqlExecutor } from './database.ts';
+
+/** One stored version of a resource: its JSON text as stored, parsed only when someone needs the object. */
+export class StoredResource {
+  private parsed?: Resource;
+  constructor(
+    readonly resourceType: string,
+    readonly id: string,
+    readonly versionId: number,
+    readonly lastUpdated: string,
+    readonly json: string,
+  ) {}
+
+  get resource(): Resource {
+    this.parsed ??= JSON.parse(this.json) as Resource;
+    return this.parsed;
+  }
+}
+
+export type WriteMethod = 'POST' | 'PUT' | 'DELETE' | 'PATCH';
+
+export interface HistoryEntry {
+  seq: number;
+  resourceType: string;
+  id: string;
+  versionId: number;
+  lastUpdated: string;
+  method: WriteMethod;
+  /** Absent when this version is a deletion. */
+  resource?: StoredResource;
+}
+
+export interface HistoryQuery {
+  resourceType?: string;
+  id?: string;
+  /** Only versions written at or after this instant. */
+  since?: string;
+  /** Only versions older than this position (the `next` link's cursor). */
+  beforeSeq?: number;
+  count: number;
+}
+
+export interface HistoryPage {
+  entries: HistoryEntry[];
+  total: number;
+  /** Cursor for the next (older) page, when there is one. */
+  nextBeforeSeq?: number;
+}
+
+export interface UpdateResult {
+  resource: StoredResource;
+  created: boolean;
+}
+
+export interface DeleteResult {
+  /** The version the deletion created; absent when there was nothing to delete. */
+  versionId?: number;
+}
+
+export interface WriteOptions {
+  /** Version the caller expects to be current (from `If-Match`); a mismatch fails with 412. */
+  ifMatch?: number;
+}
+
+const LAST_UPDATED_TEXT = `to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/**
+ * The resource store over the one SQL schema, on either driver. Each write is one transaction that locks
+ * the resource's current row, so concurrent writers to one resource queue up and never lose a version.
+ */
+export class Repository {
+  constructor(private readonly db: Database) {}
+
+  async create(resource: Resource): Promise<StoredResource> {
+    return this.db.transaction(async (tx) => {
+      const id = randomUUID();
+      const stored = stamp(resource, id, 1);
+      await tx.query(
+        `INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ($1, $2, 1, $3, $4)`,
+        [stored.resourceType, id, stored.lastUpdated, stored.json],
+      );
+      await insertHistory(tx, stored, 'POST');
+      return stored;
+    });
+  }
+
+  async read(resourceType: string, id: string): Promise<StoredResource> {
+    const { rows } = await this.db.query<{ version_id: number; last_updated: string; deleted: boolean; content: string | null }>(
+      `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource WHERE resource_type = $1 AND id = $2`,
+      [resourceType, id],
+    );
+    const row = rows[0];
+    if (!row) throw FhirError.notFound(`${resourceType}/${id} is not known`);
+    if (row.deleted || row.content === null) {
+      throw FhirError.gone(`${resourceType}/${id} was deleted`, { etag: `W/"${row.version_id}"` });
+    }
+    return new StoredResource(resourceType, id, row.version_id, row.last_updated, row.content);
+  }
+
+  async vread(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
+    const { rows } = await this.db.query<{ last_updated: string; content: string | null }>(
+      `SELECT ${LAST_UPDATED_TEXT} AS last_updated, content FROM resource_history
+        WHERE resource_type = $1 AND id = $2 AND version_id = $3`,
+      [resourceType, id, versionId],
+    );
+    const row = rows[0];
+    if (!row) throw FhirError.notFound(`${resourceType}/${id}/_history/${versionId} is not known`);
+    if (row.content === null) throw FhirError.gone(`${resourceType}/${id}/_history/${versionId} is a deletion`);
+    return new StoredResource(resourceType, id, versionId, row.last_updated, row.content);
+  }
+
+  /** Update, or create with the client's id when the resource does not exist (or was deleted). */
+  async update(resource: Resource & { id: string }, options: WriteOptions = {}): Promise<UpdateResult> {
+    return this.db.transaction(async (tx) => {
+      const { resourceType, id } = resource;
+      let current = await lockCurrent(tx, resourceType, id);
+      if (!current && options.ifMatch === undefined) {
+        const stored = stamp(resource, id, 1);
+        const inserted = await tx.query(
+          `INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ($1, $2, 1, $3, $4)
+           ON CONFLICT (resource_type, id) DO NOTHING`,
+          [resourceType, id, stored.lastUpdated, stored.json],
+        );
+        if (inserted.rowCount === 1) {
+          await insertHistory(tx, stored, 'PUT');
+          return { resource: stored, created: true };
+        }
+        // A concurrent writer created it between our lock attempt and our insert: update its version instead.
+        current = await lockCurrent(tx, resourceType, id);
+      }
+      if (options.ifMatch !== undefined && (!current || current.deleted || current.version_id !== options.ifMatch)) {
+        throw preconditionFailed(resourceType, id, options.ifMatch, current);
+      }
+      if (!current) throw new Error(`${resourceType}/${id} vanished while locked`);
+      const stored = stamp(resource, id, current.version_id + 1);
+      await tx.query(
+        `UPDATE resource SET version_id = $3, last_updated = $4, deleted = false, content = $5
+          WHERE resource_type = $1 AND id = $2`,
+        [resourceType, id, stored.versionId, stored.lastUpdated, stored.json],
+      );
+      await insertHistory(tx, stored, 'PUT');
+      return { resource: stored, created: current.deleted };
+    });
+  }
+
+  async delete(resourceType: string, id: string, options: WriteOptions = {}): Promise<DeleteResult> {
+    return this.db.transaction(async (tx) => {
+      const current = await lockCurrent(tx, resourceType, id);
+      const live = current && !current.deleted ? current : undefined;
+      if (options.ifMatch !== undefined && live?.version_id !== options.ifMatch) {
+        throw preconditionFailed(resourceType, id, options.ifMatch, current);
+      }
+      if (!live) return {};
+      const versionId = live.version_id + 1;
+      const lastUpdated = new Date().toISOString();
+      await tx.query(
+        `UPDATE resource SET version_id = $3, last_updated = $4, deleted = true, content = NULL
+          WHERE resource_type = $1 AND id = $2`,
+        [resourceType, id, versionId, lastUpdated],
+      );
+      await tx.query(
+        `INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content)
+         VALUES ($1, $2, $3, $4, 'DELETE', NULL)`,
+        [resourceType, id, versionId, lastUpdated],
+      );
+      return { versionId };
+    });
+  }
+
+  async history(query: HistoryQuery): Promise<HistoryPage> {
+    const conditions: string[] = [];
+    const params: unknown[] = [];
+    const bind = (value: unknown) => {
+      params.push(value);
+      return `$${params.length}`;
+    };
+    if (query.resourceType) conditions.push(`resource_type = ${bind(query.resourceType)}`);
+    if (query.id) conditions.push(`id = ${bind(query.id)}`);
+    if (query.since) conditions.push(`last_updated >= ${bind(query.since)}`);
+    const filter = conditions.length ? `WHERE ${conditions.join(' AND ')}` : '';
+    const totalRows = await this.db.query<{ total: number }>(`SELECT count(*)::int AS total FROM resource_history ${filter}`, params);
+
+    const pageConditions = [...conditions];
+    if (query.beforeSeq !== undefined) pageConditions.push(`seq < ${bind(query.beforeSeq)}`);
+    const pageFilter = pageConditions.length ? `WHERE ${pageConditions.join(' AND ')}` : '';
+    // One row more than asked tells whether a next page exists without counting.
+    const { rows } = await this.db.query<{
+      seq: number;
+      resource_type: string;
+      id: string;
+      version_id: number;
+      last_updated: string;
+      method: WriteMethod;
+      content: string | null;
+    }>(
+      `SELECT seq, resource_type, id, version_id, ${LAST_UPDATED_TEXT} AS last_updated, method, content
+         FROM resource_history ${pageFilter} ORDER BY seq DESC LIMIT ${bind(query.count + 1)}`,
+      params,
+    );
+    const page = rows.slice(0, query.count);
+    const entries = page.map((row) => ({
+      seq: Number(row.seq),
+      resourceType: row.resource_type,
+      id: row.id,
+      versionId: row.version_id,
+      lastUpdated: row.last_updated,
+      method: row.method,
+      ...(row.content === null
+        ? {}
+        : { resource: new StoredResource(row.resource_type, row.id, row.version_id, row.last_updated, row.content) }),
+    }));
+    const last = entries[entries.length - 1];
+    return {
+      entries,
+      total: totalRows.rows[0]?.total ?? 0,
+      ...(rows.length > query.count && last ? { nextBeforeSeq: last.seq } : {}),
+    };
+  }
+
+  /** Liveness of the storage: resolves when a query round-trips. */
+  async ping(): Promise<void> {
+    await this.db.query('SELECT 1');
+  }
+}
+
+interface CurrentRow {
+  version_id: number;
+  deleted: boolean;
+}
+
+/** Locks the current row of a resource until the transaction ends; concurrent writers of it wait here. */
+async function lockCurrent(tx: SqlExecutor, resourceType: string, id: string): Promise<CurrentRow | undefined> {
+  const { rows } = await tx.query<CurrentRow>(
+    `SELECT version_id, deleted FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE`,
+    [resourceType, id],
+  );
+  return rows[0];
+}
+
+/** Sets the server-owned parts of a resource (id, meta.versionId, meta.lastUpdated) and serialises it. */
+function stamp(resource: Resource, id: string, versionId: number): StoredResource {
+  const lastUpdated = new Date().toISOString();
+  const { resourceType, id: _clientId, meta, ...rest } = resource;
+  const json = JSON.stringify({ resourceType, id, meta: { ...meta, versionId: String(versionId), lastUpdated }, ...rest });
+  return new StoredResource(resourceType, id, versionId, lastUpdated, json);
+}
+
+function preconditionFailed(resourceType: string, id: string, expected: number, current?: CurrentRow): FhirError {
+  const actual = current && !current.deleted ? `W/"${current.version_id}"` : 'none, the resource does not exist';
+  return FhirError.preconditionFailed(
+    `If-Match W/"${expected}" does not match the current version of ${resourceType}/${id} (${actual})`,
+  );
+}
+
+async function insertHistory(tx: SqlExecutor, stored: StoredResource, method: WriteMethod): Promise<void> {
+  await tx.query(
+    `INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content)
+     VALUES ($1, $2, $3, $4, $5, $6)`,
+    [stored.resourceType, stored.id, stored.versionId, stored.lastUpdated, method, stored.json],
+  );
+}

@@ -1,0 +1,74 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { buildApp } from '../../src/app.ts';
+import { openDatabase, type Database } from '../../src/store/database.ts';
+
+/**
+ * Where the suite's data lives: `DATABASE_URL=postgres://…` runs it on that PostgreSQL server, each test
+ * file in a schema of its own (dropped at the end); otherwise each file gets a fresh in-memory PGlite.
+ */
+export const TEST_DATABASE_URL = process.env.DATABASE_URL?.startsWith('postgres') ? process.env.DATABASE_URL : 'memory://';
+
+export const onPostgres = TEST_DATABASE_URL.startsWith('postgres');
+
+export interface TestDatabase {
+  db: Database;
+  url: string;
+  schema?: string;
+  drop(): Promise<void>;
+}
+
+export async function openTestDatabase(): Promise<TestDatabase> {
+  if (!onPostgres) {
+    const db = await openDatabase(TEST_DATABASE_URL);
+    return { db, url: TEST_DATABASE_URL, drop: () => db.close() };
+  }
+  const schema = `test_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const db = await openDatabase(TEST_DATABASE_URL, { schema });
+  return {
+    db,
+    url: TEST_DATABASE_URL,
+    schema,
+    async drop() {
+      await db.exec(`DROP SCHEMA ${schema} CASCADE`);
+      await db.close();
+    },
+  };
+}
+
+export interface TestServer {
+  app: FastifyInstance;
+  db: Database;
+  inject(options: InjectOptions): Promise<LightMyRequestResponse>;
+  close(): Promise<void>;
+}
+
+interface Tap {
+  teardown(fn: () => unknown): void;
+}
+
+/** A server on a fresh store for one test file, closed when the file's tests end. */
+export async function startTestServer(t: Tap, config: { bodyLimit?: number } = {}): Promise<TestServer> {
+  const store = await openTestDatabase();
+  const app = await buildApp({
+    config: { logLevel: 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024 },
+    db: store.db,
+  });
+  const server: TestServer = {
+    app,
+    db: store.db,
+    inject: (options) => app.inject(options),
+    async close() {
+      await app.close();
+      await store.drop();
+    },
+  };
+  t.teardown(() => server.close());
+  return server;
+}
+
+export const FHIR_JSON = 'application/fhir+json';
+
+export function json<T = any>(response: LightMyRequestResponse): T {
+  return JSON.parse(response.body) as T;
+}
