@@ -13,7 +13,13 @@ const FORMAT_ALIASES: Record<string, string> = { json: FHIR_JSON, 'application/f
  */
 export function registerBodyParsers(app: FastifyInstance): void {
   app.removeContentTypeParser(['application/json', 'text/plain']);
-  app.addContentTypeParser([...JSON_TYPES], { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser([...JSON_TYPES], { parseAs: 'string' }, (request, body, done) => {
+    // Clients often send Content-Type on a GET or DELETE without a body: that is no body, not bad JSON.
+    // A write without a body is refused later, by the router, for every transport alike.
+    if (body === '') return done(null, undefined);
+    return parseJson(request, body as string, done);
+  });
 }
 
 /**
