@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
+import { UnsupportedBody } from '../router/request.ts';
 import { StoredResource } from '../store/repository.ts';
 
 export const FHIR_JSON = 'application/fhir+json';
@@ -8,8 +9,10 @@ const JSON_TYPES = new Set([FHIR_JSON, 'application/json']);
 const FORMAT_ALIASES: Record<string, string> = { json: FHIR_JSON, 'application/fhir+json': FHIR_JSON, 'application/json': 'application/json' };
 
 /**
- * Request bodies: FHIR JSON under either media type (R4 http.html#mime-type); any other Content-Type is
- * refused by Fastify with 415. `__proto__` keys are refused rather than silently dropped.
+ * Request bodies: FHIR JSON under either media type (R4 http.html#mime-type). A body of any other type
+ * is not refused here but handed on as an UnsupportedBody, so the router first answers 404 or 405 for a
+ * path or method it does not serve, and 415 only for a write it would otherwise perform.
+ * `__proto__` keys are refused rather than silently dropped.
  */
 export function registerBodyParsers(app: FastifyInstance): void {
   app.removeContentTypeParser(['application/json', 'text/plain']);
@@ -19,6 +22,12 @@ export function registerBodyParsers(app: FastifyInstance): void {
     // A write without a body is refused later, by the router, for every transport alike.
     if (body === '') return done(null, undefined);
     return parseJson(request, body as string, done);
+  });
+  app.addContentTypeParser('*', (request, payload, done) => {
+    // The bytes are not needed: drain them (the body limit still applies) and keep only the media type.
+    payload.resume();
+    payload.on('end', () => done(null, new UnsupportedBody(request.headers['content-type'] ?? '')));
+    payload.on('error', done);
   });
 }
 

@@ -28,3 +28,8 @@ export interface FhirResponse {
   body?: Resource | StoredResource;
   headers: Record<string, string>;
 }
+
+/** A request body in a media type the server does not read; refused with 415 by the interaction that needs it. */
+export class UnsupportedBody {
+  constructor(readonly mediaType: string) {}
+}

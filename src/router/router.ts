@@ -7,7 +7,7 @@ import { history } from './history.ts';
 import type { Interaction } from './interaction.ts';
 import { parseInteraction } from './parse.ts';
 import { returnPreference } from './prefer.ts';
-import type { FhirRequest, FhirResponse } from './request.ts';
+import { UnsupportedBody, type FhirRequest, type FhirResponse } from './request.ts';
 
 /**
  * A step every interaction passes through, bundles' entries included: authorisation and consent decide
@@ -64,6 +64,9 @@ export class FhirRouter {
   private validate(interaction: Interaction, request: FhirRequest): Resource | undefined {
     if (interaction.kind !== 'create' && interaction.kind !== 'update') return undefined;
     const body = request.body;
+    if (body instanceof UnsupportedBody) {
+      throw new FhirError(415, [{ code: 'not-supported', diagnostics: `Unsupported Content-Type '${body.mediaType}': send application/fhir+json (or application/json)` }]);
+    }
     if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
       throw FhirError.badRequest('The request body must be a FHIR resource (a JSON object)', undefined, 'structure');
     }

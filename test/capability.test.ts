@@ -1,0 +1,299 @@
+import { readFileSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import type { LightMyRequestResponse } from 'fastify';
+import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4';
+import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { CAPABILITY_CODE, ROUTES } from '../src/router/interaction.ts';
+import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
+import { minimalResource } from './helpers/fixtures.ts';
+
+/**
+ * capability-statement.json is what clients (and conformance tools) believe about this server. These
+ * tests keep it true both ways: everything it declares is served, and everything served is declared.
+ */
+const declared: CapabilityStatement = JSON.parse(readFileSync(new URL('../capability-statement.json', import.meta.url), 'utf8'));
+const rest = declared.rest?.find((r) => r.mode === 'server');
+const declaredResources: CapabilityStatementRestResource[] = rest?.resource ?? [];
+const declaredSystemCodes = (rest?.interaction ?? []).map((i) => i.code as string);
+const declaredCodes = (type: string) => (declaredResources.find((r) => r.type === type)?.interaction ?? []).map((i) => i.code as string);
+
+const server = await startTestServer(t);
+const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+  server.inject({ method: 'POST', url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
+const put = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+  server.inject({ method: 'PUT', url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
+const get = (url: string, headers: Record<string, string> = {}) => server.inject({ method: 'GET', url, headers });
+const del = (url: string) => server.inject({ method: 'DELETE', url });
+
+type Tap = Test;
+
+/** A fresh instance of `type`, created over HTTP; the setup of each interaction check. */
+async function seed(t: Tap, type: string): Promise<{ id: string; url: string }> {
+  const res = await post(`/fhir/${type}`, minimalResource(type));
+  t.equal(res.statusCode, 201, `setup: created a ${type}`);
+  const id = json(res).id as string;
+  return { id, url: `/fhir/${type}/${id}` };
+}
+
+function assertHistoryBundle(t: Tap, res: LightMyRequestResponse, what: string) {
+  t.equal(res.statusCode, 200, `${what} answers 200`);
+  const bundle = json(res);
+  t.equal(bundle.resourceType, 'Bundle');
+  t.equal(bundle.type, 'history');
+  return bundle as { total: number; entry?: Array<{ fullUrl: string; resource?: { resourceType: string; id: string }; request: { method: string } }> };
+}
+
+/**
+ * How to perform each interaction code a resource may declare, proving it is served for `type`.
+ * A code declared in the file but missing here fails the test: the declaration would go unproven.
+ */
+const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
+  async create(t, type) {
+    const res = await post(`/fhir/${type}`, minimalResource(type));
+    t.equal(res.statusCode, 201);
+    const body = json(res);
+    t.equal(body.resourceType, type);
+    t.match(body.id, /^[A-Za-z0-9\-.]{1,64}$/);
+    t.equal(res.headers.location, `http://localhost:80/fhir/${type}/${body.id}/_history/1`);
+  },
+  async read(t, type) {
+    const { id, url } = await seed(t, type);
+    const res = await get(url);
+    t.equal(res.statusCode, 200);
+    t.equal(json(res).resourceType, type);
+    t.equal(json(res).id, id);
+    t.equal(res.headers.etag, 'W/"1"');
+  },
+  async vread(t, type) {
+    const { id, url } = await seed(t, type);
+    const res = await get(`${url}/_history/1`);
+    t.equal(res.statusCode, 200);
+    t.equal(json(res).id, id);
+    t.equal(json(res).meta.versionId, '1');
+  },
+  async update(t, type) {
+    const { id, url } = await seed(t, type);
+    const res = await put(url, { ...minimalResource(type), id });
+    t.equal(res.statusCode, 200, 'update of an existing resource answers 200');
+    t.equal(json(res).id, id);
+    t.equal(json(res).meta.versionId, '2');
+    t.equal(json(await get(url)).meta.versionId, '2', 'the update is what read returns');
+  },
+  async delete(t, type) {
+    const { url } = await seed(t, type);
+    const res = await del(url);
+    t.equal(res.statusCode, 204);
+    t.equal((await get(url)).statusCode, 410, 'the deleted resource reads as gone');
+  },
+  async 'history-instance'(t, type) {
+    const { id, url } = await seed(t, type);
+    t.equal((await put(url, { ...minimalResource(type), id })).statusCode, 200, 'setup: a second version');
+    const bundle = assertHistoryBundle(t, await get(`${url}/_history`), 'instance history');
+    t.equal(bundle.total, 2);
+    t.same(bundle.entry?.map((e) => e.request.method), ['PUT', 'POST'], 'both versions, newest first');
+    t.ok(bundle.entry?.every((e) => e.fullUrl === `http://localhost:80/fhir/${type}/${id}` && e.resource?.id === id), 'only this instance');
+  },
+  async 'history-type'(t, type) {
+    const { id } = await seed(t, type);
+    const bundle = assertHistoryBundle(t, await get(`/fhir/${type}/_history?_count=1000`), 'type history');
+    t.ok(bundle.entry?.some((e) => e.resource?.id === id), 'includes the instance just created');
+    // Deletion entries carry no resource: their type is in fullUrl.
+    t.ok(bundle.entry?.every((e) => e.fullUrl.startsWith(`http://localhost:80/fhir/${type}/`)), `only ${type} versions`);
+  },
+};
+
+const PERFORM_SYSTEM: Record<string, (t: Tap) => Promise<void>> = {
+  async 'history-system'(t) {
+    const patient = await seed(t, 'Patient');
+    const organization = await seed(t, 'Organization');
+    const bundle = assertHistoryBundle(t, await get('/fhir/_history?_count=1000'), 'system history');
+    const seen = new Set(bundle.entry?.map((e) => `${e.resource?.resourceType}/${e.resource?.id}`));
+    t.ok(seen.has(`Patient/${patient.id}`), 'includes a Patient version');
+    t.ok(seen.has(`Organization/${organization.id}`), 'includes an Organization version: history spans types');
+  },
+};
+
+t.test('the statement has one server rest entry declaring resources', async (t) => {
+  t.equal(declared.resourceType, 'CapabilityStatement');
+  t.equal(declared.rest?.length, 1);
+  t.ok(rest, 'rest[0].mode is server');
+  t.ok(declaredResources.length > 0);
+});
+
+t.test('(a) every declared type-level interaction is really served', async (t) => {
+  for (const resource of declaredResources) {
+    const type = resource.type;
+    const codes = declaredCodes(type);
+    t.equal(new Set(codes).size, codes.length, `${type} declares each interaction once`);
+    for (const code of codes) {
+      await t.test(`${type} ${code}`, async (t) => {
+        const perform = PERFORM[code];
+        if (!perform) return t.fail(`capability-statement.json declares ${code} on ${type}, which no test exercises`);
+        await perform(t, type);
+      });
+    }
+  }
+});
+
+t.test('(a) every declared system-level interaction is really served', async (t) => {
+  t.ok(declaredSystemCodes.length > 0, 'the statement declares system interactions');
+  for (const code of declaredSystemCodes) {
+    await t.test(`system ${code}`, async (t) => {
+      const perform = PERFORM_SYSTEM[code];
+      if (!perform) return t.fail(`capability-statement.json declares system-level ${code}, which no test exercises`);
+      await perform(t);
+    });
+  }
+});
+
+t.test('(b) every route the router serves is declared, for every served type', async (t) => {
+  for (const route of ROUTES) {
+    for (const [method, kind] of Object.entries(route.methods)) {
+      const code = CAPABILITY_CODE[kind];
+      if (route.pattern.startsWith(':type')) {
+        for (const type of SERVED_RESOURCE_TYPES) {
+          t.ok(declaredCodes(type).includes(code), `${method} ${route.pattern} (${code}) is declared on ${type}`);
+        }
+      } else if (kind === 'capabilities') {
+        const res = await get(`/fhir/${route.pattern}`);
+        t.equal(res.statusCode, 200, `${method} /fhir/${route.pattern} answers`);
+        t.equal(json(res).resourceType, 'CapabilityStatement');
+      } else {
+        t.ok(declaredSystemCodes.includes(code), `${method} ${route.pattern} (${code}) is declared at system level`);
+      }
+    }
+  }
+});
+
+t.test('(b) ROUTES is all that is served: other methods on its paths answer 405 with Allow', async (t) => {
+  const concrete = (pattern: string) => `/fhir/${pattern.replace(':type', 'Patient').replace(':id', 'cap-405').replace(':vid', '1')}`;
+  for (const route of ROUTES) {
+    const allowed = Object.keys(route.methods);
+    for (const method of ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const) {
+      if (allowed.includes(method)) continue;
+      const withBody = method === 'POST' || method === 'PUT' || method === 'PATCH';
+      const res = await server.inject({
+        method,
+        url: concrete(route.pattern),
+        ...(withBody ? { payload: JSON.stringify(minimalResource('Patient')), headers: { 'content-type': FHIR_JSON } } : {}),
+      });
+      t.equal(res.statusCode, 405, `${method} ${concrete(route.pattern)}`);
+      t.equal(json(res).resourceType, 'OperationOutcome');
+      t.same(res.headers.allow?.toString().split(', ').sort(), [...allowed].sort(), 'Allow lists what the route serves');
+    }
+  }
+});
+
+t.test('(b) interactions the statement does not declare are refused, not half-served', async (t) => {
+  // R4 TypeRestfulInteraction codes with the request a client would send to perform each. A client
+  // must learn that the interaction is not there (404/405), not that its body is wrong (400/415).
+  const typeLevel: Record<string, (type: string) => Promise<LightMyRequestResponse>> = {
+    patch: (type) =>
+      server.inject({ method: 'PATCH', url: `/fhir/${type}/undeclared`, payload: '[]', headers: { 'content-type': 'application/json-patch+json' } }),
+    'search-type': (type) => get(`/fhir/${type}`),
+  };
+  for (const type of SERVED_RESOURCE_TYPES) {
+    for (const [code, perform] of Object.entries(typeLevel)) {
+      if (declaredCodes(type).includes(code)) continue;
+      const res = await perform(type);
+      t.ok([404, 405].includes(res.statusCode), `${code} on ${type} is not served (${res.statusCode})`);
+      t.equal(json(res).resourceType, 'OperationOutcome');
+    }
+  }
+  const systemLevel: Record<string, () => Promise<LightMyRequestResponse>> = {
+    transaction: () => post('/fhir', { resourceType: 'Bundle', type: 'transaction', entry: [] }),
+    batch: () => post('/fhir', { resourceType: 'Bundle', type: 'batch', entry: [] }),
+    'search-system': () => get('/fhir?_id=x'),
+  };
+  for (const [code, perform] of Object.entries(systemLevel)) {
+    if (declaredSystemCodes.includes(code)) continue;
+    const res = await perform();
+    t.ok([404, 405].includes(res.statusCode), `system ${code} is not served (${res.statusCode})`);
+    t.equal(json(res).resourceType, 'OperationOutcome');
+  }
+});
+
+t.test('(c) the declared resource types are exactly the served ones', async (t) => {
+  const types = declaredResources.map((r) => r.type);
+  t.equal(new Set(types).size, types.length, 'each type declared once');
+  t.same([...types].sort(), [...SERVED_RESOURCE_TYPES].sort());
+});
+
+t.test('(c) an undeclared resource type answers 404 with an OperationOutcome', async (t) => {
+  t.notOk(declaredResources.some((r) => r.type === 'Observation'), 'Observation is not declared');
+  const observation = { resourceType: 'Observation', status: 'final', code: { text: 'Poids' } };
+  for (const res of [
+    await get('/fhir/Observation/x'),
+    await post('/fhir/Observation', observation),
+    await put('/fhir/Observation/x', { ...observation, id: 'x' }),
+    await get('/fhir/Observation/_history'),
+  ]) {
+    t.equal(res.statusCode, 404);
+    t.equal(json(res).resourceType, 'OperationOutcome');
+    t.equal(json(res).issue[0].code, 'not-found');
+  }
+  t.match(json(await get('/fhir/Observation/x')).issue[0].diagnostics, /Observation/, 'the outcome names the type');
+});
+
+t.test('(d) fhirVersion and format are true', async (t) => {
+  t.equal(declared.fhirVersion, '4.0.1');
+  t.ok(declared.format.includes('application/fhir+json'), 'declares application/fhir+json');
+  for (const format of declared.format) {
+    const res = await get(`/fhir/metadata?_format=${encodeURIComponent(format)}`);
+    t.equal(res.statusCode, 200, `_format=${format} is produced`);
+    t.match(res.headers['content-type'], /^application\/(fhir\+)?json/);
+    t.equal(json(res).resourceType, 'CapabilityStatement');
+  }
+  t.notOk(declared.format.some((f) => /xml/.test(f)), 'XML is not declared');
+  t.equal((await get('/fhir/metadata?_format=xml')).statusCode, 406, 'and is not produced');
+});
+
+t.test('(d) /metadata serves the declared statement', async (t) => {
+  const served = json<CapabilityStatement>(await get('/fhir/metadata'));
+  t.equal(served.fhirVersion, declared.fhirVersion);
+  t.same(served.format, declared.format);
+  t.same(served.rest, declared.rest, 'the served rest section is the file, unchanged');
+  t.equal(served.kind, 'instance');
+  t.equal(served.implementation?.url, 'http://localhost:80/fhir', 'an instance statement names its base URL');
+});
+
+t.test('(d) versioning, readHistory and updateCreate match behaviour', async (t) => {
+  for (const resource of declaredResources) {
+    const type = resource.type;
+    await t.test(type, async (t) => {
+      t.ok(resource.versioning, 'versioning is declared');
+      if (resource.versioning === 'versioned' || resource.versioning === 'versioned-update') {
+        const { id, url } = await seed(t, type);
+        const updated = await put(url, { ...minimalResource(type), id });
+        t.equal(json(updated).meta.versionId, '2', 'meta.versionId is maintained');
+        t.equal(updated.headers.etag, 'W/"2"');
+        if (resource.versioning === 'versioned-update') {
+          t.equal((await put(url, { ...minimalResource(type), id }, { 'if-match': 'W/"1"' })).statusCode, 412, 'a stale If-Match is refused');
+        }
+      }
+      if (resource.readHistory === true) {
+        const { id, url } = await seed(t, type);
+        t.equal((await put(url, { ...minimalResource(type), id, language: 'fr' })).statusCode, 200, 'setup: version 2');
+        t.equal(json(await get(url)).language, 'fr');
+        const v1 = await get(`${url}/_history/1`);
+        t.equal(v1.statusCode, 200, 'a past version is readable by vread');
+        t.equal(json(v1).meta.versionId, '1');
+        t.equal(json(v1).language, undefined, 'vread returns the past content, not the current one');
+      }
+      if (resource.updateCreate === true) {
+        const id = `cap-new-${type.toLowerCase()}`;
+        const res = await put(`/fhir/${type}/${id}`, { ...minimalResource(type), id });
+        t.equal(res.statusCode, 201, 'PUT of a new id creates it');
+        t.equal(json(res).id, id, 'with the client-chosen id');
+        t.equal((await get(`/fhir/${type}/${id}`)).statusCode, 200);
+      } else {
+        t.ok((await put(`/fhir/${type}/cap-no-create`, { ...minimalResource(type), id: 'cap-no-create' })).statusCode >= 400, 'PUT of a new id is refused');
+      }
+      // Conditional interactions are not implemented; the statement must not claim them.
+      t.notOk(resource.conditionalCreate, 'conditionalCreate is not claimed');
+      t.notOk(resource.conditionalUpdate, 'conditionalUpdate is not claimed');
+      t.ok(resource.conditionalRead === undefined || resource.conditionalRead === 'not-supported', 'conditionalRead is not claimed');
+      t.ok(resource.conditionalDelete === undefined || resource.conditionalDelete === 'not-supported', 'conditionalDelete is not claimed');
+    });
+  }
+});
