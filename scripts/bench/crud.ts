@@ -1,0 +1,315 @@
+/**
+ * CRUD benchmark: create and read-by-id of Patient over real HTTP, on the embedded PGlite and on PostgreSQL,
+ * next to baselines that show what the same hardware does without the server's work:
+ *   - a bare Fastify route answering the stored JSON from memory (HTTP cost alone),
+ *   - a bare Fastify route doing one SELECT by id (HTTP + one query: the fair read baseline),
+ *   - the driver alone: one INSERT per document, and one SELECT by id, at the same concurrency.
+ *
+ *   npm run bench
+ *
+ * Environment: BENCH_DATABASE_URL (postgres://…; without it a throwaway PostgreSQL 15 cluster is started and
+ * removed), BENCH_REQUESTS (3000), BENCH_WARMUP (500), BENCH_CONCURRENCY (16), PG_POOL_SIZE (10, both sides).
+ * Results go to scripts/bench/results/crud-<store>.{md,json}.
+ *
+ * Each store is measured in a process of its own (this file run with the store as argument), so that one
+ * store's memory (PGlite's WASM heap is hundreds of MiB) and garbage do not show up in the other's numbers.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/app.ts';
+import { openDatabase } from '../../src/store/database.ts';
+import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
+import { LoadClient } from './lib/load-client.ts';
+import { startThrowawayCluster, type Cluster } from './lib/pg-cluster.ts';
+import { frenchPatient, storedFrenchPatient } from './lib/patients.ts';
+import { openRawDriver, type RawDriver } from './lib/raw-driver.ts';
+import { machine, markdown, summarise, writeResults, type Measurement, type StoreReport } from './lib/report.ts';
+
+const REQUESTS = positiveInteger('BENCH_REQUESTS', 3000);
+const WARMUP = positiveInteger('BENCH_WARMUP', 500);
+const CONCURRENCY = positiveInteger('BENCH_CONCURRENCY', 16);
+const PG_POOL_SIZE = positiveInteger('PG_POOL_SIZE', 10);
+const RESULTS_DIR = new URL('./results/', import.meta.url);
+const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+
+// Targets this benchmark checks (the server's overhead budget over the baselines).
+const READ_SHARE = 0.6;
+const READ_P99_MS = 5;
+const CREATE_SHARE = 0.4;
+
+type Phase = 'warm-up' | 'measured';
+/** Runs one phase of an operation: the warm-up uses items [0, WARMUP), the measurement the next REQUESTS. */
+type PhaseRunner = (phase: Phase) => Promise<LoopResult>;
+
+interface StoreTarget {
+  name: 'pglite' | 'postgres';
+  url: string;
+}
+
+function positiveInteger(name: string, fallback: number): number {
+  const value = process.env[name];
+  if (value === undefined || value === '') return fallback;
+  if (!/^[1-9]\d*$/.test(value)) throw new Error(`${name} must be a positive integer, not '${value}'`);
+  return Number(value);
+}
+
+function phaseSlice<T>(items: T[], phase: Phase): T[] {
+  return phase === 'warm-up' ? items.slice(0, WARMUP) : items.slice(WARMUP, WARMUP + REQUESTS);
+}
+
+/** Highest RSS seen between start and stop, sampled every 10 ms (the event loop is busy, so roughly). */
+function startRssSampler(): { stop(): number } {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 10);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, process.memoryUsage.rss());
+    },
+  };
+}
+
+async function measure(operation: string, run: PhaseRunner): Promise<Measurement> {
+  await run('warm-up');
+  const rss = startRssSampler();
+  const cpuBefore = process.cpuUsage();
+  const result = await run('measured');
+  const cpu = process.cpuUsage(cpuBefore);
+  const clientCpuMs = 'cpuMs' in result && typeof result.cpuMs === 'number' ? result.cpuMs : undefined;
+  const measurement = summarise(operation, result, { peakRssBytes: rss.stop(), processCpuMs: (cpu.user + cpu.system) / 1000, clientCpuMs });
+  console.error(`  ${operation}: ${measurement.opsPerSec.toFixed(0)} ops/s, p99 ${measurement.p99Ms.toFixed(2)} ms`);
+  return measurement;
+}
+
+/**
+ * Sends `paths[i]` (with `bodies[i]`) through the load generator; every answer must have status `expected`, so
+ * that errors are never mistaken for fast responses. Location headers are appended to `locations` when given.
+ */
+function overHttp(
+  client: LoadClient,
+  origin: string,
+  request: { method: 'GET' | 'POST'; paths: string[]; bodies?: string[]; expected: number; locations?: string[] },
+): PhaseRunner {
+  return async (phase) => {
+    const result = await client.run({
+      origin,
+      method: request.method,
+      paths: phaseSlice(request.paths, phase),
+      bodies: request.bodies && phaseSlice(request.bodies, phase),
+      concurrency: CONCURRENCY,
+    });
+    const unexpected = Object.entries(result.statuses).filter(([status]) => Number(status) !== request.expected);
+    if (unexpected.length > 0) {
+      throw new Error(`${request.method} ${origin}: expected only ${request.expected}, got ${JSON.stringify(result.statuses)}`);
+    }
+    request.locations?.push(...result.locations);
+    return result;
+  };
+}
+
+/** Calls the driver directly for document `index`, CONCURRENCY at a time, no HTTP involved. */
+function throughDriver(operation: (index: number) => Promise<void>): PhaseRunner {
+  return (phase) => {
+    const offset = phase === 'warm-up' ? 0 : WARMUP;
+    return closedLoop(phase === 'warm-up' ? WARMUP : REQUESTS, CONCURRENCY, (index) => operation(offset + index));
+  };
+}
+
+/** The baseline server: bare Fastify routes that do nothing a FHIR server must do beyond fetching the JSON. */
+function rawRoutes(driver: RawDriver, documents: Map<string, string>): FastifyInstance {
+  const app = Fastify({ logger: false });
+  app.get<{ Params: { id: string } }>('/memory/Patient/:id', async (request, reply) => {
+    const json = documents.get(request.params.id);
+    if (json === undefined) return reply.code(404).send();
+    return reply.type(FHIR_JSON).send(json);
+  });
+  app.get<{ Params: { id: string } }>('/select/Patient/:id', async (request, reply) => {
+    const { rows } = await driver.query('SELECT content FROM bench_raw WHERE id = $1', [request.params.id]);
+    if (rows.length === 0) return reply.code(404).send();
+    return reply.type(FHIR_JSON).send(rows[0]!.content);
+  });
+  return app;
+}
+
+/** `…/Patient/<id>/_history/1` → `<id>`. */
+function idFromLocation(location: string): string {
+  const match = location.match(/\/Patient\/([^/]+)\/_history\//);
+  if (!match) throw new Error(`create answered without a usable Location: '${location}'`);
+  return match[1]!;
+}
+
+async function measureStore(store: StoreTarget, client: LoadClient, driver: RawDriver, serverOrigin: string, rawOrigin: string, documents: { id: string; json: string }[]): Promise<Measurement[]> {
+  const total = WARMUP + REQUESTS;
+  const measurements: Measurement[] = [];
+
+  measurements.push(
+    await measure('raw driver insert', throughDriver(async (index) => {
+      const document = documents[index]!;
+      await driver.query('INSERT INTO bench_raw (id, content) VALUES ($1, $2)', [document.id, document.json]);
+    })),
+  );
+  const createdLocations: string[] = [];
+  measurements.push(
+    await measure('server create (POST /fhir/Patient)', overHttp(client, serverOrigin, {
+      method: 'POST',
+      paths: new Array<string>(total).fill('/fhir/Patient'),
+      bodies: Array.from({ length: total }, (_, index) => JSON.stringify(frenchPatient(index))),
+      expected: 201,
+      locations: createdLocations,
+    })),
+  );
+
+  measurements.push(
+    await measure('raw driver select by id', throughDriver(async (index) => {
+      const { rows } = await driver.query('SELECT content FROM bench_raw WHERE id = $1', [documents[index]!.id]);
+      if (rows.length !== 1) throw new Error(`bench_raw has no row ${documents[index]!.id}`);
+    })),
+  );
+  measurements.push(
+    await measure('raw route, JSON from memory (GET)', overHttp(client, rawOrigin, {
+      method: 'GET',
+      paths: documents.map((document) => `/memory/Patient/${document.id}`),
+      expected: 200,
+    })),
+  );
+  measurements.push(
+    await measure('raw route + raw select (GET)', overHttp(client, rawOrigin, {
+      method: 'GET',
+      paths: documents.map((document) => `/select/Patient/${document.id}`),
+      expected: 200,
+    })),
+  );
+  const createdIds = createdLocations.map(idFromLocation);
+  measurements.push(
+    await measure('server read (GET /fhir/Patient/{id})', overHttp(client, serverOrigin, {
+      method: 'GET',
+      paths: createdIds.map((id) => `/fhir/Patient/${id}`),
+      expected: 200,
+    })),
+  );
+  console.error(`  (${store.name} done)`);
+  return measurements;
+}
+
+function compare(measurements: Measurement[]): Pick<StoreReport, 'ratios' | 'targets'> {
+  const find = (prefix: string) => measurements.find((m) => m.operation.startsWith(prefix))!;
+  const read = find('server read');
+  const create = find('server create');
+  const ratios = {
+    'server read / raw route from memory': read.opsPerSec / find('raw route, JSON').opsPerSec,
+    'server read / raw route + raw select': read.opsPerSec / find('raw route + raw select').opsPerSec,
+    'server create / raw driver insert': create.opsPerSec / find('raw driver insert').opsPerSec,
+  };
+  const readFast = read.p99Ms < READ_P99_MS;
+  const targets = {
+    readVsSelectRoute: {
+      rule: `read ≥ ${READ_SHARE * 100} % of raw route + select, p99 < ${READ_P99_MS} ms`,
+      met: ratios['server read / raw route + raw select'] >= READ_SHARE && readFast,
+    },
+    readVsMemoryRoute: {
+      rule: `read ≥ ${READ_SHARE * 100} % of raw route from memory, p99 < ${READ_P99_MS} ms`,
+      met: ratios['server read / raw route from memory'] >= READ_SHARE && readFast,
+    },
+    create: {
+      rule: `create ≥ ${CREATE_SHARE * 100} % of raw driver insert`,
+      met: ratios['server create / raw driver insert'] >= CREATE_SHARE,
+    },
+  };
+  return { ratios, targets };
+}
+
+/** Everything for one store: fresh schema, server and baseline server on free ports, measurements, teardown. */
+async function benchStore(store: StoreTarget, client: LoadClient): Promise<StoreReport> {
+  console.error(`${store.name}:`);
+  // A schema of its own, so runs against a shared server never collide; dropped at the end.
+  const schema = `bench_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const db = await openDatabase(store.url, { schema });
+  const driver = await openRawDriver(store.url, schema);
+  const documents = Array.from({ length: WARMUP + REQUESTS }, (_, index) => storedFrenchPatient(index));
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, db });
+  const rawApp = rawRoutes(driver, new Map(documents.map((document) => [document.id, document.json])));
+  try {
+    await driver.query('CREATE TABLE bench_raw (id text PRIMARY KEY, content text NOT NULL)', []);
+    const serverOrigin = await app.listen({ host: '127.0.0.1', port: 0 });
+    const rawOrigin = await rawApp.listen({ host: '127.0.0.1', port: 0 });
+    const setupRssMiB = process.memoryUsage.rss() / 2 ** 20;
+    const loadBefore = os.loadavg()[0]!;
+    const measurements = await measureStore(store, client, driver, serverOrigin, rawOrigin, documents);
+    return {
+      store: store.name,
+      date: new Date().toISOString(),
+      node: process.version,
+      machine: machine(),
+      loadAverage: { before: loadBefore, after: os.loadavg()[0]! },
+      settings: { requests: REQUESTS, warmup: WARMUP, concurrency: CONCURRENCY, pgPoolSize: PG_POOL_SIZE },
+      measurements,
+      ...compare(measurements),
+      setupRssMiB,
+      processMaxRssMiB: process.resourceUsage().maxRSS / 1024,
+    };
+  } finally {
+    await rawApp.close();
+    await app.close();
+    await driver.close();
+    await db.exec(`DROP SCHEMA ${schema} CASCADE`);
+    await db.close();
+  }
+}
+
+/** Child mode: measures one store, prints its table and writes its result files. */
+async function runStore(store: StoreTarget): Promise<void> {
+  const client = LoadClient.start();
+  try {
+    const report = await benchStore(store, client);
+    console.log(markdown(report));
+    for (const path of writeResults(RESULTS_DIR, report)) console.error(`wrote ${path}`);
+  } finally {
+    client.stop();
+  }
+}
+
+/** Runs this file again for one store and waits for it; a failure there fails the whole benchmark. */
+function runStoreProcess(store: StoreTarget): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), store.name, store.url], { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`the ${store.name} benchmark failed (${signal ?? `exit ${code}`})`));
+    });
+  });
+}
+
+/** Parent mode: provides a PostgreSQL server when none is given, then measures each store in turn. */
+async function main(): Promise<void> {
+  const given = process.env.BENCH_DATABASE_URL;
+  if (given !== undefined && !/^postgres(ql)?:\/\//.test(given)) throw new Error('BENCH_DATABASE_URL must be a postgres:// URL');
+  let cluster: Cluster | undefined;
+  // Ctrl-C must not leave a PostgreSQL cluster running in /tmp.
+  const interrupt = () => {
+    cluster?.stop();
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupt);
+  try {
+    if (given === undefined) {
+      cluster = await startThrowawayCluster();
+      console.error(`started a throwaway PostgreSQL 15 cluster at ${cluster.url}`);
+    }
+    await runStoreProcess({ name: 'pglite', url: 'memory://' });
+    await runStoreProcess({ name: 'postgres', url: given ?? cluster!.url });
+  } finally {
+    cluster?.stop();
+    process.off('SIGINT', interrupt);
+  }
+}
+
+const [storeName, storeUrl] = process.argv.slice(2);
+if (storeName === undefined) await main();
+else if ((storeName === 'pglite' || storeName === 'postgres') && storeUrl) await runStore({ name: storeName, url: storeUrl });
+else throw new Error('usage: crud.ts [pglite|postgres <url>]');

@@ -1,0 +1,57 @@
+import { execFileSync } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+
+export interface Cluster {
+  url: string;
+  stop(): void;
+}
+
+/** A port nobody listens on right now (the kernel's pick for port 0). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Runs a shell command as the postgres user when we are root: initdb refuses to run as root. */
+function asPostgres(command: string): void {
+  const argv = process.getuid?.() === 0 ? ['su', 'postgres', '-s', '/bin/bash', '-c', command] : ['bash', '-c', command];
+  execFileSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** Starts a PostgreSQL 15 cluster in a temporary directory, trusting local connections; `stop` deletes it. */
+export async function startThrowawayCluster(): Promise<Cluster> {
+  if (!existsSync(`${PG_BIN}/initdb`)) throw new Error(`PostgreSQL 15 not found in ${PG_BIN}; set BENCH_DATABASE_URL instead`);
+  const dir = mkdtempSync(join(tmpdir(), 'dossier-bench-pg-'));
+  if (process.getuid?.() === 0) {
+    const postgresUid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    chownSync(dir, postgresUid, -1);
+  }
+  const port = await freePort();
+  const stop = () => {
+    try {
+      asPostgres(`${PG_BIN}/pg_ctl -D ${dir}/data -m fast -w stop`);
+    } catch {
+      // Not running (start failed): nothing to stop, the directory still goes.
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    asPostgres(`${PG_BIN}/initdb -D ${dir}/data -A trust -U postgres`);
+    asPostgres(`${PG_BIN}/pg_ctl -D ${dir}/data -w -o '-p ${port} -k ${dir} -c listen_addresses=127.0.0.1' -l ${dir}/log start`);
+  } catch (error) {
+    stop();
+    throw error;
+  }
+  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop };
+}

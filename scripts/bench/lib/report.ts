@@ -1,0 +1,118 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import type { LoopResult } from './closed-loop.ts';
+
+export interface Measurement {
+  operation: string;
+  requests: number;
+  opsPerSec: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  /** Highest resident set size of this process sampled while the operation ran, MiB. */
+  peakRssMiB: number;
+  /** CPU time of the benchmark process (server, baseline server, PGlite, driver) over wall time; 100 = one core. */
+  processCpuPercent: number;
+  /** The same for the HTTP load generator (its own process); absent for driver-only operations. */
+  clientCpuPercent?: number;
+}
+
+export interface Usage {
+  peakRssBytes: number;
+  processCpuMs: number;
+  clientCpuMs?: number;
+}
+
+export interface StoreReport {
+  store: string;
+  date: string;
+  node: string;
+  machine: { cpu: string; cores: number; os: string; memoryMiB: number };
+  /** 1-minute load average before and after the measurements: other work on the machine skews every number. */
+  loadAverage: { before: number; after: number };
+  settings: { requests: number; warmup: number; concurrency: number; pgPoolSize: number };
+  measurements: Measurement[];
+  ratios: Record<string, number>;
+  targets: Record<string, { met: boolean; rule: string }>;
+  /** RSS once the stores were open, the tables made and both servers listening, before any load, MiB. */
+  setupRssMiB: number;
+  /** process.resourceUsage().maxRSS at the end: this store's process's peak, MiB. */
+  processMaxRssMiB: number;
+}
+
+/** Nearest-rank percentile of sorted values. */
+function percentile(sorted: number[], fraction: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)]!;
+}
+
+export function summarise(operation: string, result: LoopResult, usage: Usage): Measurement {
+  const sorted = [...result.latencies].sort((a, b) => a - b);
+  const percentOfWall = (cpuMs: number) => (100 * cpuMs) / result.elapsedMs;
+  return {
+    operation,
+    requests: sorted.length,
+    opsPerSec: (sorted.length * 1000) / result.elapsedMs,
+    p50Ms: percentile(sorted, 0.5),
+    p95Ms: percentile(sorted, 0.95),
+    p99Ms: percentile(sorted, 0.99),
+    peakRssMiB: usage.peakRssBytes / 2 ** 20,
+    processCpuPercent: percentOfWall(usage.processCpuMs),
+    ...(usage.clientCpuMs === undefined ? {} : { clientCpuPercent: percentOfWall(usage.clientCpuMs) }),
+  };
+}
+
+export function machine(): StoreReport['machine'] {
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    os: `${os.type()} ${os.release()}`,
+    memoryMiB: Math.round(os.totalmem() / 2 ** 20),
+  };
+}
+
+const fixed = (value: number, digits: number) => value.toFixed(digits);
+
+export function markdown(report: StoreReport): string {
+  const lines = [
+    `# CRUD benchmark: ${report.store}`,
+    '',
+    `${report.date} · Node ${report.node} · ${report.machine.cpu} × ${report.machine.cores} cores · ${report.machine.os}`,
+    `Load average (1 min) before/after: ${fixed(report.loadAverage.before, 2)} / ${fixed(report.loadAverage.after, 2)}` +
+      (report.loadAverage.before > report.machine.cores / 2 ? ' (**the machine was busy: numbers are pessimistic and noisy**)' : ''),
+    `${report.settings.requests} requests per measurement after ${report.settings.warmup} warm-up, ` +
+      `${report.settings.concurrency} in flight` + (report.store === 'postgres' ? `, pool of ${report.settings.pgPoolSize} connections` : ''),
+    '',
+    '| operation | ops/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | bench CPU % | client CPU % |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...report.measurements.map(
+      (m) =>
+        `| ${m.operation} | ${fixed(m.opsPerSec, 0)} | ${fixed(m.p50Ms, 2)} | ${fixed(m.p95Ms, 2)} | ${fixed(m.p99Ms, 2)} ` +
+        `| ${fixed(m.peakRssMiB, 0)} | ${fixed(m.processCpuPercent, 0)} | ${m.clientCpuPercent === undefined ? '–' : fixed(m.clientCpuPercent, 0)} |`,
+    ),
+    '',
+    `RSS of the benchmark process once the stores were open and the server built: ${fixed(report.setupRssMiB, 0)} MiB; ` +
+      `its maximum over the run: ${fixed(report.processMaxRssMiB, 0)} MiB. ` +
+      'CPU % is CPU time over wall time (100 = one core); the PostgreSQL server\'s own processes are not counted.',
+    '',
+    '| ratio | value |',
+    '|---|---:|',
+    ...Object.entries(report.ratios).map(([name, value]) => `| ${name} | ${fixed(value * 100, 1)} % |`),
+    '',
+    '| target | met |',
+    '|---|---|',
+    ...Object.values(report.targets).map((target) => `| ${target.rule} | ${target.met ? 'yes' : '**no**'} |`),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** Writes `crud-<store>.md` and `crud-<store>.json` into `dir`, replacing earlier results. */
+export function writeResults(dir: URL, report: StoreReport): string[] {
+  mkdirSync(dir, { recursive: true });
+  const md = new URL(`crud-${report.store}.md`, dir);
+  const json = new URL(`crud-${report.store}.json`, dir);
+  writeFileSync(md, markdown(report));
+  writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
+  return [md.pathname, json.pathname];
+}
