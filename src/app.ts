@@ -8,6 +8,10 @@ import { registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
 import { FhirRouter } from './router/router.ts';
+import { loadPatientCompartment } from './search/compartment.ts';
+import { SearchEngine } from './search/execute.ts';
+import { SearchIndexWriter } from './search/index-writer.ts';
+import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
 import type { Database } from './store/database.ts';
 import { migrate } from './store/migrate.ts';
 import { Repository } from './store/repository.ts';
@@ -20,13 +24,20 @@ export interface AppOptions {
 }
 
 let defaultValidator: ResourceValidator | undefined;
+let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
 export async function buildApp({ config, db, validator }: AppOptions): Promise<FastifyInstance> {
   await migrate(db);
-  const repo = new Repository(db);
+  const registry = (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters()));
+  const repo = new Repository(db, new SearchIndexWriter(registry));
   validator ??= defaultValidator ??= baseValidator(SERVED_RESOURCE_TYPES);
-  const router = new FhirRouter({ repo, validator, capabilityStatement: loadCapabilityStatement() });
+  const router = new FhirRouter({
+    repo,
+    validator,
+    capabilityStatement: loadCapabilityStatement(),
+    search: { registry, engine: new SearchEngine(db, registry), patientCompartment: loadPatientCompartment() },
+  });
 
   const app = Fastify({
     logger: { level: config.logLevel },

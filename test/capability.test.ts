@@ -93,6 +93,14 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
     t.same(bundle.entry?.map((e) => e.request.method), ['PUT', 'POST'], 'both versions, newest first');
     t.ok(bundle.entry?.every((e) => e.fullUrl === `http://localhost:80/fhir/${type}/${id}` && e.resource?.id === id), 'only this instance');
   },
+  async 'search-type'(t, type) {
+    const { id } = await seed(t, type);
+    const res = await get(`/fhir/${type}?_id=${id}`);
+    t.equal(res.statusCode, 200);
+    const bundle = json(res);
+    t.equal(bundle.type, 'searchset');
+    t.same(bundle.entry.map((e: any) => e.resource.id), [id], 'finds the instance by _id');
+  },
   async 'history-type'(t, type) {
     const { id } = await seed(t, type);
     const bundle = assertHistoryBundle(t, await get(`/fhir/${type}/_history?_count=1000`), 'type history');
@@ -103,6 +111,13 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
 };
 
 const PERFORM_SYSTEM: Record<string, (t: Tap) => Promise<void>> = {
+  async 'search-system'(t) {
+    const patient = await seed(t, 'Patient');
+    const organization = await seed(t, 'Organization');
+    const bundle = json(await get(`/fhir?_id=${patient.id},${organization.id}`));
+    t.equal(bundle.type, 'searchset');
+    t.same(bundle.entry.map((e: any) => `${e.resource.resourceType}/${e.resource.id}`).sort(), [`Organization/${organization.id}`, `Patient/${patient.id}`].sort());
+  },
   async 'history-system'(t) {
     const patient = await seed(t, 'Patient');
     const organization = await seed(t, 'Organization');
@@ -166,7 +181,7 @@ t.test('(b) every route the router serves is declared, for every served type', a
 });
 
 t.test('(b) ROUTES is all that is served: other methods on its paths answer 405 with Allow', async (t) => {
-  const concrete = (pattern: string) => `/fhir/${pattern.replace(':type', 'Patient').replace(':id', 'cap-405').replace(':vid', '1')}`;
+  const concrete = (pattern: string) => `/fhir/${pattern.replace(':type', 'Patient').replace(':id', 'cap-405').replace(':vid', '1').replace(':compartmentType', 'Immunization')}`;
   for (const route of ROUTES) {
     const allowed = Object.keys(route.methods);
     for (const method of ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const) {
@@ -211,6 +226,37 @@ t.test('(b) interactions the statement does not declare are refused, not half-se
     t.ok([404, 405].includes(res.statusCode), `system ${code} is not served (${res.statusCode})`);
     t.equal(json(res).resourceType, 'OperationOutcome');
   }
+});
+
+/** A syntactically valid value for a parameter of each type, enough to prove the engine accepts it. */
+const SAMPLE_VALUE: Record<string, string> = {
+  token: 'http://example.org|x',
+  string: 'x',
+  date: 'ge2020-01-01',
+  reference: 'Patient/x',
+  uri: 'http://example.org/x',
+  number: '1',
+  quantity: '5|http://unitsofmeasure.org|mg',
+  composite: 'a$b',
+};
+
+t.test('(b) every declared search parameter is accepted, and every one the engine has is declared', async (t) => {
+  const { registry } = await import('./helpers/search.ts');
+  for (const resource of declaredResources) {
+    const declaredParams = resource.searchParam ?? [];
+    const engineParams = registry.forType(resource.type).map((p) => `${p.code}:${p.type}`).sort();
+    t.same(declaredParams.map((p) => `${p.name}:${p.type}`).sort(), engineParams, `${resource.type}: declared = engine's parameters, with their types`);
+    for (const param of declaredParams) {
+      const res = await get(`/fhir/${resource.type}?${param.name}=${encodeURIComponent(SAMPLE_VALUE[param.type]!)}`, { prefer: 'handling=strict' });
+      t.equal(res.statusCode, 200, `${resource.type}?${param.name} (${param.type}) is searchable`);
+    }
+  }
+  for (const param of rest?.searchParam ?? []) {
+    const res = await get(`/fhir?_type=Patient&${param.name}=${encodeURIComponent(SAMPLE_VALUE[param.type]!)}`, { prefer: 'handling=strict' });
+    t.equal(res.statusCode, 200, `system search by ${param.name}`);
+  }
+  t.same(rest?.compartment, ['http://hl7.org/fhir/CompartmentDefinition/patient']);
+  t.equal((await get('/fhir/Patient/x/Immunization')).statusCode, 200, 'the patient compartment is searchable');
 });
 
 t.test('(c) the declared resource types are exactly the served ones', async (t) => {

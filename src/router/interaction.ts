@@ -13,7 +13,11 @@ export type Interaction =
   | { kind: 'delete'; resourceType: string; id: string }
   | { kind: 'history-instance'; resourceType: string; id: string }
   | { kind: 'history-type'; resourceType: string }
-  | { kind: 'history-system' };
+  | { kind: 'history-system' }
+  | { kind: 'search-type'; resourceType: string }
+  | { kind: 'search-system' }
+  /** Search within a patient's compartment: `Patient/123/Immunization`. */
+  | { kind: 'search-compartment'; compartmentType: string; id: string; resourceType: string };
 
 export type InteractionKind = Interaction['kind'];
 
@@ -28,6 +32,10 @@ export const CAPABILITY_CODE: Record<InteractionKind, string> = {
   'history-instance': 'history-instance',
   'history-type': 'history-type',
   'history-system': 'history-system',
+  'search-type': 'search-type',
+  'search-system': 'search-system',
+  // A compartment search is a type search restricted to the compartment (R4 http.html#search).
+  'search-compartment': 'search-type',
 };
 
 /**
@@ -35,11 +43,15 @@ export const CAPABILITY_CODE: Record<InteractionKind, string> = {
  * selects. `:type`, `:id` and `:vid` are path parameters; other segments are literal.
  */
 export const ROUTES: ReadonlyArray<{ pattern: string; methods: Partial<Record<HttpMethod, InteractionKind>> }> = [
+  { pattern: '', methods: { GET: 'search-system' } },
+  { pattern: '_search', methods: { POST: 'search-system' } },
   { pattern: 'metadata', methods: { GET: 'capabilities' } },
   { pattern: '_history', methods: { GET: 'history-system' } },
-  { pattern: ':type', methods: { POST: 'create' } },
+  { pattern: ':type', methods: { GET: 'search-type', POST: 'create' } },
+  { pattern: ':type/_search', methods: { POST: 'search-type' } },
   { pattern: ':type/_history', methods: { GET: 'history-type' } },
   { pattern: ':type/:id', methods: { GET: 'read', PUT: 'update', DELETE: 'delete' } },
   { pattern: ':type/:id/_history', methods: { GET: 'history-instance' } },
   { pattern: ':type/:id/_history/:vid', methods: { GET: 'vread' } },
+  { pattern: ':type/:id/:compartmentType', methods: { GET: 'search-compartment' } },
 ];

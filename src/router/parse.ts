@@ -8,7 +8,7 @@ interface CompiledRoute {
   methods: Partial<Record<HttpMethod, InteractionKind>>;
 }
 
-const COMPILED: CompiledRoute[] = ROUTES.map((route) => ({ segments: route.pattern.split('/'), methods: route.methods }));
+const COMPILED: CompiledRoute[] = ROUTES.map((route) => ({ segments: route.pattern === '' ? [] : route.pattern.split('/'), methods: route.methods }));
 
 /** Which interaction a request asks for: 404 for an unknown path or type, 405 for a method the path lacks. */
 export function parseInteraction(request: FhirRequest): Interaction {
@@ -20,8 +20,8 @@ export function parseInteraction(request: FhirRequest): Interaction {
   route.segments.forEach((segment, index) => {
     if (segment.startsWith(':')) params[segment.slice(1)] = segments[index] as string;
   });
-  if (params.type !== undefined && !isServedResourceType(params.type)) {
-    throw FhirError.notFound(`Resource type '${params.type}' is not served by this server`);
+  for (const type of [params.type, params.compartmentType]) {
+    if (type !== undefined && !isServedResourceType(type)) throw FhirError.notFound(`Resource type '${type}' is not served by this server`);
   }
   const method = request.method === 'HEAD' ? 'GET' : request.method;
   const kind = route.methods[method];
@@ -37,10 +37,14 @@ export function parseInteraction(request: FhirRequest): Interaction {
   switch (kind) {
     case 'capabilities':
     case 'history-system':
+    case 'search-system':
       return { kind };
     case 'create':
     case 'history-type':
+    case 'search-type':
       return { kind, resourceType };
+    case 'search-compartment':
+      return { kind, compartmentType: resourceType, id, resourceType: params.compartmentType as string };
     case 'read':
     case 'update':
     case 'delete':

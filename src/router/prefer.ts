@@ -6,3 +6,8 @@ export function returnPreference(prefer: string | undefined): ReturnPreference {
   return (match?.[1] as ReturnPreference | undefined) ?? 'representation';
 }
 
+
+/** `Prefer: handling=strict` (R4 search.html#errors): unknown search parameters are errors, not ignored. */
+export function strictHandling(prefer: string | undefined): boolean {
+  return /(?:^|[;,\s])handling\s*=\s*"?strict"?/.test(prefer ?? '');
+}

@@ -33,3 +33,8 @@ export interface FhirResponse {
 export class UnsupportedBody {
   constructor(readonly mediaType: string) {}
 }
+
+/** A form-encoded body (`POST [type]/_search`, R4 http.html#search): its parameters, in order. */
+export class FormParameters {
+  constructor(readonly entries: Array<[string, string]>) {}
+}

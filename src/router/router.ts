@@ -1,13 +1,17 @@
-import type { CapabilityStatement, OperationOutcome, Resource } from 'fhir/r4';
+import type { Bundle, CapabilityStatement, OperationOutcome, Resource } from 'fhir/r4';
 import { instanceCapabilityStatement } from '../fhir/capability.ts';
 import { FhirError, informational } from '../fhir/outcome.ts';
+import { SERVED_RESOURCE_TYPES } from '../fhir/resource-types.ts';
 import type { ResourceValidator } from '../fhir/validation/validator.ts';
+import type { SearchEngine } from '../search/execute.ts';
+import { parseSearch } from '../search/parse.ts';
+import type { SearchParameterRegistry } from '../search/registry.ts';
 import { StoredResource, type Repository } from '../store/repository.ts';
 import { history } from './history.ts';
 import type { Interaction } from './interaction.ts';
 import { parseInteraction } from './parse.ts';
-import { returnPreference } from './prefer.ts';
-import { UnsupportedBody, type FhirRequest, type FhirResponse } from './request.ts';
+import { returnPreference, strictHandling } from './prefer.ts';
+import { FormParameters, UnsupportedBody, type FhirRequest, type FhirResponse } from './request.ts';
 
 /**
  * A step every interaction passes through, bundles' entries included: authorisation and consent decide
@@ -22,6 +26,7 @@ export interface RouterDependencies {
   repo: Repository;
   validator: ResourceValidator;
   capabilityStatement: CapabilityStatement;
+  search: { registry: SearchParameterRegistry; engine: SearchEngine; patientCompartment: Map<string, string[]> };
   hooks?: InteractionHook[];
 }
 
@@ -64,8 +69,9 @@ export class FhirRouter {
   private validate(interaction: Interaction, request: FhirRequest): Resource | undefined {
     if (interaction.kind !== 'create' && interaction.kind !== 'update') return undefined;
     const body = request.body;
-    if (body instanceof UnsupportedBody) {
-      throw new FhirError(415, [{ code: 'not-supported', diagnostics: `Unsupported Content-Type '${body.mediaType}': send application/fhir+json (or application/json)` }]);
+    if (body instanceof UnsupportedBody || body instanceof FormParameters) {
+      const mediaType = body instanceof UnsupportedBody ? body.mediaType : 'application/x-www-form-urlencoded';
+      throw new FhirError(415, [{ code: 'not-supported', diagnostics: `Unsupported Content-Type '${mediaType}': send application/fhir+json (or application/json)` }]);
     }
     if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
       throw FhirError.badRequest('The request body must be a FHIR resource (a JSON object)', undefined, 'structure');
@@ -135,7 +141,33 @@ export class FhirRouter {
       case 'history-type':
       case 'history-system':
         return { status: 200, resource: await history(interaction, request, repo) };
+      case 'search-type':
+      case 'search-system':
+      case 'search-compartment':
+        return { status: 200, resource: await this.search(interaction, request) };
     }
+  }
+
+  /** Type, system and compartment search (R4 http.html#search, search.html), by GET or form POST. */
+  private async search(interaction: Extract<Interaction, { kind: `search-${string}` }>, request: FhirRequest): Promise<Bundle> {
+    const { registry, engine, patientCompartment } = this.deps.search;
+    const pairs = queryPairs(request.query);
+    if (request.body instanceof FormParameters) pairs.push(...request.body.entries);
+    else if (request.body instanceof UnsupportedBody) {
+      throw new FhirError(415, [{ code: 'not-supported', diagnostics: `A search is posted as application/x-www-form-urlencoded, not '${request.body.mediaType}'` }]);
+    } else if (request.body !== undefined) {
+      throw FhirError.badRequest('A search is posted as application/x-www-form-urlencoded parameters, not as a resource');
+    }
+    const types = interaction.kind === 'search-system' ? [...SERVED_RESOURCE_TYPES] : [interaction.resourceType];
+    const parsed = parseSearch(types, pairs, registry, { strict: strictHandling(request.prefer), baseUrl: request.baseUrl });
+    if (interaction.kind === 'search-compartment') {
+      const params = interaction.compartmentType === 'Patient' ? patientCompartment.get(interaction.resourceType) : undefined;
+      if (!params) throw FhirError.notFound(`${interaction.resourceType} is not in the ${interaction.compartmentType} compartment`);
+      parsed.filters.unshift({ kind: 'compartment', compartmentType: interaction.compartmentType, id: interaction.id, params });
+    }
+    // Links name the search as a GET on the type or compartment, whichever way it was asked.
+    const path = interaction.kind === 'search-system' ? '' : request.path.replace(/\/_search$/, '');
+    return engine.search(parsed, { baseUrl: request.baseUrl, path });
   }
 }
 
@@ -160,6 +192,15 @@ function versionHeaders(stored: StoredResource, locationBase?: string): Record<s
     'last-modified': new Date(stored.lastUpdated).toUTCString(),
     ...(locationBase ? { location: `${locationBase}/${stored.resourceType}/${stored.id}/_history/${stored.versionId}` } : {}),
   };
+}
+
+/** Query parameters as ordered (name, value) pairs; a repeated name is one pair per value (AND). */
+function queryPairs(query: FhirRequest['query']): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  for (const [name, value] of Object.entries(query)) {
+    for (const v of Array.isArray(value) ? value : [value]) pairs.push([name, v]);
+  }
+  return pairs;
 }
 
 /** `If-Match: W/"3"` (or `"3"`, or `3`) → 3. */

@@ -1,17 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
+import type { IndexWriter } from '../search/index-writer.ts';
 import type { Database, SqlExecutor } from './database.ts';
 
 /** One stored version of a resource: its JSON text as stored, parsed only when someone needs the object. */
 export class StoredResource {
-  private parsed?: Resource;
   constructor(
     readonly resourceType: string,
     readonly id: string,
     readonly versionId: number,
     readonly lastUpdated: string,
     readonly json: string,
+    private parsed?: Resource,
   ) {}
 
   get resource(): Resource {
@@ -72,7 +73,11 @@ const LAST_UPDATED_TEXT = `to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"
  * the resource's current row, so concurrent writers to one resource queue up and never lose a version.
  */
 export class Repository {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    /** Keeps the search index in step with each write, in the write's own transaction. */
+    private readonly index?: IndexWriter,
+  ) {}
 
   async create(resource: Resource): Promise<StoredResource> {
     return this.db.transaction(async (tx) => {
@@ -83,6 +88,7 @@ export class Repository {
         [stored.resourceType, id, stored.lastUpdated, stored.json],
       );
       await insertHistory(tx, stored, 'POST');
+      await this.index?.write(tx, stored.resourceType, id, stored.resource, true);
       return stored;
     });
   }
@@ -126,6 +132,7 @@ export class Repository {
         );
         if (inserted.rowCount === 1) {
           await insertHistory(tx, stored, 'PUT');
+          await this.index?.write(tx, resourceType, id, stored.resource, true);
           return { resource: stored, created: true };
         }
         // A concurrent writer created it between our lock attempt and our insert: update its version instead.
@@ -142,6 +149,7 @@ export class Repository {
         [resourceType, id, stored.versionId, stored.lastUpdated, stored.json],
       );
       await insertHistory(tx, stored, 'PUT');
+      await this.index?.write(tx, resourceType, id, stored.resource);
       return { resource: stored, created: current.deleted };
     });
   }
@@ -166,6 +174,7 @@ export class Repository {
          VALUES ($1, $2, $3, $4, 'DELETE', NULL)`,
         [resourceType, id, versionId, lastUpdated],
       );
+      await this.index?.write(tx, resourceType, id, undefined);
       return { versionId };
     });
   }
@@ -244,8 +253,8 @@ async function lockCurrent(tx: SqlExecutor, resourceType: string, id: string): P
 function stamp(resource: Resource, id: string, versionId: number): StoredResource {
   const lastUpdated = new Date().toISOString();
   const { resourceType, id: _clientId, meta, ...rest } = resource;
-  const json = JSON.stringify({ resourceType, id, meta: { ...meta, versionId: String(versionId), lastUpdated }, ...rest });
-  return new StoredResource(resourceType, id, versionId, lastUpdated, json);
+  const stamped = { resourceType, id, meta: { ...meta, versionId: String(versionId), lastUpdated }, ...rest } as Resource;
+  return new StoredResource(resourceType, id, versionId, lastUpdated, JSON.stringify(stamped), stamped);
 }
 
 function preconditionFailed(resourceType: string, id: string, expected: number, current?: CurrentRow): FhirError {

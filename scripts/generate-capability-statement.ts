@@ -1,0 +1,21 @@
+// Rewrites the generated parts of capability-statement.json from what the server really has: for each
+// served type its search parameters (from the same registry the search engine uses), and the patient
+// compartment. Interactions stay hand-written; test/capability.test.ts checks both against behaviour.
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { CapabilityStatement } from 'fhir/r4';
+import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
+
+const file = new URL('../capability-statement.json', import.meta.url);
+const statement = JSON.parse(readFileSync(file, 'utf8')) as CapabilityStatement;
+const registry = new SearchParameterRegistry(loadSearchParameters());
+const rest = statement.rest![0]!;
+for (const type of SERVED_RESOURCE_TYPES) {
+  const resource = rest.resource!.find((r) => r.type === type)!;
+  resource.searchParam = registry
+    .forType(type)
+    .sort((a, b) => a.code.localeCompare(b.code))
+    .map((p) => ({ name: p.code, definition: p.url, type: p.type as never }));
+}
+writeFileSync(file, `${JSON.stringify(statement, null, 2)}\n`);
+console.log(SERVED_RESOURCE_TYPES.map((t) => `${t}: ${registry.forType(t).length} search parameters`).join('\n'));

@@ -1,0 +1,23 @@
+// Rebuilds the search index of every current resource, after a SearchParameter definition changed.
+// Usage: DATABASE_URL=… npm run reindex [-- Patient Immunization]   (no types: every served type)
+import { configFromEnv } from '../src/config.ts';
+import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { SearchIndexWriter } from '../src/search/index-writer.ts';
+import { reindex } from '../src/search/reindex.ts';
+import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
+import { openDatabase } from '../src/store/database.ts';
+import { migrate } from '../src/store/migrate.ts';
+
+const config = configFromEnv();
+const types = process.argv.slice(2).length > 0 ? process.argv.slice(2) : [...SERVED_RESOURCE_TYPES];
+const db = await openDatabase(config.databaseUrl);
+await migrate(db);
+const writer = new SearchIndexWriter(new SearchParameterRegistry(loadSearchParameters()));
+const started = Date.now();
+console.log(`reindexing ${types.join(', ')}`);
+const done = await reindex(db, writer, types, ({ done, total }) => {
+  const rate = done / Math.max((Date.now() - started) / 1000, 0.001);
+  console.log(`${done}/${total} (${((100 * done) / Math.max(total, 1)).toFixed(1)}%), ${rate.toFixed(0)} resources/s`);
+});
+console.log(`done: ${done} resources in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+await db.close();

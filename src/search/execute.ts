@@ -1,0 +1,179 @@
+import { randomUUID } from 'node:crypto';
+import type { Bundle, BundleEntry, BundleLink, Resource } from 'fhir/r4';
+import summaryElements from '../fhir/summary-elements.json' with { type: 'json' };
+import { operationOutcome } from '../fhir/outcome.ts';
+import type { Database } from '../store/database.ts';
+import { encodeCursor } from './parse.ts';
+import type { SearchParameterRegistry } from './registry.ts';
+import { Binder, buildSearchSql, type ScopePredicate } from './sql.ts';
+import type { IncludeRule, SearchRequest } from './types.ts';
+
+/** Bounds on what includes may add to one page, so `_include:iterate=*` cannot read the whole store. */
+const MAX_INCLUDE_ROUNDS = 4;
+const MAX_INCLUDED = 1000;
+
+const SUBSETTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED' };
+
+interface Row {
+  resource_type: string;
+  id: string;
+  content: string;
+  [key: `c${number}`]: string | null;
+}
+
+export interface SearchContext {
+  baseUrl: string;
+  /** Path below the base that was searched (`Patient`, `Patient/123/Immunization`, ``), for links. */
+  path: string;
+}
+
+/** Runs parsed searches against the index tables and shapes the `searchset` Bundle (R4 search.html). */
+export class SearchEngine {
+  constructor(
+    private readonly db: Database,
+    private readonly registry: SearchParameterRegistry,
+    private readonly scope?: ScopePredicate,
+  ) {}
+
+  async search(request: SearchRequest, context: SearchContext): Promise<Bundle> {
+    const sql = buildSearchSql(request, this.scope);
+    const countOnly = request.summary === 'count';
+    const rows = countOnly ? [] : (await this.db.query<Row>(sql.pageSql, sql.params)).rows;
+    const backwards = request.cursor?.backwards ?? false;
+    const more = rows.length > request.count;
+    const page = rows.slice(0, request.count);
+    if (backwards) page.reverse();
+
+    const total = request.total === 'none' && !countOnly ? undefined : await this.total(request, sql.countSql, sql.countParams);
+    const matches = page.map((row) => JSON.parse(row.content) as Resource);
+    const included = countOnly ? [] : await this.includes(request, matches);
+
+    const keyCount = sql.sortKeyCount + 2;
+    const cursorOf = (row: Row | undefined) => (row ? Array.from({ length: keyCount }, (_, i) => row[`c${i}`] ?? null) : undefined);
+    // Rows come back in the order of the query; when paging backwards its keys were read reversed too.
+    const first = cursorOf(page[0]);
+    const last = cursorOf(page[page.length - 1]);
+    const hasNext = backwards ? request.cursor !== undefined : more;
+    const hasPrevious = backwards ? more : request.cursor !== undefined;
+
+    const link: BundleLink[] = [{ relation: 'self', url: this.url(request, context, request.cursor ? encodeCursor(request.cursor.values, backwards) : undefined) }];
+    if (!countOnly) {
+      link.push({ relation: 'first', url: this.url(request, context) });
+      if (hasPrevious && first) link.push({ relation: 'previous', url: this.url(request, context, encodeCursor(first, true)) });
+      if (hasNext && last) link.push({ relation: 'next', url: this.url(request, context, encodeCursor(last, false)) });
+    }
+
+    const entry: BundleEntry[] = [
+      ...matches.map((resource) => this.entry(resource, 'match', request, context)),
+      ...included.map((resource) => this.entry(resource, 'include', request, context)),
+    ];
+    if (request.ignored.length > 0) {
+      entry.push({
+        resource: operationOutcome(request.ignored.map(({ name, reason }) => ({ severity: 'warning', code: 'not-supported', diagnostics: `Ignored ${name}: ${reason}`, expression: [name] }))),
+        search: { mode: 'outcome' },
+      });
+    }
+    return {
+      resourceType: 'Bundle',
+      id: randomUUID(),
+      meta: { lastUpdated: new Date().toISOString() },
+      type: 'searchset',
+      ...(total === undefined ? {} : { total }),
+      link,
+      ...(entry.length > 0 ? { entry } : {}),
+    };
+  }
+
+  private async total(request: SearchRequest, countSql: string, countParams: unknown[]): Promise<number> {
+    if (request.total === 'estimate') {
+      const { rows } = await this.db.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${countSql.replace('count(*)::int AS total', '1')}`, countParams);
+      const plan = rows[0]?.['QUERY PLAN'];
+      const parsed = (typeof plan === 'string' ? JSON.parse(plan) : plan) as Array<{ Plan: { 'Plan Rows': number } }>;
+      return Math.round(parsed[0]?.Plan['Plan Rows'] ?? 0);
+    }
+    const { rows } = await this.db.query<{ total: number }>(countSql, countParams);
+    return rows[0]?.total ?? 0;
+  }
+
+  /** `_include` and `_revinclude` targets of the page, `:iterate` applied to what each round adds. */
+  private async includes(request: SearchRequest, matches: Resource[]): Promise<Resource[]> {
+    if (request.include.length === 0 && request.revinclude.length === 0) return [];
+    const seen = new Set(matches.map((r) => `${r.resourceType}/${r.id}`));
+    const included: Resource[] = [];
+    let frontier = matches;
+    for (let round = 0; round < MAX_INCLUDE_ROUNDS && frontier.length > 0 && included.length < MAX_INCLUDED; round++) {
+      const rules = round === 0 ? [...request.include.map((r) => ({ rule: r, reverse: false })), ...request.revinclude.map((r) => ({ rule: r, reverse: true }))] : [...request.include.filter((r) => r.iterate).map((r) => ({ rule: r, reverse: false })), ...request.revinclude.filter((r) => r.iterate).map((r) => ({ rule: r, reverse: true }))];
+      const added: Resource[] = [];
+      for (const { rule, reverse } of rules) {
+        for (const resource of await this.follow(rule, reverse, frontier)) {
+          const key = `${resource.resourceType}/${resource.id}`;
+          if (seen.has(key) || included.length + added.length >= MAX_INCLUDED) continue;
+          seen.add(key);
+          added.push(resource);
+        }
+      }
+      included.push(...added);
+      frontier = added;
+    }
+    return included;
+  }
+
+  private async follow(rule: IncludeRule, reverse: boolean, from: Resource[]): Promise<Resource[]> {
+    const binder = new Binder();
+    const params = rule.param === '*' ? undefined : rule.param;
+    let sql: string;
+    if (!reverse) {
+      const sources = from.filter((r) => rule.sourceType === '*' || r.resourceType === rule.sourceType);
+      if (sources.length === 0) return [];
+      const scoped = this.scope?.('t', rule.targetType ? [rule.targetType] : [], binder);
+      sql = `SELECT t.content FROM search_reference i JOIN resource t ON t.resource_type = i.target_type AND t.id = i.target_id
+        WHERE (i.resource_type, i.resource_id) IN (SELECT * FROM unnest(${binder.bind(sources.map((r) => r.resourceType), 'text[]')}, ${binder.bind(sources.map((r) => r.id), 'text[]')}))
+          ${params ? `AND i.param = ${binder.bind(params)}` : ''} ${rule.targetType ? `AND i.target_type = ${binder.bind(rule.targetType)}` : ''}
+          AND NOT t.deleted ${scoped ? `AND ${scoped}` : ''}`;
+    } else {
+      const targets = from.filter((r) => !rule.targetType || r.resourceType === rule.targetType);
+      if (targets.length === 0) return [];
+      const scoped = this.scope?.('s', [rule.sourceType], binder);
+      sql = `SELECT s.content FROM search_reference i JOIN resource s ON s.resource_type = i.resource_type AND s.id = i.resource_id
+        WHERE i.resource_type = ${binder.bind(rule.sourceType)} ${params ? `AND i.param = ${binder.bind(params)}` : ''}
+          AND (i.target_type, i.target_id) IN (SELECT * FROM unnest(${binder.bind(targets.map((r) => r.resourceType), 'text[]')}, ${binder.bind(targets.map((r) => r.id), 'text[]')}))
+          AND NOT s.deleted ${scoped ? `AND ${scoped}` : ''}`;
+    }
+    const { rows } = await this.db.query<{ content: string }>(sql, binder.params);
+    return rows.map((row) => JSON.parse(row.content) as Resource);
+  }
+
+  private entry(resource: Resource, mode: 'match' | 'include', request: SearchRequest, context: SearchContext): BundleEntry {
+    return {
+      fullUrl: `${context.baseUrl}/${resource.resourceType}/${resource.id}`,
+      resource: subset(resource, request),
+      search: { mode },
+    };
+  }
+
+  private url(request: SearchRequest, context: SearchContext, cursor?: string): string {
+    const query = new URLSearchParams(request.applied);
+    if (request.resourceTypes.length > 1 || context.path === '') query.set('_type', request.resourceTypes.join(','));
+    if (cursor) query.set('_cursor', cursor);
+    const text = query.toString();
+    return `${context.baseUrl}${context.path ? `/${context.path}` : ''}${text ? `?${text}` : ''}`;
+  }
+}
+
+/** `_summary` and `_elements` (R4 search.html#summary, #elements): a subset, tagged SUBSETTED. */
+export function subset(resource: Resource, request: Pick<SearchRequest, 'summary' | 'elements'>): Resource {
+  const lists = (summaryElements as Record<string, { summary: string[]; mandatory: string[] }>)[resource.resourceType];
+  let keep: Set<string> | undefined;
+  if (request.summary === 'true') keep = new Set(lists?.summary ?? []);
+  else if (request.summary === 'text') keep = new Set(['text', ...(lists?.mandatory ?? [])]);
+  else if (request.summary === 'data') keep = new Set(Object.keys(resource).filter((k) => k !== 'text'));
+  else if (request.elements && request.summary !== 'false') keep = new Set(request.elements.map((e) => e.split('.').pop()!));
+  if (!keep) return resource;
+  const out: Record<string, unknown> = { resourceType: resource.resourceType };
+  for (const [key, value] of Object.entries(resource)) {
+    if (key === 'id' || key === 'meta' || keep.has(key)) out[key] = value;
+  }
+  const meta = (resource.meta ?? {}) as Resource['meta'] & object;
+  out.meta = { ...meta, tag: [...(meta.tag ?? []), SUBSETTED] };
+  return out as unknown as Resource;
+}

@@ -1,0 +1,195 @@
+import type { Resource } from 'fhir/r4';
+import { parseDateRange } from './dates.ts';
+import { normalizeString } from './normalize.ts';
+import type { PathNode, SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
+
+/** The index rows of one resource, one array per index table (HAPI FHIR JPA's layout). */
+export interface IndexRows {
+  token: Array<{ param: string; system: string | null; code: string | null; text: string | null }>;
+  string: Array<{ param: string; value: string; normalized: string }>;
+  date: Array<{ param: string; low: string; high: string }>;
+  reference: Array<{ param: string } & ReferenceValue>;
+  uri: Array<{ param: string; uri: string }>;
+  number: Array<{ param: string; value: string }>;
+  quantity: Array<{ param: string; value: string; system: string | null; code: string | null; unit: string | null }>;
+  composite: Array<{ param: string; key: string }>;
+}
+
+export type IndexTable = keyof IndexRows;
+
+/** Where a reference points: a local `Type/id`, or a URL (absolute, canonical, urn), and/or a business identifier. */
+export interface ReferenceValue {
+  targetType: string | null;
+  targetId: string | null;
+  url: string | null;
+  identifierSystem: string | null;
+  identifierValue: string | null;
+}
+
+export function emptyRows(): IndexRows {
+  return { token: [], string: [], date: [], reference: [], uri: [], number: [], quantity: [], composite: [] };
+}
+
+/**
+ * Evaluates every search parameter's FHIRPath expression on a resource and turns what it finds into
+ * index rows, by the type of the values found (a CodeableConcept gives its codings, a Period its range…).
+ * `_id` and `_lastUpdated` are not indexed here: they are columns of the resource table.
+ */
+export function extractIndexRows(resource: Resource, registry: SearchParameterRegistry): IndexRows {
+  const rows = emptyRows();
+  for (const param of registry.forType(resource.resourceType)) {
+    if (!param.evaluate || param.code === '_id' || param.code === '_lastUpdated') continue;
+    let nodes: PathNode[];
+    try {
+      nodes = param.evaluate(resource);
+    } catch {
+      continue; // An expression that cannot apply to this instance indexes nothing.
+    }
+    if (param.type === 'composite') {
+      for (const node of nodes) {
+        const key = compositeKey(param, node, registry);
+        if (key) rows.composite.push({ param: param.code, key });
+      }
+      continue;
+    }
+    for (const node of nodes) addValue(rows, param, node);
+  }
+  return dedupe(rows);
+}
+
+function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode): void {
+  const code = param.code;
+  const type = node.fhirNodeDataType ?? typeof node.data;
+  const data = node.data as any;
+  if (data === null || data === undefined) return;
+  switch (param.type) {
+    case 'token':
+      for (const token of tokensOf(type, data)) rows.token.push({ ...token, text: token.text === null ? null : normalizeString(token.text), param: code });
+      return;
+    case 'string':
+      for (const value of stringsOf(type, data)) rows.string.push({ param: code, value, normalized: normalizeString(value) });
+      return;
+    case 'date': {
+      const range = dateRangeOf(type, data);
+      if (range) rows.date.push({ ...range, param: code });
+      return;
+    }
+    case 'reference': {
+      const reference = referenceOf(type, data);
+      if (reference) rows.reference.push({ ...reference, param: code });
+      return;
+    }
+    case 'uri':
+      if (typeof data === 'string') rows.uri.push({ param: code, uri: data });
+      return;
+    case 'number': {
+      // fhirpath.js wraps integers and decimals it types itself; asStr keeps the value's written precision.
+      const value = typeof data === 'number' ? String(data) : typeof data.asStr === 'string' ? data.asStr : undefined;
+      if (value !== undefined) rows.number.push({ param: code, value });
+      return;
+    }
+    case 'quantity':
+      if (typeof data === 'object' && typeof data.value === 'number') {
+        rows.quantity.push({ param: code, value: String(data.value), system: data.system ?? null, code: data.code ?? null, unit: data.unit ?? null });
+      }
+      return;
+  }
+}
+
+type Token = { system: string | null; code: string | null; text: string | null };
+
+function tokensOf(type: string, data: any): Token[] {
+  switch (type) {
+    case 'Coding':
+      return [{ system: data.system ?? null, code: data.code ?? null, text: data.display ?? null }];
+    case 'CodeableConcept': {
+      const codings: Token[] = (data.coding ?? []).map((c: any) => ({ system: c.system ?? null, code: c.code ?? null, text: c.display ?? data.text ?? null }));
+      if (data.text) codings.push({ system: null, code: null, text: data.text });
+      return codings;
+    }
+    case 'Identifier':
+      return [{ system: data.system ?? null, code: data.value ?? null, text: data.type?.text ?? null }];
+    case 'ContactPoint':
+      return [{ system: data.system ?? null, code: data.value ?? null, text: null }];
+    case 'boolean':
+      return [{ system: null, code: String(data), text: null }];
+    default:
+      return typeof data === 'string' ? [{ system: null, code: data, text: null }] : [];
+  }
+}
+
+function stringsOf(type: string, data: any): string[] {
+  switch (type) {
+    case 'HumanName':
+      return [data.text, data.family, ...(data.given ?? []), ...(data.prefix ?? []), ...(data.suffix ?? [])].filter(isText);
+    case 'Address':
+      return [data.text, ...(data.line ?? []), data.city, data.district, data.state, data.postalCode, data.country].filter(isText);
+    default:
+      return isText(data) ? [data] : [];
+  }
+}
+
+const isText = (value: unknown): value is string => typeof value === 'string' && value.length > 0;
+
+function dateRangeOf(type: string, data: any): { low: string; high: string } | undefined {
+  if (type === 'Period') {
+    const low = typeof data.start === 'string' ? parseDateRange(data.start)?.low.toISOString() : '-infinity';
+    const high = typeof data.end === 'string' ? parseDateRange(data.end)?.high.toISOString() : 'infinity';
+    return low && high ? { low, high } : undefined;
+  }
+  if (typeof data !== 'string') return undefined;
+  const range = parseDateRange(data);
+  return range ? { low: range.low.toISOString(), high: range.high.toISOString() } : undefined;
+}
+
+const RELATIVE_REFERENCE = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[A-Za-z0-9\-.]{1,64})?$/;
+
+function referenceOf(type: string, data: any): ReferenceValue | undefined {
+  const empty: ReferenceValue = { targetType: null, targetId: null, url: null, identifierSystem: null, identifierValue: null };
+  if (typeof data === 'string') return { ...empty, url: data }; // canonical or uri
+  if (type !== 'Reference' || typeof data !== 'object') return undefined;
+  const identifier = data.identifier ? { identifierSystem: data.identifier.system ?? null, identifierValue: data.identifier.value ?? null } : {};
+  const reference: unknown = data.reference;
+  if (typeof reference !== 'string') return data.identifier ? { ...empty, ...identifier } : undefined;
+  if (reference.startsWith('#')) return undefined; // contained: not a searchable target
+  const relative = RELATIVE_REFERENCE.exec(reference);
+  if (relative) return { ...empty, targetType: relative[1]!, targetId: relative[2]!, ...identifier };
+  return { ...empty, url: reference, ...identifier };
+}
+
+/** A composite value as one key: its components' values joined by `$`, in declaration order. */
+function compositeKey(param: SearchParamDefinition, node: PathNode, registry: SearchParameterRegistry): string | undefined {
+  const parts: string[] = [];
+  for (const component of param.components ?? []) {
+    const definition = registry.definitionByUrl(component.definition);
+    const [value] = component.evaluate(node);
+    if (!definition || !value) return undefined;
+    const text = componentText(definition.type, value);
+    if (text === undefined) return undefined;
+    parts.push(text);
+  }
+  return parts.join('$');
+}
+
+function componentText(type: string, node: PathNode): string | undefined {
+  const data = node.data as any;
+  if (type === 'reference') {
+    const reference = referenceOf(node.fhirNodeDataType ?? '', data);
+    return reference?.targetType ? `${reference.targetType}/${reference.targetId}` : reference?.url ?? undefined;
+  }
+  if (type === 'token') return tokensOf(node.fhirNodeDataType ?? typeof data, data)[0]?.code ?? undefined;
+  return typeof data === 'string' || typeof data === 'number' ? String(data) : undefined;
+}
+
+function dedupe(rows: IndexRows): IndexRows {
+  for (const table of Object.keys(rows) as IndexTable[]) {
+    const seen = new Set<string>();
+    (rows[table] as unknown[]) = (rows[table] as unknown[]).filter((row) => {
+      const key = JSON.stringify(row);
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+  }
+  return rows;
+}

@@ -1,0 +1,15 @@
+/**
+ * The form string search compares (R4 search.html#string: case- and accent-insensitive):
+ * lower case, diacritics removed, whitespace collapsed. "Hélène  Lefèvre" → "helene lefevre".
+ */
+export function normalizeString(value: string): string {
+  return value
+    .normalize('NFD')
+    .replace(/\p{Mn}/gu, '')
+    .toLowerCase()
+    // Ligatures NFD leaves whole, common in French names ("Lœvenbruck").
+    .replace(/œ/g, 'oe')
+    .replace(/æ/g, 'ae')
+    .replace(/\s+/g, ' ')
+    .trim();
+}

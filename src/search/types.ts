@@ -1,0 +1,65 @@
+import type { DateRange } from './dates.ts';
+import type { SearchParamDefinition } from './registry.ts';
+
+/** R4 search.html#prefix */
+export type Prefix = 'eq' | 'ne' | 'gt' | 'lt' | 'ge' | 'le' | 'sa' | 'eb' | 'ap';
+
+export type TokenValue = { system?: string | null; code?: string };
+export type ReferenceValue = { type?: string; id?: string; url?: string };
+
+/** One search parameter with its values (OR between values); a search is the AND of its filters. */
+export type Filter =
+  | { kind: 'token'; param: SearchParamDefinition; modifier?: 'not' | 'text' | 'of-type'; values: Array<TokenValue & { text?: string }> }
+  | { kind: 'string'; param: SearchParamDefinition; modifier?: 'exact' | 'contains'; values: string[] }
+  | { kind: 'date'; param: SearchParamDefinition; values: Array<{ prefix: Prefix; range: DateRange }> }
+  | { kind: 'reference'; param: SearchParamDefinition; modifier?: 'identifier'; values: ReferenceValue[]; identifiers?: TokenValue[] }
+  | { kind: 'uri'; param: SearchParamDefinition; modifier?: 'above' | 'below'; values: string[] }
+  | { kind: 'number'; param: SearchParamDefinition; values: Array<{ prefix: Prefix; value: string }> }
+  | { kind: 'quantity'; param: SearchParamDefinition; values: Array<{ prefix: Prefix; value: string; system?: string; code?: string }> }
+  | { kind: 'composite'; param: SearchParamDefinition; values: string[] }
+  | { kind: 'id'; values: string[]; not?: boolean }
+  | { kind: 'lastUpdated'; values: Array<{ prefix: Prefix; range: DateRange }> }
+  | { kind: 'missing'; param: SearchParamDefinition; missing: boolean }
+  /** `subject:Patient.name=…`: resources whose reference `param` points at a `targetType` matching `inner`. */
+  | { kind: 'chain'; param: SearchParamDefinition; targetTypes: string[]; inner: Filter }
+  /** `_has:Observation:patient:code=…`: resources referenced by `param` of a `sourceType` matching `inner`. */
+  | { kind: 'has'; sourceType: string; param: SearchParamDefinition; inner: Filter }
+  /** Patient compartment (`Patient/123/Immunization`): resources whose compartment parameters point at the patient. */
+  | { kind: 'compartment'; compartmentType: string; id: string; params: string[] };
+
+export interface SortRule {
+  /** `_id`, `_lastUpdated`, or a parameter of the searched type. */
+  param: '_id' | '_lastUpdated' | SearchParamDefinition;
+  descending: boolean;
+}
+
+export interface IncludeRule {
+  /** The type whose reference parameter is followed (the source for both _include and _revinclude). */
+  sourceType: string;
+  /** Reference parameter code; `*` for every reference parameter. */
+  param: string;
+  targetType?: string;
+  iterate: boolean;
+}
+
+export type TotalMode = 'none' | 'estimate' | 'accurate';
+export type SummaryMode = 'true' | 'count' | 'data' | 'text' | 'false';
+
+export interface SearchRequest {
+  /** One type for type-level and compartment searches; several for a system search with `_type`. */
+  resourceTypes: string[];
+  filters: Filter[];
+  sort: SortRule[];
+  count: number;
+  /** Position to continue from (the paging links' `_cursor`). */
+  cursor?: { values: Array<string | null>; backwards: boolean };
+  total: TotalMode;
+  summary?: SummaryMode;
+  elements?: string[];
+  include: IncludeRule[];
+  revinclude: IncludeRule[];
+  /** Parameters that were understood and applied, as they appear in the self link (name, raw value). */
+  applied: Array<[string, string]>;
+  /** Parameters ignored (unknown or unsupported) and why; reported as warnings, or 400 when strict. */
+  ignored: Array<{ name: string; reason: string }>;
+}
