@@ -7,6 +7,7 @@ import { baseValidator, type ResourceValidator } from './fhir/validation/validat
 import { registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
+import type { StoreContext } from './router/context.ts';
 import { FhirRouter } from './router/router.ts';
 import { loadPatientCompartment } from './search/compartment.ts';
 import { SearchEngine } from './search/execute.ts';
@@ -17,7 +18,7 @@ import { migrate } from './store/migrate.ts';
 import { Repository } from './store/repository.ts';
 
 export interface AppOptions {
-  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'>;
+  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries'>>;
   db: Database;
   /** Shared between app instances (tests) because compiling the R4 schema takes seconds. */
   validator?: ResourceValidator;
@@ -30,13 +31,22 @@ let defaultRegistry: SearchParameterRegistry | undefined;
 export async function buildApp({ config, db, validator }: AppOptions): Promise<FastifyInstance> {
   await migrate(db);
   const registry = (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters()));
-  const repo = new Repository(db, new SearchIndexWriter(registry));
+  const indexWriter = new SearchIndexWriter(registry);
+  const storeFor = (database: Database): StoreContext => ({
+    db: database,
+    repo: new Repository(database, indexWriter),
+    search: new SearchEngine(database, registry),
+  });
+  const store = storeFor(db);
   validator ??= defaultValidator ??= baseValidator(SERVED_RESOURCE_TYPES);
   const router = new FhirRouter({
-    repo,
+    store,
+    storeFor,
     validator,
     capabilityStatement: loadCapabilityStatement(),
-    search: { registry, engine: new SearchEngine(db, registry), patientCompartment: loadPatientCompartment() },
+    registry,
+    patientCompartment: loadPatientCompartment(),
+    limits: { maxEntries: config.bundleMaxEntries ?? 10_000 },
   });
 
   const app = Fastify({
@@ -49,7 +59,7 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
     reply.header('x-request-id', request.id);
   });
   registerErrorHandlers(app);
-  await app.register(healthRoutes, { repo });
+  await app.register(healthRoutes, { repo: store.repo });
   await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl });
   return app;
 }

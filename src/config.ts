@@ -8,6 +8,8 @@ export interface ServerConfig {
   logLevel: LevelWithSilent;
   /** Largest accepted request body, in bytes. */
   bodyLimit: number;
+  /** Most entries accepted in one transaction or batch Bundle. */
+  bundleMaxEntries: number;
   /** Public base URL of the FHIR API when behind a proxy; otherwise taken from the request's Host. */
   publicBaseUrl?: string;
 }
@@ -25,6 +27,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     databaseUrl: env.DATABASE_URL ?? './data/pglite',
     logLevel: logLevel as LevelWithSilent,
     bodyLimit,
+    bundleMaxEntries: integer(env.BUNDLE_MAX_ENTRIES, 10_000, 'BUNDLE_MAX_ENTRIES'),
     publicBaseUrl: env.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
   };
 }

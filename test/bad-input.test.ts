@@ -83,10 +83,13 @@ t.test('unknown resource types and paths are 404; unsupported methods are 405 wi
   assertOutcome(t, await send('POST', '/fhir/Foo', JSON.stringify({ resourceType: 'Foo' })), 404, 'not-found');
   assertOutcome(t, await send('GET', '/fhir/Patient/1/_history/1/extra'), 404);
   assertOutcome(t, await send('GET', '/elsewhere'), 404);
-  const patch = await send('PATCH', '/fhir/Patient/1', '[]');
-  assertOutcome(t, patch, 405, 'not-supported');
-  t.equal(patch.headers.allow, 'GET, PUT, DELETE');
-  assertOutcome(t, await send('DELETE', '/fhir/Patient', undefined), 405);
+  const post = await send('POST', '/fhir/Patient/1', JSON.stringify(valid));
+  assertOutcome(t, post, 405, 'not-supported');
+  t.equal(post.headers.allow, 'GET, PUT, PATCH, DELETE');
+  assertOutcome(t, await send('PATCH', '/fhir/Patient', '[]', { 'content-type': 'application/json-patch+json' }), 405);
+  const unconditional = await send('DELETE', '/fhir/Patient', undefined);
+  assertOutcome(t, unconditional, 405);
+  t.match(json(unconditional).issue[0].diagnostics, /search criteria/, 'a type-level DELETE without criteria is not a conditional delete');
   assertOutcome(t, await send('PUT', '/fhir/metadata', JSON.stringify(valid)), 405);
   assertOutcome(t, await send('GET', '/fhir/Patient/bad_id!'), 400);
   assertOutcome(t, await send('GET', `/fhir/Patient/${'x'.repeat(65)}`), 400);

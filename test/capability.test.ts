@@ -93,6 +93,18 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
     t.same(bundle.entry?.map((e) => e.request.method), ['PUT', 'POST'], 'both versions, newest first');
     t.ok(bundle.entry?.every((e) => e.fullUrl === `http://localhost:80/fhir/${type}/${id}` && e.resource?.id === id), 'only this instance');
   },
+  async patch(t, type) {
+    const { url } = await seed(t, type);
+    const res = await server.inject({
+      method: 'PATCH',
+      url,
+      payload: JSON.stringify([{ op: 'add', path: '/language', value: 'fr' }]),
+      headers: { 'content-type': 'application/json-patch+json' },
+    });
+    t.equal(res.statusCode, 200);
+    t.equal(json(res).language, 'fr');
+    t.equal(json(res).meta.versionId, '2');
+  },
   async 'search-type'(t, type) {
     const { id } = await seed(t, type);
     const res = await get(`/fhir/${type}?_id=${id}`);
@@ -111,6 +123,26 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
 };
 
 const PERFORM_SYSTEM: Record<string, (t: Tap) => Promise<void>> = {
+  async transaction(t) {
+    const res = await post('/fhir', {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [{ fullUrl: 'urn:uuid:0c3f9c1e-1111-4c1e-9c1e-000000000001', resource: minimalResource('Organization'), request: { method: 'POST', url: 'Organization' } }],
+    });
+    t.equal(res.statusCode, 200);
+    t.equal(json(res).type, 'transaction-response');
+    t.equal(json(res).entry[0].response.status, '201 Created');
+  },
+  async batch(t) {
+    const res = await post('/fhir', {
+      resourceType: 'Bundle',
+      type: 'batch',
+      entry: [{ resource: minimalResource('Organization'), request: { method: 'POST', url: 'Organization' } }, { request: { method: 'GET', url: 'Organization/none' } }],
+    });
+    t.equal(res.statusCode, 200);
+    t.equal(json(res).type, 'batch-response');
+    t.same(json(res).entry.map((e: any) => e.response.status), ['201 Created', '404 Not Found']);
+  },
   async 'search-system'(t) {
     const patient = await seed(t, 'Patient');
     const organization = await seed(t, 'Organization');
@@ -335,11 +367,25 @@ t.test('(d) versioning, readHistory and updateCreate match behaviour', async (t)
       } else {
         t.ok((await put(`/fhir/${type}/cap-no-create`, { ...minimalResource(type), id: 'cap-no-create' })).statusCode >= 400, 'PUT of a new id is refused');
       }
-      // Conditional interactions are not implemented; the statement must not claim them.
-      t.notOk(resource.conditionalCreate, 'conditionalCreate is not claimed');
-      t.notOk(resource.conditionalUpdate, 'conditionalUpdate is not claimed');
       t.ok(resource.conditionalRead === undefined || resource.conditionalRead === 'not-supported', 'conditionalRead is not claimed');
-      t.ok(resource.conditionalDelete === undefined || resource.conditionalDelete === 'not-supported', 'conditionalDelete is not claimed');
+      if (resource.conditionalCreate) {
+        const { id } = await seed(t, type);
+        const again = await post(`/fhir/${type}`, minimalResource(type), { 'if-none-exist': `_id=${id}` });
+        t.equal(again.statusCode, 200, 'If-None-Exist matching one resource creates nothing');
+        t.equal(json(again).id, id);
+      }
+      if (resource.conditionalUpdate) {
+        const { id } = await seed(t, type);
+        const res = await put(`/fhir/${type}?_id=${id}`, minimalResource(type));
+        t.equal(res.statusCode, 200, 'PUT with criteria updates the one match');
+        t.equal(json(res).id, id);
+        t.equal(json(res).meta.versionId, '2');
+      }
+      if (resource.conditionalDelete === 'single') {
+        const { id, url } = await seed(t, type);
+        t.equal((await server.inject({ method: 'DELETE', url: `/fhir/${type}?_id=${id}` })).statusCode, 204, 'DELETE with criteria deletes the one match');
+        t.equal((await get(url)).statusCode, 410);
+      }
     });
   }
 });

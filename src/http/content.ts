@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
-import { FormParameters, UnsupportedBody } from '../router/request.ts';
+import { FormParameters, JsonPatchBody, UnsupportedBody } from '../router/request.ts';
 import { StoredResource } from '../store/repository.ts';
 
 export const FHIR_JSON = 'application/fhir+json';
@@ -22,6 +22,9 @@ export function registerBodyParsers(app: FastifyInstance): void {
     // A write without a body is refused later, by the router, for every transport alike.
     if (body === '') return done(null, undefined);
     return parseJson(request, body as string, done);
+  });
+  app.addContentTypeParser('application/json-patch+json', { parseAs: 'string' }, (request, body, done) => {
+    parseJson(request, body as string, (error, value) => done(error ?? null, error ? undefined : new JsonPatchBody(value)));
   });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (request, body, done) => {
     done(null, new FormParameters([...new URLSearchParams(body as string)]));

@@ -39,6 +39,7 @@ function toFhirRequest(request: FastifyRequest, publicBaseUrl: string | undefine
     query: request.query as Record<string, string | string[]>,
     body: request.body,
     ifMatch: header('if-match'),
+    ifNoneExist: header('if-none-exist'),
     prefer: header('prefer'),
     baseUrl: publicBaseUrl ?? `${request.protocol}://${request.host}${FHIR_BASE_PATH}`,
   };

@@ -10,7 +10,12 @@ export type Interaction =
   | { kind: 'read'; resourceType: string; id: string }
   | { kind: 'vread'; resourceType: string; id: string; versionId: number }
   | { kind: 'update'; resourceType: string; id: string }
+  | { kind: 'update-conditional'; resourceType: string; condition: string }
+  | { kind: 'patch'; resourceType: string; id: string }
   | { kind: 'delete'; resourceType: string; id: string }
+  | { kind: 'delete-conditional'; resourceType: string; condition: string }
+  | { kind: 'transaction' }
+  | { kind: 'batch' }
   | { kind: 'history-instance'; resourceType: string; id: string }
   | { kind: 'history-type'; resourceType: string }
   | { kind: 'history-system' }
@@ -28,7 +33,13 @@ export const CAPABILITY_CODE: Record<InteractionKind, string> = {
   read: 'read',
   vread: 'vread',
   update: 'update',
+  // Conditional forms are declared by the resource's conditionalUpdate / conditionalDelete flags.
+  'update-conditional': 'update',
+  patch: 'patch',
   delete: 'delete',
+  'delete-conditional': 'delete',
+  transaction: 'transaction',
+  batch: 'batch',
   'history-instance': 'history-instance',
   'history-type': 'history-type',
   'history-system': 'history-system',
@@ -43,14 +54,15 @@ export const CAPABILITY_CODE: Record<InteractionKind, string> = {
  * selects. `:type`, `:id` and `:vid` are path parameters; other segments are literal.
  */
 export const ROUTES: ReadonlyArray<{ pattern: string; methods: Partial<Record<HttpMethod, InteractionKind>> }> = [
-  { pattern: '', methods: { GET: 'search-system' } },
+  // POST of a Bundle: `transaction` here stands for both; the Bundle's type decides (see parseInteraction).
+  { pattern: '', methods: { GET: 'search-system', POST: 'transaction' } },
   { pattern: '_search', methods: { POST: 'search-system' } },
   { pattern: 'metadata', methods: { GET: 'capabilities' } },
   { pattern: '_history', methods: { GET: 'history-system' } },
-  { pattern: ':type', methods: { GET: 'search-type', POST: 'create' } },
+  { pattern: ':type', methods: { GET: 'search-type', POST: 'create', PUT: 'update-conditional', DELETE: 'delete-conditional' } },
   { pattern: ':type/_search', methods: { POST: 'search-type' } },
   { pattern: ':type/_history', methods: { GET: 'history-type' } },
-  { pattern: ':type/:id', methods: { GET: 'read', PUT: 'update', DELETE: 'delete' } },
+  { pattern: ':type/:id', methods: { GET: 'read', PUT: 'update', PATCH: 'patch', DELETE: 'delete' } },
   { pattern: ':type/:id/_history', methods: { GET: 'history-instance' } },
   { pattern: ':type/:id/_history/:vid', methods: { GET: 'vread' } },
   { pattern: ':type/:id/:compartmentType', methods: { GET: 'search-compartment' } },

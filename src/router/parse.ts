@@ -39,6 +39,21 @@ export function parseInteraction(request: FhirRequest): Interaction {
     case 'history-system':
     case 'search-system':
       return { kind };
+    case 'transaction':
+    case 'batch': {
+      const type = (request.body as { type?: unknown } | undefined)?.type;
+      if (type === 'transaction' || type === 'batch') return { kind: type };
+      throw FhirError.badRequest(`POST to the base takes a Bundle of type transaction or batch, not ${type === undefined ? 'this body' : `'${String(type)}'`}`, ['Bundle.type']);
+    }
+    case 'update-conditional':
+    case 'delete-conditional': {
+      const condition = conditionOf(request.query);
+      if (!condition) {
+        const allow = Object.keys(route.methods).filter((m) => m === 'GET' || m === 'POST');
+        throw FhirError.methodNotAllowed(`${request.method} on /${request.path} needs search criteria (a conditional ${kind === 'update-conditional' ? 'update' : 'delete'})`, allow);
+      }
+      return { kind, resourceType, condition };
+    }
     case 'create':
     case 'history-type':
     case 'search-type':
@@ -46,6 +61,7 @@ export function parseInteraction(request: FhirRequest): Interaction {
     case 'search-compartment':
       return { kind, compartmentType: resourceType, id, resourceType: params.compartmentType as string };
     case 'read':
+    case 'patch':
     case 'update':
     case 'delete':
     case 'history-instance':
@@ -56,6 +72,16 @@ export function parseInteraction(request: FhirRequest): Interaction {
       return { kind, resourceType, id, versionId: Number(vid) };
     }
   }
+}
+
+/** The search criteria of a conditional interaction, without the parameters only HTTP reads. */
+function conditionOf(query: FhirRequest['query']): string {
+  const criteria = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    if (name === '_format' || name === '_pretty') continue;
+    for (const v of Array.isArray(value) ? value : [value]) criteria.append(name, v);
+  }
+  return criteria.toString();
 }
 
 function matches(pattern: string[], segments: string[]): boolean {

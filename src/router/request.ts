@@ -14,7 +14,11 @@ export interface FhirRequest {
   query: Record<string, string | string[]>;
   body?: unknown;
   ifMatch?: string;
+  /** Conditional create criteria (`If-None-Exist` header, or a bundle entry's request.ifNoneExist). */
+  ifNoneExist?: string;
   prefer?: string;
+  /** The id a transaction already gave a POST entry, so references to it could be rewritten first. */
+  assignedId?: string;
   /** Absolute FHIR base URL (no trailing slash), for fullUrl, Location and paging links. */
   baseUrl: string;
 }
@@ -37,4 +41,9 @@ export class UnsupportedBody {
 /** A form-encoded body (`POST [type]/_search`, R4 http.html#search): its parameters, in order. */
 export class FormParameters {
   constructor(readonly entries: Array<[string, string]>) {}
+}
+
+/** A JSON Patch document (`application/json-patch+json`, RFC 6902). */
+export class JsonPatchBody {
+  constructor(readonly operations: unknown) {}
 }

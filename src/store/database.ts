@@ -39,3 +39,20 @@ export function assertSchemaName(schema: string): string {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`invalid schema name: ${schema}`);
   return schema;
 }
+
+/**
+ * A Database view of an open transaction: queries run in it, and a nested `transaction` joins it rather
+ * than opening another, so code written for one write (the repository) composes into a bundle's
+ * single all-or-nothing transaction.
+ */
+export function joinTransaction(tx: SqlExecutor, driver: Database['driver']): Database {
+  return {
+    driver,
+    query: (sql, params) => tx.query(sql, params),
+    transaction: (work) => work(tx),
+    exec: async () => {
+      throw new Error('exec is not available inside a transaction');
+    },
+    close: async () => {},
+  };
+}

@@ -79,9 +79,9 @@ export class Repository {
     private readonly index?: IndexWriter,
   ) {}
 
-  async create(resource: Resource): Promise<StoredResource> {
+  /** Creates a resource under a new server id (or `id`, chosen by a transaction that needed it first). */
+  async create(resource: Resource, id: string = randomUUID()): Promise<StoredResource> {
     return this.db.transaction(async (tx) => {
-      const id = randomUUID();
       const stored = stamp(resource, id, 1);
       await tx.query(
         `INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ($1, $2, 1, $3, $4)`,

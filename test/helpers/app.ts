@@ -48,10 +48,10 @@ interface Tap {
 }
 
 /** A server on a fresh store for one test file, closed when the file's tests end. */
-export async function startTestServer(t: Tap, config: { bodyLimit?: number } = {}): Promise<TestServer> {
+export async function startTestServer(t: Tap, config: { bodyLimit?: number; bundleMaxEntries?: number } = {}): Promise<TestServer> {
   const store = await openTestDatabase();
   const app = await buildApp({
-    config: { logLevel: 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024 },
+    config: { logLevel: 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000 },
     db: store.db,
   });
   const server: TestServer = {

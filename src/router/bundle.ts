@@ -1,0 +1,281 @@
+import { randomUUID } from 'node:crypto';
+import type { Bundle, BundleEntry, OperationOutcome, Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
+import { isServedResourceType } from '../fhir/resource-types.ts';
+import { joinTransaction } from '../store/database.ts';
+import { StoredResource } from '../store/repository.ts';
+import { findMatches, lockCondition } from './conditional.ts';
+import type { HandlerContext, StoreContext } from './context.ts';
+import type { FhirRequest, FhirResponse, HttpMethod } from './request.ts';
+
+/** R4 http.html#trules: deletes, then creates, then updates and patches, then reads. */
+const PROCESSING_ORDER: Record<HttpMethod, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
+
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK',
+  201: '201 Created',
+  204: '204 No Content',
+  400: '400 Bad Request',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  409: '409 Conflict',
+  410: '410 Gone',
+  412: '412 Precondition Failed',
+  415: '415 Unsupported Media Type',
+  422: '422 Unprocessable Entity',
+};
+
+interface Entry {
+  index: number;
+  method: HttpMethod;
+  /** The entry's URL below the base, query included: `Patient`, `Patient/1`, `Patient?identifier=…`. */
+  url: string;
+  fullUrl?: string;
+  resource?: Resource;
+  ifMatch?: string;
+  ifNoneExist?: string;
+}
+
+/**
+ * transaction and batch Bundles (R4 http.html#transaction). Each entry becomes a FhirRequest that the
+ * router handles exactly as it would over HTTP. A transaction runs all of them in one database
+ * transaction, after giving every created resource its id and rewriting the bundle's internal
+ * references (`urn:uuid:`, `urn:oid:`, conditional `Type?criteria`) to `Type/id`.
+ */
+export async function processBundle(kind: 'transaction' | 'batch', request: FhirRequest, ctx: HandlerContext): Promise<Bundle> {
+  const entries = readEntries(request.body, request.baseUrl, ctx.deps.limits.maxEntries);
+  const responses = kind === 'batch' ? await runBatch(entries, request, ctx) : await runTransaction(entries, request, ctx);
+  return {
+    resourceType: 'Bundle',
+    id: randomUUID(),
+    meta: { lastUpdated: new Date().toISOString() },
+    type: kind === 'batch' ? 'batch-response' : 'transaction-response',
+    entry: responses.map(toResponseEntry),
+  };
+}
+
+async function runBatch(entries: Entry[], request: FhirRequest, ctx: HandlerContext): Promise<FhirResponse[]> {
+  const responses: FhirResponse[] = [];
+  // Independent entries, each its own transaction; a failure is that entry's answer, not the batch's.
+  for (const entry of entries) responses.push(await ctx.handle(entryRequest(entry, request), ctx.store));
+  return responses;
+}
+
+async function runTransaction(entries: Entry[], request: FhirRequest, ctx: HandlerContext): Promise<FhirResponse[]> {
+  return ctx.store.db.transaction(async (tx) => {
+    const store = ctx.deps.storeFor(joinTransaction(tx, ctx.store.db.driver));
+    const responses = new Array<FhirResponse>(entries.length);
+    const existing = await assignIdentities(entries, store, request, ctx, responses);
+    await resolveConditionalReferences(entries, store, request, ctx);
+
+    const ordered = [...entries].sort((a, b) => PROCESSING_ORDER[a.method] - PROCESSING_ORDER[b.method] || a.index - b.index);
+    for (const entry of ordered) {
+      if (existing.has(entry.index)) continue;
+      const response = await ctx.handle(entryRequest(entry, request), store);
+      if (response.status >= 400) throw entryFailure(entry, response);
+      responses[entry.index] = response;
+    }
+    return responses;
+  });
+}
+
+/**
+ * Decides the identity of every entry that creates or updates, before anything is written, so that
+ * references between entries can be rewritten: POSTs get a new id (or, with ifNoneExist matching, the
+ * existing resource, answered 200 without writing), conditional PUTs the id they match.
+ */
+async function assignIdentities(entries: Entry[], store: StoreContext, request: FhirRequest, ctx: HandlerContext, responses: FhirResponse[]): Promise<Set<number>> {
+  const identities = new Map<string, string>();
+  const existing = new Set<number>();
+  for (const entry of entries) {
+    const [path = '', query] = splitUrl(entry.url);
+    const type = path.split('/')[0]!;
+    if (entry.method === 'POST' && entry.resource && isServedResourceType(type)) {
+      let id: string | undefined;
+      if (entry.ifNoneExist) {
+        await lockCondition(store.db, type, entry.ifNoneExist);
+        const matches = await findMatches(store.db, ctx.deps, type, stripQuery(entry.ifNoneExist), request.baseUrl).catch((error) => {
+          throw entryFailure(entry, errorResponse(error));
+        });
+        if (matches.length > 1) throw entryFailure(entry, errorResponse(FhirError.preconditionFailed(`ifNoneExist '${entry.ifNoneExist}' matches several ${type} resources`)));
+        if (matches.length === 1) {
+          id = matches[0]!;
+          existing.add(entry.index);
+          const stored = await store.repo.read(type, id);
+          responses[entry.index] = { status: 200, body: stored, headers: { etag: `W/"${stored.versionId}"`, 'last-modified': new Date(stored.lastUpdated).toUTCString(), location: `${request.baseUrl}/${type}/${id}/_history/${stored.versionId}` } };
+        }
+      }
+      if (id === undefined) {
+        id = randomUUID();
+        entry.resource = { ...entry.resource, id };
+        (entry as Entry & { assignedId?: string }).assignedId = id;
+      }
+      if (entry.fullUrl) identities.set(entry.fullUrl, `${type}/${id}`);
+    } else if (entry.method === 'PUT' && entry.resource && isServedResourceType(type)) {
+      let id = path.split('/')[1];
+      if (id === undefined && query) {
+        await lockCondition(store.db, type, query);
+        const matches = await findMatches(store.db, ctx.deps, type, query, request.baseUrl).catch((error) => {
+          throw entryFailure(entry, errorResponse(error));
+        });
+        if (matches.length > 1) throw entryFailure(entry, errorResponse(FhirError.preconditionFailed(`'${query}' matches several ${type} resources`)));
+        id = matches[0] ?? entry.resource.id ?? randomUUID();
+        // From here on this is a plain update of a known id (or an update-as-create).
+        entry.url = `${type}/${id}`;
+        entry.resource = { ...entry.resource, id };
+      }
+      if (entry.fullUrl && id) identities.set(entry.fullUrl, `${type}/${id}`);
+    }
+  }
+  for (const entry of entries) if (entry.resource) entry.resource = rewriteReferences(entry.resource, identities) as Resource;
+  return existing;
+}
+
+/** `"reference": "Patient?identifier=…"` inside a transaction: resolved to the one resource it matches. */
+async function resolveConditionalReferences(entries: Entry[], store: StoreContext, request: FhirRequest, ctx: HandlerContext): Promise<void> {
+  const resolved = new Map<string, string>();
+  for (const entry of entries) {
+    if (!entry.resource) continue;
+    for (const reference of conditionalReferences(entry.resource)) {
+      if (resolved.has(reference)) continue;
+      const [type = '', query = ''] = splitUrl(reference);
+      if (!isServedResourceType(type)) throw entryFailure(entry, errorResponse(FhirError.badRequest(`Conditional reference '${reference}': ${type} is not a type this server holds`)));
+      const matches = await findMatches(store.db, ctx.deps, type, query, request.baseUrl).catch((error) => {
+        throw entryFailure(entry, errorResponse(error));
+      });
+      if (matches.length !== 1) {
+        throw entryFailure(entry, errorResponse(FhirError.preconditionFailed(`Conditional reference '${reference}' matches ${matches.length === 0 ? 'no' : 'several'} ${type} resources; it must match exactly one`)));
+      }
+      resolved.set(reference, `${type}/${matches[0]}`);
+    }
+  }
+  if (resolved.size > 0) for (const entry of entries) if (entry.resource) entry.resource = rewriteReferences(entry.resource, resolved) as Resource;
+}
+
+function conditionalReferences(value: unknown, found = new Set<string>()): Set<string> {
+  if (Array.isArray(value)) for (const item of value) conditionalReferences(item, found);
+  else if (value && typeof value === 'object') {
+    for (const [key, item] of Object.entries(value)) {
+      if (key === 'reference' && typeof item === 'string' && /^[A-Z][A-Za-z]+\?/.test(item)) found.add(item);
+      else conditionalReferences(item, found);
+    }
+  }
+  return found;
+}
+
+/**
+ * Replaces every use of a bundle-internal identity by the resource's `Type/id`: any string equal to it
+ * (Reference.reference, Attachment.url, extensions' values…) and its occurrences in narrative XHTML.
+ */
+export function rewriteReferences(value: unknown, identities: Map<string, string>, key?: string): unknown {
+  if (identities.size === 0) return value;
+  if (typeof value === 'string') {
+    const mapped = identities.get(value);
+    if (mapped !== undefined) return mapped;
+    if (key === 'div') {
+      let div = value;
+      for (const [from, to] of identities) div = div.split(from).join(to);
+      return div;
+    }
+    return value;
+  }
+  if (Array.isArray(value)) return value.map((item) => rewriteReferences(item, identities, key));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, item]) => [k, rewriteReferences(item, identities, k)]));
+  }
+  return value;
+}
+
+function readEntries(body: unknown, baseUrl: string, maxEntries: number): Entry[] {
+  const bundle = body as Bundle;
+  if (!bundle || typeof bundle !== 'object' || bundle.resourceType !== 'Bundle') throw FhirError.badRequest('POST to the base takes a Bundle', ['Bundle']);
+  const raw = bundle.entry ?? [];
+  if (!Array.isArray(raw)) throw FhirError.badRequest('Bundle.entry must be an array', ['Bundle.entry']);
+  if (raw.length > maxEntries) {
+    throw new FhirError(413, [{ code: 'too-long', diagnostics: `The bundle has ${raw.length} entries; this server takes at most ${maxEntries} per bundle`, expression: ['Bundle.entry'] }]);
+  }
+  return raw.map((entry: BundleEntry, index) => {
+    const where = `Bundle.entry[${index}]`;
+    const method = entry?.request?.method;
+    const url = entry?.request?.url;
+    if (!method || !['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) throw FhirError.badRequest(`${where}.request.method must be GET, HEAD, POST, PUT, PATCH or DELETE`, [`${where}.request.method`], 'required');
+    if (typeof url !== 'string' || url.length === 0) throw FhirError.badRequest(`${where}.request.url is required`, [`${where}.request.url`], 'required');
+    const resource = entry.resource;
+    if ((method === 'POST' || method === 'PUT') && (!resource || typeof resource !== 'object')) {
+      throw FhirError.badRequest(`${where}: a ${method} entry carries a resource`, [`${where}.resource`], 'required');
+    }
+    return {
+      index,
+      method: method as HttpMethod,
+      url: url.startsWith(`${baseUrl}/`) ? url.slice(baseUrl.length + 1) : url.replace(/^\//, ''),
+      ...(entry.fullUrl ? { fullUrl: entry.fullUrl } : {}),
+      ...(resource ? { resource: resource as Resource } : {}),
+      ...(entry.request?.ifMatch ? { ifMatch: entry.request.ifMatch } : {}),
+      ...(entry.request?.ifNoneExist ? { ifNoneExist: entry.request.ifNoneExist } : {}),
+    };
+  });
+}
+
+function entryRequest(entry: Entry & { assignedId?: string }, bundleRequest: FhirRequest): FhirRequest {
+  const [path = '', query = ''] = splitUrl(entry.url);
+  const parameters: Record<string, string | string[]> = {};
+  for (const [name, value] of new URLSearchParams(query)) {
+    const previous = parameters[name];
+    parameters[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
+  }
+  return {
+    method: entry.method,
+    path,
+    query: parameters,
+    body: entry.resource,
+    ifMatch: entry.ifMatch,
+    // A transaction has resolved ifNoneExist already; a batch entry does it itself.
+    ifNoneExist: entry.assignedId ? undefined : entry.ifNoneExist,
+    assignedId: entry.assignedId,
+    prefer: bundleRequest.prefer,
+    baseUrl: bundleRequest.baseUrl,
+  };
+}
+
+function entryFailure(entry: Entry, response: FhirResponse): FhirError {
+  const outcome = response.body as OperationOutcome | undefined;
+  const issues = (outcome?.issue ?? []).map((issue) => ({
+    severity: issue.severity,
+    code: issue.code,
+    diagnostics: `Bundle.entry[${entry.index}] (${entry.method} ${entry.url}): ${issue.diagnostics ?? ''}`,
+    expression: [`Bundle.entry[${entry.index}]`, ...(issue.expression ?? [])],
+  }));
+  return new FhirError(response.status, issues.length > 0 ? issues : [{ code: 'processing', diagnostics: `Bundle.entry[${entry.index}] failed` }]);
+}
+
+function errorResponse(error: unknown): FhirResponse {
+  if (error instanceof FhirError) return { status: error.status, body: error.outcome, headers: error.headers };
+  throw error;
+}
+
+function toResponseEntry(response: FhirResponse): BundleEntry {
+  const body = response.body;
+  const resource = body instanceof StoredResource ? body.resource : body;
+  const isOutcome = resource?.resourceType === 'OperationOutcome';
+  const lastUpdated = !isOutcome ? resource?.meta?.lastUpdated : undefined;
+  return {
+    ...(resource && !isOutcome ? { fullUrl: `${response.headers.location?.replace(/\/_history\/.*$/, '') ?? ''}` || undefined, resource } : {}),
+    response: {
+      status: STATUS_TEXT[response.status] ?? String(response.status),
+      ...(response.headers.location ? { location: response.headers.location } : {}),
+      ...(response.headers.etag ? { etag: response.headers.etag } : {}),
+      ...(lastUpdated ? { lastModified: lastUpdated } : {}),
+      ...(isOutcome ? { outcome: resource } : {}),
+    },
+  };
+}
+
+function splitUrl(url: string): [string, string | undefined] {
+  const q = url.indexOf('?');
+  return q >= 0 ? [url.slice(0, q), url.slice(q + 1)] : [url, undefined];
+}
+
+function stripQuery(condition: string): string {
+  const q = condition.indexOf('?');
+  return q >= 0 ? condition.slice(q + 1) : condition;
+}

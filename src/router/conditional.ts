@@ -1,0 +1,32 @@
+import { FhirError } from '../fhir/outcome.ts';
+import { parseSearch } from '../search/parse.ts';
+import { buildSearchSql } from '../search/sql.ts';
+import type { SqlExecutor } from '../store/database.ts';
+import type { RouterDependencies } from './context.ts';
+
+/**
+ * Conditional interactions (R4 http.html#cond-update) find their target by a search. Two servers sharing
+ * one PostgreSQL may get the same conditional create at once (a sender's retry): each takes a transaction
+ * advisory lock on the condition first, so the second waits, then sees the first's committed result.
+ */
+export async function lockCondition(tx: SqlExecutor, resourceType: string, condition: string): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${resourceType}?${normalizeCondition(condition)}`]);
+}
+
+/** Ids of the live resources of `resourceType` matching the search `condition` (at most `limit`). */
+export async function findMatches(tx: SqlExecutor, deps: RouterDependencies, resourceType: string, condition: string, baseUrl: string, limit = 2): Promise<string[]> {
+  const pairs = [...new URLSearchParams(condition)] as Array<[string, string]>;
+  if (pairs.length === 0) throw FhirError.badRequest(`A conditional ${resourceType} interaction needs search criteria`, undefined, 'required');
+  // A condition that does not select what its author meant would update or delete the wrong resource.
+  const request = parseSearch([resourceType], pairs, deps.registry, { strict: true, baseUrl });
+  request.count = limit;
+  request.total = 'none';
+  const sql = buildSearchSql(request);
+  const { rows } = await tx.query<{ id: string }>(sql.pageSql, sql.params);
+  return rows.map((row) => row.id);
+}
+
+/** The same condition however its parameters are ordered, so equal conditions take the same lock. */
+function normalizeCondition(condition: string): string {
+  return [...new URLSearchParams(condition)].map(([k, v]) => `${k}=${v}`).sort().join('&');
+}

@@ -1,0 +1,56 @@
+import type { CapabilityStatement, OperationOutcome, Resource } from 'fhir/r4';
+import type { ResourceValidator } from '../fhir/validation/validator.ts';
+import type { SearchEngine } from '../search/execute.ts';
+import type { SearchParameterRegistry } from '../search/registry.ts';
+import type { Database } from '../store/database.ts';
+import type { Repository, StoredResource } from '../store/repository.ts';
+import type { Interaction } from './interaction.ts';
+import type { FhirRequest, FhirResponse } from './request.ts';
+
+/** The storage an interaction runs against: the database, or one open transaction of it. */
+export interface StoreContext {
+  db: Database;
+  repo: Repository;
+  search: SearchEngine;
+}
+
+/**
+ * A step every interaction passes through, bundles' entries included: authorisation and consent decide
+ * before anything is read or written; audit sees every outcome, refusals and failures too.
+ */
+export interface InteractionHook {
+  authorise?(interaction: Interaction, request: FhirRequest): Promise<void>;
+  audit?(interaction: Interaction | undefined, request: FhirRequest, response: FhirResponse): Promise<void>;
+}
+
+export interface RouterDependencies {
+  store: StoreContext;
+  /** The same store over another Database: how a bundle's entries share its one transaction. */
+  storeFor(db: Database): StoreContext;
+  validator: ResourceValidator;
+  capabilityStatement: CapabilityStatement;
+  registry: SearchParameterRegistry;
+  patientCompartment: Map<string, string[]>;
+  hooks?: InteractionHook[];
+  limits: BundleLimits;
+}
+
+export interface BundleLimits {
+  maxEntries: number;
+}
+
+/** What an interaction produced, before `Prefer: return` picks the body. */
+export interface Outcome {
+  status: number;
+  resource?: Resource | StoredResource;
+  outcome?: OperationOutcome;
+  headers?: Record<string, string>;
+}
+
+/** What every interaction handler receives besides its request. */
+export interface HandlerContext {
+  deps: RouterDependencies;
+  store: StoreContext;
+  /** The router itself, for bundles whose entries are requests of their own. */
+  handle(request: FhirRequest, store: StoreContext): Promise<FhirResponse>;
+}

@@ -1,0 +1,150 @@
+import type { Resource } from 'fhir/r4';
+import { FhirError, informational } from '../fhir/outcome.ts';
+import { joinTransaction } from '../store/database.ts';
+import type { StoredResource } from '../store/repository.ts';
+import { findMatches, lockCondition } from './conditional.ts';
+import type { HandlerContext, Outcome, StoreContext } from './context.ts';
+import type { Interaction } from './interaction.ts';
+import { applyPatch } from './patch.ts';
+import type { FhirRequest } from './request.ts';
+import { checkResource } from './validate.ts';
+
+type Of<K extends Interaction['kind']> = Extract<Interaction, { kind: K }>;
+
+/** create (R4 http.html#create), conditional with `If-None-Exist` (http.html#ccreate). */
+export async function create(interaction: Of<'create'>, request: FhirRequest, ctx: HandlerContext, body: Resource): Promise<Outcome> {
+  const condition = request.ifNoneExist;
+  if (condition === undefined) return created(await ctx.store.repo.create(body, request.assignedId), request);
+  return inTransaction(ctx, async (store) => {
+    await lockCondition(store.db, interaction.resourceType, condition);
+    const matches = await findMatches(store.db, ctx.deps, interaction.resourceType, stripQuery(condition), request.baseUrl);
+    if (matches.length > 1) throw FhirError.preconditionFailed(`If-None-Exist '${condition}' matches several ${interaction.resourceType} resources`);
+    if (matches.length === 1) {
+      const existing = await store.repo.read(interaction.resourceType, matches[0]!);
+      return { status: 200, resource: existing, outcome: informational(`${interaction.resourceType}/${existing.id} already matches '${condition}'; nothing created`), headers: versionHeaders(existing, request.baseUrl) };
+    }
+    return created(await store.repo.create(body), request);
+  });
+}
+
+export async function read(interaction: Of<'read'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
+  const stored = await ctx.store.repo.read(interaction.resourceType, interaction.id);
+  return { status: 200, resource: stored, headers: versionHeaders(stored) };
+}
+
+export async function vread(interaction: Of<'vread'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
+  const stored = await ctx.store.repo.vread(interaction.resourceType, interaction.id, interaction.versionId);
+  return { status: 200, resource: stored, headers: versionHeaders(stored) };
+}
+
+/** update and update-as-create (R4 http.html#update). */
+export async function update(interaction: Of<'update'>, request: FhirRequest, ctx: HandlerContext, body: Resource): Promise<Outcome> {
+  const { resource, created: isNew } = await ctx.store.repo.update(body as Resource & { id: string }, { ifMatch: parseIfMatch(request.ifMatch) });
+  return updated(resource, isNew, request);
+}
+
+/** Conditional update (R4 http.html#cond-update): `PUT Patient?identifier=…`. */
+export async function conditionalUpdate(interaction: Of<'update-conditional'>, request: FhirRequest, ctx: HandlerContext, body: Resource): Promise<Outcome> {
+  return inTransaction(ctx, async (store) => {
+    await lockCondition(store.db, interaction.resourceType, interaction.condition);
+    const matches = await findMatches(store.db, ctx.deps, interaction.resourceType, interaction.condition, request.baseUrl);
+    if (matches.length > 1) throw FhirError.preconditionFailed(`'${interaction.condition}' matches several ${interaction.resourceType} resources; nothing updated`);
+    const target = matches[0];
+    if (target === undefined) {
+      // No match: created, with the body's id if it has one (R4: "the server creates the resource").
+      if (body.id !== undefined) {
+        const { resource, created: isNew } = await store.repo.update(body as Resource & { id: string });
+        return updated(resource, isNew, request);
+      }
+      return created(await store.repo.create(body), request);
+    }
+    if (body.id !== undefined && body.id !== target) {
+      throw FhirError.badRequest(`The body's id '${body.id}' is not the matching resource's id '${target}'`, [`${interaction.resourceType}.id`]);
+    }
+    const { resource, created: isNew } = await store.repo.update({ ...body, id: target }, { ifMatch: parseIfMatch(request.ifMatch) });
+    return updated(resource, isNew, request);
+  });
+}
+
+export async function remove(interaction: Of<'delete'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
+  const { versionId } = await ctx.store.repo.delete(interaction.resourceType, interaction.id, { ifMatch: parseIfMatch(request.ifMatch) });
+  return deleted(`${interaction.resourceType}/${interaction.id}`, versionId);
+}
+
+/** Conditional delete (R4 http.html#cdelete), single match only: several matches are 412. */
+export async function conditionalDelete(interaction: Of<'delete-conditional'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
+  return inTransaction(ctx, async (store) => {
+    await lockCondition(store.db, interaction.resourceType, interaction.condition);
+    const matches = await findMatches(store.db, ctx.deps, interaction.resourceType, interaction.condition, request.baseUrl);
+    if (matches.length > 1) throw FhirError.preconditionFailed(`'${interaction.condition}' matches several ${interaction.resourceType} resources; nothing deleted`);
+    if (matches.length === 0) return deleted(`${interaction.resourceType}?${interaction.condition}`, undefined);
+    const { versionId } = await store.repo.delete(interaction.resourceType, matches[0]!, { ifMatch: parseIfMatch(request.ifMatch) });
+    return deleted(`${interaction.resourceType}/${matches[0]}`, versionId);
+  });
+}
+
+/**
+ * patch (R4 http.html#patch) with JSON Patch or FHIRPath Patch: applied to the current version, the
+ * result validated and written like an update, all in one transaction; a failing patch writes nothing.
+ */
+export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
+  return inTransaction(ctx, async (store) => {
+    const current = await store.repo.read(interaction.resourceType, interaction.id);
+    const ifMatch = parseIfMatch(request.ifMatch);
+    if (ifMatch !== undefined && ifMatch !== current.versionId) {
+      throw FhirError.preconditionFailed(`If-Match W/"${ifMatch}" does not match the current version of ${interaction.resourceType}/${interaction.id} (W/"${current.versionId}")`);
+    }
+    const patched = applyPatch(structuredClone(current.resource), request.body);
+    const resource = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
+    const { resource: stored } = await store.repo.update(resource as Resource & { id: string }, { ifMatch: current.versionId });
+    return updated(stored, false, request);
+  });
+}
+
+/** Runs `work` in one transaction, joining the caller's if it already has one (a bundle's). */
+function inTransaction(ctx: HandlerContext, work: (store: StoreContext) => Promise<Outcome>): Promise<Outcome> {
+  return ctx.store.db.transaction((tx) => work(ctx.deps.storeFor(joinTransaction(tx, ctx.store.db.driver))));
+}
+
+function created(stored: StoredResource, request: FhirRequest): Outcome {
+  return { status: 201, resource: stored, outcome: informational(`Created ${stored.resourceType}/${stored.id}`), headers: versionHeaders(stored, request.baseUrl) };
+}
+
+function updated(stored: StoredResource, isNew: boolean, request: FhirRequest): Outcome {
+  return {
+    status: isNew ? 201 : 200,
+    resource: stored,
+    outcome: informational(`${isNew ? 'Created' : 'Updated'} ${stored.resourceType}/${stored.id} version ${stored.versionId}`),
+    headers: versionHeaders(stored, isNew ? request.baseUrl : undefined),
+  };
+}
+
+function deleted(target: string, versionId: number | undefined): Outcome {
+  return {
+    status: 204,
+    outcome: informational(versionId === undefined ? `${target} did not exist; nothing to delete` : `Deleted ${target}`),
+    headers: versionId === undefined ? {} : { etag: `W/"${versionId}"` },
+  };
+}
+
+export function versionHeaders(stored: StoredResource, locationBase?: string): Record<string, string> {
+  return {
+    etag: `W/"${stored.versionId}"`,
+    'last-modified': new Date(stored.lastUpdated).toUTCString(),
+    ...(locationBase ? { location: `${locationBase}/${stored.resourceType}/${stored.id}/_history/${stored.versionId}` } : {}),
+  };
+}
+
+/** `If-Match: W/"3"` (or `"3"`, or `3`) → 3. */
+export function parseIfMatch(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const match = header.trim().match(/^(?:W\/)?"?([1-9]\d{0,8})"?$/);
+  if (!match) throw FhirError.badRequest(`If-Match must be a version ETag such as W/"3", not '${header}'`, undefined, 'invalid');
+  return Number(match[1]);
+}
+
+/** `If-None-Exist` may be sent as `identifier=…` or `Patient?identifier=…`. */
+function stripQuery(condition: string): string {
+  const q = condition.indexOf('?');
+  return q >= 0 ? condition.slice(q + 1) : condition;
+}

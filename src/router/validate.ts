@@ -1,0 +1,30 @@
+import type { Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
+import type { ResourceValidator } from '../fhir/validation/validator.ts';
+import { FormParameters, UnsupportedBody } from './request.ts';
+
+/**
+ * A resource about to be written, checked against where it is going (type, id) and the R4 definitions.
+ * `id`: the id the URL names (update), `null` when the URL names none (create, conditional update).
+ */
+export function checkResource(body: unknown, resourceType: string, id: string | null, validator: ResourceValidator): Resource {
+  if (body instanceof UnsupportedBody || body instanceof FormParameters) {
+    const mediaType = body instanceof UnsupportedBody ? body.mediaType : 'application/x-www-form-urlencoded';
+    throw new FhirError(415, [{ code: 'not-supported', diagnostics: `Unsupported Content-Type '${mediaType}': send application/fhir+json (or application/json)` }]);
+  }
+  if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw FhirError.badRequest('The request body must be a FHIR resource (a JSON object)', undefined, 'structure');
+  }
+  const { resourceType: bodyType, id: bodyId } = body as { resourceType?: unknown; id?: unknown };
+  if (bodyType !== resourceType) {
+    throw FhirError.badRequest(`resourceType '${String(bodyType)}' in the body does not match '${resourceType}' in the URL`, ['resourceType']);
+  }
+  if (id !== null) {
+    if (bodyId === undefined) throw FhirError.badRequest(`The body must carry id '${id}' to update it`, [`${resourceType}.id`], 'required');
+    if (bodyId !== id) throw FhirError.badRequest(`id '${String(bodyId)}' in the body does not match '${id}' in the URL`, [`${resourceType}.id`]);
+  }
+  const issues = validator.validate(resourceType, body);
+  const errors = issues.filter((issue) => issue.severity === undefined || issue.severity === 'error' || issue.severity === 'fatal');
+  if (errors.length > 0) throw new FhirError(400, issues);
+  return body as Resource;
+}
