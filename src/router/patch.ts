@@ -1,6 +1,7 @@
 import type { Parameters, ParametersParameter, Resource } from 'fhir/r4';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { FhirError } from '../fhir/outcome.ts';
+import r4Model from 'fhirpath/fhir-context/r4';
 import { compilePath, type PathNode } from '../search/registry.ts';
 import { JsonPatchBody, UnsupportedBody } from './request.ts';
 
@@ -20,7 +21,13 @@ export function applyPatch(resource: Resource, body: unknown): Resource {
 
 function applyJsonPatch(resource: Resource, operations: unknown): Resource {
   if (!Array.isArray(operations)) throw FhirError.badRequest('A JSON Patch document is an array of operations');
-  const error = jsonpatch.validate(operations as Operation[], resource);
+  let error: ReturnType<typeof jsonpatch.validate>;
+  try {
+    error = jsonpatch.validate(operations as Operation[], resource);
+  } catch (cause) {
+    // fast-json-patch throws (rather than reports) a path through __proto__ or constructor.prototype.
+    throw new FhirError(422, [{ code: 'processing', diagnostics: `JSON Patch cannot apply: ${(cause as Error).message.split('.')[0]}` }]);
+  }
   if (error) throw new FhirError(422, [{ code: 'processing', diagnostics: `JSON Patch operation ${Number(error.index) + 1} (${error.operation?.op ?? '?'} ${error.operation?.path ?? ''}) cannot apply: ${error.name}` }]);
   try {
     // banPrototypeModifications: a patch may not reach Object.prototype through __proto__ paths.
@@ -31,6 +38,9 @@ function applyJsonPatch(resource: Resource, operations: unknown): Resource {
 }
 
 // ---- FHIRPath Patch -------------------------------------------------------------------------------
+
+/** Element paths that are lists in R4 (`Patient.contact`), from fhirpath.js's R4 model. */
+const REPEATING = (r4Model as unknown as { path2Repeating: Record<string, boolean> }).path2Repeating;
 
 interface FhirPathOperation {
   type: string;
@@ -95,7 +105,8 @@ function applyOperation(resource: Resource, op: FhirPathOperation, index: number
       const target = node!.data as Record<string, unknown>;
       const existing = target[op.name];
       if (existing !== undefined && !Array.isArray(existing)) throw fail('the element already has a value; use replace');
-      target[op.name] = Array.isArray(existing) ? [...existing, op.value] : op.value;
+      const repeats = Array.isArray(existing) || REPEATING[`${node!.path}.${op.name}`] === true;
+      target[op.name] = repeats ? [...((existing as unknown[]) ?? []), op.value] : op.value;
       return;
     }
     case 'insert': {
