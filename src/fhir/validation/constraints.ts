@@ -1,0 +1,100 @@
+import fhirpath from 'fhirpath';
+import r4Model from 'fhirpath/fhir-context/r4';
+import type { ElementDefinition } from './definitions.ts';
+
+/** An ElementDefinition.constraint with its FHIRPath compiled once, at load. */
+export interface CompiledConstraint {
+  key: string;
+  severity: 'error' | 'warning';
+  human: string;
+  expression: string;
+  /** Where the constraint was defined (a profile's URL, or the base type's). */
+  source?: string;
+  /** true when the constraint holds on `node`; an empty result counts as holding (FHIRPath spec, §invariants). */
+  holds(node: unknown, env: ConstraintEnvironment): boolean;
+}
+
+export interface ConstraintEnvironment {
+  resource: unknown;
+  rootResource: unknown;
+}
+
+/**
+ * Constraints checked natively instead, because evaluating them on every element costs more than the
+ * rest of validation: ele-1 ("All FHIR elements must have a @value or children") is the JSON rule the
+ * schema stage already enforces (no empty object, array or string); ext-1 ("extension or value[x], not
+ * both") is checked where extensions are validated.
+ */
+const NATIVE_CONSTRAINTS = new Set(['ele-1', 'ext-1']);
+
+const cache = new Map<string, CompiledConstraint['holds'] | null>();
+
+/** Compiled constraints of one element; the FHIRPath base is the element's path, for choice-type typing. */
+export function compileConstraints(element: ElementDefinition): CompiledConstraint[] {
+  const compiled: CompiledConstraint[] = [];
+  const seen = new Set<string>();
+  for (const constraint of element.constraint ?? []) {
+    if (NATIVE_CONSTRAINTS.has(constraint.key) || !constraint.expression || seen.has(constraint.key)) continue;
+    seen.add(constraint.key);
+    // Two keys with the same expression (R4 txt-1 and txt-2 are both `htmlChecks()`) are one check, reported once under both keys.
+    const same = compiled.find((c) => c.expression === constraint.expression);
+    if (same) {
+      same.key = `${same.key}, ${constraint.key}`;
+      same.human = `${same.human} / ${constraint.human}`;
+      continue;
+    }
+    const holds = compileExpression(element.path, constraint.expression);
+    if (!holds) continue;
+    compiled.push({
+      key: constraint.key,
+      severity: constraint.severity === 'warning' ? 'warning' : 'error',
+      human: constraint.human,
+      expression: constraint.expression,
+      source: constraint.source,
+      holds,
+    });
+  }
+  return compiled;
+}
+
+/**
+ * `resolve()` needs a server in fhirpath.js (async, over HTTP) and the validator never fetches: constraints
+ * using it are not evaluated. A constraint fhirpath.js cannot compile is not evaluated either (it would
+ * otherwise fail every write); both are rare in R4 and in the bundled profiles.
+ */
+function compileExpression(path: string, expression: string): CompiledConstraint['holds'] | undefined {
+  const base = path.replace(/\[x\]/g, '');
+  const cacheKey = `${base}\u0000${expression}`;
+  const cached = cache.get(cacheKey);
+  if (cached !== undefined) return cached ?? undefined;
+  let holds: CompiledConstraint['holds'] | null = null;
+  if (!/\bresolve\(\)/.test(expression)) {
+    try {
+      const evaluate = compileWithBase(base, expression);
+      holds = (node, env) => {
+        const result = evaluate(node, env as unknown as Record<string, unknown>);
+        return !(result.length === 1 && result[0] === false);
+      };
+    } catch {
+      holds = null;
+    }
+  }
+  cache.set(cacheKey, holds);
+  return holds ?? undefined;
+}
+
+/** dom-3 calls trace(): keep its output off stdout. */
+const OPTIONS = { traceFn: () => {} };
+
+type Evaluator = (node: unknown, env: Record<string, unknown>) => unknown[];
+
+function compileWithBase(base: string, expression: string): Evaluator {
+  const isRoot = !base.includes('.');
+  try {
+    return fhirpath.compile(isRoot ? expression : { base, expression }, r4Model, OPTIONS) as unknown as Evaluator;
+  } catch (error) {
+    // A path the model does not know (a logical model, a profile on a datatype): evaluate untyped.
+    if (isRoot) throw error;
+    return fhirpath.compile(expression, r4Model, OPTIONS) as unknown as Evaluator;
+  }
+}

