@@ -3,7 +3,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { ServerConfig } from './config.ts';
 import { loadCapabilityStatement } from './fhir/capability.ts';
 import { SERVED_RESOURCE_TYPES } from './fhir/resource-types.ts';
-import { baseValidator, type ResourceValidator } from './fhir/validation/validator.ts';
+import { createProfileValidator } from './fhir/validation/profile-validator.ts';
+import type { ResourceValidator } from './fhir/validation/validator.ts';
 import { registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
@@ -20,7 +21,7 @@ import { Repository } from './store/repository.ts';
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries'>>;
   db: Database;
-  /** Shared between app instances (tests) because compiling the R4 schema takes seconds. */
+  /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
 }
 
@@ -38,7 +39,8 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
     search: new SearchEngine(database, registry),
   });
   const store = storeFor(db);
-  validator ??= defaultValidator ??= baseValidator(SERVED_RESOURCE_TYPES);
+  // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
+  validator ??= defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES });
   const router = new FhirRouter({
     store,
     storeFor,

@@ -1,52 +1,53 @@
 import t from 'tap';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
+import { rpps } from './helpers/fixtures.ts';
 
 const server = await startTestServer(t);
 const send = (method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH', url: string, body?: unknown, headers: Record<string, string> = {}) =>
   server.inject({ method, url, payload: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
 
 const RPPS = 'https://rpps.esante.gouv.fr';
-const practitioner = (rpps: string, family: string) => ({ resourceType: 'Practitioner', identifier: [{ system: RPPS, value: rpps }], name: [{ family }] });
+const practitioner = (number: string, family: string) => ({ resourceType: 'Practitioner', identifier: [{ system: RPPS, value: number }], name: [{ family }] });
 
 t.test('If-None-Exist: no match creates (201), one match returns it (200), several are 412', async (t) => {
-  const condition = `identifier=${RPPS}|10000000001`;
-  const first = await send('POST', '/fhir/Practitioner', practitioner('10000000001', 'Bernard'), { 'if-none-exist': condition });
+  const condition = `identifier=${RPPS}|${rpps('0000000001')}`;
+  const first = await send('POST', '/fhir/Practitioner', practitioner(rpps('0000000001'), 'Bernard'), { 'if-none-exist': condition });
   t.equal(first.statusCode, 201);
-  const second = await send('POST', '/fhir/Practitioner', practitioner('10000000001', 'Bernard'), { 'if-none-exist': condition });
+  const second = await send('POST', '/fhir/Practitioner', practitioner(rpps('0000000001'), 'Bernard'), { 'if-none-exist': condition });
   t.equal(second.statusCode, 200);
   t.equal(json(second).id, json(first).id);
   t.equal(json(second).meta.versionId, '1', 'nothing was written');
 
-  await send('POST', '/fhir/Practitioner', practitioner('10000000002', 'Roux'));
-  await send('POST', '/fhir/Practitioner', practitioner('10000000002', 'Roux'));
-  const ambiguous = await send('POST', '/fhir/Practitioner', practitioner('10000000002', 'Roux'), { 'if-none-exist': `identifier=${RPPS}|10000000002` });
+  await send('POST', '/fhir/Practitioner', practitioner(rpps('0000000002'), 'Roux'));
+  await send('POST', '/fhir/Practitioner', practitioner(rpps('0000000002'), 'Roux'));
+  const ambiguous = await send('POST', '/fhir/Practitioner', practitioner(rpps('0000000002'), 'Roux'), { 'if-none-exist': `identifier=${RPPS}|${rpps('0000000002')}` });
   t.equal(ambiguous.statusCode, 412);
-  t.equal(json(await send('GET', `/fhir/Practitioner?identifier=${RPPS}|10000000002`)).total, 2, 'no third one');
+  t.equal(json(await send('GET', `/fhir/Practitioner?identifier=${RPPS}|${rpps('0000000002')}`)).total, 2, 'no third one');
 
-  const bad = await send('POST', '/fhir/Practitioner', practitioner('1', 'X'), { 'if-none-exist': 'no-such-param=1' });
+  const bad = await send('POST', '/fhir/Practitioner', practitioner(rpps('1000000009'), 'X'), { 'if-none-exist': 'no-such-param=1' });
   t.equal(bad.statusCode, 400, 'criteria the server does not understand are refused, not ignored');
 });
 
 t.test('conditional update: creates on no match, updates the one match, 412 on several', async (t) => {
-  const url = `/fhir/Practitioner?identifier=${RPPS}|10000000003`;
-  const created = await send('PUT', url, practitioner('10000000003', 'Faure'));
+  const url = `/fhir/Practitioner?identifier=${RPPS}|${rpps('0000000003')}`;
+  const created = await send('PUT', url, practitioner(rpps('0000000003'), 'Faure'));
   t.equal(created.statusCode, 201);
-  const updated = await send('PUT', url, practitioner('10000000003', 'Faure-Garnier'));
+  const updated = await send('PUT', url, practitioner(rpps('0000000003'), 'Faure-Garnier'));
   t.equal(updated.statusCode, 200);
   t.equal(json(updated).id, json(created).id);
   t.equal(json(updated).name[0].family, 'Faure-Garnier');
-  t.equal((await send('PUT', `/fhir/Practitioner?identifier=${RPPS}|10000000002`, practitioner('10000000002', 'Roux'))).statusCode, 412);
-  const wrongId = await send('PUT', url, { ...practitioner('10000000003', 'Faure'), id: 'someone-else' });
+  t.equal((await send('PUT', `/fhir/Practitioner?identifier=${RPPS}|${rpps('0000000002')}`, practitioner(rpps('0000000002'), 'Roux'))).statusCode, 412);
+  const wrongId = await send('PUT', url, { ...practitioner(rpps('0000000003'), 'Faure'), id: 'someone-else' });
   t.equal(wrongId.statusCode, 400, "a body id that is not the match's id is refused");
 });
 
 t.test('conditional delete: deletes the one match, 412 on several, 204 on none', async (t) => {
-  const created = json(await send('POST', '/fhir/Practitioner', practitioner('10000000004', 'Blanc')));
-  t.equal((await send('DELETE', `/fhir/Practitioner?identifier=${RPPS}|10000000004`)).statusCode, 204);
+  const created = json(await send('POST', '/fhir/Practitioner', practitioner(rpps('0000000004'), 'Blanc')));
+  t.equal((await send('DELETE', `/fhir/Practitioner?identifier=${RPPS}|${rpps('0000000004')}`)).statusCode, 204);
   t.equal((await send('GET', `/fhir/Practitioner/${created.id}`)).statusCode, 410);
-  t.equal((await send('DELETE', `/fhir/Practitioner?identifier=${RPPS}|10000000002`)).statusCode, 412);
-  t.equal(json(await send('GET', `/fhir/Practitioner?identifier=${RPPS}|10000000002`)).total, 2, 'neither was deleted');
-  t.equal((await send('DELETE', `/fhir/Practitioner?identifier=${RPPS}|99999999999`)).statusCode, 204);
+  t.equal((await send('DELETE', `/fhir/Practitioner?identifier=${RPPS}|${rpps('0000000002')}`)).statusCode, 412);
+  t.equal(json(await send('GET', `/fhir/Practitioner?identifier=${RPPS}|${rpps('0000000002')}`)).total, 2, 'neither was deleted');
+  t.equal((await send('DELETE', `/fhir/Practitioner?identifier=${RPPS}|${rpps('9999999999')}`)).statusCode, 204);
 });
 
 t.test('JSON Patch: applied, versioned, validated; a failing patch writes nothing', async (t) => {
@@ -90,7 +91,7 @@ t.test('FHIRPath Patch (a Parameters resource): add, insert, replace, move, dele
       op([{ name: 'type', valueCode: 'insert' }, { name: 'path', valueString: 'Patient.telecom' }, { name: 'index', valueInteger: 0 }, { name: 'value', valueContactPoint: { system: 'email', value: 'h@example.fr' } }]),
       op([{ name: 'type', valueCode: 'replace' }, { name: 'path', valueString: 'Patient.name[0].family' }, { name: 'value', valueString: 'Henry-Dupuis' }]),
       op([{ name: 'type', valueCode: 'move' }, { name: 'path', valueString: 'Patient.telecom' }, { name: 'source', valueInteger: 0 }, { name: 'destination', valueInteger: 1 }]),
-      op([{ name: 'type', valueCode: 'add' }, { name: 'path', valueString: 'Patient' }, { name: 'name', valueString: 'contact' }, { name: 'value', part: [{ name: 'gender', valueCode: 'male' }] }]),
+      op([{ name: 'type', valueCode: 'add' }, { name: 'path', valueString: 'Patient' }, { name: 'name', valueString: 'contact' }, { name: 'value', part: [{ name: 'gender', valueCode: 'male' }, { name: 'name', part: [{ name: 'family', valueString: 'Henry' }] }] }]),
     ],
   });
   t.equal(res.statusCode, 200);
@@ -98,7 +99,7 @@ t.test('FHIRPath Patch (a Parameters resource): add, insert, replace, move, dele
   t.equal(patched.birthDate, '1975-11-30');
   t.equal(patched.name[0].family, 'Henry-Dupuis');
   t.same(patched.telecom.map((c: any) => c.system), ['phone', 'email'], 'insert at 0, then moved to 1');
-  t.same(patched.contact, [{ gender: 'male' }], 'an anonymous element from parts');
+  t.same(patched.contact, [{ gender: 'male', name: { family: 'Henry' } }], 'an anonymous element from (nested) parts');
 
   const deleted = json(await send('PATCH', url, { resourceType: 'Parameters', parameter: [op([{ name: 'type', valueCode: 'delete' }, { name: 'path', valueString: "Patient.telecom.where(system = 'email')" }])] }));
   t.same(deleted.telecom.map((c: any) => c.system), ['phone']);

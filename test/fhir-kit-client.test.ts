@@ -1,21 +1,15 @@
 import t, { type Test } from 'tap';
 import type { AddressInfo } from 'node:net';
 import { CapabilityTool, Client, type FhirResource } from 'fhir-kit-client';
-import { buildApp } from '../src/app.ts';
-import { openTestDatabase } from './helpers/app.ts';
+import { startTestServer } from './helpers/app.ts';
 import { minimalResource } from './helpers/fixtures.ts';
 
 /**
  * The server as a stock FHIR client sees it: a listening server driven by the npm `fhir-kit-client`,
  * unchanged and unconfigured beyond its base URL. What it needs is what any generic client needs.
  */
-const store = await openTestDatabase();
-const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, db: store.db });
+const { app } = await startTestServer(t);
 await app.listen({ port: 0, host: '127.0.0.1' });
-t.teardown(async () => {
-  await app.close();
-  await store.drop();
-});
 const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/fhir`;
 const client = new Client({ baseUrl });
 
@@ -53,7 +47,8 @@ t.test('capabilityStatement() reads the statement, and the client understands it
     t.ok(tool.resourceCan('Patient', code), `the client sees Patient ${code}`);
   }
   t.ok(tool.serverCan('history-system'), 'the client sees system history');
-  t.notOk(tool.resourceCan('Patient', 'patch'), 'and nothing undeclared');
+  t.ok(tool.resourceCan('Patient', 'patch'), 'and patch');
+  t.notOk(tool.resourceCan('Patient', 'search-system'), 'but not what is undeclared');
 });
 
 t.test('create, read, vread, update, delete, then read is gone', async (t) => {

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
+import { minimalResource, nir, rpps } from './helpers/fixtures.ts';
 
 const server = await startTestServer(t, { bundleMaxEntries: 20 });
 const send = (method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH', url: string, body?: unknown, headers: Record<string, string> = {}) =>
@@ -37,7 +38,7 @@ function dischargeBundle(nir: string) {
         request: { method: 'POST', url: 'Immunization' },
       },
       {
-        resource: { resourceType: 'AllergyIntolerance', patient: { reference: patient }, code: { text: 'Pénicilline' } },
+        resource: { ...minimalResource('AllergyIntolerance'), patient: { reference: patient } },
         request: { method: 'POST', url: 'AllergyIntolerance' },
       },
     ],
@@ -45,7 +46,7 @@ function dischargeBundle(nir: string) {
 }
 
 t.test('a transaction lands whole: ids assigned, urn:uuid references rewritten everywhere', async (t) => {
-  const res = await send('POST', '/fhir', dischargeBundle('284047512345601'));
+  const res = await send('POST', '/fhir', dischargeBundle(nir('2840475123456')));
   t.equal(res.statusCode, 200);
   const bundle = json(res);
   t.equal(bundle.type, 'transaction-response');
@@ -66,20 +67,20 @@ t.test('a transaction lands whole: ids assigned, urn:uuid references rewritten e
 });
 
 t.test('sending the same bundle again does not create the patient twice', async (t) => {
-  const first = json(await send('POST', '/fhir', dischargeBundle('190017512345678')));
-  const again = json(await send('POST', '/fhir', dischargeBundle('190017512345678')));
+  const first = json(await send('POST', '/fhir', dischargeBundle(nir('1900175123456'))));
+  const again = json(await send('POST', '/fhir', dischargeBundle(nir('1900175123456'))));
   t.equal(again.entry[0].response.status, '200 OK', 'the patient entry finds the existing patient');
   t.equal(again.entry[0].response.location, first.entry[0].response.location);
-  const patients = json(await send('GET', `/fhir/Patient?identifier=${INS}|190017512345678`));
+  const patients = json(await send('GET', `/fhir/Patient?identifier=${INS}|${nir('1900175123456')}`));
   t.equal(patients.total, 1);
   const patientRef = first.entry[0].response.location.replace(/^.*\/fhir\//, '').replace(/\/_history\/1$/, '');
   t.equal(json(await send('GET', `/fhir/Immunization?patient=${patientRef}`)).total, 2, "the second bundle's clinical entries attach to that patient");
 });
 
 t.test('the same bundle sent concurrently yields one patient (conditional create under a lock)', async (t) => {
-  const results = await Promise.all(Array.from({ length: 6 }, () => send('POST', '/fhir', dischargeBundle('299127512345699'))));
+  const results = await Promise.all(Array.from({ length: 6 }, () => send('POST', '/fhir', dischargeBundle(nir('2991275123456')))));
   t.same(results.map((r) => r.statusCode), Array(6).fill(200));
-  const patients = json(await send('GET', `/fhir/Patient?identifier=${INS}|299127512345699`));
+  const patients = json(await send('GET', `/fhir/Patient?identifier=${INS}|${nir('2991275123456')}`));
   t.equal(patients.total, 1, 'exactly one patient');
   const statuses = results.map((r) => json(r).entry[0].response.status).sort();
   t.same(statuses, ['200 OK', '200 OK', '200 OK', '200 OK', '200 OK', '201 Created']);
@@ -87,7 +88,7 @@ t.test('the same bundle sent concurrently yields one patient (conditional create
 
 t.test('one bad entry fails the whole transaction, naming the entry; nothing is written', async (t) => {
   const before = await versionsStored();
-  const bundle = dischargeBundle('188017512345611');
+  const bundle = dischargeBundle(nir('1880175123456'));
   (bundle.entry[2]!.resource as Record<string, unknown>).occurrenceDateTime = 'hier';
   const res = await send('POST', '/fhir', bundle);
   t.equal(res.statusCode, 400);
@@ -96,7 +97,7 @@ t.test('one bad entry fails the whole transaction, naming the entry; nothing is 
   t.ok(outcome.issue[0].expression.includes('Bundle.entry[2]'), 'names the failing entry');
   t.match(outcome.issue[0].diagnostics, /Bundle\.entry\[2\] \(POST Immunization\)/);
   t.equal(await versionsStored(), before, 'no version of any entry was kept');
-  t.equal(json(await send('GET', `/fhir/Patient?identifier=${INS}|188017512345611`)).total, 0);
+  t.equal(json(await send('GET', `/fhir/Patient?identifier=${INS}|${nir('1880175123456')}`)).total, 0);
 });
 
 t.test('a failing update (If-Match) in a transaction rolls back the creates before it', async (t) => {
@@ -150,18 +151,18 @@ t.test('entries run deletes, creates, updates, reads in that order; answers keep
 });
 
 t.test('conditional references and conditional updates inside a transaction', async (t) => {
-  await send('POST', '/fhir/Patient', { resourceType: 'Patient', identifier: [{ system: INS, value: '277057512345642' }], name: [{ family: 'Moreau' }] });
+  await send('POST', '/fhir/Patient', { resourceType: 'Patient', identifier: [{ system: INS, value: nir('2770575123456') }], name: [{ family: 'Moreau' }] });
   const res = await send('POST', '/fhir', {
     resourceType: 'Bundle',
     type: 'transaction',
     entry: [
       {
-        resource: { resourceType: 'Immunization', status: 'completed', vaccineCode: { text: 'Grippe' }, patient: { reference: `Patient?identifier=${INS}|277057512345642` }, occurrenceDateTime: '2025-10-20' },
+        resource: { resourceType: 'Immunization', status: 'completed', vaccineCode: { text: 'Grippe' }, patient: { reference: `Patient?identifier=${INS}|${nir('2770575123456')}` }, occurrenceDateTime: '2025-10-20' },
         request: { method: 'POST', url: 'Immunization' },
       },
       {
-        resource: { resourceType: 'Practitioner', identifier: [{ system: 'https://rpps.esante.gouv.fr', value: '10001234567' }], name: [{ family: 'Petit' }] },
-        request: { method: 'PUT', url: 'Practitioner?identifier=https://rpps.esante.gouv.fr|10001234567' },
+        resource: { resourceType: 'Practitioner', identifier: [{ system: 'https://rpps.esante.gouv.fr', value: rpps('1000123456') }], name: [{ family: 'Petit' }] },
+        request: { method: 'PUT', url: `Practitioner?identifier=https://rpps.esante.gouv.fr|${rpps('1000123456')}` },
       },
     ],
   });
@@ -169,7 +170,7 @@ t.test('conditional references and conditional updates inside a transaction', as
   const out = json(res);
   t.same(out.entry.map((e: any) => e.response.status), ['201 Created', '201 Created']);
   const immunization = out.entry[0].resource;
-  const patient = json(await send('GET', `/fhir/Patient?identifier=${INS}|277057512345642`)).entry[0].resource;
+  const patient = json(await send('GET', `/fhir/Patient?identifier=${INS}|${nir('2770575123456')}`)).entry[0].resource;
   t.equal(immunization.patient.reference, `Patient/${patient.id}`);
 
   const again = json(
@@ -178,8 +179,8 @@ t.test('conditional references and conditional updates inside a transaction', as
       type: 'transaction',
       entry: [
         {
-          resource: { resourceType: 'Practitioner', identifier: [{ system: 'https://rpps.esante.gouv.fr', value: '10001234567' }], name: [{ family: 'Petit-Durand' }] },
-          request: { method: 'PUT', url: 'Practitioner?identifier=https://rpps.esante.gouv.fr|10001234567' },
+          resource: { resourceType: 'Practitioner', identifier: [{ system: 'https://rpps.esante.gouv.fr', value: rpps('1000123456') }], name: [{ family: 'Petit-Durand' }] },
+          request: { method: 'PUT', url: `Practitioner?identifier=https://rpps.esante.gouv.fr|${rpps('1000123456')}` },
         },
       ],
     }),

@@ -95,7 +95,7 @@ export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx:
       throw FhirError.preconditionFailed(`If-Match W/"${ifMatch}" does not match the current version of ${interaction.resourceType}/${interaction.id} (W/"${current.versionId}")`);
     }
     const patched = applyPatch(structuredClone(current.resource), request.body);
-    const resource = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
+    const { resource } = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
     const { resource: stored } = await store.repo.update(resource as Resource & { id: string }, { ifMatch: current.versionId });
     return updated(stored, false, request);
   });

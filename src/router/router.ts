@@ -1,6 +1,6 @@
 import type { Resource } from 'fhir/r4';
 import { instanceCapabilityStatement } from '../fhir/capability.ts';
-import { FhirError } from '../fhir/outcome.ts';
+import { FhirError, operationOutcome } from '../fhir/outcome.ts';
 import { processBundle } from './bundle.ts';
 import type { HandlerContext, InteractionHook, Outcome, RouterDependencies, StoreContext } from './context.ts';
 import * as crud from './crud.ts';
@@ -10,7 +10,7 @@ import { parseInteraction } from './parse.ts';
 import { returnPreference } from './prefer.ts';
 import type { FhirRequest, FhirResponse } from './request.ts';
 import { search } from './search.ts';
-import { checkResource } from './validate.ts';
+import { checkResource, type CheckedResource } from './validate.ts';
 
 export type { InteractionHook, RouterDependencies } from './context.ts';
 
@@ -31,10 +31,12 @@ export class FhirRouter {
     let response: FhirResponse;
     try {
       interaction = parseInteraction(request);
-      const resource = this.validate(interaction, request);
+      const checked = this.validate(interaction, request);
       for (const hook of this.hooks) await hook.authorise?.(interaction, request);
       const context: HandlerContext = { deps: this.deps, store, handle: (r, s) => this.handle(r, s) };
-      response = respond(await execute(interaction, request, context, resource), request, interaction);
+      const result = await execute(interaction, request, context, checked?.resource);
+      if (checked && checked.notes.length > 0 && result.outcome) result.outcome.issue.push(...operationOutcome(checked.notes).issue);
+      response = respond(result, request, interaction);
     } catch (error) {
       if (!(error instanceof FhirError)) throw error;
       response = { status: error.status, body: error.outcome, headers: error.headers };
@@ -44,7 +46,7 @@ export class FhirRouter {
   }
 
   /** The body a create or update carries, checked before anything else happens; undefined otherwise. */
-  private validate(interaction: Interaction, request: FhirRequest): Resource | undefined {
+  private validate(interaction: Interaction, request: FhirRequest): CheckedResource | undefined {
     switch (interaction.kind) {
       case 'create':
       case 'update-conditional':

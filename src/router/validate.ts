@@ -1,13 +1,21 @@
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
-import type { ResourceValidator } from '../fhir/validation/validator.ts';
+import type { Issue } from '../fhir/outcome.ts';
+import { isError, type ResourceValidator } from '../fhir/validation/validator.ts';
 import { FormParameters, UnsupportedBody } from './request.ts';
 
+export interface CheckedResource {
+  resource: Resource;
+  /** Warnings and information from validation: returned to the client, never blocking. */
+  notes: Issue[];
+}
+
 /**
- * A resource about to be written, checked against where it is going (type, id) and the R4 definitions.
+ * A resource about to be written, checked against where it is going (type, id), the R4 definitions and
+ * the profiles that apply. Not R4 at all: 400; valid R4 that breaks a profile or a French rule: 422.
  * `id`: the id the URL names (update), `null` when the URL names none (create, conditional update).
  */
-export function checkResource(body: unknown, resourceType: string, id: string | null, validator: ResourceValidator): Resource {
+export function checkResource(body: unknown, resourceType: string, id: string | null, validator: ResourceValidator): CheckedResource {
   if (body instanceof UnsupportedBody || body instanceof FormParameters) {
     const mediaType = body instanceof UnsupportedBody ? body.mediaType : 'application/x-www-form-urlencoded';
     throw new FhirError(415, [{ code: 'not-supported', diagnostics: `Unsupported Content-Type '${mediaType}': send application/fhir+json (or application/json)` }]);
@@ -23,8 +31,7 @@ export function checkResource(body: unknown, resourceType: string, id: string | 
     if (bodyId === undefined) throw FhirError.badRequest(`The body must carry id '${id}' to update it`, [`${resourceType}.id`], 'required');
     if (bodyId !== id) throw FhirError.badRequest(`id '${String(bodyId)}' in the body does not match '${id}' in the URL`, [`${resourceType}.id`]);
   }
-  const issues = validator.validate(resourceType, body);
-  const errors = issues.filter((issue) => issue.severity === undefined || issue.severity === 'error' || issue.severity === 'fatal');
-  if (errors.length > 0) throw new FhirError(400, issues);
-  return body as Resource;
+  const { issues, failedStage } = validator.check?.(resourceType, body) ?? { issues: validator.validate(resourceType, body), failedStage: undefined };
+  if (issues.some(isError)) throw new FhirError(failedStage === 'profile' ? 422 : 400, issues);
+  return { resource: body as Resource, notes: issues };
 }

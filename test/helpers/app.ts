@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../src/app.ts';
+import { SERVED_RESOURCE_TYPES } from '../../src/fhir/resource-types.ts';
+import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
+import type { ResourceValidator } from '../../src/fhir/validation/validator.ts';
 import { openDatabase, type Database } from '../../src/store/database.ts';
 
 /**
@@ -47,12 +50,26 @@ interface Tap {
   teardown(fn: () => unknown): void;
 }
 
+let baseOnly: ResourceValidator | undefined;
+
+export interface TestServerOptions {
+  bodyLimit?: number;
+  bundleMaxEntries?: number;
+  /**
+   * Validate against the French default profiles, as the server does by default. Off unless asked:
+   * most suites test REST behaviour with minimal resources that no French profile would accept.
+   */
+  frenchProfiles?: boolean;
+}
+
 /** A server on a fresh store for one test file, closed when the file's tests end. */
-export async function startTestServer(t: Tap, config: { bodyLimit?: number; bundleMaxEntries?: number } = {}): Promise<TestServer> {
+export async function startTestServer(t: Tap, config: TestServerOptions = {}): Promise<TestServer> {
   const store = await openTestDatabase();
+  const validator = config.frenchProfiles ? undefined : (baseOnly ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }));
   const app = await buildApp({
     config: { logLevel: 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000 },
     db: store.db,
+    validator,
   });
   const server: TestServer = {
     app,

@@ -12,7 +12,12 @@ export function minimalResource(resourceType: string): ResourceJson {
     case 'Immunization':
       return { resourceType, status: 'completed', vaccineCode: { text: 'DTP' }, patient, occurrenceDateTime: '2024-05-02', lotNumber: 'A123' };
     case 'AllergyIntolerance':
-      return { resourceType, patient, code: { text: 'Pénicilline' } };
+      return {
+        resourceType,
+        clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] },
+        patient,
+        code: { text: 'Pénicilline' },
+      };
     case 'MedicationStatement':
       return { resourceType, status: 'active', medicationCodeableConcept: { text: 'Paracétamol 1 g' }, subject: patient };
     case 'Consent':
@@ -22,6 +27,7 @@ export function minimalResource(resourceType: string): ResourceJson {
         scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
         category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
         patient,
+        policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTIN' }] },
       };
     case 'Practitioner':
       return { resourceType, name: [{ family: 'Durand', prefix: ['Dr'] }] };
@@ -30,4 +36,22 @@ export function minimalResource(resourceType: string): ResourceJson {
     default:
       throw new Error(`no fixture for ${resourceType}`);
   }
+}
+
+/** A 15-character INS-NIR: the 13 given digits and their key, 97 − (digits mod 97), as the French rules check it. */
+export function nir(digits: string): string {
+  const key = 97 - Number(BigInt(digits) % 97n);
+  return `${digits}${String(key).padStart(2, '0')}`;
+}
+
+/** An 11-digit RPPS number: the 10 given digits and their Luhn check digit. */
+export function rpps(digits: string): string {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    // Doubling starts from the rightmost given digit, since the check digit will follow it.
+    let d = Number(digits[digits.length - 1 - i]);
+    if (i % 2 === 0) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
+    sum += d;
+  }
+  return `${digits}${(10 - (sum % 10)) % 10}`;
 }

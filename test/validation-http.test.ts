@@ -1,0 +1,66 @@
+import t from 'tap';
+import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
+import * as fr from './helpers/validation-fixtures.ts';
+
+// The server as deployed: the French profiles apply by default to every write.
+const server = await startTestServer(t, { frenchProfiles: true });
+const send = (method: 'POST' | 'PUT', url: string, body: unknown, headers: Record<string, string> = {}) =>
+  server.inject({ method, url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
+
+t.test('French instances that follow the profiles are accepted', async (t) => {
+  for (const [type, resource] of [
+    ['Patient', fr.insPatient()],
+    ['DocumentReference', fr.pdsmDocument()],
+    ['Immunization', fr.immunization()],
+    ['AllergyIntolerance', fr.allergy()],
+    ['MedicationStatement', fr.medicationStatement()],
+    ['Consent', fr.consent()],
+    ['Practitioner', fr.practitioner()],
+    ['Organization', fr.organization()],
+  ] as const) {
+    const res = await send('POST', `/fhir/${type}`, resource);
+    t.equal(res.statusCode, 201, `${type}: ${res.statusCode === 201 ? 'created' : res.body.slice(0, 300)}`);
+  }
+});
+
+t.test('a profile violation is 422 with the element path; a non-R4 body stays 400', async (t) => {
+  const wrongKey = fr.insPatient();
+  wrongKey.identifier[0].value = '123456789012244'; // FR Core's own example NIR
+  const res = await send('POST', '/fhir/Patient', wrongKey);
+  t.equal(res.statusCode, 422);
+  const issue = json(res).issue.find((i: any) => i.severity === 'error');
+  t.match(issue.diagnostics, /expected 12/);
+  t.same(issue.expression, ['Patient.identifier[0].value']);
+
+  const noLot = fr.immunization();
+  delete noLot.lotNumber;
+  const immunization = await send('POST', '/fhir/Immunization', noLot);
+  t.equal(immunization.statusCode, 422, 'a completed vaccination needs its lot number');
+  t.ok(json(immunization).issue.some((i: any) => i.severity === 'error' && /dossier-imm-1/.test(i.diagnostics)));
+
+  const notR4 = await send('POST', '/fhir/Patient', { ...fr.insPatient(), birthDate: '12/07/1984' });
+  t.equal(notR4.statusCode, 400);
+});
+
+t.test('warnings do not block and come back with Prefer: return=OperationOutcome', async (t) => {
+  const res = await send('POST', '/fhir/Patient', fr.insPatient(), { prefer: 'return=OperationOutcome' });
+  t.equal(res.statusCode, 201);
+  const issues = json(res).issue;
+  t.equal(issues[0].severity, 'information');
+  t.ok(issues.some((i: any) => i.severity === 'warning'), 'the profile warnings are reported (e.g. dom-6: no narrative)');
+});
+
+t.test('a transaction entry breaking a profile fails the transaction with 422 naming it', async (t) => {
+  const noLot = fr.immunization();
+  delete noLot.lotNumber;
+  const res = await send('POST', '/fhir', {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      { resource: fr.practitioner(), request: { method: 'POST', url: 'Practitioner' } },
+      { resource: noLot, request: { method: 'POST', url: 'Immunization' } },
+    ],
+  });
+  t.equal(res.statusCode, 422);
+  t.ok(json(res).issue.every((i: any) => i.expression[0] === 'Bundle.entry[1]'));
+});
