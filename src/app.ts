@@ -8,6 +8,7 @@ import type { ResourceValidator } from './fhir/validation/validator.ts';
 import { registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
+import { defaultOperations } from './operations/index.ts';
 import type { StoreContext } from './router/context.ts';
 import { FhirRouter } from './router/router.ts';
 import { loadPatientCompartment } from './search/compartment.ts';
@@ -49,6 +50,7 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
     registry,
     patientCompartment: loadPatientCompartment(),
     limits: { maxEntries: config.bundleMaxEntries ?? 10_000 },
+    operations: defaultOperations(),
   });
 
   const app = Fastify({

@@ -196,6 +196,7 @@ t.test('(a) every declared system-level interaction is really served', async (t)
 t.test('(b) every route the router serves is declared, for every served type', async (t) => {
   for (const route of ROUTES) {
     for (const [method, kind] of Object.entries(route.methods)) {
+      if (kind === 'operation') continue; // operations are checked one by one below
       const code = CAPABILITY_CODE[kind];
       if (route.pattern.startsWith(':type')) {
         for (const type of SERVED_RESOURCE_TYPES) {
@@ -212,8 +213,23 @@ t.test('(b) every route the router serves is declared, for every served type', a
   }
 });
 
+t.test('(b) the operations served are the operations declared, at the declared levels', async (t) => {
+  const { defaultOperations } = await import('../src/operations/index.ts');
+  const served = defaultOperations().list();
+  const declaredSystem = (rest?.operation ?? []).map((o) => o.name).sort();
+  t.same(declaredSystem, served.filter((o) => o.levels.includes('system')).map((o) => o.name).sort(), 'system-level operations');
+  for (const resource of declaredResources) {
+    const declaredOps = (resource.operation ?? []).map((o) => o.name).sort();
+    const servedOps = served.filter((o) => (o.levels.includes('type') || o.levels.includes('instance')) && (!o.resourceTypes || o.resourceTypes.includes(resource.type))).map((o) => o.name).sort();
+    t.same(declaredOps, servedOps, `${resource.type} operations`);
+  }
+  const unknown = await get('/fhir/Patient/$no-such-operation');
+  t.equal(unknown.statusCode, 404, 'an undeclared operation is not served');
+  t.equal(json(unknown).resourceType, 'OperationOutcome');
+});
+
 t.test('(b) ROUTES is all that is served: other methods on its paths answer 405 with Allow', async (t) => {
-  const concrete = (pattern: string) => `/fhir/${pattern.replace(':type', 'Patient').replace(':id', 'cap-405').replace(':vid', '1').replace(':compartmentType', 'Immunization')}`;
+  const concrete = (pattern: string) => `/fhir/${pattern.replace(':type', 'Patient').replace(':id', 'cap-405').replace(':vid', '1').replace(':compartmentType', 'Immunization').replace('$:operation', '$no-such-operation')}`;
   for (const route of ROUTES) {
     const allowed = Object.keys(route.methods);
     for (const method of ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const) {

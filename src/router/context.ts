@@ -1,5 +1,6 @@
 import type { CapabilityStatement, OperationOutcome, Resource } from 'fhir/r4';
 import type { ResourceValidator } from '../fhir/validation/validator.ts';
+import type { OperationRegistry } from '../operations/registry.ts';
 import type { SearchEngine } from '../search/execute.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { Database } from '../store/database.ts';
@@ -33,6 +34,7 @@ export interface RouterDependencies {
   patientCompartment: Map<string, string[]>;
   hooks?: InteractionHook[];
   limits: BundleLimits;
+  operations: OperationRegistry;
 }
 
 export interface BundleLimits {

@@ -16,6 +16,8 @@ export type Interaction =
   | { kind: 'delete-conditional'; resourceType: string; condition: string }
   | { kind: 'transaction' }
   | { kind: 'batch' }
+  /** `$name` at system (`/$name`), type (`/Patient/$name`) or instance (`/Patient/1/$name`) level. */
+  | { kind: 'operation'; name: string; resourceType?: string; id?: string }
   | { kind: 'history-instance'; resourceType: string; id: string }
   | { kind: 'history-type'; resourceType: string }
   | { kind: 'history-system' }
@@ -40,6 +42,8 @@ export const CAPABILITY_CODE: Record<InteractionKind, string> = {
   'delete-conditional': 'delete',
   transaction: 'transaction',
   batch: 'batch',
+  // Operations are declared in CapabilityStatement.rest[.resource].operation, not as interactions.
+  operation: 'operation',
   'history-instance': 'history-instance',
   'history-type': 'history-type',
   'history-system': 'history-system',
@@ -58,12 +62,15 @@ export const ROUTES: ReadonlyArray<{ pattern: string; methods: Partial<Record<Ht
   { pattern: '', methods: { GET: 'search-system', POST: 'transaction' } },
   { pattern: '_search', methods: { POST: 'search-system' } },
   { pattern: 'metadata', methods: { GET: 'capabilities' } },
+  { pattern: '$:operation', methods: { GET: 'operation', POST: 'operation' } },
   { pattern: '_history', methods: { GET: 'history-system' } },
   { pattern: ':type', methods: { GET: 'search-type', POST: 'create', PUT: 'update-conditional', DELETE: 'delete-conditional' } },
   { pattern: ':type/_search', methods: { POST: 'search-type' } },
   { pattern: ':type/_history', methods: { GET: 'history-type' } },
+  { pattern: ':type/$:operation', methods: { GET: 'operation', POST: 'operation' } },
   { pattern: ':type/:id', methods: { GET: 'read', PUT: 'update', PATCH: 'patch', DELETE: 'delete' } },
   { pattern: ':type/:id/_history', methods: { GET: 'history-instance' } },
   { pattern: ':type/:id/_history/:vid', methods: { GET: 'vread' } },
+  { pattern: ':type/:id/$:operation', methods: { GET: 'operation', POST: 'operation' } },
   { pattern: ':type/:id/:compartmentType', methods: { GET: 'search-compartment' } },
 ];

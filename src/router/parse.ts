@@ -19,6 +19,7 @@ export function parseInteraction(request: FhirRequest): Interaction {
   const params: Record<string, string> = {};
   route.segments.forEach((segment, index) => {
     if (segment.startsWith(':')) params[segment.slice(1)] = segments[index] as string;
+    else if (segment.startsWith('$:')) params[segment.slice(2)] = (segments[index] as string).slice(1);
   });
   for (const type of [params.type, params.compartmentType]) {
     if (type !== undefined && !isServedResourceType(type)) throw FhirError.notFound(`Resource type '${type}' is not served by this server`);
@@ -60,6 +61,8 @@ export function parseInteraction(request: FhirRequest): Interaction {
       return { kind, resourceType };
     case 'search-compartment':
       return { kind, compartmentType: resourceType, id, resourceType: params.compartmentType as string };
+    case 'operation':
+      return { kind, name: params.operation as string, ...(resourceType ? { resourceType } : {}), ...(id ? { id } : {}) };
     case 'read':
     case 'patch':
     case 'update':
@@ -87,7 +90,11 @@ function conditionOf(query: FhirRequest['query']): string {
 function matches(pattern: string[], segments: string[]): boolean {
   if (pattern.length !== segments.length) return false;
   // A parameter never takes a `_name` or `$name` segment: those are interactions and operations.
-  return pattern.every((p, i) => (p.startsWith(':') ? !/^[_$]/.test(segments[i] as string) : p === segments[i]));
+  return pattern.every((p, i) => {
+    const segment = segments[i] as string;
+    if (p.startsWith('$:')) return /^\$[A-Za-z][A-Za-z0-9-]*$/.test(segment);
+    return p.startsWith(':') ? !/^[_$]/.test(segment) : p === segment;
+  });
 }
 
 function decodeSegment(segment: string): string {

@@ -90,7 +90,30 @@ async function execute(interaction: Interaction, request: FhirRequest, ctx: Hand
     case 'transaction':
     case 'batch':
       return { status: 200, resource: await processBundle(interaction.kind, request, ctx) };
+    case 'operation':
+      return invokeOperation(interaction, request, ctx);
   }
+}
+
+/** `$operation` calls (R4 operations.html): input as Parameters whether it came by POST body or GET query. */
+async function invokeOperation(interaction: Extract<Interaction, { kind: 'operation' }>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
+  const level = interaction.id ? 'instance' : interaction.resourceType ? 'type' : 'system';
+  const operation = ctx.deps.operations.resolve(interaction.name, level, interaction.resourceType, request.method === 'HEAD' ? 'GET' : request.method);
+  return operation.invoke({ ...interaction, level, parameters: operationInput(request), request, ctx });
+}
+
+function operationInput(request: FhirRequest): Resource {
+  const body = request.body as Resource | undefined;
+  if (body && typeof body === 'object' && body.resourceType === 'Parameters') return body;
+  const parameter: Array<Record<string, unknown>> = [];
+  for (const [name, values] of Object.entries(request.query)) {
+    if (name === '_format' || name === '_pretty') continue;
+    for (const value of Array.isArray(values) ? values : [values]) parameter.push({ name, valueString: value });
+  }
+  // Some operations ($validate) also take the resource itself as the body.
+  if (body && typeof body === 'object' && typeof body.resourceType === 'string') parameter.push({ name: 'resource', resource: body });
+  else if (body !== undefined) throw FhirError.badRequest('An operation takes a Parameters resource (or, for some, a resource) as its body');
+  return { resourceType: 'Parameters', parameter } as Resource;
 }
 
 const WRITES = new Set<Interaction['kind']>(['create', 'update', 'update-conditional', 'patch', 'delete', 'delete-conditional']);

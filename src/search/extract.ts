@@ -47,8 +47,7 @@ export function extractIndexRows(resource: Resource, registry: SearchParameterRe
     }
     if (param.type === 'composite') {
       for (const node of nodes) {
-        const key = compositeKey(param, node, registry);
-        if (key) rows.composite.push({ param: param.code, key });
+        for (const key of compositeKeys(param, node, registry)) rows.composite.push({ param: param.code, key });
       }
       continue;
     }
@@ -65,6 +64,13 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode)
   switch (param.type) {
     case 'token':
       for (const token of tokensOf(type, data)) rows.token.push({ ...token, text: token.text === null ? null : normalizeString(token.text), param: code });
+      if (type === 'Identifier' && typeof data.value === 'string') {
+        // :of-type needs the type's system and code together with the value: three parts the token
+        // table cannot hold in one row, so they go to the composite table under a parameter of their own.
+        for (const coding of data.type?.coding ?? []) {
+          if (typeof coding.code === 'string') rows.composite.push({ param: ofTypeParam(code), key: ofTypeKey(coding.system ?? '', coding.code, data.value) });
+        }
+      }
       return;
     case 'string':
       for (const value of stringsOf(type, data)) rows.string.push({ param: code, value, normalized: normalizeString(value) });
@@ -95,6 +101,12 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode)
       return;
   }
 }
+
+/** The composite-table parameter holding a token parameter's identifier types, for `:of-type`. */
+export const ofTypeParam = (code: string) => `${code}:of-type`;
+
+/** One identifier type coding with the identifier's value, as `:of-type` compares them (JSON: no separator to escape). */
+export const ofTypeKey = (typeSystem: string, typeCode: string, value: string) => JSON.stringify([typeSystem, typeCode, value]);
 
 type Token = { system: string | null; code: string | null; text: string | null };
 
@@ -157,28 +169,39 @@ function referenceOf(type: string, data: any): ReferenceValue | undefined {
   return { ...empty, url: reference, ...identifier };
 }
 
-/** A composite value as one key: its components' values joined by `$`, in declaration order. */
-function compositeKey(param: SearchParamDefinition, node: PathNode, registry: SearchParameterRegistry): string | undefined {
-  const parts: string[] = [];
+/**
+ * A composite value as keys (R4 search.html#composite): one per way a search may write it (a token
+ * component as `code`, `system|code` or `|code`), each the JSON array of its component texts, so a `$`
+ * or `|` inside a value cannot shift the components. parse.ts builds the same keys from a search value.
+ */
+function compositeKeys(param: SearchParamDefinition, node: PathNode, registry: SearchParameterRegistry): string[] {
+  let keys: string[][] = [[]];
   for (const component of param.components ?? []) {
     const definition = registry.definitionByUrl(component.definition);
     const [value] = component.evaluate(node);
-    if (!definition || !value) return undefined;
-    const text = componentText(definition.type, value);
-    if (text === undefined) return undefined;
-    parts.push(text);
+    if (!definition || !value) return [];
+    const variants = componentTexts(definition.type, value);
+    if (variants.length === 0) return [];
+    keys = keys.flatMap((key) => variants.map((variant) => [...key, variant]));
   }
-  return parts.join('$');
+  return keys.map(compositeKey);
 }
 
-function componentText(type: string, node: PathNode): string | undefined {
+export const compositeKey = (components: string[]) => JSON.stringify(components);
+
+function componentTexts(type: string, node: PathNode): string[] {
   const data = node.data as any;
   if (type === 'reference') {
     const reference = referenceOf(node.fhirNodeDataType ?? '', data);
-    return reference?.targetType ? `${reference.targetType}/${reference.targetId}` : reference?.url ?? undefined;
+    const text = reference?.targetType ? `${reference.targetType}/${reference.targetId}` : reference?.url;
+    return text ? [text] : [];
   }
-  if (type === 'token') return tokensOf(node.fhirNodeDataType ?? typeof data, data)[0]?.code ?? undefined;
-  return typeof data === 'string' || typeof data === 'number' ? String(data) : undefined;
+  if (type === 'token') {
+    const token = tokensOf(node.fhirNodeDataType ?? typeof data, data)[0];
+    if (!token?.code) return [];
+    return [token.code, token.system === null ? `|${token.code}` : `${token.system}|${token.code}`];
+  }
+  return typeof data === 'string' || typeof data === 'number' ? [String(data)] : [];
 }
 
 function dedupe(rows: IndexRows): IndexRows {

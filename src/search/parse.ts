@@ -3,7 +3,8 @@ import { isServedResourceType } from '../fhir/resource-types.ts';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../router/history.ts';
 import { parseDateRange } from './dates.ts';
 import type { SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
-import type { Filter, IncludeRule, Prefix, SearchRequest, SortRule, SummaryMode, TokenValue, TotalMode } from './types.ts';
+import { compositeKey } from './extract.ts';
+import type { Filter, IncludeRule, Prefix, ReferenceValue, SearchRequest, SortRule, SummaryMode, TokenValue, TotalMode } from './types.ts';
 
 /** Parameters that shape the result rather than select resources (R4 search.html#return). */
 const RESULT_PARAMETERS = new Set(['_sort', '_count', '_total', '_summary', '_elements', '_include', '_revinclude', '_cursor', '_type']);
@@ -116,7 +117,6 @@ function parseFilter(
       }
       if (modifier === 'text') return { kind: 'token', param, modifier, values: values.map((v) => ({ text: unescape(v) })) };
       if (modifier === 'of-type') {
-        // identifier:of-type=[type system]|[type code]|[value]: matched on the identifier value; type checked by text.
         return { kind: 'token', param, modifier, values: values.map((v) => ofType(name, v)) };
       }
       return { kind: 'token', param, ...(modifier ? { modifier } : {}), values: values.map(parseToken) } as Filter;
@@ -164,12 +164,11 @@ function parseFilter(
       if (modifier && param.targets.length > 0 && !param.targets.includes(modifier)) {
         throw FhirError.badRequest(`Search parameter ${name}: ${param.code} cannot refer to ${modifier}`, [name]);
       }
-      return { kind: 'reference', param, values: values.map((v) => parseReference(unescape(v), modifier, param, options.baseUrl)) };
+      return { kind: 'reference', param, values: values.map((v) => parseReference(unescape(v), modifier, param.code, param.targets, options.baseUrl)) };
     }
     case 'composite':
       if (modifier) throw badModifier(name, modifier, 'composite');
-      // Components are matched as written, `\$` standing for a literal dollar inside one.
-      return { kind: 'composite', param, values: values.map((v) => splitOn(v, '$').map(unescape).join('$')) };
+      return { kind: 'composite', param, values: values.map((v) => compositeSearchKey(name, v, param, registry, options.baseUrl)) };
     default:
       ignore(name, `parameters of type ${param.type} are not supported`);
       return undefined;
@@ -314,10 +313,11 @@ function parseToken(raw: string): TokenValue {
   return { system: system === '' ? null : system, ...(code === '' ? {} : { code }) };
 }
 
-function ofType(name: string, raw: string): TokenValue & { text?: string } {
+function ofType(name: string, raw: string): { typeSystem: string; typeCode: string; value: string } {
   const parts = splitOn(raw, '|').map(unescape);
   if (parts.length !== 3 || parts.some((p) => p === '')) throw FhirError.badRequest(`Search parameter ${name}: :of-type takes system|code|value`, [name]);
-  return { system: parts[0], code: parts[2], text: parts[1] };
+  const [typeSystem, typeCode, value] = parts as [string, string, string];
+  return { typeSystem, typeCode, value };
 }
 
 function splitPrefix(value: string): { prefix: Prefix; rest: string } {
@@ -332,22 +332,50 @@ function prefixedDate(name: string, value: string) {
   return { prefix, range };
 }
 
-function parseReference(value: string, typeModifier: string | undefined, param: SearchParamDefinition, baseUrl: string) {
+function parseReference(value: string, typeModifier: string | undefined, code: string, targets: string[], baseUrl: string): ReferenceValue {
   let local = value;
   if (local.startsWith(`${baseUrl}/`)) local = local.slice(baseUrl.length + 1);
   const relative = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[A-Za-z0-9\-.]+)?$/.exec(local);
   if (relative) {
     if (typeModifier && relative[1] !== typeModifier) {
-      throw FhirError.badRequest(`Search parameter ${param.code}:${typeModifier}: '${value}' is not a ${typeModifier}`, [`${param.code}:${typeModifier}`]);
+      throw FhirError.badRequest(`Search parameter ${code}:${typeModifier}: '${value}' is not a ${typeModifier}`, [`${code}:${typeModifier}`]);
     }
     return { type: relative[1]!, id: relative[2]! };
   }
   if (/^[A-Za-z0-9\-.]{1,64}$/.test(local)) {
-    const onlyTarget = param.targets.length === 1 ? param.targets[0] : undefined;
+    const onlyTarget = targets.length === 1 ? targets[0] : undefined;
     const type = typeModifier ?? onlyTarget;
     return { ...(type ? { type } : {}), id: local };
   }
   return { url: value };
+}
+
+/**
+ * A composite search value (`component$component…`) as the key extract.ts indexes: each component
+ * written the way its own type is searched (a reference as `Type/id`, a token as `code`, `system|code`
+ * or `|code`), `\$` standing for a dollar inside a component.
+ */
+function compositeSearchKey(name: string, raw: string, param: SearchParamDefinition, registry: SearchParameterRegistry, baseUrl: string): string {
+  const components = param.components ?? [];
+  const parts = splitOn(raw, '$');
+  if (parts.length !== components.length) {
+    throw FhirError.badRequest(`Search parameter ${name}: '${raw}' must have ${components.length} components separated by $`, [name]);
+  }
+  return compositeKey(
+    parts.map((part, i) => {
+      const definition = registry.definitionByUrl(components[i]!.definition);
+      if (definition?.type === 'reference') {
+        const reference = parseReference(unescape(part), undefined, name, (definition.target ?? []) as string[], baseUrl);
+        return reference.url ?? (reference.type ? `${reference.type}/${reference.id}` : reference.id!);
+      }
+      if (definition?.type === 'token') {
+        const token = parseToken(part);
+        if (token.system === undefined) return token.code ?? '';
+        return `${token.system ?? ''}|${token.code ?? ''}`;
+      }
+      return unescape(part);
+    }),
+  );
 }
 
 // ---- paging cursor --------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import type { DateRange } from './dates.ts';
+import { ofTypeKey, ofTypeParam } from './extract.ts';
 import { normalizeString } from './normalize.ts';
 import type { SearchParamDefinition } from './registry.ts';
 import type { Filter, Prefix, SearchRequest, SortRule } from './types.ts';
@@ -101,6 +102,11 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
     case 'lastUpdated':
       return anyOf(filter.values.map(({ prefix, range }) => dateCondition(prefix, range, `${alias}.last_updated`, `(${alias}.last_updated + interval '1 millisecond')`, binder)));
     case 'token': {
+      if (filter.modifier === 'of-type') {
+        // Indexed apart (extract.ts): one key per identifier type coding, with the identifier's value.
+        const keys = filter.values.map((v) => ofTypeKey(v.typeSystem, v.typeCode, v.value));
+        return indexed(alias, types, 'search_composite', ofTypeParam(filter.param.code), binder, (i) => `${i}.key = ANY(${binder.bind(keys, 'text[]')})`);
+      }
       const rows = (i: string) =>
         anyOf(
           filter.values.map((v) => {
@@ -115,12 +121,6 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
             return parts.length > 0 ? `(${parts.join(' AND ')})` : 'true';
           }),
         );
-      if (filter.modifier === 'of-type') {
-        // identifier:of-type matches the value and the identifier's type, indexed as its text (code or display).
-        return indexed(alias, types, 'search_token', filter.param.code, binder, (i) =>
-          anyOf(filter.values.map((v) => `(${i}.code = ${binder.bind(v.code)} AND ${i}.text = ${binder.bind(normalizeString(v.text ?? ''))})`)),
-        );
-      }
       return indexed(alias, types, 'search_token', filter.param.code, binder, rows, filter.modifier === 'not');
     }
     case 'string':
@@ -224,26 +224,30 @@ function likePrefix(value: string): string {
  * starts after / ends before it; ap: the ranges overlap once widened by 10% of the distance to now.
  */
 function dateCondition(prefix: Prefix, range: DateRange, low: string, high: string, binder: Binder): string {
-  const ql = binder.bind(range.low.toISOString(), 'timestamptz');
-  const qh = binder.bind(range.high.toISOString(), 'timestamptz');
-  const eq = `(${low} >= ${ql} AND ${high} <= ${qh})`;
+  // Bound on first use only: a parameter the statement never mentions has no type PostgreSQL can infer,
+  // and the whole query fails ("could not determine data type of parameter").
+  let qlBound: string | undefined;
+  let qhBound: string | undefined;
+  const ql = () => (qlBound ??= binder.bind(range.low.toISOString(), 'timestamptz'));
+  const qh = () => (qhBound ??= binder.bind(range.high.toISOString(), 'timestamptz'));
+  const eq = () => `(${low} >= ${ql()} AND ${high} <= ${qh()})`;
   switch (prefix) {
     case 'eq':
-      return eq;
+      return eq();
     case 'ne':
-      return `NOT ${eq}`;
+      return `NOT ${eq()}`;
     case 'gt':
-      return `${high} > ${qh}`;
+      return `${high} > ${qh()}`;
     case 'lt':
-      return `${low} < ${ql}`;
+      return `${low} < ${ql()}`;
     case 'ge':
-      return `(${high} > ${qh} OR ${eq})`;
+      return `(${high} > ${qh()} OR ${eq()})`;
     case 'le':
-      return `(${low} < ${ql} OR ${eq})`;
+      return `(${low} < ${ql()} OR ${eq()})`;
     case 'sa':
-      return `${low} >= ${qh}`;
+      return `${low} >= ${qh()}`;
     case 'eb':
-      return `${high} <= ${ql}`;
+      return `${high} <= ${ql()}`;
     case 'ap': {
       const gap = Math.abs(Date.now() - range.low.getTime()) * 0.1;
       const wideLow = binder.bind(new Date(range.low.getTime() - gap).toISOString(), 'timestamptz');

@@ -9,7 +9,9 @@ export type ReferenceValue = { type?: string; id?: string; url?: string };
 
 /** One search parameter with its values (OR between values); a search is the AND of its filters. */
 export type Filter =
-  | { kind: 'token'; param: SearchParamDefinition; modifier?: 'not' | 'text' | 'of-type'; values: Array<TokenValue & { text?: string }> }
+  | { kind: 'token'; param: SearchParamDefinition; modifier?: 'not' | 'text'; values: Array<TokenValue & { text?: string }> }
+  /** `identifier:of-type=[type system]|[type code]|[value]`: an identifier whose type has that coding and whose value is that. */
+  | { kind: 'token'; param: SearchParamDefinition; modifier: 'of-type'; values: Array<{ typeSystem: string; typeCode: string; value: string }> }
   | { kind: 'string'; param: SearchParamDefinition; modifier?: 'exact' | 'contains'; values: string[] }
   | { kind: 'date'; param: SearchParamDefinition; values: Array<{ prefix: Prefix; range: DateRange }> }
   | { kind: 'reference'; param: SearchParamDefinition; modifier?: 'identifier'; values: ReferenceValue[]; identifiers?: TokenValue[] }

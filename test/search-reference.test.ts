@@ -1,0 +1,151 @@
+// Reference search (R4 search.html#reference, #chaining, #has): Type/id, bare id, :[type], absolute
+// URLs, :identifier (spec: subject:identifier=http://acme.org/fhir/identifier/mrn|123456), chains
+// (spec: subject.name=peter, subject:Patient.name=peter), multi-level chains, reverse chaining
+// (spec: Patient?_has:Observation:patient:code=1234-5) and :missing.
+import t from 'tap';
+import { startTestServer } from './helpers/app.ts';
+import { idNatPsRpps, INS, nir, q, searchClient } from './helpers/search-client.ts';
+
+const server = await startTestServer(t);
+const api = searchClient(server);
+
+const RPPS = 'urn:oid:1.2.250.1.71.4.2.1';
+const SNOMED = 'http://snomed.info/sct';
+const DURAND = idNatPsRpps('1000123456');
+const MERCIER = idNatPsRpps('1000765432');
+const NIR_HELENE = nir('2840375123456');
+const NIR_CAMILLE = nir('2950713055123');
+
+const doc = (id: string, subject: Record<string, unknown>, author: Array<Record<string, unknown>> = []) => ({
+  resourceType: 'DocumentReference',
+  id,
+  status: 'current',
+  subject,
+  ...(author.length > 0 ? { author } : {}),
+  content: [{ attachment: { contentType: 'application/pdf', url: `https://dmp.example.fr/docs/${id}.pdf` } }],
+});
+const vaccination = (id: string, patient: string, performer?: string) => ({
+  resourceType: 'Immunization',
+  id,
+  status: 'completed',
+  vaccineCode: { coding: [{ system: 'http://phast.fr/fhir/CodeSystem/ucd', code: '9439138', display: 'Vaxigrip Tetra' }] },
+  patient: { reference: patient },
+  occurrenceDateTime: '2023-10-12',
+  ...(performer ? { performer: [{ actor: { reference: performer } }] } : {}),
+});
+
+await api.putAll([
+  { resourceType: 'Practitioner', id: 'dr-durand', identifier: [{ system: RPPS, value: DURAND }], name: [{ family: 'Durand', given: ['Sophie'], prefix: ['Dr'] }] },
+  { resourceType: 'Practitioner', id: 'dr-mercier', identifier: [{ system: RPPS, value: MERCIER }], name: [{ family: 'Mercier', given: ['Éric'] }] },
+  { resourceType: 'Organization', id: 'hcl', name: 'Hospices Civils de Lyon' },
+  {
+    resourceType: 'Patient',
+    id: 'helene',
+    identifier: [{ system: INS, value: NIR_HELENE }],
+    name: [{ family: 'Lefèvre', given: ['Hélène'] }],
+    generalPractitioner: [{ reference: 'Practitioner/dr-durand' }],
+  },
+  { resourceType: 'Patient', id: 'jacques', name: [{ family: 'Cœur', given: ['Jacques'] }], generalPractitioner: [{ reference: 'Practitioner/dr-mercier' }] },
+  { resourceType: 'Patient', id: 'camille', identifier: [{ system: INS, value: NIR_CAMILLE }], name: [{ family: 'Roux', given: ['Camille'] }] },
+  { resourceType: 'Patient', id: 'supprime', name: [{ family: 'Supprimé' }] },
+  doc('cr-hospit', { reference: 'Patient/helene' }, [{ reference: 'Practitioner/dr-durand' }, { reference: 'Organization/hcl' }]),
+  doc('cr-labo', { reference: 'Patient/jacques' }, [{ reference: 'Practitioner/dr-mercier' }]),
+  doc('cr-ident', { identifier: { system: INS, value: NIR_CAMILLE }, display: 'Camille Roux' }, [{ reference: 'Patient/camille' }]),
+  doc('cr-externe', { reference: 'https://autre-ght.example.fr/fhir/Patient/99' }),
+  doc('cr-orphelin', { reference: 'Patient/supprime' }),
+  vaccination('vac-helene', 'Patient/helene', 'Practitioner/dr-durand'),
+  vaccination('vac-jacques', 'Patient/jacques'),
+  vaccination('vac-camille', 'Patient/camille', 'Organization/hcl'),
+  { resourceType: 'AllergyIntolerance', id: 'allergie-helene', clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] }, code: { coding: [{ system: SNOMED, code: '764146007', display: 'Pénicilline' }] }, patient: { reference: 'Patient/helene' } },
+  { resourceType: 'AllergyIntolerance', id: 'allergie-jacques', clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] }, code: { coding: [{ system: SNOMED, code: '227493005', display: 'Noix de cajou' }] }, patient: { reference: 'Patient/jacques' } },
+]);
+await api.delete('Patient/supprime');
+
+t.test('Type/id, bare id, :[type] (spec: subject=Patient/23, subject:Patient=23)', async (t) => {
+  t.same(await api.ids('/fhir/DocumentReference?subject=Patient/helene'), ['cr-hospit']);
+  t.same(await api.ids('/fhir/DocumentReference?subject:Patient=helene'), ['cr-hospit']);
+  t.same(await api.ids('/fhir/DocumentReference?subject=helene'), ['cr-hospit'], 'a bare id, whatever the type');
+  t.same(await api.ids('/fhir/DocumentReference?patient=helene'), ['cr-hospit']);
+  t.same(await api.ids('/fhir/DocumentReference?subject:Practitioner=helene'), []);
+  t.same(await api.ids('/fhir/Immunization?patient=Patient/helene,Patient/jacques'), ['vac-helene', 'vac-jacques']);
+  t.same(await api.ids('/fhir/DocumentReference?author:Organization=hcl'), ['cr-hospit']);
+  t.same(await api.ids('/fhir/DocumentReference?author=Practitioner/dr-mercier'), ['cr-labo']);
+  t.same(await api.ids('/fhir/DocumentReference?subject=Patient/helene/_history/1'), ['cr-hospit'], 'a version-specific reference searches the resource');
+  t.same(await api.ids('/fhir/DocumentReference?subject=Patient/supprime'), ['cr-orphelin'], 'the reference, not the target, is searched');
+});
+
+t.test('absolute references: this server\'s own base is local, others are matched as URLs', async (t) => {
+  t.same(await api.ids(`/fhir/DocumentReference?${q('subject', 'http://localhost:80/fhir/Patient/helene')}`), ['cr-hospit']);
+  t.same(await api.ids(`/fhir/DocumentReference?${q('subject', 'https://autre-ght.example.fr/fhir/Patient/99')}`), ['cr-externe']);
+  t.same(await api.ids('/fhir/DocumentReference?subject=Patient/99'), []);
+});
+
+t.test('bad reference modifiers are a 400 naming the parameter', async (t) => {
+  for (const name of ['subject:Observation', 'subject:Organization', 'subject:exact']) {
+    const res = await api.get(`/fhir/DocumentReference?${name}=x`);
+    t.equal(res.status, 400, name);
+    t.same(res.body.issue[0].expression, [name], name);
+  }
+  const res = await api.get('/fhir/DocumentReference?subject:Patient=Practitioner/dr-durand');
+  t.equal(res.status, 400, 'the value\'s type contradicts the modifier');
+});
+
+t.test(':identifier matches Reference.identifier (spec: subject:identifier=system|value)', async (t) => {
+  t.same(await api.ids(`/fhir/DocumentReference?${q('subject:identifier', `${INS}|${NIR_CAMILLE}`)}`), ['cr-ident']);
+  t.same(await api.ids(`/fhir/DocumentReference?${q('subject:identifier', NIR_CAMILLE)}`), ['cr-ident'], 'value alone');
+  t.same(await api.ids(`/fhir/DocumentReference?${q('subject:identifier', `${INS}|${NIR_HELENE}`)}`), [], 'not the target\'s identifier');
+  t.same(await api.ids(`/fhir/DocumentReference?${q('subject:identifier', `urn:oid:1.2.3|${NIR_CAMILLE}`)}`), []);
+});
+
+t.test('chaining (spec: subject:Patient.name=peter) and multi-level chains', async (t) => {
+  t.same(await api.ids('/fhir/DocumentReference?subject:Patient.name=lefevre'), ['cr-hospit']);
+  t.same(await api.ids('/fhir/Immunization?patient.name=coeur'), ['vac-jacques'], 'one target type: no qualifier needed');
+  t.same(await api.ids(`/fhir/DocumentReference?${q('subject:Patient.identifier', `${INS}|${NIR_HELENE}`)}`), ['cr-hospit']);
+  t.same(await api.ids(`/fhir/DocumentReference?${q('author:Practitioner.identifier', `${RPPS}|${DURAND}`)}`), ['cr-hospit']);
+  t.same(await api.ids('/fhir/DocumentReference?subject:Patient._id=jacques'), ['cr-labo']);
+  t.same(await api.ids('/fhir/Immunization?patient.general-practitioner:Practitioner.name=durand'), ['vac-helene'], 'two levels');
+  t.same(await api.ids('/fhir/Immunization?performer:Practitioner.family=durand&patient.name=hel'), ['vac-helene']);
+  t.same(await api.ids('/fhir/DocumentReference?subject:Patient.name=supprime'), [], 'a deleted target matches no chain');
+  t.same(await api.ids('/fhir/DocumentReference?subject:Patient.name=roux'), [], 'a reference by identifier only has no target to chain to');
+});
+
+t.test('chains that cannot be resolved are a 400 naming the parameter', async (t) => {
+  const cases: Array<[string, RegExp]> = [
+    ['subject:Observation.code', /subject:Observation\.code/],
+    ['subject:Patient.nonexistent', /nonexistent/],
+    ['status.name', /not a reference/],
+    // subject may be a Patient or a Practitioner, both having `name`: this server asks for a type.
+    ['subject.name', /name one/],
+  ];
+  for (const [name, message] of cases) {
+    const res = await api.get(`/fhir/DocumentReference?${name}=x`);
+    t.equal(res.status, 400, name);
+    t.match(res.body.issue[0].diagnostics, message, name);
+    t.same(res.body.issue[0].expression, [name], name);
+  }
+});
+
+t.test('_has: reverse chaining (spec: Patient?_has:Observation:patient:code=1234-5)', async (t) => {
+  t.same(await api.ids('/fhir/Patient?_has:AllergyIntolerance:patient:code=764146007'), ['helene']);
+  t.same(await api.ids(`/fhir/Patient?${q('_has:AllergyIntolerance:patient:code', `${SNOMED}|227493005`)}`), ['jacques']);
+  t.same(await api.ids('/fhir/Patient?_has:Immunization:patient:status=completed'), ['camille', 'helene', 'jacques']);
+  t.same(await api.ids('/fhir/Practitioner?_has:DocumentReference:author:subject=Patient/helene'), ['dr-durand']);
+  t.same(await api.ids('/fhir/Patient?_has:DocumentReference:subject:author:Practitioner.name=mercier'), ['jacques'], '_has with a chain inside');
+  t.same(
+    await api.ids('/fhir/Patient?_has:AllergyIntolerance:patient:code=764146007&_has:Immunization:patient:status=completed'),
+    ['helene'],
+    'two _has: AND',
+  );
+  t.same(await api.ids('/fhir/Patient?_has:AllergyIntolerance:patient:code=000'), []);
+  for (const name of ['_has:Observation:patient:code', '_has:AllergyIntolerance:code:code', '_has:AllergyIntolerance:patient']) {
+    const res = await api.get(`/fhir/Patient?${name}=1`);
+    t.equal(res.status, 400, name);
+    t.same(res.body.issue[0].expression, [name], name);
+  }
+});
+
+t.test(':missing on references', async (t) => {
+  t.same(await api.ids('/fhir/Immunization?performer:missing=true'), ['vac-jacques']);
+  t.same(await api.ids('/fhir/Immunization?performer:missing=false'), ['vac-camille', 'vac-helene']);
+  t.same(await api.ids('/fhir/DocumentReference?author:missing=true'), ['cr-externe', 'cr-orphelin']);
+});
