@@ -1,7 +1,10 @@
 import type { Resource } from 'fhir/r4';
 import { parseDateRange } from './dates.ts';
+import IMPLICIT_CODE_SYSTEMS_JSON from './implicit-code-systems.json' with { type: 'json' };
 import { normalizeString } from './normalize.ts';
 import type { PathNode, SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
+
+const IMPLICIT_CODE_SYSTEMS: Record<string, string> = IMPLICIT_CODE_SYSTEMS_JSON;
 
 /** The index rows of one resource, one array per index table (HAPI FHIR JPA's layout). */
 export interface IndexRows {
@@ -63,7 +66,7 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode)
   if (data === null || data === undefined) return;
   switch (param.type) {
     case 'token':
-      for (const token of tokensOf(type, data)) rows.token.push({ ...token, text: token.text === null ? null : normalizeString(token.text), param: code });
+      for (const token of tokensOf(type, data, implicitSystem(node))) rows.token.push({ ...token, text: token.text === null ? null : normalizeString(token.text), param: code });
       if (type === 'Identifier' && typeof data.value === 'string') {
         // :of-type needs the type's system and code together with the value: three parts the token
         // table cannot hold in one row, so they go to the composite table under a parameter of their own.
@@ -110,7 +113,17 @@ export const ofTypeKey = (typeSystem: string, typeCode: string, value: string) =
 
 type Token = { system: string | null; code: string | null; text: string | null };
 
-function tokensOf(type: string, data: any): Token[] {
+/**
+ * A `code` element has no system in the instance, but its required binding gives it one (R4
+ * search.html#token: `gender=http://hl7.org/fhir/administrative-gender|male` must find it).
+ */
+function implicitSystem(node: PathNode): string | undefined {
+  if (node.fhirNodeDataType !== 'code') return undefined;
+  const located = node as PathNode & { parentResNode?: { path?: string }; propName?: string };
+  return IMPLICIT_CODE_SYSTEMS[`${located.parentResNode?.path}.${located.propName}`];
+}
+
+function tokensOf(type: string, data: any, implicit?: string): Token[] {
   switch (type) {
     case 'Coding':
       return [{ system: data.system ?? null, code: data.code ?? null, text: data.display ?? null }];
@@ -126,7 +139,7 @@ function tokensOf(type: string, data: any): Token[] {
     case 'boolean':
       return [{ system: null, code: String(data), text: null }];
     default:
-      return typeof data === 'string' ? [{ system: null, code: data, text: null }] : [];
+      return typeof data === 'string' ? [{ system: implicit ?? null, code: data, text: null }] : [];
   }
 }
 
@@ -197,7 +210,7 @@ function componentTexts(type: string, node: PathNode): string[] {
     return text ? [text] : [];
   }
   if (type === 'token') {
-    const token = tokensOf(node.fhirNodeDataType ?? typeof data, data)[0];
+    const token = tokensOf(node.fhirNodeDataType ?? typeof data, data, implicitSystem(node))[0];
     if (!token?.code) return [];
     return [token.code, token.system === null ? `|${token.code}` : `${token.system}|${token.code}`];
   }
