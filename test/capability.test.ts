@@ -22,7 +22,7 @@ const post = (url: string, body: unknown, headers: Record<string, string> = {}) 
   server.inject({ method: 'POST', url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
 const put = (url: string, body: unknown, headers: Record<string, string> = {}) =>
   server.inject({ method: 'PUT', url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
-const get = (url: string, headers: Record<string, string> = {}) => server.inject({ method: 'GET', url, headers });
+const get = (url: string, headers: Record<string, string> = {}) => server.inject({ method: 'GET', url, headers: { accept: FHIR_JSON, ...headers } });
 const del = (url: string) => server.inject({ method: 'DELETE', url });
 
 type Tap = Test;

@@ -8,6 +8,8 @@ export const SERVED_RESOURCE_TYPES = [
   'Consent',
   'Practitioner',
   'Organization',
+  // Document content (a PDF, a CDA) referenced by DocumentReference.content.attachment.url.
+  'Binary',
 ] as const;
 
 export type ServedResourceType = (typeof SERVED_RESOURCE_TYPES)[number];

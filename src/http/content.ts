@@ -1,10 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
-import { FormParameters, JsonPatchBody, UnsupportedBody } from '../router/request.ts';
+import { FormParameters, JsonPatchBody, RawBody, UnsupportedBody } from '../router/request.ts';
 import { StoredResource } from '../store/repository.ts';
 
 export const FHIR_JSON = 'application/fhir+json';
+const BINARY_PATH = /^\/fhir\/Binary(?:\/[A-Za-z0-9\-.]{1,64})?(?:\?|$)/;
 const JSON_TYPES = new Set([FHIR_JSON, 'application/json']);
 const FORMAT_ALIASES: Record<string, string> = { json: FHIR_JSON, 'application/fhir+json': FHIR_JSON, 'application/json': 'application/json' };
 
@@ -29,12 +30,24 @@ export function registerBodyParsers(app: FastifyInstance): void {
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (request, body, done) => {
     done(null, new FormParameters([...new URLSearchParams(body as string)]));
   });
-  app.addContentTypeParser('*', (request, payload, done) => {
-    // The bytes are not needed: drain them (the body limit still applies) and keep only the media type.
-    payload.resume();
-    payload.on('end', () => done(null, new UnsupportedBody(request.headers['content-type'] ?? '')));
-    payload.on('error', done);
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    const mediaType = request.headers['content-type'] ?? 'application/octet-stream';
+    // A Binary may be sent in its own media type (R4 binary.html); anything else is not read.
+    if (BINARY_PATH.test(request.url)) return done(null, new RawBody(mediaType, body as Buffer));
+    return done(null, new UnsupportedBody(mediaType));
   });
+}
+
+/**
+ * Whether a read of a Binary should answer its raw content (R4 binary.html): unless the client asks for
+ * FHIR JSON by `_format` or `Accept`, a Binary is served as itself, in its own media type.
+ */
+export function wantsRawBinary(request: FastifyRequest, path: string): boolean {
+  if (request.method !== 'GET' && request.method !== 'HEAD') return false;
+  if (!/^Binary\/[^/]+(\/_history\/[^/]+)?$/.test(path)) return false;
+  if (typeof (request.query as Record<string, unknown>)._format === 'string') return false;
+  const accept = (request.headers.accept ?? '').toLowerCase();
+  return !/application\/(fhir\+)?json/.test(accept);
 }
 
 /**
@@ -60,6 +73,11 @@ export function negotiateResponseType(request: FastifyRequest): string {
   if (acceptable.some((r) => r.type === 'application/json')) return 'application/json';
   if (acceptable.some((r) => r.type === '*/*' || r.type === 'application/*' || r.type === '')) return FHIR_JSON;
   throw new FhirError(406, [{ code: 'not-supported', diagnostics: `Cannot produce '${accept}': this server produces application/fhir+json` }]);
+}
+
+/** Sends a Binary's content as itself, in its own media type. */
+export function sendRawBinary(reply: FastifyReply, binary: { contentType?: string; data?: string }): FastifyReply {
+  return reply.type(binary.contentType ?? 'application/octet-stream').send(Buffer.from(binary.data ?? '', 'base64'));
 }
 
 /** Sends a resource with the negotiated type; a stored resource goes out as stored unless `_pretty` asks otherwise. */

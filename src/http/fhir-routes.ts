@@ -1,7 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FhirRouter } from '../router/router.ts';
 import type { FhirRequest, HttpMethod } from '../router/request.ts';
-import { negotiateResponseType, registerBodyParsers, sendResource } from './content.ts';
+import type { Binary } from 'fhir/r4';
+import { StoredResource } from '../store/repository.ts';
+import { FHIR_JSON, negotiateResponseType, registerBodyParsers, sendRawBinary, sendResource, wantsRawBinary } from './content.ts';
 
 export interface FhirRoutesOptions {
   router: FhirRouter;
@@ -18,10 +20,14 @@ export async function fhirRoutes(app: FastifyInstance, options: FhirRoutesOption
   registerBodyParsers(app);
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    const mediaType = negotiateResponseType(request);
-    const response = await options.router.handle(toFhirRequest(request, options.publicBaseUrl));
+    const fhirRequest = toFhirRequest(request, options.publicBaseUrl);
+    const raw = wantsRawBinary(request, fhirRequest.path);
+    const mediaType = raw ? FHIR_JSON : negotiateResponseType(request);
+    const response = await options.router.handle(fhirRequest);
     reply.status(response.status).headers(response.headers);
     if (response.body === undefined) return reply.send();
+    const resource = response.body instanceof StoredResource ? response.body.resource : response.body;
+    if (raw && response.status === 200 && resource.resourceType === 'Binary') return sendRawBinary(reply, resource as Binary);
     return sendResource(request, reply, response.body, mediaType);
   };
   app.all(FHIR_BASE_PATH, handler);
@@ -40,6 +46,7 @@ function toFhirRequest(request: FastifyRequest, publicBaseUrl: string | undefine
     body: request.body,
     ifMatch: header('if-match'),
     ifNoneExist: header('if-none-exist'),
+    securityContext: header('x-security-context'),
     prefer: header('prefer'),
     baseUrl: publicBaseUrl ?? `${request.protocol}://${request.host}${FHIR_BASE_PATH}`,
   };

@@ -68,7 +68,8 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
     const existing = await assignIdentities(entries, store, request, ctx, responses);
     await resolveConditionalReferences(entries, store, request, ctx);
 
-    const ordered = [...entries].sort((a, b) => PROCESSING_ORDER[a.method] - PROCESSING_ORDER[b.method] || a.index - b.index);
+    // Within a step, Binaries first: a DocumentReference's attachment may point at one in the same bundle.
+    const ordered = [...entries].sort((a, b) => PROCESSING_ORDER[a.method] - PROCESSING_ORDER[b.method] || binaryFirst(a) - binaryFirst(b) || a.index - b.index);
     for (const entry of ordered) {
       if (existing.has(entry.index)) continue;
       const response = await ctx.handle(entryRequest(entry, request), store);
@@ -269,6 +270,8 @@ function toResponseEntry(response: FhirResponse): BundleEntry {
     },
   };
 }
+
+const binaryFirst = (entry: Entry) => (entry.url.startsWith('Binary') ? 0 : 1);
 
 function splitUrl(url: string): [string, string | undefined] {
   const q = url.indexOf('?');

@@ -1,4 +1,5 @@
-import type { Resource } from 'fhir/r4';
+import type { Binary, Resource } from 'fhir/r4';
+import { completeAttachments, type BinaryReader } from '../fhir/attachments.ts';
 import { FhirError, informational } from '../fhir/outcome.ts';
 import { joinTransaction } from '../store/database.ts';
 import type { StoredResource } from '../store/repository.ts';
@@ -12,7 +13,8 @@ import { checkResource } from './validate.ts';
 type Of<K extends Interaction['kind']> = Extract<Interaction, { kind: K }>;
 
 /** create (R4 http.html#create), conditional with `If-None-Exist` (http.html#ccreate). */
-export async function create(interaction: Of<'create'>, request: FhirRequest, ctx: HandlerContext, body: Resource): Promise<Outcome> {
+export async function create(interaction: Of<'create'>, request: FhirRequest, ctx: HandlerContext, checked: Resource): Promise<Outcome> {
+  const body = await completeAttachments(checked, binaryReader(ctx.store));
   const condition = request.ifNoneExist;
   if (condition === undefined) return created(await ctx.store.repo.create(body, request.assignedId), request);
   return inTransaction(ctx, async (store) => {
@@ -38,14 +40,16 @@ export async function vread(interaction: Of<'vread'>, request: FhirRequest, ctx:
 }
 
 /** update and update-as-create (R4 http.html#update). */
-export async function update(interaction: Of<'update'>, request: FhirRequest, ctx: HandlerContext, body: Resource): Promise<Outcome> {
+export async function update(interaction: Of<'update'>, request: FhirRequest, ctx: HandlerContext, checked: Resource): Promise<Outcome> {
+  const body = await completeAttachments(checked, binaryReader(ctx.store));
   const { resource, created: isNew } = await ctx.store.repo.update(body as Resource & { id: string }, { ifMatch: parseIfMatch(request.ifMatch) });
   return updated(resource, isNew, request);
 }
 
 /** Conditional update (R4 http.html#cond-update): `PUT Patient?identifier=…`. */
-export async function conditionalUpdate(interaction: Of<'update-conditional'>, request: FhirRequest, ctx: HandlerContext, body: Resource): Promise<Outcome> {
+export async function conditionalUpdate(interaction: Of<'update-conditional'>, request: FhirRequest, ctx: HandlerContext, checked: Resource): Promise<Outcome> {
   return inTransaction(ctx, async (store) => {
+    const body = await completeAttachments(checked, binaryReader(store));
     await lockCondition(store.db, interaction.resourceType, interaction.condition);
     const matches = await findMatches(store.db, ctx.deps, interaction.resourceType, interaction.condition, request.baseUrl);
     if (matches.length > 1) throw FhirError.preconditionFailed(`'${interaction.condition}' matches several ${interaction.resourceType} resources; nothing updated`);
@@ -95,10 +99,23 @@ export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx:
       throw FhirError.preconditionFailed(`If-Match W/"${ifMatch}" does not match the current version of ${interaction.resourceType}/${interaction.id} (W/"${current.versionId}")`);
     }
     const patched = applyPatch(structuredClone(current.resource), request.body);
-    const { resource } = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
+    const { resource: valid } = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
+    const resource = await completeAttachments(valid, binaryReader(store));
     const { resource: stored } = await store.repo.update(resource as Resource & { id: string }, { ifMatch: current.versionId });
     return updated(stored, false, request);
   });
+}
+
+/** Binaries as attachment checks read them: in the writer's own store (a transaction's, in a bundle). */
+function binaryReader(store: StoreContext): BinaryReader {
+  return async (id) => {
+    try {
+      return (await store.repo.read('Binary', id)).resource as Binary;
+    } catch (error) {
+      if (error instanceof FhirError && (error.status === 404 || error.status === 410)) return undefined;
+      throw error;
+    }
+  };
 }
 
 /** Runs `work` in one transaction, joining the caller's if it already has one (a bundle's). */

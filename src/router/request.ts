@@ -19,6 +19,8 @@ export interface FhirRequest {
   prefer?: string;
   /** The id a transaction already gave a POST entry, so references to it could be rewritten first. */
   assignedId?: string;
+  /** `X-Security-Context` (R4 binary.html#security): the resource whose access rules a Binary follows. */
+  securityContext?: string;
   /** Absolute FHIR base URL (no trailing slash), for fullUrl, Location and paging links. */
   baseUrl: string;
 }
@@ -46,4 +48,12 @@ export class FormParameters {
 /** A JSON Patch document (`application/json-patch+json`, RFC 6902). */
 export class JsonPatchBody {
   constructor(readonly operations: unknown) {}
+}
+
+/** Bytes sent as themselves (a PDF posted to /Binary): R4 binary.html's native form. */
+export class RawBody {
+  constructor(
+    readonly contentType: string,
+    readonly data: Buffer,
+  ) {}
 }

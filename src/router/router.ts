@@ -50,9 +50,9 @@ export class FhirRouter {
     switch (interaction.kind) {
       case 'create':
       case 'update-conditional':
-        return checkResource(request.body, interaction.resourceType, null, this.deps.validator);
+        return checkResource(request.body, interaction.resourceType, null, this.deps.validator, request.securityContext);
       case 'update':
-        return checkResource(request.body, interaction.resourceType, interaction.id, this.deps.validator);
+        return checkResource(request.body, interaction.resourceType, interaction.id, this.deps.validator, request.securityContext);
       default:
         return undefined;
     }

@@ -2,7 +2,7 @@ import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { Issue } from '../fhir/outcome.ts';
 import { isError, type ResourceValidator } from '../fhir/validation/validator.ts';
-import { FormParameters, UnsupportedBody } from './request.ts';
+import { FormParameters, RawBody, UnsupportedBody } from './request.ts';
 
 export interface CheckedResource {
   resource: Resource;
@@ -15,9 +15,10 @@ export interface CheckedResource {
  * the profiles that apply. Not R4 at all: 400; valid R4 that breaks a profile or a French rule: 422.
  * `id`: the id the URL names (update), `null` when the URL names none (create, conditional update).
  */
-export function checkResource(body: unknown, resourceType: string, id: string | null, validator: ResourceValidator): CheckedResource {
-  if (body instanceof UnsupportedBody || body instanceof FormParameters) {
-    const mediaType = body instanceof UnsupportedBody ? body.mediaType : 'application/x-www-form-urlencoded';
+export function checkResource(body: unknown, resourceType: string, id: string | null, validator: ResourceValidator, securityContext?: string): CheckedResource {
+  if (body instanceof RawBody && resourceType === 'Binary') body = binaryOf(body, id, securityContext);
+  if (body instanceof UnsupportedBody || body instanceof RawBody || body instanceof FormParameters) {
+    const mediaType = body instanceof UnsupportedBody ? body.mediaType : body instanceof RawBody ? body.contentType : 'application/x-www-form-urlencoded';
     throw new FhirError(415, [{ code: 'not-supported', diagnostics: `Unsupported Content-Type '${mediaType}': send application/fhir+json (or application/json)` }]);
   }
   if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
@@ -34,4 +35,15 @@ export function checkResource(body: unknown, resourceType: string, id: string | 
   const { issues, failedStage } = validator.check?.(resourceType, body) ?? { issues: validator.validate(resourceType, body), failedStage: undefined };
   if (issues.some(isError)) throw new FhirError(failedStage === 'profile' ? 422 : 400, issues);
   return { resource: body as Resource, notes: issues };
+}
+
+/** The Binary resource for content posted in its own media type (R4 binary.html#rest). */
+function binaryOf(raw: RawBody, id: string | null, securityContext: string | undefined): Resource {
+  return {
+    resourceType: 'Binary',
+    ...(id !== null ? { id } : {}),
+    contentType: raw.contentType.split(';')[0]!.trim(),
+    ...(securityContext ? { securityContext: { reference: securityContext } } : {}),
+    ...(raw.data.length > 0 ? { data: raw.data.toString('base64') } : {}),
+  } as Resource;
 }

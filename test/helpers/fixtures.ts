@@ -33,6 +33,8 @@ export function minimalResource(resourceType: string): ResourceJson {
       return { resourceType, name: [{ family: 'Durand', prefix: ['Dr'] }] };
     case 'Organization':
       return { resourceType, name: 'Centre hospitalier de Test' };
+    case 'Binary':
+      return { resourceType, contentType: 'application/pdf', data: 'JVBERi0xLjQKJcOkw7zDtsOfCg==' };
     default:
       throw new Error(`no fixture for ${resourceType}`);
   }
