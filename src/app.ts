@@ -20,7 +20,7 @@ import { migrate } from './store/migrate.ts';
 import { Repository } from './store/repository.ts';
 
 export interface AppOptions {
-  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries'>>;
+  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit'>>;
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
@@ -64,6 +64,6 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
   });
   registerErrorHandlers(app);
   await app.register(healthRoutes, { repo: store.repo });
-  await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl });
+  await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit });
   return app;
 }

@@ -10,6 +10,8 @@ export interface ServerConfig {
   bodyLimit: number;
   /** Most entries accepted in one transaction or batch Bundle. */
   bundleMaxEntries: number;
+  /** Largest transaction or batch Bundle accepted, in bytes. */
+  bundleBodyLimit: number;
   /** Public base URL of the FHIR API when behind a proxy; otherwise taken from the request's Host. */
   publicBaseUrl?: string;
 }
@@ -28,6 +30,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     logLevel: logLevel as LevelWithSilent,
     bodyLimit,
     bundleMaxEntries: integer(env.BUNDLE_MAX_ENTRIES, 10_000, 'BUNDLE_MAX_ENTRIES'),
+    bundleBodyLimit: integer(env.BUNDLE_BODY_LIMIT, 64 * 1024 * 1024, 'BUNDLE_BODY_LIMIT'),
     publicBaseUrl: env.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
   };
 }

@@ -2,7 +2,7 @@ import t from 'tap';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 import { minimalResource, nir, rpps } from './helpers/fixtures.ts';
 
-const server = await startTestServer(t, { bundleMaxEntries: 20 });
+const server = await startTestServer(t, { bundleMaxEntries: 20, bundleBodyLimit: 256 * 1024 });
 const send = (method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH', url: string, body?: unknown, headers: Record<string, string> = {}) =>
   server.inject({ method, url, payload: body === undefined ? undefined : JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
 const versionsStored = async () => json(await send('GET', '/fhir/_history?_count=0')).total as number;
@@ -227,6 +227,9 @@ t.test('bundle limits and malformed bundles', async (t) => {
   const tooMany = await send('POST', '/fhir', many);
   t.equal(tooMany.statusCode, 413);
   t.match(json(tooMany).issue[0].diagnostics, /at most 20/);
+  const tooBig = await send('POST', '/fhir', { resourceType: 'Bundle', type: 'batch', entry: [{ resource: { resourceType: 'Organization', name: 'x'.repeat(300 * 1024) }, request: { method: 'POST', url: 'Organization' } }] });
+  t.equal(tooBig.statusCode, 413, 'a bundle over the bundle byte limit');
+  t.match(json(tooBig).issue[0].diagnostics, String(256 * 1024));
   for (const [body, why] of [
     [{ resourceType: 'Bundle', type: 'collection', entry: [] }, 'not a transaction or batch'],
     [{ resourceType: 'Patient' }, 'not a bundle'],

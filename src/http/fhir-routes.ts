@@ -8,6 +8,8 @@ import { FHIR_JSON, negotiateResponseType, registerBodyParsers, sendRawBinary, s
 export interface FhirRoutesOptions {
   router: FhirRouter;
   publicBaseUrl?: string;
+  /** Body limit of POSTs to the base (transaction and batch Bundles), which may exceed other requests'. */
+  bundleBodyLimit?: number;
 }
 
 export const FHIR_BASE_PATH = '/fhir';
@@ -30,7 +32,7 @@ export async function fhirRoutes(app: FastifyInstance, options: FhirRoutesOption
     if (raw && response.status === 200 && resource.resourceType === 'Binary') return sendRawBinary(reply, resource as Binary);
     return sendResource(request, reply, response.body, mediaType);
   };
-  app.all(FHIR_BASE_PATH, handler);
+  app.all(FHIR_BASE_PATH, options.bundleBodyLimit ? { bodyLimit: options.bundleBodyLimit } : {}, handler);
   app.all(`${FHIR_BASE_PATH}/*`, handler);
 }
 

@@ -55,6 +55,7 @@ let baseOnly: ResourceValidator | undefined;
 export interface TestServerOptions {
   bodyLimit?: number;
   bundleMaxEntries?: number;
+  bundleBodyLimit?: number;
   /**
    * Validate against the French default profiles, as the server does by default. Off unless asked:
    * most suites test REST behaviour with minimal resources that no French profile would accept.
@@ -67,7 +68,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
   const store = await openTestDatabase();
   const validator = config.frenchProfiles ? undefined : (baseOnly ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }));
   const app = await buildApp({
-    config: { logLevel: 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000 },
+    config: { logLevel: 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000, bundleBodyLimit: config.bundleBodyLimit },
     db: store.db,
     validator,
   });
