@@ -27,33 +27,50 @@ const TABLE_NAMES = Object.keys(TABLES) as IndexTable[];
 export interface IndexWriter {
   /** `resource` undefined removes the rows (deletion); `fresh` skips deleting rows that cannot exist. */
   write(tx: SqlExecutor, resourceType: string, id: string, resource: Resource | undefined, fresh?: boolean): Promise<void>;
+  /**
+   * The same write as CTEs for a caller to put in a statement of its own (one round trip for a whole
+   * create): `$1` is the resource type, `$2` the id, then `params` continue the numbering.
+   */
+  insertCtes?(resourceType: string, id: string, resource: Resource): { ctes: string[]; params: unknown[] };
 }
 
 export class SearchIndexWriter implements IndexWriter {
-  private readonly replaceSql: string;
-  private readonly insertSql: string;
+  private readonly replaceCteList: string;
+  private readonly insertCteList: string;
+  private readonly insertCtesText: string[];
 
   constructor(private readonly registry: SearchParameterRegistry) {
-    this.replaceSql = buildStatement(true);
-    this.insertSql = buildStatement(false);
+    this.replaceCteList = indexCtes(true).join(',\n');
+    this.insertCtesText = indexCtes(false);
+    this.insertCteList = this.insertCtesText.join(',\n');
   }
 
   async write(tx: SqlExecutor, resourceType: string, id: string, resource: Resource | undefined, fresh = false): Promise<void> {
+    const params = [resourceType, id, ...this.arrays(resource)];
+    await tx.query(`WITH ${fresh ? this.insertCteList : this.replaceCteList} SELECT 1`, params);
+  }
+
+  insertCtes(resourceType: string, id: string, resource: Resource): { ctes: string[]; params: unknown[] } {
+    return { ctes: this.insertCtesText, params: [resourceType, id, ...this.arrays(resource)] };
+  }
+
+  /** One array per index column, in the order the statements number them from `$3`. */
+  private arrays(resource: Resource | undefined): unknown[][] {
     const rows = resource ? extractIndexRows(resource, this.registry) : undefined;
-    const params: unknown[] = [resourceType, id];
+    const arrays: unknown[][] = [];
     for (const table of TABLE_NAMES) {
       const tableRows = (rows?.[table] ?? []) as unknown as Array<Record<string, unknown>>;
-      for (const [, , field] of TABLES[table]) params.push(tableRows.map((row) => row[field] ?? null));
+      for (const [, , field] of TABLES[table]) arrays.push(tableRows.map((row) => row[field] ?? null));
     }
-    await tx.query(fresh ? this.insertSql : this.replaceSql, params);
+    return arrays;
   }
 }
 
 /**
- * One statement for the whole index of a resource: data-modifying CTEs delete the old rows and insert
- * the new ones (all sub-statements see the same snapshot, so the deletes never touch the new rows).
+ * The whole index of a resource as data-modifying CTEs of one statement: they delete the old rows and
+ * insert the new ones (all sub-statements see the same snapshot, so the deletes never touch the new rows).
  */
-function buildStatement(replace: boolean): string {
+function indexCtes(replace: boolean): string[] {
   const ctes: string[] = [];
   let next = 3;
   for (const table of TABLE_NAMES) {
@@ -65,5 +82,5 @@ function buildStatement(replace: boolean): string {
         `SELECT $1, $2, * FROM unnest(${arrays.join(', ')}))`,
     );
   }
-  return `WITH ${ctes.join(',\n')} SELECT 1`;
+  return ctes;
 }

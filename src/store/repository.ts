@@ -81,8 +81,21 @@ export class Repository {
 
   /** Creates a resource under a new server id (or `id`, chosen by a transaction that needed it first). */
   async create(resource: Resource, id: string = randomUUID()): Promise<StoredResource> {
+    const stored = stamp(resource, id, 1);
+    const index = this.index?.insertCtes?.(stored.resourceType, id, stored.resource);
+    if (index) {
+      // One statement, so one round trip and atomic without BEGIN/COMMIT: resource, history and index rows.
+      const n = index.params.length;
+      await this.db.query(
+        `WITH r AS (INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ($1, $2, 1, $${n + 1}, $${n + 2})),
+              h AS (INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content) VALUES ($1, $2, 1, $${n + 1}, 'POST', $${n + 2})),
+              ${index.ctes.join(',\n')}
+         SELECT 1`,
+        [...index.params, stored.lastUpdated, stored.json],
+      );
+      return stored;
+    }
     return this.db.transaction(async (tx) => {
-      const stored = stamp(resource, id, 1);
       await tx.query(
         `INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ($1, $2, 1, $3, $4)`,
         [stored.resourceType, id, stored.lastUpdated, stored.json],
