@@ -29,8 +29,11 @@ function asPostgres(command: string): void {
   execFileSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-/** Starts a PostgreSQL 15 cluster in a temporary directory, trusting local connections; `stop` deletes it. */
-export async function startThrowawayCluster(): Promise<Cluster> {
+/**
+ * Starts a PostgreSQL 15 cluster in a temporary directory, trusting local connections; `stop` deletes it.
+ * `settings` are extra server settings (`-c name=value`), e.g. bulk-load tuning; none by default.
+ */
+export async function startThrowawayCluster(settings: Record<string, string> = {}): Promise<Cluster> {
   if (!existsSync(`${PG_BIN}/initdb`)) throw new Error(`PostgreSQL 15 not found in ${PG_BIN}; set BENCH_DATABASE_URL instead`);
   const dir = mkdtempSync(join(tmpdir(), 'dossier-bench-pg-'));
   if (process.getuid?.() === 0) {
@@ -48,7 +51,8 @@ export async function startThrowawayCluster(): Promise<Cluster> {
   };
   try {
     asPostgres(`${PG_BIN}/initdb -D ${dir}/data -A trust -U postgres`);
-    asPostgres(`${PG_BIN}/pg_ctl -D ${dir}/data -w -o '-p ${port} -k ${dir} -c listen_addresses=127.0.0.1' -l ${dir}/log start`);
+    const extra = Object.entries(settings).map(([name, value]) => ` -c ${name}=${value}`).join('');
+    asPostgres(`${PG_BIN}/pg_ctl -D ${dir}/data -w -o '-p ${port} -k ${dir} -c listen_addresses=127.0.0.1${extra}' -l ${dir}/log start`);
   } catch (error) {
     stop();
     throw error;
