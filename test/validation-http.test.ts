@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import t from 'tap';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 import * as fr from './helpers/validation-fixtures.ts';
@@ -8,9 +9,15 @@ const send = (method: 'POST' | 'PUT', url: string, body: unknown, headers: Recor
   server.inject({ method, url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
 
 t.test('French instances that follow the profiles are accepted', async (t) => {
+  // The PDSm document's attachment points at Binary/doc1 (1024 bytes): the server checks size and hash against it.
+  const bytes = Buffer.alloc(1024, 'x');
+  const pdf = await server.inject({ method: 'PUT', url: '/fhir/Binary/doc1', payload: bytes, headers: { 'content-type': 'application/pdf' } });
+  t.equal(pdf.statusCode, 201);
+  const document = fr.pdsmDocument();
+  document.content[0].attachment.hash = createHash('sha1').update(bytes).digest('base64');
   for (const [type, resource] of [
     ['Patient', fr.insPatient()],
-    ['DocumentReference', fr.pdsmDocument()],
+    ['DocumentReference', document],
     ['Immunization', fr.immunization()],
     ['AllergyIntolerance', fr.allergy()],
     ['MedicationStatement', fr.medicationStatement()],
