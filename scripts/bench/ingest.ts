@@ -1,0 +1,501 @@
+/**
+ * Ingest benchmark: realistic transaction bundles (a patient with an INS found or created by conditional create,
+ * then 20–50 clinical resources: immunizations, allergies, medication statements, PDSm documents carrying a PDF
+ * of a few KB) POSTed to a real server process over HTTP, with full validation and search indexing, on
+ * PostgreSQL; at 1 and 8 concurrent senders. Next to it, the same resources written by raw `pg` (current row +
+ * history row per resource, one transaction per bundle) at the same concurrency.
+ *
+ *   npm run bench:ingest
+ *
+ * The server runs twice, on fresh databases: with its default (French) profiles, and with
+ * FHIR_DEFAULT_PROFILES=none (base R4 checks only), to show validation's share.
+ *
+ * Environment: BENCH_DATABASE_URL (postgres://…; without it a throwaway PostgreSQL 15 cluster is started and
+ * removed), BENCH_BUNDLES (bundles per measurement at 8 senders, 120), BENCH_BUNDLES_SINGLE (at 1 sender, 30),
+ * BENCH_WARMUP (bundles, 16), PG_POOL_SIZE (10, server and raw side), BENCH_CPU_PROF=1 (profile the server
+ * with --cpu-prof and summarise where its time went), BENCH_MODES (french,none).
+ * Results go to scripts/bench/results/ingest-postgres.{md,json}.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { openDatabase } from '../../src/store/database.ts';
+import { migrate } from '../../src/store/migrate.ts';
+import { frenchTransaction } from '../../test/helpers/french-bundles.ts';
+import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
+import { summariseProfile, type ProfileSummary } from './lib/cpu-profile.ts';
+import { LoadClient } from './lib/load-client.ts';
+import { freePort, startThrowawayCluster, type Cluster } from './lib/pg-cluster.ts';
+import { machine } from './lib/report.ts';
+
+const BUNDLES = positiveInteger('BENCH_BUNDLES', 120);
+const BUNDLES_SINGLE = positiveInteger('BENCH_BUNDLES_SINGLE', 30);
+const WARMUP = positiveInteger('BENCH_WARMUP', 16);
+const PG_POOL_SIZE = positiveInteger('PG_POOL_SIZE', 10);
+const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
+const MODES = (process.env.BENCH_MODES ?? 'french,none').split(',') as Array<'french' | 'none'>;
+const CONCURRENCIES = [1, 8];
+const RESULTS_DIR = new URL('./results/', import.meta.url);
+const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+// Targets of project issue 5.
+const TARGET_RESOURCES_PER_SEC = 3000;
+const TARGET_SHARE_OF_RAW = 0.4;
+
+function positiveInteger(name: string, fallback: number): number {
+  const value = process.env[name];
+  if (value === undefined || value === '') return fallback;
+  if (!/^[1-9]\d*$/.test(value)) throw new Error(`${name} must be a positive integer, not '${value}'`);
+  return Number(value);
+}
+
+// --- the workload -------------------------------------------------------------------------------------
+
+/** Clinical resources in bundle `index`: 20–50, spread evenly. */
+const clinicalOf = (index: number) => 20 + ((index * 7) % 31);
+/** PDF bytes per document in bundle `index`: 2–6 KB. */
+const pdfOf = (index: number) => 2048 + ((index * 613) % 4096);
+
+interface Workload {
+  bodies: string[];
+  resources: number[];
+}
+
+/** Bundles [from, from + count): each a new patient, so every bundle creates all its resources. */
+function workload(from: number, count: number): Workload {
+  const bodies: string[] = [];
+  const resources: number[] = [];
+  for (let index = from; index < from + count; index++) {
+    const clinical = clinicalOf(index);
+    bodies.push(JSON.stringify(frenchTransaction(index, { clinical, pdfBytes: pdfOf(index), marker: `ingest-${index}` })));
+    resources.push(1 + clinical);
+  }
+  return { bodies, resources };
+}
+
+/** What the server stores for a bundle: ids assigned, urn:uuid references rewritten, meta stamped. */
+function storedRows(body: string): Array<{ type: string; id: string; json: string; lastUpdated: string }> {
+  const bundle = JSON.parse(body) as { entry: Array<{ fullUrl: string; resource: Record<string, unknown> & { resourceType: string } }> };
+  const ids = bundle.entry.map((entry) => ({ urn: entry.fullUrl, type: entry.resource.resourceType, id: randomUUID() }));
+  return bundle.entry.map((entry, i) => {
+    const { type, id } = ids[i]!;
+    const lastUpdated = new Date().toISOString();
+    const { resourceType, meta, ...rest } = entry.resource;
+    let json = JSON.stringify({ resourceType, id, meta: { ...(meta as object), versionId: '1', lastUpdated }, ...rest });
+    for (const other of ids) json = json.split(other.urn).join(`${other.type}/${other.id}`);
+    return { type, id, json, lastUpdated };
+  });
+}
+
+// --- measurement helpers ------------------------------------------------------------------------------
+
+interface Row {
+  writer: string;
+  senders: number;
+  bundles: number;
+  resources: number;
+  resourcesPerSec: number;
+  bundlesPerSec: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  /** Peak RSS of the server process during the measurement (raw rows: the benchmark process), MiB. */
+  peakRssMiB: number;
+  /** CPU of the server process over wall time, % of one core (raw rows: the benchmark process). */
+  cpuPercent: number;
+  /** CPU time of that process per resource written, ms. */
+  cpuMsPerResource: number;
+  loadBefore: number;
+}
+
+function percentile(sorted: number[], fraction: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))] ?? NaN;
+}
+
+function procStat(pid: number): { rssBytes: number; cpuTicks: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return { rssBytes: rssKb * 1024, cpuTicks: Number(fields[11]) + Number(fields[12]) };
+}
+
+/** Samples the RSS of `pid` every 20 ms; `stop` returns the peak and the CPU time used meanwhile (ms). */
+function watchProcess(pid: number): { stop(): { peakRssBytes: number; cpuMs: number } } {
+  const start = procStat(pid);
+  let peak = start.rssBytes;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, procStat(pid).rssBytes);
+  }, 20);
+  return {
+    stop() {
+      clearInterval(timer);
+      const end = procStat(pid);
+      // USER_HZ is 100 on Linux.
+      return { peakRssBytes: Math.max(peak, end.rssBytes), cpuMs: (end.cpuTicks - start.cpuTicks) * 10 };
+    },
+  };
+}
+
+function row(writer: string, senders: number, work: Workload, result: LoopResult, usage: { peakRssBytes: number; cpuMs: number }, loadBefore: number): Row {
+  const sorted = [...result.latencies].sort((a, b) => a - b);
+  const resources = work.resources.reduce((a, b) => a + b, 0);
+  const measured: Row = {
+    writer,
+    senders,
+    bundles: work.bodies.length,
+    resources,
+    resourcesPerSec: (resources * 1000) / result.elapsedMs,
+    bundlesPerSec: (work.bodies.length * 1000) / result.elapsedMs,
+    p50Ms: percentile(sorted, 0.5),
+    p95Ms: percentile(sorted, 0.95),
+    p99Ms: percentile(sorted, 0.99),
+    peakRssMiB: usage.peakRssBytes / 2 ** 20,
+    cpuPercent: (100 * usage.cpuMs) / result.elapsedMs,
+    cpuMsPerResource: usage.cpuMs / resources,
+    loadBefore,
+  };
+  console.error(
+    `  ${writer} × ${senders}: ${measured.resourcesPerSec.toFixed(0)} resources/s, ${measured.bundlesPerSec.toFixed(1)} bundles/s, ` +
+      `p50 ${measured.p50Ms.toFixed(0)} ms, p99 ${measured.p99Ms.toFixed(0)} ms (load ${loadBefore.toFixed(2)})`,
+  );
+  return measured;
+}
+
+/** The system's monotonic clock in µs: the clock V8 stamps profile samples with. */
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
+// --- databases and server processes -------------------------------------------------------------------
+
+async function adminQuery(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+function databaseUrl(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+interface Server {
+  child: ChildProcess;
+  origin: string;
+  stop(): Promise<void>;
+}
+
+async function startServer(url: string, env: Record<string, string>, profileDir?: string): Promise<Server> {
+  const port = await freePort();
+  const args = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), '--import', 'tsx', 'src/main.ts'];
+  const child = spawn(process.execPath, args, {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, DATABASE_URL: url, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', PG_POOL_SIZE: String(PG_POOL_SIZE), ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const origin = `http://127.0.0.1:${port}`;
+  for (let attempt = 0; attempt < 1200; attempt++) {
+    if (child.exitCode !== null) throw new Error('the server exited during start-up');
+    if (await fetch(`${origin}/health`).then((r) => r.ok, () => false)) {
+      return {
+        child,
+        origin,
+        async stop() {
+          child.kill('SIGTERM');
+          await exited;
+        },
+      };
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  child.kill('SIGKILL');
+  throw new Error('the server did not become healthy in 5 minutes');
+}
+
+// --- the measurements -----------------------------------------------------------------------------------
+
+let nextBundle = 0;
+const take = (count: number) => {
+  const work = workload(nextBundle, count);
+  nextBundle += count;
+  return work;
+};
+
+async function measureServer(mode: 'french' | 'none', clusterUrl: string, client: LoadClient): Promise<{ rows: Row[]; profile?: ProfileSummary; startMs: number }> {
+  const name = `bench_ingest_${mode}_${process.pid}`;
+  await adminQuery(clusterUrl, `CREATE DATABASE ${name}`);
+  const profileDir = CPU_PROF ? mkdtempSync(join(os.tmpdir(), `dossier-ingest-prof-${mode}-`)) : undefined;
+  const startAt = performance.now();
+  const server = await startServer(databaseUrl(clusterUrl, name), mode === 'none' ? { FHIR_DEFAULT_PROFILES: 'none' } : {}, profileDir);
+  const startMs = performance.now() - startAt;
+  const label = mode === 'french' ? 'server, French profiles (default)' : 'server, FHIR_DEFAULT_PROFILES=none';
+  console.error(`${label}: healthy after ${(startMs / 1000).toFixed(1)} s`);
+  const rows: Row[] = [];
+  let profileWindow: { fromUs: number; toUs: number } | undefined;
+  try {
+    const send = async (work: Workload, concurrency: number) => {
+      const result = await client.run({ origin: server.origin, method: 'POST', paths: work.bodies.map(() => '/fhir'), bodies: work.bodies, concurrency });
+      const unexpected = Object.entries(result.statuses).filter(([status]) => status !== '200');
+      if (unexpected.length > 0) throw new Error(`${label}: expected only 200, got ${JSON.stringify(result.statuses)}`);
+      return result;
+    };
+    await send(take(WARMUP), 8);
+    for (const senders of CONCURRENCIES) {
+      const work = take(senders === 1 ? BUNDLES_SINGLE : BUNDLES);
+      const loadBefore = os.loadavg()[0]!;
+      const watch = watchProcess(server.child.pid!);
+      const fromUs = monotonicUs();
+      const result = await send(work, senders);
+      if (senders === 8) profileWindow = { fromUs, toUs: monotonicUs() };
+      rows.push(row(label, senders, work, result, watch.stop(), loadBefore));
+    }
+  } finally {
+    await server.stop();
+    await adminQuery(clusterUrl, `DROP DATABASE ${name} WITH (FORCE)`);
+  }
+  let profile: ProfileSummary | undefined;
+  if (profileDir) {
+    const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
+    if (file) {
+      profile = summariseProfile(join(profileDir, file), { window: profileWindow });
+      console.error(`  profile: ${join(profileDir, file)}`);
+    }
+  }
+  return { rows, profile, startMs };
+}
+
+async function measureRaw(clusterUrl: string): Promise<Row[]> {
+  const name = `bench_ingest_raw_${process.pid}`;
+  await adminQuery(clusterUrl, `CREATE DATABASE ${name}`);
+  const url = databaseUrl(clusterUrl, name);
+  const db = await openDatabase(url);
+  await migrate(db);
+  await db.close();
+  const pool = new pg.Pool({ connectionString: url, max: PG_POOL_SIZE });
+  const rows: Row[] = [];
+  try {
+    for (const [variant, multiRow] of [['raw pg, 2 INSERTs per resource', false], ['raw pg, 2 multi-row INSERTs per bundle', true]] as const) {
+      const insertBundle = async (stored: ReturnType<typeof storedRows>) => {
+        const connection = await pool.connect();
+        try {
+          await connection.query('BEGIN');
+          if (multiRow) {
+            const values = (width: number) => stored.map((_, i) => `(${Array.from({ length: width }, (_, k) => `$${i * width + k + 1}`).join(', ')})`).join(', ');
+            await connection.query(
+              `INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ${values(5)}`,
+              stored.flatMap((r) => [r.type, r.id, 1, r.lastUpdated, r.json]),
+            );
+            await connection.query(
+              `INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content) VALUES ${values(6)}`,
+              stored.flatMap((r) => [r.type, r.id, 1, r.lastUpdated, 'POST', r.json]),
+            );
+          } else {
+            for (const r of stored) {
+              await connection.query(`INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ($1, $2, 1, $3, $4)`, [r.type, r.id, r.lastUpdated, r.json]);
+              await connection.query(
+                `INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content) VALUES ($1, $2, 1, $3, 'POST', $4)`,
+                [r.type, r.id, r.lastUpdated, r.json],
+              );
+            }
+          }
+          await connection.query('COMMIT');
+        } catch (error) {
+          await connection.query('ROLLBACK').catch(() => {});
+          throw error;
+        } finally {
+          connection.release();
+        }
+      };
+      const run = async (work: Workload, concurrency: number) => {
+        // Stored forms prepared before the clock starts: the raw side does no JSON work while measured.
+        const stored = work.bodies.map(storedRows);
+        return closedLoop(stored.length, concurrency, (i) => insertBundle(stored[i]!));
+      };
+      await run(take(WARMUP), 8);
+      for (const senders of CONCURRENCIES) {
+        const work = take(senders === 1 ? BUNDLES_SINGLE : BUNDLES);
+        const loadBefore = os.loadavg()[0]!;
+        const watch = watchProcess(process.pid);
+        const result = await run(work, senders);
+        rows.push(row(variant, senders, work, result, watch.stop(), loadBefore));
+      }
+    }
+  } finally {
+    await pool.end();
+    await adminQuery(clusterUrl, `DROP DATABASE ${name} WITH (FORCE)`);
+  }
+  return rows;
+}
+
+// --- report -------------------------------------------------------------------------------------------
+
+/** The commit measured, and the src/ files that differed from it (the benchmark measures the working tree). */
+function sourceState(): { commit: string; dirtySrc: string[] } {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: PROJECT_ROOT, encoding: 'utf8' }).trim();
+    const dirtySrc = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: PROJECT_ROOT, encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.slice(3));
+    return { commit, dirtySrc };
+  } catch {
+    return { commit: 'unknown', dirtySrc: [] };
+  }
+}
+
+interface Report {
+  date: string;
+  source: { commit: string; dirtySrc: string[] };
+  node: string;
+  machine: ReturnType<typeof machine>;
+  loadAverage: { before: number; after: number };
+  settings: { bundles: number; bundlesSingle: number; warmup: number; pgPoolSize: number; clinicalPerBundle: string; pdfBytes: string; logLevel: string; cpuProfiled: boolean };
+  serverStartSeconds: Record<string, number>;
+  rows: Row[];
+  ratios: Record<string, number>;
+  targets: Record<string, { rule: string; met: boolean }>;
+  profiles: Record<string, ProfileSummary>;
+}
+
+const f = (value: number, digits = 0) => value.toFixed(digits);
+
+function markdown(report: Report): string {
+  const lines = [
+    '# Ingest benchmark: transaction bundles on PostgreSQL',
+    '',
+    `Commit ${report.source.commit}${report.source.dirtySrc.length ? ` plus uncommitted changes to ${report.source.dirtySrc.join(', ')}` : ''}`,
+    `${report.date} · Node ${report.node} · ${report.machine.cpu} × ${report.machine.cores} cores · ${report.machine.os}`,
+    `Load average (1 min) before/after the run: ${f(report.loadAverage.before, 2)} / ${f(report.loadAverage.after, 2)}` +
+      (report.loadAverage.before > report.machine.cores / 2 ? ' (**the machine was busy with other work: numbers are pessimistic and noisy**)' : ''),
+    `Each bundle: a new patient with an INS (conditional create), then ${report.settings.clinicalPerBundle} clinical resources ` +
+      `(immunizations, allergies, medication statements, PDSm documents each carrying a ${report.settings.pdfBytes} PDF as a contained Binary). ` +
+      `${report.settings.bundlesSingle} bundles at 1 sender, ${report.settings.bundles} at 8, after ${report.settings.warmup} warm-up; ` +
+      `server on real HTTP (separate process, LOG_LEVEL=${report.settings.logLevel}${report.settings.cpuProfiled ? ', sampled by --cpu-prof' : ''}), pool of ${report.settings.pgPoolSize} connections.`,
+    '',
+    '| writer | senders | bundles | resources | resources/s | bundles/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | CPU % | CPU ms/resource | load |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...report.rows.map(
+      (r) =>
+        `| ${r.writer} | ${r.senders} | ${r.bundles} | ${r.resources} | ${f(r.resourcesPerSec)} | ${f(r.bundlesPerSec, 1)} | ${f(r.p50Ms)} | ${f(r.p95Ms)} | ${f(r.p99Ms)} | ${f(r.peakRssMiB)} | ${f(r.cpuPercent)} | ${f(r.cpuMsPerResource, 2)} | ${f(r.loadBefore, 2)} |`,
+    ),
+    '',
+    'Peak RSS and CPU % are the server process\'s (raw rows: the benchmark process, which holds the prepared rows); CPU % is CPU time over wall time, 100 = one core (CPU ms/resource: the same CPU time per resource written; for raw rows it is the client side only, the PostgreSQL server processes are never counted); load is the 1-minute load average when the row started.',
+    `Server start (until /health answers): ${Object.entries(report.serverStartSeconds).map(([k, v]) => `${k} ${f(v, 1)} s`).join(', ')}.`,
+    '',
+    '| ratio | value |',
+    '|---|---:|',
+    ...Object.entries(report.ratios).map(([name, value]) => `| ${name} | ${f(value * 100, 1)} % |`),
+    '',
+    '| target | met |',
+    '|---|---|',
+    ...Object.values(report.targets).map((target) => `| ${target.rule} | ${target.met ? 'yes' : '**no**'} |`),
+    '',
+  ];
+  for (const [mode, profile] of Object.entries(report.profiles)) {
+    lines.push(
+      `## Where the server's time went (${mode}, --cpu-prof, samples of the 8-sender measurement only)`,
+      '',
+      `${f(profile.busyMs / 1000, 1)} s of busy samples over ${f(profile.wallMs / 1000, 1)} s. Shares of busy samples; an area counts every sample with one of its functions on the stack.`,
+      '',
+      '| area | % of busy samples |',
+      '|---|---:|',
+      ...profile.areas.map((a) => `| ${a.area} | ${f(a.percent, 1)} |`),
+      '',
+      '| function (self time) | % |',
+      '|---|---:|',
+      ...profile.topSelf.map((s) => `| \`${s.fn}\` | ${f(s.percent, 1)} |`),
+      '',
+    );
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const given = process.env.BENCH_DATABASE_URL;
+  if (given !== undefined && !/^postgres(ql)?:\/\//.test(given)) throw new Error('BENCH_DATABASE_URL must be a postgres:// URL');
+  let cluster: Cluster | undefined;
+  const interrupt = () => {
+    cluster?.stop();
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupt);
+  const client = LoadClient.start();
+  const loadBefore = os.loadavg()[0]!;
+  const source = sourceState();
+  try {
+    if (given === undefined) {
+      cluster = await startThrowawayCluster({ max_connections: '100' });
+      console.error(`started a throwaway PostgreSQL 15 cluster at ${cluster.url}`);
+    }
+    const url = given ?? cluster!.url;
+    const rows: Row[] = [];
+    const profiles: Record<string, ProfileSummary> = {};
+    const serverStartSeconds: Record<string, number> = {};
+    for (const mode of MODES) {
+      const measured = await measureServer(mode, url, client);
+      rows.push(...measured.rows);
+      serverStartSeconds[mode] = measured.startMs / 1000;
+      if (measured.profile) profiles[mode] = measured.profile;
+    }
+    console.error('raw pg:');
+    rows.push(...(await measureRaw(url)));
+
+    const find = (prefix: string, senders: number) => rows.find((r) => r.writer.startsWith(prefix) && r.senders === senders);
+    const ratios: Record<string, number> = {};
+    const targets: Report['targets'] = {};
+    for (const senders of CONCURRENCIES) {
+      const raw = find('raw pg, 2 INSERTs', senders)!;
+      const rawMulti = find('raw pg, 2 multi-row', senders)!;
+      for (const [prefix, name] of [['server, French', 'French profiles'], ['server, FHIR_DEFAULT_PROFILES=none', 'no default profiles']] as const) {
+        const server = find(prefix, senders);
+        if (!server) continue;
+        ratios[`server (${name}) / raw per-resource INSERTs, ${senders} sender(s)`] = server.resourcesPerSec / raw.resourcesPerSec;
+        ratios[`server (${name}) / raw multi-row INSERTs, ${senders} sender(s)`] = server.resourcesPerSec / rawMulti.resourcesPerSec;
+      }
+      const french = find('server, French', senders);
+      const none = find('server, FHIR_DEFAULT_PROFILES=none', senders);
+      if (french && none) ratios[`French profiles / no default profiles, ${senders} sender(s)`] = french.resourcesPerSec / none.resourcesPerSec;
+    }
+    const french8 = find('server, French', 8);
+    if (french8) {
+      targets.throughput = { rule: `≥ ${TARGET_RESOURCES_PER_SEC} resources/s at 8 senders (French profiles)`, met: french8.resourcesPerSec >= TARGET_RESOURCES_PER_SEC };
+      targets.share = {
+        rule: `≥ ${TARGET_SHARE_OF_RAW * 100} % of raw per-resource INSERTs at 8 senders (French profiles)`,
+        met: french8.resourcesPerSec / find('raw pg, 2 INSERTs', 8)!.resourcesPerSec >= TARGET_SHARE_OF_RAW,
+      };
+    }
+    const report: Report = {
+      date: new Date().toISOString(),
+      source,
+      node: process.version,
+      machine: machine(),
+      loadAverage: { before: loadBefore, after: os.loadavg()[0]! },
+      settings: { bundles: BUNDLES, bundlesSingle: BUNDLES_SINGLE, warmup: WARMUP, pgPoolSize: PG_POOL_SIZE, clinicalPerBundle: '20–50', pdfBytes: '2–6 KB', logLevel: 'warn', cpuProfiled: CPU_PROF },
+      serverStartSeconds,
+      rows,
+      ratios,
+      targets,
+      profiles,
+    };
+    const text = markdown(report);
+    console.log(text);
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    writeFileSync(new URL('ingest-postgres.md', RESULTS_DIR), text);
+    writeFileSync(new URL('ingest-postgres.json', RESULTS_DIR), `${JSON.stringify(report, null, 2)}\n`);
+    console.error(`wrote ${fileURLToPath(new URL('ingest-postgres.md', RESULTS_DIR))} and .json`);
+  } finally {
+    client.stop();
+    cluster?.stop();
+    process.off('SIGINT', interrupt);
+  }
+}
+
+await main();

@@ -1,0 +1,110 @@
+/**
+ * Conditional creates and conditional updates racing across server processes. On the PostgreSQL run two
+ * server processes share one (fresh) database, and the same requests go to both at once: the advisory lock
+ * on the condition must make them queue, so each INS gets exactly one patient and its versions stay
+ * contiguous. On the PGlite run two processes cannot share one data directory, so the same assertions run
+ * against one server process with the same parallel requests (the test names say which).
+ */
+import { randomBytes } from 'node:crypto';
+import t from 'tap';
+import { onPostgres } from './helpers/app.ts';
+import { clinicalCounts, CLINICAL_TYPES, frenchTransaction, INS_SYSTEM, MARKER_SYSTEM, patientNir } from './helpers/french-bundles.ts';
+import { createScratchStore, getJson, postJson, startServerProcess, type ServerProcess } from './helpers/server-process.ts';
+import { insPatient } from './helpers/validation-fixtures.ts';
+
+t.setTimeout(600_000);
+
+const WHERE = onPostgres
+  ? 'two server processes sharing one PostgreSQL'
+  : 'one server process on PGlite (two processes cannot share a PGlite data directory), parallel requests';
+const PATIENTS = 5;
+const SENDS_PER_PATIENT = 10;
+const CLINICAL = 4;
+const UPDATES = 16;
+const FIRST_PATIENT = 800_000 + Math.floor(Math.random() * 100_000);
+const RUN = randomBytes(3).toString('hex');
+
+const store = await createScratchStore('concurrent');
+t.teardown(() => store.drop());
+// Started together: on PostgreSQL both migrate the fresh database at once (they take turns under a lock).
+const servers: ServerProcess[] = await Promise.all((onPostgres ? [0, 1] : [0]).map(() => startServerProcess(store.url)));
+t.teardown(() => Promise.all(servers.map((server) => server.stop())));
+const serverFor = (n: number) => servers[n % servers.length]!;
+const search = async (n: number, query: string) => {
+  const answer = await getJson(`${serverFor(n).base}/fhir/${query}`);
+  if (answer.status !== 200) throw new Error(`GET ${query}: ${answer.status} ${JSON.stringify(answer.body)}`);
+  return answer.body;
+};
+const idOf = (location: string) => location.replace(/\/_history\/\d+$/, '').split('/').pop()!;
+
+t.test(`${WHERE}: the same transaction bundle with a conditional create, sent ${SENDS_PER_PATIENT}× per INS in parallel, yields one patient per INS`, async (t) => {
+  const sends = Array.from({ length: PATIENTS * SENDS_PER_PATIENT }, (_, n) => {
+    const patient = n % PATIENTS;
+    const marker = `cs-${RUN}-${patient}`;
+    return postJson(`${serverFor(n).base}/fhir`, frenchTransaction(FIRST_PATIENT + patient, { clinical: CLINICAL, marker })).then((answer) => ({ patient, answer }));
+  });
+  const results = await Promise.all(sends);
+  t.same(results.filter((r) => r.answer.status !== 200).map((r) => [r.answer.status, r.answer.body]), [], 'every bundle is accepted');
+  const expected = clinicalCounts(CLINICAL);
+  for (let patient = 0; patient < PATIENTS; patient++) {
+    const mine = results.filter((r) => r.patient === patient);
+    const patientEntries = mine.map((r) => r.answer.body.entry[0].response);
+    t.same(
+      patientEntries.map((e: any) => e.status).sort(),
+      [...Array(SENDS_PER_PATIENT - 1).fill('200 OK'), '201 Created'],
+      `INS ${patient}: created once, found by the ${SENDS_PER_PATIENT - 1} others`,
+    );
+    const ids = new Set(patientEntries.map((e: any) => idOf(e.location)));
+    t.equal(ids.size, 1, `INS ${patient}: every bundle's patient entry names the same patient`);
+    const [id] = ids;
+    for (const n of servers.keys()) {
+      const found = await search(n, `Patient?identifier=${INS_SYSTEM}|${patientNir(FIRST_PATIENT + patient)}`);
+      t.equal(found.total, 1, `INS ${patient}: one patient, seen from server ${n}`);
+      t.equal(found.entry?.[0]?.resource.id, id, `INS ${patient}: the patient found is the one the bundles named`);
+    }
+    for (const type of CLINICAL_TYPES) {
+      const found = await search(patient, `${type}?identifier=${MARKER_SYSTEM}|cs-${RUN}-${patient}&_count=100`);
+      t.equal(found.total, expected[type] * SENDS_PER_PATIENT, `INS ${patient}: every bundle's ${type} entries were stored`);
+      const subjects = new Set(found.entry.map((e: any) => (e.resource.patient ?? e.resource.subject).reference));
+      t.same([...subjects], [`Patient/${id}`], `INS ${patient}: all ${type} entries point at that one patient`);
+    }
+  }
+});
+
+t.test(`${WHERE}: concurrent conditional updates (PUT Patient?identifier=…) yield one patient with contiguous versions`, async (t) => {
+  const ins = patientNir(FIRST_PATIENT + PATIENTS + 1);
+  const condition = `identifier=${encodeURIComponent(`${INS_SYSTEM}|${ins}`)}`;
+  const body = (n: number) => {
+    const patient = insPatient();
+    patient.identifier[0].value = ins;
+    patient.telecom = [{ system: 'phone', value: `+33 6 00 00 00 ${String(n).padStart(2, '0')}`, use: 'mobile' }];
+    return patient;
+  };
+  const round = async (from: number) =>
+    Promise.all(Array.from({ length: UPDATES }, (_, k) => postJson(`${serverFor(k).base}/fhir/Patient?${condition}`, body(from + k), { method: 'PUT' })));
+
+  // First round: nobody has this INS yet, so exactly one PUT creates it and the rest update it.
+  const first = await round(0);
+  t.same(first.filter((a) => a.status !== 200 && a.status !== 201).map((a) => [a.status, a.body]), [], 'every PUT succeeds');
+  t.equal(first.filter((a) => a.status === 201).length, 1, 'exactly one PUT created the patient');
+  // Second round on the existing patient, from both servers again.
+  const second = await round(UPDATES);
+  t.same(second.map((a) => a.status), Array(UPDATES).fill(200), 'every PUT of the second round updates');
+
+  const ids = new Set([...first, ...second].map((a) => a.body.id));
+  t.equal(ids.size, 1, 'every PUT answered with the same patient');
+  const [id] = ids;
+  const versions = [...first, ...second].map((a) => Number(a.body.meta.versionId)).sort((a, b) => a - b);
+  t.same(versions, Array.from({ length: 2 * UPDATES }, (_, k) => k + 1), 'the answers carry versions 1…n, each once');
+  for (const n of servers.keys()) {
+    const found = await search(n, `Patient?identifier=${INS_SYSTEM}|${ins}`);
+    t.equal(found.total, 1, `one patient for the INS, seen from server ${n}`);
+  }
+  const history = await search(0, `Patient/${id}/_history?_count=100`);
+  const historyVersions = history.entry.map((e: any) => Number(e.resource.meta.versionId)).sort((a: number, b: number) => a - b);
+  t.same(historyVersions, Array.from({ length: 2 * UPDATES }, (_, k) => k + 1), 'the history holds versions 1…n, no gap, no duplicate');
+  const current = await getJson(`${serverFor(1).base}/fhir/Patient/${id}`);
+  t.equal(current.body.meta.versionId, String(2 * UPDATES), 'the current version is the last one');
+  const last = [...first, ...second].find((a) => a.body.meta.versionId === String(2 * UPDATES))!;
+  t.same(current.body.telecom, last.body.telecom, 'and it holds the content of the PUT that wrote it');
+});
