@@ -1,9 +1,11 @@
 // Rewrites the generated parts of capability-statement.json from what the server really has: for each
 // served type its search parameters (from the same registry the search engine uses), and the patient
-// compartment. Interactions stay hand-written; test/capability.test.ts checks both against behaviour.
+// compartment; for the conformance types (ValueSet, CodeSystem, StructureDefinition) their fixed parameters.
+// Interactions and operations stay hand-written; test/capability.test.ts checks both against behaviour.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { CapabilityStatement } from 'fhir/r4';
-import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { CONFORMANCE_RESOURCE_TYPES, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 
 const file = new URL('../capability-statement.json', import.meta.url);
@@ -16,6 +18,11 @@ for (const type of SERVED_RESOURCE_TYPES) {
     .forType(type)
     .sort((a, b) => a.code.localeCompare(b.code))
     .map((p) => ({ name: p.code, definition: p.url, type: p.type as never }));
+}
+// Conformance resources (read-only, from the loaded definitions) are searched by the conformance parameters.
+for (const type of CONFORMANCE_RESOURCE_TYPES) {
+  const resource = rest.resource!.find((r) => r.type === type);
+  if (resource) resource.searchParam = CONFORMANCE_SEARCH_PARAMS.map((p) => ({ ...p, type: p.type as never }));
 }
 writeFileSync(file, `${JSON.stringify(statement, null, 2)}\n`);
 console.log(SERVED_RESOURCE_TYPES.map((t) => `${t}: ${registry.forType(t).length} search parameters`).join('\n'));

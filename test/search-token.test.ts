@@ -1,6 +1,6 @@
 // Token search (R4 search.html#token): code, system|code, |code, system|; :not, :text, :of-type;
-// _tag and _security; escaping; :missing; the terminology modifiers (:above :below :in :not-in) that
-// this server refuses for now. The spec's examples: `identifier=http://acme.org/patient|2345`,
+// _tag and _security; escaping; :missing; the terminology modifiers (:above :below :in :not-in), decided
+// by the local terminology service. The spec's examples: `identifier=http://acme.org/patient|2345`,
 // `code=ha125`, `code=|ha125`-style no-system search, `gender:not=male`, `code:text=headache`,
 // `identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|446053`.
 import t from 'tap';
@@ -154,14 +154,37 @@ t.test('_tag, _security and other token kinds (boolean, ContactPoint, code)', as
   t.same(await api.ids('/fhir/Patient?gender:missing=false'), ['camille', 'helene', 'jacques']);
 });
 
-t.test('terminology modifiers answer 400 not-supported for now (no terminology server)', async (t) => {
-  for (const modifier of ['above', 'below', 'in', 'not-in']) {
-    const value = modifier === 'in' || modifier === 'not-in' ? 'http://hl7.org/fhir/ValueSet/allergyintolerance-code' : `${SNOMED}|764146007`;
-    const res = await api.get(`/fhir/AllergyIntolerance?${q(`code:${modifier}`, value)}`);
-    t.equal(res.status, 400, `:${modifier}`);
-    t.equal(res.body.issue[0].code, 'not-supported');
-    t.match(res.body.issue[0].diagnostics, /terminology server/);
-    t.same(res.body.issue[0].expression, [`code:${modifier}`]);
+t.test(':in / :not-in match the codes of a value set, expanded by the local terminology service', async (t) => {
+  const FR_GENDER = 'https://hl7.fr/ig/fhir/core/ValueSet/fr-core-vs-patient-gender'; // male, female, unknown
+  t.same(await api.ids(`/fhir/Patient?${q('gender:in', 'http://hl7.org/fhir/ValueSet/administrative-gender')}`), ['camille', 'helene', 'jacques']);
+  t.same(await api.ids(`/fhir/Patient?${q('gender:in', FR_GENDER)}`), ['helene', 'jacques'], "FR Core's value set leaves out 'other'");
+  t.same(await api.ids(`/fhir/Patient?${q('gender:not-in', FR_GENDER)}`), ['anonyme', 'camille'], ':not-in keeps resources without a value, as :not does');
+  t.same(await api.ids(`/fhir/AllergyIntolerance?${q('clinical-status:in', 'http://hl7.org/fhir/ValueSet/allergyintolerance-clinical')}`), ['a-cajou', 'a-local', 'a-peni', 'a-texte']);
+  t.same(await api.ids(`/fhir/Patient?${q('gender:in', `${FR_GENDER},http://hl7.org/fhir/ValueSet/administrative-gender`)}`), ['camille', 'helene', 'jacques'], 'comma: OR of value sets');
+  t.same(await api.ids(`/fhir/Patient?${q('_security:in', 'http://terminology.hl7.org/ValueSet/v3-Confidentiality')}`), ['camille', 'jacques'], 'a v3 value set');
+});
+
+t.test(':below / :above follow the hierarchy of a local code system (inactive ⊃ resolved)', async (t) => {
+  t.same(await api.ids(`/fhir/AllergyIntolerance?${q('clinical-status:below', `${CLINICAL}|inactive`)}`), ['a-cajou', 'a-local', 'a-texte'], 'inactive and resolved');
+  t.same(await api.ids(`/fhir/AllergyIntolerance?${q('clinical-status:below', `${CLINICAL}|resolved`)}`), ['a-cajou']);
+  t.same(await api.ids(`/fhir/AllergyIntolerance?${q('clinical-status:above', `${CLINICAL}|resolved`)}`), ['a-cajou', 'a-local', 'a-texte'], 'resolved and inactive');
+  t.same(await api.ids(`/fhir/AllergyIntolerance?${q('clinical-status:above', `${CLINICAL}|active`)}`), ['a-peni']);
+  t.same(await api.ids(`/fhir/AllergyIntolerance?${q('clinical-status:below', `${CLINICAL}|active,${CLINICAL}|resolved`)}`), ['a-cajou', 'a-peni']);
+});
+
+t.test('what the local terminology cannot decide is a 400 naming the parameter', async (t) => {
+  for (const [name, value, diagnostics] of [
+    ['code:in', 'http://hl7.org/fhir/ValueSet/allergyintolerance-code', /cannot be expanded/],
+    ['code:not-in', 'http://example.org/ValueSet/none', /not known/],
+    ['code:below', `${SNOMED}|764146007`, /not available on this server/],
+    ['code:above', `${SNOMED}|764146007`, /not available on this server/],
+    ['clinical-status:below', `${CLINICAL}|nope`, /nope is not a code of/],
+    ['clinical-status:below', 'inactive', /takes system\|code/],
+  ] as const) {
+    const res = await api.get(`/fhir/AllergyIntolerance?${q(name, value)}`);
+    t.equal(res.status, 400, `${name}=${value}`);
+    t.match(res.body.issue[0].diagnostics, diagnostics);
+    t.same(res.body.issue[0].expression, [name]);
   }
 });
 

@@ -20,6 +20,20 @@ export function isServedResourceType(type: string): type is ServedResourceType {
   return served.has(type);
 }
 
+/**
+ * Conformance resources served read-only (read, search, their operations) from the definitions the
+ * validator and terminology service load: never stored, never written through the API.
+ */
+export const CONFORMANCE_RESOURCE_TYPES = ['CodeSystem', 'StructureDefinition', 'ValueSet'] as const;
+
+export type ConformanceResourceType = (typeof CONFORMANCE_RESOURCE_TYPES)[number];
+
+const conformance = new Set<string>(CONFORMANCE_RESOURCE_TYPES);
+
+export function isConformanceResourceType(type: string): type is ConformanceResourceType {
+  return conformance.has(type);
+}
+
 /** R4 `id` datatype: 1–64 characters from [A-Za-z0-9\-\.]. */
 export const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
 

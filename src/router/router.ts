@@ -1,6 +1,8 @@
 import type { Resource } from 'fhir/r4';
 import { instanceCapabilityStatement } from '../fhir/capability.ts';
 import { FhirError, operationOutcome } from '../fhir/outcome.ts';
+import { isConformanceResourceType } from '../fhir/resource-types.ts';
+import { conformanceRead, conformanceSearch } from '../operations/conformance.ts';
 import { processBundle } from './bundle.ts';
 import type { HandlerContext, InteractionHook, Outcome, RouterDependencies, StoreContext } from './context.ts';
 import * as crud from './crud.ts';
@@ -66,6 +68,7 @@ async function execute(interaction: Interaction, request: FhirRequest, ctx: Hand
     case 'create':
       return crud.create(interaction, request, ctx, body!);
     case 'read':
+      if (isConformanceResourceType(interaction.resourceType)) return conformanceRead(interaction.resourceType, interaction.id);
       return crud.read(interaction, request, ctx);
     case 'vread':
       return crud.vread(interaction, request, ctx);
@@ -84,6 +87,8 @@ async function execute(interaction: Interaction, request: FhirRequest, ctx: Hand
     case 'history-system':
       return { status: 200, resource: await history(interaction, request, ctx.store.repo) };
     case 'search-type':
+      if (isConformanceResourceType(interaction.resourceType)) return conformanceSearch(interaction.resourceType, request);
+      return { status: 200, resource: await search(interaction, request, ctx) };
     case 'search-system':
     case 'search-compartment':
       return { status: 200, resource: await search(interaction, request, ctx) };

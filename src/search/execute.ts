@@ -44,7 +44,9 @@ export class SearchEngine {
     const page = rows.slice(0, request.count);
     if (backwards) page.reverse();
 
-    const total = request.total === 'none' && !countOnly ? undefined : await this.total(request, sql.countSql, sql.countParams);
+    // Counting every page of a large result costs a scan each time; the first page's total is what clients show.
+    const totalMode = request.total ?? (request.cursor ? 'none' : 'accurate');
+    const total = totalMode === 'none' && !countOnly ? undefined : await this.total(totalMode, sql.countSql, sql.countParams);
     const matches = page.map((row) => JSON.parse(row.content) as Resource);
     const included = countOnly ? [] : await this.includes(request, matches);
 
@@ -84,8 +86,8 @@ export class SearchEngine {
     };
   }
 
-  private async total(request: SearchRequest, countSql: string, countParams: unknown[]): Promise<number> {
-    if (request.total === 'estimate') {
+  private async total(mode: 'none' | 'estimate' | 'accurate', countSql: string, countParams: unknown[]): Promise<number> {
+    if (mode === 'estimate') {
       const { rows } = await this.db.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${countSql.replace('count(*)::int AS total', '1')}`, countParams);
       const plan = rows[0]?.['QUERY PLAN'];
       const parsed = (typeof plan === 'string' ? JSON.parse(plan) : plan) as Array<{ Plan: { 'Plan Rows': number } }>;

@@ -1,5 +1,6 @@
 import { FhirError } from '../fhir/outcome.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
+import { loadValidationContext } from '../fhir/validation/profile-validator.ts';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../router/history.ts';
 import { parseDateRange } from './dates.ts';
 import type { SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
@@ -33,7 +34,7 @@ export function parseSearch(
   registry: SearchParameterRegistry,
   options: ParseOptions,
 ): SearchRequest {
-  const request: SearchRequest = { resourceTypes, filters: [], sort: [], count: DEFAULT_PAGE_SIZE, total: 'accurate', include: [], revinclude: [], applied: [], ignored: [] };
+  const request: SearchRequest = { resourceTypes, filters: [], sort: [], count: DEFAULT_PAGE_SIZE, include: [], revinclude: [], applied: [], ignored: [] };
   const ignore = (name: string, reason: string) => {
     if (options.strict) throw FhirError.badRequest(`Search parameter ${name}: ${reason}`, [name], 'not-supported');
     request.ignored.push({ name, reason });
@@ -109,12 +110,13 @@ function parseFilter(
 
   switch (param.type) {
     case 'token': {
-      if (modifier && modifier !== 'not' && modifier !== 'text' && modifier !== 'of-type') {
-        if (modifier === 'above' || modifier === 'below' || modifier === 'in' || modifier === 'not-in') {
-          throw FhirError.badRequest(`Search parameter ${name}: :${modifier} needs a terminology server, which this server does not have yet`, [name], 'not-supported');
-        }
-        throw badModifier(name, modifier, 'token');
+      if (modifier === 'in' || modifier === 'not-in') {
+        return { kind: 'token', param, modifier, values: mergeCodes(values.map((v) => valueSetCodes(name, unescape(v)))) };
       }
+      if (modifier === 'above' || modifier === 'below') {
+        return { kind: 'token', param, modifier, values: mergeCodes(values.map((v) => subsumedCodes(name, modifier, parseToken(v)))) };
+      }
+      if (modifier && modifier !== 'not' && modifier !== 'text' && modifier !== 'of-type') throw badModifier(name, modifier, 'token');
       if (modifier === 'text') return { kind: 'token', param, modifier, values: values.map((v) => ({ text: unescape(v) })) };
       if (modifier === 'of-type') {
         return { kind: 'token', param, modifier, values: values.map((v) => ofType(name, v)) };
@@ -305,6 +307,43 @@ export function splitOn(value: string, separator: string): string[] {
 
 const splitValues = (value: string) => splitOn(value, ',');
 const unescape = (value: string) => value.replace(/\\([\\,$|])/g, '$1');
+
+/** `:in` / `:not-in`: the (system, code) pairs of a value set the local terminology service can expand completely. */
+function valueSetCodes(name: string, url: string): Map<string, Set<string>> {
+  const terminology = loadValidationContext().terminology;
+  if (!terminology.hasValueSet(url)) throw FhirError.badRequest(`Search parameter ${name}: value set ${url} is not known to this server`, [name], 'not-found');
+  const codes = terminology.valueSetCodes(url);
+  if (!codes) throw FhirError.badRequest(`Search parameter ${name}: value set ${url} draws on code systems or filters not available on this server, so it cannot be expanded`, [name], 'not-supported');
+  return codes;
+}
+
+/** `:below` (the code and what it subsumes) / `:above` (the code and what subsumes it) in a local, complete CodeSystem. */
+function subsumedCodes(name: string, modifier: 'above' | 'below', token: TokenValue): Map<string, Set<string>> {
+  if (!token.system || token.code === undefined) throw FhirError.badRequest(`Search parameter ${name}: :${modifier} takes system|code`, [name]);
+  const terminology = loadValidationContext().terminology;
+  const codes = modifier === 'below' ? terminology.descendantsOrSelf(token.system, token.code) : terminology.ancestorsOrSelf(token.system, token.code);
+  if (!codes) {
+    const content = terminology.codeSystem(token.system)?.content;
+    const reason = content !== 'complete'
+      ? `the code system ${token.system} is not available on this server${content ? ` (only its ${content} content is)` : ''}`
+      : `${token.code} is not a code of ${token.system}`;
+    throw FhirError.badRequest(`Search parameter ${name}: :${modifier} cannot be evaluated: ${reason}`, [name], 'not-supported');
+  }
+  return new Map([[token.system, codes]]);
+}
+
+/** The union of several values' pairs (values are ORed), one entry per system. */
+function mergeCodes(sets: Map<string, Set<string>>[]): Array<{ system: string; codes: string[] }> {
+  const merged = new Map<string, Set<string>>();
+  for (const set of sets) {
+    for (const [system, codes] of set) {
+      const into = merged.get(system) ?? new Set<string>();
+      for (const code of codes) into.add(code);
+      merged.set(system, into);
+    }
+  }
+  return [...merged].map(([system, codes]) => ({ system, codes: [...codes] }));
+}
 
 function parseToken(raw: string): TokenValue {
   const parts = splitOn(raw, '|');

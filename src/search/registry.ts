@@ -5,6 +5,7 @@ import type { SearchParameter } from 'fhir/r4';
 import fhirpath from 'fhirpath';
 import r4Model from 'fhirpath/fhir-context/r4';
 import { SERVED_RESOURCE_TYPES } from '../fhir/resource-types.ts';
+import { compileFastPath } from './fast-path.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -47,7 +48,12 @@ export class SearchParameterRegistry {
   private readonly byType = new Map<string, Map<string, SearchParamDefinition>>();
   private readonly byUrl = new Map<string, SearchParameter>();
 
-  constructor(definitions: SearchParameter[], resourceTypes: readonly string[] = SERVED_RESOURCE_TYPES) {
+  constructor(
+    definitions: SearchParameter[],
+    resourceTypes: readonly string[] = SERVED_RESOURCE_TYPES,
+    /** Walk plain paths directly instead of through fhirpath.js (same nodes; off only to compare them). */
+    private readonly fastPaths = true,
+  ) {
     for (const definition of definitions) this.byUrl.set(definition.url, definition);
     for (const resourceType of resourceTypes) {
       const params = new Map<string, SearchParamDefinition>();
@@ -78,7 +84,7 @@ export class SearchParameterRegistry {
       type: definition.type as SearchParamType,
       resourceType,
       expression,
-      evaluate: expression ? compilePath(expression) : undefined,
+      evaluate: expression ? this.compileExpression(expression, definition.type === 'composite') : undefined,
       targets: (definition.target ?? []) as string[],
     };
     if (definition.type === 'composite' && expression) {
@@ -89,6 +95,11 @@ export class SearchParameterRegistry {
       }));
     }
     return param;
+  }
+
+  private compileExpression(expression: string, composite: boolean): CompiledPath {
+    // A composite's components are evaluated by fhirpath.js on its nodes, which must then be fhirpath.js's own.
+    return (this.fastPaths && !composite && compileFastPath(expression)) || compilePath(expression);
   }
 
   /** The definition a composite's component refers to. */

@@ -2,7 +2,7 @@ import type { DateRange } from './dates.ts';
 import { ofTypeKey, ofTypeParam } from './extract.ts';
 import { normalizeString } from './normalize.ts';
 import type { SearchParamDefinition } from './registry.ts';
-import type { Filter, Prefix, SearchRequest, SortRule } from './types.ts';
+import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
 
 /** Collects bound parameters: every value reaches SQL as `$n`, never as text in the statement. */
 export class Binder {
@@ -64,7 +64,9 @@ export function buildSearchSql(request: SearchRequest, scope?: ScopePredicate): 
   const ordered = [...keys, ...tieBreak].map((k) => (backwards ? { ...k, descending: !k.descending, nullsFirst: !k.nullsFirst } : k));
   const filter = where(binder);
   const columns = ordered.map((k, i) => `${k.expression} AS k${i}, (${k.expression})::text AS c${i}`).join(', ');
-  const inner = `SELECT r.resource_type, r.id, r.content, ${columns} FROM resource r WHERE ${filter}`;
+  // OFFSET 0 keeps the subquery from being merged into the outer one, so each row's sort keys are
+  // computed once, not again inside the cursor condition and the ORDER BY.
+  const inner = `SELECT r.resource_type, r.id, r.content, ${columns} FROM resource r WHERE ${filter} OFFSET 0`;
   const after = request.cursor ? cursorCondition(ordered, request.cursor.values, binder) : 'true';
   const orderBy = ordered.map((k, i) => `q.k${i} ${k.descending ? 'DESC' : 'ASC'} NULLS ${k.nullsFirst ? 'FIRST' : 'LAST'}`).join(', ');
   const pageSql = `SELECT q.* FROM (${inner}) q WHERE ${after} ORDER BY ${orderBy} LIMIT ${binder.bind(request.count + 1, 'int')}`;
@@ -74,13 +76,21 @@ export function buildSearchSql(request: SearchRequest, scope?: ScopePredicate): 
 /** The WHERE clause selecting live resources of `types` (under `alias`) that match every filter. */
 export function whereClause(alias: string, types: string[], filters: Filter[], binder: Binder, scope?: ScopePredicate): string {
   const conditions = [
-    types.length === 1 ? `${alias}.resource_type = ${binder.bind(types[0])}` : `${alias}.resource_type = ANY(${binder.bind(types, 'text[]')})`,
+    typeTest(`${alias}.resource_type`, types, binder),
     `NOT ${alias}.deleted`,
     ...filters.map((filter) => condition(filter, alias, types, binder, scope)),
   ];
   const scoped = scope?.(alias, types, binder);
   if (scoped) conditions.push(scoped);
   return conditions.join(' AND ');
+}
+
+/**
+ * `column` holds one of `types`, as a bound constant: never correlated to an outer row, which would make
+ * PostgreSQL rerun a subquery for every candidate (a `_has` took minutes at a million resources).
+ */
+function typeTest(column: string, types: string[], binder: Binder): string {
+  return types.length === 1 ? `${column} = ${binder.bind(types[0])}` : `${column} = ANY(${binder.bind(types, 'text[]')})`;
 }
 
 let aliasCounter = 0;
@@ -107,9 +117,23 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
         const keys = filter.values.map((v) => ofTypeKey(v.typeSystem, v.typeCode, v.value));
         return indexed(alias, types, 'search_composite', ofTypeParam(filter.param.code), binder, (i) => `${i}.key = ANY(${binder.bind(keys, 'text[]')})`);
       }
+      if (filter.modifier === 'in' || filter.modifier === 'not-in' || filter.modifier === 'above' || filter.modifier === 'below') {
+        // Expanded at parse time: a token matches when its (system, code) is one of the pairs; a code without
+        // a system (none implied by a binding) matches a code of any system of the set.
+        const sets = filter.values;
+        const allCodes = [...new Set(sets.flatMap((v) => v.codes))];
+        const rows = (i: string) =>
+          allCodes.length === 0
+            ? 'false'
+            : anyOf([
+                ...sets.map((v) => `(${i}.system = ${binder.bind(v.system)} AND ${i}.code = ANY(${binder.bind(v.codes, 'text[]')}))`),
+                `(${i}.system IS NULL AND ${i}.code = ANY(${binder.bind(allCodes, 'text[]')}))`,
+              ]);
+        return indexed(alias, types, 'search_token', filter.param.code, binder, rows, filter.modifier === 'not-in');
+      }
       const rows = (i: string) =>
         anyOf(
-          filter.values.map((v) => {
+          (filter.values as Array<TokenValue & { text?: string }>).map((v) => {
             if (filter.modifier === 'text') {
               const text = likePrefix(normalizeString(v.text ?? ''));
               return `(${i}.text LIKE ${binder.bind(text)} OR ${i}.text LIKE ${binder.bind(`% ${text}`)})`;
@@ -199,7 +223,7 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
       const s = nextAlias('s');
       const sources = `SELECT ${i}.target_id FROM search_reference ${i} JOIN resource ${s} ON ${s}.resource_type = ${i}.resource_type AND ${s}.id = ${i}.resource_id
         WHERE ${i}.resource_type = ${binder.bind(filter.sourceType)} AND ${i}.param = ${binder.bind(filter.param.code)}
-          AND ${i}.target_type = ${alias}.resource_type AND ${whereClause(s, [filter.sourceType], [filter.inner], binder, scope)}`;
+          AND ${typeTest(`${i}.target_type`, types, binder)} AND ${whereClause(s, [filter.sourceType], [filter.inner], binder, scope)}`;
       return `${alias}.id IN (${sources})`;
     }
     case 'compartment': {
@@ -240,10 +264,11 @@ function dateCondition(prefix: Prefix, range: DateRange, low: string, high: stri
       return `${high} > ${qh()}`;
     case 'lt':
       return `${low} < ${ql()}`;
+    // The leading bound is implied by the disjunction; stated alone, an index on high (low) can use it.
     case 'ge':
-      return `(${high} > ${qh()} OR ${eq()})`;
+      return `(${high} > ${ql()} AND (${high} > ${qh()} OR ${eq()}))`;
     case 'le':
-      return `(${low} < ${ql()} OR ${eq()})`;
+      return `(${low} < ${qh()} AND (${low} < ${ql()} OR ${eq()}))`;
     case 'sa':
       return `${low} >= ${qh()}`;
     case 'eb':

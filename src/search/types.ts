@@ -12,6 +12,11 @@ export type Filter =
   | { kind: 'token'; param: SearchParamDefinition; modifier?: 'not' | 'text'; values: Array<TokenValue & { text?: string }> }
   /** `identifier:of-type=[type system]|[type code]|[value]`: an identifier whose type has that coding and whose value is that. */
   | { kind: 'token'; param: SearchParamDefinition; modifier: 'of-type'; values: Array<{ typeSystem: string; typeCode: string; value: string }> }
+  /**
+   * `:in` / `:not-in` (a value set) and `:above` / `:below` (subsumption in a local CodeSystem), expanded at
+   * parse time by the local terminology service into the (system, codes) pairs a token must match.
+   */
+  | { kind: 'token'; param: SearchParamDefinition; modifier: 'in' | 'not-in' | 'above' | 'below'; values: Array<{ system: string; codes: string[] }> }
   | { kind: 'string'; param: SearchParamDefinition; modifier?: 'exact' | 'contains'; values: string[] }
   | { kind: 'date'; param: SearchParamDefinition; values: Array<{ prefix: Prefix; range: DateRange }> }
   | { kind: 'reference'; param: SearchParamDefinition; modifier?: 'identifier'; values: ReferenceValue[]; identifiers?: TokenValue[] }
@@ -55,7 +60,8 @@ export interface SearchRequest {
   count: number;
   /** Position to continue from (the paging links' `_cursor`). */
   cursor?: { values: Array<string | null>; backwards: boolean };
-  total: TotalMode;
+  /** Asked for with `_total`; unset, the first page counts accurately and later pages do not count. */
+  total?: TotalMode;
   summary?: SummaryMode;
   elements?: string[];
   include: IncludeRule[];

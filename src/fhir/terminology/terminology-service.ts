@@ -8,27 +8,41 @@
 
 export interface CodeSystemResource {
   resourceType: 'CodeSystem';
+  id?: string;
   url: string;
+  name?: string;
+  title?: string;
+  version?: string;
   content?: string;
   caseSensitive?: boolean;
+  hierarchyMeaning?: string;
   concept?: ConceptDefinition[];
 }
 
-interface ConceptDefinition {
+export interface ConceptDefinition {
   code: string;
+  display?: string;
+  definition?: string;
+  designation?: { language?: string; use?: { system?: string; code?: string; display?: string }; value: string }[];
+  property?: ({ code: string } & Record<string, unknown>)[];
   concept?: ConceptDefinition[];
 }
 
 interface ConceptSetComponent {
   system?: string;
-  concept?: { code: string }[];
+  concept?: { code: string; display?: string }[];
   filter?: { property: string; op: string; value: string }[];
   valueSet?: string[];
 }
 
 export interface ValueSetResource {
   resourceType: 'ValueSet';
+  id?: string;
   url: string;
+  name?: string;
+  title?: string;
+  version?: string;
+  status?: string;
   compose?: { include?: ConceptSetComponent[]; exclude?: ConceptSetComponent[] };
   expansion?: { contains?: ExpansionEntry[] };
 }
@@ -36,7 +50,30 @@ export interface ValueSetResource {
 interface ExpansionEntry {
   system?: string;
   code?: string;
+  display?: string;
   contains?: ExpansionEntry[];
+}
+
+/** One code of an expansion, with its display when the value set or its code system gives one. */
+export interface ExpandedCode {
+  system: string;
+  code: string;
+  display?: string;
+}
+
+/** Why a value set has no complete local expansion; undefined reason means it is complete. */
+export interface ValueSetExpansion {
+  valueSet: ValueSetResource;
+  contains: ExpandedCode[];
+  complete: boolean;
+}
+
+/** A concept found in a local CodeSystem, with where it sits in the hierarchy. */
+export interface ConceptLookup {
+  codeSystem: CodeSystemResource;
+  concept: ConceptDefinition;
+  parents: string[];
+  children: string[];
 }
 
 /** `valid`: in the value set; `invalid`: known not to be; `unknown`: cannot be decided locally. */
@@ -98,6 +135,114 @@ export class TerminologyService {
     const codes = expansion.codes.get(system);
     if (codes?.has(code)) return 'valid';
     return expansion.complete ? 'invalid' : 'unknown';
+  }
+
+  /** Every value set and code system known, once each (the first loaded wins, as for membership). */
+  valueSetList(): ValueSetResource[] {
+    return [...this.valueSets.values()];
+  }
+
+  codeSystemList(): CodeSystemResource[] {
+    return [...this.codeSystems.values()];
+  }
+
+  valueSet(url: string): ValueSetResource | undefined {
+    return this.valueSets.get(stripVersion(url));
+  }
+
+  codeSystem(url: string): CodeSystemResource | undefined {
+    return this.codeSystems.get(stripVersion(url));
+  }
+
+  /**
+   * The codes of a value set, in definition order, with displays (the value set's own, else the code
+   * system's). `complete` is false when part of the definition cannot be expanded locally; undefined: unknown value set.
+   */
+  expandValueSet(url: string): ValueSetExpansion | undefined {
+    const valueSet = this.valueSets.get(stripVersion(url));
+    const expansion = valueSet && this.expand(stripVersion(url));
+    if (!valueSet || !expansion) return undefined;
+    const displays = new Map<string, string>();
+    const collect = (vs: ValueSetResource, seen: Set<string>) => {
+      if (seen.has(vs.url)) return;
+      seen.add(vs.url);
+      for (const include of vs.compose?.include ?? []) {
+        for (const concept of include.concept ?? []) {
+          const key = `${include.system}|${concept.code}`;
+          if (concept.display && !displays.has(key)) displays.set(key, concept.display);
+        }
+        for (const nested of include.valueSet ?? []) {
+          const inner = this.valueSets.get(stripVersion(nested));
+          if (inner) collect(inner, seen);
+        }
+      }
+      const walk = (entries: ExpansionEntry[] = []) => {
+        for (const entry of entries) {
+          const key = `${entry.system}|${entry.code}`;
+          if (entry.display && !displays.has(key)) displays.set(key, entry.display);
+          walk(entry.contains);
+        }
+      };
+      walk(vs.expansion?.contains);
+    };
+    collect(valueSet, new Set());
+    const contains: ExpandedCode[] = [];
+    for (const [system, codes] of expansion.codes) {
+      for (const code of codes) {
+        const display = displays.get(`${system}|${code}`) ?? this.conceptOf(system, code)?.display;
+        contains.push({ system, code, ...(display ? { display } : {}) });
+      }
+    }
+    return { valueSet, contains, complete: expansion.complete };
+  }
+
+  /** The pairs of a value set for search (`:in`), or undefined when unknown or not completely expandable. */
+  valueSetCodes(url: string): Map<string, Set<string>> | undefined {
+    const expansion = this.valueSets.has(stripVersion(url)) ? this.expand(stripVersion(url)) : undefined;
+    return expansion?.complete ? expansion.codes : undefined;
+  }
+
+  /** A concept of a local CodeSystem (any content mode: a fragment still defines the codes it lists). */
+  lookup(system: string, code: string): ConceptLookup | undefined {
+    const codeSystem = this.codeSystems.get(stripVersion(system));
+    if (!codeSystem) return undefined;
+    const found = findWithParent(codeSystem.concept ?? [], code, undefined);
+    if (!found) return undefined;
+    const parents = found.parent ? [found.parent.code] : [];
+    for (const property of found.concept.property ?? []) {
+      if ((property.code === 'parent' || property.code === 'subsumedBy') && typeof property.valueCode === 'string') parents.push(property.valueCode);
+    }
+    return { codeSystem, concept: found.concept, parents, children: (found.concept.concept ?? []).map((c) => c.code) };
+  }
+
+  /**
+   * Whether subsumption can be decided locally: the code system is here with all its concepts, so its
+   * hierarchy (nested concepts; none for a flat system, where a code subsumes only itself) is all there is.
+   */
+  hasHierarchy(system: string): boolean {
+    return this.codeSystems.get(stripVersion(system))?.content === 'complete';
+  }
+
+  /** `code` and every code it subsumes (`:below`), or undefined when the system has no local hierarchy or the code is unknown. */
+  descendantsOrSelf(system: string, code: string): Set<string> | undefined {
+    if (!this.hasHierarchy(system)) return undefined;
+    const concept = findConcept(this.codeSystems.get(stripVersion(system))!.concept ?? [], code);
+    if (!concept) return undefined;
+    const codes = new Set([concept.code]);
+    collectCodes(concept.concept ?? [], codes);
+    return codes;
+  }
+
+  /** `code` and every code that subsumes it (`:above`), or undefined when the system has no local hierarchy or the code is unknown. */
+  ancestorsOrSelf(system: string, code: string): Set<string> | undefined {
+    if (!this.hasHierarchy(system)) return undefined;
+    const path = pathTo(this.codeSystems.get(stripVersion(system))!.concept ?? [], code);
+    return path ? new Set(path.map((c) => c.code)) : undefined;
+  }
+
+  private conceptOf(system: string, code: string): ConceptDefinition | undefined {
+    const codeSystem = this.codeSystems.get(system);
+    return codeSystem ? findConcept(codeSystem.concept ?? [], code) : undefined;
   }
 
   private expand(url: string, seen = new Set<string>()): Expansion | undefined {
@@ -223,6 +368,25 @@ function findConcept(concepts: ConceptDefinition[], code: string): ConceptDefini
     if (concept.code === code) return concept;
     const inner = concept.concept && findConcept(concept.concept, code);
     if (inner) return inner;
+  }
+  return undefined;
+}
+
+function findWithParent(concepts: ConceptDefinition[], code: string, parent: ConceptDefinition | undefined): { concept: ConceptDefinition; parent?: ConceptDefinition } | undefined {
+  for (const concept of concepts) {
+    if (concept.code === code) return { concept, parent };
+    const inner = concept.concept && findWithParent(concept.concept, code, concept);
+    if (inner) return inner;
+  }
+  return undefined;
+}
+
+/** The concepts from a root down to `code`, inclusive; undefined when absent. */
+function pathTo(concepts: ConceptDefinition[], code: string): ConceptDefinition[] | undefined {
+  for (const concept of concepts) {
+    if (concept.code === code) return [concept];
+    const inner = concept.concept && pathTo(concept.concept, code);
+    if (inner) return [concept, ...inner];
   }
   return undefined;
 }

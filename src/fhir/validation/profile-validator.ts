@@ -8,7 +8,7 @@ import type { CompiledProfile } from './element-tree.ts';
 import { identifierIssues, identityIssues, valueSetRuleIssues } from './french-rules.ts';
 import { SchemaValidator } from './schema-validator.ts';
 import { StructureValidator, type StructureValidatorOptions } from './structure-validator.ts';
-import { isError, type ResourceValidator, type ValidationResult } from './validator.ts';
+import { isError, type CheckOptions, type ResourceValidator, type ValidationResult } from './validator.ts';
 
 /**
  * Options; the structure options default to: unknown extensions → warning (French data carries ANS extensions
@@ -82,17 +82,34 @@ export class ProfileValidator implements ResourceValidator {
     return this.check(resourceType, resource).issues;
   }
 
-  check(resourceType: string, resource: unknown): ValidationResult {
+  check(resourceType: string, resource: unknown, options: CheckOptions = {}): ValidationResult {
+    const nominated = options.profile === undefined ? undefined : this.nominatedProfile(options.profile, resourceType);
     const schemaIssues = this.schemaIssues(resourceType, resource);
-    if (schemaIssues.some(isError)) return { issues: schemaIssues, failedStage: 'schema' };
-    const issues = [...schemaIssues, ...this.profileIssues(resourceType, resource as Record<string, unknown> & { resourceType: string })];
+    if (schemaIssues.some(isError)) return { issues: [...(nominated?.issues ?? []), ...schemaIssues], failedStage: 'schema' };
+    const issues = [...schemaIssues, ...this.profileIssues(resourceType, resource as Record<string, unknown> & { resourceType: string }, nominated)];
     return { issues, failedStage: issues.some(isError) ? 'profile' : undefined };
   }
 
-  /** The profiles applied to a resource: claimed and known, then its type's default; unknown claims are reported. */
-  profilesFor(resource: { resourceType: string; meta?: { profile?: string[] } }): { profiles: CompiledProfile[]; issues: Issue[] } {
+  /** A profile asked for by canonical ($validate's `profile`): unknown, or of another type, is an error. */
+  private nominatedProfile(canonical: string, resourceType: string): { profile?: CompiledProfile; issues: Issue[] } {
+    const profile = this.structure.profile(canonical);
+    if (!profile) {
+      return { issues: [{ severity: 'error', code: 'not-supported', diagnostics: `Profile ${canonical} is not known to this server: the resource cannot be validated against it` }] };
+    }
+    if (profile.type !== resourceType) {
+      return { issues: [{ severity: 'error', code: 'invalid', diagnostics: `Profile ${canonical} is a profile of ${profile.type}, not ${resourceType}` }] };
+    }
+    return { profile, issues: [] };
+  }
+
+  /**
+   * The profiles applied to a resource: claimed and known, then its type's default (or, when `nominated`
+   * is given, that profile instead of the default); unknown claims are reported.
+   */
+  profilesFor(resource: { resourceType: string; meta?: { profile?: string[] } }, nominated?: { profile?: CompiledProfile; issues: Issue[] }): { profiles: CompiledProfile[]; issues: Issue[] } {
     const profiles: CompiledProfile[] = [];
-    const issues: Issue[] = [];
+    const issues: Issue[] = [...(nominated?.issues ?? [])];
+    if (nominated?.profile) profiles.push(nominated.profile);
     const claimed = resource.meta?.profile ?? [];
     claimed.forEach((url, index) => {
       const profile = this.structure.profile(url);
@@ -105,7 +122,8 @@ export class ProfileValidator implements ResourceValidator {
         profiles.push(profile);
       }
     });
-    const fallback = this.defaults[resource.resourceType] ?? `http://hl7.org/fhir/StructureDefinition/${resource.resourceType}`;
+    const baseType = `http://hl7.org/fhir/StructureDefinition/${resource.resourceType}`;
+    const fallback = nominated ? baseType : this.defaults[resource.resourceType] ?? baseType;
     // A claimed profile derived from the default (fr-core-patient-ins from fr-core-patient) already holds all its rules.
     const base = this.structure.profile(fallback);
     if (base && !profiles.some((profile) => this.derivesFrom(profile.url, base.url))) profiles.push(base);
@@ -139,8 +157,8 @@ export class ProfileValidator implements ResourceValidator {
     return issues;
   }
 
-  private profileIssues(resourceType: string, resource: Record<string, unknown> & { resourceType: string }): Issue[] {
-    const { profiles, issues } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } });
+  private profileIssues(resourceType: string, resource: Record<string, unknown> & { resourceType: string }, nominated?: { profile?: CompiledProfile; issues: Issue[] }): Issue[] {
+    const { profiles, issues } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } }, nominated);
     const seen = new Set<string>();
     for (const profile of profiles) {
       for (const issue of this.structure.validate(resource, profile, resourceType)) {

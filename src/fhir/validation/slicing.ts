@@ -33,7 +33,7 @@ function matchesDiscriminator(discriminator: Discriminator, slice: ElementNode, 
   const steps = parsePath(discriminator.path);
   if (!steps) return false;
   const values = evaluatePath(item.value, steps);
-  const target = elementAt(slice, steps);
+  const target = cachedElementAt(slice, discriminator.path, steps);
   switch (discriminator.type) {
     case 'value':
     case 'pattern': {
@@ -82,7 +82,17 @@ function impliedValue(slice: ElementNode, steps: Step[]): unknown {
 type Step = { name: string } | { extension: string } | { ofType: string };
 
 /** Discriminator paths are a restricted FHIRPath: names, `$this`, `extension('url')`, `ofType(T)`. `resolve()` is not supported (no fetching). */
+const parsedPaths = new Map<string, Step[] | undefined>();
+
+/** parsePath, once per distinct path: slices are matched on every occurrence of every sliced element. */
 function parsePath(path: string): Step[] | undefined {
+  if (parsedPaths.has(path)) return parsedPaths.get(path);
+  const steps = parsePathUncached(path);
+  parsedPaths.set(path, steps);
+  return steps;
+}
+
+function parsePathUncached(path: string): Step[] | undefined {
   const steps: Step[] = [];
   for (const part of path.match(/(?:[^.(]+(?:\([^)]*\))?)/g) ?? []) {
     if (part === '$this') continue;
@@ -124,6 +134,18 @@ function evaluatePath(root: unknown, steps: Step[]): unknown[] {
 }
 
 /** The definition, inside a slice, of the element a discriminator path designates. */
+const targets = new WeakMap<ElementNode, Map<string, ElementNode | undefined>>();
+
+/** elementAt, once per (slice, discriminator path): the compiled profile does not change. */
+function cachedElementAt(slice: ElementNode, path: string, steps: Step[]): ElementNode | undefined {
+  let byPath = targets.get(slice);
+  if (!byPath) targets.set(slice, (byPath = new Map()));
+  if (byPath.has(path)) return byPath.get(path);
+  const target = elementAt(slice, steps);
+  byPath.set(path, target);
+  return target;
+}
+
 function elementAt(slice: ElementNode, steps: Step[]): ElementNode | undefined {
   let node: ElementNode | undefined = slice;
   for (const step of steps) {

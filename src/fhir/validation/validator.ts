@@ -11,11 +11,20 @@ export interface ValidationResult {
   failedStage?: 'schema' | 'profile';
 }
 
+/** Options of one check (the `$validate` operation's parameters). */
+export interface CheckOptions {
+  /**
+   * Canonical URL of a profile to validate against, instead of the server's default profile for the type
+   * (base R4 and the profiles the resource claims still apply). A profile the server does not know is an error.
+   */
+  profile?: string;
+}
+
 /** Checks a resource before it is written; issues of severity error (the default) refuse the write. */
 export interface ResourceValidator {
   validate(resourceType: string, resource: unknown): Issue[];
   /** Same as `validate`, telling which stage failed; validators without stages need not implement it. */
-  check?(resourceType: string, resource: unknown): ValidationResult;
+  check?(resourceType: string, resource: unknown, options?: CheckOptions): ValidationResult;
 }
 
 export function isError(issue: Issue): boolean {
