@@ -20,7 +20,7 @@ import { migrate } from './store/migrate.ts';
 import { Repository } from './store/repository.ts';
 
 export interface AppOptions {
-  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit'>>;
+  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles'>>;
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
@@ -41,7 +41,7 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
   });
   const store = storeFor(db);
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
-  validator ??= defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES });
+  validator ??= defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles: config.unknownProfiles });
   const router = new FhirRouter({
     store,
     storeFor,

@@ -12,6 +12,8 @@ export interface ServerConfig {
   bundleMaxEntries: number;
   /** Largest transaction or batch Bundle accepted, in bytes. */
   bundleBodyLimit: number;
+  /** `warning` (default) or `error` for a `meta.profile` this server does not know. */
+  unknownProfiles: 'warning' | 'error';
   /** Public base URL of the FHIR API when behind a proxy; otherwise taken from the request's Host. */
   publicBaseUrl?: string;
 }
@@ -31,8 +33,15 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     bodyLimit,
     bundleMaxEntries: integer(env.BUNDLE_MAX_ENTRIES, 10_000, 'BUNDLE_MAX_ENTRIES'),
     bundleBodyLimit: integer(env.BUNDLE_BODY_LIMIT, 64 * 1024 * 1024, 'BUNDLE_BODY_LIMIT'),
+    unknownProfiles: oneOf(env.FHIR_UNKNOWN_PROFILES, ['warning', 'error'] as const, 'warning', 'FHIR_UNKNOWN_PROFILES'),
     publicBaseUrl: env.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
   };
+}
+
+function oneOf<T extends string>(value: string | undefined, allowed: readonly T[], fallback: T, name: string): T {
+  if (value === undefined || value === '') return fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`${name} must be one of ${allowed.join(', ')}, not '${value}'`);
+  return value as T;
 }
 
 function integer(value: string | undefined, fallback: number, name: string): number {

@@ -94,3 +94,15 @@ t.test('npm start path: SIGTERM finishes in-flight requests, closes PGlite clean
     t.equal((await fetch(`${second.base}/fhir/Patient/${body.id}`)).status, 200, `acknowledged ${body.id} kept`);
   }
 });
+
+t.test('configuration from the environment: defaults, and bad values refused at start', async (t) => {
+  const { configFromEnv } = await import('../src/config.ts');
+  const defaults = configFromEnv({});
+  t.equal(defaults.port, 8080);
+  t.equal(defaults.databaseUrl, './data/pglite');
+  t.equal(defaults.unknownProfiles, 'warning');
+  t.equal(configFromEnv({ FHIR_UNKNOWN_PROFILES: 'error', PORT: '9000' }).unknownProfiles, 'error');
+  t.throws(() => configFromEnv({ FHIR_UNKNOWN_PROFILES: 'ignore' }), /FHIR_UNKNOWN_PROFILES/);
+  t.throws(() => configFromEnv({ PORT: 'eighty' }), /PORT/);
+  t.throws(() => configFromEnv({ LOG_LEVEL: 'loud' }), /LOG_LEVEL/);
+});
