@@ -1,5 +1,5 @@
 import r4Model from 'fhirpath/fhir-context/r4';
-import type { CompiledPath, PathNode } from './registry.ts';
+import { splitTopLevel, type CompiledPath, type PathNode } from './registry.ts';
 
 interface Model {
   path2Type: Record<string, string>;
@@ -43,7 +43,7 @@ export function compileFastPath(expression: string): CompiledPath | undefined {
 }
 
 function parsePath(text: string): { root: string; tokens: Token[] } | undefined {
-  const pieces = splitDots(text);
+  const pieces = splitTopLevel(text, '.');
   const root = pieces.shift();
   if (!root || !/^[A-Z][A-Za-z]+$/.test(root) || pieces.length === 0) return undefined;
   const tokens: Token[] = [];
@@ -56,26 +56,6 @@ function parsePath(text: string): { root: string; tokens: Token[] } | undefined 
     else return undefined;
   }
   return { root, tokens };
-}
-
-/** Splits on dots outside parentheses and quotes. */
-function splitDots(text: string): string[] {
-  const pieces: string[] = [];
-  let depth = 0;
-  let quoted = false;
-  let start = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === "'") quoted = !quoted;
-    else if (!quoted && c === '(') depth++;
-    else if (!quoted && c === ')') depth--;
-    else if (!quoted && depth === 0 && c === '.') {
-      pieces.push(text.slice(start, i));
-      start = i + 1;
-    }
-  }
-  pieces.push(text.slice(start));
-  return pieces;
 }
 
 /** Whether every named step is known to the model (else fhirpath.js decides what it means). */

@@ -118,7 +118,7 @@ export function compilePath(expression: string): CompiledPath {
  * by fetching the target over HTTP.
  */
 export function expressionFor(expression: string, resourceType: string): string | undefined {
-  const parts = splitUnion(expression)
+  const parts = splitTopLevel(expression, '|')
     .map((part) => part.trim())
     // Some published French parameters start at an element (`extension.where(…)`), not at a type.
     .map((part) => (/^\(*[a-z]/.test(part) ? `${resourceType}.${part}` : part))
@@ -131,8 +131,8 @@ export function expressionFor(expression: string, resourceType: string): string 
   return parts.length > 0 ? parts.join(' | ') : undefined;
 }
 
-/** Splits on top-level `|` only (not inside parentheses or strings). */
-function splitUnion(expression: string): string[] {
+/** Splits a FHIRPath expression on `separator` where it is not inside parentheses or a string literal. */
+export function splitTopLevel(expression: string, separator: string): string[] {
   const parts: string[] = [];
   let depth = 0;
   let quoted = false;
@@ -142,7 +142,7 @@ function splitUnion(expression: string): string[] {
     if (c === "'" && expression[i - 1] !== '\\') quoted = !quoted;
     else if (!quoted && c === '(') depth++;
     else if (!quoted && c === ')') depth--;
-    else if (!quoted && depth === 0 && c === '|') {
+    else if (!quoted && depth === 0 && c === separator) {
       parts.push(expression.slice(start, i));
       start = i + 1;
     }
