@@ -196,16 +196,15 @@ function parseChain(
   const candidates = typeModifier ? [typeModifier] : param.targets.filter(isServedResourceType);
   const targetTypes = candidates.filter((t) => isServedResourceType(t) && (param.targets.length === 0 || param.targets.includes(t)));
   if (targetTypes.length === 0) throw FhirError.badRequest(`Search parameter ${head}.${rest}: no chain target type ${typeModifier ?? ''} this server holds`, [`${head}.${rest}`]);
-  // With several possible targets, the chain applies to those that define the chained parameter.
+  // With several possible targets, the chain applies to each that defines the chained parameter (R4 search.html#chaining).
   const innerCode = rest.split(/[.:]/)[0]!;
   const applicable = targetTypes.filter((t) => innerCode === '_id' || innerCode === '_lastUpdated' || innerCode === '_has' || registry.get(t, innerCode));
   if (applicable.length === 0) throw FhirError.badRequest(`Search parameter ${head}.${rest}: ${innerCode} is not a search parameter of ${targetTypes.join(' or ')}`, [`${head}.${rest}`]);
-  if (applicable.length > 1) {
-    throw FhirError.badRequest(`Search parameter ${head}.${rest}: ${code} may refer to ${applicable.join(', ')}; name one, e.g. ${code}:${applicable[0]}.${rest}`, [`${head}.${rest}`]);
-  }
-  const targetType = applicable[0]!;
-  const inner = parseFilter(targetType, rest, value, registry, options, ignore);
-  return inner ? { kind: 'chain', param, targetTypes: [targetType], inner } : undefined;
+  const targets = applicable.flatMap((type) => {
+    const inner = parseFilter(type, rest, value, registry, options, ignore);
+    return inner ? [{ type, inner }] : [];
+  });
+  return targets.length > 0 ? { kind: 'chain', param, targets } : undefined;
 }
 
 function parseHas(resourceType: string, name: string, value: string, registry: SearchParameterRegistry, options: ParseOptions, ignore: Ignore): Filter | undefined {

@@ -212,12 +212,16 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
       const table = TABLE_OF_TYPE[filter.param.type]!;
       return indexed(alias, types, table, filter.param.code, binder, () => 'true', filter.missing);
     }
-    case 'chain': {
-      const c = nextAlias('c');
-      const [targetType] = filter.targetTypes as [string];
-      const target = `SELECT ${c}.id FROM resource ${c} WHERE ${whereClause(c, [targetType], [filter.inner], binder, scope)}`;
-      return indexed(alias, types, 'search_reference', filter.param.code, binder, (i) => `${i}.target_type = ${binder.bind(targetType)} AND ${i}.target_id IN (${target})`);
-    }
+    case 'chain':
+      return indexed(alias, types, 'search_reference', filter.param.code, binder, (i) =>
+        anyOf(
+          filter.targets.map(({ type, inner }) => {
+            const c = nextAlias('c');
+            const target = `SELECT ${c}.id FROM resource ${c} WHERE ${whereClause(c, [type], [inner], binder, scope)}`;
+            return `(${i}.target_type = ${binder.bind(type)} AND ${i}.target_id IN (${target}))`;
+          }),
+        ),
+      );
     case 'has': {
       const i = nextAlias('h');
       const s = nextAlias('s');

@@ -27,8 +27,11 @@ export type Filter =
   | { kind: 'id'; values: string[]; not?: boolean }
   | { kind: 'lastUpdated'; values: Array<{ prefix: Prefix; range: DateRange }> }
   | { kind: 'missing'; param: SearchParamDefinition; missing: boolean }
-  /** `subject:Patient.name=…`: resources whose reference `param` points at a `targetType` matching `inner`. */
-  | { kind: 'chain'; param: SearchParamDefinition; targetTypes: string[]; inner: Filter }
+  /**
+   * `subject:Patient.name=…`: resources whose reference `param` points at a target matching its type's
+   * `inner` filter; without a type, every target type that has the chained parameter is tried.
+   */
+  | { kind: 'chain'; param: SearchParamDefinition; targets: Array<{ type: string; inner: Filter }> }
   /** `_has:Observation:patient:code=…`: resources referenced by `param` of a `sourceType` matching `inner`. */
   | { kind: 'has'; sourceType: string; param: SearchParamDefinition; inner: Filter }
   /** Patient compartment (`Patient/123/Immunization`): resources whose compartment parameters point at the patient. */
