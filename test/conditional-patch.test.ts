@@ -17,6 +17,9 @@ t.test('If-None-Exist: no match creates (201), one match returns it (200), sever
   t.equal(second.statusCode, 200);
   t.equal(json(second).id, json(first).id);
   t.equal(json(second).meta.versionId, '1', 'nothing was written');
+  const prefixed = await send('POST', '/fhir/Practitioner', practitioner(rpps('0000000001'), 'Bernard'), { 'if-none-exist': `Practitioner?${condition}` });
+  t.equal(prefixed.statusCode, 200, 'the criteria may be written with the type in front');
+  t.equal(json(prefixed).id, json(first).id);
 
   await send('POST', '/fhir/Practitioner', practitioner(rpps('0000000002'), 'Roux'));
   await send('POST', '/fhir/Practitioner', practitioner(rpps('0000000002'), 'Roux'));

@@ -5,6 +5,7 @@ import { isServedResourceType } from '../fhir/resource-types.ts';
 import { joinTransaction } from '../store/database.ts';
 import { StoredResource } from '../store/repository.ts';
 import { findMatches, lockCondition } from './conditional.ts';
+import { versionHeaders } from './crud.ts';
 import type { HandlerContext, StoreContext } from './context.ts';
 import type { FhirRequest, FhirResponse, HttpMethod } from './request.ts';
 
@@ -95,7 +96,7 @@ async function assignIdentities(entries: Entry[], store: StoreContext, request: 
       let id: string | undefined;
       if (entry.ifNoneExist) {
         await lockCondition(store.db, type, entry.ifNoneExist);
-        const matches = await findMatches(store.db, ctx.deps, type, stripQuery(entry.ifNoneExist), request.baseUrl).catch((error) => {
+        const matches = await findMatches(store.db, ctx.deps, type, entry.ifNoneExist, request.baseUrl).catch((error) => {
           throw entryFailure(entry, errorResponse(error));
         });
         if (matches.length > 1) throw entryFailure(entry, errorResponse(FhirError.preconditionFailed(`ifNoneExist '${entry.ifNoneExist}' matches several ${type} resources`)));
@@ -103,7 +104,7 @@ async function assignIdentities(entries: Entry[], store: StoreContext, request: 
           id = matches[0]!;
           existing.add(entry.index);
           const stored = await store.repo.read(type, id);
-          responses[entry.index] = { status: 200, body: stored, headers: { etag: `W/"${stored.versionId}"`, 'last-modified': new Date(stored.lastUpdated).toUTCString(), location: `${request.baseUrl}/${type}/${id}/_history/${stored.versionId}` } };
+          responses[entry.index] = { status: 200, body: stored, headers: versionHeaders(stored, request.baseUrl) };
         }
       }
       if (id === undefined) {
@@ -276,9 +277,4 @@ const binaryFirst = (entry: Entry) => (entry.url.startsWith('Binary') ? 0 : 1);
 function splitUrl(url: string): [string, string | undefined] {
   const q = url.indexOf('?');
   return q >= 0 ? [url.slice(0, q), url.slice(q + 1)] : [url, undefined];
-}
-
-function stripQuery(condition: string): string {
-  const q = condition.indexOf('?');
-  return q >= 0 ? condition.slice(q + 1) : condition;
 }

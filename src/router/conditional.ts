@@ -10,12 +10,12 @@ import type { RouterDependencies } from './context.ts';
  * advisory lock on the condition first, so the second waits, then sees the first's committed result.
  */
 export async function lockCondition(tx: SqlExecutor, resourceType: string, condition: string): Promise<void> {
-  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${resourceType}?${normalizeCondition(condition)}`]);
+  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${resourceType}?${normalizeCondition(criteriaOf(condition))}`]);
 }
 
 /** Ids of the live resources of `resourceType` matching the search `condition` (at most `limit`). */
 export async function findMatches(tx: SqlExecutor, deps: RouterDependencies, resourceType: string, condition: string, baseUrl: string, limit = 2): Promise<string[]> {
-  const pairs = [...new URLSearchParams(condition)] as Array<[string, string]>;
+  const pairs = [...new URLSearchParams(criteriaOf(condition))] as Array<[string, string]>;
   if (pairs.length === 0) throw FhirError.badRequest(`A conditional ${resourceType} interaction needs search criteria`, undefined, 'required');
   // A condition that does not select what its author meant would update or delete the wrong resource.
   const request = parseSearch([resourceType], pairs, deps.registry, { strict: true, baseUrl });
@@ -29,4 +29,10 @@ export async function findMatches(tx: SqlExecutor, deps: RouterDependencies, res
 /** The same condition however its parameters are ordered, so equal conditions take the same lock. */
 function normalizeCondition(condition: string): string {
   return [...new URLSearchParams(condition)].map(([k, v]) => `${k}=${v}`).sort().join('&');
+}
+
+/** Criteria may be sent as `identifier=…` or `Patient?identifier=…` (If-None-Exist allows both). */
+function criteriaOf(condition: string): string {
+  const q = condition.indexOf('?');
+  return q >= 0 ? condition.slice(q + 1) : condition;
 }

@@ -19,7 +19,7 @@ export async function create(interaction: Of<'create'>, request: FhirRequest, ct
   if (condition === undefined) return created(await ctx.store.repo.create(body, request.assignedId), request);
   return inTransaction(ctx, async (store) => {
     await lockCondition(store.db, interaction.resourceType, condition);
-    const matches = await findMatches(store.db, ctx.deps, interaction.resourceType, stripQuery(condition), request.baseUrl);
+    const matches = await findMatches(store.db, ctx.deps, interaction.resourceType, condition, request.baseUrl);
     if (matches.length > 1) throw FhirError.preconditionFailed(`If-None-Exist '${condition}' matches several ${interaction.resourceType} resources`);
     if (matches.length === 1) {
       const existing = await store.repo.read(interaction.resourceType, matches[0]!);
@@ -158,10 +158,4 @@ export function parseIfMatch(header: string | undefined): number | undefined {
   const match = header.trim().match(/^(?:W\/)?"?([1-9]\d{0,8})"?$/);
   if (!match) throw FhirError.badRequest(`If-Match must be a version ETag such as W/"3", not '${header}'`, undefined, 'invalid');
   return Number(match[1]);
-}
-
-/** `If-None-Exist` may be sent as `identifier=…` or `Patient?identifier=…`. */
-function stripQuery(condition: string): string {
-  const q = condition.indexOf('?');
-  return q >= 0 ? condition.slice(q + 1) : condition;
 }
