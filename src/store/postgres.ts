@@ -48,8 +48,9 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
         client.release();
         return value;
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        client.release();
+        // A connection that cannot even roll back is broken: destroy it rather than return it to the pool.
+        const broken = await client.query('ROLLBACK').then(() => false, () => true);
+        client.release(broken);
         throw error;
       }
     },
