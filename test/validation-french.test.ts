@@ -125,6 +125,13 @@ t.test('PDSm document metadata', async (t) => {
     ['inline data forbidden', (d) => (d.content[0].attachment.data = 'SGVsbG8='), 'DocumentReference.content[0].attachment.data', /maximum allowed = 0/],
     ['source patient NIR key', (d) => (d.contained[0].identifier[0].value = '284076322004200'), 'DocumentReference.contained[0].identifier[0].value', /expected 66/],
   ];
+  // DMP visibility (TRE_A07, part of J58): a document masked to health professionals is valid metadata.
+  const masked = fixtures.pdsmDocument();
+  masked.securityLabel.push({ coding: [{ system: 'https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument', code: 'MASQUE_PS' }] });
+  t.same(errors(masked), [], 'MASQUE_PS is a DMP confidentiality code');
+  const invisible = fixtures.pdsmDocument();
+  invisible.securityLabel[0].coding[0] = { system: 'https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument', code: 'INVISIBLE_PARENTS' };
+  t.same(errors(invisible).map(([e]) => e), ['DocumentReference.securityLabel[0]'], 'a visibility code outside TRE_A07 is refused');
   for (const [name, breakIt, expression, message] of cases) {
     const document = fixtures.pdsmDocument();
     breakIt(document);
