@@ -47,7 +47,7 @@ export class SearchIndexWriter implements IndexWriter {
 
   async write(tx: SqlExecutor, resourceType: string, id: string, resource: Resource | undefined, fresh = false): Promise<void> {
     const params = [resourceType, id, ...this.arrays(resource)];
-    await tx.query(`WITH ${fresh ? this.insertCteList : this.replaceCteList} SELECT 1`, params);
+    await tx.query(`WITH ${fresh ? this.insertCteList : this.replaceCteList} SELECT 1`, params, fresh ? 'dossier_index_insert' : 'dossier_index_replace');
   }
 
   insertCtes(resourceType: string, id: string, resource: Resource): { ctes: string[]; params: unknown[] } {

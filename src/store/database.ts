@@ -8,7 +8,11 @@ export interface QueryResult<Row> {
 }
 
 export interface SqlExecutor {
-  query<Row = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<Row>>;
+  /**
+   * `name` marks a statement whose text never changes (the create statement, index writes): the
+   * PostgreSQL driver prepares it once per connection instead of planning it on every call.
+   */
+  query<Row = Record<string, unknown>>(sql: string, params?: unknown[], name?: string): Promise<QueryResult<Row>>;
 }
 
 export interface Database extends SqlExecutor {
@@ -48,7 +52,7 @@ export function assertSchemaName(schema: string): string {
 export function joinTransaction(tx: SqlExecutor, driver: Database['driver']): Database {
   return {
     driver,
-    query: (sql, params) => tx.query(sql, params),
+    query: (sql, params, name) => tx.query(sql, params, name),
     transaction: (work) => work(tx),
     exec: async () => {
       throw new Error('exec is not available inside a transaction');

@@ -25,8 +25,8 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
   // An idle client losing its server must not crash the process; the next query reports the failure.
   pool.on('error', () => {});
 
-  const query = async <Row>(sql: string, params: unknown[] = []): Promise<QueryResult<Row>> => {
-    const result = await pool.query(sql, params);
+  const query = async <Row>(sql: string, params: unknown[] = [], name?: string): Promise<QueryResult<Row>> => {
+    const result = await pool.query(name ? { name, text: sql, values: params } : { text: sql, values: params });
     return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
   };
 
@@ -36,8 +36,8 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
     async transaction(work) {
       const client = await pool.connect();
       const tx: SqlExecutor = {
-        async query<Row>(sql: string, params: unknown[] = []) {
-          const result = await client.query(sql, params);
+        async query<Row>(sql: string, params: unknown[] = [], name?: string) {
+          const result = await client.query(name ? { name, text: sql, values: params } : { text: sql, values: params });
           return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
         },
       };

@@ -92,6 +92,7 @@ export class Repository {
               ${index.ctes.join(',\n')}
          SELECT 1`,
         [...index.params, stored.lastUpdated, stored.json],
+        'dossier_create',
       );
       return stored;
     }
@@ -110,6 +111,7 @@ export class Repository {
     const { rows } = await this.db.query<{ version_id: number; last_updated: string; deleted: boolean; content: string | null }>(
       `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource WHERE resource_type = $1 AND id = $2`,
       [resourceType, id],
+      'dossier_read',
     );
     const row = rows[0];
     if (!row) throw FhirError.notFound(`${resourceType}/${id} is not known`);
