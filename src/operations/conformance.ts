@@ -4,7 +4,7 @@ import { FhirError, operationOutcome, type Issue } from '../fhir/outcome.ts';
 import { CONFORMANCE_RESOURCE_TYPES, isValidId } from '../fhir/resource-types.ts';
 import { loadValidationContext, type ValidationContext } from '../fhir/validation/profile-validator.ts';
 import type { Outcome } from '../router/context.ts';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../router/history.ts';
+import { DEFAULT_PAGE_SIZE, parseCount } from '../router/history.ts';
 import { strictHandling } from '../router/prefer.ts';
 import { FormParameters, UnsupportedBody, type FhirRequest } from '../router/request.ts';
 
@@ -68,10 +68,10 @@ export class ConformanceCatalogue {
     for (const [name, value] of pairs) {
       const [code, modifier] = name.split(':') as [string, string | undefined];
       if (RESULT_PARAMETERS.has(code)) {
-        if (code === '_count' || code === '_offset') {
-          if (!/^\d{1,9}$/.test(value)) throw FhirError.badRequest(`${code} must be a non-negative integer, not '${value}'`, [code]);
-          if (code === '_count') count = Math.min(Number(value), MAX_PAGE_SIZE);
-          else offset = Number(value);
+        if (code === '_count') count = parseCount(value);
+        else if (code === '_offset') {
+          if (!/^\d{1,9}$/.test(value)) throw FhirError.badRequest(`_offset must be a non-negative integer, not '${value}'`, ['_offset']);
+          offset = Number(value);
         } else if (code === '_summary') {
           summaryCount = value === 'count';
         }

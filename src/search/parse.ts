@@ -1,7 +1,7 @@
 import { FhirError } from '../fhir/outcome.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
 import { loadValidationContext } from '../fhir/validation/profile-validator.ts';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../router/history.ts';
+import { DEFAULT_PAGE_SIZE, parseCount } from '../router/history.ts';
 import { parseDateRange } from './dates.ts';
 import type { SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
 import { compositeKey } from './extract.ts';
@@ -224,11 +224,9 @@ function parseHas(resourceType: string, name: string, value: string, registry: S
 function parseResultParameter(request: SearchRequest, name: string, value: string, registry: SearchParameterRegistry, singleType: string | undefined): void {
   const [base, modifier] = name.split(':') as [string, string | undefined];
   switch (base) {
-    case '_count': {
-      if (!/^\d{1,9}$/.test(value)) throw FhirError.badRequest(`_count must be a non-negative integer, not '${value}'`, ['_count']);
-      request.count = Math.min(Number(value), MAX_PAGE_SIZE);
+    case '_count':
+      request.count = parseCount(value);
       return;
-    }
     case '_total':
       if (!['none', 'estimate', 'accurate'].includes(value)) throw FhirError.badRequest(`_total must be none, estimate or accurate, not '${value}'`, ['_total']);
       request.total = value as TotalMode;

@@ -1,5 +1,4 @@
 import type { Issue } from '../outcome.ts';
-import { SchemaValidator } from './schema-validator.ts';
 
 /** What a validation found, and which stage refused the resource (if any). */
 export interface ValidationResult {
@@ -29,9 +28,4 @@ export interface ResourceValidator {
 
 export function isError(issue: Issue): boolean {
   return issue.severity === undefined || issue.severity === 'error' || issue.severity === 'fatal';
-}
-
-/** Base R4 validation: the official JSON schema plus the JSON rules it cannot state. */
-export function baseValidator(resourceTypes: readonly string[]): ResourceValidator {
-  return new SchemaValidator(resourceTypes);
 }
