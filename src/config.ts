@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { LevelWithSilent } from 'pino';
 
 export interface ServerConfig {
@@ -16,6 +17,8 @@ export interface ServerConfig {
   unknownProfiles: 'warning' | 'error';
   /** Public base URL of the FHIR API when behind a proxy; otherwise taken from the request's Host. */
   publicBaseUrl?: string;
+  /** Server processes sharing the port (PostgreSQL only: an embedded PGlite store belongs to one process). */
+  workers: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -35,6 +38,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     bundleBodyLimit: integer(env.BUNDLE_BODY_LIMIT, 64 * 1024 * 1024, 'BUNDLE_BODY_LIMIT'),
     unknownProfiles: oneOf(env.FHIR_UNKNOWN_PROFILES, ['warning', 'error'] as const, 'warning', 'FHIR_UNKNOWN_PROFILES'),
     publicBaseUrl: env.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
+    workers: env.WORKERS === 'auto' ? availableParallelism() : integer(env.WORKERS, 1, 'WORKERS') || 1,
   };
 }
 

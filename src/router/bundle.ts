@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
-import { joinTransaction } from '../store/database.ts';
-import { StoredResource } from '../store/repository.ts';
+import { BufferedTransaction, StoredResource } from '../store/repository.ts';
 import { findMatches, lockCondition } from './conditional.ts';
 import { versionHeaders } from './crud.ts';
 import type { HandlerContext, StoreContext } from './context.ts';
@@ -64,7 +63,9 @@ async function runBatch(entries: Entry[], request: FhirRequest, ctx: HandlerCont
 
 async function runTransaction(entries: Entry[], request: FhirRequest, ctx: HandlerContext): Promise<FhirResponse[]> {
   return ctx.store.db.transaction(async (tx) => {
-    const store = ctx.deps.storeFor(joinTransaction(tx, ctx.store.db.driver));
+    // Creates are held back and written together: one statement for all of them, not one each.
+    const buffered = new BufferedTransaction(tx, ctx.store.db.driver);
+    const store = ctx.deps.storeFor(buffered);
     const responses = new Array<FhirResponse>(entries.length);
     const existing = await assignIdentities(entries, store, request, ctx, responses);
     await resolveConditionalReferences(entries, store, request, ctx);
@@ -77,6 +78,7 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
       if (response.status >= 400) throw entryFailure(entry, response);
       responses[entry.index] = response;
     }
+    await buffered.flush();
     return responses;
   });
 }

@@ -3,7 +3,7 @@ import type { SqlExecutor } from '../store/database.ts';
 import { extractIndexRows, type IndexRows, type IndexTable } from './extract.ts';
 import type { SearchParameterRegistry } from './registry.ts';
 
-/** Per index table: its columns after (resource_type, resource_id), their SQL array types, and the row fields. */
+/** Per index table: its columns after (resource_type, resource_id), their SQL types, and the row fields. */
 const TABLES: Record<IndexTable, Array<[column: string, sqlType: string, field: string]>> = {
   token: [['param', 'text', 'param'], ['system', 'text', 'system'], ['code', 'text', 'code'], ['text', 'text', 'text']],
   string: [['param', 'text', 'param'], ['value', 'text', 'value'], ['normalized', 'text', 'normalized']],
@@ -23,64 +23,73 @@ const TABLES: Record<IndexTable, Array<[column: string, sqlType: string, field: 
 };
 const TABLE_NAMES = Object.keys(TABLES) as IndexTable[];
 
-/** Writes a resource's search index rows, replacing the previous ones, inside the caller's transaction. */
+/** A resource's identity and the index rows extracted from it. */
+export interface IndexedResource {
+  resourceType: string;
+  id: string;
+  rows: IndexRows;
+}
+
+/** Extracts a resource's search index rows and writes them inside the caller's transaction. */
 export interface IndexWriter {
-  /** `resource` undefined removes the rows (deletion); `fresh` skips deleting rows that cannot exist. */
-  write(tx: SqlExecutor, resourceType: string, id: string, resource: Resource | undefined, fresh?: boolean): Promise<void>;
-  /**
-   * The same write as CTEs for a caller to put in a statement of its own (one round trip for a whole
-   * create): `$1` is the resource type, `$2` the id, then `params` continue the numbering.
-   */
-  insertCtes?(resourceType: string, id: string, resource: Resource): { ctes: string[]; params: unknown[] };
+  /** The index rows of a resource, computed without touching the database. */
+  rowsOf(resource: Resource): IndexRows;
+  /** Replaces a resource's index rows; `rows` undefined removes them (a deletion). */
+  replace(tx: SqlExecutor, resourceType: string, id: string, rows: IndexRows | undefined): Promise<void>;
 }
 
 export class SearchIndexWriter implements IndexWriter {
-  private readonly replaceCteList: string;
-  private readonly insertCteList: string;
-  private readonly insertCtesText: string[];
+  constructor(private readonly registry: SearchParameterRegistry) {}
 
-  constructor(private readonly registry: SearchParameterRegistry) {
-    this.replaceCteList = indexCtes(true).join(',\n');
-    this.insertCtesText = indexCtes(false);
-    this.insertCteList = this.insertCtesText.join(',\n');
+  rowsOf(resource: Resource): IndexRows {
+    return extractIndexRows(resource, this.registry);
   }
 
-  async write(tx: SqlExecutor, resourceType: string, id: string, resource: Resource | undefined, fresh = false): Promise<void> {
-    const params = [resourceType, id, ...this.arrays(resource)];
-    await tx.query(`WITH ${fresh ? this.insertCteList : this.replaceCteList} SELECT 1`, params, fresh ? 'dossier_index_insert' : 'dossier_index_replace');
-  }
-
-  insertCtes(resourceType: string, id: string, resource: Resource): { ctes: string[]; params: unknown[] } {
-    return { ctes: this.insertCtesText, params: [resourceType, id, ...this.arrays(resource)] };
-  }
-
-  /** One array per index column, in the order the statements number them from `$3`. */
-  private arrays(resource: Resource | undefined): unknown[][] {
-    const rows = resource ? extractIndexRows(resource, this.registry) : undefined;
-    const arrays: unknown[][] = [];
-    for (const table of TABLE_NAMES) {
-      const tableRows = (rows?.[table] ?? []) as unknown as Array<Record<string, unknown>>;
-      for (const [, , field] of TABLES[table]) arrays.push(tableRows.map((row) => row[field] ?? null));
-    }
-    return arrays;
+  async replace(tx: SqlExecutor, resourceType: string, id: string, rows: IndexRows | undefined): Promise<void> {
+    const params = [resourceType, id, ...indexParams(rows ? [{ resourceType, id, rows }] : [])];
+    await tx.query(REPLACE_STATEMENT, params, 'dossier_index_replace');
   }
 }
 
 /**
- * The whole index of a resource as data-modifying CTEs of one statement: they delete the old rows and
- * insert the new ones (all sub-statements see the same snapshot, so the deletes never touch the new rows).
+ * The index rows of `resources` as statement parameters: one JSON array per index table, each row an array
+ * `[resource_type, resource_id, …columns]`, in the order `indexInsertCtes` reads them. JSON rather than
+ * one SQL array per column because the driver serialises it natively in one pass, and the row count of
+ * a statement no longer changes its text, so it stays prepared.
  */
-function indexCtes(replace: boolean): string[] {
-  const ctes: string[] = [];
-  let next = 3;
-  for (const table of TABLE_NAMES) {
-    const columns = TABLES[table];
-    if (replace) ctes.push(`d_${table} AS (DELETE FROM search_${table} WHERE resource_type = $1 AND resource_id = $2)`);
-    const arrays = columns.map(([, sqlType]) => `$${next++}::${sqlType}[]`);
-    ctes.push(
-      `i_${table} AS (INSERT INTO search_${table} (resource_type, resource_id, ${columns.map(([c]) => c).join(', ')}) ` +
-        `SELECT $1, $2, * FROM unnest(${arrays.join(', ')}))`,
-    );
-  }
-  return ctes;
+export function indexParams(resources: IndexedResource[]): string[] {
+  return TABLE_NAMES.map((table) => {
+    const fields = TABLES[table].map(([, , field]) => field);
+    const out: unknown[][] = [];
+    for (const { resourceType, id, rows } of resources) {
+      for (const row of rows[table] as unknown as Array<Record<string, unknown>>) {
+        const values: unknown[] = [resourceType, id];
+        for (const field of fields) values.push(row[field] ?? null);
+        out.push(values);
+      }
+    }
+    return JSON.stringify(out);
+  });
 }
+
+/** Data-modifying CTEs inserting the rows `indexParams` produced, read from `$first`, `$first + 1`, …. */
+export function indexInsertCtes(first: number): string[] {
+  return TABLE_NAMES.map((table, t) => {
+    const columns = TABLES[table];
+    const values = columns.map(([, sqlType], c) => (sqlType === 'text' ? `x->>${c + 2}` : `(x->>${c + 2})::${sqlType}`));
+    return (
+      `i_${table} AS (INSERT INTO search_${table} (resource_type, resource_id, ${columns.map(([column]) => column).join(', ')}) ` +
+      `SELECT x->>0, x->>1, ${values.join(', ')} FROM jsonb_array_elements($${first + t}::jsonb) AS x)`
+    );
+  });
+}
+
+/**
+ * One statement that deletes a resource's index rows and inserts its new ones (all sub-statements see the
+ * same snapshot, so the deletes never touch the new rows): `$1` type, `$2` id, then `indexParams`.
+ */
+const REPLACE_STATEMENT = `WITH ${[
+  ...TABLE_NAMES.map((table) => `d_${table} AS (DELETE FROM search_${table} WHERE resource_type = $1 AND resource_id = $2)`),
+  ...indexInsertCtes(3),
+].join(',\n')}
+SELECT 1`;

@@ -28,7 +28,7 @@ export async function reindex(db: Database, writer: IndexWriter, types: string[]
     );
     if (rows.length === 0) break;
     await db.transaction(async (tx) => {
-      for (const row of rows) await writer.write(tx, row.resource_type, row.id, JSON.parse(row.content) as Resource);
+      for (const row of rows) await writer.replace(tx, row.resource_type, row.id, writer.rowsOf(JSON.parse(row.content) as Resource));
     });
     done += rows.length;
     const last = rows[rows.length - 1]!;

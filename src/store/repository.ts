@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
-import type { IndexWriter } from '../search/index-writer.ts';
+import type { IndexRows } from '../search/extract.ts';
+import { indexInsertCtes, indexParams, type IndexWriter } from '../search/index-writer.ts';
 import type { Database, SqlExecutor } from './database.ts';
 
 /** One stored version of a resource: its JSON text as stored, parsed only when someone needs the object. */
@@ -79,32 +80,16 @@ export class Repository {
     private readonly index?: IndexWriter,
   ) {}
 
-  /** Creates a resource under a new server id (or `id`, chosen by a transaction that needed it first). */
+  /**
+   * Creates a resource under a new server id (or `id`, chosen by a transaction that needed it first).
+   * Inside a BufferedTransaction the write waits, to go out with the transaction's other creates.
+   */
   async create(resource: Resource, id: string = randomUUID()): Promise<StoredResource> {
     const stored = stamp(resource, id, 1);
-    const index = this.index?.insertCtes?.(stored.resourceType, id, stored.resource);
-    if (index) {
-      // One statement, so one round trip and atomic without BEGIN/COMMIT: resource, history and index rows.
-      const n = index.params.length;
-      await this.db.query(
-        `WITH r AS (INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ($1, $2, 1, $${n + 1}, $${n + 2})),
-              h AS (INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content) VALUES ($1, $2, 1, $${n + 1}, 'POST', $${n + 2})),
-              ${index.ctes.join(',\n')}
-         SELECT 1`,
-        [...index.params, stored.lastUpdated, stored.json],
-        'dossier_create',
-      );
-      return stored;
-    }
-    return this.db.transaction(async (tx) => {
-      await tx.query(
-        `INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ($1, $2, 1, $3, $4)`,
-        [stored.resourceType, id, stored.lastUpdated, stored.json],
-      );
-      await insertHistory(tx, stored, 'POST');
-      await this.index?.write(tx, stored.resourceType, id, stored.resource, true);
-      return stored;
-    });
+    const created: NewResource = { stored, ...(this.index ? { rows: this.index.rowsOf(stored.resource) } : {}) };
+    if (this.db instanceof BufferedTransaction) this.db.buffer(created);
+    else await insertNew(this.db, [created]);
+    return stored;
   }
 
   async read(resourceType: string, id: string): Promise<StoredResource> {
@@ -147,7 +132,7 @@ export class Repository {
         );
         if (inserted.rowCount === 1) {
           await insertHistory(tx, stored, 'PUT');
-          await this.index?.write(tx, resourceType, id, stored.resource, true);
+          await this.writeIndex(tx, stored);
           return { resource: stored, created: true };
         }
         // A concurrent writer created it between our lock attempt and our insert: update its version instead.
@@ -164,7 +149,7 @@ export class Repository {
         [resourceType, id, stored.versionId, stored.lastUpdated, stored.json],
       );
       await insertHistory(tx, stored, 'PUT');
-      await this.index?.write(tx, resourceType, id, stored.resource);
+      await this.writeIndex(tx, stored);
       return { resource: stored, created: current.deleted };
     });
   }
@@ -189,7 +174,7 @@ export class Repository {
          VALUES ($1, $2, $3, $4, 'DELETE', NULL)`,
         [resourceType, id, versionId, lastUpdated],
       );
-      await this.index?.write(tx, resourceType, id, undefined);
+      await this.index?.replace(tx, resourceType, id, undefined);
       return { versionId };
     });
   }
@@ -244,10 +229,80 @@ export class Repository {
     };
   }
 
+  private async writeIndex(tx: SqlExecutor, stored: StoredResource): Promise<void> {
+    await this.index?.replace(tx, stored.resourceType, stored.id, this.index.rowsOf(stored.resource));
+  }
+
   /** Liveness of the storage: resolves when a query round-trips. */
   async ping(): Promise<void> {
     await this.db.query('SELECT 1');
   }
+}
+
+/** A first version about to be written: its stored form and, when the store is indexed, its index rows. */
+export interface NewResource {
+  stored: StoredResource;
+  rows?: IndexRows;
+}
+
+/**
+ * Writes first versions (current row, history row, index rows) in one statement: one round trip, and
+ * atomic without BEGIN/COMMIT. History rows keep the order of `created`.
+ */
+export async function insertNew(db: SqlExecutor, created: NewResource[]): Promise<void> {
+  const resources = JSON.stringify(created.map(({ stored }) => [stored.resourceType, stored.id, stored.lastUpdated, stored.json]));
+  const indexed = created.flatMap(({ stored, rows }) => (rows ? [{ resourceType: stored.resourceType, id: stored.id, rows }] : []));
+  await db.query(INSERT_NEW_STATEMENT, [resources, ...indexParams(indexed)], 'dossier_insert_new');
+}
+
+const INSERT_NEW_STATEMENT = `WITH new AS (
+    SELECT x->>0 AS resource_type, x->>1 AS id, (x->>2)::timestamptz AS last_updated, x->>3 AS content, n
+      FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(x, n)),
+  r AS (INSERT INTO resource (resource_type, id, version_id, last_updated, content)
+          SELECT resource_type, id, 1, last_updated, content FROM new),
+  h AS (INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content)
+          SELECT resource_type, id, 1, last_updated, 'POST', content FROM new ORDER BY n),
+  ${indexInsertCtes(2).join(',\n  ')}
+SELECT 1`;
+
+/**
+ * A transaction's view of the database in which creates are held back and written together, in one
+ * statement, just before the next query runs (so whatever reads next sees them) or when `flush` is
+ * called before commit. A transaction bundle of fifty creates costs one round trip instead of fifty.
+ */
+export class BufferedTransaction implements Database {
+  private pending: NewResource[] = [];
+
+  constructor(
+    private readonly tx: SqlExecutor,
+    readonly driver: Database['driver'],
+  ) {}
+
+  buffer(created: NewResource): void {
+    this.pending.push(created);
+  }
+
+  async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const created = this.pending;
+    this.pending = [];
+    await insertNew(this.tx, created);
+  }
+
+  async query<Row>(sql: string, params?: unknown[], name?: string) {
+    await this.flush();
+    return this.tx.query<Row>(sql, params, name);
+  }
+
+  transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    return work(this);
+  }
+
+  async exec(): Promise<void> {
+    throw new Error('exec is not available inside a transaction');
+  }
+
+  async close(): Promise<void> {}
 }
 
 interface CurrentRow {

@@ -2,11 +2,9 @@
  * Bulk loader for the search benchmark: writes the generated French population (french-population.ts) into a
  * migrated dossier schema, in batched transactions, from several writer processes.
  *
- * Each batch is one transaction that inserts the resources' current rows and their history rows (the columns
- * and values Repository.create writes: version 1, method POST, content stamped with id and meta), then calls
- * the server's own SearchIndexWriter.write for every resource, so the index rows are exactly what
- * extractIndexRows produces for a server write. Only the batching differs from a POST: one transaction per
- * batch instead of per resource, and one INSERT per index table per batch (see BatchedIndexWriter).
+ * Each batch is one transaction running the server's own insertNew (the statement Repository.create and
+ * transaction bundles use: current rows, history rows and index rows from the server's SearchIndexWriter),
+ * so what is stored is exactly what a server write stores. Only the batch size differs from a bundle.
  *
  * A writer is this file run as a child process (`population-loader.ts <url> <schema> <writer> <writers> <total>`).
  */
@@ -17,6 +15,7 @@ import type { Resource } from 'fhir/r4';
 import { SearchIndexWriter } from '../../../src/search/index-writer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../../src/search/registry.ts';
 import type { QueryResult, SqlExecutor } from '../../../src/store/database.ts';
+import { insertNew, StoredResource, type NewResource } from '../../../src/store/repository.ts';
 import { organization, patientBundle, planPopulation, practitioner, type GeneratedResource, type PopulationPlan } from './french-population.ts';
 
 const BATCH = 400;
@@ -72,87 +71,6 @@ export async function loadPopulation(options: { url: string; schema?: string; to
   return { plan, elapsedMs: performance.now() - started };
 }
 
-/** One index table's insert, as SearchIndexWriter states it: its columns and the array parameters feeding them. */
-interface TableInsert {
-  table: string;
-  columns: string[];
-  /** For each column after (resource_type, resource_id): the writer's parameter number and SQL array type. */
-  arrays: Array<{ param: number; sqlType: string }>;
-}
-
-/**
- * Runs the server's SearchIndexWriter.write for a batch of resources and inserts all their index rows with one
- * statement per index table. write() is called for real, on an executor that records its statement and
- * parameters instead of running them; the recorded statement says which parameter feeds which column of which
- * table (`INSERT INTO search_x (resource_type, resource_id, cols…) SELECT $1, $2, * FROM unnest($3::t[], …)`),
- * so the rows inserted are exactly the ones write() would have inserted, resource by resource.
- */
-class BatchedIndexWriter {
-  private layout?: TableInsert[];
-  constructor(private readonly writer: SearchIndexWriter) {}
-
-  async rowsOf(resources: Array<{ type: string; id: string; stamped: Resource }>): Promise<Map<string, unknown[][]>> {
-    const perTable = new Map<string, unknown[][]>();
-    for (const { type, id, stamped } of resources) {
-      let recorded: { sql: string; params: unknown[] } | undefined;
-      const recorder: SqlExecutor = {
-        async query<Row>(sql: string, params: unknown[] = []): Promise<QueryResult<Row>> {
-          recorded = { sql, params };
-          return { rows: [], rowCount: 0 };
-        },
-      };
-      await this.writer.write(recorder, type, id, stamped, true);
-      if (!recorded) throw new Error('SearchIndexWriter.write ran no statement');
-      this.layout ??= parseLayout(recorded.sql);
-      for (const insert of this.layout) {
-        const columns = insert.arrays.map(({ param }) => recorded!.params[param - 1] as unknown[]);
-        const rows = columns[0]!.length;
-        if (rows === 0) continue;
-        let target = perTable.get(insert.table);
-        if (!target) perTable.set(insert.table, (target = [[], [], ...insert.arrays.map(() => [])]));
-        for (let r = 0; r < rows; r++) {
-          target[0]!.push(recorded.params[0]);
-          target[1]!.push(recorded.params[1]);
-          columns.forEach((values, c) => target![c + 2]!.push(values[r]));
-        }
-      }
-    }
-    return perTable;
-  }
-
-  /** One INSERT … SELECT FROM unnest(…) per index table, for the rows `rowsOf` collected. */
-  async insert(tx: SqlExecutor, perTable: Map<string, unknown[][]>): Promise<void> {
-    for (const insert of this.layout ?? []) {
-      const values = perTable.get(insert.table);
-      if (!values) continue;
-      const types = ['text', 'text', ...insert.arrays.map((a) => a.sqlType)];
-      await tx.query(
-        `INSERT INTO ${insert.table} (${insert.columns.join(', ')}) SELECT * FROM unnest(${types.map((t, i) => `$${i + 1}::${t}[]`).join(', ')})`,
-        values,
-      );
-    }
-  }
-}
-
-function parseLayout(sql: string): TableInsert[] {
-  const inserts: TableInsert[] = [];
-  const pattern = /INSERT INTO (\w+) \(([^)]*)\) SELECT \$1, \$2, \* FROM unnest\(([^)]*)\)/g;
-  for (const match of sql.matchAll(pattern)) {
-    const columns = match[2]!.split(',').map((c) => c.trim());
-    const arrays = match[3]!.split(',').map((a) => {
-      const m = /^\$(\d+)::(\w+)\[\]$/.exec(a.trim());
-      if (!m) throw new Error(`unexpected index statement shape: ${a}`);
-      return { param: Number(m[1]), sqlType: m[2]! };
-    });
-    if (columns[0] !== 'resource_type' || columns[1] !== 'resource_id' || columns.length !== arrays.length + 2) {
-      throw new Error(`unexpected index statement shape for ${match[1]}`);
-    }
-    inserts.push({ table: match[1]!, columns, arrays });
-  }
-  if (inserts.length === 0) throw new Error('could not read the index statement of SearchIndexWriter');
-  return inserts;
-}
-
 /** A SqlExecutor over one pg client. */
 function executor(client: pg.PoolClient): SqlExecutor {
   return {
@@ -164,17 +82,17 @@ function executor(client: pg.PoolClient): SqlExecutor {
 }
 
 /** What Repository.create stores for a new resource: id and meta set, JSON text in the server's key order. */
-function stamp(resource: GeneratedResource): { type: string; id: string; lastUpdated: string; json: string; stamped: Resource } {
+function stamp(resource: GeneratedResource, index: SearchIndexWriter): NewResource {
   const lastUpdated = new Date().toISOString();
   const { resourceType, id, meta, ...rest } = resource as GeneratedResource & { meta?: object };
   const stamped = { resourceType, id, meta: { ...meta, versionId: '1', lastUpdated }, ...rest } as unknown as Resource;
-  return { type: resourceType, id, lastUpdated, json: JSON.stringify(stamped), stamped };
+  return { stored: new StoredResource(resourceType, id, 1, lastUpdated, JSON.stringify(stamped), stamped), rows: index.rowsOf(stamped) };
 }
 
 async function runWriter(url: string, schema: string, writer: number, writers: number, total: number): Promise<void> {
   const plan = planPopulation(total);
   const registry = new SearchParameterRegistry(loadSearchParameters());
-  const index = new BatchedIndexWriter(new SearchIndexWriter(registry));
+  const index = new SearchIndexWriter(registry);
   const pool = new pg.Pool({ connectionString: url, max: IN_FLIGHT, ...(schema ? { options: `-c search_path=${schema}` } : {}) });
 
   // This writer's share: every writers-th practitioner and organization, and every writers-th run of patients.
@@ -190,24 +108,11 @@ async function runWriter(url: string, schema: string, writer: number, writers: n
   }
 
   async function writeBatch(batch: GeneratedResource[]): Promise<void> {
-    const stamped = batch.map(stamp);
-    const indexRows = await index.rowsOf(stamped);
+    const created = batch.map((resource) => stamp(resource, index));
     const client = await pool.connect();
-    const tx = executor(client);
     try {
       await client.query('BEGIN');
-      const columns = [stamped.map((s) => s.type), stamped.map((s) => s.id), stamped.map((s) => s.lastUpdated), stamped.map((s) => s.json)];
-      await tx.query(
-        `INSERT INTO resource (resource_type, id, version_id, last_updated, content)
-         SELECT t, i, 1, l, c FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS u(t, i, l, c)`,
-        columns,
-      );
-      await tx.query(
-        `INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content)
-         SELECT t, i, 1, l, 'POST', c FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS u(t, i, l, c)`,
-        columns,
-      );
-      await index.insert(tx, indexRows);
+      await insertNew(executor(client), created);
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
