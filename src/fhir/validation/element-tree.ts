@@ -19,6 +19,8 @@ export interface ElementNode {
   path: string;
   /** JSON property name: the last path segment without `[x]` (for a choice, the prefix of `valueString`...). */
   name: string;
+  /** `_name`: where a primitive's id and extensions sit in JSON. */
+  underscoreName: string;
   choice: boolean;
   min: number;
   max: number;
@@ -115,6 +117,7 @@ function toNode(element: ElementDefinition, id: string, profile: CompiledProfile
     id,
     path: element.path,
     name: choice ? lastName.slice(0, -3) : lastName,
+    underscoreName: `_${choice ? lastName.slice(0, -3) : lastName}`,
     choice,
     min: element.min ?? 0,
     max: element.max === undefined || element.max === '*' ? UNBOUNDED : Number(element.max),

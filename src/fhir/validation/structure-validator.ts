@@ -169,6 +169,11 @@ export class StructureValidator implements SliceOracle {
 
   private checkChildren(children: ElementNode[], object: Record<string, unknown>, parent: Item, scope: Scope): void {
     for (const child of children) {
+      // Most definitions have no occurrence in a given instance: settle those without reading anything.
+      if (!child.choice && object[child.name] === undefined && object[child.underscoreName] === undefined) {
+        if (child.min > 0) this.checkCardinality(child, 0, parent, scope);
+        continue;
+      }
       const { items, disallowedTypes } = collectItems(object, child, parent.expression, parent.elementPath);
       for (const wrong of disallowedTypes) {
         const allowed = child.types.map((t) => t.code).join(', ');
@@ -192,7 +197,8 @@ export class StructureValidator implements SliceOracle {
   }
 
   private checkCardinality(node: ElementNode, count: number, parent: Item, scope: Scope, label = node.path): void {
-    const at = { ...parent, expression: `${parent.expression}.${node.name}` };
+    if (count >= node.min && count <= node.max) return;
+    const at = { expression: `${parent.expression}.${node.name}` };
     if (count < node.min) {
       this.issue(scope, 'error', 'required', at, node, `min:${label}`, `${label}: minimum required = ${node.min}, but only found ${count}`);
     } else if (count > node.max) {
