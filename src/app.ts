@@ -14,6 +14,7 @@ import { FhirRouter } from './router/router.ts';
 import { loadPatientCompartment } from './search/compartment.ts';
 import { SearchEngine } from './search/execute.ts';
 import { SearchIndexWriter } from './search/index-writer.ts';
+import { CreateCoalescer } from './store/create-coalescer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
 import type { Database } from './store/database.ts';
 import { migrate } from './store/migrate.ts';
@@ -34,9 +35,11 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
   await migrate(db);
   const registry = (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters()));
   const indexWriter = new SearchIndexWriter(registry);
+  // Creates outside transactions share statements under load; a transaction's creates are its own.
+  const coalescer = new CreateCoalescer(db);
   const storeFor = (database: Database): StoreContext => ({
     db: database,
-    repo: new Repository(database, indexWriter),
+    repo: new Repository(database, indexWriter, database === db ? coalescer : undefined),
     search: new SearchEngine(database, registry),
   });
   const store = storeFor(db);

@@ -112,6 +112,8 @@ interface Row {
   cpuPercent: number;
   /** CPU time of that process per resource written, ms. */
   cpuMsPerResource: number;
+  /** Busy CPU of the whole machine (server, PostgreSQL, load client, all) over wall time, % of one core. */
+  machineCpuPercent: number;
   loadBefore: number;
 }
 
@@ -124,6 +126,13 @@ function procStat(pid: number): { rssBytes: number; cpuTicks: number } {
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
   return { rssBytes: rssKb * 1024, cpuTicks: Number(fields[11]) + Number(fields[12]) };
+}
+
+/** Busy CPU ticks of the whole machine since boot: /proc/stat's cpu line less idle and iowait. */
+function machineBusyTicks(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return user + nice + system + irq + softirq + steal;
 }
 
 /** `pid` and its live descendants (a WORKERS server is a primary and its server processes). */
@@ -162,9 +171,11 @@ function treeStat(pids: number[]): { rssBytes: number; cpuTicks: Map<number, num
  * Samples the RSS of `pid` and its descendants every 20 ms; `stop` returns the peak of their sum and the
  * CPU time they used meanwhile (ms).
  */
-function watchProcess(pid: number): { stop(): { peakRssBytes: number; cpuMs: number } } {
+function watchProcess(pid: number): { stop(): { peakRssBytes: number; cpuMs: number; machineCpuPercent: number } } {
   const pids = processTree(pid);
   const start = treeStat(pids);
+  const machineStart = machineBusyTicks();
+  const wallStart = performance.now();
   let peak = start.rssBytes;
   const timer = setInterval(() => {
     peak = Math.max(peak, treeStat(pids).rssBytes);
@@ -176,12 +187,12 @@ function watchProcess(pid: number): { stop(): { peakRssBytes: number; cpuMs: num
       let ticks = 0;
       for (const [p, t] of end.cpuTicks) ticks += t - (start.cpuTicks.get(p) ?? t);
       // USER_HZ is 100 on Linux.
-      return { peakRssBytes: Math.max(peak, end.rssBytes), cpuMs: ticks * 10 };
+      return { peakRssBytes: Math.max(peak, end.rssBytes), cpuMs: ticks * 10, machineCpuPercent: ((machineBusyTicks() - machineStart) * 10 * 100) / (performance.now() - wallStart) };
     },
   };
 }
 
-function row(writer: string, senders: number, work: Workload, result: LoopResult, usage: { peakRssBytes: number; cpuMs: number }, loadBefore: number): Row {
+function row(writer: string, senders: number, work: Workload, result: LoopResult, usage: { peakRssBytes: number; cpuMs: number; machineCpuPercent: number }, loadBefore: number): Row {
   const sorted = [...result.latencies].sort((a, b) => a - b);
   const resources = work.resources.reduce((a, b) => a + b, 0);
   const measured: Row = {
@@ -197,6 +208,7 @@ function row(writer: string, senders: number, work: Workload, result: LoopResult
     peakRssMiB: usage.peakRssBytes / 2 ** 20,
     cpuPercent: (100 * usage.cpuMs) / result.elapsedMs,
     cpuMsPerResource: usage.cpuMs / resources,
+    machineCpuPercent: usage.machineCpuPercent,
     loadBefore,
   };
   console.error(
@@ -423,14 +435,14 @@ function markdown(report: Report): string {
       `${report.settings.bundlesSingle} bundles at 1 sender, ${report.settings.bundles} at 8, after ${report.settings.warmup} warm-up; ` +
       `server on real HTTP (separate process, LOG_LEVEL=${report.settings.logLevel}${report.settings.cpuProfiled ? ', sampled by --cpu-prof' : ''}), pool of ${report.settings.pgPoolSize} connections.`,
     '',
-    '| writer | senders | bundles | resources | resources/s | bundles/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | CPU % | CPU ms/resource | load |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| writer | senders | bundles | resources | resources/s | bundles/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | CPU % | CPU ms/resource | machine CPU % | load |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...report.rows.map(
       (r) =>
-        `| ${r.writer} | ${r.senders} | ${r.bundles} | ${r.resources} | ${f(r.resourcesPerSec)} | ${f(r.bundlesPerSec, 1)} | ${f(r.p50Ms)} | ${f(r.p95Ms)} | ${f(r.p99Ms)} | ${f(r.peakRssMiB)} | ${f(r.cpuPercent)} | ${f(r.cpuMsPerResource, 2)} | ${f(r.loadBefore, 2)} |`,
+        `| ${r.writer} | ${r.senders} | ${r.bundles} | ${r.resources} | ${f(r.resourcesPerSec)} | ${f(r.bundlesPerSec, 1)} | ${f(r.p50Ms)} | ${f(r.p95Ms)} | ${f(r.p99Ms)} | ${f(r.peakRssMiB)} | ${f(r.cpuPercent)} | ${f(r.cpuMsPerResource, 2)} | ${f(r.machineCpuPercent)} | ${f(r.loadBefore, 2)} |`,
     ),
     '',
-    'Peak RSS and CPU % are the server process\'s (raw rows: the benchmark process, which holds the prepared rows); CPU % is CPU time over wall time, 100 = one core (CPU ms/resource: the same CPU time per resource written; for raw rows it is the client side only, the PostgreSQL server processes are never counted); load is the 1-minute load average when the row started.',
+    `Peak RSS and CPU % are the server's processes' (raw rows: the benchmark process, which holds the prepared rows); CPU % is CPU time over wall time, 100 = one core (CPU ms/resource: the same CPU time per resource written; for raw rows it is the client side only, the PostgreSQL server processes are never counted); machine CPU % is every process's (server, PostgreSQL, the load client), ${report.machine.cores * 100} % being all ${report.machine.cores} cores busy; load is the 1-minute load average when the row started.`,
     `Server start (until /health answers): ${Object.entries(report.serverStartSeconds).map(([k, v]) => `${k} ${f(v, 1)} s`).join(', ')}.`,
     '',
     '| ratio | value |',

@@ -3,6 +3,7 @@ import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { IndexRows } from '../search/extract.ts';
 import { indexInsertCtes, indexParams, type IndexWriter } from '../search/index-writer.ts';
+import type { CreateCoalescer } from './create-coalescer.ts';
 import type { Database, SqlExecutor } from './database.ts';
 
 /** One stored version of a resource: its JSON text as stored, parsed only when someone needs the object. */
@@ -78,6 +79,8 @@ export class Repository {
     private readonly db: Database,
     /** Keeps the search index in step with each write, in the write's own transaction. */
     private readonly index?: IndexWriter,
+    /** Shares insert statements between concurrent creates; only for a Database that is not a transaction. */
+    private readonly coalescer?: CreateCoalescer,
   ) {}
 
   /**
@@ -88,6 +91,7 @@ export class Repository {
     const stored = stamp(resource, id, 1);
     const created: NewResource = { stored, ...(this.index ? { rows: this.index.rowsOf(stored.resource) } : {}) };
     if (this.db instanceof BufferedTransaction) this.db.buffer(created);
+    else if (this.coalescer) await this.coalescer.write(created);
     else await insertNew(this.db, [created]);
     return stored;
   }
