@@ -178,14 +178,27 @@ export function rewriteReferences(value: unknown, identities: Map<string, string
     if (mapped !== undefined) return mapped;
     if (key === 'div') {
       let div = value;
-      for (const [from, to] of identities) div = div.split(from).join(to);
+      for (const [from, to] of identities) if (div.includes(from)) div = div.split(from).join(to);
       return div;
     }
     return value;
   }
-  if (Array.isArray(value)) return value.map((item) => rewriteReferences(item, identities, key));
+  // Copy on write: an array or object none of whose values change is returned as it is.
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    for (let index = 0; index < value.length; index++) {
+      const item = rewriteReferences(value[index], identities, key);
+      if (item !== value[index]) (copy ??= [...value])[index] = item;
+    }
+    return copy ?? value;
+  }
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, item]) => [k, rewriteReferences(item, identities, k)]));
+    let copy: Record<string, unknown> | undefined;
+    for (const [k, item] of Object.entries(value)) {
+      const rewritten = rewriteReferences(item, identities, k);
+      if (rewritten !== item) (copy ??= { ...(value as Record<string, unknown>) })[k] = rewritten;
+    }
+    return copy ?? value;
   }
   return value;
 }
