@@ -8,6 +8,11 @@ import { CONFORMANCE_RESOURCE_TYPES, SERVED_RESOURCE_TYPES } from '../src/fhir/r
 import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 
+/** How quantities compare here (src/search/ucum.ts), which R4 leaves to the server ("SHOULD support canonical units"). */
+const QUANTITY_DOCUMENTATION =
+  'With the system http://unitsofmeasure.org, compared in UCUM base units (5.4 mg finds 5400 ug, never mL); ' +
+  'a unit that is not valid UCUM, arbitrary ([iU]), special (Cel, [degF]) or an annotated count ({tbl}) is compared as written.';
+
 const file = new URL('../capability-statement.json', import.meta.url);
 const statement = JSON.parse(readFileSync(file, 'utf8')) as CapabilityStatement;
 const registry = new SearchParameterRegistry(loadSearchParameters());
@@ -17,7 +22,7 @@ for (const type of SERVED_RESOURCE_TYPES) {
   resource.searchParam = registry
     .forType(type)
     .sort((a, b) => a.code.localeCompare(b.code))
-    .map((p) => ({ name: p.code, definition: p.url, type: p.type as never }));
+    .map((p) => ({ name: p.code, definition: p.url, type: p.type as never, ...(p.type === 'quantity' ? { documentation: QUANTITY_DOCUMENTATION } : {}) }));
 }
 // Conformance resources (read-only, from the loaded definitions) are searched by the conformance parameters.
 for (const type of CONFORMANCE_RESOURCE_TYPES) {

@@ -1,5 +1,7 @@
 // Rebuilds the search index of every current resource, after a SearchParameter definition changed.
 // Usage: DATABASE_URL=… npm run reindex [-- Patient Immunization]   (no types: every served type)
+// PUBLIC_BASE_URL is the server's own base: absolute references to it are indexed as local ones. Set it
+// for this run to the base clients use even when the server takes its base from the request's Host.
 import { configFromEnv } from '../src/config.ts';
 import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { SearchIndexWriter } from '../src/search/index-writer.ts';
@@ -15,9 +17,12 @@ await migrate(db);
 const writer = new SearchIndexWriter(new SearchParameterRegistry(loadSearchParameters()));
 const started = Date.now();
 console.log(`reindexing ${types.join(', ')}`);
-const done = await reindex(db, writer, types, ({ done, total }) => {
-  const rate = done / Math.max((Date.now() - started) / 1000, 0.001);
-  console.log(`${done}/${total} (${((100 * done) / Math.max(total, 1)).toFixed(1)}%), ${rate.toFixed(0)} resources/s`);
+const done = await reindex(db, writer, types, {
+  baseUrl: config.publicBaseUrl,
+  onProgress: ({ done, total }) => {
+    const rate = done / Math.max((Date.now() - started) / 1000, 0.001);
+    console.log(`${done}/${total} (${((100 * done) / Math.max(total, 1)).toFixed(1)}%), ${rate.toFixed(0)} resources/s`);
+  },
 });
 console.log(`done: ${done} resources in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 await db.close();

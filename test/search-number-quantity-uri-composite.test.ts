@@ -1,10 +1,12 @@
 // Number (R4 search.html#number: precision of the value as written, spec: value=100 is [99.5, 100.5),
 // value=100.00 is [99.995, 100.005)), quantity (#quantity, spec: value-quantity=5.4|http://unitsofmeasure.org|mg,
-// 5.4||mg, le5.4|…, ap5.4|…), uri with :below / :above (#uri, spec: url:below=http://acme.org/fhir/,
+// 5.4||mg, le5.4|…, ap5.4|…; UCUM units compared in base units, "the server SHOULD support canonical
+// units": 5.4 mg finds 5400 µg), uri with :below / :above (#uri, spec: url:below=http://acme.org/fhir/,
 // url:above=http://acme.org/fhir/ValueSet/123/_history/5) and composite (#composite, `$` between components).
 // The number and quantity parameters are the project's own: Immunization dose-number and
 // MedicationStatement dose-quantity (src/search/definitions).
 import t from 'tap';
+import { toCanonical } from '../src/search/ucum.ts';
 import { startTestServer } from './helpers/app.ts';
 import { q, searchClient } from './helpers/search-client.ts';
 
@@ -12,6 +14,7 @@ const server = await startTestServer(t);
 const api = searchClient(server);
 
 const UCUM = 'http://unitsofmeasure.org';
+const LOCAL_UNITS = 'https://hopital.example.fr/fhir/CodeSystem/unites';
 const FR_PATIENT = 'http://interopsante.org/fhir/StructureDefinition/FrPatient';
 const INS_IG = 'https://interop.esante.gouv.fr/ig/fhir/ins';
 const FR_PATIENT_INS = `${INS_IG}/StructureDefinition/FrPatientINS`;
@@ -55,6 +58,11 @@ await api.putAll([
   medication('amoxicilline', 'Amoxicilline 1 g', { value: 1, unit: 'g', system: UCUM, code: 'g' }),
   medication('gouttes', 'Toplexil 20 gouttes', { value: 20, unit: 'gouttes' }),
   medication('fraction', 'Kardégic 0,075 g', { value: 0.075, unit: 'g', system: UCUM, code: 'g' }),
+  medication('microgrammes', 'Vitamine B12 5400 µg', { value: 5400, unit: 'µg', system: UCUM, code: 'ug' }),
+  medication('perfusion', 'NaCl 0,9 % 500 mL', { value: 500, unit: 'mL', system: UCUM, code: 'mL' }),
+  medication('unites-locales', 'Posologie en unités locales', { value: 5000, unit: 'mg', system: LOCAL_UNITS, code: 'mg' }),
+  medication('code-invalide', 'Code non UCUM sous le système UCUM', { value: 100, unit: 'mcg', system: UCUM, code: 'mcg' }),
+  medication('comprimes', 'Doliprane 2 comprimés', { value: 2, unit: 'comprimés', system: UCUM, code: '{tbl}' }),
   { resourceType: 'Patient', id: 'fr-patient', meta: { profile: [FR_PATIENT] }, name: [{ family: 'Martin' }] },
   { resourceType: 'Patient', id: 'ins', meta: { profile: [FR_PATIENT_INS] }, name: [{ family: 'Lefèvre' }] },
   { resourceType: 'Patient', id: 'ins-et-fr', meta: { profile: [FR_PATIENT, FR_PATIENT_INS] }, name: [{ family: 'Roux' }] },
@@ -95,21 +103,81 @@ t.test('number: eq at the precision written, and every prefix', async (t) => {
 t.test('quantity: number|system|code, number||code (code or unit), number alone, prefixes', async (t) => {
   t.same(await medications(q('dose-quantity', `500|${UCUM}|mg`)), ['paracetamol-500']);
   t.same(await medications(q('dose-quantity', '500||mg')), ['paracetamol-500']);
-  t.same(await medications('dose-quantity=500'), ['paracetamol-500']);
-  t.same(await medications(q('dose-quantity', `le500|${UCUM}|mg`)), ['paracetamol-500']);
-  t.same(await medications(q('dose-quantity', `ge500|${UCUM}|mg`)), ['paracetamol-1000', 'paracetamol-500']);
+  t.same(await medications('dose-quantity=500'), ['paracetamol-500', 'perfusion'], 'a number alone, whatever the unit');
+  t.same(await medications(q('dose-quantity', `le500|${UCUM}|mg`)), ['fraction', 'levothyrox', 'microgrammes', 'paracetamol-500'], 'UCUM: in any mass unit');
+  t.same(await medications(q('dose-quantity', `ge500|${UCUM}|mg`)), ['amoxicilline', 'paracetamol-1000', 'paracetamol-500']);
   t.same(await medications(q('dose-quantity', 'lt1000||mg')), ['paracetamol-500']);
   t.same(await medications(q('dose-quantity', 'ap1050||mg')), ['paracetamol-1000'], '±10%');
   t.same(await medications(q('dose-quantity', '50||µg')), ['levothyrox'], 'matched on the unit as displayed');
   t.same(await medications(q('dose-quantity', `50|${UCUM}|ug`)), ['levothyrox']);
   t.same(await medications(q('dose-quantity', '20||gouttes')), ['gouttes'], 'a unit without system or code');
   t.same(await medications(q('dose-quantity', `0.075|${UCUM}|g`)), ['fraction']);
-  t.same(await medications(q('dose-quantity', `lt1|${UCUM}|g`)), ['fraction']);
-  t.same(await medications(q('dose-quantity', `1|${UCUM}|mg`)), [], 'no unit conversion: 1 mg is not 1 g');
+  t.same(await medications(q('dose-quantity', `lt1|${UCUM}|g`)), ['fraction', 'levothyrox', 'microgrammes', 'paracetamol-500']);
+  t.same(await medications(q('dose-quantity', `1|${UCUM}|mg`)), [], '1 mg is none of them');
   t.same(await medications(q('dose-quantity', `500|http://snomed.info/sct|mg`)), [], 'the system counts');
   const res = await api.get(`/fhir/MedicationStatement?${q('dose-quantity', `cinq|${UCUM}|mg`)}`);
   t.equal(res.status, 400);
   t.same(res.body.issue[0].expression, ['dose-quantity']);
+});
+
+t.test('quantity with a UCUM unit: compared in base units (5.4 mg is 5400 µg), prefixes and precision converted', async (t) => {
+  const ucum = (value: string) => medications(q('dose-quantity', value));
+  t.same(await ucum(`5.4|${UCUM}|mg`), ['microgrammes'], 'the spec\'s example: 5400 µg');
+  t.same(await ucum(`5400|${UCUM}|ug`), ['microgrammes']);
+  t.same(await ucum(`0.0054|${UCUM}|g`), ['microgrammes']);
+  t.same(await ucum(`0.05|${UCUM}|mg`), ['levothyrox'], '50 µg');
+  t.same(await ucum(`1000|${UCUM}|mg`), ['amoxicilline', 'paracetamol-1000'], '1 g and 1000 mg');
+  t.same(await ucum(`1.0|${UCUM}|g`), ['amoxicilline', 'paracetamol-1000'], '[0.95, 1.05) g');
+  t.same(await ucum(`1|${UCUM}|g`), ['amoxicilline', 'paracetamol-1000', 'paracetamol-500'], 'the precision written, converted: [0.5, 1.5) g holds 500 mg');
+  t.same(await ucum(`gt0.5|${UCUM}|g`), ['amoxicilline', 'paracetamol-1000']);
+  t.same(await ucum(`lt100|${UCUM}|mg`), ['fraction', 'levothyrox', 'microgrammes']);
+  t.same(await ucum(`ge5.4|${UCUM}|mg`), ['amoxicilline', 'fraction', 'microgrammes', 'paracetamol-1000', 'paracetamol-500'], 'exact: 5400 µg is not a hair under 5.4 mg');
+  t.same(await ucum(`le5.4|${UCUM}|mg`), ['levothyrox', 'microgrammes']);
+  t.same(await ucum(`gt5.4|${UCUM}|mg`), ['amoxicilline', 'fraction', 'paracetamol-1000', 'paracetamol-500']);
+  t.same(await ucum(`ne1.0|${UCUM}|g`), ['fraction', 'levothyrox', 'microgrammes', 'paracetamol-500']);
+  t.same(await ucum(`ap1|${UCUM}|g`), ['amoxicilline', 'paracetamol-1000'], '±10% of 1 g');
+  t.same(await ucum(`5.4|${UCUM}|mg,0.5|${UCUM}|L`), ['microgrammes', 'perfusion'], 'values ORed, each in its own units');
+
+  t.same(await ucum(`500|${UCUM}|mL`), ['perfusion'], 'mL is not mg');
+  t.same(await ucum(`0.5|${UCUM}|L`), ['perfusion']);
+  t.same(await ucum(`500|${UCUM}|mg`), ['paracetamol-500'], 'mg is not mL');
+  t.same(await ucum(`gt0|${UCUM}|mg`), ['amoxicilline', 'fraction', 'levothyrox', 'microgrammes', 'paracetamol-1000', 'paracetamol-500'], 'every mass, and no volume');
+
+  t.same(await ucum('5.4||mg'), [], 'without the UCUM system, compared as written');
+  t.same(await ucum(`5000|${LOCAL_UNITS}|mg`), ['unites-locales'], 'another system: as written');
+  t.same(await ucum(`5|${LOCAL_UNITS}|g`), [], 'another system: no conversion');
+  t.same(await ucum(`5000|${UCUM}|mg`), [], 'a UCUM search does not find the same code in another system');
+
+  // As HAPI FHIR does, a unit that is not valid UCUM is compared as written, not refused.
+  t.same(await ucum(`100|${UCUM}|mcg`), ['code-invalide'], 'a stored code that is not UCUM is found as written');
+  t.same(await ucum(`0.10|${UCUM}|mg`), [], 'but not converted');
+  const res = await api.get(`/fhir/MedicationStatement?${q('dose-quantity', `5|${UCUM}|mgg`)}`);
+  t.equal(res.status, 200, 'an invalid UCUM unit in a search is not an error');
+  t.same(res.matches, []);
+  t.same(await ucum(`2|${UCUM}|{tbl}`), ['comprimes'], 'an annotated count, as written');
+  t.same(await ucum(`200|${UCUM}|%`), [], 'not equal to 200 % although UCUM makes both 2');
+});
+
+t.test('UCUM base units: exact decimals, and the units that are compared as written', async (t) => {
+  t.same(toCanonical('5400', 'ug'), { value: '54e-4', unit: 'g' });
+  t.same(toCanonical('5.4', 'mg'), toCanonical('5400', 'ug'), 'no floating-point residue');
+  t.same(toCanonical('2', 'mg/dL'), { value: '2e1', unit: 'm-3.g' });
+  t.same(toCanonical('4', '{cells}/uL'), { value: '4e9', unit: 'm-3' }, 'prefix noise of the library rounded off');
+  t.same(toCanonical('1', '%'), { value: '1e-2', unit: '1' });
+  for (const code of ['Cel', '[degF]', '[pH]', '[iU]', '{tbl}', 'mcg', 'milligram', 'µg', 'mg mg', '']) t.equal(toCanonical('1', code), undefined, code);
+});
+
+t.test('an unparsable unit prints nothing among the server\'s JSON log lines', async (t) => {
+  const printed: unknown[] = [];
+  const log = console.log;
+  console.log = (...args: unknown[]) => printed.push(args);
+  try {
+    t.equal(toCanonical('1', '()'), undefined);
+    t.equal(toCanonical('1', 'g{a}(m)'), undefined);
+  } finally {
+    console.log = log;
+  }
+  t.same(printed, []);
 });
 
 t.test('uri: exact, :below, :above (_profile)', async (t) => {

@@ -1,8 +1,9 @@
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Resource } from 'fhir/r4';
+import type { Binary, Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { FormParameters, JsonPatchBody, RawBody, UnsupportedBody } from '../router/request.ts';
-import { StoredResource } from '../store/repository.ts';
+import { StoredResource, type StoredBinary } from '../store/repository.ts';
 
 export const FHIR_JSON = 'application/fhir+json';
 const BINARY_PATH = /^\/fhir\/Binary(?:\/[A-Za-z0-9\-.]{1,64})?(?:\?|$)/;
@@ -30,12 +31,49 @@ export function registerBodyParsers(app: FastifyInstance): void {
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (request, body, done) => {
     done(null, new FormParameters([...new URLSearchParams(body as string)]));
   });
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+  // Not buffered: a Binary sent in its own media type (R4 binary.html) is handed on as the stream it is,
+  // for the write to store as it arrives; anything else is not read at all.
+  app.addContentTypeParser('*', (request, payload, done) => {
     const mediaType = request.headers['content-type'] ?? 'application/octet-stream';
-    // A Binary may be sent in its own media type (R4 binary.html); anything else is not read.
-    if (BINARY_PATH.test(request.url)) return done(null, new RawBody(mediaType, body as Buffer));
-    return done(null, new UnsupportedBody(mediaType));
+    if (!BINARY_PATH.test(request.url)) return done(null, new UnsupportedBody(mediaType));
+    const limit = request.routeOptions.bodyLimit;
+    if (Number(request.headers['content-length']) > limit) return done(bodyTooLarge(limit));
+    return done(null, new RawBody(mediaType, limited(payload, limit)));
   });
+}
+
+/**
+ * The body as it arrives, failing with 413 once past `limit` bytes (Fastify enforces its body limit only
+ * on the bodies it buffers). Nothing is read until the body is iterated: a request answered without
+ * reading it (404, 412…) leaves it to Node, which discards it.
+ */
+async function* limited(payload: Readable, limit: number): AsyncGenerator<Buffer> {
+  const counter = new BodyLimit(limit);
+  // pipe() would leave the counter waiting forever on a client that went away.
+  payload.on('error', (error) => counter.destroy(error));
+  yield* payload.pipe(counter);
+}
+
+class BodyLimit extends Transform {
+  private received = 0;
+
+  constructor(private readonly limit: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.received += chunk.length;
+    if (this.received > this.limit) return callback(bodyTooLarge(this.limit));
+    callback(null, chunk);
+  }
+}
+
+/**
+ * 413 for a body over the limit. The rest of the body is left unread, still on its way: the connection
+ * closes after the answer, as Fastify does for the bodies it buffers.
+ */
+function bodyTooLarge(limit: number): FhirError {
+  return new FhirError(413, [{ code: 'too-long', diagnostics: `Request body is larger than the ${limit} bytes this server accepts` }], { connection: 'close' });
 }
 
 /**
@@ -75,9 +113,14 @@ export function negotiateResponseType(request: FastifyRequest): string {
   throw new FhirError(406, [{ code: 'not-supported', diagnostics: `Cannot produce '${accept}': this server produces application/fhir+json` }]);
 }
 
-/** Sends a Binary's content as itself, in its own media type. */
-export function sendRawBinary(reply: FastifyReply, binary: { contentType?: string; data?: string }): FastifyReply {
-  return reply.type(binary.contentType ?? 'application/octet-stream').send(Buffer.from(binary.data ?? '', 'base64'));
+/**
+ * Sends a Binary's content as itself, in its own media type, streamed from the store chunk by chunk as
+ * the client takes it. HEAD gets the headers only.
+ */
+export function sendRawBinary(request: FastifyRequest, reply: FastifyReply, binary: StoredBinary): FastifyReply {
+  reply.type((binary.resource as Binary).contentType ?? 'application/octet-stream').header('content-length', binary.content.size);
+  if (request.method === 'HEAD') return reply.send();
+  return reply.send(Readable.from(binary.content.chunks(), { objectMode: false }));
 }
 
 /** Sends a resource with the negotiated type; a stored resource goes out as stored unless `_pretty` asks otherwise. */

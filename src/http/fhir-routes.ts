@@ -1,8 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FhirRouter } from '../router/router.ts';
 import type { FhirRequest, HttpMethod } from '../router/request.ts';
-import type { Binary } from 'fhir/r4';
-import { StoredResource } from '../store/repository.ts';
+import { StoredBinary } from '../store/repository.ts';
 import { FHIR_JSON, negotiateResponseType, registerBodyParsers, sendRawBinary, sendResource, wantsRawBinary } from './content.ts';
 
 export interface FhirRoutesOptions {
@@ -25,11 +24,10 @@ export async function fhirRoutes(app: FastifyInstance, options: FhirRoutesOption
     const fhirRequest = toFhirRequest(request, options.publicBaseUrl);
     const raw = wantsRawBinary(request, fhirRequest.path);
     const mediaType = raw ? FHIR_JSON : negotiateResponseType(request);
-    const response = await options.router.handle(fhirRequest);
+    const response = await options.router.handle({ ...fhirRequest, rawBinary: raw });
     reply.status(response.status).headers(response.headers);
     if (response.body === undefined) return reply.send();
-    const resource = response.body instanceof StoredResource ? response.body.resource : response.body;
-    if (raw && response.status === 200 && resource.resourceType === 'Binary') return sendRawBinary(reply, resource as Binary);
+    if (response.body instanceof StoredBinary) return sendRawBinary(request, reply, response.body);
     return sendResource(request, reply, response.body, mediaType);
   };
   app.all(FHIR_BASE_PATH, options.bundleBodyLimit ? { bodyLimit: options.bundleBodyLimit } : {}, handler);

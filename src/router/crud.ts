@@ -16,7 +16,7 @@ type Of<K extends Interaction['kind']> = Extract<Interaction, { kind: K }>;
 export async function create(interaction: Of<'create'>, request: FhirRequest, ctx: HandlerContext, checked: Resource): Promise<Outcome> {
   const body = await completeAttachments(checked, binaryReader(ctx.store));
   const condition = request.ifNoneExist;
-  if (condition === undefined) return created(await ctx.store.repo.create(body, request.assignedId), request);
+  if (condition === undefined) return created(await ctx.store.repo.create(body, request.assignedId, { baseUrl: request.baseUrl }), request);
   return inTransaction(ctx, async (store) => {
     await lockCondition(store.db, interaction.resourceType, condition);
     const matches = await findMatches(store.db, ctx.deps, interaction.resourceType, condition, request.baseUrl);
@@ -25,24 +25,26 @@ export async function create(interaction: Of<'create'>, request: FhirRequest, ct
       const existing = await store.repo.read(interaction.resourceType, matches[0]!);
       return { status: 200, resource: existing, outcome: informational(`${interaction.resourceType}/${existing.id} already matches '${condition}'; nothing created`), headers: versionHeaders(existing, request.baseUrl) };
     }
-    return created(await store.repo.create(body), request);
+    return created(await store.repo.create(body, undefined, { baseUrl: request.baseUrl }), request);
   });
 }
 
 export async function read(interaction: Of<'read'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
-  const stored = await ctx.store.repo.read(interaction.resourceType, interaction.id);
+  const stored = wantsRawBinary(request, interaction) ? await ctx.store.repo.readBinary(interaction.id) : await ctx.store.repo.read(interaction.resourceType, interaction.id);
   return { status: 200, resource: stored, headers: versionHeaders(stored) };
 }
 
 export async function vread(interaction: Of<'vread'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
-  const stored = await ctx.store.repo.vread(interaction.resourceType, interaction.id, interaction.versionId);
+  const stored = wantsRawBinary(request, interaction)
+    ? await ctx.store.repo.readBinary(interaction.id, interaction.versionId)
+    : await ctx.store.repo.vread(interaction.resourceType, interaction.id, interaction.versionId);
   return { status: 200, resource: stored, headers: versionHeaders(stored) };
 }
 
 /** update and update-as-create (R4 http.html#update). */
 export async function update(interaction: Of<'update'>, request: FhirRequest, ctx: HandlerContext, checked: Resource): Promise<Outcome> {
   const body = await completeAttachments(checked, binaryReader(ctx.store));
-  const { resource, created: isNew } = await ctx.store.repo.update(body as Resource & { id: string }, { ifMatch: parseIfMatch(request.ifMatch) });
+  const { resource, created: isNew } = await ctx.store.repo.update(body as Resource & { id: string }, { ifMatch: parseIfMatch(request.ifMatch), baseUrl: request.baseUrl });
   return updated(resource, isNew, request);
 }
 
@@ -57,15 +59,15 @@ export async function conditionalUpdate(interaction: Of<'update-conditional'>, r
     if (target === undefined) {
       // No match: created, with the body's id if it has one (R4: "the server creates the resource").
       if (body.id !== undefined) {
-        const { resource, created: isNew } = await store.repo.update(body as Resource & { id: string });
+        const { resource, created: isNew } = await store.repo.update(body as Resource & { id: string }, { baseUrl: request.baseUrl });
         return updated(resource, isNew, request);
       }
-      return created(await store.repo.create(body), request);
+      return created(await store.repo.create(body, undefined, { baseUrl: request.baseUrl }), request);
     }
     if (body.id !== undefined && body.id !== target) {
       throw FhirError.badRequest(`The body's id '${body.id}' is not the matching resource's id '${target}'`, [`${interaction.resourceType}.id`]);
     }
-    const { resource, created: isNew } = await store.repo.update({ ...body, id: target }, { ifMatch: parseIfMatch(request.ifMatch) });
+    const { resource, created: isNew } = await store.repo.update({ ...body, id: target }, { ifMatch: parseIfMatch(request.ifMatch), baseUrl: request.baseUrl });
     return updated(resource, isNew, request);
   });
 }
@@ -101,16 +103,22 @@ export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx:
     const patched = applyPatch(structuredClone(current.resource), request.body);
     const { resource: valid } = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
     const resource = await completeAttachments(valid, binaryReader(store));
-    const { resource: stored } = await store.repo.update(resource as Resource & { id: string }, { ifMatch: current.versionId });
+    const { resource: stored } = await store.repo.update(resource as Resource & { id: string }, { ifMatch: current.versionId, baseUrl: request.baseUrl });
     return updated(stored, false, request);
   });
+}
+
+/** A Binary read for its content as itself (R4 binary.html) is streamed by the transport, not given as `data`. */
+function wantsRawBinary(request: FhirRequest, interaction: Of<'read' | 'vread'>): boolean {
+  return request.rawBinary === true && interaction.resourceType === 'Binary';
 }
 
 /** Binaries as attachment checks read them: in the writer's own store (a transaction's, in a bundle). */
 function binaryReader(store: StoreContext): BinaryReader {
   return async (id) => {
     try {
-      return (await store.repo.read('Binary', id)).resource as Binary;
+      const binary = await store.repo.readBinary(id);
+      return { contentType: (binary.resource as Binary).contentType, size: binary.content.size, hash: binary.content.sha1 };
     } catch (error) {
       if (error instanceof FhirError && (error.status === 404 || error.status === 410)) return undefined;
       throw error;

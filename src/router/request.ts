@@ -23,6 +23,11 @@ export interface FhirRequest {
   securityContext?: string;
   /** Absolute FHIR base URL (no trailing slash), for fullUrl, Location and paging links. */
   baseUrl: string;
+  /**
+   * The caller takes a Binary's content as itself (R4 binary.html): a read of a Binary then answers a
+   * StoredBinary, whose bytes the transport streams, instead of the resource with its base64 `data`.
+   */
+  rawBinary?: boolean;
 }
 
 /** What the caller asked to get back (R4 http.html#ops, `Prefer: return=`). */
@@ -50,10 +55,13 @@ export class JsonPatchBody {
   constructor(readonly operations: unknown) {}
 }
 
-/** Bytes sent as themselves (a PDF posted to /Binary): R4 binary.html's native form. */
+/**
+ * Bytes sent as themselves (a PDF posted to /Binary): R4 binary.html's native form. `bytes` is the
+ * request body as it arrives, read once, by the write that stores it; it fails (413) past the body limit.
+ */
 export class RawBody {
   constructor(
     readonly contentType: string,
-    readonly data: Buffer,
+    readonly bytes: AsyncIterable<Uint8Array>,
   ) {}
 }

@@ -1,7 +1,8 @@
-import type { Resource } from 'fhir/r4';
+import type { Binary, Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { Issue } from '../fhir/outcome.ts';
 import { isError, type ResourceValidator } from '../fhir/validation/validator.ts';
+import { withStreamedBytes } from '../store/binary-store.ts';
 import { FormParameters, RawBody, UnsupportedBody } from './request.ts';
 
 export interface CheckedResource {
@@ -37,13 +38,16 @@ export function checkResource(body: unknown, resourceType: string, id: string | 
   return { resource: body as Resource, notes: issues };
 }
 
-/** The Binary resource for content posted in its own media type (R4 binary.html#rest). */
+/**
+ * The Binary resource for content posted in its own media type (R4 binary.html#rest). Its bytes are not
+ * read here: they stay a stream, which the repository stores chunk by chunk as it writes the Binary.
+ */
 function binaryOf(raw: RawBody, id: string | null, securityContext: string | undefined): Resource {
-  return {
+  const binary: Binary = {
     resourceType: 'Binary',
     ...(id !== null ? { id } : {}),
     contentType: raw.contentType.split(';')[0]!.trim(),
     ...(securityContext ? { securityContext: { reference: securityContext } } : {}),
-    ...(raw.data.length > 0 ? { data: raw.data.toString('base64') } : {}),
-  } as Resource;
+  };
+  return withStreamedBytes(binary, raw.bytes);
 }

@@ -3,6 +3,7 @@ import { parseDateRange } from './dates.ts';
 import IMPLICIT_CODE_SYSTEMS_JSON from './implicit-code-systems.json' with { type: 'json' };
 import { normalizeString } from './normalize.ts';
 import type { PathNode, SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
+import { toCanonical, UCUM_SYSTEM } from './ucum.ts';
 
 const IMPLICIT_CODE_SYSTEMS: Record<string, string> = IMPLICIT_CODE_SYSTEMS_JSON;
 
@@ -14,7 +15,8 @@ export interface IndexRows {
   reference: Array<{ param: string } & ReferenceValue>;
   uri: Array<{ param: string; uri: string }>;
   number: Array<{ param: string; value: string }>;
-  quantity: Array<{ param: string; value: string; system: string | null; code: string | null; unit: string | null }>;
+  /** With a UCUM code, also in base units (ucum.ts): what a search with a UCUM unit compares. */
+  quantity: Array<{ param: string; value: string; system: string | null; code: string | null; unit: string | null; canonicalValue: string | null; canonicalUnit: string | null }>;
   composite: Array<{ param: string; key: string }>;
 }
 
@@ -29,6 +31,14 @@ export interface ReferenceValue {
   identifierValue: string | null;
 }
 
+export interface ExtractOptions {
+  /**
+   * The server's own base URL (`https://dmp.example.fr/fhir`) as the writer reached it: an absolute
+   * reference below it is indexed as the local `Type/id` it stands for (R4 search.html#reference).
+   */
+  baseUrl?: string;
+}
+
 export function emptyRows(): IndexRows {
   return { token: [], string: [], date: [], reference: [], uri: [], number: [], quantity: [], composite: [] };
 }
@@ -38,7 +48,7 @@ export function emptyRows(): IndexRows {
  * index rows, by the type of the values found (a CodeableConcept gives its codings, a Period its range…).
  * `_id` and `_lastUpdated` are not indexed here: they are columns of the resource table.
  */
-export function extractIndexRows(resource: Resource, registry: SearchParameterRegistry): IndexRows {
+export function extractIndexRows(resource: Resource, registry: SearchParameterRegistry, options: ExtractOptions = {}): IndexRows {
   const rows = emptyRows();
   for (const param of registry.forType(resource.resourceType)) {
     if (!param.evaluate || param.code === '_id' || param.code === '_lastUpdated') continue;
@@ -50,16 +60,16 @@ export function extractIndexRows(resource: Resource, registry: SearchParameterRe
     }
     if (param.type === 'composite') {
       for (const node of nodes) {
-        for (const key of compositeKeys(param, node, registry)) rows.composite.push({ param: param.code, key });
+        for (const key of compositeKeys(param, node, registry, options.baseUrl)) rows.composite.push({ param: param.code, key });
       }
       continue;
     }
-    for (const node of nodes) addValue(rows, param, node);
+    for (const node of nodes) addValue(rows, param, node, options.baseUrl);
   }
   return dedupe(rows);
 }
 
-function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode): void {
+function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode, baseUrl: string | undefined): void {
   const code = param.code;
   const type = node.fhirNodeDataType ?? typeof node.data;
   const data = node.data as any;
@@ -84,7 +94,7 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode)
       return;
     }
     case 'reference': {
-      const reference = referenceOf(type, data);
+      const reference = referenceOf(type, data, baseUrl);
       if (reference) rows.reference.push({ ...reference, param: code });
       return;
     }
@@ -99,7 +109,17 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode)
     }
     case 'quantity':
       if (typeof data === 'object' && typeof data.value === 'number') {
-        rows.quantity.push({ param: code, value: String(data.value), system: data.system ?? null, code: data.code ?? null, unit: data.unit ?? null });
+        const value = String(data.value);
+        const canonical = data.system === UCUM_SYSTEM && typeof data.code === 'string' ? toCanonical(value, data.code) : undefined;
+        rows.quantity.push({
+          param: code,
+          value,
+          system: data.system ?? null,
+          code: data.code ?? null,
+          unit: data.unit ?? null,
+          canonicalValue: canonical?.value ?? null,
+          canonicalUnit: canonical?.unit ?? null,
+        });
       }
       return;
   }
@@ -169,7 +189,15 @@ function dateRangeOf(type: string, data: any): { low: string; high: string } | u
 
 const RELATIVE_REFERENCE = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[A-Za-z0-9\-.]{1,64})?$/;
 
-function referenceOf(type: string, data: any): ReferenceValue | undefined {
+/**
+ * An absolute reference below the server's own base is the same as a relative one (R4
+ * search.html#reference): `https://dmp.example.fr/fhir/Patient/123` → `Patient/123`. Anything else is kept.
+ */
+export function relativeToBase(reference: string, baseUrl: string | undefined): string {
+  return baseUrl && reference.startsWith(`${baseUrl}/`) ? reference.slice(baseUrl.length + 1) : reference;
+}
+
+function referenceOf(type: string, data: any, baseUrl: string | undefined): ReferenceValue | undefined {
   const empty: ReferenceValue = { targetType: null, targetId: null, url: null, identifierSystem: null, identifierValue: null };
   if (typeof data === 'string') return { ...empty, url: data }; // canonical or uri
   if (type !== 'Reference' || typeof data !== 'object') return undefined;
@@ -177,7 +205,7 @@ function referenceOf(type: string, data: any): ReferenceValue | undefined {
   const reference: unknown = data.reference;
   if (typeof reference !== 'string') return data.identifier ? { ...empty, ...identifier } : undefined;
   if (reference.startsWith('#')) return undefined; // contained: not a searchable target
-  const relative = RELATIVE_REFERENCE.exec(reference);
+  const relative = RELATIVE_REFERENCE.exec(relativeToBase(reference, baseUrl));
   if (relative) return { ...empty, targetType: relative[1]!, targetId: relative[2]!, ...identifier };
   return { ...empty, url: reference, ...identifier };
 }
@@ -187,13 +215,13 @@ function referenceOf(type: string, data: any): ReferenceValue | undefined {
  * component as `code`, `system|code` or `|code`), each the JSON array of its component texts, so a `$`
  * or `|` inside a value cannot shift the components. parse.ts builds the same keys from a search value.
  */
-function compositeKeys(param: SearchParamDefinition, node: PathNode, registry: SearchParameterRegistry): string[] {
+function compositeKeys(param: SearchParamDefinition, node: PathNode, registry: SearchParameterRegistry, baseUrl: string | undefined): string[] {
   let keys: string[][] = [[]];
   for (const component of param.components ?? []) {
     const definition = registry.definitionByUrl(component.definition);
     const [value] = component.evaluate(node);
     if (!definition || !value) return [];
-    const variants = componentTexts(definition.type, value);
+    const variants = componentTexts(definition.type, value, baseUrl);
     if (variants.length === 0) return [];
     keys = keys.flatMap((key) => variants.map((variant) => [...key, variant]));
   }
@@ -202,10 +230,10 @@ function compositeKeys(param: SearchParamDefinition, node: PathNode, registry: S
 
 export const compositeKey = (components: string[]) => JSON.stringify(components);
 
-function componentTexts(type: string, node: PathNode): string[] {
+function componentTexts(type: string, node: PathNode, baseUrl: string | undefined): string[] {
   const data = node.data as any;
   if (type === 'reference') {
-    const reference = referenceOf(node.fhirNodeDataType ?? '', data);
+    const reference = referenceOf(node.fhirNodeDataType ?? '', data, baseUrl);
     const text = reference?.targetType ? `${reference.targetType}/${reference.targetId}` : reference?.url;
     return text ? [text] : [];
   }

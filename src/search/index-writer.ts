@@ -1,6 +1,6 @@
 import type { Resource } from 'fhir/r4';
 import type { SqlExecutor } from '../store/database.ts';
-import { extractIndexRows, type IndexRows, type IndexTable } from './extract.ts';
+import { extractIndexRows, type ExtractOptions, type IndexRows, type IndexTable } from './extract.ts';
 import type { SearchParameterRegistry } from './registry.ts';
 
 /** Per index table: its columns after (resource_type, resource_id), their SQL types, and the row fields. */
@@ -18,7 +18,15 @@ const TABLES: Record<IndexTable, Array<[column: string, sqlType: string, field: 
   ],
   uri: [['param', 'text', 'param'], ['uri', 'text', 'uri']],
   number: [['param', 'text', 'param'], ['value', 'numeric', 'value']],
-  quantity: [['param', 'text', 'param'], ['value', 'numeric', 'value'], ['system', 'text', 'system'], ['code', 'text', 'code'], ['unit', 'text', 'unit']],
+  quantity: [
+    ['param', 'text', 'param'],
+    ['value', 'numeric', 'value'],
+    ['system', 'text', 'system'],
+    ['code', 'text', 'code'],
+    ['unit', 'text', 'unit'],
+    ['canonical_value', 'numeric', 'canonicalValue'],
+    ['canonical_unit', 'text', 'canonicalUnit'],
+  ],
   composite: [['param', 'text', 'param'], ['key', 'text', 'key']],
 };
 const TABLE_NAMES = Object.keys(TABLES) as IndexTable[];
@@ -32,8 +40,11 @@ export interface IndexedResource {
 
 /** Extracts a resource's search index rows and writes them inside the caller's transaction. */
 export interface IndexWriter {
-  /** The index rows of a resource, computed without touching the database. */
-  rowsOf(resource: Resource): IndexRows;
+  /**
+   * The index rows of a resource, computed without touching the database; `options.baseUrl` is the
+   * server's own base as the writer reached it, so references to it index as local ones.
+   */
+  rowsOf(resource: Resource, options?: ExtractOptions): IndexRows;
   /** Replaces a resource's index rows; `rows` undefined removes them (a deletion). */
   replace(tx: SqlExecutor, resourceType: string, id: string, rows: IndexRows | undefined): Promise<void>;
 }
@@ -41,8 +52,8 @@ export interface IndexWriter {
 export class SearchIndexWriter implements IndexWriter {
   constructor(private readonly registry: SearchParameterRegistry) {}
 
-  rowsOf(resource: Resource): IndexRows {
-    return extractIndexRows(resource, this.registry);
+  rowsOf(resource: Resource, options: ExtractOptions = {}): IndexRows {
+    return extractIndexRows(resource, this.registry, options);
   }
 
   async replace(tx: SqlExecutor, resourceType: string, id: string, rows: IndexRows | undefined): Promise<void> {

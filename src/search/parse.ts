@@ -4,8 +4,10 @@ import { loadValidationContext } from '../fhir/validation/profile-validator.ts';
 import { DEFAULT_PAGE_SIZE, parseCount } from '../router/history.ts';
 import { parseDateRange } from './dates.ts';
 import type { SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
-import { compositeKey } from './extract.ts';
-import type { Filter, IncludeRule, Prefix, ReferenceValue, SearchRequest, SortRule, SummaryMode, TokenValue, TotalMode } from './types.ts';
+import { halfUnitOfLastDigit } from './decimal.ts';
+import { compositeKey, relativeToBase } from './extract.ts';
+import type { Filter, IncludeRule, Prefix, QuantityValue, ReferenceValue, SearchRequest, SortRule, SummaryMode, TokenValue, TotalMode } from './types.ts';
+import { toCanonical, UCUM_SYSTEM } from './ucum.ts';
 
 /** Parameters that shape the result rather than select resources (R4 search.html#return). */
 const RESULT_PARAMETERS = new Set(['_sort', '_count', '_total', '_summary', '_elements', '_include', '_revinclude', '_cursor', '_type']);
@@ -142,16 +144,7 @@ function parseFilter(
       };
     case 'quantity':
       if (modifier) throw badModifier(name, modifier, 'quantity');
-      return {
-        kind: 'quantity',
-        param,
-        values: values.map((v) => {
-          const [number = '', system, code] = splitOn(v, '|').map(unescape);
-          const { prefix, rest } = splitPrefix(number);
-          if (!NUMBER.test(rest)) throw FhirError.badRequest(`Search parameter ${name}: '${v}' is not a quantity ([prefix]number|system|code)`, [name]);
-          return { prefix, value: rest, ...(system ? { system } : {}), ...(code ? { code } : {}) };
-        }),
-      };
+      return { kind: 'quantity', param, values: values.map((v) => parseQuantity(name, v)) };
     case 'uri':
       if (modifier && modifier !== 'above' && modifier !== 'below') throw badModifier(name, modifier, 'uri');
       return { kind: 'uri', param, ...(modifier ? { modifier } : {}), values: values.map(unescape) } as Filter;
@@ -361,6 +354,25 @@ function splitPrefix(value: string): { prefix: Prefix; rest: string } {
   return PREFIXES.has(head) && !/^[a-z]/.test(value.slice(2, 3)) ? { prefix: head as Prefix, rest: value.slice(2) } : { prefix: 'eq', rest: value };
 }
 
+/**
+ * `[prefix]number|system|code`. With the UCUM system and a unit that has a base-unit form, the value and
+ * its precision are also converted (`5.4|…|mg`: 0.0054 g ± 0.00005 g). A unit that has none, not valid
+ * UCUM included, is compared as written, as HAPI FHIR does: the search still finds quantities stored
+ * with that very code.
+ */
+function parseQuantity(name: string, raw: string): QuantityValue {
+  const [number = '', system, code] = splitOn(raw, '|').map(unescape);
+  const { prefix, rest } = splitPrefix(number);
+  if (!NUMBER.test(rest)) throw FhirError.badRequest(`Search parameter ${name}: '${raw}' is not a quantity ([prefix]number|system|code)`, [name]);
+  const value: QuantityValue = { prefix, value: rest, ...(system ? { system } : {}), ...(code ? { code } : {}) };
+  if (system === UCUM_SYSTEM && code) {
+    const canonical = toCanonical(rest, code);
+    const halfWidth = toCanonical(halfUnitOfLastDigit(rest), code);
+    if (canonical && halfWidth) value.canonical = { value: canonical.value, halfWidth: halfWidth.value, unit: canonical.unit };
+  }
+  return value;
+}
+
 function prefixedDate(name: string, value: string) {
   const { prefix, rest } = splitPrefix(value);
   const range = parseDateRange(rest);
@@ -369,8 +381,7 @@ function prefixedDate(name: string, value: string) {
 }
 
 function parseReference(value: string, typeModifier: string | undefined, code: string, targets: string[], baseUrl: string): ReferenceValue {
-  let local = value;
-  if (local.startsWith(`${baseUrl}/`)) local = local.slice(baseUrl.length + 1);
+  const local = relativeToBase(value, baseUrl);
   const relative = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[A-Za-z0-9\-.]+)?$/.exec(local);
   if (relative) {
     if (typeModifier && relative[1] !== typeModifier) {

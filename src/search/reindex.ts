@@ -7,11 +7,21 @@ export interface ReindexProgress {
   total: number;
 }
 
+export interface ReindexOptions {
+  onProgress?: (p: ReindexProgress) => void;
+  batchSize?: number;
+  /**
+   * The server's own base URL, so absolute references to it are indexed as local ones, as they were when
+   * written. Without it they become URLs: the base a request came in by is not kept with the resource.
+   */
+  baseUrl?: string;
+}
+
 /**
  * Rebuilds the search index of every current resource of `types` (after a SearchParameter definition
  * changed), in keyset-ordered batches, each its own transaction, so a running server keeps serving.
  */
-export async function reindex(db: Database, writer: IndexWriter, types: string[], onProgress: (p: ReindexProgress) => void = () => {}, batchSize = 500): Promise<number> {
+export async function reindex(db: Database, writer: IndexWriter, types: string[], { onProgress = () => {}, batchSize = 500, baseUrl }: ReindexOptions = {}): Promise<number> {
   const { rows: counts } = await db.query<{ total: number }>(
     'SELECT count(*)::int AS total FROM resource WHERE resource_type = ANY($1::text[]) AND NOT deleted',
     [types],
@@ -28,7 +38,7 @@ export async function reindex(db: Database, writer: IndexWriter, types: string[]
     );
     if (rows.length === 0) break;
     await db.transaction(async (tx) => {
-      for (const row of rows) await writer.replace(tx, row.resource_type, row.id, writer.rowsOf(JSON.parse(row.content) as Resource));
+      for (const row of rows) await writer.replace(tx, row.resource_type, row.id, writer.rowsOf(JSON.parse(row.content) as Resource, { baseUrl }));
     });
     done += rows.length;
     const last = rows[rows.length - 1]!;

@@ -1,4 +1,5 @@
 import type { DateRange } from './dates.ts';
+import { halfUnitOfLastDigit } from './decimal.ts';
 import { ofTypeKey, ofTypeParam } from './extract.ts';
 import { normalizeString } from './normalize.ts';
 import type { SearchParamDefinition } from './registry.ts';
@@ -198,7 +199,12 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
     case 'quantity':
       return indexed(alias, types, 'search_quantity', filter.param.code, binder, (i) =>
         anyOf(
-          filter.values.map(({ prefix, value, system, code }) => {
+          filter.values.map(({ prefix, value, system, code, canonical }) => {
+            if (canonical) {
+              // Base units against base units: the canonical unit stands for the UCUM system and every code
+              // convertible to it (mg, ug, g…); a quantity in another dimension (mL) has another.
+              return `(${i}.canonical_unit = ${binder.bind(canonical.unit)} AND ${numberCondition(prefix, canonical.value, `${i}.canonical_value`, binder, canonical.halfWidth)})`;
+            }
             const parts = [numberCondition(prefix, value, `${i}.value`, binder)];
             if (system) parts.push(`${i}.system = ${binder.bind(system)}`);
             if (code) parts.push(system ? `${i}.code = ${binder.bind(code)}` : `(${i}.code = ${binder.bind(code)} OR ${i}.unit = ${binder.bind(code)})`);
@@ -288,14 +294,15 @@ function dateCondition(prefix: Prefix, range: DateRange, low: string, high: stri
 
 /**
  * Numbers carry their precision (R4 search.html#number): `100` means [99.5, 100.5), `100.00` means
- * [99.995, 100.005). Comparisons other than eq/ne/ap use the value as written.
+ * [99.995, 100.005); `halfWidth` is given when the value was converted (a quantity in base units).
+ * Comparisons other than eq/ne/ap use the value as written.
  */
-function numberCondition(prefix: Prefix, value: string, column: string, binder: Binder): string {
+function numberCondition(prefix: Prefix, value: string, column: string, binder: Binder, halfWidth = halfUnitOfLastDigit(value)): string {
   const q = binder.bind(value, 'numeric');
   switch (prefix) {
     case 'eq':
     case 'ne': {
-      const half = binder.bind(halfUnitOfLastDigit(value), 'numeric');
+      const half = binder.bind(halfWidth, 'numeric');
       const within = `(${column} >= ${q} - ${half} AND ${column} < ${q} + ${half})`;
       return prefix === 'eq' ? within : `NOT ${within}`;
     }
@@ -312,14 +319,6 @@ function numberCondition(prefix: Prefix, value: string, column: string, binder: 
     case 'ap':
       return `${column} BETWEEN ${q} - abs(${q}) * 0.1 AND ${q} + abs(${q}) * 0.1`;
   }
-}
-
-/** `100` → `0.5`, `1.25` → `0.005`, `1e2` → `50`: half the unit of the last significant digit written. */
-export function halfUnitOfLastDigit(value: string): string {
-  const match = /^[+-]?(\d*)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(value);
-  const decimals = match?.[2]?.length ?? 0;
-  const exponent = Number(match?.[3] ?? 0);
-  return `5e${exponent - decimals - 1}`;
 }
 
 function sortKeys(rules: SortRule[], binder: Binder): SortKey[] {

@@ -7,6 +7,19 @@ export type Prefix = 'eq' | 'ne' | 'gt' | 'lt' | 'ge' | 'le' | 'sa' | 'eb' | 'ap
 export type TokenValue = { system?: string | null; code?: string };
 export type ReferenceValue = { type?: string; id?: string; url?: string };
 
+/** `[prefix]number|system|code` (R4 search.html#quantity). */
+export interface QuantityValue {
+  prefix: Prefix;
+  value: string;
+  system?: string;
+  code?: string;
+  /**
+   * With a UCUM unit that has a base-unit form (ucum.ts): the value and its precision's half-width in
+   * base units, compared with the canonical form indexed alongside each UCUM quantity.
+   */
+  canonical?: { value: string; halfWidth: string; unit: string };
+}
+
 /** One search parameter with its values (OR between values); a search is the AND of its filters. */
 export type Filter =
   | { kind: 'token'; param: SearchParamDefinition; modifier?: 'not' | 'text'; values: Array<TokenValue & { text?: string }> }
@@ -22,7 +35,7 @@ export type Filter =
   | { kind: 'reference'; param: SearchParamDefinition; modifier?: 'identifier'; values: ReferenceValue[]; identifiers?: TokenValue[] }
   | { kind: 'uri'; param: SearchParamDefinition; modifier?: 'above' | 'below'; values: string[] }
   | { kind: 'number'; param: SearchParamDefinition; values: Array<{ prefix: Prefix; value: string }> }
-  | { kind: 'quantity'; param: SearchParamDefinition; values: Array<{ prefix: Prefix; value: string; system?: string; code?: string }> }
+  | { kind: 'quantity'; param: SearchParamDefinition; values: QuantityValue[] }
   | { kind: 'composite'; param: SearchParamDefinition; values: string[] }
   | { kind: 'id'; values: string[]; not?: boolean }
   | { kind: 'lastUpdated'; values: Array<{ prefix: Prefix; range: DateRange }> }

@@ -3,8 +3,9 @@ import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { IndexRows } from '../search/extract.ts';
 import { indexInsertCtes, indexParams, type IndexWriter } from '../search/index-writer.ts';
+import { binaryData, binaryWriteOf, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import type { CreateCoalescer } from './create-coalescer.ts';
-import type { Database, SqlExecutor } from './database.ts';
+import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
 
 /** One stored version of a resource: its JSON text as stored, parsed only when someone needs the object. */
 export class StoredResource {
@@ -20,6 +21,16 @@ export class StoredResource {
   get resource(): Resource {
     this.parsed ??= JSON.parse(this.json) as Resource;
     return this.parsed;
+  }
+}
+
+/** A stored Binary (its JSON without `data`) with its bytes, to stream rather than to hold. */
+export class StoredBinary extends StoredResource {
+  constructor(
+    stored: StoredResource,
+    readonly content: BinaryContent,
+  ) {
+    super(stored.resourceType, stored.id, stored.versionId, stored.lastUpdated, stored.json);
   }
 }
 
@@ -66,6 +77,8 @@ export interface DeleteResult {
 export interface WriteOptions {
   /** Version the caller expects to be current (from `If-Match`); a mismatch fails with 412. */
   ifMatch?: number;
+  /** The server's own base URL as the writer reached it: references below it are indexed as local ones. */
+  baseUrl?: string;
 }
 
 const LAST_UPDATED_TEXT = `to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
@@ -87,9 +100,11 @@ export class Repository {
    * Creates a resource under a new server id (or `id`, chosen by a transaction that needed it first).
    * Inside a BufferedTransaction the write waits, to go out with the transaction's other creates.
    */
-  async create(resource: Resource, id: string = randomUUID()): Promise<StoredResource> {
+  async create(resource: Resource, id: string = randomUUID(), options: Pick<WriteOptions, 'baseUrl'> = {}): Promise<StoredResource> {
+    const binary = binaryWriteOf(resource);
+    if (binary) return this.createBinary(binary, id, options);
     const stored = stamp(resource, id, 1);
-    const created: NewResource = { stored, ...(this.index ? { rows: this.index.rowsOf(stored.resource) } : {}) };
+    const created: NewResource = { stored, ...(this.index ? { rows: this.index.rowsOf(stored.resource, { baseUrl: options.baseUrl }) } : {}) };
     if (this.db instanceof BufferedTransaction) this.db.buffer(created);
     else if (this.coalescer) await this.coalescer.write(created);
     else await insertNew(this.db, [created]);
@@ -97,6 +112,11 @@ export class Repository {
   }
 
   async read(resourceType: string, id: string): Promise<StoredResource> {
+    return this.withBinaryData(await this.readStored(resourceType, id));
+  }
+
+  /** The current version as stored: a Binary without its bytes. */
+  private async readStored(resourceType: string, id: string): Promise<StoredResource> {
     const { rows } = await this.db.query<{ version_id: number; last_updated: string; deleted: boolean; content: string | null }>(
       `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource WHERE resource_type = $1 AND id = $2`,
       [resourceType, id],
@@ -111,6 +131,11 @@ export class Repository {
   }
 
   async vread(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
+    return this.withBinaryData(await this.vreadStored(resourceType, id, versionId));
+  }
+
+  /** A version as stored: a Binary without its bytes. */
+  private async vreadStored(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
     const { rows } = await this.db.query<{ last_updated: string; content: string | null }>(
       `SELECT ${LAST_UPDATED_TEXT} AS last_updated, content FROM resource_history
         WHERE resource_type = $1 AND id = $2 AND version_id = $3`,
@@ -124,6 +149,8 @@ export class Repository {
 
   /** Update, or create with the client's id when the resource does not exist (or was deleted). */
   async update(resource: Resource & { id: string }, options: WriteOptions = {}): Promise<UpdateResult> {
+    const binary = binaryWriteOf(resource);
+    if (binary) return this.updateBinary(binary, resource.id, options);
     return this.db.transaction(async (tx) => {
       const { resourceType, id } = resource;
       let current = await lockCurrent(tx, resourceType, id);
@@ -136,7 +163,7 @@ export class Repository {
         );
         if (inserted.rowCount === 1) {
           await insertHistory(tx, stored, 'PUT');
-          await this.writeIndex(tx, stored);
+          await this.writeIndex(tx, stored, options.baseUrl);
           return { resource: stored, created: true };
         }
         // A concurrent writer created it between our lock attempt and our insert: update its version instead.
@@ -153,7 +180,7 @@ export class Repository {
         [resourceType, id, stored.versionId, stored.lastUpdated, stored.json],
       );
       await insertHistory(tx, stored, 'PUT');
-      await this.writeIndex(tx, stored);
+      await this.writeIndex(tx, stored, options.baseUrl);
       return { resource: stored, created: current.deleted };
     });
   }
@@ -225,6 +252,7 @@ export class Repository {
         ? {}
         : { resource: new StoredResource(row.resource_type, row.id, row.version_id, row.last_updated, row.content) }),
     }));
+    for (const entry of entries) if (entry.resource) entry.resource = await this.withBinaryData(entry.resource);
     const last = entries[entries.length - 1];
     return {
       entries,
@@ -233,8 +261,45 @@ export class Repository {
     };
   }
 
-  private async writeIndex(tx: SqlExecutor, stored: StoredResource): Promise<void> {
-    await this.index?.replace(tx, stored.resourceType, stored.id, this.index.rowsOf(stored.resource));
+  /**
+   * A Binary as stored (without `data`) with its bytes to stream: for a raw download, which sends them
+   * chunk by chunk, and for attachment checks, which need only their size and SHA-1.
+   */
+  async readBinary(id: string, versionId?: number): Promise<StoredBinary> {
+    const stored = versionId === undefined ? await this.readStored('Binary', id) : await this.vreadStored('Binary', id, versionId);
+    return new StoredBinary(stored, await readBinaryContent(this.db, id, stored.versionId, stored.json));
+  }
+
+  /** A Binary's bytes go out of line, in chunks written in the transaction that writes its version. */
+  private async createBinary(binary: BinaryWrite, id: string, options: Pick<WriteOptions, 'baseUrl'>): Promise<StoredResource> {
+    return this.db.transaction(async (tx) => {
+      const stored = await this.joining(tx).create(binary.resource, id, options);
+      await writeBinaryContent(tx, id, stored.versionId, binary.bytes);
+      return withData(stored, binary.data);
+    });
+  }
+
+  private async updateBinary(binary: BinaryWrite, id: string, options: WriteOptions): Promise<UpdateResult> {
+    return this.db.transaction(async (tx) => {
+      const result = await this.joining(tx).update({ ...binary.resource, id }, options);
+      await writeBinaryContent(tx, id, result.resource.versionId, binary.bytes);
+      return { ...result, resource: withData(result.resource, binary.data) };
+    });
+  }
+
+  /** This repository inside transaction `tx`: its writes join it instead of opening their own. */
+  private joining(tx: SqlExecutor): Repository {
+    return new Repository(joinTransaction(tx, this.db.driver), this.index);
+  }
+
+  /** A Binary read as a resource has its bytes back as base64 `data`. */
+  private async withBinaryData(stored: StoredResource): Promise<StoredResource> {
+    if (stored.resourceType !== 'Binary') return stored;
+    return withData(stored, await binaryData(this.db, stored.id, stored.versionId));
+  }
+
+  private async writeIndex(tx: SqlExecutor, stored: StoredResource, baseUrl: string | undefined): Promise<void> {
+    await this.index?.replace(tx, stored.resourceType, stored.id, this.index.rowsOf(stored.resource, { baseUrl }));
   }
 
   /** Liveness of the storage: resolves when a query round-trips. */
@@ -321,6 +386,11 @@ async function lockCurrent(tx: SqlExecutor, resourceType: string, id: string): P
     [resourceType, id],
   );
   return rows[0];
+}
+
+function withData(stored: StoredResource, data: string | undefined): StoredResource {
+  if (data === undefined) return stored;
+  return new StoredResource(stored.resourceType, stored.id, stored.versionId, stored.lastUpdated, jsonWithData(stored.json, data));
 }
 
 /** Sets the server-owned parts of a resource (id, meta.versionId, meta.lastUpdated) and serialises it. */

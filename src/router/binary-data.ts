@@ -1,0 +1,20 @@
+import type { Binary, Bundle } from 'fhir/r4';
+import { binaryData } from '../store/binary-store.ts';
+import type { SqlExecutor } from '../store/database.ts';
+
+const SUBSETTED = 'SUBSETTED';
+
+/**
+ * A search reads resources as stored, and a stored Binary has no `data`: its bytes go back in, as a read
+ * would put them, in each Binary of the page that is whole (not cut down by `_summary` or `_elements`).
+ */
+export async function withBinaryData(bundle: Bundle, db: SqlExecutor): Promise<Bundle> {
+  for (const entry of bundle.entry ?? []) {
+    const binary = entry.resource as Binary | undefined;
+    if (binary?.resourceType !== 'Binary' || binary.data !== undefined || !binary.id || !binary.meta?.versionId) continue;
+    if (binary.meta.tag?.some((tag) => tag.code === SUBSETTED)) continue;
+    const data = await binaryData(db, binary.id, Number(binary.meta.versionId));
+    if (data !== undefined) entry.resource = { ...binary, data } as Binary;
+  }
+  return bundle;
+}
