@@ -290,11 +290,19 @@ async function explain(db: Database, pool: pg.Pool, registry: SearchParameterReg
     },
   } as Database;
   await new SearchEngine(recorder, registry).search(parsed, { baseUrl: 'http://127.0.0.1/fhir', path: resourceType });
-  // The page statement must be buildSearchSql's (aliases aside: they come from a running counter).
+  // The page statements must be buildSearchSql's (aliases aside: they come from a running counter).
   const built = buildSearchSql(parsed);
   const strip = (sql: string) => sql.replace(/\b[icshpo]\d+\b/g, 'x');
-  const roles = recorded.map(({ sql }) => (strip(sql) === strip(built.pageSql) ? 'page' : strip(sql) === strip(built.countSql) ? 'count (_total=accurate, the default)' : sql.includes('search_reference i JOIN resource') ? 'include' : 'other'));
-  if (!roles.includes('page')) throw new Error(`${name}: the engine did not run buildSearchSql's page statement`);
+  const segments = built.segments.map((segment) => strip(segment.sql));
+  const roleOf = (sql: string) => {
+    const segment = segments.indexOf(strip(sql));
+    if (segment >= 0) return segments.length > 1 ? `page (statement ${segment + 1} of ${segments.length})` : 'page';
+    if (strip(sql) === strip(built.countSql)) return 'count (_total=accurate)';
+    if (strip(sql).startsWith(strip(`SELECT count(*)::int AS total FROM (${built.matchSql} LIMIT`))) return 'count (up to the default limit)';
+    return sql.includes('search_reference i JOIN resource') ? 'include' : 'other';
+  };
+  const roles = recorded.map(({ sql }) => roleOf(sql));
+  if (!roles.some((role) => role.startsWith('page'))) throw new Error(`${name}: the engine did not run buildSearchSql's page statement`);
   const statements: ExplainResult['statements'] = [];
   for (const [n, { sql, params }] of recorded.entries()) {
     let plan: string;

@@ -21,9 +21,12 @@ export async function findMatches(tx: SqlExecutor, deps: RouterDependencies, res
   const request = parseSearch([resourceType], pairs, deps.registry, { strict: true, baseUrl });
   request.count = limit;
   request.total = 'none';
-  const sql = buildSearchSql(request);
-  const { rows } = await tx.query<{ id: string }>(sql.pageSql, sql.params);
-  return rows.map((row) => row.id);
+  const ids: string[] = [];
+  for (const segment of buildSearchSql(request).segments) {
+    ids.push(...(await tx.query<{ id: string }>(segment.sql, segment.params)).rows.map((row) => row.id));
+    if (ids.length >= limit) break;
+  }
+  return ids.slice(0, limit);
 }
 
 /** The same condition however its parameters are ordered, so equal conditions take the same lock. */

@@ -5,11 +5,13 @@ import { operationOutcome } from '../fhir/outcome.ts';
 import type { Database } from '../store/database.ts';
 import { encodeCursor } from './parse.ts';
 import type { SearchParameterRegistry } from './registry.ts';
-import { Binder, buildSearchSql, type ScopePredicate } from './sql.ts';
+import { Binder, buildSearchSql, type ScopePredicate, type SearchSql } from './sql.ts';
 import type { IncludeRule, SearchRequest } from './types.ts';
 
 /** Bounds on what includes may add to one page, so `_include:iterate=*` cannot read the whole store. */
 const MAX_INCLUDE_ROUNDS = 4;
+/** Matches counted for a first page's `total` when `_total` is not given (R4 leaves it to the server). */
+export const DEFAULT_COUNT_LIMIT = 10_000;
 const MAX_INCLUDED = 1000;
 
 const SUBSETTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED' };
@@ -33,20 +35,30 @@ export class SearchEngine {
     private readonly db: Database,
     private readonly registry: SearchParameterRegistry,
     private readonly scope?: ScopePredicate,
+    /** Matches counted for a first page's `total` when `_total` is not given; beyond it, no total. */
+    private readonly countLimit = DEFAULT_COUNT_LIMIT,
   ) {}
 
   async search(request: SearchRequest, context: SearchContext): Promise<Bundle> {
     const sql = buildSearchSql(request, this.scope);
     const countOnly = request.summary === 'count';
-    const rows = countOnly ? [] : (await this.db.query<Row>(sql.pageSql, sql.params)).rows;
+    const rows: Row[] = [];
+    if (!countOnly) {
+      for (const segment of sql.segments) {
+        rows.push(...(await this.db.query<Row>(segment.sql, segment.params)).rows);
+        if (rows.length > request.count) break;
+      }
+    }
     const backwards = request.cursor?.backwards ?? false;
     const more = rows.length > request.count;
     const page = rows.slice(0, request.count);
     if (backwards) page.reverse();
 
-    // Counting every page of a large result costs a scan each time; the first page's total is what clients show.
-    const totalMode = request.total ?? (request.cursor ? 'none' : 'accurate');
-    const total = totalMode === 'none' && !countOnly ? undefined : await this.total(totalMode, sql.countSql, sql.countParams);
+    // Counting every page of a large result costs a scan each time; the first page's total is what clients
+    // show. Unasked, it is counted up to `countLimit` matches and left out beyond (`_total=accurate`
+    // counts them all): a patient's records count at once, a whole type's would cost seconds a page.
+    const totalMode = request.total ?? (request.cursor ? 'none' : 'bounded');
+    const total = totalMode === 'none' && !countOnly ? undefined : await this.total(countOnly && totalMode === 'bounded' ? 'accurate' : totalMode, sql);
     const matches = page.map((row) => JSON.parse(row.content) as Resource);
     const included = countOnly ? [] : await this.includes(request, matches);
 
@@ -86,14 +98,22 @@ export class SearchEngine {
     };
   }
 
-  private async total(mode: 'none' | 'estimate' | 'accurate', countSql: string, countParams: unknown[]): Promise<number> {
+  private async total(mode: 'none' | 'estimate' | 'accurate' | 'bounded', sql: SearchSql): Promise<number | undefined> {
     if (mode === 'estimate') {
-      const { rows } = await this.db.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${countSql.replace('count(*)::int AS total', '1')}`, countParams);
+      const { rows } = await this.db.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${sql.matchSql}`, sql.countParams);
       const plan = rows[0]?.['QUERY PLAN'];
       const parsed = (typeof plan === 'string' ? JSON.parse(plan) : plan) as Array<{ Plan: { 'Plan Rows': number } }>;
       return Math.round(parsed[0]?.Plan['Plan Rows'] ?? 0);
     }
-    const { rows } = await this.db.query<{ total: number }>(countSql, countParams);
+    if (mode === 'bounded') {
+      const { rows } = await this.db.query<{ total: number }>(
+        `SELECT count(*)::int AS total FROM (${sql.matchSql} LIMIT ${this.countLimit + 1}) m`,
+        sql.countParams,
+      );
+      const total = rows[0]?.total ?? 0;
+      return total > this.countLimit ? undefined : total;
+    }
+    const { rows } = await this.db.query<{ total: number }>(sql.countSql, sql.countParams);
     return rows[0]?.total ?? 0;
   }
 

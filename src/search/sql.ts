@@ -25,12 +25,27 @@ interface SortKey {
   descending: boolean;
   nullsFirst: boolean;
   cast: 'text' | 'timestamptz' | 'numeric';
+  /** A plain column that is never NULL (no correlated subquery behind it). */
+  column?: boolean;
+}
+
+/** One statement of a page: rows in the search's order, at most `count + 1` of them. */
+export interface PageSegment {
+  sql: string;
+  params: unknown[];
 }
 
 export interface SearchSql {
-  pageSql: string;
+  /**
+   * The page's statements, to run in turn until `count + 1` rows are in hand. Usually one; a sort on
+   * an indexed parameter has two: the resources that have a value, walked in that index's order, then
+   * those that have none (which sort last).
+   */
+  segments: PageSegment[];
+  /** `SELECT 1` for every match, with `countParams`: what counts and estimates are made of. */
+  matchSql: string;
+  /** The exact count of matches, with `countParams`. */
   countSql: string;
-  params: unknown[];
   countParams: unknown[];
   /** How many sort keys precede the (resource_type, id) tie-break in each row's `k0…` columns. */
   sortKeyCount: number;
@@ -47,31 +62,136 @@ const TABLE_OF_TYPE: Record<string, string> = {
   composite: 'search_composite',
 };
 
-/** Builds the page query (keyset-paged, no OFFSET) and the count query of a parsed search. */
+/** Builds the page statements (keyset-paged, no OFFSET) and the count query of a parsed search. */
 export function buildSearchSql(request: SearchRequest, scope?: ScopePredicate): SearchSql {
-  const where = (binder: Binder) => whereClause('r', request.resourceTypes, request.filters, binder, scope);
-
   const countBinder = new Binder();
-  const countSql = `SELECT count(*)::int AS total FROM resource r WHERE ${where(countBinder)}`;
+  const matchSql = `SELECT 1 FROM resource r WHERE ${whereClause('r', request.resourceTypes, request.filters, countBinder, scope)}`;
+  const countSql = `SELECT count(*)::int AS total FROM (${matchSql}) m`;
+  const [first, ...others] = request.sort;
+  const driving = first ? drivingIndexOf(first.param) : undefined;
+  const segments = driving && first ? drivenSegments(request, driving, first.descending, others, scope) : [plainSegment(request, request.sort, scope)];
+  return { segments, matchSql, countSql, countParams: countBinder.params, sortKeyCount: request.sort.length };
+}
 
+const TIE_BREAK: SortKey[] = [
+  { expression: 'r.resource_type', descending: false, nullsFirst: false, cast: 'text', column: true },
+  { expression: 'r.id', descending: false, nullsFirst: false, cast: 'text', column: true },
+];
+
+/** Paging backwards reads the same order reversed; the caller reverses the rows back. */
+const reversed = (keys: SortKey[], backwards: boolean) => (backwards ? keys.map((k) => ({ ...k, descending: !k.descending, nullsFirst: !k.nullsFirst })) : keys);
+
+const orderBy = (keys: SortKey[], expressionOf: (k: SortKey, i: number) => string) =>
+  keys.map((k, i) => `${expressionOf(k, i)} ${k.descending ? 'DESC' : 'ASC'} NULLS ${k.nullsFirst ? 'FIRST' : 'LAST'}`).join(', ');
+
+const keyColumns = (keys: SortKey[]) => keys.map((k, i) => `${k.expression} AS k${i}, (${k.expression})::text AS c${i}`).join(', ');
+
+/**
+ * The one statement of a search whose first sort key is not an indexed parameter. Sort keys that are
+ * correlated subqueries (a resource's lowest value of a parameter) are computed once per row inside a
+ * subquery that OFFSET 0 keeps from being merged; keys that are plain columns (`_id`, `_lastUpdated`,
+ * the tie-break) are ordered and compared in place, so an index serves both the order and the cursor.
+ */
+function plainSegment(request: SearchRequest, rules: SortRule[], scope?: ScopePredicate): PageSegment {
   const binder = new Binder();
-  const keys = sortKeys(request.sort, binder);
-  const tieBreak: SortKey[] = [
-    { expression: 'r.resource_type', descending: false, nullsFirst: false, cast: 'text' },
-    { expression: 'r.id', descending: false, nullsFirst: false, cast: 'text' },
-  ];
   const backwards = request.cursor?.backwards ?? false;
-  // Paging backwards reads the same order reversed, then the caller reverses the rows back.
-  const ordered = [...keys, ...tieBreak].map((k) => (backwards ? { ...k, descending: !k.descending, nullsFirst: !k.nullsFirst } : k));
-  const filter = where(binder);
-  const columns = ordered.map((k, i) => `${k.expression} AS k${i}, (${k.expression})::text AS c${i}`).join(', ');
-  // OFFSET 0 keeps the subquery from being merged into the outer one, so each row's sort keys are
-  // computed once, not again inside the cursor condition and the ORDER BY.
-  const inner = `SELECT r.resource_type, r.id, r.content, ${columns} FROM resource r WHERE ${filter} OFFSET 0`;
-  const after = request.cursor ? cursorCondition(ordered, request.cursor.values, binder) : 'true';
-  const orderBy = ordered.map((k, i) => `q.k${i} ${k.descending ? 'DESC' : 'ASC'} NULLS ${k.nullsFirst ? 'FIRST' : 'LAST'}`).join(', ');
-  const pageSql = `SELECT q.* FROM (${inner}) q WHERE ${after} ORDER BY ${orderBy} LIMIT ${binder.bind(request.count + 1, 'int')}`;
-  return { pageSql, countSql, params: binder.params, countParams: countBinder.params, sortKeyCount: keys.length };
+  const keys = reversed([...sortKeys(rules, binder), ...TIE_BREAK], backwards);
+  const filter = whereClause('r', request.resourceTypes, request.filters, binder, scope);
+  if (keys.every((k) => k.column)) {
+    const after = request.cursor ? keysetAfter(keys, request.cursor.values, binder) : 'true';
+    const sql = `SELECT r.resource_type, r.id, r.content, ${keyColumns(keys)} FROM resource r WHERE ${filter} AND ${after} ORDER BY ${orderBy(keys, (k) => k.expression)} LIMIT ${binder.bind(request.count + 1, 'int')}`;
+    return { sql, params: binder.params };
+  }
+  const inner = `SELECT r.resource_type, r.id, r.content, ${keyColumns(keys)} FROM resource r WHERE ${filter} OFFSET 0`;
+  const outerKeys = keys.map((k, i) => ({ ...k, expression: `q.k${i}` }));
+  const after = request.cursor ? keysetAfter(outerKeys, request.cursor.values, binder) : 'true';
+  const sql = `SELECT q.* FROM (${inner}) q WHERE ${after} ORDER BY ${orderBy(outerKeys, (k) => k.expression)} LIMIT ${binder.bind(request.count + 1, 'int')}`;
+  return { sql, params: binder.params };
+}
+
+/** An index table whose ordered index can drive a sort: its table and the column a resource sorts by. */
+interface DrivingIndex {
+  table: string;
+  param: string;
+  /** Column ascending / descending (dates: the range's low bound ascending, its high bound descending). */
+  column: (descending: boolean) => string;
+  cast: SortKey['cast'];
+}
+
+function drivingIndexOf(param: SortRule['param']): DrivingIndex | undefined {
+  if (typeof param === 'string') return undefined; // _id, _lastUpdated: columns of the resource table
+  switch (param.type) {
+    case 'date':
+      return { table: 'search_date', param: param.code, column: (descending) => (descending ? 'high' : 'low'), cast: 'timestamptz' };
+    case 'number':
+      return { table: 'search_number', param: param.code, column: () => 'value', cast: 'numeric' };
+    case 'token':
+      return { table: 'search_token', param: param.code, column: () => 'code', cast: 'text' };
+    default:
+      return undefined; // strings and uris are indexed with text_pattern_ops, an order ORDER BY cannot use
+  }
+}
+
+/**
+ * A sort whose first key is a date, number or token parameter: the parameter's ordered index walks the
+ * resources in sort order, so a page costs its own rows, not a sort of every match (`_sort=date` over a
+ * whole type, page 50). A resource sorts by its lowest value ascending and its highest descending: it
+ * is read at the index row holding that value, the other rows of the resource being skipped. Resources
+ * without a value come last, in a second statement that runs only once the first is exhausted.
+ */
+function drivenSegments(request: SearchRequest, driving: DrivingIndex, descending: boolean, others: SortRule[], scope?: ScopePredicate): PageSegment[] {
+  const backwards = request.cursor?.backwards ?? false;
+  const cursor = request.cursor?.values;
+  const cursorHasValue = cursor !== undefined && cursor[0] !== null;
+  const present = (withCursor: boolean): PageSegment => {
+    const binder = new Binder();
+    const column = driving.column(descending);
+    const param = binder.bind(driving.param);
+    // The segment holds no NULLs; placing them where a backward index scan puts them lets the index
+    // give the descending order too (a btree read backwards is DESC NULLS FIRST).
+    const first: SortKey = { expression: `o.${column}`, descending, nullsFirst: descending, cast: driving.cast, column: true };
+    const keys = reversed([first, ...sortKeys(others, binder), ...TIE_BREAK], backwards);
+    // The row holding the resource's sort value: no other row of it sorts before (ties: the first by ctid).
+    const better = `e.${column} ${descending ? '>' : '<'} o.${column} OR (e.${column} = o.${column} AND e.ctid < o.ctid)`;
+    const conditions = [
+      typeTest('o.resource_type', request.resourceTypes, binder),
+      `o.param = ${param}`,
+      `o.${column} IS NOT NULL`,
+      `NOT EXISTS (SELECT 1 FROM ${driving.table} e WHERE e.resource_type = o.resource_type AND e.resource_id = o.resource_id AND e.param = o.param AND (${better}))`,
+      whereClause('r', request.resourceTypes, request.filters, binder, scope),
+    ];
+    if (withCursor && cursor) conditions.push(keysetAfter(keys, cursor, binder));
+    const sql =
+      `SELECT r.resource_type, r.id, r.content, ${keyColumns(keys)} FROM ${driving.table} o ` +
+      `JOIN resource r ON r.resource_type = o.resource_type AND r.id = o.resource_id WHERE ${conditions.join(' AND ')} ` +
+      `ORDER BY ${orderBy(keys, (k) => k.expression)} LIMIT ${binder.bind(request.count + 1, 'int')}`;
+    return { sql, params: binder.params };
+  };
+  const missing = (withCursor: boolean): PageSegment => {
+    const binder = new Binder();
+    const rest = reversed([...sortKeys(others, binder), ...TIE_BREAK], backwards);
+    const nullKey: SortKey = { expression: `NULL::${driving.cast}`, descending, nullsFirst: false, cast: driving.cast };
+    const keys = [nullKey, ...rest];
+    const conditions = [
+      whereClause('r', request.resourceTypes, request.filters, binder, scope),
+      `NOT EXISTS (SELECT 1 FROM ${driving.table} e WHERE e.resource_type = r.resource_type AND e.resource_id = r.id AND e.param = ${binder.bind(driving.param)} AND e.${driving.column(descending)} IS NOT NULL)`,
+    ];
+    const plain = rest.every((k) => k.column);
+    const limit = (b: Binder) => b.bind(request.count + 1, 'int');
+    if (plain) {
+      if (withCursor && cursor) conditions.push(keysetAfter(rest, cursor.slice(1), binder));
+      const sql = `SELECT r.resource_type, r.id, r.content, ${keyColumns(keys)} FROM resource r WHERE ${conditions.join(' AND ')} ORDER BY ${orderBy(rest, (k) => k.expression)} LIMIT ${limit(binder)}`;
+      return { sql, params: binder.params };
+    }
+    const inner = `SELECT r.resource_type, r.id, r.content, ${keyColumns(keys)} FROM resource r WHERE ${conditions.join(' AND ')} OFFSET 0`;
+    const outerRest = rest.map((k, i) => ({ ...k, expression: `q.k${i + 1}` }));
+    const after = withCursor && cursor ? keysetAfter(outerRest, cursor.slice(1), binder) : 'true';
+    const sql = `SELECT q.* FROM (${inner}) q WHERE ${after} ORDER BY ${orderBy(outerRest, (k) => k.expression)} LIMIT ${limit(binder)}`;
+    return { sql, params: binder.params };
+  };
+  // Forward: valued resources, then valueless ones. Backwards: the same, read from the other end.
+  if (!backwards) return cursor && !cursorHasValue ? [missing(true)] : [present(true), missing(false)];
+  return cursorHasValue ? [present(true)] : [missing(true), present(false)];
 }
 
 /** The WHERE clause selecting live resources of `types` (under `alias`) that match every filter. */
@@ -323,8 +443,9 @@ function numberCondition(prefix: Prefix, value: string, column: string, binder: 
 
 function sortKeys(rules: SortRule[], binder: Binder): SortKey[] {
   return rules.map(({ param, descending }) => {
-    if (param === '_id') return { expression: 'r.id', descending, nullsFirst: false, cast: 'text' };
-    if (param === '_lastUpdated') return { expression: 'r.last_updated', descending, nullsFirst: false, cast: 'timestamptz' };
+    // Never NULL: NULLs placed as a backward index scan has them, so the index serves `-_id` and `-_lastUpdated`.
+    if (param === '_id') return { expression: 'r.id', descending, nullsFirst: descending, cast: 'text', column: true };
+    if (param === '_lastUpdated') return { expression: 'r.last_updated', descending, nullsFirst: descending, cast: 'timestamptz', column: true };
     return { ...sortExpression(param, descending, binder), descending, nullsFirst: false };
   });
 }
@@ -352,22 +473,27 @@ function sortExpression(param: SearchParamDefinition, descending: boolean, binde
   }
 }
 
-/** Rows strictly after the cursor in the given order (keys compared lexicographically, NULLs placed as ordered). */
-function cursorCondition(keys: SortKey[], values: Array<string | null>, binder: Binder): string {
+/**
+ * Rows strictly after the cursor in the order of `keys` (compared lexicographically, NULLs placed as
+ * ordered). A key that is a plain column is bounded first (`k >= v AND (k > v OR …)`), so the index
+ * that gives the order also starts the scan at the cursor instead of filtering everything before it.
+ */
+function keysetAfter(keys: SortKey[], values: Array<string | null>, binder: Binder): string {
   if (values.length !== keys.length) return 'false';
-  const alternatives: string[] = [];
-  for (let n = 0; n < keys.length; n++) {
-    const equalBefore = keys.slice(0, n).map((k, i) => `q.k${i} IS NOT DISTINCT FROM ${binder.bind(values[i], k.cast)}`);
+  const after = (n: number): string => {
+    if (n === keys.length) return 'false'; // equal on every key: the cursor's own row
     const key = keys[n]!;
     const value = values[n];
-    const column = `q.k${n}`;
-    let after: string;
-    if (value === null) after = key.nullsFirst ? `${column} IS NOT NULL` : 'false';
-    else {
-      const comparison = `${column} ${key.descending ? '<' : '>'} ${binder.bind(value, key.cast)}`;
-      after = key.nullsFirst ? comparison : `(${comparison} OR ${column} IS NULL)`;
+    const rest = after(n + 1);
+    const k = key.expression;
+    if (value === null) {
+      return key.nullsFirst ? `(${k} IS NOT NULL OR (${k} IS NULL AND ${rest}))` : `(${k} IS NULL AND ${rest})`;
     }
-    alternatives.push([...equalBefore, after].join(' AND '));
-  }
-  return `(${alternatives.join(' OR ')})`;
+    const v = binder.bind(value, key.cast);
+    const [beyond, from] = key.descending ? ['<', '<='] : ['>', '>='];
+    if (key.column) return rest === 'false' ? `${k} ${beyond} ${v}` : `(${k} ${from} ${v} AND (${k} ${beyond} ${v} OR ${rest}))`;
+    const nullsAfter = key.nullsFirst ? '' : ` OR ${k} IS NULL`;
+    return `(${k} ${beyond} ${v}${nullsAfter} OR (${k} = ${v} AND ${rest}))`;
+  };
+  return after(0);
 }
