@@ -17,10 +17,13 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
       await admin.end();
     }
   }
+  // JIT compilation pays off for long analytic queries, not for searches answered in milliseconds: at a
+  // million resources it added ~8 ms of compiling to a search plan that ran without it in the same time.
+  const settings = ['-c jit=off', ...(schema ? [`-c search_path=${schema}`] : [])];
   const pool = new pg.Pool({
     connectionString: url,
     max: Number(process.env.PG_POOL_SIZE ?? 10),
-    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+    options: settings.join(' '),
   });
   // An idle client losing its server must not crash the process; the next query reports the failure.
   pool.on('error', () => {});
