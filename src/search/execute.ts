@@ -58,7 +58,12 @@ export class SearchEngine {
     // show. Unasked, it is counted up to `countLimit` matches and left out beyond (`_total=accurate`
     // counts them all): a patient's records count at once, a whole type's would cost seconds a page.
     const totalMode = request.total ?? (request.cursor ? 'none' : 'bounded');
-    const total = totalMode === 'none' && !countOnly ? undefined : await this.total(countOnly && totalMode === 'bounded' ? 'accurate' : totalMode, sql);
+    // A first page that holds every match has counted them already (a patient's immunizations, say).
+    const complete = !countOnly && !request.cursor && !more && totalMode !== 'estimate';
+    const total =
+      totalMode === 'none' && !countOnly ? undefined
+      : complete ? page.length
+      : await this.total(countOnly && totalMode === 'bounded' ? 'accurate' : totalMode, sql);
     const matches = page.map((row) => JSON.parse(row.content) as Resource);
     const included = countOnly ? [] : await this.includes(request, matches);
 

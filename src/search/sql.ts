@@ -68,7 +68,7 @@ export function buildSearchSql(request: SearchRequest, scope?: ScopePredicate): 
   const matchSql = `SELECT 1 FROM resource r WHERE ${whereClause('r', request.resourceTypes, request.filters, countBinder, scope)}`;
   const countSql = `SELECT count(*)::int AS total FROM (${matchSql}) m`;
   const [first, ...others] = request.sort;
-  const driving = first ? drivingIndexOf(first.param) : undefined;
+  const driving = first && !request.filters.some(isNarrow) ? drivingIndexOf(first.param) : undefined;
   const segments = driving && first ? drivenSegments(request, driving, first.descending, others, scope) : [plainSegment(request, request.sort, scope)];
   return { segments, matchSql, countSql, countParams: countBinder.params, sortKeyCount: request.sort.length };
 }
@@ -107,6 +107,26 @@ function plainSegment(request: SearchRequest, rules: SortRule[], scope?: ScopePr
   const after = request.cursor ? keysetAfter(outerKeys, request.cursor.values, binder) : 'true';
   const sql = `SELECT q.* FROM (${inner}) q WHERE ${after} ORDER BY ${orderBy(outerKeys, (k) => k.expression)} LIMIT ${binder.bind(request.count + 1, 'int')}`;
   return { sql, params: binder.params };
+}
+
+/**
+ * A filter that pins down a few resources (a patient's records, ids, an identifier): sorting what it
+ * finds is cheaper than walking a sort index past everything else, and the simpler statement plans
+ * faster (the walk's statement took 7 ms to plan for a patient's seven immunizations).
+ */
+function isNarrow(filter: Filter): boolean {
+  switch (filter.kind) {
+    case 'reference':
+    case 'compartment':
+    case 'chain':
+      return true;
+    case 'id':
+      return !filter.not;
+    case 'token':
+      return filter.param.code === 'identifier' && filter.modifier === undefined;
+    default:
+      return false;
+  }
 }
 
 /** An index table whose ordered index can drive a sort: its table and the column a resource sorts by. */
