@@ -193,3 +193,17 @@ t.test('other modifiers on a token are a 400 naming the parameter', async (t) =>
   t.equal(res.status, 400);
   t.same(res.body.issue[0].expression, ['gender:exact']);
 });
+
+t.test('a computed token: deceased (spec expression `deceased.exists() and deceased != false`)', async (t) => {
+  await api.putAll([
+    { resourceType: 'Patient', id: 'deceased-yes', deceasedBoolean: true },
+    { resourceType: 'Patient', id: 'deceased-date', deceasedDateTime: '2019-04-02' },
+    { resourceType: 'Patient', id: 'deceased-no', deceasedBoolean: false },
+  ]);
+  const dead = (await api.get('/fhir/Patient?deceased=true')).matches;
+  t.same(dead.sort(), ['Patient/deceased-date', 'Patient/deceased-yes'], 'true: deceased by flag or by date');
+  const alive = (await api.get('/fhir/Patient?deceased=false&_count=100')).matches;
+  t.ok(alive.includes('Patient/deceased-no'), 'false: said alive');
+  t.ok(alive.includes('Patient/helene'), 'false: no deceased element at all');
+  t.notOk(alive.includes('Patient/deceased-yes') || alive.includes('Patient/deceased-date'));
+});

@@ -54,7 +54,8 @@ export function extractIndexRows(resource: Resource, registry: SearchParameterRe
     if (!param.evaluate || param.code === '_id' || param.code === '_lastUpdated') continue;
     let nodes: PathNode[];
     try {
-      nodes = param.evaluate(resource);
+      // fhirpath.js gives a computed value (`deceased.exists() and deceased != false`) as itself, not as a node.
+      nodes = param.evaluate(resource).map((node) => (node !== null && typeof node === 'object' ? node : { data: node }));
     } catch {
       continue; // An expression that cannot apply to this instance indexes nothing.
     }
