@@ -24,6 +24,8 @@ const NAME = /^[a-z][A-Za-z0-9]*$/;
 const EQUALS = /^where\(([a-z][A-Za-z0-9]*)\s*=\s*'([^'\\]*)'\)$/;
 const STARTS_WITH = /^where\(([a-z][A-Za-z0-9]*)\.startsWith\('([^'\\]*)'\)\)$/;
 const OF_TYPE = /^ofType\(([A-Za-z]+)\)$/;
+/** `Patient.deceased.exists() and Patient.deceased != false`: a flag computed from a choice element. */
+const PRESENT_AND_NOT_FALSE = /^([A-Z][A-Za-z]+(?:\.[a-z][A-Za-z0-9]*)+)\.exists\(\) and \1 != false$/;
 
 /**
  * Most search parameter expressions are paths (`Immunization.lotNumber`, `Patient.name.given`), some
@@ -33,6 +35,18 @@ const OF_TYPE = /^ofType\(([A-Za-z]+)\)$/;
  * every write). Anything else returns undefined: fhirpath.js evaluates it.
  */
 export function compileFastPath(expression: string): CompiledPath | undefined {
+  const presence = PRESENT_AND_NOT_FALSE.exec(expression.trim());
+  if (presence) {
+    const inner = compileFastPath(presence[1]!);
+    if (!inner) return undefined;
+    // FHIRPath's answer: false when absent or a lone `false`, true for any other single value (a date);
+    // with several values `!=` is an error, which indexes nothing.
+    return (resource: unknown) => {
+      const nodes = inner(resource);
+      if (nodes.length > 1) return [];
+      return [{ data: nodes.length === 1 && nodes[0]!.data !== false }];
+    };
+  }
   const paths: Array<{ root: string; tokens: Token[] }> = [];
   for (const part of expression.split(' | ')) {
     const parsed = parsePath(part.trim().replace(/^\((.*)\)$/, '$1'));
