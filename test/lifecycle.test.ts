@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
 import { openTestDatabase } from './helpers/app.ts';
+import { startServerProcess } from './helpers/server-process.ts';
 
 t.test('migrations apply once; running them again changes nothing', async (t) => {
   const store = await openTestDatabase();
@@ -16,42 +15,6 @@ t.test('migrations apply once; running them again changes nothing', async (t) =>
   const { rows } = await store.db.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migration');
   t.equal(rows[0]?.n, first.length);
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-interface RunningServer {
-  child: ChildProcess;
-  base: string;
-  logs: string[];
-  exited: Promise<number | null>;
-}
-
-async function startServer(dataDir: string): Promise<RunningServer> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { ...process.env, DATABASE_URL: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: string[] = [];
-  child.stdout!.on('data', (chunk) => logs.push(...String(chunk).split('\n').filter(Boolean)));
-  child.stderr!.on('data', (chunk) => logs.push(String(chunk)));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const base = `http://127.0.0.1:${port}`;
-  for (let attempt = 0; attempt < 150; attempt++) {
-    const ok = await fetch(`${base}/health`).then((r) => r.ok, () => false);
-    if (ok) return { child, base, logs, exited };
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`server did not become healthy:\n${logs.join('\n')}`);
-}
 
 const createPatient = (base: string, family: string) =>
   fetch(`${base}/fhir/Patient`, {
@@ -64,7 +27,8 @@ t.test('npm start path: SIGTERM finishes in-flight requests, closes PGlite clean
   const dataDir = mkdtempSync(join(tmpdir(), 'dossier-lifecycle-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
 
-  const first = await startServer(dataDir);
+  // info: the test reads the request log lines.
+  const first = await startServerProcess(dataDir, { env: { LOG_LEVEL: 'info' } });
   const kept = await (await createPatient(first.base, 'Avant')).json();
 
   // A burst of writes; SIGTERM once the server has received them all, while some are still in flight.
@@ -75,18 +39,15 @@ t.test('npm start path: SIGTERM finishes in-flight requests, closes PGlite clean
   for (let wait = 0; received() < 21 && wait < 500; wait++) await new Promise((resolve) => setTimeout(resolve, 2));
   first.child.kill('SIGTERM');
   const answered = await Promise.all(burst);
-  t.equal(await first.exited, 0, 'exits 0 after SIGTERM');
+  t.equal((await first.exited).code, 0, 'exits 0 after SIGTERM');
   t.same(answered.map((r) => r.status), Array(20).fill(201), 'every request received before SIGTERM completed');
   t.ok(first.logs.some((line) => line.includes('"msg":"stopped"')), 'logs a clean stop');
 
   const requestLog = first.logs.map((line) => { try { return JSON.parse(line); } catch { return undefined; } }).find((l) => l?.req?.url === '/fhir/Patient');
   t.ok(requestLog?.reqId, 'pino JSON log lines carry the request id');
 
-  const second = await startServer(dataDir);
-  t.teardown(async () => {
-    second.child.kill('SIGTERM');
-    await second.exited;
-  });
+  const second = await startServerProcess(dataDir);
+  t.teardown(() => second.stop());
   const read = await fetch(`${second.base}/fhir/Patient/${kept.id}`);
   t.equal(read.status, 200, 'data written before the stop is there after restart');
   t.equal((await read.json()).name[0].family, 'Avant');
@@ -105,4 +66,8 @@ t.test('configuration from the environment: defaults, and bad values refused at 
   t.throws(() => configFromEnv({ FHIR_UNKNOWN_PROFILES: 'ignore' }), /FHIR_UNKNOWN_PROFILES/);
   t.throws(() => configFromEnv({ PORT: 'eighty' }), /PORT/);
   t.throws(() => configFromEnv({ LOG_LEVEL: 'loud' }), /LOG_LEVEL/);
+  t.equal(defaults.workers, 1, 'one server process unless asked');
+  t.equal(configFromEnv({ WORKERS: '3' }).workers, 3);
+  t.ok(configFromEnv({ WORKERS: 'auto' }).workers >= 1, 'auto: one per core');
+  t.throws(() => configFromEnv({ WORKERS: 'many' }), /WORKERS/);
 });
