@@ -23,7 +23,7 @@ import { buildApp } from '../../src/app.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
 import { LoadClient } from './lib/load-client.ts';
-import { startThrowawayCluster, type Cluster } from './lib/pg-cluster.ts';
+import { benchPostgres } from './lib/pg-cluster.ts';
 import { frenchPatient, storedFrenchPatient } from './lib/patients.ts';
 import { openRawDriver, type RawDriver } from './lib/raw-driver.ts';
 import { machine, markdown, summarise, writeResults, type Measurement, type StoreReport } from './lib/report.ts';
@@ -287,25 +287,12 @@ function runStoreProcess(store: StoreTarget): Promise<void> {
 
 /** Parent mode: provides a PostgreSQL server when none is given, then measures each store in turn. */
 async function main(): Promise<void> {
-  const given = process.env.BENCH_DATABASE_URL;
-  if (given !== undefined && !/^postgres(ql)?:\/\//.test(given)) throw new Error('BENCH_DATABASE_URL must be a postgres:// URL');
-  let cluster: Cluster | undefined;
-  // Ctrl-C must not leave a PostgreSQL cluster running in /tmp.
-  const interrupt = () => {
-    cluster?.stop();
-    process.exit(130);
-  };
-  process.once('SIGINT', interrupt);
+  const postgres = await benchPostgres();
   try {
-    if (given === undefined) {
-      cluster = await startThrowawayCluster();
-      console.error(`started a throwaway PostgreSQL 15 cluster at ${cluster.url}`);
-    }
     await runStoreProcess({ name: 'pglite', url: 'memory://' });
-    await runStoreProcess({ name: 'postgres', url: given ?? cluster!.url });
+    await runStoreProcess({ name: 'postgres', url: postgres.url });
   } finally {
-    cluster?.stop();
-    process.off('SIGINT', interrupt);
+    postgres.stop();
   }
 }
 

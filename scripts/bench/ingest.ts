@@ -30,7 +30,7 @@ import { frenchTransaction } from '../../test/helpers/french-bundles.ts';
 import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
 import { summariseProfile, type ProfileSummary } from './lib/cpu-profile.ts';
 import { LoadClient } from './lib/load-client.ts';
-import { freePort, startThrowawayCluster, type Cluster } from './lib/pg-cluster.ts';
+import { benchPostgres, freePort } from './lib/pg-cluster.ts';
 import { machine } from './lib/report.ts';
 
 const BUNDLES = positiveInteger('BENCH_BUNDLES', 120);
@@ -474,23 +474,12 @@ function markdown(report: Report): string {
 }
 
 async function main(): Promise<void> {
-  const given = process.env.BENCH_DATABASE_URL;
-  if (given !== undefined && !/^postgres(ql)?:\/\//.test(given)) throw new Error('BENCH_DATABASE_URL must be a postgres:// URL');
-  let cluster: Cluster | undefined;
-  const interrupt = () => {
-    cluster?.stop();
-    process.exit(130);
-  };
-  process.once('SIGINT', interrupt);
-  const client = LoadClient.start();
   const loadBefore = os.loadavg()[0]!;
   const source = sourceState();
+  const postgres = await benchPostgres({ max_connections: '100' });
+  const client = LoadClient.start();
   try {
-    if (given === undefined) {
-      cluster = await startThrowawayCluster({ max_connections: '100' });
-      console.error(`started a throwaway PostgreSQL 15 cluster at ${cluster.url}`);
-    }
-    const url = given ?? cluster!.url;
+    const url = postgres.url;
     const rows: Row[] = [];
     const profiles: Record<string, ProfileSummary> = {};
     const serverStartSeconds: Record<string, number> = {};
@@ -549,8 +538,7 @@ async function main(): Promise<void> {
     console.error(`wrote ${fileURLToPath(new URL('ingest-postgres.md', RESULTS_DIR))} and .json`);
   } finally {
     client.stop();
-    cluster?.stop();
-    process.off('SIGINT', interrupt);
+    postgres.stop();
   }
 }
 

@@ -27,7 +27,7 @@ import { openDatabase, type Database } from '../../src/store/database.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { ATC_SYSTEM, INS_NIR_SYSTEM, LOINC_SYSTEM, patientBundle, planPopulation, rng, type PopulationPlan } from './lib/french-population.ts';
 import { LoadClient } from './lib/load-client.ts';
-import { startThrowawayCluster, type Cluster } from './lib/pg-cluster.ts';
+import { benchPostgres } from './lib/pg-cluster.ts';
 import { loadPopulation } from './lib/population-loader.ts';
 import { machine, summarise, type Measurement } from './lib/report.ts';
 
@@ -388,26 +388,13 @@ interface SearchReport {
 }
 
 async function main(): Promise<void> {
-  const given = process.env.BENCH_DATABASE_URL;
-  if (given !== undefined && !/^postgres(ql)?:\/\//.test(given)) throw new Error('BENCH_DATABASE_URL must be a postgres:// URL');
-  const reuse = given !== undefined ? process.env.BENCH_SCHEMA : undefined;
-  let cluster: Cluster | undefined;
-  const interrupt = () => {
-    cluster?.stop();
-    process.exit(130);
-  };
-  process.once('SIGINT', interrupt);
+  const postgres = await benchPostgres(CLUSTER_SETTINGS, ' (fsync off: for benchmarks only)');
+  const reuse = postgres.given ? process.env.BENCH_SCHEMA : undefined;
   try {
-    if (given === undefined) {
-      cluster = await startThrowawayCluster(CLUSTER_SETTINGS);
-      console.error(`started a throwaway PostgreSQL 15 cluster at ${cluster.url} (fsync off: for benchmarks only)`);
-    }
-    const url = given ?? cluster!.url;
-    const schema = reuse ?? (given !== undefined ? `bench_search_${process.pid}_${randomBytes(3).toString('hex')}` : undefined);
-    await bench(url, schema, { keep: reuse !== undefined, settings: given === undefined ? CLUSTER_SETTINGS : undefined });
+    const schema = reuse ?? (postgres.given ? `bench_search_${process.pid}_${randomBytes(3).toString('hex')}` : undefined);
+    await bench(postgres.url, schema, { keep: reuse !== undefined, settings: postgres.given ? undefined : CLUSTER_SETTINGS });
   } finally {
-    cluster?.stop();
-    process.off('SIGINT', interrupt);
+    postgres.stop();
   }
 }
 

@@ -59,3 +59,45 @@ export async function startThrowawayCluster(settings: Record<string, string> = {
   }
   return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop };
 }
+
+export interface BenchPostgres {
+  url: string;
+  /** Given by BENCH_DATABASE_URL rather than started here. */
+  given: boolean;
+  /** Removes the throwaway cluster (nothing for a given server). */
+  stop(): void;
+}
+
+/**
+ * The PostgreSQL server a benchmark runs on: BENCH_DATABASE_URL when set, else a throwaway cluster started
+ * with `settings`, which `stop` removes, and so does Ctrl-C, so that no cluster is left running in /tmp.
+ */
+export async function benchPostgres(settings: Record<string, string> = {}, note = ''): Promise<BenchPostgres> {
+  const given = process.env.BENCH_DATABASE_URL;
+  if (given !== undefined) {
+    if (!/^postgres(ql)?:\/\//.test(given)) throw new Error('BENCH_DATABASE_URL must be a postgres:// URL');
+    return { url: given, given: true, stop: () => {} };
+  }
+  let cluster: Cluster | undefined;
+  const interrupt = () => {
+    cluster?.stop();
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupt);
+  try {
+    cluster = await startThrowawayCluster(settings);
+  } catch (error) {
+    process.off('SIGINT', interrupt);
+    throw error;
+  }
+  console.error(`started a throwaway PostgreSQL 15 cluster at ${cluster.url}${note}`);
+  const started = cluster;
+  return {
+    url: started.url,
+    given: false,
+    stop() {
+      started.stop();
+      process.off('SIGINT', interrupt);
+    },
+  };
+}
