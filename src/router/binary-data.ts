@@ -1,8 +1,7 @@
 import type { Binary, Bundle } from 'fhir/r4';
+import { SUBSETTED } from '../search/execute.ts';
 import { binaryData } from '../store/binary-store.ts';
 import type { SqlExecutor } from '../store/database.ts';
-
-const SUBSETTED = 'SUBSETTED';
 
 /**
  * A search reads resources as stored, and a stored Binary has no `data`: its bytes go back in, as a read
@@ -12,7 +11,7 @@ export async function withBinaryData(bundle: Bundle, db: SqlExecutor): Promise<B
   for (const entry of bundle.entry ?? []) {
     const binary = entry.resource as Binary | undefined;
     if (binary?.resourceType !== 'Binary' || binary.data !== undefined || !binary.id || !binary.meta?.versionId) continue;
-    if (binary.meta.tag?.some((tag) => tag.code === SUBSETTED)) continue;
+    if (binary.meta.tag?.some((tag) => tag.system === SUBSETTED.system && tag.code === SUBSETTED.code)) continue;
     const data = await binaryData(db, binary.id, Number(binary.meta.versionId));
     if (data !== undefined) entry.resource = { ...binary, data } as Binary;
   }

@@ -1,5 +1,6 @@
 import { FhirError } from '../fhir/outcome.ts';
 import { parseSearch } from '../search/parse.ts';
+import { readPage } from '../search/execute.ts';
 import { buildSearchSql } from '../search/sql.ts';
 import type { SqlExecutor } from '../store/database.ts';
 import type { RouterDependencies } from './context.ts';
@@ -21,12 +22,8 @@ export async function findMatches(tx: SqlExecutor, deps: RouterDependencies, res
   const request = parseSearch([resourceType], pairs, deps.registry, { strict: true, baseUrl });
   request.count = limit;
   request.total = 'none';
-  const ids: string[] = [];
-  for (const segment of buildSearchSql(request).segments) {
-    ids.push(...(await tx.query<{ id: string }>(segment.sql, segment.params)).rows.map((row) => row.id));
-    if (ids.length >= limit) break;
-  }
-  return ids.slice(0, limit);
+  const rows = await readPage<{ id: string }>(tx, buildSearchSql(request), limit);
+  return rows.slice(0, limit).map((row) => row.id);
 }
 
 /** The same condition however its parameters are ordered, so equal conditions take the same lock. */

@@ -4,7 +4,6 @@ import { FhirError, operationOutcome } from '../fhir/outcome.ts';
 import { isConformanceResourceType } from '../fhir/resource-types.ts';
 import { conformanceRead, conformanceSearch } from '../operations/conformance.ts';
 import { processBundle } from './bundle.ts';
-import { withBinaryData } from './binary-data.ts';
 import type { HandlerContext, InteractionHook, Outcome, RouterDependencies, StoreContext } from './context.ts';
 import * as crud from './crud.ts';
 import { history } from './history.ts';
@@ -89,10 +88,10 @@ async function execute(interaction: Interaction, request: FhirRequest, ctx: Hand
       return { status: 200, resource: await history(interaction, request, ctx.store.repo) };
     case 'search-type':
       if (isConformanceResourceType(interaction.resourceType)) return conformanceSearch(interaction.resourceType, request);
-      return { status: 200, resource: await withBinaryData(await search(interaction, request, ctx), ctx.store.db) };
+      return { status: 200, resource: await search(interaction, request, ctx) };
     case 'search-system':
     case 'search-compartment':
-      return { status: 200, resource: await withBinaryData(await search(interaction, request, ctx), ctx.store.db) };
+      return { status: 200, resource: await search(interaction, request, ctx) };
     case 'transaction':
     case 'batch':
       return { status: 200, resource: await processBundle(interaction.kind, request, ctx) };

@@ -2,6 +2,7 @@ import type { Bundle } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { SERVED_RESOURCE_TYPES } from '../fhir/resource-types.ts';
 import { parseSearch } from '../search/parse.ts';
+import { withBinaryData } from './binary-data.ts';
 import type { HandlerContext } from './context.ts';
 import type { Interaction } from './interaction.ts';
 import { strictHandling } from './prefer.ts';
@@ -26,7 +27,7 @@ export async function search(interaction: Extract<Interaction, { kind: `search-$
   }
   // Links name the search as a GET on the type or compartment, whichever way it was asked.
   const path = interaction.kind === 'search-system' ? '' : request.path.replace(/\/_search$/, '');
-  return ctx.store.search.search(parsed, { baseUrl: request.baseUrl, path });
+  return withBinaryData(await ctx.store.search.search(parsed, { baseUrl: request.baseUrl, path }), ctx.store.db);
 }
 
 /** Query parameters as ordered (name, value) pairs; a repeated name is one pair per value (AND). */

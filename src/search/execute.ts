@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, BundleLink, Resource } from 'fhir/r4';
 import summaryElements from '../fhir/summary-elements.json' with { type: 'json' };
 import { operationOutcome } from '../fhir/outcome.ts';
-import type { Database } from '../store/database.ts';
+import type { Database, SqlExecutor } from '../store/database.ts';
 import { encodeCursor } from './parse.ts';
 import type { SearchParameterRegistry } from './registry.ts';
 import { Binder, buildSearchSql, type ScopePredicate, type SearchSql } from './sql.ts';
@@ -11,10 +11,11 @@ import type { IncludeRule, SearchRequest } from './types.ts';
 /** Bounds on what includes may add to one page, so `_include:iterate=*` cannot read the whole store. */
 const MAX_INCLUDE_ROUNDS = 4;
 /** Matches counted for a first page's `total` when `_total` is not given (R4 leaves it to the server). */
-export const DEFAULT_COUNT_LIMIT = 10_000;
+const DEFAULT_COUNT_LIMIT = 10_000;
 const MAX_INCLUDED = 1000;
 
-const SUBSETTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED' };
+/** The tag on a resource cut down by `_summary` or `_elements`. */
+export const SUBSETTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED' };
 
 interface Row {
   resource_type: string;
@@ -27,6 +28,16 @@ export interface SearchContext {
   baseUrl: string;
   /** Path below the base that was searched (`Patient`, `Patient/123/Immunization`, ``), for links. */
   path: string;
+}
+
+/** The rows of a page: its statements run in turn until `wanted` rows are in hand (each stops at count + 1). */
+export async function readPage<R>(db: SqlExecutor, sql: SearchSql, wanted: number): Promise<R[]> {
+  const rows: R[] = [];
+  for (const segment of sql.segments) {
+    rows.push(...(await db.query<R>(segment.sql, segment.params)).rows);
+    if (rows.length >= wanted) break;
+  }
+  return rows;
 }
 
 /** Runs parsed searches against the index tables and shapes the `searchset` Bundle (R4 search.html). */
@@ -42,13 +53,7 @@ export class SearchEngine {
   async search(request: SearchRequest, context: SearchContext): Promise<Bundle> {
     const sql = buildSearchSql(request, this.scope);
     const countOnly = request.summary === 'count';
-    const rows: Row[] = [];
-    if (!countOnly) {
-      for (const segment of sql.segments) {
-        rows.push(...(await this.db.query<Row>(segment.sql, segment.params)).rows);
-        if (rows.length > request.count) break;
-      }
-    }
+    const rows = countOnly ? [] : await readPage<Row>(this.db, sql, request.count + 1);
     const backwards = request.cursor?.backwards ?? false;
     const more = rows.length > request.count;
     const page = rows.slice(0, request.count);

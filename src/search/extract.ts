@@ -54,8 +54,7 @@ export function extractIndexRows(resource: Resource, registry: SearchParameterRe
     if (!param.evaluate || param.code === '_id' || param.code === '_lastUpdated') continue;
     let nodes: PathNode[];
     try {
-      // fhirpath.js gives a computed value (`deceased.exists() and deceased != false`) as itself, not as a node.
-      nodes = param.evaluate(resource).map((node) => (node !== null && typeof node === 'object' ? node : { data: node }));
+      nodes = param.evaluate(resource);
     } catch {
       continue; // An expression that cannot apply to this instance indexes nothing.
     }

@@ -99,7 +99,8 @@ export class SearchParameterRegistry {
 
   private compileExpression(expression: string, composite: boolean): CompiledPath {
     // A composite's components are evaluated by fhirpath.js on its nodes, which must then be fhirpath.js's own.
-    return (this.fastPaths && !composite && compileFastPath(expression)) || compilePath(expression);
+    if (composite) return compilePath(expression);
+    return (this.fastPaths && compileFastPath(expression)) || asNodes(compilePath(expression));
   }
 
   /** The definition a composite's component refers to. */
@@ -110,6 +111,11 @@ export class SearchParameterRegistry {
 
 export function compilePath(expression: string): CompiledPath {
   return fhirpath.compile(expression, r4Model, { resolveInternalTypes: false }) as unknown as CompiledPath;
+}
+
+/** fhirpath.js gives a computed value (`deceased.exists() and deceased != false`) as itself, not as a node. */
+function asNodes(path: CompiledPath): CompiledPath {
+  return (resource) => path(resource).map((node) => (node !== null && typeof node === 'object' ? node : ({ data: node } as PathNode)));
 }
 
 /**

@@ -81,32 +81,36 @@ const TIE_BREAK: SortKey[] = [
 /** Paging backwards reads the same order reversed; the caller reverses the rows back. */
 const reversed = (keys: SortKey[], backwards: boolean) => (backwards ? keys.map((k) => ({ ...k, descending: !k.descending, nullsFirst: !k.nullsFirst })) : keys);
 
-const orderBy = (keys: SortKey[], expressionOf: (k: SortKey, i: number) => string) =>
-  keys.map((k, i) => `${expressionOf(k, i)} ${k.descending ? 'DESC' : 'ASC'} NULLS ${k.nullsFirst ? 'FIRST' : 'LAST'}`).join(', ');
+const orderBy = (keys: SortKey[]) => keys.map((k) => `${k.expression} ${k.descending ? 'DESC' : 'ASC'} NULLS ${k.nullsFirst ? 'FIRST' : 'LAST'}`).join(', ');
 
 const keyColumns = (keys: SortKey[]) => keys.map((k, i) => `${k.expression} AS k${i}, (${k.expression})::text AS c${i}`).join(', ');
 
 /**
- * The one statement of a search whose first sort key is not an indexed parameter. Sort keys that are
- * correlated subqueries (a resource's lowest value of a parameter) are computed once per row inside a
- * subquery that OFFSET 0 keeps from being merged; keys that are plain columns (`_id`, `_lastUpdated`,
- * the tie-break) are ordered and compared in place, so an index serves both the order and the cursor.
+ * One page statement: the resources of `source` meeting `conditions`, with every key as columns
+ * `k0…`/`c0…`, ordered by the keys from `keys[compareFrom]` on (those before are equal on every row),
+ * after `cursor`, at most `count + 1`. With `fence`, keys that are correlated subqueries (a resource's
+ * lowest value of a parameter) are computed once per row inside a subquery that OFFSET 0 keeps from being
+ * merged, then ordered and compared outside; without, keys are ordered and compared in place, so an
+ * index serves both the order and the cursor.
  */
+function pageStatement(binder: Binder, source: string, conditions: string[], keys: SortKey[], options: { compareFrom: number; cursor?: Array<string | null>; fence: boolean; count: number }): PageSegment {
+  const { compareFrom, cursor, fence, count } = options;
+  const columns = `r.resource_type, r.id, r.content, ${keyColumns(keys)}`;
+  const compared = keys.slice(compareFrom).map((k, i) => (fence ? { ...k, expression: `q.k${compareFrom + i}` } : k));
+  const after = cursor ? [keysetAfter(compared, cursor.slice(compareFrom), binder)] : [];
+  const order = `ORDER BY ${orderBy(compared)} LIMIT ${binder.bind(count + 1, 'int')}`;
+  const sql = fence
+    ? `SELECT q.* FROM (SELECT ${columns} FROM ${source} WHERE ${conditions.join(' AND ')} OFFSET 0) q WHERE ${after[0] ?? 'true'} ${order}`
+    : `SELECT ${columns} FROM ${source} WHERE ${[...conditions, ...after].join(' AND ')} ${order}`;
+  return { sql, params: binder.params };
+}
+
+/** The one statement of a search whose first sort key is not an indexed parameter. */
 function plainSegment(request: SearchRequest, rules: SortRule[], scope?: ScopePredicate): PageSegment {
   const binder = new Binder();
-  const backwards = request.cursor?.backwards ?? false;
-  const keys = reversed([...sortKeys(rules, binder), ...TIE_BREAK], backwards);
-  const filter = whereClause('r', request.resourceTypes, request.filters, binder, scope);
-  if (keys.every((k) => k.column)) {
-    const after = request.cursor ? keysetAfter(keys, request.cursor.values, binder) : 'true';
-    const sql = `SELECT r.resource_type, r.id, r.content, ${keyColumns(keys)} FROM resource r WHERE ${filter} AND ${after} ORDER BY ${orderBy(keys, (k) => k.expression)} LIMIT ${binder.bind(request.count + 1, 'int')}`;
-    return { sql, params: binder.params };
-  }
-  const inner = `SELECT r.resource_type, r.id, r.content, ${keyColumns(keys)} FROM resource r WHERE ${filter} OFFSET 0`;
-  const outerKeys = keys.map((k, i) => ({ ...k, expression: `q.k${i}` }));
-  const after = request.cursor ? keysetAfter(outerKeys, request.cursor.values, binder) : 'true';
-  const sql = `SELECT q.* FROM (${inner}) q WHERE ${after} ORDER BY ${orderBy(outerKeys, (k) => k.expression)} LIMIT ${binder.bind(request.count + 1, 'int')}`;
-  return { sql, params: binder.params };
+  const keys = reversed([...sortKeys(rules, binder), ...TIE_BREAK], request.cursor?.backwards ?? false);
+  const conditions = [whereClause('r', request.resourceTypes, request.filters, binder, scope)];
+  return pageStatement(binder, 'resource r', conditions, keys, { compareFrom: 0, cursor: request.cursor?.values, fence: !keys.every((k) => k.column), count: request.count });
 }
 
 /**
@@ -180,34 +184,20 @@ function drivenSegments(request: SearchRequest, driving: DrivingIndex, descendin
       `NOT EXISTS (SELECT 1 FROM ${driving.table} e WHERE e.resource_type = o.resource_type AND e.resource_id = o.resource_id AND e.param = o.param AND (${better}))`,
       whereClause('r', request.resourceTypes, request.filters, binder, scope),
     ];
-    if (withCursor && cursor) conditions.push(keysetAfter(keys, cursor, binder));
-    const sql =
-      `SELECT r.resource_type, r.id, r.content, ${keyColumns(keys)} FROM ${driving.table} o ` +
-      `JOIN resource r ON r.resource_type = o.resource_type AND r.id = o.resource_id WHERE ${conditions.join(' AND ')} ` +
-      `ORDER BY ${orderBy(keys, (k) => k.expression)} LIMIT ${binder.bind(request.count + 1, 'int')}`;
-    return { sql, params: binder.params };
+    // Never fenced: the walk down the index is the point, the keys after the first are only tie-breaks.
+    const source = `${driving.table} o JOIN resource r ON r.resource_type = o.resource_type AND r.id = o.resource_id`;
+    return pageStatement(binder, source, conditions, keys, { compareFrom: 0, cursor: withCursor ? cursor : undefined, fence: false, count: request.count });
   };
   const missing = (withCursor: boolean): PageSegment => {
     const binder = new Binder();
     const rest = reversed([...sortKeys(others, binder), ...TIE_BREAK], backwards);
     const nullKey: SortKey = { expression: `NULL::${driving.cast}`, descending, nullsFirst: false, cast: driving.cast };
-    const keys = [nullKey, ...rest];
     const conditions = [
       whereClause('r', request.resourceTypes, request.filters, binder, scope),
       `NOT EXISTS (SELECT 1 FROM ${driving.table} e WHERE e.resource_type = r.resource_type AND e.resource_id = r.id AND e.param = ${binder.bind(driving.param)} AND e.${driving.column(descending)} IS NOT NULL)`,
     ];
-    const plain = rest.every((k) => k.column);
-    const limit = (b: Binder) => b.bind(request.count + 1, 'int');
-    if (plain) {
-      if (withCursor && cursor) conditions.push(keysetAfter(rest, cursor.slice(1), binder));
-      const sql = `SELECT r.resource_type, r.id, r.content, ${keyColumns(keys)} FROM resource r WHERE ${conditions.join(' AND ')} ORDER BY ${orderBy(rest, (k) => k.expression)} LIMIT ${limit(binder)}`;
-      return { sql, params: binder.params };
-    }
-    const inner = `SELECT r.resource_type, r.id, r.content, ${keyColumns(keys)} FROM resource r WHERE ${conditions.join(' AND ')} OFFSET 0`;
-    const outerRest = rest.map((k, i) => ({ ...k, expression: `q.k${i + 1}` }));
-    const after = withCursor && cursor ? keysetAfter(outerRest, cursor.slice(1), binder) : 'true';
-    const sql = `SELECT q.* FROM (${inner}) q WHERE ${after} ORDER BY ${orderBy(outerRest, (k) => k.expression)} LIMIT ${limit(binder)}`;
-    return { sql, params: binder.params };
+    // Every row's first key is NULL: the order and the cursor start at the second.
+    return pageStatement(binder, 'resource r', conditions, [nullKey, ...rest], { compareFrom: 1, cursor: withCursor ? cursor : undefined, fence: !rest.every((k) => k.column), count: request.count });
   };
   // Forward: valued resources, then valueless ones. Backwards: the same, read from the other end.
   if (!backwards) return cursor && !cursorHasValue ? [missing(true)] : [present(true), missing(false)];
