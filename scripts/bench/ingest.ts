@@ -31,7 +31,7 @@ import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
 import { summariseProfile, type ProfileSummary } from './lib/cpu-profile.ts';
 import { LoadClient } from './lib/load-client.ts';
 import { benchPostgres, freePort } from './lib/pg-cluster.ts';
-import { machine } from './lib/report.ts';
+import { machine, ratioAndTargetTables } from './lib/report.ts';
 
 const BUNDLES = positiveInteger('BENCH_BUNDLES', 120);
 const BUNDLES_SINGLE = positiveInteger('BENCH_BUNDLES_SINGLE', 30);
@@ -335,6 +335,8 @@ async function measureRaw(clusterUrl: string): Promise<Row[]> {
   await migrate(db);
   await db.close();
   const pool = new pg.Pool({ connectionString: url, max: PG_POOL_SIZE });
+  // The database is dropped WITH (FORCE) at the end: a connection it cuts must not crash the benchmark.
+  pool.on('error', () => {});
   const rows: Row[] = [];
   try {
     for (const [variant, multiRow] of [['raw pg, 2 INSERTs per resource', false], ['raw pg, 2 multi-row INSERTs per bundle', true]] as const) {
@@ -445,14 +447,7 @@ function markdown(report: Report): string {
     `Peak RSS and CPU % are the server's processes' (raw rows: the benchmark process, which holds the prepared rows); CPU % is CPU time over wall time, 100 = one core (CPU ms/resource: the same CPU time per resource written; for raw rows it is the client side only, the PostgreSQL server processes are never counted); machine CPU % is every process's (server, PostgreSQL, the load client), ${report.machine.cores * 100} % being all ${report.machine.cores} cores busy; load is the 1-minute load average when the row started.`,
     `Server start (until /health answers): ${Object.entries(report.serverStartSeconds).map(([k, v]) => `${k} ${f(v, 1)} s`).join(', ')}.`,
     '',
-    '| ratio | value |',
-    '|---|---:|',
-    ...Object.entries(report.ratios).map(([name, value]) => `| ${name} | ${f(value * 100, 1)} % |`),
-    '',
-    '| target | met |',
-    '|---|---|',
-    ...Object.values(report.targets).map((target) => `| ${target.rule} | ${target.met ? 'yes' : '**no**'} |`),
-    '',
+    ...ratioAndTargetTables(report.ratios, report.targets),
   ];
   for (const [mode, profile] of Object.entries(report.profiles)) {
     lines.push(

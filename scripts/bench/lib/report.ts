@@ -95,16 +95,23 @@ export function markdown(report: StoreReport): string {
       `its maximum over the run: ${fixed(report.processMaxRssMiB, 0)} MiB. ` +
       'CPU % is CPU time over wall time (100 = one core); the PostgreSQL server\'s own processes are not counted.',
     '',
+    ...ratioAndTargetTables(report.ratios, report.targets),
+  ];
+  return lines.join('\n');
+}
+
+/** The two closing tables of a benchmark report: server/raw ratios in %, and whether each target is met. */
+export function ratioAndTargetTables(ratios: Record<string, number>, targets: Record<string, { rule: string; met: boolean }>): string[] {
+  return [
     '| ratio | value |',
     '|---|---:|',
-    ...Object.entries(report.ratios).map(([name, value]) => `| ${name} | ${fixed(value * 100, 1)} % |`),
+    ...Object.entries(ratios).map(([name, value]) => `| ${name} | ${fixed(value * 100, 1)} % |`),
     '',
     '| target | met |',
     '|---|---|',
-    ...Object.values(report.targets).map((target) => `| ${target.rule} | ${target.met ? 'yes' : '**no**'} |`),
+    ...Object.values(targets).map((target) => `| ${target.rule} | ${target.met ? 'yes' : '**no**'} |`),
     '',
   ];
-  return lines.join('\n');
 }
 
 /** Writes `crud-<store>.md` and `crud-<store>.json` into `dir`, replacing earlier results. */
