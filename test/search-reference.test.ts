@@ -3,6 +3,11 @@
 // (spec: subject.name=peter, subject:Patient.name=peter), multi-level chains, reverse chaining
 // (spec: Patient?_has:Observation:patient:code=1234-5) and :missing.
 import t from 'tap';
+import type { Bundle } from 'fhir/r4';
+import { SearchEngine } from '../src/search/execute.ts';
+import { parseSearch } from '../src/search/parse.ts';
+import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
+import type { Database } from '../src/store/database.ts';
 import { startTestServer } from './helpers/app.ts';
 import { idNatPsRpps, INS, nir, q, searchClient } from './helpers/search-client.ts';
 
@@ -143,6 +148,59 @@ t.test('_has: reverse chaining (spec: Patient?_has:Observation:patient:code=1234
     const res = await api.get(`/fhir/Patient?${name}=1`);
     t.equal(res.status, 400, name);
     t.same(res.body.issue[0].expression, [name], name);
+  }
+});
+
+t.test('_has nested (spec: Patient?_has:Observation:patient:_has:AuditEvent:entity:agent=MyUserId)', async (t) => {
+  t.same(await api.ids('/fhir/Practitioner?_has:Patient:general-practitioner:_has:AllergyIntolerance:patient:code=764146007'), ['dr-durand']);
+  t.same(await api.ids('/fhir/Practitioner?_has:Patient:general-practitioner:_has:Immunization:patient:status=completed'), ['dr-durand', 'dr-mercier']);
+  t.same(await api.ids('/fhir/Practitioner?_has:Patient:general-practitioner:_has:AllergyIntolerance:patient:code=000'), []);
+});
+
+t.test('_has does not see a deleted source, nor its old version after an update', async (t) => {
+  const allergy = (code: string) => ({ resourceType: 'AllergyIntolerance', id: 'allergie-camille', clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] }, patient: { reference: 'Patient/camille' }, code: { coding: [{ system: SNOMED, code }] } });
+  await api.put(allergy('91936005'));
+  t.same(await api.ids('/fhir/Patient?_has:AllergyIntolerance:patient:code=91936005'), ['camille']);
+  await api.put(allergy('300916003'));
+  t.same(await api.ids('/fhir/Patient?_has:AllergyIntolerance:patient:code=91936005'), [], 'the replaced code');
+  t.same(await api.ids('/fhir/Patient?_has:AllergyIntolerance:patient:code=300916003'), ['camille']);
+  await api.delete('AllergyIntolerance/allergie-camille');
+  t.same(await api.ids('/fhir/Patient?_has:AllergyIntolerance:patient:code=300916003'), [], 'the deleted allergy');
+});
+
+t.test('a _has read first as ids and one left to the planner as a subquery find the same', async (t) => {
+  const registry = new SearchParameterRegistry(loadSearchParameters());
+  // Statements that read a _has's sources on their own (one row per source, no resource content).
+  let sourceReads = 0;
+  const counting = { ...server.db, query: (sql: string, params?: unknown[]) => ((sourceReads += /^SELECT h\d+\.target_id/.test(sql) ? 1 : 0), server.db.query(sql, params)) } as Database;
+  const listing = new SearchEngine(counting, registry);
+  const planner = new SearchEngine(counting, registry, undefined, undefined, 0);
+  const searches: Array<[string, string]> = [
+    ['Patient', '_has:Immunization:patient:status=completed'],
+    // Two pages: the total is counted, in the page statement when the ids are listed.
+    ['Patient', '_has:Immunization:patient:status=completed&_count=2'],
+    ['Patient', '_has:Immunization:patient:status=completed&_count=1&_total=accurate&_sort=-_id'],
+    ['Patient', '_has:Immunization:patient:status=completed&_id=helene,camille,supprime'],
+    ['Patient', '_has:Immunization:patient:status=completed&identifier=' + encodeURIComponent(`${INS}|${NIR_CAMILLE}`)],
+    ['Patient', '_has:AllergyIntolerance:patient:code=764146007&_has:Immunization:patient:status=completed'],
+    ['Patient', '_has:DocumentReference:subject:author:Practitioner.name=mercier'],
+    ['Patient', '_has:AllergyIntolerance:patient:code=000'],
+    ['Practitioner', '_has:Patient:general-practitioner:_has:Immunization:patient:status=completed'],
+    ['Practitioner', '_has:DocumentReference:author:subject=Patient/helene&_sort=-_id'],
+  ];
+  for (const [type, query] of searches) {
+    const run = async (engine: SearchEngine) => {
+      const before = sourceReads;
+      const request = parseSearch([type], [...new URLSearchParams(query)] as Array<[string, string]>, registry, { strict: true, baseUrl: 'http://x/fhir' });
+      const bundle: Bundle = await engine.search(request, { baseUrl: 'http://x/fhir', path: type });
+      return { ids: (bundle.entry ?? []).map((e) => e.resource!.id), total: bundle.total, sourceReads: sourceReads - before };
+    };
+    const listed = await run(listing);
+    const planned = await run(planner);
+    t.same(listed.ids, planned.ids, `${type}?${query}`);
+    t.equal(listed.total, planned.total, `${type}?${query}: total`);
+    if (query.includes('_count')) t.equal(listed.total, 3, `${type}?${query}: three patients were vaccinated`);
+    t.ok(listed.sourceReads > 0 && planned.sourceReads === 0, `${type}?${query}: the sources were read first`);
   }
 });
 

@@ -19,10 +19,9 @@ import os from 'node:os';
 import pg from 'pg';
 import type { Bundle } from 'fhir/r4';
 import { buildApp } from '../../src/app.ts';
-import { SearchEngine } from '../../src/search/execute.ts';
+import { planSearch, SearchEngine } from '../../src/search/execute.ts';
 import { parseSearch } from '../../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/registry.ts';
-import { buildSearchSql } from '../../src/search/sql.ts';
 import { openDatabase, type Database } from '../../src/store/database.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { ATC_SYSTEM, INS_NIR_SYSTEM, LOINC_SYSTEM, patientBundle, planPopulation, rng, type PopulationPlan } from './lib/french-population.ts';
@@ -266,7 +265,7 @@ const BIG_TABLES = /^(resource|resource_history|search_\w+)$/;
 
 /**
  * The SQL the server runs for `path`, built the way FhirRouter.search does (parseSearch, then the engine, which
- * calls buildSearchSql) on a Database that records each statement, then EXPLAIN (ANALYZE, BUFFERS) of each.
+ * calls planSearch) on a Database that records each statement, then EXPLAIN (ANALYZE, BUFFERS) of each.
  */
 async function explain(db: Database, pool: pg.Pool, registry: SearchParameterRegistry, name: string, path: string): Promise<ExplainResult> {
   const url = new URL(path, 'http://127.0.0.1');
@@ -290,8 +289,8 @@ async function explain(db: Database, pool: pg.Pool, registry: SearchParameterReg
     },
   } as Database;
   await new SearchEngine(recorder, registry).search(parsed, { baseUrl: 'http://127.0.0.1/fhir', path: resourceType });
-  // The page statements must be buildSearchSql's (aliases aside: they come from a running counter).
-  const built = buildSearchSql(parsed);
+  // The page statements must be planSearch's (aliases aside: they come from a running counter).
+  const built = await planSearch(db, parsed);
   const strip = (sql: string) => sql.replace(/\b[icshpo]\d+\b/g, 'x');
   const segments = built.segments.map((segment) => strip(segment.sql));
   const roleOf = (sql: string) => {
@@ -299,10 +298,11 @@ async function explain(db: Database, pool: pg.Pool, registry: SearchParameterReg
     if (segment >= 0) return segments.length > 1 ? `page (statement ${segment + 1} of ${segments.length})` : 'page';
     if (strip(sql) === strip(built.countSql)) return 'count (_total=accurate)';
     if (strip(sql).startsWith(strip(`SELECT count(*)::int AS total FROM (${built.matchSql} LIMIT`))) return 'count (up to the default limit)';
+    if (/^SELECT h\d+\.target_id/.test(sql)) return '_has sources';
     return sql.includes('search_reference i JOIN resource') ? 'include' : 'other';
   };
   const roles = recorded.map(({ sql }) => roleOf(sql));
-  if (!roles.some((role) => role.startsWith('page'))) throw new Error(`${name}: the engine did not run buildSearchSql's page statement`);
+  if (!roles.some((role) => role.startsWith('page'))) throw new Error(`${name}: the engine did not run planSearch's page statement`);
   const statements: ExplainResult['statements'] = [];
   for (const [n, { sql, params }] of recorded.entries()) {
     let plan: string;
@@ -339,6 +339,7 @@ function markdownReport(report: SearchReport): string {
         `(batched transactions, index rows from the server's SearchIndexWriter), then VACUUM ANALYZE ${f(report.load.vacuumAnalyzeSeconds, 0)} s.`
       : 'Load: reused an existing schema.',
     report.clusterSettings ? `Throwaway PostgreSQL 15 cluster, **fsync off** (bench only): ${Object.entries(report.clusterSettings).map(([k, v]) => `${k}=${v}`).join(', ')}.` : 'PostgreSQL: given by BENCH_DATABASE_URL.',
+    `Server settings (server pool connections add jit=off): ${Object.entries(report.serverSettings).map(([k, v]) => `${k}=${v}`).join(', ')}.`,
     `${report.settings.requests} requests per query (fewer where the table's requests column says so, to bound the run) over varied inputs after ${report.settings.warmup} warm-up, ${report.settings.concurrency} in flight, ` +
       `server pool ${report.settings.pgPoolSize} connections, over HTTP to buildApp on 127.0.0.1.`,
     '',
@@ -380,6 +381,8 @@ interface SearchReport {
   dataset: { resources: number; byType: Record<string, number>; indexRows: number; databaseSize: string; plan: PopulationPlan };
   load?: { seconds: number; writers: number; resourcesPerSecond: number; vacuumAnalyzeSeconds: number };
   clusterSettings?: Record<string, string>;
+  /** What the server runs with (whether started here or given), for the settings that shape plans and caching. */
+  serverSettings: Record<string, string>;
   settings: { requests: number; warmup: number; concurrency: number; pgPoolSize: number; walks: number };
   queries: QueryResultRow[];
   walks: WalkResult[];
@@ -486,6 +489,9 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
       dataset: { resources: RESOURCES, byType, indexRows, databaseSize, plan },
       ...(load ? { load } : {}),
       ...(options.settings ? { clusterSettings: options.settings } : {}),
+      serverSettings: Object.fromEntries(
+        (await pool.query(`SELECT name, current_setting(name) AS value FROM pg_settings WHERE name = ANY($1) ORDER BY name`, [['shared_buffers', 'effective_cache_size', 'work_mem', 'random_page_cost', 'jit']])).rows.map((r) => [r.name, r.value]),
+      ),
       settings: { requests: REQUESTS, warmup: WARMUP, concurrency: CONCURRENCY, pgPoolSize: PG_POOL_SIZE, walks: WALKS },
       queries: rows,
       walks,

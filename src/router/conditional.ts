@@ -1,7 +1,6 @@
 import { FhirError } from '../fhir/outcome.ts';
 import { parseSearch } from '../search/parse.ts';
-import { readPage } from '../search/execute.ts';
-import { buildSearchSql } from '../search/sql.ts';
+import { planSearch, readPage } from '../search/execute.ts';
 import type { SqlExecutor } from '../store/database.ts';
 import type { RouterDependencies } from './context.ts';
 
@@ -22,7 +21,7 @@ export async function findMatches(tx: SqlExecutor, deps: RouterDependencies, res
   const request = parseSearch([resourceType], pairs, deps.registry, { strict: true, baseUrl });
   request.count = limit;
   request.total = 'none';
-  const rows = await readPage<{ id: string }>(tx, buildSearchSql(request), limit);
+  const rows = await readPage<{ id: string }>(tx, await planSearch(tx, request), limit);
   return rows.slice(0, limit).map((row) => row.id);
 }
 

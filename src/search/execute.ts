@@ -5,14 +5,20 @@ import { operationOutcome } from '../fhir/outcome.ts';
 import type { Database, SqlExecutor } from '../store/database.ts';
 import { encodeCursor } from './parse.ts';
 import type { SearchParameterRegistry } from './registry.ts';
-import { Binder, buildSearchSql, type ScopePredicate, type SearchSql } from './sql.ts';
-import type { IncludeRule, SearchRequest } from './types.ts';
+import { Binder, buildSearchSql, hasSourcesStatement, type ScopePredicate, type SearchSql } from './sql.ts';
+import type { Filter, IncludeRule, SearchRequest } from './types.ts';
 
 /** Bounds on what includes may add to one page, so `_include:iterate=*` cannot read the whole store. */
 const MAX_INCLUDE_ROUNDS = 4;
 /** Matches counted for a first page's `total` when `_total` is not given (R4 leaves it to the server). */
 const DEFAULT_COUNT_LIMIT = 10_000;
 const MAX_INCLUDED = 1000;
+/**
+ * A `_has` whose sources number fewer is read first and given to the search as ids. PostgreSQL cannot
+ * know how few resources a reverse chain reaches: it misjudged a birth-date range 60 times and probed
+ * every patient's immunizations (2 s) where starting from a rare vaccine's 2,000 rows takes 20 ms.
+ */
+const MAX_LISTED_HAS_SOURCES = 5_000;
 
 /** The tag on a resource cut down by `_summary` or `_elements`. */
 export const SUBSETTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED' };
@@ -22,6 +28,7 @@ interface Row {
   id: string;
   content: string;
   [key: `c${number}`]: string | null;
+  total_matches?: number;
 }
 
 export interface SearchContext {
@@ -40,6 +47,28 @@ export async function readPage<R>(db: SqlExecutor, sql: SearchSql, wanted: numbe
   return rows;
 }
 
+/**
+ * The statements of a search, once its `_has` filters with few sources have been replaced by the ids
+ * they reach (read here, with the same scope); a `_has` with many stays a subquery for the planner.
+ */
+export async function planSearch(db: SqlExecutor, request: SearchRequest, scope?: ScopePredicate, limit = MAX_LISTED_HAS_SOURCES): Promise<SearchSql> {
+  if (limit <= 0 || request.resourceTypes.length !== 1 || !request.filters.some((f) => f.kind === 'has')) return buildSearchSql(request, scope);
+  const filters = await Promise.all(request.filters.map((filter) => listReverseChain(db, filter, request.resourceTypes, scope, limit)));
+  return buildSearchSql({ ...request, filters }, scope);
+}
+
+/** A `_has` whose sources number under `limit` as the ids they reference; other filters as they are. */
+async function listReverseChain(db: SqlExecutor, filter: Filter, types: string[], scope: ScopePredicate | undefined, limit: number): Promise<Filter> {
+  if (filter.kind !== 'has' || types.length !== 1) return filter;
+  // Nested (`_has:A:x:_has:B:y:…`): the innermost first, so each level starts from what it reaches.
+  const inner = await listReverseChain(db, filter.inner, [filter.sourceType], scope, limit);
+  const narrowed = { ...filter, inner };
+  const statement = hasSourcesStatement(narrowed, types, limit + 1, scope);
+  const { rows } = await db.query<{ target_id: string }>(statement.sql, statement.params);
+  if (rows.length > limit) return narrowed;
+  return { kind: 'id', values: [...new Set(rows.map((row) => row.target_id))] };
+}
+
 /** Runs parsed searches against the index tables and shapes the `searchset` Bundle (R4 search.html). */
 export class SearchEngine {
   constructor(
@@ -48,10 +77,12 @@ export class SearchEngine {
     private readonly scope?: ScopePredicate,
     /** Matches counted for a first page's `total` when `_total` is not given; beyond it, no total. */
     private readonly countLimit = DEFAULT_COUNT_LIMIT,
+    /** A `_has` reaching fewer sources is read first and searched as ids (0: never). */
+    private readonly hasListLimit = MAX_LISTED_HAS_SOURCES,
   ) {}
 
   async search(request: SearchRequest, context: SearchContext): Promise<Bundle> {
-    const sql = buildSearchSql(request, this.scope);
+    const sql = await planSearch(this.db, request, this.scope, this.hasListLimit);
     const countOnly = request.summary === 'count';
     const rows = countOnly ? [] : await readPage<Row>(this.db, sql, request.count + 1);
     const backwards = request.cursor?.backwards ?? false;
@@ -68,6 +99,7 @@ export class SearchEngine {
     const total =
       totalMode === 'none' && !countOnly ? undefined
       : complete ? page.length
+      : sql.pageCounts && rows[0] ? rows[0].total_matches
       : await this.total(countOnly && totalMode === 'bounded' ? 'accurate' : totalMode, sql);
     const matches = page.map((row) => JSON.parse(row.content) as Resource);
     const included = countOnly ? [] : await this.includes(request, matches);

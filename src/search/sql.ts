@@ -49,6 +49,11 @@ export interface SearchSql {
   countParams: unknown[];
   /** How many sort keys precede the (resource_type, id) tie-break in each row's `k0…` columns. */
   sortKeyCount: number;
+  /**
+   * The page statement also counts every match, in each row's `total_matches` column: a first page of a
+   * search limited to a few ids, which reads all its matches to sort them anyway.
+   */
+  pageCounts: boolean;
 }
 
 const TABLE_OF_TYPE: Record<string, string> = {
@@ -69,9 +74,13 @@ export function buildSearchSql(request: SearchRequest, scope?: ScopePredicate): 
   const countSql = `SELECT count(*)::int AS total FROM (${matchSql}) m`;
   const [first, ...others] = request.sort;
   const driving = first && !request.filters.some(isNarrow) ? drivingIndexOf(first.param) : undefined;
-  const segments = driving && first ? drivenSegments(request, driving, first.descending, others, scope) : [plainSegment(request, request.sort, scope)];
-  return { segments, matchSql, countSql, countParams: countBinder.params, sortKeyCount: request.sort.length };
+  const pageCounts = !driving && !request.cursor && request.resourceTypes.length === 1 && request.filters.some((f) => f.kind === 'id' && !f.not && f.values.length <= MAX_COUNTED_IN_PAGE);
+  const segments = driving && first ? drivenSegments(request, driving, first.descending, others, scope) : [plainSegment(request, request.sort, scope, pageCounts)];
+  return { segments, matchSql, countSql, countParams: countBinder.params, sortKeyCount: request.sort.length, pageCounts };
 }
+
+/** Ids up to which a search limited to them counts its matches in its page statement, not in a second one. */
+const MAX_COUNTED_IN_PAGE = 5_000;
 
 const TIE_BREAK: SortKey[] = [
   { expression: 'r.resource_type', descending: false, nullsFirst: false, cast: 'text', column: true },
@@ -93,9 +102,9 @@ const keyColumns = (keys: SortKey[]) => keys.map((k, i) => `${k.expression} AS k
  * merged, then ordered and compared outside; without, keys are ordered and compared in place, so an
  * index serves both the order and the cursor.
  */
-function pageStatement(binder: Binder, source: string, conditions: string[], keys: SortKey[], options: { compareFrom: number; cursor?: Array<string | null>; fence: boolean; count: number }): PageSegment {
-  const { compareFrom, cursor, fence, count } = options;
-  const columns = `r.resource_type, r.id, r.content, ${keyColumns(keys)}`;
+function pageStatement(binder: Binder, source: string, conditions: string[], keys: SortKey[], options: { compareFrom: number; cursor?: Array<string | null>; fence: boolean; count: number; countAll?: boolean }): PageSegment {
+  const { compareFrom, cursor, fence, count, countAll } = options;
+  const columns = `r.resource_type, r.id, r.content, ${keyColumns(keys)}${countAll ? ', (count(*) OVER ())::int AS total_matches' : ''}`;
   const compared = keys.slice(compareFrom).map((k, i) => (fence ? { ...k, expression: `q.k${compareFrom + i}` } : k));
   const after = cursor ? [keysetAfter(compared, cursor.slice(compareFrom), binder)] : [];
   const order = `ORDER BY ${orderBy(compared)} LIMIT ${binder.bind(count + 1, 'int')}`;
@@ -106,11 +115,11 @@ function pageStatement(binder: Binder, source: string, conditions: string[], key
 }
 
 /** The one statement of a search whose first sort key is not an indexed parameter. */
-function plainSegment(request: SearchRequest, rules: SortRule[], scope?: ScopePredicate): PageSegment {
+function plainSegment(request: SearchRequest, rules: SortRule[], scope: ScopePredicate | undefined, countAll: boolean): PageSegment {
   const binder = new Binder();
   const keys = reversed([...sortKeys(rules, binder), ...TIE_BREAK], request.cursor?.backwards ?? false);
   const conditions = [whereClause('r', request.resourceTypes, request.filters, binder, scope)];
-  return pageStatement(binder, 'resource r', conditions, keys, { compareFrom: 0, cursor: request.cursor?.values, fence: !keys.every((k) => k.column), count: request.count });
+  return pageStatement(binder, 'resource r', conditions, keys, { compareFrom: 0, cursor: request.cursor?.values, fence: !keys.every((k) => k.column), count: request.count, countAll });
 }
 
 /**
@@ -206,10 +215,15 @@ function drivenSegments(request: SearchRequest, driving: DrivingIndex, descendin
 
 /** The WHERE clause selecting live resources of `types` (under `alias`) that match every filter. */
 export function whereClause(alias: string, types: string[], filters: Filter[], binder: Binder, scope?: ScopePredicate): string {
+  // Ids the search is limited to (`_id`, or a `_has` read first) also limit every index subquery: the
+  // planner cannot carry them over itself, and without them it may start from a range matching
+  // thousands (a birth-date range: 13,040 rows, then as many resource lookups, where 1,103 were needed).
+  const listed = types.length === 1 ? filters.find((f): f is Extract<Filter, { kind: 'id' }> => f.kind === 'id' && !f.not) : undefined;
+  const ids = listed ? binder.bind(listed.values, 'text[]') : undefined;
   const conditions = [
     typeTest(`${alias}.resource_type`, types, binder),
     `NOT ${alias}.deleted`,
-    ...filters.map((filter) => condition(filter, alias, types, binder, scope)),
+    ...filters.map((filter) => (filter === listed ? `${alias}.id = ANY(${ids})` : condition(filter, alias, types, binder, scope, ids))),
   ];
   const scoped = scope?.(alias, types, binder);
   if (scoped) conditions.push(scoped);
@@ -228,15 +242,18 @@ let aliasCounter = 0;
 const nextAlias = (prefix: string) => `${prefix}${++aliasCounter % 1_000_000}`;
 
 /** `alias` is among the resources of `types` having index rows in `table` that satisfy `rowCondition`. */
-function indexed(alias: string, types: string[], table: string, param: string, binder: Binder, rowCondition: (i: string) => string, negate = false): string {
+function indexed(alias: string, types: string[], table: string, param: string, binder: Binder, rowCondition: (i: string) => string, negate: boolean, ids: string | undefined): string {
   const i = nextAlias('i');
   const typeTest = types.length === 1 ? `${i}.resource_type = ${binder.bind(types[0])}` : `${i}.resource_type = ANY(${binder.bind(types, 'text[]')})`;
-  const subquery = `SELECT ${i}.resource_type, ${i}.resource_id FROM ${table} ${i} WHERE ${typeTest} AND ${i}.param = ${binder.bind(param)} AND (${rowCondition(i)})`;
+  const among = ids ? ` AND ${i}.resource_id = ANY(${ids})` : '';
+  const subquery = `SELECT ${i}.resource_type, ${i}.resource_id FROM ${table} ${i} WHERE ${typeTest} AND ${i}.param = ${binder.bind(param)}${among} AND (${rowCondition(i)})`;
   const member = types.length === 1 ? `${alias}.id ${negate ? 'NOT IN' : 'IN'} (${subquery.replace(`SELECT ${i}.resource_type, ${i}.resource_id`, `SELECT ${i}.resource_id`)})` : `(${alias}.resource_type, ${alias}.id) ${negate ? 'NOT IN' : 'IN'} (${subquery})`;
   return member;
 }
 
-function condition(filter: Filter, alias: string, types: string[], binder: Binder, scope?: ScopePredicate): string {
+/** `filter` as a condition on the resource row `alias`; `ids`, when bound, are the only ids it can have. */
+function condition(filter: Filter, alias: string, types: string[], binder: Binder, scope?: ScopePredicate, ids?: string): string {
+  const index = (table: string, param: string, rowCondition: (i: string) => string, negate = false) => indexed(alias, types, table, param, binder, rowCondition, negate, ids);
   switch (filter.kind) {
     case 'id':
       return `${alias}.id ${filter.not ? '<>' : '='} ${filter.not ? 'ALL' : 'ANY'}(${binder.bind(filter.values, 'text[]')})`;
@@ -246,7 +263,7 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
       if (filter.modifier === 'of-type') {
         // Indexed apart (extract.ts): one key per identifier type coding, with the identifier's value.
         const keys = filter.values.map((v) => ofTypeKey(v.typeSystem, v.typeCode, v.value));
-        return indexed(alias, types, 'search_composite', ofTypeParam(filter.param.code), binder, (i) => `${i}.key = ANY(${binder.bind(keys, 'text[]')})`);
+        return index('search_composite', ofTypeParam(filter.param.code), (i) => `${i}.key = ANY(${binder.bind(keys, 'text[]')})`);
       }
       if (filter.modifier === 'in' || filter.modifier === 'not-in' || filter.modifier === 'above' || filter.modifier === 'below') {
         // Expanded at parse time: a token matches when its (system, code) is one of the pairs; a code without
@@ -260,7 +277,7 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
                 ...sets.map((v) => `(${i}.system = ${binder.bind(v.system)} AND ${i}.code = ANY(${binder.bind(v.codes, 'text[]')}))`),
                 `(${i}.system IS NULL AND ${i}.code = ANY(${binder.bind(allCodes, 'text[]')}))`,
               ]);
-        return indexed(alias, types, 'search_token', filter.param.code, binder, rows, filter.modifier === 'not-in');
+        return index('search_token', filter.param.code, rows, filter.modifier === 'not-in');
       }
       const rows = (i: string) =>
         anyOf(
@@ -276,10 +293,10 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
             return parts.length > 0 ? `(${parts.join(' AND ')})` : 'true';
           }),
         );
-      return indexed(alias, types, 'search_token', filter.param.code, binder, rows, filter.modifier === 'not');
+      return index('search_token', filter.param.code, rows, filter.modifier === 'not');
     }
     case 'string':
-      return indexed(alias, types, 'search_string', filter.param.code, binder, (i) =>
+      return index('search_string', filter.param.code, (i) =>
         anyOf(
           filter.values.map((v) => {
             if (filter.modifier === 'exact') return `${i}.value = ${binder.bind(v)}`;
@@ -289,11 +306,11 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
         ),
       );
     case 'date':
-      return indexed(alias, types, 'search_date', filter.param.code, binder, (i) =>
+      return index('search_date', filter.param.code, (i) =>
         anyOf(filter.values.map(({ prefix, range }) => dateCondition(prefix, range, `${i}.low`, `${i}.high`, binder))),
       );
     case 'reference':
-      return indexed(alias, types, 'search_reference', filter.param.code, binder, (i) => {
+      return index('search_reference', filter.param.code, (i) => {
         if (filter.modifier === 'identifier') {
           return anyOf(
             (filter.identifiers ?? []).map((v) => {
@@ -313,7 +330,7 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
         );
       });
     case 'uri':
-      return indexed(alias, types, 'search_uri', filter.param.code, binder, (i) =>
+      return index('search_uri', filter.param.code, (i) =>
         anyOf(
           filter.values.map((v) => {
             if (filter.modifier === 'below') return `${i}.uri LIKE ${binder.bind(likePrefix(v))}`;
@@ -323,11 +340,11 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
         ),
       );
     case 'number':
-      return indexed(alias, types, 'search_number', filter.param.code, binder, (i) =>
+      return index('search_number', filter.param.code, (i) =>
         anyOf(filter.values.map(({ prefix, value }) => numberCondition(prefix, value, `${i}.value`, binder))),
       );
     case 'quantity':
-      return indexed(alias, types, 'search_quantity', filter.param.code, binder, (i) =>
+      return index('search_quantity', filter.param.code, (i) =>
         anyOf(
           filter.values.map(({ prefix, value, system, code, canonical }) => {
             if (canonical) {
@@ -343,13 +360,13 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
         ),
       );
     case 'composite':
-      return indexed(alias, types, 'search_composite', filter.param.code, binder, (i) => `${i}.key = ANY(${binder.bind(filter.values, 'text[]')})`);
+      return index('search_composite', filter.param.code, (i) => `${i}.key = ANY(${binder.bind(filter.values, 'text[]')})`);
     case 'missing': {
       const table = TABLE_OF_TYPE[filter.param.type]!;
-      return indexed(alias, types, table, filter.param.code, binder, () => 'true', filter.missing);
+      return index(table, filter.param.code, () => 'true', filter.missing);
     }
     case 'chain':
-      return indexed(alias, types, 'search_reference', filter.param.code, binder, (i) =>
+      return index('search_reference', filter.param.code, (i) =>
         anyOf(
           filter.targets.map(({ type, inner }) => {
             const c = nextAlias('c');
@@ -358,14 +375,8 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
           }),
         ),
       );
-    case 'has': {
-      const i = nextAlias('h');
-      const s = nextAlias('s');
-      const sources = `SELECT ${i}.target_id FROM search_reference ${i} JOIN resource ${s} ON ${s}.resource_type = ${i}.resource_type AND ${s}.id = ${i}.resource_id
-        WHERE ${i}.resource_type = ${binder.bind(filter.sourceType)} AND ${i}.param = ${binder.bind(filter.param.code)}
-          AND ${typeTest(`${i}.target_type`, types, binder)} AND ${whereClause(s, [filter.sourceType], [filter.inner], binder, scope)}`;
-      return `${alias}.id IN (${sources})`;
-    }
+    case 'has':
+      return `${alias}.id IN (${hasSources(filter, types, binder, scope)})`;
     case 'compartment': {
       const i = nextAlias('p');
       const own = filter.compartmentType === types[0] ? ` OR ${alias}.id = ${binder.bind(filter.id)}` : '';
@@ -373,6 +384,34 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
         AND ${i}.param = ANY(${binder.bind(filter.params, 'text[]')}) AND ${i}.target_type = ${binder.bind(filter.compartmentType)} AND ${i}.target_id = ${binder.bind(filter.id)})${own})`;
     }
   }
+}
+
+type HasFilter = Extract<Filter, { kind: 'has' }>;
+
+/** The ids of `types` that the resources matching a `_has` filter reference: one row per referring resource. */
+function hasSources(filter: HasFilter, types: string[], binder: Binder, scope?: ScopePredicate): string {
+  const i = nextAlias('h');
+  const links = `${i}.resource_type = ${binder.bind(filter.sourceType)} AND ${i}.param = ${binder.bind(filter.param.code)} AND ${typeTest(`${i}.target_type`, types, binder)}`;
+  if (!scope && filter.inner.kind !== 'lastUpdated') {
+    // Index rows exist for live resources only, so a filter on index rows needs no lookup of the source
+    // itself (one per source: a third of the time of a `_has` on 2,000 immunizations). The source's id is
+    // named `id`, as on a resource row, for the filter's condition.
+    return `SELECT ${i}.target_id FROM (SELECT resource_type, resource_id AS id, param, target_type, target_id FROM search_reference) ${i}
+        WHERE ${links} AND ${condition(filter.inner, i, [filter.sourceType], binder)}`;
+  }
+  const s = nextAlias('s');
+  return `SELECT ${i}.target_id FROM search_reference ${i} JOIN resource ${s} ON ${s}.resource_type = ${i}.resource_type AND ${s}.id = ${i}.resource_id
+        WHERE ${links} AND ${whereClause(s, [filter.sourceType], [filter.inner], binder, scope)}`;
+}
+
+/**
+ * The first `limit` rows of a `_has` filter's sources (target ids, repeated once per referring resource):
+ * fewer than `limit` rows is the whole set, which a search can then be given as ids (execute.ts).
+ */
+export function hasSourcesStatement(filter: HasFilter, types: string[], limit: number, scope?: ScopePredicate): PageSegment {
+  const binder = new Binder();
+  const sql = `${hasSources(filter, types, binder, scope)} LIMIT ${binder.bind(limit, 'int')}`;
+  return { sql, params: binder.params };
 }
 
 const anyOf = (parts: string[]) => (parts.length === 1 ? parts[0]! : `(${parts.join(' OR ')})`);
