@@ -14,6 +14,7 @@ import { FhirRouter } from './router/router.ts';
 import { loadPatientCompartment } from './search/compartment.ts';
 import { SearchEngine } from './search/execute.ts';
 import { SearchIndexWriter } from './search/index-writer.ts';
+import { sweepStaleUploads } from './store/binary-store.ts';
 import { CreateCoalescer } from './store/create-coalescer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
 import type { Database } from './store/database.ts';
@@ -27,12 +28,16 @@ export interface AppOptions {
   validator?: ResourceValidator;
 }
 
+/** Staged Binary bytes no version claimed within a day were left by a server stopped mid-upload. */
+const STALE_UPLOAD_SECONDS = 24 * 3600;
+
 let defaultValidator: ResourceValidator | undefined;
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
 export async function buildApp({ config, db, validator }: AppOptions): Promise<FastifyInstance> {
   await migrate(db);
+  await sweepStaleUploads(db, STALE_UPLOAD_SECONDS);
   const registry = (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters()));
   const indexWriter = new SearchIndexWriter(registry);
   // Creates outside transactions share statements under load; a transaction's creates are its own.

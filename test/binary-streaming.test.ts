@@ -3,9 +3,13 @@ import { Readable } from 'node:stream';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import t from 'tap';
-import { CHUNK_SIZE } from '../src/store/binary-store.ts';
+import { CHUNK_SIZE, sweepStaleUploads } from '../src/store/binary-store.ts';
 import type { Database, SqlExecutor } from '../src/store/database.ts';
-import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
+import { buildApp } from '../src/app.ts';
+import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
+import { loadMigrations, migrate } from '../src/store/migrate.ts';
+import { FHIR_JSON, json, openTestDatabase, startTestServer } from './helpers/app.ts';
 
 const MB = 1024 * 1024;
 const server = await startTestServer(t, { bodyLimit: 80 * MB });
@@ -25,6 +29,9 @@ function streamed(bytes: Buffer, piece = 64 * 1024): Readable {
 }
 
 const chunked = (contentType: string) => ({ 'content-type': contentType, 'transfer-encoding': 'chunked' });
+
+const sendJson = (target: typeof server, url: string, body: unknown) =>
+  target.inject({ method: 'POST', url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON } });
 
 async function count(db: SqlExecutor, sql: string, params: unknown[] = []): Promise<number> {
   return (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${sql}`, params)).rows[0]!.n;
@@ -61,7 +68,8 @@ t.test('a multi-megabyte document posted as itself is stored in chunks and read 
 
   const stored = await server.db.query<{ content: string }>(`SELECT content FROM resource WHERE resource_type = 'Binary' AND id = $1`, [id]);
   t.notMatch(stored.rows[0]!.content, /"data"/, 'the stored resource does not carry the bytes');
-  t.equal(await count(server.db, 'binary_chunk WHERE binary_id = $1', [id]), Math.ceil(pdf.length / CHUNK_SIZE), 'they are stored in chunks');
+  t.equal(await count(server.db, 'binary_chunk k JOIN binary_content c ON c.content_id = k.content_id WHERE c.binary_id = $1', [id]), Math.ceil(pdf.length / CHUNK_SIZE), 'they are stored in chunks');
+  t.equal(await count(server.db, 'binary_upload'), 0, 'no upload is left unclaimed');
 });
 
 t.test('an upload over the body limit is 413 and stores nothing', async (t) => {
@@ -76,6 +84,7 @@ t.test('an upload over the body limit is 413 and stores nothing', async (t) => {
   t.equal(json(undeclared).resourceType, 'OperationOutcome');
   t.equal(await count(small.db, `resource WHERE resource_type = 'Binary'`), 0, 'no Binary');
   t.equal(await count(small.db, 'binary_chunk'), 0, 'no chunk left behind');
+  t.equal(await count(small.db, 'binary_upload'), 0, 'no upload either');
 
   const first = randomBytes(1000);
   const id = json(await small.inject({ method: 'POST', url: '/fhir/Binary', payload: first, headers: { 'content-type': 'image/png' } })).id;
@@ -85,6 +94,76 @@ t.test('an upload over the body limit is 413 and stores nothing', async (t) => {
   t.equal(current.headers.etag, 'W/"1"', 'and leaves the current version as it was');
   t.ok(current.rawPayload.equals(first));
   t.equal(await count(small.db, 'binary_chunk'), 1);
+});
+
+t.test('a slow upload holds nothing other requests need: they are served while its bytes arrive', async (t) => {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let sent = 0;
+  const half = randomBytes(2 * CHUNK_SIZE + 100);
+  const slowBody = Readable.from(
+    (async function* () {
+      yield half;
+      sent = half.length;
+      await released; // the sender stalls after two chunks' worth
+      yield half;
+    })(),
+    { objectMode: false },
+  );
+  const upload = server.inject({ method: 'POST', url: '/fhir/Binary', payload: slowBody, headers: chunked('application/pdf') });
+  while (sent === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  // Written while the upload waits; on PGlite, which runs one transaction at a time, these waited for it.
+  const patient = await sendJson(server, '/fhir/Patient', { resourceType: 'Patient', name: [{ family: 'Pendant' }] });
+  t.equal(patient.statusCode, 201, 'a create is served during the upload');
+  const other = await server.inject({ method: 'POST', url: '/fhir/Binary', payload: randomBytes(1000), headers: { 'content-type': 'image/png' } });
+  t.equal(other.statusCode, 201, 'and another upload');
+  t.equal((await server.inject({ method: 'GET', url: `/fhir/Patient/${json(patient).id}` })).statusCode, 200, 'and a read');
+  release();
+  const done = await upload;
+  t.equal(done.statusCode, 201, 'then the slow upload completes');
+  const raw = await server.inject({ method: 'GET', url: `/fhir/Binary/${json(done).id}` });
+  t.ok(raw.rawPayload.equals(Buffer.concat([half, half])), 'with all its bytes');
+});
+
+t.test('bytes of an upload that does not become a version are removed, and leftovers swept at start', async (t) => {
+  const bytes = randomBytes(CHUNK_SIZE + 10);
+  const id = json(await small.inject({ method: 'POST', url: '/fhir/Binary', payload: randomBytes(10), headers: { 'content-type': 'image/png' } })).id;
+  const chunks = await count(small.db, 'binary_chunk');
+  const conflict = await small.inject({ method: 'PUT', url: `/fhir/Binary/${id}`, payload: streamed(bytes), headers: { ...chunked('image/png'), 'if-match': 'W/"7"' } });
+  t.equal(conflict.statusCode, 412, 'a version conflict, found once the bytes are in');
+  t.equal(await count(small.db, 'binary_chunk'), chunks, 'leaves no chunk');
+  t.equal(await count(small.db, 'binary_upload'), 0);
+
+  // A server stopped mid-upload leaves chunks under an upload no version claimed.
+  await small.db.query(`INSERT INTO binary_upload (content_id, started) VALUES ('stale', now() - interval '2 days'), ('recent', now())`);
+  await small.db.query(`INSERT INTO binary_chunk (content_id, chunk_no, bytes) VALUES ('stale', 0, 'abc'), ('recent', 0, 'def')`);
+  t.equal(await sweepStaleUploads(small.db, 24 * 3600), 1);
+  t.equal(await count(small.db, `binary_chunk WHERE content_id = 'stale'`), 0, 'the stale upload is gone');
+  t.equal(await count(small.db, `binary_chunk WHERE content_id = 'recent'`), 1, 'one that may still be arriving stays');
+  await small.db.query(`DELETE FROM binary_chunk WHERE content_id = 'recent'`);
+  await small.db.query(`DELETE FROM binary_upload WHERE content_id = 'recent'`);
+  t.equal((await small.inject({ method: 'GET', url: `/fhir/Binary/${id}` })).rawPayload.length, 10, 'the Binary keeps its bytes');
+});
+
+t.test('Binaries stored before uploads were staged (migration 0006) keep their bytes', async (t) => {
+  const store = await openTestDatabase();
+  t.teardown(() => store.drop());
+  await migrate(store.db, loadMigrations().filter((m) => m.version <= 5));
+  const bytes = randomBytes(CHUNK_SIZE + 7);
+  const stored = JSON.stringify({ resourceType: 'Binary', id: 'ancien', meta: { versionId: '1', lastUpdated: '2026-01-02T03:04:05.000Z' }, contentType: 'application/pdf' });
+  await store.db.query(`INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) VALUES ('Binary', 'ancien', 1, '2026-01-02T03:04:05Z', false, $1)`, [stored]);
+  await store.db.query(`INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content) VALUES ('Binary', 'ancien', 1, '2026-01-02T03:04:05Z', 'POST', $1)`, [stored]);
+  await store.db.query(`INSERT INTO binary_content (binary_id, version_id, size, sha1, chunk_count) VALUES ('ancien', 1, $1, $2, 2)`, [bytes.length, sha1(bytes)]);
+  for (const [n, part] of [bytes.subarray(0, CHUNK_SIZE), bytes.subarray(CHUNK_SIZE)].entries()) {
+    await store.db.query(`INSERT INTO binary_chunk (binary_id, version_id, chunk_no, bytes) VALUES ('ancien', 1, $1, decode($2, 'base64'))`, [n, part.toString('base64')]);
+  }
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: MB }, db: store.db, validator: createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }) });
+  t.teardown(() => app.close());
+  const raw = await app.inject({ method: 'GET', url: '/fhir/Binary/ancien' });
+  t.equal(raw.statusCode, 200);
+  t.ok(raw.rawPayload.equals(bytes), 'downloaded byte for byte after the migration');
+  const asFhir = await app.inject({ method: 'GET', url: '/fhir/Binary/ancien?_format=json' });
+  t.ok(Buffer.from(json(asFhir).data, 'base64').equals(bytes), 'and as FHIR JSON');
 });
 
 t.test('an update is a new version; earlier versions keep their bytes, after deletion too', async (t) => {
@@ -132,8 +211,6 @@ function documentReference(attachment: Record<string, unknown>) {
   return { resourceType: 'DocumentReference', status: 'current', subject: { reference: 'Patient/p1' }, content: [{ attachment: { contentType: 'application/pdf', ...attachment } }] };
 }
 
-const sendJson = (target: typeof server, url: string, body: unknown) =>
-  target.inject({ method: 'POST', url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON } });
 
 t.test('attachments are checked against Binaries stored in chunks, in a transaction bundle or streamed before', async (t) => {
   const report = randomBytes(MB + MB / 2);

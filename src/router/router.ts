@@ -9,6 +9,7 @@ import * as crud from './crud.ts';
 import { history } from './history.ts';
 import type { Interaction } from './interaction.ts';
 import { parseInteraction } from './parse.ts';
+import { discardUnclaimedContent, stageStreamedBytes } from '../store/binary-store.ts';
 import { returnPreference } from './prefer.ts';
 import type { FhirRequest, FhirResponse } from './request.ts';
 import { search } from './search.ts';
@@ -36,7 +37,15 @@ export class FhirRouter {
       const checked = this.validate(interaction, request);
       for (const hook of this.hooks) await hook.authorise?.(interaction, request);
       const context: HandlerContext = { deps: this.deps, store, handle: (r, s) => this.handle(r, s) };
-      const result = await execute(interaction, request, context, checked?.resource);
+      // The bytes of a Binary posted as itself are written before its version's transaction, which
+      // then only claims them: a slow sender holds nothing the other requests need.
+      const staged = checked && (await stageStreamedBytes(store.db, checked.resource));
+      let result: Outcome;
+      try {
+        result = await execute(interaction, request, context, staged ? staged.resource : checked?.resource);
+      } finally {
+        if (staged) await discardUnclaimedContent(store.db, staged.contentId);
+      }
       if (checked && checked.notes.length > 0 && result.outcome) result.outcome.issue.push(...operationOutcome(checked.notes).issue);
       response = respond(result, request, interaction);
     } catch (error) {

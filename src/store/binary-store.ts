@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Binary, Resource } from 'fhir/r4';
 import type { SqlExecutor } from './database.ts';
 
@@ -10,34 +10,45 @@ export const CHUNK_SIZE = 512 * 1024;
 
 /**
  * Where the bytes of a Binary posted as itself (R4 binary.html) come from: the request body, still
- * arriving. JSON has no place for a stream, so it rides on the Binary object under this symbol key, which
- * validation and JSON.stringify never see and object spreads keep; the resource thus goes through the
- * write handlers (conditional create and update included) unchanged, and the repository reads the stream
- * into chunks while it writes the version.
+ * arriving, then, once the router has written them as chunks, the staged content. JSON has no place for
+ * either, so they ride on the Binary object under symbol keys, which validation and JSON.stringify never
+ * see and object spreads keep; the resource thus goes through the write handlers (conditional create and
+ * update included) unchanged, and the repository ties the bytes to the version it writes.
  */
 const STREAMED_BYTES = Symbol('Binary bytes, streamed');
+const STAGED_CONTENT = Symbol('Binary bytes, staged');
 
-type StreamedBinary = Binary & { [STREAMED_BYTES]?: AsyncIterable<Uint8Array> };
+type CarryingBinary = Binary & { [STREAMED_BYTES]?: AsyncIterable<Uint8Array>; [STAGED_CONTENT]?: StagedContent };
 
 /** A Binary whose bytes are `bytes`, read only when the Binary is written. */
 export function withStreamedBytes(binary: Binary, bytes: AsyncIterable<Uint8Array>): Binary {
-  return { ...binary, [STREAMED_BYTES]: bytes } as StreamedBinary;
+  return { ...binary, [STREAMED_BYTES]: bytes } as CarryingBinary;
+}
+
+/** Bytes written as chunks under `contentId`, not yet tied to a Binary version. */
+export interface StagedContent {
+  contentId: string;
+  size: number;
+  sha1: string;
+  chunkCount: number;
 }
 
 /** A Binary about to be written: the resource as it is stored (without `data`) and its bytes. */
 export interface BinaryWrite {
   resource: Resource;
-  bytes: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+  /** Staged chunks, bytes in hand (base64 `data`), or a body still arriving (then read in the write's transaction). */
+  content: StagedContent | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
   /** The base64 `data` the Binary came with (written as JSON): it answers the write as a read would. */
   data?: string;
 }
 
-/** The bytes a Binary brings, from a stream or from base64 `data`; undefined for anything else. */
+/** The bytes a Binary brings, staged, streamed or as base64 `data`; undefined for anything else. */
 export function binaryWriteOf(resource: Resource): BinaryWrite | undefined {
   if (resource.resourceType !== 'Binary') return undefined;
-  const { data, [STREAMED_BYTES]: streamed, ...stored } = resource as StreamedBinary;
-  if (streamed) return { resource: stored, bytes: streamed };
-  if (data !== undefined) return { resource: stored, bytes: [Buffer.from(data, 'base64')], data };
+  const { data, [STREAMED_BYTES]: streamed, [STAGED_CONTENT]: staged, ...stored } = resource as CarryingBinary;
+  if (staged) return { resource: stored, content: staged };
+  if (streamed) return { resource: stored, content: streamed };
+  if (data !== undefined) return { resource: stored, content: [Buffer.from(data, 'base64')], data };
   return undefined;
 }
 
@@ -52,22 +63,66 @@ export interface BinaryContent {
 
 // Bytes cross both drivers as base64 text, decoded and encoded by PostgreSQL: PGlite would otherwise
 // turn each byte of a bytea parameter or result into a JavaScript string of its own.
-const INSERT_CHUNK = `INSERT INTO binary_chunk (binary_id, version_id, chunk_no, bytes) VALUES ($1, $2, $3, decode($4, 'base64'))`;
-const INSERT_CONTENT = `INSERT INTO binary_content (binary_id, version_id, size, sha1, chunk_count) VALUES ($1, $2, $3, $4, $5)`;
-const SELECT_CONTENT = `SELECT size, sha1, chunk_count FROM binary_content WHERE binary_id = $1 AND version_id = $2`;
-const SELECT_CHUNK = `SELECT encode(bytes, 'base64') AS bytes FROM binary_chunk WHERE binary_id = $1 AND version_id = $2 AND chunk_no = $3`;
+const INSERT_CHUNK = `INSERT INTO binary_chunk (content_id, chunk_no, bytes) VALUES ($1, $2, decode($3, 'base64'))`;
+const INSERT_CONTENT = `INSERT INTO binary_content (binary_id, version_id, content_id, size, sha1, chunk_count) VALUES ($1, $2, $3, $4, $5, $6)`;
+const SELECT_CONTENT = `SELECT content_id, size, sha1, chunk_count FROM binary_content WHERE binary_id = $1 AND version_id = $2`;
+const SELECT_CHUNK = `SELECT encode(bytes, 'base64') AS bytes FROM binary_chunk WHERE content_id = $1 AND chunk_no = $2`;
 // PostgreSQL's base64 breaks lines every 76 characters; FHIR's base64Binary has none.
-const SELECT_DATA = `SELECT translate(encode(string_agg(bytes, ''::bytea ORDER BY chunk_no), 'base64'), chr(10), '') AS data
-  FROM binary_chunk WHERE binary_id = $1 AND version_id = $2`;
+const SELECT_DATA = `SELECT translate(encode(string_agg(k.bytes, ''::bytea ORDER BY k.chunk_no), 'base64'), chr(10), '') AS data
+  FROM binary_content c JOIN binary_chunk k ON k.content_id = c.content_id WHERE c.binary_id = $1 AND c.version_id = $2`;
 
 /**
- * Writes the bytes of Binary `id` version `versionId` as they arrive, chunk by chunk, with their size and
- * SHA-1 worked out on the way. Runs in the transaction that writes the version: if `bytes` fails (a body
- * over the limit, a client gone), the version and every chunk already written are rolled back with it.
- * That transaction lasts as long as the upload: on PostgreSQL it holds one pooled connection (and, for an
- * update, the Binary's row lock); PGlite runs one transaction at a time, so other requests wait for it.
+ * Writes the bytes of a Binary posted as itself, as they arrive, into chunk rows, on `db` outside any
+ * transaction: each chunk is a short statement of its own, so a slow sender holds no transaction,
+ * pooled connection or lock (PGlite, one transaction at a time, kept every other writer waiting).
+ * Returns the Binary carrying them as staged content, and the content id; undefined for any other
+ * resource. If the bytes fail (a body over the limit, a client gone), what was written is removed.
  */
-export async function writeBinaryContent(tx: SqlExecutor, id: string, versionId: number, bytes: BinaryWrite['bytes']): Promise<void> {
+export async function stageStreamedBytes(db: SqlExecutor, resource: Resource): Promise<{ resource: Resource; contentId: string } | undefined> {
+  const { [STREAMED_BYTES]: streamed, ...rest } = resource as CarryingBinary;
+  if (!streamed) return undefined;
+  const contentId = randomUUID();
+  await db.query('INSERT INTO binary_upload (content_id) VALUES ($1)', [contentId]);
+  try {
+    const staged = await writeChunks(db, contentId, streamed);
+    return { resource: { ...rest, [STAGED_CONTENT]: staged } as CarryingBinary, contentId };
+  } catch (error) {
+    await discardUnclaimedContent(db, contentId).catch(() => {});
+    throw error;
+  }
+}
+
+/** Removes staged bytes unless a version claimed them: its write failed, or a conditional create matched. */
+export async function discardUnclaimedContent(db: SqlExecutor, contentId: string): Promise<void> {
+  await db.query('DELETE FROM binary_chunk WHERE content_id = $1 AND EXISTS (SELECT 1 FROM binary_upload WHERE content_id = $1)', [contentId]);
+  await db.query('DELETE FROM binary_upload WHERE content_id = $1', [contentId]);
+}
+
+/** Removes the bytes of uploads started over `olderThanSeconds` ago and never claimed (a server stopped mid-upload). */
+export async function sweepStaleUploads(db: SqlExecutor, olderThanSeconds: number): Promise<number> {
+  const { rows } = await db.query<{ content_id: string }>('SELECT content_id FROM binary_upload WHERE started < now() - make_interval(secs => $1)', [olderThanSeconds]);
+  for (const { content_id } of rows) await discardUnclaimedContent(db, content_id);
+  return rows.length;
+}
+
+/**
+ * Ties the bytes of `content` to version `versionId` of Binary `id`, in the transaction that writes that
+ * version. Staged bytes are claimed; bytes in hand or still arriving are written there and then, so they
+ * commit or roll back with the version.
+ */
+export async function writeBinaryContent(tx: SqlExecutor, id: string, versionId: number, content: BinaryWrite['content']): Promise<void> {
+  let staged: StagedContent;
+  if ('contentId' in content) {
+    staged = content;
+    await tx.query('DELETE FROM binary_upload WHERE content_id = $1', [staged.contentId]);
+  } else {
+    staged = await writeChunks(tx, randomUUID(), content);
+  }
+  await tx.query(INSERT_CONTENT, [id, versionId, staged.contentId, staged.size, staged.sha1, staged.chunkCount]);
+}
+
+/** Writes `bytes` as chunk rows of `contentId`, working out their size and SHA-1 on the way. */
+async function writeChunks(db: SqlExecutor, contentId: string, bytes: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<StagedContent> {
   const hash = createHash('sha1');
   let size = 0;
   let chunkCount = 0;
@@ -77,7 +132,7 @@ export async function writeBinaryContent(tx: SqlExecutor, id: string, versionId:
     const chunk = Buffer.concat(pending, pendingSize);
     pending = [];
     pendingSize = 0;
-    await tx.query(INSERT_CHUNK, [id, versionId, chunkCount++, chunk.toString('base64')], 'dossier_binary_chunk_insert');
+    await db.query(INSERT_CHUNK, [contentId, chunkCount++, chunk.toString('base64')], 'dossier_binary_chunk_insert');
   };
   for await (const piece of bytes) {
     hash.update(piece);
@@ -91,7 +146,7 @@ export async function writeBinaryContent(tx: SqlExecutor, id: string, versionId:
     }
   }
   if (pendingSize > 0) await writeChunk();
-  await tx.query(INSERT_CONTENT, [id, versionId, size, hash.digest('base64'), chunkCount]);
+  return { contentId, size, sha1: hash.digest('base64'), chunkCount };
 }
 
 /**
@@ -100,7 +155,7 @@ export async function writeBinaryContent(tx: SqlExecutor, id: string, versionId:
  * `db` must still be open when the chunks are read: outside a transaction, or before it ends.
  */
 export async function readBinaryContent(db: SqlExecutor, id: string, versionId: number, json: string): Promise<BinaryContent> {
-  const { rows } = await db.query<{ size: number | string; sha1: string; chunk_count: number }>(SELECT_CONTENT, [id, versionId], 'dossier_binary_content');
+  const { rows } = await db.query<{ content_id: string; size: number | string; sha1: string; chunk_count: number }>(SELECT_CONTENT, [id, versionId], 'dossier_binary_content_of');
   const row = rows[0];
   if (row) {
     return {
@@ -108,7 +163,7 @@ export async function readBinaryContent(db: SqlExecutor, id: string, versionId: 
       sha1: row.sha1,
       async *chunks() {
         for (let chunkNo = 0; chunkNo < row.chunk_count; chunkNo++) {
-          const chunk = await db.query<{ bytes: string }>(SELECT_CHUNK, [id, versionId, chunkNo], 'dossier_binary_chunk');
+          const chunk = await db.query<{ bytes: string }>(SELECT_CHUNK, [row.content_id, chunkNo], 'dossier_binary_chunk_of');
           if (!chunk.rows[0]) throw new Error(`Binary/${id}/_history/${versionId}: chunk ${chunkNo} of ${row.chunk_count} is missing`);
           yield Buffer.from(chunk.rows[0].bytes, 'base64');
         }
@@ -127,7 +182,7 @@ export async function readBinaryContent(db: SqlExecutor, id: string, versionId: 
 
 /** The bytes of a Binary version as base64 `data`, put together by the database; undefined when it has none. */
 export async function binaryData(db: SqlExecutor, id: string, versionId: number): Promise<string | undefined> {
-  const { rows } = await db.query<{ data: string | null }>(SELECT_DATA, [id, versionId], 'dossier_binary_data');
+  const { rows } = await db.query<{ data: string | null }>(SELECT_DATA, [id, versionId], 'dossier_binary_data_of');
   return rows[0]?.data || undefined;
 }
 

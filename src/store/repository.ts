@@ -270,11 +270,11 @@ export class Repository {
     return new StoredBinary(stored, await readBinaryContent(this.db, id, stored.versionId, stored.json));
   }
 
-  /** A Binary's bytes go out of line, in chunks written in the transaction that writes its version. */
+  /** A Binary's bytes go out of line, tied to its version in the transaction that writes it. */
   private async createBinary(binary: BinaryWrite, id: string, options: Pick<WriteOptions, 'baseUrl'>): Promise<StoredResource> {
     return this.db.transaction(async (tx) => {
       const stored = await this.joining(tx).create(binary.resource, id, options);
-      await writeBinaryContent(tx, id, stored.versionId, binary.bytes);
+      await writeBinaryContent(tx, id, stored.versionId, binary.content);
       return withData(stored, binary.data);
     });
   }
@@ -282,7 +282,7 @@ export class Repository {
   private async updateBinary(binary: BinaryWrite, id: string, options: WriteOptions): Promise<UpdateResult> {
     return this.db.transaction(async (tx) => {
       const result = await this.joining(tx).update({ ...binary.resource, id }, options);
-      await writeBinaryContent(tx, id, result.resource.versionId, binary.bytes);
+      await writeBinaryContent(tx, id, result.resource.versionId, binary.content);
       return { ...result, resource: withData(result.resource, binary.data) };
     });
   }
