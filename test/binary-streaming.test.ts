@@ -3,7 +3,8 @@ import { Readable } from 'node:stream';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import t from 'tap';
-import { CHUNK_SIZE, sweepStaleUploads } from '../src/store/binary-store.ts';
+import { FhirError } from '../src/fhir/outcome.ts';
+import { binaryData, CHUNK_SIZE, sweepStaleUploads } from '../src/store/binary-store.ts';
 import type { Database, SqlExecutor } from '../src/store/database.ts';
 import { buildApp } from '../src/app.ts';
 import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
@@ -164,6 +165,17 @@ t.test('Binaries stored before uploads were staged (migration 0006) keep their b
   t.ok(raw.rawPayload.equals(bytes), 'downloaded byte for byte after the migration');
   const asFhir = await app.inject({ method: 'GET', url: '/fhir/Binary/ancien?_format=json' });
   t.ok(Buffer.from(json(asFhir).data, 'base64').equals(bytes), 'and as FHIR JSON');
+});
+
+t.test('a Binary too large for FHIR JSON is refused as JSON with 406, not cut or failed', async (t) => {
+  const bytes = randomBytes(CHUNK_SIZE + 1);
+  const id = json(await server.inject({ method: 'POST', url: '/fhir/Binary', payload: bytes, headers: { 'content-type': 'application/pdf' } })).id;
+  const error = await binaryData(server.db, id, 1, CHUNK_SIZE).catch((e: unknown) => e);
+  t.ok(error instanceof FhirError, 'over the limit');
+  t.equal((error as FhirError).status, 406);
+  t.equal((error as FhirError).outcome.issue[0]!.code, 'too-costly');
+  t.match((error as FhirError).outcome.issue[0]!.diagnostics, /Accept/, 'and says how to read it');
+  t.ok(Buffer.from((await binaryData(server.db, id, 1, bytes.length))!, 'base64').equals(bytes), 'at the limit, the data');
 });
 
 t.test('an update is a new version; earlier versions keep their bytes, after deletion too', async (t) => {

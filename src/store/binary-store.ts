@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Binary, Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
 import type { SqlExecutor } from './database.ts';
 
 /**
@@ -68,8 +69,16 @@ const INSERT_CONTENT = `INSERT INTO binary_content (binary_id, version_id, conte
 const SELECT_CONTENT = `SELECT content_id, size, sha1, chunk_count FROM binary_content WHERE binary_id = $1 AND version_id = $2`;
 const SELECT_CHUNK = `SELECT encode(bytes, 'base64') AS bytes FROM binary_chunk WHERE content_id = $1 AND chunk_no = $2`;
 // PostgreSQL's base64 breaks lines every 76 characters; FHIR's base64Binary has none.
-const SELECT_DATA = `SELECT translate(encode(string_agg(k.bytes, ''::bytea ORDER BY k.chunk_no), 'base64'), chr(10), '') AS data
-  FROM binary_content c JOIN binary_chunk k ON k.content_id = c.content_id WHERE c.binary_id = $1 AND c.version_id = $2`;
+const SELECT_DATA = `SELECT c.size, CASE WHEN c.size <= $3 THEN (
+    SELECT translate(encode(string_agg(k.bytes, ''::bytea ORDER BY k.chunk_no), 'base64'), chr(10), '') FROM binary_chunk k WHERE k.content_id = c.content_id
+  ) END AS data
+  FROM binary_content c WHERE c.binary_id = $1 AND c.version_id = $2`;
+
+/**
+ * The largest Binary read as FHIR JSON, whose base64 `data` is a third larger: V8 strings stop at about
+ * 512 million characters and PostgreSQL values at 1 GB. Larger ones are read as themselves.
+ */
+export const MAX_JSON_BINARY_BYTES = 256 * 1024 * 1024;
 
 /**
  * Writes the bytes of a Binary posted as itself, as they arrive, into chunk rows, on `db` outside any
@@ -180,10 +189,20 @@ export async function readBinaryContent(db: SqlExecutor, id: string, versionId: 
   };
 }
 
-/** The bytes of a Binary version as base64 `data`, put together by the database; undefined when it has none. */
-export async function binaryData(db: SqlExecutor, id: string, versionId: number): Promise<string | undefined> {
-  const { rows } = await db.query<{ data: string | null }>(SELECT_DATA, [id, versionId], 'dossier_binary_data_of');
-  return rows[0]?.data || undefined;
+/**
+ * The bytes of a Binary version as base64 `data`, put together by the database; undefined when it has
+ * none. Over `limit` bytes, 406: the Binary exists, but not as JSON (R4 http.html: the server cannot
+ * give the representation asked for); its own media type still downloads it.
+ */
+export async function binaryData(db: SqlExecutor, id: string, versionId: number, limit = MAX_JSON_BINARY_BYTES): Promise<string | undefined> {
+  const { rows } = await db.query<{ size: number | string; data: string | null }>(SELECT_DATA, [id, versionId, limit], 'dossier_binary_data_within');
+  const row = rows[0];
+  if (row && Number(row.size) > limit) {
+    throw new FhirError(406, [
+      { code: 'too-costly', diagnostics: `Binary/${id}/_history/${versionId} holds ${row.size} bytes, over the ${limit} that can be returned as FHIR JSON: read it with Accept set to its content type` },
+    ]);
+  }
+  return row?.data || undefined;
 }
 
 /** The JSON text of a stored Binary (which has no `data`) with `data` added, as its last element. */
