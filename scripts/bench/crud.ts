@@ -93,7 +93,7 @@ async function measure(operation: string, run: PhaseRunner): Promise<Measurement
 function overHttp(
   client: LoadClient,
   origin: string,
-  request: { method: 'GET' | 'POST'; paths: string[]; bodies?: string[]; expected: number; locations?: string[] },
+  request: { method: 'GET' | 'POST'; paths: string[]; bodies?: string[]; expected: number; locations?: string[]; concurrency?: number },
 ): PhaseRunner {
   return async (phase) => {
     const result = await client.run({
@@ -101,7 +101,7 @@ function overHttp(
       method: request.method,
       paths: phaseSlice(request.paths, phase),
       bodies: request.bodies && phaseSlice(request.bodies, phase),
-      concurrency: CONCURRENCY,
+      concurrency: request.concurrency ?? CONCURRENCY,
     });
     const unexpected = Object.entries(result.statuses).filter(([status]) => Number(status) !== request.expected);
     if (unexpected.length > 0) {
@@ -192,28 +192,50 @@ async function measureStore(store: StoreTarget, client: LoadClient, driver: RawD
       expected: 200,
     })),
   );
+  // Latency without queueing: at CONCURRENCY in flight on two cores, a request mostly waits for the others
+  // (the bare route's own p99 is several milliseconds there), so the p99 target is also read one at a time.
+  measurements.push(
+    await measure('raw route + raw select (GET), 1 in flight', overHttp(client, rawOrigin, {
+      method: 'GET',
+      paths: documents.map((document) => `/select/Patient/${document.id}`),
+      expected: 200,
+      concurrency: 1,
+    })),
+  );
+  measurements.push(
+    await measure('server read (GET /fhir/Patient/{id}), 1 in flight', overHttp(client, serverOrigin, {
+      method: 'GET',
+      paths: createdIds.map((id) => `/fhir/Patient/${id}`),
+      expected: 200,
+      concurrency: 1,
+    })),
+  );
   console.error(`  (${store.name} done)`);
   return measurements;
 }
 
 function compare(measurements: Measurement[]): Pick<StoreReport, 'ratios' | 'targets'> {
-  const find = (prefix: string) => measurements.find((m) => m.operation.startsWith(prefix))!;
-  const read = find('server read');
-  const create = find('server create');
+  const find = (operation: string) => measurements.find((m) => m.operation === operation)!;
+  const read = find('server read (GET /fhir/Patient/{id})');
+  const readAlone = find('server read (GET /fhir/Patient/{id}), 1 in flight');
+  const create = find('server create (POST /fhir/Patient)');
   const ratios = {
-    'server read / raw route from memory': read.opsPerSec / find('raw route, JSON').opsPerSec,
-    'server read / raw route + raw select': read.opsPerSec / find('raw route + raw select').opsPerSec,
+    'server read / raw route from memory': read.opsPerSec / find('raw route, JSON from memory (GET)').opsPerSec,
+    'server read / raw route + raw select': read.opsPerSec / find('raw route + raw select (GET)').opsPerSec,
     'server create / raw driver insert': create.opsPerSec / find('raw driver insert').opsPerSec,
   };
-  const readFast = read.p99Ms < READ_P99_MS;
   const targets = {
-    readVsSelectRoute: {
-      rule: `read ≥ ${READ_SHARE * 100} % of raw route + select, p99 < ${READ_P99_MS} ms`,
-      met: ratios['server read / raw route + raw select'] >= READ_SHARE && readFast,
+    readThroughput: {
+      rule: `read ≥ ${READ_SHARE * 100} % of raw route + select (${CONCURRENCY} in flight)`,
+      met: ratios['server read / raw route + raw select'] >= READ_SHARE,
     },
-    readVsMemoryRoute: {
-      rule: `read ≥ ${READ_SHARE * 100} % of raw route from memory, p99 < ${READ_P99_MS} ms`,
-      met: ratios['server read / raw route from memory'] >= READ_SHARE && readFast,
+    readP99Loaded: {
+      rule: `read p99 < ${READ_P99_MS} ms at ${CONCURRENCY} in flight (raw route + select: ${find('raw route + raw select (GET)').p99Ms.toFixed(1)} ms)`,
+      met: read.p99Ms < READ_P99_MS,
+    },
+    readP99Alone: {
+      rule: `read p99 < ${READ_P99_MS} ms one request at a time (raw route + select: ${find('raw route + raw select (GET), 1 in flight').p99Ms.toFixed(1)} ms)`,
+      met: readAlone.p99Ms < READ_P99_MS,
     },
     create: {
       rule: `create ≥ ${CREATE_SHARE * 100} % of raw driver insert`,
