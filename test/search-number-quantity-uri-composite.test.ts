@@ -211,3 +211,10 @@ t.test('composite: DocumentReference relationship = relatesto$relation', async (
   t.same(await api.ids('/fhir/DocumentReference?relatesto=DocumentReference/cr-v2&relation=appends'), ['cr-v3'], 'unlike the composite, two parameters may match different relatesTo');
   t.same(await api.ids('/fhir/DocumentReference?relationship:missing=true'), ['cr-v1']);
 });
+
+t.test('_sort on a quantity orders UCUM quantities in base units (50 µg, 5400 µg, 0.075 g, 500 mg, 1 g, 1000 mg)', async (t) => {
+  const mass = q('dose-quantity', `ge0|${UCUM}|g`);
+  const inOrder = async (url: string) => (await api.get(url)).matches.map((m) => m.split('/')[1]);
+  t.same(await inOrder(`/fhir/MedicationStatement?${mass}&_sort=dose-quantity`), ['levothyrox', 'microgrammes', 'fraction', 'paracetamol-500', 'amoxicilline', 'paracetamol-1000']);
+  t.same(await inOrder(`/fhir/MedicationStatement?${mass}&_sort=-dose-quantity`), ['amoxicilline', 'paracetamol-1000', 'paracetamol-500', 'fraction', 'microgrammes', 'levothyrox'], 'descending; equal doses by id');
+});

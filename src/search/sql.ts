@@ -514,7 +514,8 @@ function sortExpression(param: SearchParamDefinition, descending: boolean, binde
     case 'number':
       return { expression: `(SELECT ${agg}(${s}.value) ${from('search_number')})`, cast: 'numeric' };
     case 'quantity':
-      return { expression: `(SELECT ${agg}(${s}.value) ${from('search_quantity')})`, cast: 'numeric' };
+      // In base units where UCUM gives them (1 g after 500 mg), else as written.
+      return { expression: `(SELECT ${agg}(coalesce(${s}.canonical_value, ${s}.value)) ${from('search_quantity')})`, cast: 'numeric' };
     case 'reference':
       return { expression: `(SELECT ${agg}(coalesce(${s}.target_type || '/' || ${s}.target_id, ${s}.url)) ${from('search_reference')})`, cast: 'text' };
     default:
