@@ -150,6 +150,11 @@ t.test('_tag, _security and other token kinds (boolean, ContactPoint, code)', as
   t.same(await api.ids(`/fhir/Patient?${q('gender', 'http://hl7.org/fhir/administrative-gender|male')}`), ['jacques'], "a code element carries its binding's code system");
   t.same(await api.ids(`/fhir/Patient?${q('gender', '|male')}`), [], 'so it is not a code without a system');
   t.same(await api.ids('/fhir/Patient?_id=helene,jacques'), ['helene', 'jacques']);
+  // Long lists of ids travel as one comma-separated string (sql.ts); an escaped comma keeps its id whole.
+  const many = Array.from({ length: 150 }, (_, n) => `absent-${n}`);
+  t.same(await api.ids(`/fhir/Patient?_id=${[...many, 'helene', 'jacques'].join(',')}&gender=female`), ['helene'], 'a long _id list, with another filter');
+  t.same(await api.ids(`/fhir/Patient?_id=${[...many, 'helene\\,jacques'].join(',')}`), [], 'helene\\,jacques is one id, which no patient has');
+  t.same(await api.ids(`/fhir/Patient?_id:not=${[...many, 'helene'].join(',')}`), ['anonyme', 'camille', 'jacques'], ':not with a long list');
   t.same(await api.ids('/fhir/Patient?gender:missing=true'), ['anonyme']);
   t.same(await api.ids('/fhir/Patient?gender:missing=false'), ['camille', 'helene', 'jacques']);
 });

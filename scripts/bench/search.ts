@@ -291,7 +291,7 @@ async function explain(db: Database, pool: pg.Pool, registry: SearchParameterReg
   await new SearchEngine(recorder, registry).search(parsed, { baseUrl: 'http://127.0.0.1/fhir', path: resourceType });
   // The page statements must be planSearch's (aliases aside: they come from a running counter).
   const built = await planSearch(db, parsed);
-  const strip = (sql: string) => sql.replace(/\b[icshpo]\d+\b/g, 'x');
+  const strip = (sql: string) => sql.replace(/\b[icshpox]\d+\b/g, 'x');
   const segments = built.segments.map((segment) => strip(segment.sql));
   const roleOf = (sql: string) => {
     const segment = segments.indexOf(strip(sql));
@@ -490,7 +490,7 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
       ...(load ? { load } : {}),
       ...(options.settings ? { clusterSettings: options.settings } : {}),
       serverSettings: Object.fromEntries(
-        (await pool.query(`SELECT name, current_setting(name) AS value FROM pg_settings WHERE name = ANY($1) ORDER BY name`, [['shared_buffers', 'effective_cache_size', 'work_mem', 'random_page_cost', 'jit']])).rows.map((r) => [r.name, r.value]),
+        (await pool.query(`SELECT name, current_setting(name) AS value FROM pg_settings WHERE name = ANY($1) ORDER BY name`, [['shared_buffers', 'huge_pages', 'effective_cache_size', 'work_mem', 'random_page_cost', 'jit']])).rows.map((r) => [r.name, r.value]),
       ),
       settings: { requests: REQUESTS, warmup: WARMUP, concurrency: CONCURRENCY, pgPoolSize: PG_POOL_SIZE, walks: WALKS },
       queries: rows,

@@ -215,19 +215,32 @@ function drivenSegments(request: SearchRequest, driving: DrivingIndex, descendin
 
 /** The WHERE clause selecting live resources of `types` (under `alias`) that match every filter. */
 export function whereClause(alias: string, types: string[], filters: Filter[], binder: Binder, scope?: ScopePredicate): string {
-  // Ids the search is limited to (`_id`, or a `_has` read first) also limit every index subquery: the
-  // planner cannot carry them over itself, and without them it may start from a range matching
-  // thousands (a birth-date range: 13,040 rows, then as many resource lookups, where 1,103 were needed).
   const listed = types.length === 1 ? filters.find((f): f is Extract<Filter, { kind: 'id' }> => f.kind === 'id' && !f.not) : undefined;
-  const ids = listed ? binder.bind(listed.values, 'text[]') : undefined;
-  const conditions = [
-    typeTest(`${alias}.resource_type`, types, binder),
-    `NOT ${alias}.deleted`,
-    ...filters.map((filter) => (filter === listed ? `${alias}.id = ANY(${ids})` : condition(filter, alias, types, binder, scope, ids))),
-  ];
+  const conditions = [typeTest(`${alias}.resource_type`, types, binder), `NOT ${alias}.deleted`];
+  if (listed) conditions.push(...listedConditions(alias, types, listed, filters, binder, scope));
+  else conditions.push(...filters.map((filter) => condition(filter, alias, types, binder, scope)));
   const scoped = scope?.(alias, types, binder);
   if (scoped) conditions.push(scoped);
   return conditions.join(' AND ');
+}
+
+/**
+ * The conditions of a search limited to a list of ids (`_id`, or a `_has` read first). The other filters
+ * are checked on the ids alone, in a subquery kept apart (OFFSET 0), before any resource row is read; and
+ * the ids limit each filter's index subquery too. Left to itself the planner misjudges how many of the
+ * ids a range keeps (the ids are all patients, the range's rows are every birth date): it read 2,565
+ * patients to keep 173, at 45 ms, where checking the ids first takes 17 ms.
+ */
+function listedConditions(alias: string, types: string[], listed: Extract<Filter, { kind: 'id' }>, filters: Filter[], binder: Binder, scope?: ScopePredicate): string[] {
+  const ids = bindIds(listed.values, binder);
+  const others = filters.filter((f) => f !== listed);
+  // A _lastUpdated filter is on the resource row itself.
+  const onRow = others.filter((f) => f.kind === 'lastUpdated').map((f) => condition(f, alias, types, binder, scope, ids));
+  const onIds = others.filter((f) => f.kind !== 'lastUpdated');
+  if (onIds.length === 0) return [`${alias}.id = ANY(${ids})`, ...onRow];
+  const x = nextAlias('x');
+  const checks = onIds.map((f) => condition(f, x, types, binder, scope, ids)).join(' AND ');
+  return [`${alias}.id IN (SELECT ${x}.id FROM unnest(${ids}) ${x}(id) WHERE ${checks} OFFSET 0)`, ...onRow];
 }
 
 /**
@@ -236,6 +249,15 @@ export function whereClause(alias: string, types: string[], filters: Filter[], b
  */
 function typeTest(column: string, types: string[], binder: Binder): string {
   return types.length === 1 ? `${column} = ${binder.bind(types[0])}` : `${column} = ANY(${binder.bind(types, 'text[]')})`;
+}
+
+/**
+ * A list of ids as a text array. Thousands of them (a `_has` read first) travel as one comma-separated
+ * string, split by PostgreSQL: a third cheaper than an array literal of quoted elements to build and
+ * parse. FHIR ids have no commas; a searched value that does keeps the array form.
+ */
+function bindIds(ids: string[], binder: Binder): string {
+  return ids.length > 100 && !ids.some((id) => id.includes(',')) ? `string_to_array(${binder.bind(ids.join(','))}::text, ',')` : binder.bind(ids, 'text[]');
 }
 
 let aliasCounter = 0;
@@ -256,7 +278,7 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
   const index = (table: string, param: string, rowCondition: (i: string) => string, negate = false) => indexed(alias, types, table, param, binder, rowCondition, negate, ids);
   switch (filter.kind) {
     case 'id':
-      return `${alias}.id ${filter.not ? '<>' : '='} ${filter.not ? 'ALL' : 'ANY'}(${binder.bind(filter.values, 'text[]')})`;
+      return `${alias}.id ${filter.not ? '<>' : '='} ${filter.not ? 'ALL' : 'ANY'}(${bindIds(filter.values, binder)})`;
     case 'lastUpdated':
       return anyOf(filter.values.map(({ prefix, range }) => dateCondition(prefix, range, `${alias}.last_updated`, `(${alias}.last_updated + interval '1 millisecond')`, binder)));
     case 'token': {
