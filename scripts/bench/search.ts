@@ -298,7 +298,7 @@ async function explain(db: Database, pool: pg.Pool, registry: SearchParameterReg
     if (segment >= 0) return segments.length > 1 ? `page (statement ${segment + 1} of ${segments.length})` : 'page';
     if (strip(sql) === strip(built.countSql)) return 'count (_total=accurate)';
     if (strip(sql).startsWith(strip(`SELECT count(*)::int AS total FROM (${built.matchSql} LIMIT`))) return 'count (up to the default limit)';
-    if (/^SELECT h\d+\.target_id/.test(sql)) return '_has sources';
+    if (/AS targets FROM \(SELECT h\d+\.target_id/.test(sql)) return '_has sources';
     return sql.includes('search_reference i JOIN resource') ? 'include' : 'other';
   };
   const roles = recorded.map(({ sql }) => roleOf(sql));

@@ -64,9 +64,10 @@ async function listReverseChain(db: SqlExecutor, filter: Filter, types: string[]
   const inner = await listReverseChain(db, filter.inner, [filter.sourceType], scope, limit);
   const narrowed = { ...filter, inner };
   const statement = hasSourcesStatement(narrowed, types, limit + 1, scope);
-  const { rows } = await db.query<{ target_id: string }>(statement.sql, statement.params);
-  if (rows.length > limit) return narrowed;
-  return { kind: 'id', values: [...new Set(rows.map((row) => row.target_id))] };
+  const { rows } = await db.query<{ sources: number; targets: string | null }>(statement.sql, statement.params);
+  const { sources, targets } = rows[0] ?? { sources: 0, targets: null };
+  if (sources > limit) return narrowed;
+  return { kind: 'id', values: targets ? targets.split(',') : [] };
 }
 
 /** Runs parsed searches against the index tables and shapes the `searchset` Bundle (R4 search.html). */
