@@ -3,13 +3,13 @@ import { instanceCapabilityStatement } from '../fhir/capability.ts';
 import { FhirError, operationOutcome } from '../fhir/outcome.ts';
 import { isConformanceResourceType } from '../fhir/resource-types.ts';
 import { conformanceRead, conformanceSearch } from '../operations/conformance.ts';
+import { discardUnclaimedContent, stageStreamedBytes } from '../store/binary-store.ts';
 import { processBundle } from './bundle.ts';
 import type { HandlerContext, InteractionHook, Outcome, RouterDependencies, StoreContext } from './context.ts';
 import * as crud from './crud.ts';
 import { history } from './history.ts';
 import type { Interaction } from './interaction.ts';
 import { parseInteraction } from './parse.ts';
-import { discardUnclaimedContent, stageStreamedBytes } from '../store/binary-store.ts';
 import { returnPreference } from './prefer.ts';
 import type { FhirRequest, FhirResponse } from './request.ts';
 import { search } from './search.ts';
@@ -44,7 +44,8 @@ export class FhirRouter {
       try {
         result = await execute(interaction, request, context, staged ? staged.resource : checked?.resource);
       } finally {
-        if (staged) await discardUnclaimedContent(store.db, staged.contentId);
+        // Failing here leaves the bytes to the sweep at start; the answer stays the write's own.
+        if (staged) await discardUnclaimedContent(store.db, staged.contentId).catch(() => {});
       }
       if (checked && checked.notes.length > 0 && result.outcome) result.outcome.issue.push(...operationOutcome(checked.notes).issue);
       response = respond(result, request, interaction);
