@@ -174,7 +174,9 @@ t.test('a _has read first as ids and one left to the planner as a subquery find 
   let sourceReads = 0;
   const counting = { ...server.db, query: (sql: string, params?: unknown[]) => ((sourceReads += /AS targets FROM \(SELECT h\d+\.target_id/.test(sql) ? 1 : 0), server.db.query(sql, params)) } as Database;
   const listing = new SearchEngine(counting, registry);
-  const planner = new SearchEngine(counting, registry, undefined, undefined, 0);
+  const planner = new SearchEngine(counting, registry, undefined, undefined, { sources: 0, codedSources: 0 });
+  // A _has on codes with more index rows than `codedSources` is left to the planner without reading its sources.
+  const codeCounted = new SearchEngine(counting, registry, undefined, undefined, { sources: 100, codedSources: 1 });
   const searches: Array<[string, string]> = [
     ['Patient', '_has:Immunization:patient:status=completed'],
     // Two pages: the total is counted, in the page statement when the ids are listed.
@@ -197,10 +199,16 @@ t.test('a _has read first as ids and one left to the planner as a subquery find 
     };
     const listed = await run(listing);
     const planned = await run(planner);
+    const counted = await run(codeCounted);
     t.same(listed.ids, planned.ids, `${type}?${query}`);
     t.equal(listed.total, planned.total, `${type}?${query}: total`);
+    t.same(counted.ids, planned.ids, `${type}?${query}: after counting code rows`);
+    t.equal(counted.total, planned.total, `${type}?${query}: total after counting code rows`);
     if (query.includes('_count')) t.equal(listed.total, 3, `${type}?${query}: three patients were vaccinated`);
     t.ok(listed.sourceReads > 0 && planned.sourceReads === 0, `${type}?${query}: the sources were read first`);
+    if (query === '_has:Immunization:patient:status=completed') t.equal(counted.sourceReads, 0, 'three completed immunizations are more code rows than allowed: not read');
+    if (query.startsWith('_has:AllergyIntolerance:patient:code=764146007&')) t.equal(counted.sourceReads, 1, 'one penicillin allergy is not: read first');
+    if (query.startsWith('_has:DocumentReference:subject:author')) t.equal(counted.sourceReads, 1, 'a chain inside is not a code: read first');
   }
 });
 

@@ -299,6 +299,7 @@ async function explain(db: Database, pool: pg.Pool, registry: SearchParameterReg
     if (strip(sql) === strip(built.countSql)) return 'count (_total=accurate)';
     if (strip(sql).startsWith(strip(`SELECT count(*)::int AS total FROM (${built.matchSql} LIMIT`))) return 'count (up to the default limit)';
     if (/AS targets FROM \(SELECT h\d+\.target_id/.test(sql)) return '_has sources';
+    if (/^SELECT count\(\*\)::int AS n FROM \(SELECT 1 FROM search_token/.test(sql)) return '_has code rows';
     return sql.includes('search_reference i JOIN resource') ? 'include' : 'other';
   };
   const roles = recorded.map(({ sql }) => roleOf(sql));
