@@ -174,9 +174,9 @@ t.test('a _has read first as ids and one left to the planner as a subquery find 
   let sourceReads = 0;
   const counting = { ...server.db, query: (sql: string, params?: unknown[]) => ((sourceReads += /AS targets FROM \(SELECT h\d+\.target_id/.test(sql) ? 1 : 0), server.db.query(sql, params)) } as Database;
   const listing = new SearchEngine(counting, registry);
-  const planner = new SearchEngine(counting, registry, undefined, undefined, { sources: 0, codedSources: 0 });
-  // A _has on codes with more index rows than `codedSources` is left to the planner without reading its sources.
-  const codeCounted = new SearchEngine(counting, registry, undefined, undefined, { sources: 100, codedSources: 1 });
+  const planner = new SearchEngine(counting, registry, undefined, undefined, { sources: 0, countedSources: 0 });
+  // A _has on an indexed parameter with more matching index rows than `countedSources` is left to the planner without reading its sources.
+  const codeCounted = new SearchEngine(counting, registry, undefined, undefined, { sources: 100, countedSources: 1 });
   const searches: Array<[string, string]> = [
     ['Patient', '_has:Immunization:patient:status=completed'],
     // Two pages: the total is counted, in the page statement when the ids are listed.
@@ -187,6 +187,7 @@ t.test('a _has read first as ids and one left to the planner as a subquery find 
     ['Patient', '_has:AllergyIntolerance:patient:code=764146007&_has:Immunization:patient:status=completed'],
     ['Patient', '_has:DocumentReference:subject:author:Practitioner.name=mercier'],
     ['Patient', '_has:AllergyIntolerance:patient:code=000'],
+    ['Patient', '_has:Immunization:patient:date=2023-10-12'],
     ['Practitioner', '_has:Patient:general-practitioner:_has:Immunization:patient:status=completed'],
     ['Practitioner', '_has:DocumentReference:author:subject=Patient/helene&_sort=-_id'],
   ];
@@ -202,13 +203,15 @@ t.test('a _has read first as ids and one left to the planner as a subquery find 
     const counted = await run(codeCounted);
     t.same(listed.ids, planned.ids, `${type}?${query}`);
     t.equal(listed.total, planned.total, `${type}?${query}: total`);
-    t.same(counted.ids, planned.ids, `${type}?${query}: after counting code rows`);
-    t.equal(counted.total, planned.total, `${type}?${query}: total after counting code rows`);
+    t.same(counted.ids, planned.ids, `${type}?${query}: after counting index rows`);
+    t.equal(counted.total, planned.total, `${type}?${query}: total after counting index rows`);
     if (query.includes('_count')) t.equal(listed.total, 3, `${type}?${query}: three patients were vaccinated`);
     t.ok(listed.sourceReads > 0 && planned.sourceReads === 0, `${type}?${query}: the sources were read first`);
     if (query === '_has:Immunization:patient:status=completed') t.equal(counted.sourceReads, 0, 'three completed immunizations are more code rows than allowed: not read');
     if (query.startsWith('_has:AllergyIntolerance:patient:code=764146007&')) t.equal(counted.sourceReads, 1, 'one penicillin allergy is not: read first');
-    if (query.startsWith('_has:DocumentReference:subject:author')) t.equal(counted.sourceReads, 1, 'a chain inside is not a code: read first');
+    if (query.startsWith('_has:DocumentReference:subject:author')) t.equal(counted.sourceReads, 1, 'a chain inside is not counted: read first');
+    if (query === '_has:Immunization:patient:date=2023-10-12') t.equal(counted.sourceReads, 0, 'three immunizations that day are more date rows than allowed: not read');
+    if (query.startsWith('_has:DocumentReference:author:subject')) t.equal(counted.sourceReads, 1, 'one document about helene: a reference counted, then read first');
   }
 });
 

@@ -299,7 +299,7 @@ async function explain(db: Database, pool: pg.Pool, registry: SearchParameterReg
     if (strip(sql) === strip(built.countSql)) return 'count (_total=accurate)';
     if (strip(sql).startsWith(strip(`SELECT count(*)::int AS total FROM (${built.matchSql} LIMIT`))) return 'count (up to the default limit)';
     if (/AS targets FROM \(SELECT h\d+\.target_id/.test(sql)) return 'has-sources (_has read first)';
-    if (/^SELECT count\(\*\)::int AS n FROM \(SELECT 1 FROM search_token/.test(sql)) return 'has-code-rows (_has on codes counted)';
+    if (/^SELECT count\(\*\)::int AS n FROM \(SELECT 1 FROM search_\w+ i /.test(sql)) return 'has-index-rows (_has rows counted)';
     return sql.includes('search_reference i JOIN resource') ? 'include' : 'other';
   };
   const roles = recorded.map(({ sql }) => roleOf(sql));

@@ -5,7 +5,7 @@ import { operationOutcome } from '../fhir/outcome.ts';
 import type { Database, SqlExecutor } from '../store/database.ts';
 import { encodeCursor } from './parse.ts';
 import type { SearchParameterRegistry } from './registry.ts';
-import { Binder, buildSearchSql, hasCodeRowsStatement, hasSourcesStatement, type ScopePredicate, type SearchSql } from './sql.ts';
+import { Binder, buildSearchSql, hasIndexRowsStatement, hasSourcesStatement, type ScopePredicate, type SearchSql } from './sql.ts';
 import type { Filter, IncludeRule, SearchRequest } from './types.ts';
 
 /** Bounds on what includes may add to one page, so `_include:iterate=*` cannot read the whole store. */
@@ -18,16 +18,17 @@ const MAX_INCLUDED = 1000;
  * know how few resources a reverse chain reaches: it misjudged a birth-date range 60 times and probed
  * every patient's immunizations (2 s) where starting from a rare vaccine's 2,000 rows takes 20 ms.
  * Reading the sources costs a reference lookup each (about 12 µs here), wasted when there are too many:
- * a `_has` on codes first counts the codes' index rows, which costs almost nothing, and so can afford a
- * higher bound (a vaccine on 27,000 immunizations: 0.4 s read first, 1 s left to the planner).
+ * a `_has` on one parameter's index (a code, a date, a reference…) first counts its matching index rows,
+ * which costs little, and so can afford a higher bound (a vaccine on 27,000 immunizations: 0.4 s read
+ * first, 1 s left to the planner).
  */
 export interface HasListing {
   sources: number;
-  /** For a `_has` on codes whose index rows were counted first. */
-  codedSources: number;
+  /** For a `_has` whose matching index rows were counted first. */
+  countedSources: number;
 }
 
-export const DEFAULT_HAS_LISTING: HasListing = { sources: 5_000, codedSources: 30_000 };
+export const DEFAULT_HAS_LISTING: HasListing = { sources: 5_000, countedSources: 30_000 };
 
 /** The tag on a resource cut down by `_summary` or `_elements`. */
 export const SUBSETTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED' };
@@ -61,7 +62,7 @@ export async function readPage<R>(db: SqlExecutor, sql: SearchSql, wanted: numbe
  * they reach (read here, with the same scope); a `_has` with many stays a subquery for the planner.
  */
 export async function planSearch(db: SqlExecutor, request: SearchRequest, scope?: ScopePredicate, listing = DEFAULT_HAS_LISTING): Promise<SearchSql> {
-  if ((listing.sources <= 0 && listing.codedSources <= 0) || request.resourceTypes.length !== 1 || !request.filters.some((f) => f.kind === 'has')) return buildSearchSql(request, scope);
+  if ((listing.sources <= 0 && listing.countedSources <= 0) || request.resourceTypes.length !== 1 || !request.filters.some((f) => f.kind === 'has')) return buildSearchSql(request, scope);
   const filters = await Promise.all(request.filters.map((filter) => listReverseChain(db, filter, request.resourceTypes, scope, listing)));
   return buildSearchSql({ ...request, filters }, scope);
 }
@@ -73,11 +74,11 @@ async function listReverseChain(db: SqlExecutor, filter: Filter, types: string[]
   const inner = await listReverseChain(db, filter.inner, [filter.sourceType], scope, listing);
   const narrowed = { ...filter, inner };
   let limit = listing.sources;
-  const codeRows = hasCodeRowsStatement(narrowed, listing.codedSources + 1);
-  if (codeRows) {
-    const { rows } = await db.query<{ n: number }>(codeRows.sql, codeRows.params);
-    if ((rows[0]?.n ?? 0) > listing.codedSources) return narrowed;
-    limit = listing.codedSources;
+  const indexRows = hasIndexRowsStatement(narrowed, listing.countedSources + 1);
+  if (indexRows) {
+    const { rows } = await db.query<{ n: number }>(indexRows.sql, indexRows.params);
+    if ((rows[0]?.n ?? 0) > listing.countedSources) return narrowed;
+    limit = listing.countedSources;
   }
   const statement = hasSourcesStatement(narrowed, types, limit + 1, scope);
   const { rows } = await db.query<{ sources: number; targets: string | null }>(statement.sql, statement.params);

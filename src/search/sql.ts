@@ -275,12 +275,39 @@ function indexed(alias: string, types: string[], table: string, param: string, b
 
 /** `filter` as a condition on the resource row `alias`; `ids`, when bound, are the only ids it can have. */
 function condition(filter: Filter, alias: string, types: string[], binder: Binder, scope?: ScopePredicate, ids?: string): string {
-  const index = (table: string, param: string, rowCondition: (i: string) => string, negate = false) => indexed(alias, types, table, param, binder, rowCondition, negate, ids);
   switch (filter.kind) {
     case 'id':
       return `${alias}.id ${filter.not ? '<>' : '='} ${filter.not ? 'ALL' : 'ANY'}(${bindIds(filter.values, binder)})`;
     case 'lastUpdated':
       return anyOf(filter.values.map(({ prefix, range }) => dateCondition(prefix, range, `${alias}.last_updated`, `(${alias}.last_updated + interval '1 millisecond')`, binder)));
+    case 'has':
+      return `${alias}.id IN (${hasSources(filter, types, binder, scope)})`;
+    case 'compartment': {
+      const i = nextAlias('p');
+      const own = filter.compartmentType === types[0] ? ` OR ${alias}.id = ${binder.bind(filter.id)}` : '';
+      return `(${alias}.id IN (SELECT ${i}.resource_id FROM search_reference ${i} WHERE ${i}.resource_type = ${binder.bind(types[0])}
+        AND ${i}.param = ANY(${binder.bind(filter.params, 'text[]')}) AND ${i}.target_type = ${binder.bind(filter.compartmentType)} AND ${i}.target_id = ${binder.bind(filter.id)})${own})`;
+    }
+    default: {
+      const rows = indexRowsOf(filter, binder, scope);
+      return indexed(alias, types, rows.table, rows.param, binder, rows.rows, rows.negate, ids);
+    }
+  }
+}
+
+type IndexedFilter = Exclude<Filter, { kind: 'id' | 'lastUpdated' | 'has' | 'compartment' }>;
+
+/** Where a filter on a parameter is decided: the index table and parameter, its matching rows, and whether a match excludes. */
+interface IndexRows {
+  table: string;
+  param: string;
+  rows: (i: string) => string;
+  negate: boolean;
+}
+
+function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredicate): IndexRows {
+  const index = (table: string, param: string, rows: (i: string) => string, negate = false): IndexRows => ({ table, param, rows, negate });
+  switch (filter.kind) {
     case 'token': {
       if (filter.modifier === 'of-type') {
         // Indexed apart (extract.ts): one key per identifier type coding, with the identifier's value.
@@ -384,14 +411,6 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
           }),
         ),
       );
-    case 'has':
-      return `${alias}.id IN (${hasSources(filter, types, binder, scope)})`;
-    case 'compartment': {
-      const i = nextAlias('p');
-      const own = filter.compartmentType === types[0] ? ` OR ${alias}.id = ${binder.bind(filter.id)}` : '';
-      return `(${alias}.id IN (SELECT ${i}.resource_id FROM search_reference ${i} WHERE ${i}.resource_type = ${binder.bind(types[0])}
-        AND ${i}.param = ANY(${binder.bind(filter.params, 'text[]')}) AND ${i}.target_type = ${binder.bind(filter.compartmentType)} AND ${i}.target_id = ${binder.bind(filter.id)})${own})`;
-    }
   }
 }
 
@@ -455,21 +474,19 @@ function codeSetRows(sets: Array<{ system: string; codes: string[] }>, binder: B
 }
 
 /**
- * For a `_has` on codes (`_has:Immunization:patient:vaccine-code=…`, plain or `:in`/`:above`/`:below`):
- * how many token rows hold them, counted up to `limit` from the index alone (no table row, no reference
- * looked up), a bound on the sources that costs milliseconds even for a code on 200,000 immunizations.
- * Undefined for any other inner filter.
+ * For a `_has` whose inner filter is decided by one parameter's index rows (a code, a date, a reference…,
+ * not a chain and not a negation): how many rows match, counted up to `limit` without looking up any
+ * reference (from the index alone where it holds the columns compared), a bound on the sources that costs
+ * milliseconds even for a code on 200,000 immunizations. Undefined for any other inner filter.
  */
-export function hasCodeRowsStatement(filter: HasFilter, limit: number): PageSegment | undefined {
+export function hasIndexRowsStatement(filter: HasFilter, limit: number): PageSegment | undefined {
   const inner = filter.inner;
-  if (inner.kind !== 'token') return undefined;
+  if (inner.kind === 'id' || inner.kind === 'lastUpdated' || inner.kind === 'has' || inner.kind === 'compartment' || inner.kind === 'chain') return undefined;
   const binder = new Binder();
-  let rows: (i: string) => string;
-  if (inner.modifier === undefined) rows = codeRows(inner.values, binder);
-  else if (inner.modifier === 'in' || inner.modifier === 'above' || inner.modifier === 'below') rows = codeSetRows(inner.values, binder);
-  else return undefined;
-  const sql = `SELECT count(*)::int AS n FROM (SELECT 1 FROM search_token i WHERE i.resource_type = ${binder.bind(filter.sourceType)}
-    AND i.param = ${binder.bind(inner.param.code)} AND (${rows('i')}) LIMIT ${binder.bind(limit, 'int')}) c`;
+  const rows = indexRowsOf(inner, binder);
+  if (rows.negate) return undefined;
+  const sql = `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${rows.table} i WHERE i.resource_type = ${binder.bind(filter.sourceType)}
+    AND i.param = ${binder.bind(rows.param)} AND (${rows.rows('i')}) LIMIT ${binder.bind(limit, 'int')}) c`;
   return { sql, params: binder.params };
 }
 
