@@ -40,7 +40,7 @@ export function checkResource(body: unknown, resourceType: string, id: string | 
 
 /**
  * The Binary resource for content posted in its own media type (R4 binary.html#rest). Its bytes are not
- * read here: they stay a stream, which the repository stores chunk by chunk as it writes the Binary.
+ * read here: they stay a stream, which the router writes as chunks before the write (binary-store.ts).
  */
 function binaryOf(raw: RawBody, id: string | null, securityContext: string | undefined): Resource {
   const binary: Binary = {

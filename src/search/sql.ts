@@ -315,8 +315,6 @@ function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredica
         return index('search_composite', ofTypeParam(filter.param.code), (i) => `${i}.key = ANY(${binder.bind(keys, 'text[]')})`);
       }
       if (filter.modifier === 'in' || filter.modifier === 'not-in' || filter.modifier === 'above' || filter.modifier === 'below') {
-        // Expanded at parse time: a token matches when its (system, code) is one of the pairs; a code without
-        // a system (none implied by a binding) matches a code of any system of the set.
         return index('search_token', filter.param.code, codeSetRows(filter.values, binder), filter.modifier === 'not-in');
       }
       if (filter.modifier === 'text') {
