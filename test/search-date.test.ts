@@ -39,6 +39,10 @@ await api.putAll([
   immunization('s2021-03-15', '2021-03-15T10:30:00+01:00'),
   immunization('s2021-12-31', '2021-12-31T23:30:00Z'),
   immunization('d2022-01-01', '2022-01-01'),
+  // Its occurrence is text, which no date search matches: only its reactions' dates are searched.
+  (({ occurrenceDateTime: _, ...rest }) => ({ ...rest, occurrenceString: 'été 2018', reaction: [{ date: '2019-05-01' }, { date: '2021-05-01' }] }))(
+    immunization('deux-reactions', ''),
+  ),
   documentReference('hospit', { start: '2021-03-10', end: '2021-03-20' }),
   documentReference('journee', { start: '2021-03-15T08:00:00Z', end: '2021-03-15T18:00:00Z' }),
   documentReference('ouvert', { start: '2021-06-01' }),
@@ -115,6 +119,17 @@ t.test('several prefixes: AND across repetitions (spec: date=ge2010-01-01&date=l
   t.same(await immunizations('date=ge2021-03-01&date=le2021-03-31'), ['d2021-03-15', 'm2021-03', 's2021-03-15', 'y2021']);
   t.same(await immunizations('date=2020,2022'), ['d2022-01-01', 'y2020']);
   t.same(await immunizations('date=sa2021-12-31,eb2020-06'), ['d2022-01-01']);
+});
+
+t.test('AND on a date a resource holds once asks it of that one value; on a repeated one, of any of its values', async (t) => {
+  t.same(await immunizations('date=ge2021-03-15&date=lt2021-03-16'), ['d2021-03-15', 'm2021-03', 's2021-03-15', 'y2021']);
+  t.same(await immunizations('date=ge2021-03-15&date=lt2021-03-16&date=ne2021-03-15'), ['m2021-03', 'y2021'], 'ne: wider than the day');
+  t.same(await immunizations('date=lt2021-03-10&date=gt2021-03-20'), ['m2021-03', 'y2021'], 'a day is not both before and after; a month is');
+  t.same(await documents('period=ge2021-03-15&period=le2021-03-15'), ['hospit', 'journee']);
+  // Two reactions, 2019 and 2021: one is before 2020, the other after.
+  t.same(await immunizations('reaction-date=lt2020&reaction-date=gt2020'), ['deux-reactions']);
+  t.same(await immunizations('reaction-date=2019&reaction-date=2021'), ['deux-reactions']);
+  t.same(await immunizations('reaction-date=2019&reaction-date=2020'), []);
 });
 
 t.test('Periods, open-ended too', async (t) => {

@@ -49,3 +49,21 @@ t.test('most parameters of the served types take the direct walk', async (t) => 
   const direct = params.filter((p) => p.expression && !/[()]/.test(p.expression));
   t.ok(direct.length > params.length / 2, `${direct.length} of ${params.length} are plain paths`);
 });
+
+t.test('a date parameter taken for one row per resource never gives a corpus resource two', async (t) => {
+  const single = (type: string) => new Set(fast.forType(type).filter((p) => p.singleRow).map((p) => p.code));
+  t.same([...single('Patient')].sort(), ['birthdate', 'death-date']);
+  t.same([...single('Immunization')].sort(), ['date'], 'not reaction-date: an immunization has many reactions');
+  t.notOk(fast.get('AllergyIntolerance', 'onset')?.singleRow, "onset is each reaction's, not the allergy's own onset");
+  t.ok(fast.get('MedicationStatement', 'effective')?.singleRow);
+  let checked = 0;
+  for (const resource of corpus()) {
+    const rows = extractIndexRows(resource, fast).date;
+    for (const code of single(resource.resourceType)) {
+      const count = rows.filter((row) => row.param === code).length;
+      if (count > 0) checked++;
+      if (count > 1) t.fail(`${resource.resourceType}/${resource.id} has ${count} ${code} rows`);
+    }
+  }
+  t.ok(checked > 100, `${checked} resources hold such a date`);
+});

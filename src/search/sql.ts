@@ -218,7 +218,7 @@ export function whereClause(alias: string, types: string[], filters: Filter[], b
   const listed = types.length === 1 ? filters.find((f): f is Extract<Filter, { kind: 'id' }> => f.kind === 'id' && !f.not) : undefined;
   const conditions = [typeTest(`${alias}.resource_type`, types, binder), `NOT ${alias}.deleted`];
   if (listed) conditions.push(...listedConditions(alias, types, listed, filters, binder, scope));
-  else conditions.push(...filters.map((filter) => condition(filter, alias, types, binder, scope)));
+  else conditions.push(...filterConditions(filters, alias, types, binder, scope));
   const scoped = scope?.(alias, types, binder);
   if (scoped) conditions.push(scoped);
   return conditions.join(' AND ');
@@ -239,7 +239,7 @@ function listedConditions(alias: string, types: string[], listed: Extract<Filter
   const onIds = others.filter((f) => f.kind !== 'lastUpdated');
   if (onIds.length === 0) return [`${alias}.id = ANY(${ids})`, ...onRow];
   const x = nextAlias('x');
-  const checks = onIds.map((f) => condition(f, x, types, binder, scope, ids)).join(' AND ');
+  const checks = filterConditions(onIds, x, types, binder, scope, ids).join(' AND ');
   return [`${alias}.id IN (SELECT ${x}.id FROM unnest(${ids}) ${x}(id) WHERE ${checks} OFFSET 0)`, ...onRow];
 }
 
@@ -271,6 +271,29 @@ function indexed(alias: string, types: string[], table: string, param: string, b
   const subquery = `SELECT ${i}.resource_type, ${i}.resource_id FROM ${table} ${i} WHERE ${typeTest} AND ${i}.param = ${binder.bind(param)}${among} AND (${rowCondition(i)})`;
   const member = types.length === 1 ? `${alias}.id ${negate ? 'NOT IN' : 'IN'} (${subquery.replace(`SELECT ${i}.resource_type, ${i}.resource_id`, `SELECT ${i}.resource_id`)})` : `(${alias}.resource_type, ${alias}.id) ${negate ? 'NOT IN' : 'IN'} (${subquery})`;
   return member;
+}
+
+/**
+ * The AND of `filters` as conditions on the resource row `alias`. Date filters repeated on a parameter
+ * that gives a resource at most one index row (`singleRow`: `birthdate`, an immunization's `date`) must all
+ * hold on that one row, so one index subquery decides them: a range `ge…&lt…` is then read once, as one
+ * range, instead of as two half-open ones each joined to the other.
+ */
+function filterConditions(filters: Filter[], alias: string, types: string[], binder: Binder, scope?: ScopePredicate, ids?: string): string[] {
+  const sameRow = new Map<string, Array<Extract<Filter, { kind: 'date' }>>>();
+  for (const filter of filters) {
+    if (filter.kind === 'date' && filter.param.singleRow) sameRow.set(filter.param.code, [...(sameRow.get(filter.param.code) ?? []), filter]);
+  }
+  const merged = new Set<Filter>();
+  const conditions: string[] = [];
+  for (const group of sameRow.values()) {
+    if (group.length < 2) continue;
+    for (const filter of group) merged.add(filter);
+    const rows = group.map((filter) => indexRowsOf(filter, binder, scope));
+    conditions.push(indexed(alias, types, 'search_date', group[0]!.param.code, binder, (i) => rows.map((r) => r.rows(i)).join(' AND '), false, ids));
+  }
+  for (const filter of filters) if (!merged.has(filter)) conditions.push(condition(filter, alias, types, binder, scope, ids));
+  return conditions;
 }
 
 /** `filter` as a condition on the resource row `alias`; `ids`, when bound, are the only ids it can have. */
