@@ -172,7 +172,7 @@ t.test('a _has read first as ids and one left to the planner as a subquery find 
   const registry = new SearchParameterRegistry(loadSearchParameters());
   // Statements that read a _has's sources on their own (one row per source, no resource content).
   let sourceReads = 0;
-  const counting = { ...server.db, query: (sql: string, params?: unknown[]) => ((sourceReads += /AS targets FROM \(SELECT h\d+\.target_id/.test(sql) ? 1 : 0), server.db.query(sql, params)) } as Database;
+  const counting = { ...server.db, query: (sql: string, params?: unknown[]) => ((sourceReads += /AS targets FROM \(SELECT h\d+\.(target|patient)_id/.test(sql) ? 1 : 0), server.db.query(sql, params)) } as Database;
   const listing = new SearchEngine(counting, registry);
   const planner = new SearchEngine(counting, registry, undefined, undefined, { sources: 0, countedSources: 0 });
   // A _has on an indexed parameter with more matching index rows than `countedSources` is left to the planner without reading its sources.

@@ -298,7 +298,7 @@ async function explain(db: Database, pool: pg.Pool, registry: SearchParameterReg
     if (segment >= 0) return segments.length > 1 ? `page (statement ${segment + 1} of ${segments.length})` : 'page';
     if (strip(sql) === strip(built.countSql)) return 'count (_total=accurate)';
     if (strip(sql).startsWith(strip(`SELECT count(*)::int AS total FROM (${built.matchSql} LIMIT`))) return 'count (up to the default limit)';
-    if (/AS targets FROM \(SELECT h\d+\.target_id/.test(sql)) return 'has-sources (_has read first)';
+    if (/AS targets FROM \(SELECT h\d+\.(target|patient)_id/.test(sql)) return 'has-sources (_has read first)';
     if (/^SELECT count\(\*\)::int AS n FROM \(SELECT 1 FROM search_\w+ i /.test(sql)) return 'has-index-rows (_has rows counted)';
     return sql.includes('search_reference i JOIN resource') ? 'include' : 'other';
   };

@@ -1,5 +1,6 @@
 import type { Resource } from 'fhir/r4';
 import type { SqlExecutor } from '../store/database.ts';
+import { recordPatientOf } from './compartment.ts';
 import { extractIndexRows, type ExtractOptions, type IndexRows, type IndexTable } from './extract.ts';
 import type { SearchParameterRegistry } from './registry.ts';
 
@@ -64,7 +65,9 @@ export class SearchIndexWriter implements IndexWriter {
 
 /**
  * The index rows of `resources` as statement parameters: one JSON array per index table, each row an array
- * `[resource_type, resource_id, …columns]`, in the order `indexInsertCtes` reads them. JSON rather than
+ * `[resource_type, resource_id, patient_id, …columns]`, in the order `indexInsertCtes` reads them. Every row
+ * carries the patient whose record its resource is part of (compartment.ts), so that a search from a
+ * clinical record to its patient (a `_has`) needs no lookup of the record's reference. JSON rather than
  * one SQL array per column because the driver serialises it natively in one pass, and the row count of
  * a statement no longer changes its text, so it stays prepared.
  */
@@ -73,8 +76,9 @@ export function indexParams(resources: IndexedResource[]): string[] {
     const fields = TABLES[table].map(([, , field]) => field);
     const out: unknown[][] = [];
     for (const { resourceType, id, rows } of resources) {
+      const patient = recordPatientOf(resourceType, id, rows.reference);
       for (const row of rows[table] as unknown as Array<Record<string, unknown>>) {
-        const values: unknown[] = [resourceType, id];
+        const values: unknown[] = [resourceType, id, patient];
         for (const field of fields) values.push(row[field] ?? null);
         out.push(values);
       }
@@ -87,10 +91,10 @@ export function indexParams(resources: IndexedResource[]): string[] {
 export function indexInsertCtes(first: number): string[] {
   return TABLE_NAMES.map((table, t) => {
     const columns = TABLES[table];
-    const values = columns.map(([, sqlType], c) => (sqlType === 'text' ? `x->>${c + 2}` : `(x->>${c + 2})::${sqlType}`));
+    const values = columns.map(([, sqlType], c) => (sqlType === 'text' ? `x->>${c + 3}` : `(x->>${c + 3})::${sqlType}`));
     return (
-      `i_${table} AS (INSERT INTO search_${table} (resource_type, resource_id, ${columns.map(([column]) => column).join(', ')}) ` +
-      `SELECT x->>0, x->>1, ${values.join(', ')} FROM jsonb_array_elements($${first + t}::jsonb) AS x)`
+      `i_${table} AS (INSERT INTO search_${table} (resource_type, resource_id, patient_id, ${columns.map(([column]) => column).join(', ')}) ` +
+      `SELECT x->>0, x->>1, x->>2, ${values.join(', ')} FROM jsonb_array_elements($${first + t}::jsonb) AS x)`
     );
   });
 }

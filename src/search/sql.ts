@@ -1,6 +1,7 @@
 import type { DateRange } from './dates.ts';
 import { halfUnitOfLastDigit } from './decimal.ts';
 import { ofTypeKey, ofTypeParam } from './extract.ts';
+import { RECORD_PATIENT_PARAM } from './compartment.ts';
 import { normalizeString } from './normalize.ts';
 import type { SearchParamDefinition } from './registry.ts';
 import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
@@ -320,6 +321,8 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
 
 type IndexedFilter = Exclude<Filter, { kind: 'id' | 'lastUpdated' | 'has' | 'compartment' }>;
 
+const isIndexedFilter = (filter: Filter): filter is IndexedFilter => !['id', 'lastUpdated', 'has', 'compartment'].includes(filter.kind);
+
 /** Where a filter on a parameter is decided: the index table and parameter, its matching rows, and whether a match excludes. */
 interface IndexRows {
   table: string;
@@ -440,6 +443,13 @@ type HasFilter = Extract<Filter, { kind: 'has' }>;
 /** The ids of `types` that the resources matching a `_has` filter reference: one row per referring resource. */
 function hasSources(filter: HasFilter, types: string[], binder: Binder, scope?: ScopePredicate): string {
   const i = nextAlias('h');
+  const onRows = !scope && isIndexedFilter(filter.inner) ? indexRowsOf(filter.inner, binder) : undefined;
+  if (onRows && !onRows.negate && types.length === 1 && types[0] === 'Patient' && RECORD_PATIENT_PARAM[filter.sourceType] === filter.param.code) {
+    // From records to the patient they are about (`_has:Immunization:patient:…`): every index row names
+    // that patient, so the rows that match are enough. One row per matching index row, not per record.
+    return `SELECT ${i}.patient_id AS target_id FROM ${onRows.table} ${i}
+        WHERE ${i}.resource_type = ${binder.bind(filter.sourceType)} AND ${i}.param = ${binder.bind(onRows.param)} AND ${i}.patient_id IS NOT NULL AND (${onRows.rows(i)})`;
+  }
   const links = `${i}.resource_type = ${binder.bind(filter.sourceType)} AND ${i}.param = ${binder.bind(filter.param.code)} AND ${typeTest(`${i}.target_type`, types, binder)}`;
   if (!scope && filter.inner.kind !== 'lastUpdated') {
     // Index rows exist for live resources only, so a filter on index rows needs no lookup of the source
@@ -502,7 +512,7 @@ function codeSetRows(sets: Array<{ system: string; codes: string[] }>, binder: B
  */
 export function hasIndexRowsStatement(filter: HasFilter, limit: number): PageSegment | undefined {
   const inner = filter.inner;
-  if (inner.kind === 'id' || inner.kind === 'lastUpdated' || inner.kind === 'has' || inner.kind === 'compartment' || inner.kind === 'chain') return undefined;
+  if (!isIndexedFilter(inner) || inner.kind === 'chain') return undefined;
   const binder = new Binder();
   const rows = indexRowsOf(inner, binder);
   if (rows.negate) return undefined;
