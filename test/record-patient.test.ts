@@ -5,6 +5,10 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { loadPatientCompartment, RECORD_PATIENT_PARAM } from '../src/search/compartment.ts';
+import { SearchEngine } from '../src/search/execute.ts';
+import { parseSearch } from '../src/search/parse.ts';
+import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
+import type { Database } from '../src/store/database.ts';
 import { splitStatements } from '../src/store/migrate.ts';
 import { startTestServer } from './helpers/app.ts';
 import { searchClient } from './helpers/search-client.ts';
@@ -62,10 +66,12 @@ const searches: Array<[string, string[]]> = [
   ['_has:Immunization:patient:vaccine-code=J07BB02', ['helene', 'jacques']],
   ['_has:Immunization:patient:date=2024-10-15&birthdate=lt1960', ['jacques']],
   ['_has:DocumentReference:subject:type=11490-0', ['helene']],
+  ['_has:DocumentReference:patient:type=11490-0', ['helene']],
   ['_has:DocumentReference:author:type=11490-0', ['camille', 'jacques']],
   ['_has:AllergyIntolerance:patient:code=764146007', ['jacques']],
   ['_has:AllergyIntolerance:recorder:code=764146007', ['camille']],
   ['_has:MedicationStatement:subject:status=active', ['camille']],
+  ['_has:MedicationStatement:patient:status=active', ['camille']],
   ['_has:Consent:patient:status=active', ['helene']],
   ['_has:Immunization:patient:vaccine-code=J07BB02&_has:Consent:patient:status=active', ['helene']],
 ];
@@ -77,6 +83,25 @@ async function answers(): Promise<string[][]> {
 t.test('a _has from records finds the patient each record is about, never its author', async (t) => {
   const got = await answers();
   searches.forEach(([query, expected], n) => t.same(got[n], expected, query));
+});
+
+t.test('a _has by a record parameter, or by `patient` where that is the record parameter for patients, reads the patients off the rows', async (t) => {
+  const registry = new SearchParameterRegistry(loadSearchParameters());
+  let fromRows = 0;
+  const counting = { ...server.db, query: (sql: string, params?: unknown[]) => ((fromRows += /SELECT h\d+\.patient_id AS target_id/.test(sql) ? 1 : 0), server.db.query(sql, params)) } as Database;
+  const engine = new SearchEngine(counting, registry);
+  for (const [query, expected] of searches) {
+    const before = fromRows;
+    const request = parseSearch(['Patient'], [...new URLSearchParams(query)] as Array<[string, string]>, registry, { strict: true, baseUrl: 'http://x/fhir' });
+    const bundle = await engine.search(request, { baseUrl: 'http://x/fhir', path: 'Patient' });
+    t.same((bundle.entry ?? []).map((e) => e.resource!.id).sort(), expected, query);
+    const byRecord = [...query.matchAll(/_has:(\w+):([\w-]+):/g)].filter(([, type, param]) => param === RECORD_PATIENT_PARAM[type!] || param === 'patient').length;
+    t.equal(fromRows - before, byRecord, `${query}: ${byRecord} read off the rows`);
+  }
+  for (const type of ['DocumentReference', 'MedicationStatement']) {
+    const record = registry.get(type, RECORD_PATIENT_PARAM[type]!)!.expression;
+    t.equal(registry.get(type, 'patient')?.expression, `${record}.where(reference.startsWith('Patient/'))`, `${type}: patient is ${record} for patients`);
+  }
 });
 
 t.test('a record moved to another patient is found from its new patient only', async (t) => {

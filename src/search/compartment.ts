@@ -31,6 +31,19 @@ export const RECORD_PATIENT_PARAM: Readonly<Record<string, string>> = {
 };
 
 /**
+ * Whether a `_has` from `sourceType` to Patient by `param` follows the record parameter: the record
+ * parameter itself, or `patient` where that is the record parameter restricted to patients
+ * (`DocumentReference.subject.where(resolve() is Patient)`).
+ */
+export function followsRecordPatient(sourceType: string, param: string): boolean {
+  const recordParam = RECORD_PATIENT_PARAM[sourceType];
+  return recordParam !== undefined && (param === recordParam || (param === 'patient' && RESTRICTED_TO_PATIENTS.has(sourceType)));
+}
+
+/** Types whose `patient` search parameter is their record parameter (`subject`) restricted to patients. */
+const RESTRICTED_TO_PATIENTS = new Set(['DocumentReference', 'MedicationStatement']);
+
+/**
  * The patient whose record a resource is part of: a Patient's own id, else the local Patient its record
  * parameter points at (from its reference index rows); null for anything else (a Practitioner, a Binary).
  */

@@ -1,7 +1,7 @@
 import type { DateRange } from './dates.ts';
 import { halfUnitOfLastDigit } from './decimal.ts';
 import { ofTypeKey, ofTypeParam } from './extract.ts';
-import { RECORD_PATIENT_PARAM } from './compartment.ts';
+import { followsRecordPatient } from './compartment.ts';
 import { normalizeString } from './normalize.ts';
 import type { SearchParamDefinition } from './registry.ts';
 import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
@@ -444,7 +444,7 @@ type HasFilter = Extract<Filter, { kind: 'has' }>;
 function hasSources(filter: HasFilter, types: string[], binder: Binder, scope?: ScopePredicate): string {
   const i = nextAlias('h');
   const onRows = !scope && isIndexedFilter(filter.inner) ? indexRowsOf(filter.inner, binder) : undefined;
-  if (onRows && !onRows.negate && types.length === 1 && types[0] === 'Patient' && RECORD_PATIENT_PARAM[filter.sourceType] === filter.param.code) {
+  if (onRows && !onRows.negate && types.length === 1 && types[0] === 'Patient' && followsRecordPatient(filter.sourceType, filter.param.code)) {
     // From records to the patient they are about (`_has:Immunization:patient:…`): every index row names
     // that patient, so the rows that match are enough. One row per matching index row, not per record.
     return `SELECT ${i}.patient_id AS target_id FROM ${onRows.table} ${i}
