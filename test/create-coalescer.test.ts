@@ -1,6 +1,7 @@
 import type { Patient } from 'fhir/r4';
 import t from 'tap';
 import { CreateCoalescer } from '../src/store/create-coalescer.ts';
+import type { SqlExecutor } from '../src/store/database.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { StoredResource, type NewResource } from '../src/store/repository.ts';
 import { openTestDatabase, startTestServer } from './helpers/app.ts';
@@ -17,13 +18,26 @@ t.test('creates sharing a statement: a failing one fails alone, the others are s
   await migrate(store.db);
   await store.db.query(`INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ('Patient', 'taken', 1, now(), '{}')`);
 
-  // One statement in flight at most: the first create goes alone, the next five wait and go out together.
-  const coalescer = new CreateCoalescer(store.db, 1);
-  const first = coalescer.write(newPatient('p0', 'Premier'));
-  const batch = ['p1', 'p2', 'taken', 'p3', 'p4'].map((id) => coalescer.write(newPatient(id, `Famille ${id}`)));
-  await first;
+  // Made in one turn of the event loop, the six creates go out as one statement; the duplicate id fails
+  // it, and each is then written alone.
+  let statements = 0;
+  const counting: SqlExecutor = {
+    query<Row>(sql: string, params?: unknown[], name?: string) {
+      if (sql.startsWith('WITH new AS')) statements++;
+      return store.db.query<Row>(sql, params, name);
+    },
+  };
+  const coalescer = new CreateCoalescer(counting, 1);
+  const batch = ['p0', 'p1', 'p2', 'taken', 'p3', 'p4'].map((id) => coalescer.write(newPatient(id, `Famille ${id}`)));
   const results = await Promise.allSettled(batch);
-  t.same(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled'], 'only the duplicate id fails');
+  t.same(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled'], 'only the duplicate id fails');
+  t.equal(statements, 7, 'one shared statement, then one per create');
+
+  // Creates of one turn share a statement; a create of a later turn goes in its own.
+  statements = 0;
+  await Promise.all(['q1', 'q2', 'q3'].map((id) => coalescer.write(newPatient(id, 'Ensemble'))));
+  await coalescer.write(newPatient('q4', 'Seul'));
+  t.equal(statements, 2, 'three creates in one statement, the fourth in another');
 
   const { rows } = await store.db.query<{ id: string; n: number }>(
     `SELECT r.id, (SELECT count(*)::int FROM resource_history h WHERE h.resource_type = r.resource_type AND h.id = r.id) AS n
@@ -35,6 +49,10 @@ t.test('creates sharing a statement: a failing one fails alone, the others are s
     { id: 'p2', n: 1 },
     { id: 'p3', n: 1 },
     { id: 'p4', n: 1 },
+    { id: 'q1', n: 1 },
+    { id: 'q2', n: 1 },
+    { id: 'q3', n: 1 },
+    { id: 'q4', n: 1 },
     { id: 'taken', n: 0 },
   ], 'each good create stored once, with one history row; the existing row untouched');
 });

@@ -8,10 +8,12 @@ interface Waiting {
 }
 
 /**
- * Group commit for plain creates from concurrent requests. At most `maxInFlight` insert statements are
- * out at once; creates arriving meanwhile wait, and go out together as one multi-row statement (one
- * round trip, one commit) as soon as a statement returns. At low load every create goes alone at once:
- * there is no timer, so nothing waits that would not have waited for a connection anyway.
+ * Group commit for plain creates from concurrent requests. Creates go out together as one multi-row
+ * statement (one round trip, one commit): those of the requests handled in the same turn of the event
+ * loop (sent on the next one, by setImmediate: no timer), and those arriving while `maxInFlight`
+ * statements are out. Waiting for the turn is what lets PGlite group them at all: its statements run on
+ * this thread, so without it each create was written and committed before the next request got a turn
+ * (a statement for one create cost 3.0 ms there, for ten 1.0 ms each).
  *
  * Each create is still answered only once its own row is committed. A batch that fails is retried one
  * create at a time, so a failure (a duplicate id, say) is only its own creator's.
@@ -19,6 +21,7 @@ interface Waiting {
 export class CreateCoalescer {
   private queue: Waiting[] = [];
   private inFlight = 0;
+  private scheduled = false;
 
   constructor(
     private readonly db: SqlExecutor,
@@ -29,7 +32,12 @@ export class CreateCoalescer {
   write(created: NewResource): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ created, resolve, reject });
-      this.pump();
+      if (this.scheduled) return;
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.pump();
+      });
     });
   }
 
