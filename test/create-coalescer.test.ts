@@ -1,10 +1,9 @@
 import type { Patient } from 'fhir/r4';
 import t from 'tap';
 import { CreateCoalescer } from '../src/store/create-coalescer.ts';
-import type { SqlExecutor } from '../src/store/database.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { StoredResource, type NewResource } from '../src/store/repository.ts';
-import { openTestDatabase, startTestServer } from './helpers/app.ts';
+import { countingStatements, openTestDatabase, startTestServer } from './helpers/app.ts';
 
 function newPatient(id: string, family: string): NewResource {
   const lastUpdated = new Date().toISOString();
@@ -20,24 +19,18 @@ t.test('creates sharing a statement: a failing one fails alone, the others are s
 
   // Made in one turn of the event loop, the six creates go out as one statement; the duplicate id fails
   // it, and each is then written alone.
-  let statements = 0;
-  const counting: SqlExecutor = {
-    query<Row>(sql: string, params?: unknown[], name?: string) {
-      if (sql.startsWith('WITH new AS')) statements++;
-      return store.db.query<Row>(sql, params, name);
-    },
-  };
+  const { db: counting, count: statements } = countingStatements(store.db, /^WITH new AS/);
   const coalescer = new CreateCoalescer(counting, 1);
   const batch = ['p0', 'p1', 'p2', 'taken', 'p3', 'p4'].map((id) => coalescer.write(newPatient(id, `Famille ${id}`)));
   const results = await Promise.allSettled(batch);
   t.same(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled'], 'only the duplicate id fails');
-  t.equal(statements, 7, 'one shared statement, then one per create');
+  t.equal(statements(), 7, 'one shared statement, then one per create');
 
   // Creates of one turn share a statement; a create of a later turn goes in its own.
-  statements = 0;
+  const before = statements();
   await Promise.all(['q1', 'q2', 'q3'].map((id) => coalescer.write(newPatient(id, 'Ensemble'))));
   await coalescer.write(newPatient('q4', 'Seul'));
-  t.equal(statements, 2, 'three creates in one statement, the fourth in another');
+  t.equal(statements() - before, 2, 'three creates in one statement, the fourth in another');
 
   const { rows } = await store.db.query<{ id: string; n: number }>(
     `SELECT r.id, (SELECT count(*)::int FROM resource_history h WHERE h.resource_type = r.resource_type AND h.id = r.id) AS n

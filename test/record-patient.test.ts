@@ -8,9 +8,8 @@ import { loadPatientCompartment, RECORD_PATIENT_PARAM } from '../src/search/comp
 import { SearchEngine } from '../src/search/execute.ts';
 import { parseSearch } from '../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
-import type { Database } from '../src/store/database.ts';
 import { splitStatements } from '../src/store/migrate.ts';
-import { startTestServer } from './helpers/app.ts';
+import { countingStatements, startTestServer } from './helpers/app.ts';
 import { searchClient } from './helpers/search-client.ts';
 
 const server = await startTestServer(t);
@@ -87,16 +86,15 @@ t.test('a _has from records finds the patient each record is about, never its au
 
 t.test('a _has by a record parameter, or by `patient` where that is the record parameter for patients, reads the patients off the rows', async (t) => {
   const registry = new SearchParameterRegistry(loadSearchParameters());
-  let fromRows = 0;
-  const counting = { ...server.db, query: (sql: string, params?: unknown[]) => ((fromRows += /SELECT h\d+\.patient_id AS target_id/.test(sql) ? 1 : 0), server.db.query(sql, params)) } as Database;
+  const { db: counting, count: fromRows } = countingStatements(server.db, /SELECT h\d+\.patient_id AS target_id/);
   const engine = new SearchEngine(counting, registry);
   for (const [query, expected] of searches) {
-    const before = fromRows;
+    const before = fromRows();
     const request = parseSearch(['Patient'], [...new URLSearchParams(query)] as Array<[string, string]>, registry, { strict: true, baseUrl: 'http://x/fhir' });
     const bundle = await engine.search(request, { baseUrl: 'http://x/fhir', path: 'Patient' });
     t.same((bundle.entry ?? []).map((e) => e.resource!.id).sort(), expected, query);
     const byRecord = [...query.matchAll(/_has:(\w+):([\w-]+):/g)].filter(([, type, param]) => param === RECORD_PATIENT_PARAM[type!] || param === 'patient').length;
-    t.equal(fromRows - before, byRecord, `${query}: ${byRecord} read off the rows`);
+    t.equal(fromRows() - before, byRecord, `${query}: ${byRecord} read off the rows`);
   }
   for (const type of ['DocumentReference', 'MedicationStatement']) {
     const record = registry.get(type, RECORD_PATIENT_PARAM[type]!)!.expression;

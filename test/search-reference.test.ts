@@ -7,8 +7,7 @@ import type { Bundle } from 'fhir/r4';
 import { SearchEngine } from '../src/search/execute.ts';
 import { parseSearch } from '../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
-import type { Database } from '../src/store/database.ts';
-import { startTestServer } from './helpers/app.ts';
+import { countingStatements, startTestServer } from './helpers/app.ts';
 import { idNatPsRpps, INS, nir, q, searchClient } from './helpers/search-client.ts';
 
 const server = await startTestServer(t);
@@ -171,8 +170,7 @@ t.test('_has does not see a deleted source, nor its old version after an update'
 t.test('a _has read first as ids and one left to the planner as a subquery find the same', async (t) => {
   const registry = new SearchParameterRegistry(loadSearchParameters());
   // Statements that read a _has's sources on their own (one row per source, no resource content).
-  let sourceReads = 0;
-  const counting = { ...server.db, query: (sql: string, params?: unknown[]) => ((sourceReads += /AS targets FROM \(SELECT h\d+\.(target|patient)_id/.test(sql) ? 1 : 0), server.db.query(sql, params)) } as Database;
+  const { db: counting, count: sourceReads } = countingStatements(server.db, /AS targets FROM \(SELECT h\d+\.(target|patient)_id/);
   const listing = new SearchEngine(counting, registry);
   const planner = new SearchEngine(counting, registry, undefined, undefined, { sources: 0, countedSources: 0 });
   // A _has on an indexed parameter with more matching index rows than `countedSources` is left to the planner without reading its sources.
@@ -193,10 +191,10 @@ t.test('a _has read first as ids and one left to the planner as a subquery find 
   ];
   for (const [type, query] of searches) {
     const run = async (engine: SearchEngine) => {
-      const before = sourceReads;
+      const before = sourceReads();
       const request = parseSearch([type], [...new URLSearchParams(query)] as Array<[string, string]>, registry, { strict: true, baseUrl: 'http://x/fhir' });
       const bundle: Bundle = await engine.search(request, { baseUrl: 'http://x/fhir', path: type });
-      return { ids: (bundle.entry ?? []).map((e) => e.resource!.id), total: bundle.total, sourceReads: sourceReads - before };
+      return { ids: (bundle.entry ?? []).map((e) => e.resource!.id), total: bundle.total, sourceReads: sourceReads() - before };
     };
     const listed = await run(listing);
     const planned = await run(planner);

@@ -72,11 +72,12 @@ export class SearchIndexWriter implements IndexWriter {
  * a statement no longer changes its text, so it stays prepared.
  */
 export function indexParams(resources: IndexedResource[]): string[] {
+  const patients = resources.map(({ resourceType, id, rows }) => recordPatientOf(resourceType, id, rows.reference));
   return TABLE_NAMES.map((table) => {
     const fields = TABLES[table].map(([, , field]) => field);
     const out: unknown[][] = [];
-    for (const { resourceType, id, rows } of resources) {
-      const patient = recordPatientOf(resourceType, id, rows.reference);
+    for (const [n, { resourceType, id, rows }] of resources.entries()) {
+      const patient = patients[n];
       for (const row of rows[table] as unknown as Array<Record<string, unknown>>) {
         const values: unknown[] = [resourceType, id, patient];
         for (const field of fields) values.push(row[field] ?? null);

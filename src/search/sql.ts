@@ -290,11 +290,16 @@ function filterConditions(filters: Filter[], alias: string, types: string[], bin
   for (const group of sameRow.values()) {
     if (group.length < 2) continue;
     for (const filter of group) merged.add(filter);
-    const rows = group.map((filter) => indexRowsOf(filter, binder, scope));
-    conditions.push(indexed(alias, types, 'search_date', group[0]!.param.code, binder, (i) => rows.map((r) => r.rows(i)).join(' AND '), false, ids));
+    const each = group.map((filter) => indexRowsOf(filter, binder, scope));
+    conditions.push(onIndexRows({ ...each[0]!, rows: (i) => each.map((r) => r.rows(i)).join(' AND ') }, alias, types, binder, ids));
   }
   for (const filter of filters) if (!merged.has(filter)) conditions.push(condition(filter, alias, types, binder, scope, ids));
   return conditions;
+}
+
+/** `alias` has (or, negated, has not) index rows matching `rows`. */
+function onIndexRows(rows: IndexRows, alias: string, types: string[], binder: Binder, ids?: string): string {
+  return indexed(alias, types, rows.table, rows.param, binder, rows.rows, rows.negate, ids);
 }
 
 /** `filter` as a condition on the resource row `alias`; `ids`, when bound, are the only ids it can have. */
@@ -312,10 +317,8 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
       return `(${alias}.id IN (SELECT ${i}.resource_id FROM search_reference ${i} WHERE ${i}.resource_type = ${binder.bind(types[0])}
         AND ${i}.param = ANY(${binder.bind(filter.params, 'text[]')}) AND ${i}.target_type = ${binder.bind(filter.compartmentType)} AND ${i}.target_id = ${binder.bind(filter.id)})${own})`;
     }
-    default: {
-      const rows = indexRowsOf(filter, binder, scope);
-      return indexed(alias, types, rows.table, rows.param, binder, rows.rows, rows.negate, ids);
-    }
+    default:
+      return onIndexRows(indexRowsOf(filter, binder, scope), alias, types, binder, ids);
   }
 }
 
@@ -443,12 +446,12 @@ type HasFilter = Extract<Filter, { kind: 'has' }>;
 /** The ids of `types` that the resources matching a `_has` filter reference: one row per referring resource. */
 function hasSources(filter: HasFilter, types: string[], binder: Binder, scope?: ScopePredicate): string {
   const i = nextAlias('h');
-  const onRows = !scope && isIndexedFilter(filter.inner) ? indexRowsOf(filter.inner, binder) : undefined;
-  if (onRows && !onRows.negate && types.length === 1 && types[0] === 'Patient' && followsRecordPatient(filter.sourceType, filter.param.code)) {
+  const toRecordPatient = !scope && types.length === 1 && types[0] === 'Patient' && followsRecordPatient(filter.sourceType, filter.param.code);
+  const onRows = toRecordPatient && isIndexedFilter(filter.inner) ? indexRowsOf(filter.inner, binder) : undefined;
+  if (onRows && !onRows.negate) {
     // From records to the patient they are about (`_has:Immunization:patient:…`): every index row names
     // that patient, so the rows that match are enough. One row per matching index row, not per record.
-    return `SELECT ${i}.patient_id AS target_id FROM ${onRows.table} ${i}
-        WHERE ${i}.resource_type = ${binder.bind(filter.sourceType)} AND ${i}.param = ${binder.bind(onRows.param)} AND ${i}.patient_id IS NOT NULL AND (${onRows.rows(i)})`;
+    return `SELECT ${i}.patient_id AS target_id ${matchingRows(onRows, filter.sourceType, i, binder)} AND ${i}.patient_id IS NOT NULL`;
   }
   const links = `${i}.resource_type = ${binder.bind(filter.sourceType)} AND ${i}.param = ${binder.bind(filter.param.code)} AND ${typeTest(`${i}.target_type`, types, binder)}`;
   if (!scope && filter.inner.kind !== 'lastUpdated') {
@@ -516,9 +519,13 @@ export function hasIndexRowsStatement(filter: HasFilter, limit: number): PageSeg
   const binder = new Binder();
   const rows = indexRowsOf(inner, binder);
   if (rows.negate) return undefined;
-  const sql = `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${rows.table} i WHERE i.resource_type = ${binder.bind(filter.sourceType)}
-    AND i.param = ${binder.bind(rows.param)} AND (${rows.rows('i')}) LIMIT ${binder.bind(limit, 'int')}) c`;
+  const sql = `SELECT count(*)::int AS n FROM (SELECT 1 ${matchingRows(rows, filter.sourceType, 'i', binder)} LIMIT ${binder.bind(limit, 'int')}) c`;
   return { sql, params: binder.params };
+}
+
+/** `FROM … WHERE …` of the index rows of `resourceType` matching `rows`, under alias `i`. */
+function matchingRows(rows: IndexRows, resourceType: string, i: string, binder: Binder): string {
+  return `FROM ${rows.table} ${i} WHERE ${i}.resource_type = ${binder.bind(resourceType)} AND ${i}.param = ${binder.bind(rows.param)} AND (${rows.rows(i)})`;
 }
 
 const anyOf = (parts: string[]) => (parts.length === 1 ? parts[0]! : `(${parts.join(' OR ')})`);

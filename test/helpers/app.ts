@@ -39,6 +39,21 @@ export async function openTestDatabase(): Promise<TestDatabase> {
   };
 }
 
+/** `db`, counting the statements it runs whose text matches `pattern`. */
+export function countingStatements(db: Database, pattern: RegExp): { db: Database; count(): number } {
+  let count = 0;
+  return {
+    db: {
+      ...db,
+      query<Row>(sql: string, params?: unknown[], name?: string) {
+        if (pattern.test(sql)) count++;
+        return db.query<Row>(sql, params, name);
+      },
+    },
+    count: () => count,
+  };
+}
+
 export interface TestServer {
   app: FastifyInstance;
   db: Database;
