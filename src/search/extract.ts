@@ -22,6 +22,8 @@ export interface IndexRows {
 
 export type IndexTable = keyof IndexRows;
 
+const TABLE_NAMES: IndexTable[] = ['token', 'string', 'date', 'reference', 'uri', 'number', 'quantity', 'composite'];
+
 /** Where a reference points: a local `Type/id`, or a URL (absolute, canonical, urn), and/or a business identifier. */
 export interface ReferenceValue {
   targetType: string | null;
@@ -76,7 +78,9 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode,
   if (data === null || data === undefined) return;
   switch (param.type) {
     case 'token':
-      for (const token of tokensOf(type, data, implicitSystem(node))) rows.token.push({ ...token, text: token.text === null ? null : normalizeString(token.text), param: code });
+      for (const token of tokensOf(type, data, implicitSystem(node))) {
+        rows.token.push({ param: code, system: token.system, code: token.code, text: token.text === null ? null : normalizeString(token.text) });
+      }
       if (type === 'Identifier' && typeof data.value === 'string') {
         // :of-type needs the type's system and code together with the value: three parts the token
         // table cannot hold in one row, so they go to the composite table under a parameter of their own.
@@ -90,12 +94,15 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode,
       return;
     case 'date': {
       const range = dateRangeOf(type, data);
-      if (range) rows.date.push({ ...range, param: code });
+      if (range) rows.date.push({ param: code, low: range.low, high: range.high });
       return;
     }
     case 'reference': {
       const reference = referenceOf(type, data, baseUrl);
-      if (reference) rows.reference.push({ ...reference, param: code });
+      if (reference) {
+        const { targetType, targetId, url, identifierSystem, identifierValue } = reference;
+        rows.reference.push({ param: code, targetType, targetId, url, identifierSystem, identifierValue });
+      }
       return;
     }
     case 'uri':
@@ -245,11 +252,19 @@ function componentTexts(type: string, node: PathNode, baseUrl: string | undefine
   return typeof data === 'string' || typeof data === 'number' ? [String(data)] : [];
 }
 
+/** Drops repeated rows (two paths reaching one value): a table's rows are compared by their fields' values. */
 function dedupe(rows: IndexRows): IndexRows {
-  for (const table of Object.keys(rows) as IndexTable[]) {
+  for (const table of TABLE_NAMES) {
+    const list = rows[table] as unknown as Array<Record<string, string | null>>;
+    if (list.length < 2) continue;
     const seen = new Set<string>();
-    (rows[table] as unknown[]) = (rows[table] as unknown[]).filter((row) => {
-      const key = JSON.stringify(row);
+    (rows[table] as unknown[]) = list.filter((row) => {
+      let key = '';
+      // Each value with its length first, so that no value can pass for two (no separator to escape).
+      for (const field in row) {
+        const value = row[field];
+        key += value === null || value === undefined ? '-;' : `${value.length}:${value};`;
+      }
       if (seen.has(key)) return false;
       seen.add(key);
       return true;

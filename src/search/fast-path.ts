@@ -47,13 +47,20 @@ export function compileFastPath(expression: string): CompiledPath | undefined {
       return [{ data: nodes.length === 1 && nodes[0]!.data !== false }];
     };
   }
-  const paths: Array<{ root: string; tokens: Token[] }> = [];
+  const walks: Array<{ root: string; walk: Walk }> = [];
   for (const part of expression.split(' | ')) {
     const parsed = parsePath(part.trim().replace(/^\((.*)\)$/, '$1'));
-    if (!parsed || !resolvable(parsed.root, parsed.tokens)) return undefined;
-    paths.push(parsed);
+    const walk = parsed && compileWalk(parsed.root, groupsOf(parsed.tokens), 0);
+    if (!walk) return undefined;
+    walks.push({ root: parsed.root, walk });
   }
-  return (resource: unknown) => paths.flatMap(({ root, tokens }) => walk(resource, root, tokens));
+  return (resource: unknown) => {
+    const out: PathNode[] = [];
+    if (!resource || typeof resource !== 'object') return out;
+    const resourceType = (resource as { resourceType?: string }).resourceType;
+    for (const { root, walk } of walks) if (resourceType === root) walk(resource as Record<string, unknown>, out);
+    return out;
+  };
 }
 
 function parsePath(text: string): { root: string; tokens: Token[] } | undefined {
@@ -70,22 +77,6 @@ function parsePath(text: string): { root: string; tokens: Token[] } | undefined 
     else return undefined;
   }
   return { root, tokens };
-}
-
-/** Whether every named step is known to the model (else fhirpath.js decides what it means). */
-function resolvable(root: string, tokens: Token[]): boolean {
-  let typePaths = [root];
-  for (const token of tokens) {
-    if (token.kind !== 'name') continue;
-    const next: string[] = [];
-    for (const typePath of typePaths) {
-      const step = stepOf(typePath, token.name);
-      if (!step) return false;
-      next.push(...step.keys.map(([, type]) => step.next || type));
-    }
-    typePaths = next;
-  }
-  return true;
 }
 
 interface Step {
@@ -120,49 +111,65 @@ function stepOf(typePath: string, segment: string): Step | undefined {
   return step;
 }
 
-interface Located {
-  data: unknown;
-  typePath: string;
-  node?: PathNode;
+/** An element name and the filters on the values it reaches (`name.where(…).ofType(…)`). */
+interface Group {
+  name: string;
+  filters: Exclude<Token, { kind: 'name' }>[];
 }
 
-function walk(resource: unknown, root: string, tokens: Token[]): PathNode[] {
-  if (!resource || typeof resource !== 'object' || (resource as { resourceType?: string }).resourceType !== root) return [];
-  let current: Located[] = [{ data: resource, typePath: root }];
+/** Groups the tokens by element name; undefined when a filter comes before any name (fhirpath.js decides). */
+function groupsOf(tokens: Token[]): Group[] | undefined {
+  const groups: Group[] = [];
   for (const token of tokens) {
-    switch (token.kind) {
-      case 'name': {
-        const next: Located[] = [];
-        for (const { data, typePath } of current) {
-          const step = stepOf(typePath, token.name);
-          if (!step || typeof data !== 'object' || data === null) continue;
-          for (const [key, type] of step.keys) {
-            const value = (data as Record<string, unknown>)[key];
-            if (value === undefined || value === null) continue;
-            for (const item of Array.isArray(value) ? value : [value]) {
-              if (item === null) continue;
-              // The shape fhirpath.js gives: the value, its FHIR type, and where it sits (for implicit code systems).
-              const node = { data: item, fhirNodeDataType: type, parentResNode: { path: typePath }, propName: token.name } as PathNode;
-              next.push({ data: item, typePath: step.next || type, node });
-            }
-          }
-        }
-        current = next;
-        break;
-      }
-      case 'equals':
-        current = current.filter(({ data }) => (data as Record<string, unknown>)?.[token.field] === token.value);
-        break;
-      case 'startsWith':
-        current = current.filter(({ data }) => {
-          const value = (data as Record<string, unknown>)?.[token.field];
-          return typeof value === 'string' && value.startsWith(token.prefix);
-        });
-        break;
-      case 'ofType':
-        current = current.filter(({ node }) => node?.fhirNodeDataType === token.type);
-        break;
-    }
+    if (token.kind === 'name') groups.push({ name: token.name, filters: [] });
+    else if (groups.length === 0) return undefined;
+    else groups[groups.length - 1]!.filters.push(token);
   }
-  return current.map(({ node }) => node!).filter(Boolean);
+  return groups;
+}
+
+/** Pushes onto `out` the nodes a path reaches from one element's JSON object. */
+type Walk = (data: Record<string, unknown>, out: PathNode[]) => void;
+
+/**
+ * The walk from an element of type (or backbone path) `typePath` through `groups[g…]`, resolved against the
+ * model once, here: at run time it only reads JSON keys. Undefined when a step is not in the model.
+ */
+function compileWalk(typePath: string, groups: Group[] | undefined, g: number): Walk | undefined {
+  if (!groups) return undefined;
+  const { name, filters } = groups[g]!;
+  const step = stepOf(typePath, name);
+  if (!step) return undefined;
+  const last = g === groups.length - 1;
+  // The shape fhirpath.js gives a node: the value, its FHIR type, and where it sits (for implicit code systems).
+  const parentResNode = { path: typePath };
+  const branches: Array<{ key: string; type: string; next: Walk | undefined }> = [];
+  for (const [key, type] of step.keys) {
+    const next = last ? undefined : compileWalk(step.next || type, groups, g + 1);
+    if (!last && !next) return undefined;
+    // `ofType` tests the type each key stands for, known now.
+    if (filters.every((filter) => filter.kind !== 'ofType' || filter.type === type)) branches.push({ key, type, next });
+  }
+  const valueFilters = filters.filter((filter) => filter.kind !== 'ofType');
+  const passes = (item: unknown) =>
+    valueFilters.every((filter) => {
+      const value = typeof item === 'object' ? (item as Record<string, unknown>)[filter.field] : undefined;
+      return filter.kind === 'equals' ? value === filter.value : typeof value === 'string' && value.startsWith(filter.prefix);
+    });
+  const visit = (item: unknown, type: string, next: Walk | undefined, out: PathNode[]) => {
+    if (item === null || (valueFilters.length > 0 && !passes(item))) return;
+    if (next) {
+      if (typeof item === 'object') next(item as Record<string, unknown>, out);
+    } else {
+      out.push({ data: item, fhirNodeDataType: type, parentResNode, propName: name } as PathNode);
+    }
+  };
+  return (data, out) => {
+    for (const { key, type, next } of branches) {
+      const value = data[key];
+      if (value === undefined || value === null) continue;
+      if (Array.isArray(value)) for (const item of value) visit(item, type, next, out);
+      else visit(value, type, next, out);
+    }
+  };
 }
