@@ -44,9 +44,15 @@ type Json = Record<string, unknown>;
 /** French identifier formats and keys, wherever an Identifier appears (contained resources included). */
 export function identifierIssues(resource: Json): Issue[] {
   const issues: Issue[] = [];
-  const walk = (value: unknown, expression: string): void => {
+  // Where the walk is (`.identifier`, `[0]`…); an expression is only written out for an identifier reported.
+  const path: string[] = [resource.resourceType as string];
+  const walk = (value: unknown): void => {
     if (Array.isArray(value)) {
-      value.forEach((item, index) => walk(item, `${expression}[${index}]`));
+      for (let index = 0; index < value.length; index++) {
+        path.push(`[${index}]`);
+        walk(value[index]);
+        path.pop();
+      }
       return;
     }
     if (value === null || typeof value !== 'object') return;
@@ -55,15 +61,19 @@ export function identifierIssues(resource: Json): Issue[] {
       const check = IDENTIFIER_CHECKS.get(object.system);
       const problem = check?.problem(object.value);
       if (problem) {
-        const at = `${expression}.value`;
+        const at = `${path.join('')}.value`;
         issues.push({ severity: 'error', code: 'value', expression: [at], diagnostics: `${at}: invalid ${check!.name} identifier (${object.system}): ${problem}` });
       }
     }
-    for (const [key, child] of Object.entries(object)) {
-      if (!key.startsWith('_') && typeof child === 'object') walk(child, `${expression}.${key}`);
+    for (const key in object) {
+      const child = object[key];
+      if (typeof child !== 'object' || child === null || key.startsWith('_')) continue;
+      path.push(`.${key}`);
+      walk(child);
+      path.pop();
     }
   };
-  walk(resource, resource.resourceType as string);
+  walk(resource);
   return issues;
 }
 

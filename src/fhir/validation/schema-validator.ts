@@ -100,25 +100,36 @@ function toIssues(resourceType: string, errors: ErrorObject[]): Issue[] {
  */
 function emptinessIssues(resourceType: string, resource: unknown): Issue[] {
   const issues: Issue[] = [];
-  const report = (pointer: string, message: string) => {
-    const expression = toExpression(resourceType, pointer);
+  // The path to the value being walked; a pointer is only written out for a value that is reported.
+  const path: Array<string | number> = [];
+  const report = (message: string) => {
+    const expression = toExpression(resourceType, path.map((segment) => `/${segment}`).join(''));
     issues.push({ code: 'value', diagnostics: `${expression}: ${message}`, expression: [expression] });
   };
-  const walk = (value: unknown, pointer: string, inArray: boolean): void => {
+  const walk = (value: unknown, inArray: boolean): void => {
     if (value === null) {
-      if (!inArray) report(pointer, 'null is not allowed');
+      if (!inArray) report('null is not allowed');
     } else if (Array.isArray(value)) {
-      if (value.length === 0) report(pointer, 'Arrays must not be empty');
-      else if (value.every((item) => item === null)) report(pointer, 'Arrays must not hold only nulls');
-      value.forEach((item, index) => walk(item, `${pointer}/${index}`, true));
+      if (value.length === 0) report('Arrays must not be empty');
+      else if (value.every((item) => item === null)) report('Arrays must not hold only nulls');
+      for (let index = 0; index < value.length; index++) {
+        path.push(index);
+        walk(value[index], true);
+        path.pop();
+      }
     } else if (typeof value === 'object') {
-      const entries = Object.entries(value as Record<string, unknown>);
-      if (entries.length === 0) report(pointer, 'Objects must not be empty');
-      for (const [key, item] of entries) walk(item, `${pointer}/${key}`, false);
+      let empty = true;
+      for (const key in value as Record<string, unknown>) {
+        empty = false;
+        path.push(key);
+        walk((value as Record<string, unknown>)[key], false);
+        path.pop();
+      }
+      if (empty) report('Objects must not be empty');
     } else if (typeof value === 'string' && value.length === 0) {
-      report(pointer, 'Strings must not be empty');
+      report('Strings must not be empty');
     }
   };
-  walk(resource, '', false);
+  walk(resource, false);
   return issues;
 }
