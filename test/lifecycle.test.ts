@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
-import { openTestDatabase } from './helpers/app.ts';
+import { onPostgres, openTestDatabase, startTestServer } from './helpers/app.ts';
 import { startServerProcess } from './helpers/server-process.ts';
 
 t.test('migrations apply once; running them again changes nothing', async (t) => {
@@ -14,6 +14,31 @@ t.test('migrations apply once; running them again changes nothing', async (t) =>
   t.same(await migrate(store.db), [], 'second run applies nothing');
   const { rows } = await store.db.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migration');
   t.equal(rows[0]?.n, first.length);
+});
+
+t.test('a long resource is stored compressed with lz4 where the database has it (PostgreSQL), pglz on PGlite, and reads back whole', async (t) => {
+  const server = await startTestServer(t);
+  const alias = Array.from({ length: 400 }, (_, i) => `Centre hospitalier universitaire, site ${i}`);
+  const created = await server.inject({ method: 'POST', url: '/fhir/Organization', payload: { resourceType: 'Organization', name: 'CHU', alias } });
+  t.equal(created.statusCode, 201);
+  const id = created.json().id;
+  const { rows: settings } = await server.db.query<{ lz4: boolean }>(
+    `SELECT 'lz4' = ANY (enumvals) AS lz4 FROM pg_settings WHERE name = 'default_toast_compression'`,
+  );
+  // Debian's PostgreSQL 15 is built with lz4; PGlite is not.
+  t.equal(settings[0]!.lz4, onPostgres);
+  const { rows } = await server.db.query<{ current: string; history: string }>(
+    `SELECT pg_column_compression(r.content) AS current,
+            (SELECT pg_column_compression(h.content) FROM resource_history h WHERE h.resource_type = r.resource_type AND h.id = r.id) AS history
+       FROM resource r WHERE r.resource_type = 'Organization' AND r.id = $1`,
+    [id],
+  );
+  const expected = onPostgres ? 'lz4' : 'pglz';
+  t.same(rows, [{ current: expected, history: expected }], 'the current row and the history row');
+  const read = await server.inject({ method: 'GET', url: `/fhir/Organization/${id}` });
+  t.same(read.json().alias, alias, 'read back as written');
+  const version = await server.inject({ method: 'GET', url: `/fhir/Organization/${id}/_history/1` });
+  t.same(version.json().alias, alias, 'and its version');
 });
 
 const createPatient = (base: string, family: string) =>

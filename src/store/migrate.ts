@@ -44,11 +44,16 @@ export async function migrate(db: Database, migrations = loadMigrations()): Prom
   return applied;
 }
 
-/** Splits a migration file on `;` at line ends; migrations keep to that form (no functions with bodies). */
+/**
+ * Splits a migration file on `;` at line ends. A dollar-quoted body (`DO $$ … $$`) is kept whole: the
+ * semicolons inside it end none of the file's statements.
+ */
 export function splitStatements(sql: string): string[] {
-  return sql
+  const bodies: string[] = [];
+  const masked = sql.replace(/\$\$[\s\S]*?\$\$/g, (body) => `\u0000${bodies.push(body) - 1}\u0000`);
+  return masked
     .split(/;\s*(?:--[^\n]*)?\n/)
     .map((s) => s.replace(/^\s*--[^\n]*$/gm, '').trim())
     .filter((s) => s.length > 0)
-    .map((s) => s.replace(/;\s*$/, ''));
+    .map((s) => s.replace(/;\s*$/, '').replace(/\u0000(\d+)\u0000/g, (_, index: string) => bodies[Number(index)]!));
 }
