@@ -31,6 +31,15 @@ t.test('malformed JSON is 400 and stores nothing', async (t) => {
   t.equal(await storedVersions(), before);
 });
 
+t.test('malformed JSON: the diagnostics say what the parser found, whichever JSON media type was sent', async (t) => {
+  for (const contentType of [FHIR_JSON, 'application/json']) {
+    const outcome = assertOutcome(t, await send('POST', '/fhir/Patient', '{"resourceType": "Patient", "active": tru}', { 'content-type': contentType }), 400);
+    t.match(outcome.issue[0].diagnostics, /^Malformed JSON body: Unexpected token '}'/, contentType);
+    t.equal(outcome.issue[0].code, 'structure');
+    t.notMatch(outcome.issue[0].diagnostics, /content-type/i, 'no word of a media type the client did not send');
+  }
+});
+
 t.test('schema violations are 400 with one issue per problem, each with its FHIRPath expression', async (t) => {
   const res = await send(
     'POST',

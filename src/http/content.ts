@@ -18,7 +18,9 @@ const FORMAT_ALIASES: Record<string, string> = { json: FHIR_JSON, 'application/f
  */
 export function registerBodyParsers(app: FastifyInstance): void {
   app.removeContentTypeParser(['application/json', 'text/plain']);
-  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const fastifyJson = app.getDefaultJsonParser('error', 'error');
+  const parseJson: typeof fastifyJson = (request, body, done) =>
+    fastifyJson(request, body, (error, value) => done(error ? explained(error, body as string) : null, value));
   app.addContentTypeParser([...JSON_TYPES], { parseAs: 'string' }, (request, body, done) => {
     // Clients often send Content-Type on a GET or DELETE without a body: that is no body, not bad JSON.
     // A write without a body is refused later, by the router, for every transport alike.
@@ -40,6 +42,20 @@ export function registerBodyParsers(app: FastifyInstance): void {
     if (Number(request.headers['content-length']) > limit) return done(bodyTooLarge(limit));
     return done(null, new RawBody(mediaType, limited(payload, limit)));
   });
+}
+
+/**
+ * Fastify says only that the body is not valid JSON, naming `application/json` whatever the request's
+ * type was; the client is told what JSON.parse found, and where.
+ */
+function explained(error: Error, body: string): Error {
+  if ((error as { code?: string }).code !== 'FST_ERR_CTP_INVALID_JSON_BODY') return error;
+  try {
+    JSON.parse(body);
+  } catch (syntax) {
+    return FhirError.badRequest(`Malformed JSON body: ${(syntax as Error).message}`, undefined, 'structure');
+  }
+  return error;
 }
 
 /**
