@@ -13,8 +13,9 @@
  * Environment: BENCH_DATABASE_URL (postgres://…; without it a throwaway PostgreSQL 15 cluster is started and
  * removed), BENCH_BUNDLES (bundles per measurement at 8 senders, 120), BENCH_BUNDLES_SINGLE (at 1 sender, 30),
  * BENCH_WARMUP (bundles, 16), PG_POOL_SIZE (10, server and raw side), BENCH_CPU_PROF=1 (profile the server
- * with --cpu-prof and summarise where its time went), BENCH_MODES (french,none), BENCH_WORKERS (server processes
- * for the French mode, a list: 1,2; WORKERS of the server; the other modes run with 1).
+ * with --cpu-prof, in the first round, and summarise where its time went), BENCH_MODES (french,none),
+ * BENCH_WORKERS (server processes for the French mode, a list: 1,2; WORKERS of the server; the other modes
+ * run with 1), BENCH_ROUNDS (3: the whole sequence is run that many times; medians are reported).
  * Results go to scripts/bench/results/ingest-postgres.{md,json}.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -41,6 +42,12 @@ const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
 const MODES = (process.env.BENCH_MODES ?? 'french,none').split(',') as Array<'french' | 'none'>;
 const WORKER_COUNTS = (process.env.BENCH_WORKERS ?? '1,2').split(',').map(Number);
 if (WORKER_COUNTS.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('BENCH_WORKERS must list positive integers');
+/**
+ * Rounds of the whole sequence (every server setting, then raw `pg`). This machine's speed moves by a
+ * quarter from one minute to the next, so a single round's ratio says little: each round's ratios are
+ * taken within the round, and the report gives their median with the range over the rounds.
+ */
+const ROUNDS = positiveInteger('BENCH_ROUNDS', 3);
 const CONCURRENCIES = [1, 8];
 const RESULTS_DIR = new URL('./results/', import.meta.url);
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -282,10 +289,10 @@ const take = (count: number) => {
   return work;
 };
 
-async function measureServer(mode: 'french' | 'none', workers: number, clusterUrl: string, client: LoadClient): Promise<{ rows: Row[]; profile?: ProfileSummary; startMs: number }> {
+async function measureServer(mode: 'french' | 'none', workers: number, clusterUrl: string, client: LoadClient, profiled: boolean): Promise<{ rows: Row[]; profile?: ProfileSummary; startMs: number }> {
   const name = `bench_ingest_${mode}_${workers}_${process.pid}`;
   await adminQuery(clusterUrl, `CREATE DATABASE ${name}`);
-  const profileDir = CPU_PROF ? mkdtempSync(join(os.tmpdir(), `dossier-ingest-prof-${mode}-`)) : undefined;
+  const profileDir = profiled ? mkdtempSync(join(os.tmpdir(), `dossier-ingest-prof-${mode}-`)) : undefined;
   const startAt = performance.now();
   const env = { WORKERS: String(workers), ...(mode === 'none' ? { FHIR_DEFAULT_PROFILES: 'none' } : {}) };
   // A profile samples one process: with several server processes it would be one of them, so none is taken.
@@ -416,8 +423,14 @@ interface Report {
   loadAverage: { before: number; after: number };
   settings: { bundles: number; bundlesSingle: number; warmup: number; pgPoolSize: number; clinicalPerBundle: string; pdfBytes: string; logLevel: string; cpuProfiled: boolean };
   serverStartSeconds: Record<string, number>;
-  rows: Row[];
+  rounds: number;
+  /** Per writer and senders, the round with the median resources/s, and the range over the rounds. */
+  rows: Array<Row & { resourcesPerSecRange: [number, number] }>;
+  /** Median over the rounds of each round's own ratio. */
   ratios: Record<string, number>;
+  ratioRanges: Record<string, [number, number]>;
+  /** Every round's rows, as measured. */
+  roundRows: Row[][];
   targets: Record<string, { rule: string; met: boolean }>;
   profiles: Record<string, ProfileSummary>;
 }
@@ -437,15 +450,22 @@ function markdown(report: Report): string {
       `${report.settings.bundlesSingle} bundles at 1 sender, ${report.settings.bundles} at 8, after ${report.settings.warmup} warm-up; ` +
       `server on real HTTP (separate process, LOG_LEVEL=${report.settings.logLevel}${report.settings.cpuProfiled ? ', sampled by --cpu-prof' : ''}), pool of ${report.settings.pgPoolSize} connections.`,
     '',
-    '| writer | senders | bundles | resources | resources/s | bundles/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | CPU % | CPU ms/resource | machine CPU % | load |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `${report.rounds} rounds of the whole sequence. Each row is the round with the median resources/s for that writer and senders; the range is over the rounds.`,
+    '',
+    '| writer | senders | bundles | resources | resources/s | range over rounds | bundles/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | CPU % | CPU ms/resource | machine CPU % | load |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...report.rows.map(
       (r) =>
-        `| ${r.writer} | ${r.senders} | ${r.bundles} | ${r.resources} | ${f(r.resourcesPerSec)} | ${f(r.bundlesPerSec, 1)} | ${f(r.p50Ms)} | ${f(r.p95Ms)} | ${f(r.p99Ms)} | ${f(r.peakRssMiB)} | ${f(r.cpuPercent)} | ${f(r.cpuMsPerResource, 2)} | ${f(r.machineCpuPercent)} | ${f(r.loadBefore, 2)} |`,
+        `| ${r.writer} | ${r.senders} | ${r.bundles} | ${r.resources} | ${f(r.resourcesPerSec)} | ${f(r.resourcesPerSecRange[0])}–${f(r.resourcesPerSecRange[1])} | ${f(r.bundlesPerSec, 1)} | ${f(r.p50Ms)} | ${f(r.p95Ms)} | ${f(r.p99Ms)} | ${f(r.peakRssMiB)} | ${f(r.cpuPercent)} | ${f(r.cpuMsPerResource, 2)} | ${f(r.machineCpuPercent)} | ${f(r.loadBefore, 2)} |`,
     ),
     '',
     `Peak RSS and CPU % are the server's processes' (raw rows: the benchmark process, which holds the prepared rows); CPU % is CPU time over wall time, 100 = one core (CPU ms/resource: the same CPU time per resource written; for raw rows it is the client side only, the PostgreSQL server processes are never counted); machine CPU % is every process's (server, PostgreSQL, the load client), ${report.machine.cores * 100} % being all ${report.machine.cores} cores busy; load is the 1-minute load average when the row started.`,
     `Server start (until /health answers): ${Object.entries(report.serverStartSeconds).map(([k, v]) => `${k} ${f(v, 1)} s`).join(', ')}.`,
+    '',
+    `Ratios: each round's server over the same round's raw \`pg\`, then the median over the rounds (range: ${Object.entries(report.ratioRanges)
+      .filter(([name]) => name.includes('per-resource') && name.includes('8 sender'))
+      .map(([name, [low, high]]) => `${name.replace(/ \/ raw.*$/, '')} ${f(low * 100, 1)}–${f(high * 100, 1)} %`)
+      .join('; ')}). Targets are judged on the medians.`,
     '',
     ...ratioAndTargetTables(report.ratios, report.targets),
   ];
@@ -468,6 +488,50 @@ function markdown(report: Report): string {
   return lines.join('\n');
 }
 
+/** One round: every server setting, then raw `pg`, each on a fresh database. */
+async function measureRound(url: string, client: LoadClient, profiled: boolean): Promise<{ rows: Row[]; profiles: Record<string, ProfileSummary>; serverStartSeconds: Record<string, number> }> {
+  const rows: Row[] = [];
+  const profiles: Record<string, ProfileSummary> = {};
+  const serverStartSeconds: Record<string, number> = {};
+  for (const mode of MODES) {
+    for (const workers of mode === 'french' ? WORKER_COUNTS : [1]) {
+      const measured = await measureServer(mode, workers, url, client, profiled);
+      rows.push(...measured.rows);
+      serverStartSeconds[workers > 1 ? `${mode}, WORKERS=${workers}` : mode] = measured.startMs / 1000;
+      if (measured.profile) profiles[mode] = measured.profile;
+    }
+  }
+  console.error('raw pg:');
+  rows.push(...(await measureRaw(url)));
+  return { rows, profiles, serverStartSeconds };
+}
+
+const find = (rows: Row[], prefix: string, senders: number) => rows.find((r) => r.writer.startsWith(prefix) && r.senders === senders);
+
+/** A round's ratios of each server setting to raw `pg`, both measured in that round. */
+function ratiosOf(rows: Row[]): Record<string, number> {
+  const ratios: Record<string, number> = {};
+  for (const senders of CONCURRENCIES) {
+    const raw = find(rows, 'raw pg, 2 INSERTs', senders)!;
+    const rawMulti = find(rows, 'raw pg, 2 multi-row', senders)!;
+    for (const server of rows.filter((r) => r.writer.startsWith('server') && r.senders === senders)) {
+      const name = server.writer.replace('server, French profiles (default)', 'French profiles').replace('server, FHIR_DEFAULT_PROFILES=none', 'no default profiles');
+      ratios[`server (${name}) / raw per-resource INSERTs, ${senders} sender(s)`] = server.resourcesPerSec / raw.resourcesPerSec;
+      ratios[`server (${name}) / raw multi-row INSERTs, ${senders} sender(s)`] = server.resourcesPerSec / rawMulti.resourcesPerSec;
+    }
+    const french = find(rows, 'server, French', senders);
+    const none = find(rows, 'server, FHIR_DEFAULT_PROFILES=none', senders);
+    if (french && none) ratios[`French profiles / no default profiles, ${senders} sender(s)`] = french.resourcesPerSec / none.resourcesPerSec;
+  }
+  return ratios;
+}
+
+/** The lower median (a value that was measured) and the range. */
+function medianAndRange(values: number[]): { median: number; range: [number, number] } {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { median: sorted[Math.floor((sorted.length - 1) / 2)]!, range: [sorted[0]!, sorted[sorted.length - 1]!] };
+}
+
 async function main(): Promise<void> {
   const loadBefore = os.loadavg()[0]!;
   const source = sourceState();
@@ -475,41 +539,33 @@ async function main(): Promise<void> {
   const client = LoadClient.start();
   try {
     const url = postgres.url;
-    const rows: Row[] = [];
-    const profiles: Record<string, ProfileSummary> = {};
-    const serverStartSeconds: Record<string, number> = {};
-    for (const mode of MODES) {
-      for (const workers of mode === 'french' ? WORKER_COUNTS : [1]) {
-        const measured = await measureServer(mode, workers, url, client);
-        rows.push(...measured.rows);
-        serverStartSeconds[workers > 1 ? `${mode}, WORKERS=${workers}` : mode] = measured.startMs / 1000;
-        if (measured.profile) profiles[mode] = measured.profile;
-      }
+    const rounds: Awaited<ReturnType<typeof measureRound>>[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      console.error(`round ${round} of ${ROUNDS}`);
+      rounds.push(await measureRound(url, client, CPU_PROF && round === 1));
     }
-    console.error('raw pg:');
-    rows.push(...(await measureRaw(url)));
+    const { profiles, serverStartSeconds } = rounds[0]!;
 
-    const find = (prefix: string, senders: number) => rows.find((r) => r.writer.startsWith(prefix) && r.senders === senders);
+    const rows: Report['rows'] = rounds[0]!.rows.map(({ writer, senders }) => {
+      const measured = rounds.map((round) => find(round.rows, writer, senders)!);
+      const { median, range } = medianAndRange(measured.map((r) => r.resourcesPerSec));
+      return { ...measured.find((r) => r.resourcesPerSec === median)!, resourcesPerSecRange: range };
+    });
+    const perRound = rounds.map((round) => ratiosOf(round.rows));
     const ratios: Record<string, number> = {};
-    const targets: Report['targets'] = {};
-    for (const senders of CONCURRENCIES) {
-      const raw = find('raw pg, 2 INSERTs', senders)!;
-      const rawMulti = find('raw pg, 2 multi-row', senders)!;
-      for (const server of rows.filter((r) => r.writer.startsWith('server') && r.senders === senders)) {
-        const name = server.writer.replace('server, French profiles (default)', 'French profiles').replace('server, FHIR_DEFAULT_PROFILES=none', 'no default profiles');
-        ratios[`server (${name}) / raw per-resource INSERTs, ${senders} sender(s)`] = server.resourcesPerSec / raw.resourcesPerSec;
-        ratios[`server (${name}) / raw multi-row INSERTs, ${senders} sender(s)`] = server.resourcesPerSec / rawMulti.resourcesPerSec;
-      }
-      const french = find('server, French', senders);
-      const none = find('server, FHIR_DEFAULT_PROFILES=none', senders);
-      if (french && none) ratios[`French profiles / no default profiles, ${senders} sender(s)`] = french.resourcesPerSec / none.resourcesPerSec;
+    const ratioRanges: Record<string, [number, number]> = {};
+    for (const name of Object.keys(perRound[0]!)) {
+      const { median, range } = medianAndRange(perRound.map((r) => r[name]!));
+      ratios[name] = median;
+      ratioRanges[name] = range;
     }
+    const targets: Report['targets'] = {};
     for (const french8 of rows.filter((r) => r.writer.startsWith('server, French') && r.senders === 8)) {
       const setting = french8.writer.replace('server, French profiles (default)', 'French profiles');
       targets[`throughput ${setting}`] = { rule: `≥ ${TARGET_RESOURCES_PER_SEC} resources/s at 8 senders (${setting})`, met: french8.resourcesPerSec >= TARGET_RESOURCES_PER_SEC };
       targets[`share ${setting}`] = {
         rule: `≥ ${TARGET_SHARE_OF_RAW * 100} % of raw per-resource INSERTs at 8 senders (${setting})`,
-        met: french8.resourcesPerSec / find('raw pg, 2 INSERTs', 8)!.resourcesPerSec >= TARGET_SHARE_OF_RAW,
+        met: ratios[`server (${setting}) / raw per-resource INSERTs, 8 sender(s)`]! >= TARGET_SHARE_OF_RAW,
       };
     }
     const report: Report = {
@@ -520,8 +576,11 @@ async function main(): Promise<void> {
       loadAverage: { before: loadBefore, after: os.loadavg()[0]! },
       settings: { bundles: BUNDLES, bundlesSingle: BUNDLES_SINGLE, warmup: WARMUP, pgPoolSize: PG_POOL_SIZE, clinicalPerBundle: '20–50', pdfBytes: '2–6 KB', logLevel: 'warn', cpuProfiled: CPU_PROF },
       serverStartSeconds,
+      rounds: ROUNDS,
       rows,
       ratios,
+      ratioRanges,
+      roundRows: rounds.map((round) => round.rows),
       targets,
       profiles,
     };
