@@ -30,11 +30,6 @@ export interface AppOptions {
 
 /** Staged Binary bytes no version claimed within a day were left by a server stopped mid-upload. */
 const STALE_UPLOAD_SECONDS = 24 * 3600;
-/**
- * On PostgreSQL, creates go out in groups of 8 without waiting for the turn to end (create-coalescer.ts):
- * at 16 POSTs in flight, 870 -> 1,220 creates/s, against 950 with groups of 4 (more statements).
- */
-const POSTGRES_SEND_AT = 8;
 
 let defaultValidator: ResourceValidator | undefined;
 let defaultRegistry: SearchParameterRegistry | undefined;
@@ -46,7 +41,7 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
   const registry = (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters()));
   const indexWriter = new SearchIndexWriter(registry);
   // Creates outside transactions share statements under load; a transaction's creates are its own.
-  const coalescer = new CreateCoalescer(db, db.driver === 'postgres' ? { sendAt: POSTGRES_SEND_AT } : {});
+  const coalescer = new CreateCoalescer(db);
   const storeFor = (database: Database): StoreContext => ({
     db: database,
     repo: new Repository(database, indexWriter, database === db ? coalescer : undefined),

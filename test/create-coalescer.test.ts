@@ -20,7 +20,7 @@ t.test('creates sharing a statement: a failing one fails alone, the others are s
   // Made in one turn of the event loop, the six creates go out as one statement; the duplicate id fails
   // it, and each is then written alone.
   const { db: counting, count: statements } = countingStatements(store.db, /^WITH new AS/);
-  const coalescer = new CreateCoalescer(counting, { maxInFlight: 1 });
+  const coalescer = new CreateCoalescer(counting, 1);
   const batch = ['p0', 'p1', 'p2', 'taken', 'p3', 'p4'].map((id) => coalescer.write(newPatient(id, `Famille ${id}`)));
   const results = await Promise.allSettled(batch);
   t.same(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'fulfilled'], 'only the duplicate id fails');
@@ -48,20 +48,6 @@ t.test('creates sharing a statement: a failing one fails alone, the others are s
     { id: 'q4', n: 1 },
     { id: 'taken', n: 0 },
   ], 'each good create stored once, with one history row; the existing row untouched');
-});
-
-t.test('with sendAt, a group goes out as soon as it is full, before the turn ends', async (t) => {
-  const store = await openTestDatabase();
-  t.teardown(() => store.drop());
-  await migrate(store.db);
-  const { db: counting, count: statements } = countingStatements(store.db, /^WITH new AS/);
-  const coalescer = new CreateCoalescer(counting, { sendAt: 3 });
-  const writes = ['s1', 's2', 's3', 's4', 's5', 's6', 's7'].map((id) => coalescer.write(newPatient(id, 'Groupe')));
-  t.equal(statements(), 2, 'two full groups of three already sent, in this turn');
-  await Promise.all(writes);
-  t.equal(statements(), 3, 'the seventh create went out alone when the turn ended');
-  const { rows } = await store.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM resource WHERE resource_type = 'Patient'`);
-  t.equal(rows[0]!.n, 7, 'all seven stored');
 });
 
 t.test('many concurrent POSTs: every one answered 201 with its own resource, all searchable', async (t) => {

@@ -7,27 +7,13 @@ interface Waiting {
   reject(error: unknown): void;
 }
 
-export interface CoalescerOptions {
-  /** Statements out at once (4); creates arriving meanwhile wait and go out together. */
-  maxInFlight?: number;
-  /** Creates per statement at most (200). */
-  maxBatch?: number;
-  /**
-   * Creates that go out at once, without waiting for the turn to end (never, by default). On a PostgreSQL
-   * server this lets the database write one group while this process validates the next: with every
-   * create of a turn in one statement, the two took turns, and this process sat idle for a third of the
-   * time. PGlite runs on this thread, so there it would only make statements smaller.
-   */
-  sendAt?: number;
-}
-
 /**
  * Group commit for plain creates from concurrent requests. Creates go out together as one multi-row
  * statement (one round trip, one commit): those of the requests handled in the same turn of the event
- * loop (sent on the next one, by setImmediate: no timer, or as soon as `sendAt` are waiting), and those
- * arriving while `maxInFlight` statements are out. Waiting for the turn is what lets PGlite group them
- * at all: its statements run on this thread, so without it each create was written and committed before
- * the next request got a turn (a statement for one create cost 3.0 ms there, for ten 1.0 ms each).
+ * loop (sent on the next one, by setImmediate: no timer), and those arriving while `maxInFlight`
+ * statements are out. Waiting for the turn is what lets PGlite group them at all: its statements run on
+ * this thread, so without it each create was written and committed before the next request got a turn
+ * (a statement for one create cost 3.0 ms there, for ten 1.0 ms each).
  *
  * Each create is still answered only once its own row is committed. A batch that fails is retried one
  * create at a time, so a failure (a duplicate id, say) is only its own creator's.
@@ -37,23 +23,15 @@ export class CreateCoalescer {
   private inFlight = 0;
   private scheduled = false;
 
-  private readonly maxInFlight: number;
-  private readonly maxBatch: number;
-  private readonly sendAt: number;
-
   constructor(
     private readonly db: SqlExecutor,
-    options: CoalescerOptions = {},
-  ) {
-    this.maxInFlight = options.maxInFlight ?? 4;
-    this.maxBatch = options.maxBatch ?? 200;
-    this.sendAt = options.sendAt ?? Infinity;
-  }
+    private readonly maxInFlight = 4,
+    private readonly maxBatch = 200,
+  ) {}
 
   write(created: NewResource): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ created, resolve, reject });
-      if (this.queue.length >= this.sendAt && this.inFlight < this.maxInFlight) return this.pump();
       if (this.scheduled) return;
       this.scheduled = true;
       setImmediate(() => {
