@@ -22,6 +22,8 @@ export interface ElementNode {
   /** `_name`: where a primitive's id and extensions sit in JSON. */
   underscoreName: string;
   choice: boolean;
+  /** Of a primitive type (or one of them): only then may the instance carry a `_name` for it. */
+  primitive: boolean;
   min: number;
   max: number;
   types: TypeRef[];
@@ -109,6 +111,11 @@ function toNode(element: ElementDefinition, id: string, profile: CompiledProfile
   const choice = lastName.endsWith('[x]');
   let fixed: unknown;
   let pattern: unknown;
+  const types = (element.type ?? []).map((type) => ({
+    code: fhirTypeOf(type),
+    profiles: type.profile ?? [],
+    targetProfiles: type.targetProfile ?? [],
+  }));
   for (const key of Object.keys(element)) {
     if (key.startsWith('fixed')) fixed = element[key];
     else if (key.startsWith('pattern')) pattern = element[key];
@@ -119,13 +126,10 @@ function toNode(element: ElementDefinition, id: string, profile: CompiledProfile
     name: choice ? lastName.slice(0, -3) : lastName,
     underscoreName: `_${choice ? lastName.slice(0, -3) : lastName}`,
     choice,
+    primitive: types.some((type) => isPrimitive(type.code)),
     min: element.min ?? 0,
     max: element.max === undefined || element.max === '*' ? UNBOUNDED : Number(element.max),
-    types: (element.type ?? []).map((type) => ({
-      code: fhirTypeOf(type),
-      profiles: type.profile ?? [],
-      targetProfiles: type.targetProfile ?? [],
-    })),
+    types,
     fixed,
     pattern,
     maxLength: element.maxLength,

@@ -31,7 +31,7 @@ export function collectItems(object: Record<string, unknown>, node: ElementNode,
   const result: CollectedItems = { items: [], disallowedTypes: [] };
   if (!node.choice) {
     const type = node.types[0]?.code ?? (node.contentReference ? 'BackboneElement' : 'Element');
-    read(object, node.name, node.name, type, parentExpression, `${parentPath}.${node.name}`, result.items);
+    read(object, node.name, node.underscoreName, type, parentExpression, `${parentPath}.${node.name}`, result.items);
     return result;
   }
   for (const key of Object.keys(object)) {
@@ -45,7 +45,7 @@ export function collectItems(object: Record<string, unknown>, node: ElementNode,
       result.disallowedTypes.push({ key: jsonKey, type: typeFromSuffix(suffix), expression: `${parentExpression}.${jsonKey}` });
       continue;
     }
-    read(object, jsonKey, jsonKey, type, parentExpression, `${parentPath}.${node.name}`, result.items);
+    read(object, jsonKey, `_${jsonKey}`, type, parentExpression, `${parentPath}.${node.name}`, result.items);
   }
   return result;
 }
@@ -63,9 +63,10 @@ function typesBySuffix(node: ElementNode): Map<string, string> {
   return bySuffix;
 }
 
-function read(object: Record<string, unknown>, key: string, name: string, type: string, parentExpression: string, elementPath: string, into: Item[]): void {
+/** Reads `key` (a primitive together with `underscoreKey`, its `_key` sibling) into items. */
+function read(object: Record<string, unknown>, key: string, underscoreKey: string, type: string, parentExpression: string, elementPath: string, into: Item[]): void {
   const value = object[key];
-  const element = isPrimitive(type) ? object[`_${key}`] : undefined;
+  const element = isPrimitive(type) ? object[underscoreKey] : undefined;
   if (value === undefined && element === undefined) return;
   if (Array.isArray(value) || Array.isArray(element)) {
     const values = Array.isArray(value) ? value : [];
@@ -75,11 +76,11 @@ function read(object: Record<string, unknown>, key: string, name: string, type: 
       const v = values[index] ?? undefined;
       const e = (elements[index] ?? undefined) as Record<string, unknown> | undefined;
       if (v === undefined && e === undefined) continue;
-      into.push({ value: v, element: e, type, expression: `${parentExpression}.${name}[${index}]`, elementPath });
+      into.push({ value: v, element: e, type, expression: `${parentExpression}.${key}[${index}]`, elementPath });
     }
     return;
   }
-  into.push({ value, element: element as Record<string, unknown> | undefined, type, expression: `${parentExpression}.${name}`, elementPath });
+  into.push({ value, element: element as Record<string, unknown> | undefined, type, expression: `${parentExpression}.${key}`, elementPath });
 }
 
 /** `String` → `string`, `DateTime` → `dateTime`, `CodeableConcept` stays. */

@@ -50,6 +50,8 @@ interface Scope {
  */
 export class StructureValidator implements SliceOracle {
   private readonly compiled = new Map<string, CompiledProfile | null>();
+  /** A datatype's child definitions by type code: looked up for every occurrence of every datatype. */
+  private readonly typeChildren = new Map<string, ElementNode[]>();
 
   constructor(
     readonly registry: DefinitionRegistry,
@@ -164,13 +166,15 @@ export class StructureValidator implements SliceOracle {
       const target = node.profile.byPath.get(node.contentReference.replace(/^#/, '').replace(/^.*#/, ''));
       if (target) return target.children;
     }
-    return this.profile(`http://hl7.org/fhir/StructureDefinition/${type}`)?.root.children ?? [];
+    let children = this.typeChildren.get(type);
+    if (!children) this.typeChildren.set(type, (children = this.profile(`http://hl7.org/fhir/StructureDefinition/${type}`)?.root.children ?? []));
+    return children;
   }
 
   private checkChildren(children: ElementNode[], object: Record<string, unknown>, parent: Item, scope: Scope): void {
     for (const child of children) {
       // Most definitions have no occurrence in a given instance: settle those without reading anything.
-      if (!child.choice && object[child.name] === undefined && object[child.underscoreName] === undefined) {
+      if (!child.choice && object[child.name] === undefined && (!child.primitive || object[child.underscoreName] === undefined)) {
         if (child.min > 0) this.checkCardinality(child, 0, parent, scope);
         continue;
       }
