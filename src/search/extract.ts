@@ -252,23 +252,23 @@ function componentTexts(type: string, node: PathNode, baseUrl: string | undefine
   return typeof data === 'string' || typeof data === 'number' ? [String(data)] : [];
 }
 
-/** Drops repeated rows (two paths reaching one value): a table's rows are compared by their fields' values. */
+/**
+ * Drops repeated rows (two paths reaching one value). A table holds a few rows per resource, all built
+ * with the same fields in the same order: comparing them pairwise is cheaper than keying each one.
+ */
 function dedupe(rows: IndexRows): IndexRows {
   for (const table of TABLE_NAMES) {
     const list = rows[table] as unknown as Array<Record<string, string | null>>;
     if (list.length < 2) continue;
-    const seen = new Set<string>();
-    (rows[table] as unknown[]) = list.filter((row) => {
-      let key = '';
-      // Each value with its length first, so that no value can pass for two (no separator to escape).
-      for (const field in row) {
-        const value = row[field];
-        key += value === null || value === undefined ? '-;' : `${value.length}:${value};`;
-      }
-      if (seen.has(key)) return false;
-      seen.add(key);
+    (rows[table] as unknown[]) = list.filter((row, index) => {
+      for (let earlier = 0; earlier < index; earlier++) if (sameRow(list[earlier]!, row)) return false;
       return true;
     });
   }
   return rows;
+}
+
+function sameRow(a: Record<string, string | null>, b: Record<string, string | null>): boolean {
+  for (const field in a) if (a[field] !== b[field]) return false;
+  return true;
 }
