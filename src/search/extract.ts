@@ -22,7 +22,7 @@ export interface IndexRows {
 
 export type IndexTable = keyof IndexRows;
 
-const TABLE_NAMES: IndexTable[] = ['token', 'string', 'date', 'reference', 'uri', 'number', 'quantity', 'composite'];
+const TABLE_NAMES = Object.keys(emptyRows()) as IndexTable[];
 
 /** Where a reference points: a local `Type/id`, or a URL (absolute, canonical, urn), and/or a business identifier. */
 export interface ReferenceValue {

@@ -22,6 +22,8 @@ export interface ElementNode {
   /** `_name`: where a primitive's id and extensions sit in JSON. */
   underscoreName: string;
   choice: boolean;
+  /** A choice element's allowed types by JSON suffix in lower case (`valuestring` → `string`). */
+  choiceTypes?: Map<string, string>;
   /** Of a primitive type (or one of them): only then may the instance carry a `_name` for it. */
   primitive: boolean;
   min: number;
@@ -126,6 +128,7 @@ function toNode(element: ElementDefinition, id: string, profile: CompiledProfile
     name: choice ? lastName.slice(0, -3) : lastName,
     underscoreName: `_${choice ? lastName.slice(0, -3) : lastName}`,
     choice,
+    ...(choice ? { choiceTypes: new Map([...types].reverse().map(({ code }) => [code.toLowerCase(), code])) } : {}),
     primitive: types.some((type) => isPrimitive(type.code)),
     min: element.min ?? 0,
     max: element.max === undefined || element.max === '*' ? UNBOUNDED : Number(element.max),

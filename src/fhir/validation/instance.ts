@@ -40,7 +40,7 @@ export function collectItems(object: Record<string, unknown>, node: ElementNode,
     if (!jsonKey.startsWith(node.name) || jsonKey.length === node.name.length) continue;
     const suffix = jsonKey.slice(node.name.length);
     if (suffix[0] !== suffix[0]!.toUpperCase()) continue;
-    const type = typesBySuffix(node).get(suffix.toLowerCase());
+    const type = node.choiceTypes?.get(suffix.toLowerCase());
     if (!type) {
       result.disallowedTypes.push({ key: jsonKey, type: typeFromSuffix(suffix), expression: `${parentExpression}.${jsonKey}` });
       continue;
@@ -48,19 +48,6 @@ export function collectItems(object: Record<string, unknown>, node: ElementNode,
     read(object, jsonKey, `_${jsonKey}`, type, parentExpression, `${parentPath}.${node.name}`, result.items);
   }
   return result;
-}
-
-const suffixes = new WeakMap<ElementNode, Map<string, string>>();
-
-/** A choice element's allowed types by their JSON suffix in lower case (`valuestring` → `string`): read on every occurrence. */
-function typesBySuffix(node: ElementNode): Map<string, string> {
-  let bySuffix = suffixes.get(node);
-  if (!bySuffix) {
-    bySuffix = new Map();
-    for (const { code } of node.types) if (!bySuffix.has(code.toLowerCase())) bySuffix.set(code.toLowerCase(), code);
-    suffixes.set(node, bySuffix);
-  }
-  return bySuffix;
 }
 
 /** Reads `key` (a primitive together with `underscoreKey`, its `_key` sibling) into items. */
