@@ -3,6 +3,8 @@
  * next to baselines that show what the same hardware does without the server's work:
  *   - a bare Fastify route answering the stored JSON from memory (HTTP cost alone),
  *   - a bare Fastify route doing one SELECT by id (HTTP + one query: the fair read baseline),
+ *   - a bare Fastify route parsing the POSTed JSON and doing one INSERT (HTTP + JSON + one query, the least any
+ *     create over HTTP can cost: no validation, no history, no index rows),
  *   - the driver alone: one INSERT per document, and one SELECT by id, at the same concurrency.
  *
  *   npm run bench
@@ -15,7 +17,7 @@
  * store's memory (PGlite's WASM heap is hundreds of MiB) and garbage do not show up in the other's numbers.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -26,7 +28,7 @@ import { LoadClient } from './lib/load-client.ts';
 import { benchPostgres } from './lib/pg-cluster.ts';
 import { frenchPatient, storedFrenchPatient } from './lib/patients.ts';
 import { openRawDriver, type RawDriver } from './lib/raw-driver.ts';
-import { machine, markdown, summarise, writeResults, type Measurement, type StoreReport } from './lib/report.ts';
+import { machine, machineBusyTicks, markdown, summarise, writeResults, type Measurement, type StoreReport } from './lib/report.ts';
 
 const REQUESTS = positiveInteger('BENCH_REQUESTS', 3000);
 const WARMUP = positiveInteger('BENCH_WARMUP', 500);
@@ -78,10 +80,13 @@ async function measure(operation: string, run: PhaseRunner): Promise<Measurement
   await run('warm-up');
   const rss = startRssSampler();
   const cpuBefore = process.cpuUsage();
+  const machineBefore = machineBusyTicks();
+  const wallBefore = performance.now();
   const result = await run('measured');
+  const machineCpuPercent = ((machineBusyTicks() - machineBefore) * 10 * 100) / (performance.now() - wallBefore);
   const cpu = process.cpuUsage(cpuBefore);
   const clientCpuMs = 'cpuMs' in result && typeof result.cpuMs === 'number' ? result.cpuMs : undefined;
-  const measurement = summarise(operation, result, { peakRssBytes: rss.stop(), processCpuMs: (cpu.user + cpu.system) / 1000, clientCpuMs });
+  const measurement = summarise(operation, result, { peakRssBytes: rss.stop(), processCpuMs: (cpu.user + cpu.system) / 1000, clientCpuMs, machineCpuPercent });
   console.error(`  ${operation}: ${measurement.opsPerSec.toFixed(0)} ops/s, p99 ${measurement.p99Ms.toFixed(2)} ms`);
   return measurement;
 }
@@ -133,6 +138,13 @@ function rawRoutes(driver: RawDriver, documents: Map<string, string>): FastifyIn
     if (rows.length === 0) return reply.code(404).send();
     return reply.type(FHIR_JSON).send(rows[0]!.content);
   });
+  app.addContentTypeParser('application/fhir+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  app.post<{ Body: Record<string, unknown> }>('/insert/Patient', async (request, reply) => {
+    const id = randomUUID();
+    const json = JSON.stringify({ ...request.body, id });
+    await driver.query('INSERT INTO bench_raw_route (id, content) VALUES ($1, $2)', [id, json]);
+    return reply.code(201).header('location', `/insert/Patient/${id}/_history/1`).type(FHIR_JSON).send(json);
+  });
   return app;
 }
 
@@ -153,12 +165,21 @@ async function measureStore(store: StoreTarget, client: LoadClient, driver: RawD
       await driver.query('INSERT INTO bench_raw (id, content) VALUES ($1, $2)', [document.id, document.json]);
     })),
   );
+  const bodies = Array.from({ length: total }, (_, index) => JSON.stringify(frenchPatient(index)));
+  measurements.push(
+    await measure('raw route + raw insert (POST)', overHttp(client, rawOrigin, {
+      method: 'POST',
+      paths: new Array<string>(total).fill('/insert/Patient'),
+      bodies,
+      expected: 201,
+    })),
+  );
   const createdLocations: string[] = [];
   measurements.push(
     await measure('server create (POST /fhir/Patient)', overHttp(client, serverOrigin, {
       method: 'POST',
       paths: new Array<string>(total).fill('/fhir/Patient'),
-      bodies: Array.from({ length: total }, (_, index) => JSON.stringify(frenchPatient(index))),
+      bodies,
       expected: 201,
       locations: createdLocations,
     })),
@@ -223,6 +244,8 @@ function compare(measurements: Measurement[]): Pick<StoreReport, 'ratios' | 'tar
     'server read / raw route from memory': read.opsPerSec / find('raw route, JSON from memory (GET)').opsPerSec,
     'server read / raw route + raw select': read.opsPerSec / find('raw route + raw select (GET)').opsPerSec,
     'server create / raw driver insert': create.opsPerSec / find('raw driver insert').opsPerSec,
+    'server create / raw route + raw insert': create.opsPerSec / find('raw route + raw insert (POST)').opsPerSec,
+    'raw route + raw insert / raw driver insert': find('raw route + raw insert (POST)').opsPerSec / find('raw driver insert').opsPerSec,
   };
   const targets = {
     readThroughput: {
@@ -257,6 +280,7 @@ async function benchStore(store: StoreTarget, client: LoadClient): Promise<Store
   const rawApp = rawRoutes(driver, new Map(documents.map((document) => [document.id, document.json])));
   try {
     await driver.query('CREATE TABLE bench_raw (id text PRIMARY KEY, content text NOT NULL)', []);
+    await driver.query('CREATE TABLE bench_raw_route (id text PRIMARY KEY, content text NOT NULL)', []);
     const serverOrigin = await app.listen({ host: '127.0.0.1', port: 0 });
     const rawOrigin = await rawApp.listen({ host: '127.0.0.1', port: 0 });
     const setupRssMiB = process.memoryUsage.rss() / 2 ** 20;

@@ -32,7 +32,7 @@ import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
 import { summariseProfile, type ProfileSummary } from './lib/cpu-profile.ts';
 import { LoadClient } from './lib/load-client.ts';
 import { benchPostgres, freePort } from './lib/pg-cluster.ts';
-import { machine, ratioAndTargetTables } from './lib/report.ts';
+import { machine, machineBusyTicks, ratioAndTargetTables } from './lib/report.ts';
 
 const BUNDLES = positiveInteger('BENCH_BUNDLES', 120);
 const BUNDLES_SINGLE = positiveInteger('BENCH_BUNDLES_SINGLE', 30);
@@ -133,13 +133,6 @@ function procStat(pid: number): { rssBytes: number; cpuTicks: number } {
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
   return { rssBytes: rssKb * 1024, cpuTicks: Number(fields[11]) + Number(fields[12]) };
-}
-
-/** Busy CPU ticks of the whole machine since boot: /proc/stat's cpu line less idle and iowait. */
-function machineBusyTicks(): number {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
-  return user + nice + system + irq + softirq + steal;
 }
 
 /** `pid` and its live descendants (a WORKERS server is a primary and its server processes). */

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { LoopResult } from './closed-loop.ts';
 
@@ -15,12 +15,15 @@ export interface Measurement {
   processCpuPercent: number;
   /** The same for the HTTP load generator (its own process); absent for driver-only operations. */
   clientCpuPercent?: number;
+  /** Every process's CPU over wall time (PostgreSQL's included); 100 × cores when the machine is full. */
+  machineCpuPercent?: number;
 }
 
 export interface Usage {
   peakRssBytes: number;
   processCpuMs: number;
   clientCpuMs?: number;
+  machineCpuPercent?: number;
 }
 
 export interface StoreReport {
@@ -59,7 +62,15 @@ export function summarise(operation: string, result: LoopResult, usage: Usage): 
     peakRssMiB: usage.peakRssBytes / 2 ** 20,
     processCpuPercent: percentOfWall(usage.processCpuMs),
     ...(usage.clientCpuMs === undefined ? {} : { clientCpuPercent: percentOfWall(usage.clientCpuMs) }),
+    ...(usage.machineCpuPercent === undefined ? {} : { machineCpuPercent: usage.machineCpuPercent }),
   };
+}
+
+/** Busy CPU ticks (10 ms each) of the whole machine since boot: /proc/stat's cpu line less idle and iowait. */
+export function machineBusyTicks(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return user + nice + system + irq + softirq + steal;
 }
 
 export function machine(): StoreReport['machine'] {
@@ -83,17 +94,19 @@ export function markdown(report: StoreReport): string {
     `${report.settings.requests} requests per measurement after ${report.settings.warmup} warm-up, ` +
       `${report.settings.concurrency} in flight` + (report.store === 'postgres' ? `, pool of ${report.settings.pgPoolSize} connections` : ''),
     '',
-    '| operation | ops/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | bench CPU % | client CPU % |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| operation | ops/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | bench CPU % | client CPU % | machine CPU % |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...report.measurements.map(
       (m) =>
         `| ${m.operation} | ${fixed(m.opsPerSec, 0)} | ${fixed(m.p50Ms, 2)} | ${fixed(m.p95Ms, 2)} | ${fixed(m.p99Ms, 2)} ` +
-        `| ${fixed(m.peakRssMiB, 0)} | ${fixed(m.processCpuPercent, 0)} | ${m.clientCpuPercent === undefined ? '–' : fixed(m.clientCpuPercent, 0)} |`,
+        `| ${fixed(m.peakRssMiB, 0)} | ${fixed(m.processCpuPercent, 0)} | ${m.clientCpuPercent === undefined ? '–' : fixed(m.clientCpuPercent, 0)} ` +
+        `| ${m.machineCpuPercent === undefined ? '–' : fixed(m.machineCpuPercent, 0)} |`,
     ),
     '',
     `RSS of the benchmark process once the stores were open and the server built: ${fixed(report.setupRssMiB, 0)} MiB; ` +
       `its maximum over the run: ${fixed(report.processMaxRssMiB, 0)} MiB. ` +
-      'CPU % is CPU time over wall time (100 = one core); the PostgreSQL server\'s own processes are not counted.',
+      'CPU % is CPU time over wall time (100 = one core); bench and client CPU leave out the PostgreSQL server\'s ' +
+      `processes, machine CPU counts every process (${report.machine.cores * 100} % = all ${report.machine.cores} cores busy).`,
     '',
     ...ratioAndTargetTables(report.ratios, report.targets),
   ];
