@@ -1,9 +1,10 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Binary, Resource } from 'fhir/r4';
+import type { Binary } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
+import { jsonText, type ResponseResource } from '../fhir/resource-text.ts';
 import { FormParameters, JsonPatchBody, RawBody, UnsupportedBody } from '../router/request.ts';
-import { StoredResource, type StoredBinary } from '../store/repository.ts';
+import type { StoredBinary } from '../store/repository.ts';
 
 export const FHIR_JSON = 'application/fhir+json';
 const BINARY_PATH = /^\/fhir\/Binary(?:\/[A-Za-z0-9\-.]{1,64})?(?:\?|$)/;
@@ -140,10 +141,7 @@ export function sendRawBinary(request: FastifyRequest, reply: FastifyReply, bina
 }
 
 /** Sends a resource with the negotiated type; a stored resource goes out as stored unless `_pretty` asks otherwise. */
-export function sendResource(request: FastifyRequest, reply: FastifyReply, body: Resource | StoredResource, mediaType: string): FastifyReply {
+export function sendResource(request: FastifyRequest, reply: FastifyReply, body: ResponseResource, mediaType: string): FastifyReply {
   const pretty = (request.query as Record<string, unknown>)._pretty === 'true';
-  let payload: string;
-  if (body instanceof StoredResource) payload = pretty ? JSON.stringify(body.resource, null, 2) : body.json;
-  else payload = JSON.stringify(body, null, pretty ? 2 : undefined);
-  return reply.type(`${mediaType}; charset=utf-8`).send(payload);
+  return reply.type(`${mediaType}; charset=utf-8`).send(jsonText(body, pretty ? 2 : undefined));
 }

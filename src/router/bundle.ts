@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
+import { resourceObject, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
 import { BufferedTransaction, StoredResource } from '../store/repository.ts';
 import { findMatches, lockCondition } from './conditional.ts';
@@ -42,7 +43,7 @@ interface Entry {
  * transaction, after giving every created resource its id and rewriting the bundle's internal
  * references (`urn:uuid:`, `urn:oid:`, conditional `Type?criteria`) to `Type/id`.
  */
-export async function processBundle(kind: 'transaction' | 'batch', request: FhirRequest, ctx: HandlerContext): Promise<Bundle> {
+export async function processBundle(kind: 'transaction' | 'batch', request: FhirRequest, ctx: HandlerContext): Promise<ResponseBundle> {
   const entries = readEntries(request.body, request.baseUrl, ctx.deps.limits.maxEntries);
   const responses = kind === 'batch' ? await runBatch(entries, request, ctx) : await runTransaction(entries, request, ctx);
   return {
@@ -270,11 +271,10 @@ function errorResponse(error: unknown): FhirResponse {
   throw error;
 }
 
-function toResponseEntry(response: FhirResponse): BundleEntry {
-  const body = response.body;
-  const resource = body instanceof StoredResource ? body.resource : body;
+function toResponseEntry(response: FhirResponse): ResponseBundleEntry {
+  const resource = response.body;
   const isOutcome = resource?.resourceType === 'OperationOutcome';
-  const lastUpdated = !isOutcome ? resource?.meta?.lastUpdated : undefined;
+  const lastUpdated = resource instanceof StoredResource ? resource.lastUpdated : resource && !isOutcome ? resourceObject(resource).meta?.lastUpdated : undefined;
   return {
     ...(resource && !isOutcome ? { fullUrl: `${response.headers.location?.replace(/\/_history\/.*$/, '') ?? ''}` || undefined, resource } : {}),
     response: {
@@ -282,7 +282,7 @@ function toResponseEntry(response: FhirResponse): BundleEntry {
       ...(response.headers.location ? { location: response.headers.location } : {}),
       ...(response.headers.etag ? { etag: response.headers.etag } : {}),
       ...(lastUpdated ? { lastModified: lastUpdated } : {}),
-      ...(isOutcome ? { outcome: resource } : {}),
+      ...(isOutcome ? { outcome: resourceObject(resource) } : {}),
     },
   };
 }

@@ -1,10 +1,11 @@
-import type { CapabilityStatement, OperationOutcome, Resource } from 'fhir/r4';
+import type { CapabilityStatement, OperationOutcome } from 'fhir/r4';
+import type { ResponseResource } from '../fhir/resource-text.ts';
 import type { ResourceValidator } from '../fhir/validation/validator.ts';
 import type { OperationRegistry } from '../operations/registry.ts';
 import type { SearchEngine } from '../search/execute.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { Database } from '../store/database.ts';
-import type { Repository, StoredResource } from '../store/repository.ts';
+import type { Repository } from '../store/repository.ts';
 import type { Interaction } from './interaction.ts';
 import type { FhirRequest, FhirResponse } from './request.ts';
 
@@ -44,7 +45,7 @@ export interface BundleLimits {
 /** What an interaction produced, before `Prefer: return` picks the body. */
 export interface Outcome {
   status: number;
-  resource?: Resource | StoredResource;
+  resource?: ResponseResource;
   outcome?: OperationOutcome;
   headers?: Record<string, string>;
 }

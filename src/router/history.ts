@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Bundle, BundleEntry, Resource } from 'fhir/r4';
+import type { Bundle } from 'fhir/r4';
+import type { ResponseBundle, ResponseBundleEntry } from '../fhir/resource-text.ts';
 import { FhirError } from '../fhir/outcome.ts';
 import type { HistoryPage, Repository } from '../store/repository.ts';
 import type { Interaction } from './interaction.ts';
@@ -13,7 +14,7 @@ const STATUS_OF_METHOD = { POST: '201 Created', PUT: '200 OK', PATCH: '200 OK', 
 type HistoryInteraction = Extract<Interaction, { kind: 'history-instance' | 'history-type' | 'history-system' }>;
 
 /** History at instance, type or system level (R4 http.html#history): a `history` Bundle, newest first. */
-export async function history(interaction: HistoryInteraction, request: FhirRequest, repo: Repository): Promise<Bundle> {
+export async function history(interaction: HistoryInteraction, request: FhirRequest, repo: Repository): Promise<ResponseBundle> {
   const count = parseCount(single(request, '_count'));
   const since = parseSince(single(request, '_since'));
   const cursor = single(request, '_cursor');
@@ -29,7 +30,7 @@ export async function history(interaction: HistoryInteraction, request: FhirRequ
   return historyBundle(page, request, { _count: String(count), ...(since ? { _since: since } : {}) }, cursor);
 }
 
-function historyBundle(page: HistoryPage, request: FhirRequest, applied: Record<string, string>, cursor?: string): Bundle {
+function historyBundle(page: HistoryPage, request: FhirRequest, applied: Record<string, string>, cursor?: string): ResponseBundle {
   const url = (extra: Record<string, string> = {}) => {
     const query = new URLSearchParams({ ...applied, ...extra }).toString();
     return `${request.baseUrl}/${request.path}${query ? `?${query}` : ''}`;
@@ -40,9 +41,9 @@ function historyBundle(page: HistoryPage, request: FhirRequest, applied: Record<
   ];
   if (page.nextBeforeSeq !== undefined) link.push({ relation: 'next', url: url({ _cursor: String(page.nextBeforeSeq) }) });
 
-  const entry: BundleEntry[] = page.entries.map((version) => ({
+  const entry: ResponseBundleEntry[] = page.entries.map((version) => ({
     fullUrl: `${request.baseUrl}/${version.resourceType}/${version.id}`,
-    ...(version.resource ? { resource: version.resource.resource as Resource } : {}),
+    ...(version.resource ? { resource: version.resource } : {}),
     request: {
       method: version.method,
       url: version.method === 'POST' ? version.resourceType : `${version.resourceType}/${version.id}`,

@@ -1,5 +1,5 @@
-import type { OperationOutcome, Resource } from 'fhir/r4';
-import type { StoredResource } from '../store/repository.ts';
+import type { OperationOutcome } from 'fhir/r4';
+import type { ResponseResource } from '../fhir/resource-text.ts';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -36,7 +36,7 @@ export type ReturnPreference = 'minimal' | 'representation' | 'OperationOutcome'
 export interface FhirResponse {
   status: number;
   /** The body to send, already chosen according to `Prefer: return`. */
-  body?: Resource | StoredResource;
+  body?: ResponseResource;
   headers: Record<string, string>;
 }
 

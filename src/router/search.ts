@@ -1,5 +1,5 @@
-import type { Bundle } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
+import type { ResponseBundle } from '../fhir/resource-text.ts';
 import { SERVED_RESOURCE_TYPES } from '../fhir/resource-types.ts';
 import { parseSearch } from '../search/parse.ts';
 import { withBinaryData } from './binary-data.ts';
@@ -9,7 +9,7 @@ import { strictHandling } from './prefer.ts';
 import { FormParameters, UnsupportedBody, type FhirRequest } from './request.ts';
 
 /** Type, system and compartment search (R4 http.html#search, search.html), by GET or form POST. */
-export async function search(interaction: Extract<Interaction, { kind: `search-${string}` }>, request: FhirRequest, ctx: HandlerContext): Promise<Bundle> {
+export async function search(interaction: Extract<Interaction, { kind: `search-${string}` }>, request: FhirRequest, ctx: HandlerContext): Promise<ResponseBundle> {
   const { registry, patientCompartment } = ctx.deps;
   const pairs = queryPairs(request.query);
   if (request.body instanceof FormParameters) pairs.push(...request.body.entries);

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Bundle, BundleEntry, BundleLink, Resource } from 'fhir/r4';
+import type { BundleLink, Resource } from 'fhir/r4';
 import summaryElements from '../fhir/summary-elements.json' with { type: 'json' };
 import { operationOutcome } from '../fhir/outcome.ts';
+import { ResourceText, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import type { Database, SqlExecutor } from '../store/database.ts';
 import { encodeCursor } from './parse.ts';
 import type { SearchParameterRegistry } from './registry.ts';
@@ -99,7 +100,7 @@ export class SearchEngine {
     private readonly hasListing = DEFAULT_HAS_LISTING,
   ) {}
 
-  async search(request: SearchRequest, context: SearchContext): Promise<Bundle> {
+  async search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle> {
     const sql = await planSearch(this.db, request, this.scope, this.hasListing);
     const countOnly = request.summary === 'count';
     const rows = countOnly ? [] : await readPage<Row>(this.db, sql, request.count + 1);
@@ -119,7 +120,7 @@ export class SearchEngine {
       : complete ? page.length
       : sql.pageCounts && rows[0] ? rows[0].total_matches
       : await this.total(countOnly && totalMode === 'bounded' ? 'accurate' : totalMode, sql);
-    const matches = page.map((row) => JSON.parse(row.content) as Resource);
+    const matches = page.map((row) => new ResourceText(row.resource_type, row.id, row.content));
     const included = countOnly ? [] : await this.includes(request, matches);
 
     const keyCount = sql.sortKeyCount + 2;
@@ -137,7 +138,7 @@ export class SearchEngine {
       if (hasNext && last) link.push({ relation: 'next', url: this.url(request, context, encodeCursor(last, false)) });
     }
 
-    const entry: BundleEntry[] = [
+    const entry: ResponseBundleEntry[] = [
       ...matches.map((resource) => this.entry(resource, 'match', request, context)),
       ...included.map((resource) => this.entry(resource, 'include', request, context)),
     ];
@@ -178,14 +179,14 @@ export class SearchEngine {
   }
 
   /** `_include` and `_revinclude` targets of the page, `:iterate` applied to what each round adds. */
-  private async includes(request: SearchRequest, matches: Resource[]): Promise<Resource[]> {
+  private async includes(request: SearchRequest, matches: ResourceText[]): Promise<ResourceText[]> {
     if (request.include.length === 0 && request.revinclude.length === 0) return [];
     const seen = new Set(matches.map((r) => `${r.resourceType}/${r.id}`));
-    const included: Resource[] = [];
+    const included: ResourceText[] = [];
     let frontier = matches;
     for (let round = 0; round < MAX_INCLUDE_ROUNDS && frontier.length > 0 && included.length < MAX_INCLUDED; round++) {
       const rules = round === 0 ? [...request.include.map((r) => ({ rule: r, reverse: false })), ...request.revinclude.map((r) => ({ rule: r, reverse: true }))] : [...request.include.filter((r) => r.iterate).map((r) => ({ rule: r, reverse: false })), ...request.revinclude.filter((r) => r.iterate).map((r) => ({ rule: r, reverse: true }))];
-      const added: Resource[] = [];
+      const added: ResourceText[] = [];
       for (const { rule, reverse } of rules) {
         for (const resource of await this.follow(rule, reverse, frontier)) {
           const key = `${resource.resourceType}/${resource.id}`;
@@ -200,7 +201,7 @@ export class SearchEngine {
     return included;
   }
 
-  private async follow(rule: IncludeRule, reverse: boolean, from: Resource[]): Promise<Resource[]> {
+  private async follow(rule: IncludeRule, reverse: boolean, from: ResourceText[]): Promise<ResourceText[]> {
     const binder = new Binder();
     const params = rule.param === '*' ? undefined : rule.param;
     let sql: string;
@@ -208,7 +209,7 @@ export class SearchEngine {
       const sources = from.filter((r) => rule.sourceType === '*' || r.resourceType === rule.sourceType);
       if (sources.length === 0) return [];
       const scoped = this.scope?.('t', rule.targetType ? [rule.targetType] : [], binder);
-      sql = `SELECT t.content FROM search_reference i JOIN resource t ON t.resource_type = i.target_type AND t.id = i.target_id
+      sql = `SELECT t.resource_type, t.id, t.content FROM search_reference i JOIN resource t ON t.resource_type = i.target_type AND t.id = i.target_id
         WHERE (i.resource_type, i.resource_id) IN (SELECT * FROM unnest(${binder.bind(sources.map((r) => r.resourceType), 'text[]')}, ${binder.bind(sources.map((r) => r.id), 'text[]')}))
           ${params ? `AND i.param = ${binder.bind(params)}` : ''} ${rule.targetType ? `AND i.target_type = ${binder.bind(rule.targetType)}` : ''}
           AND NOT t.deleted ${scoped ? `AND ${scoped}` : ''}`;
@@ -216,19 +217,20 @@ export class SearchEngine {
       const targets = from.filter((r) => !rule.targetType || r.resourceType === rule.targetType);
       if (targets.length === 0) return [];
       const scoped = this.scope?.('s', [rule.sourceType], binder);
-      sql = `SELECT s.content FROM search_reference i JOIN resource s ON s.resource_type = i.resource_type AND s.id = i.resource_id
+      sql = `SELECT s.resource_type, s.id, s.content FROM search_reference i JOIN resource s ON s.resource_type = i.resource_type AND s.id = i.resource_id
         WHERE i.resource_type = ${binder.bind(rule.sourceType)} ${params ? `AND i.param = ${binder.bind(params)}` : ''}
           AND (i.target_type, i.target_id) IN (SELECT * FROM unnest(${binder.bind(targets.map((r) => r.resourceType), 'text[]')}, ${binder.bind(targets.map((r) => r.id), 'text[]')}))
           AND NOT s.deleted ${scoped ? `AND ${scoped}` : ''}`;
     }
-    const { rows } = await this.db.query<{ content: string }>(sql, binder.params);
-    return rows.map((row) => JSON.parse(row.content) as Resource);
+    const { rows } = await this.db.query<{ resource_type: string; id: string; content: string }>(sql, binder.params);
+    return rows.map((row) => new ResourceText(row.resource_type, row.id, row.content));
   }
 
-  private entry(resource: Resource, mode: 'match' | 'include', request: SearchRequest, context: SearchContext): BundleEntry {
+  private entry(resource: ResourceText, mode: 'match' | 'include', request: SearchRequest, context: SearchContext): ResponseBundleEntry {
     return {
       fullUrl: `${context.baseUrl}/${resource.resourceType}/${resource.id}`,
-      resource: subset(resource, request),
+      // A page as stored is written out as stored; only a subset needs the objects.
+      resource: request.summary === undefined && request.elements === undefined ? resource : subset(resource.resource, request),
       search: { mode },
     };
   }

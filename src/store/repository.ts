@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
+import { ResourceText } from '../fhir/resource-text.ts';
 import type { IndexRows } from '../search/extract.ts';
 import { indexInsertCtes, indexParams, type IndexWriter } from '../search/index-writer.ts';
 import { binaryData, binaryWriteOf, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
@@ -8,19 +9,16 @@ import type { CreateCoalescer } from './create-coalescer.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
 
 /** One stored version of a resource: its JSON text as stored, parsed only when someone needs the object. */
-export class StoredResource {
+export class StoredResource extends ResourceText {
   constructor(
-    readonly resourceType: string,
-    readonly id: string,
+    resourceType: string,
+    id: string,
     readonly versionId: number,
     readonly lastUpdated: string,
-    readonly json: string,
-    private parsed?: Resource,
-  ) {}
-
-  get resource(): Resource {
-    this.parsed ??= JSON.parse(this.json) as Resource;
-    return this.parsed;
+    json: string,
+    parsed?: Resource,
+  ) {
+    super(resourceType, id, json, parsed);
   }
 }
 
