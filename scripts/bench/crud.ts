@@ -10,7 +10,10 @@
  *   npm run bench
  *
  * Environment: BENCH_DATABASE_URL (postgres://…; without it a throwaway PostgreSQL 15 cluster is started and
- * removed), BENCH_REQUESTS (3000), BENCH_WARMUP (500), BENCH_CONCURRENCY (16), PG_POOL_SIZE (10, both sides).
+ * removed), BENCH_REQUESTS (3000), BENCH_WARMUP (500), BENCH_CONCURRENCY (16), PG_POOL_SIZE (10, both sides),
+ * BENCH_ROUNDS (3: both stores are measured that many times, alternately; each row of the report is the round with
+ * the median ops/s for that operation, with the range over the rounds, and each ratio is the median of the rounds'
+ * own ratios: on this machine one run's ratios move by a quarter from one minute to the next).
  * Results go to scripts/bench/results/crud-<store>.{md,json}.
  *
  * Each store is measured in a process of its own (this file run with the store as argument), so that one
@@ -18,7 +21,9 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
@@ -28,12 +33,13 @@ import { LoadClient } from './lib/load-client.ts';
 import { benchPostgres } from './lib/pg-cluster.ts';
 import { frenchPatient, storedFrenchPatient } from './lib/patients.ts';
 import { openRawDriver, type RawDriver } from './lib/raw-driver.ts';
-import { machine, machineBusyTicks, markdown, summarise, writeResults, type Measurement, type StoreReport } from './lib/report.ts';
+import { combineRounds, machine, machineBusyTicks, markdown, summarise, writeResults, type Measurement, type StoreReport } from './lib/report.ts';
 
 const REQUESTS = positiveInteger('BENCH_REQUESTS', 3000);
 const WARMUP = positiveInteger('BENCH_WARMUP', 500);
 const CONCURRENCY = positiveInteger('BENCH_CONCURRENCY', 16);
 const PG_POOL_SIZE = positiveInteger('PG_POOL_SIZE', 10);
+const ROUNDS = positiveInteger('BENCH_ROUNDS', 3);
 const RESULTS_DIR = new URL('./results/', import.meta.url);
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 
@@ -235,22 +241,34 @@ async function measureStore(store: StoreTarget, client: LoadClient, driver: RawD
   return measurements;
 }
 
-function compare(measurements: Measurement[]): Pick<StoreReport, 'ratios' | 'targets'> {
+function ratiosOf(measurements: Measurement[]): Record<string, number> {
   const find = (operation: string) => measurements.find((m) => m.operation === operation)!;
   const read = find('server read (GET /fhir/Patient/{id})');
-  const readAlone = find('server read (GET /fhir/Patient/{id}), 1 in flight');
   const create = find('server create (POST /fhir/Patient)');
-  const ratios = {
+  return {
     'server read / raw route from memory': read.opsPerSec / find('raw route, JSON from memory (GET)').opsPerSec,
     'server read / raw route + raw select': read.opsPerSec / find('raw route + raw select (GET)').opsPerSec,
     'server create / raw driver insert': create.opsPerSec / find('raw driver insert').opsPerSec,
     'server create / raw route + raw insert': create.opsPerSec / find('raw route + raw insert (POST)').opsPerSec,
     'raw route + raw insert / raw driver insert': find('raw route + raw insert (POST)').opsPerSec / find('raw driver insert').opsPerSec,
   };
-  const targets = {
+}
+
+/** The targets, judged on `ratios` (a round's, or the medians over the rounds) and on the p99 of the rows given. */
+function targetsOf(ratios: Record<string, number>, measurements: Measurement[]): StoreReport['targets'] {
+  const find = (operation: string) => measurements.find((m) => m.operation === operation)!;
+  const read = find('server read (GET /fhir/Patient/{id})');
+  const readAlone = find('server read (GET /fhir/Patient/{id}), 1 in flight');
+  return {
+    // The issue's words: "read ≥ 60 % of the raw route's throughput", the raw route returning the same JSON.
+    readThroughputFromMemory: {
+      rule: `read ≥ ${READ_SHARE * 100} % of the raw route returning the JSON from memory (${CONCURRENCY} in flight)`,
+      met: ratios['server read / raw route from memory']! >= READ_SHARE,
+    },
+    // The same route doing the one SELECT any stored read needs.
     readThroughput: {
       rule: `read ≥ ${READ_SHARE * 100} % of raw route + select (${CONCURRENCY} in flight)`,
-      met: ratios['server read / raw route + raw select'] >= READ_SHARE,
+      met: ratios['server read / raw route + raw select']! >= READ_SHARE,
     },
     readP99Loaded: {
       rule: `read p99 < ${READ_P99_MS} ms at ${CONCURRENCY} in flight (raw route + select: ${find('raw route + raw select (GET)').p99Ms.toFixed(1)} ms)`,
@@ -262,10 +280,9 @@ function compare(measurements: Measurement[]): Pick<StoreReport, 'ratios' | 'tar
     },
     create: {
       rule: `create ≥ ${CREATE_SHARE * 100} % of raw driver insert`,
-      met: ratios['server create / raw driver insert'] >= CREATE_SHARE,
+      met: ratios['server create / raw driver insert']! >= CREATE_SHARE,
     },
   };
-  return { ratios, targets };
 }
 
 /** Everything for one store: fresh schema, server and baseline server on free ports, measurements, teardown. */
@@ -286,6 +303,7 @@ async function benchStore(store: StoreTarget, client: LoadClient): Promise<Store
     const setupRssMiB = process.memoryUsage.rss() / 2 ** 20;
     const loadBefore = os.loadavg()[0]!;
     const measurements = await measureStore(store, client, driver, serverOrigin, rawOrigin, documents);
+    const ratios = ratiosOf(measurements);
     return {
       store: store.name,
       date: new Date().toISOString(),
@@ -294,7 +312,8 @@ async function benchStore(store: StoreTarget, client: LoadClient): Promise<Store
       loadAverage: { before: loadBefore, after: os.loadavg()[0]! },
       settings: { requests: REQUESTS, warmup: WARMUP, concurrency: CONCURRENCY, pgPoolSize: PG_POOL_SIZE },
       measurements,
-      ...compare(measurements),
+      ratios,
+      targets: targetsOf(ratios, measurements),
       setupRssMiB,
       processMaxRssMiB: process.resourceUsage().maxRSS / 1024,
     };
@@ -307,42 +326,57 @@ async function benchStore(store: StoreTarget, client: LoadClient): Promise<Store
   }
 }
 
-/** Child mode: measures one store, prints its table and writes its result files. */
-async function runStore(store: StoreTarget): Promise<void> {
+/** Child mode: measures one store once and writes that round's report, as JSON, to `output`. */
+async function runStore(store: StoreTarget, output: string): Promise<void> {
   const client = LoadClient.start();
   try {
-    const report = await benchStore(store, client);
-    console.log(markdown(report));
-    for (const path of writeResults(RESULTS_DIR, report)) console.error(`wrote ${path}`);
+    writeFileSync(output, JSON.stringify(await benchStore(store, client)));
   } finally {
     client.stop();
   }
 }
 
-/** Runs this file again for one store and waits for it; a failure there fails the whole benchmark. */
-function runStoreProcess(store: StoreTarget): Promise<void> {
+/** Runs this file again for one round of one store and reads its report; a failure there fails the benchmark. */
+function runStoreProcess(store: StoreTarget, output: string): Promise<StoreReport> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), store.name, store.url], { stdio: 'inherit' });
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), store.name, store.url, output], { stdio: 'inherit' });
     child.on('error', reject);
     child.on('exit', (code, signal) => {
-      if (code === 0) resolve();
+      if (code === 0) resolve(JSON.parse(readFileSync(output, 'utf8')) as StoreReport);
       else reject(new Error(`the ${store.name} benchmark failed (${signal ?? `exit ${code}`})`));
     });
   });
 }
 
-/** Parent mode: provides a PostgreSQL server when none is given, then measures each store in turn. */
+/**
+ * Parent mode: provides a PostgreSQL server when none is given, measures each store in turn, ROUNDS times, then
+ * reports each store's medians.
+ */
 async function main(): Promise<void> {
   const postgres = await benchPostgres();
+  const scratch = mkdtempSync(join(os.tmpdir(), 'crud-bench-'));
   try {
-    await runStoreProcess({ name: 'pglite', url: 'memory://' });
-    await runStoreProcess({ name: 'postgres', url: postgres.url });
+    const stores: StoreTarget[] = [{ name: 'pglite', url: 'memory://' }, { name: 'postgres', url: postgres.url }];
+    const rounds = new Map<string, StoreReport[]>(stores.map((store) => [store.name, []]));
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const store of stores) {
+        console.error(`round ${round} of ${ROUNDS}, ${store.name}:`);
+        rounds.get(store.name)!.push(await runStoreProcess(store, join(scratch, `${store.name}-${round}.json`)));
+      }
+    }
+    for (const store of stores) {
+      const reports = rounds.get(store.name)!;
+      const report = combineRounds(reports, (ratios, measurements) => targetsOf(ratios, measurements));
+      console.log(markdown(report));
+      for (const path of writeResults(RESULTS_DIR, report)) console.error(`wrote ${path}`);
+    }
   } finally {
+    rmSync(scratch, { recursive: true, force: true });
     postgres.stop();
   }
 }
 
-const [storeName, storeUrl] = process.argv.slice(2);
+const [storeName, storeUrl, output] = process.argv.slice(2);
 if (storeName === undefined) await main();
-else if ((storeName === 'pglite' || storeName === 'postgres') && storeUrl) await runStore({ name: storeName, url: storeUrl });
-else throw new Error('usage: crud.ts [pglite|postgres <url>]');
+else if ((storeName === 'pglite' || storeName === 'postgres') && storeUrl && output) await runStore({ name: storeName, url: storeUrl }, output);
+else throw new Error('usage: crud.ts [pglite|postgres <url> <report.json>]');

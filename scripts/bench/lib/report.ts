@@ -6,6 +6,8 @@ export interface Measurement {
   operation: string;
   requests: number;
   opsPerSec: number;
+  /** Lowest and highest ops/s over the rounds, when the row is the median round of several. */
+  opsPerSecRange?: [number, number];
   p50Ms: number;
   p95Ms: number;
   p99Ms: number;
@@ -36,6 +38,10 @@ export interface StoreReport {
   settings: { requests: number; warmup: number; concurrency: number; pgPoolSize: number };
   measurements: Measurement[];
   ratios: Record<string, number>;
+  /** Lowest and highest of each ratio over the rounds, when `ratios` are medians of several rounds. */
+  ratioRanges?: Record<string, [number, number]>;
+  /** How many rounds the report combines (absent: one). */
+  rounds?: number;
   targets: Record<string, { met: boolean; rule: string }>;
   /** RSS once the stores were open, the tables made and both servers listening, before any load, MiB. */
   setupRssMiB: number;
@@ -73,6 +79,47 @@ export function machineBusyTicks(): number {
   return user + nice + system + irq + softirq + steal;
 }
 
+/** The lower median of `values` (the middle one; of the two middle ones, the lower). */
+function median(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[(values.length - 1) >> 1]!;
+}
+
+/**
+ * One report from several rounds of the same store: each operation's row is the round with the median ops/s
+ * (its latencies and CPU are that round's), with the range over the rounds; each ratio is the median of the
+ * rounds' own ratios; targets are judged on those medians by `targetsOf`.
+ */
+export function combineRounds(
+  reports: StoreReport[],
+  targetsOf: (ratios: Record<string, number>, measurements: Measurement[]) => StoreReport['targets'],
+): StoreReport {
+  const first = reports[0]!;
+  const last = reports[reports.length - 1]!;
+  const measurements = first.measurements.map(({ operation }) => {
+    const rows = reports.map((report) => report.measurements.find((m) => m.operation === operation)!).sort((a, b) => a.opsPerSec - b.opsPerSec);
+    return { ...rows[(rows.length - 1) >> 1]!, opsPerSecRange: [rows[0]!.opsPerSec, rows[rows.length - 1]!.opsPerSec] as [number, number] };
+  });
+  const ratios: Record<string, number> = {};
+  const ratioRanges: Record<string, [number, number]> = {};
+  for (const name of Object.keys(first.ratios)) {
+    const values = reports.map((report) => report.ratios[name]!);
+    ratios[name] = median(values);
+    ratioRanges[name] = [Math.min(...values), Math.max(...values)];
+  }
+  return {
+    ...last,
+    date: first.date,
+    loadAverage: { before: first.loadAverage.before, after: last.loadAverage.after },
+    measurements,
+    ratios,
+    ratioRanges,
+    rounds: reports.length,
+    targets: targetsOf(ratios, measurements),
+    setupRssMiB: Math.max(...reports.map((report) => report.setupRssMiB)),
+    processMaxRssMiB: Math.max(...reports.map((report) => report.processMaxRssMiB)),
+  };
+}
+
 export function machine(): StoreReport['machine'] {
   return {
     cpu: os.cpus()[0]?.model ?? 'unknown',
@@ -93,12 +140,16 @@ export function markdown(report: StoreReport): string {
       (report.loadAverage.before > report.machine.cores / 2 ? ' (**the machine was busy: numbers are pessimistic and noisy**)' : ''),
     `${report.settings.requests} requests per measurement after ${report.settings.warmup} warm-up, ` +
       `${report.settings.concurrency} in flight` + (report.store === 'postgres' ? `, pool of ${report.settings.pgPoolSize} connections` : ''),
+    ...(report.rounds && report.rounds > 1
+      ? ['', `${report.rounds} rounds, the stores measured alternately. Each row is the round with the median ops/s for that operation (its latencies and CPU are that round's); the range is over the rounds. Each ratio is the median of the rounds' own ratios; targets are judged on the medians.`]
+      : []),
     '',
-    '| operation | ops/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | bench CPU % | client CPU % | machine CPU % |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| operation | ops/s | range over rounds | p50 ms | p95 ms | p99 ms | peak RSS MiB | bench CPU % | client CPU % | machine CPU % |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...report.measurements.map(
       (m) =>
-        `| ${m.operation} | ${fixed(m.opsPerSec, 0)} | ${fixed(m.p50Ms, 2)} | ${fixed(m.p95Ms, 2)} | ${fixed(m.p99Ms, 2)} ` +
+        `| ${m.operation} | ${fixed(m.opsPerSec, 0)} | ${m.opsPerSecRange ? `${fixed(m.opsPerSecRange[0], 0)}–${fixed(m.opsPerSecRange[1], 0)}` : '–'} ` +
+        `| ${fixed(m.p50Ms, 2)} | ${fixed(m.p95Ms, 2)} | ${fixed(m.p99Ms, 2)} ` +
         `| ${fixed(m.peakRssMiB, 0)} | ${fixed(m.processCpuPercent, 0)} | ${m.clientCpuPercent === undefined ? '–' : fixed(m.clientCpuPercent, 0)} ` +
         `| ${m.machineCpuPercent === undefined ? '–' : fixed(m.machineCpuPercent, 0)} |`,
     ),
@@ -108,17 +159,18 @@ export function markdown(report: StoreReport): string {
       'CPU % is CPU time over wall time (100 = one core); bench and client CPU leave out the PostgreSQL server\'s ' +
       `processes, machine CPU counts every process (${report.machine.cores * 100} % = all ${report.machine.cores} cores busy).`,
     '',
-    ...ratioAndTargetTables(report.ratios, report.targets),
+    ...ratioAndTargetTables(report.ratios, report.targets, report.ratioRanges),
   ];
   return lines.join('\n');
 }
 
 /** The two closing tables of a benchmark report: server/raw ratios in %, and whether each target is met. */
-export function ratioAndTargetTables(ratios: Record<string, number>, targets: Record<string, { rule: string; met: boolean }>): string[] {
+export function ratioAndTargetTables(ratios: Record<string, number>, targets: Record<string, { rule: string; met: boolean }>, ranges?: Record<string, [number, number]>): string[] {
+  const range = (name: string) => (ranges?.[name] ? ` | ${fixed(ranges[name]![0] * 100, 1)}–${fixed(ranges[name]![1] * 100, 1)} %` : '');
   return [
-    '| ratio | value |',
-    '|---|---:|',
-    ...Object.entries(ratios).map(([name, value]) => `| ${name} | ${fixed(value * 100, 1)} % |`),
+    ranges ? '| ratio | median | range over rounds |' : '| ratio | value |',
+    ranges ? '|---|---:|---:|' : '|---|---:|',
+    ...Object.entries(ratios).map(([name, value]) => `| ${name} | ${fixed(value * 100, 1)} %${range(name)} |`),
     '',
     '| target | met |',
     '|---|---|',
