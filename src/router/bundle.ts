@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
-import { resourceObject, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
+import { ResourceText, resourceObject, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
 import { BufferedTransaction, StoredResource } from '../store/repository.ts';
 import { findMatches, lockCondition } from './conditional.ts';
@@ -274,7 +274,10 @@ function errorResponse(error: unknown): FhirResponse {
 function toResponseEntry(response: FhirResponse): ResponseBundleEntry {
   const resource = response.body;
   const isOutcome = resource?.resourceType === 'OperationOutcome';
-  const lastUpdated = resource instanceof StoredResource ? resource.lastUpdated : resource && !isOutcome ? resourceObject(resource).meta?.lastUpdated : undefined;
+  const lastUpdated = isOutcome ? undefined
+    : resource instanceof StoredResource ? resource.lastUpdated
+    : resource instanceof ResourceText ? resource.resource.meta?.lastUpdated
+    : resource?.meta?.lastUpdated;
   return {
     ...(resource && !isOutcome ? { fullUrl: `${response.headers.location?.replace(/\/_history\/.*$/, '') ?? ''}` || undefined, resource } : {}),
     response: {

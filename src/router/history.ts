@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Bundle } from 'fhir/r4';
-import type { ResponseBundle, ResponseBundleEntry } from '../fhir/resource-text.ts';
 import { FhirError } from '../fhir/outcome.ts';
+import type { ResponseBundle, ResponseBundleEntry } from '../fhir/resource-text.ts';
 import type { HistoryPage, Repository } from '../store/repository.ts';
 import type { Interaction } from './interaction.ts';
 import type { FhirRequest } from './request.ts';
