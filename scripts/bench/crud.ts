@@ -171,25 +171,13 @@ async function measureStore(store: StoreTarget, client: LoadClient, driver: RawD
       await driver.query('INSERT INTO bench_raw (id, content) VALUES ($1, $2)', [document.id, document.json]);
     })),
   );
+  // The same patients POSTed to the bare route and to the server, each answered 201.
   const bodies = Array.from({ length: total }, (_, index) => JSON.stringify(frenchPatient(index)));
-  measurements.push(
-    await measure('raw route + raw insert (POST)', overHttp(client, rawOrigin, {
-      method: 'POST',
-      paths: new Array<string>(total).fill('/insert/Patient'),
-      bodies,
-      expected: 201,
-    })),
-  );
+  const createEach = (origin: string, path: string, locations?: string[]) =>
+    overHttp(client, origin, { method: 'POST', paths: new Array<string>(total).fill(path), bodies, expected: 201, locations });
+  measurements.push(await measure('raw route + raw insert (POST)', createEach(rawOrigin, '/insert/Patient')));
   const createdLocations: string[] = [];
-  measurements.push(
-    await measure('server create (POST /fhir/Patient)', overHttp(client, serverOrigin, {
-      method: 'POST',
-      paths: new Array<string>(total).fill('/fhir/Patient'),
-      bodies,
-      expected: 201,
-      locations: createdLocations,
-    })),
-  );
+  measurements.push(await measure('server create (POST /fhir/Patient)', createEach(serverOrigin, '/fhir/Patient', createdLocations)));
 
   measurements.push(
     await measure('raw driver select by id', throughDriver(async (index) => {

@@ -32,7 +32,7 @@ import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
 import { summariseProfile, type ProfileSummary } from './lib/cpu-profile.ts';
 import { LoadClient } from './lib/load-client.ts';
 import { benchPostgres, freePort } from './lib/pg-cluster.ts';
-import { machine, machineBusyTicks, ratioAndTargetTables } from './lib/report.ts';
+import { machine, machineBusyTicks, medianAndRange, ratioAndTargetTables } from './lib/report.ts';
 
 const BUNDLES = positiveInteger('BENCH_BUNDLES', 120);
 const BUNDLES_SINGLE = positiveInteger('BENCH_BUNDLES_SINGLE', 30);
@@ -517,12 +517,6 @@ function ratiosOf(rows: Row[]): Record<string, number> {
     if (french && none) ratios[`French profiles / no default profiles, ${senders} sender(s)`] = french.resourcesPerSec / none.resourcesPerSec;
   }
   return ratios;
-}
-
-/** The lower median (a value that was measured) and the range. */
-function medianAndRange(values: number[]): { median: number; range: [number, number] } {
-  const sorted = [...values].sort((a, b) => a - b);
-  return { median: sorted[Math.floor((sorted.length - 1) / 2)]!, range: [sorted[0]!, sorted[sorted.length - 1]!] };
 }
 
 async function main(): Promise<void> {

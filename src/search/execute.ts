@@ -229,8 +229,7 @@ export class SearchEngine {
   private entry(resource: ResourceText, mode: 'match' | 'include', request: SearchRequest, context: SearchContext): ResponseBundleEntry {
     return {
       fullUrl: `${context.baseUrl}/${resource.resourceType}/${resource.id}`,
-      // A page as stored is written out as stored; only a subset needs the objects.
-      resource: request.summary === undefined && request.elements === undefined ? resource : subset(resource.resource, request),
+      resource: subset(resource, request),
       search: { mode },
     };
   }
@@ -244,15 +243,19 @@ export class SearchEngine {
   }
 }
 
-/** `_summary` and `_elements` (R4 search.html#summary, #elements): a subset, tagged SUBSETTED. */
-export function subset(resource: Resource, request: Pick<SearchRequest, 'summary' | 'elements'>): Resource {
-  const lists = (summaryElements as Record<string, { summary: string[]; mandatory: string[] }>)[resource.resourceType];
+/**
+ * `_summary` and `_elements` (R4 search.html#summary, #elements): a subset, tagged SUBSETTED. Without
+ * them the stored text is returned as it is, unparsed.
+ */
+export function subset(stored: ResourceText, request: Pick<SearchRequest, 'summary' | 'elements'>): ResourceText | Resource {
+  const lists = (summaryElements as Record<string, { summary: string[]; mandatory: string[] }>)[stored.resourceType];
   let keep: Set<string> | undefined;
   if (request.summary === 'true') keep = new Set(lists?.summary ?? []);
   else if (request.summary === 'text') keep = new Set(['text', ...(lists?.mandatory ?? [])]);
-  else if (request.summary === 'data') keep = new Set(Object.keys(resource).filter((k) => k !== 'text'));
+  else if (request.summary === 'data') keep = new Set(Object.keys(stored.resource).filter((k) => k !== 'text'));
   else if (request.elements && request.summary !== 'false') keep = new Set(request.elements.map((e) => e.split('.').pop()!));
-  if (!keep) return resource;
+  if (!keep) return stored;
+  const resource = stored.resource;
   const out: Record<string, unknown> = { resourceType: resource.resourceType };
   for (const [key, value] of Object.entries(resource)) {
     if (key === 'id' || key === 'meta' || keep.has(key)) out[key] = value;

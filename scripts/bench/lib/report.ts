@@ -79,9 +79,10 @@ export function machineBusyTicks(): number {
   return user + nice + system + irq + softirq + steal;
 }
 
-/** The lower median of `values` (the middle one; of the two middle ones, the lower). */
-function median(values: number[]): number {
-  return [...values].sort((a, b) => a - b)[(values.length - 1) >> 1]!;
+/** The lower median (a value that was measured: of the two middle ones, the lower) and the range. */
+export function medianAndRange(values: number[]): { median: number; range: [number, number] } {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { median: sorted[(sorted.length - 1) >> 1]!, range: [sorted[0]!, sorted[sorted.length - 1]!] };
 }
 
 /**
@@ -96,15 +97,14 @@ export function combineRounds(
   const first = reports[0]!;
   const last = reports[reports.length - 1]!;
   const measurements = first.measurements.map(({ operation }) => {
-    const rows = reports.map((report) => report.measurements.find((m) => m.operation === operation)!).sort((a, b) => a.opsPerSec - b.opsPerSec);
-    return { ...rows[(rows.length - 1) >> 1]!, opsPerSecRange: [rows[0]!.opsPerSec, rows[rows.length - 1]!.opsPerSec] as [number, number] };
+    const rows = reports.map((report) => report.measurements.find((m) => m.operation === operation)!);
+    const { median, range } = medianAndRange(rows.map((row) => row.opsPerSec));
+    return { ...rows.find((row) => row.opsPerSec === median)!, opsPerSecRange: range };
   });
   const ratios: Record<string, number> = {};
   const ratioRanges: Record<string, [number, number]> = {};
   for (const name of Object.keys(first.ratios)) {
-    const values = reports.map((report) => report.ratios[name]!);
-    ratios[name] = median(values);
-    ratioRanges[name] = [Math.min(...values), Math.max(...values)];
+    ({ median: ratios[name], range: ratioRanges[name] } = medianAndRange(reports.map((report) => report.ratios[name]!)));
   }
   return {
     ...last,
