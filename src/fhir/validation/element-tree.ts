@@ -26,6 +26,11 @@ export interface ElementNode {
   choiceTypes?: Map<string, string>;
   /** Of a primitive type (or one of them): only then may the instance carry a `_name` for it. */
   primitive: boolean;
+  /**
+   * Of one primitive type, with nothing of its own to check (no fixed or pattern value, binding, maxLength,
+   * constraint or slicing; not xhtml): an occurrence without a `_name` sibling needs only counting.
+   */
+  plainPrimitive: boolean;
   min: number;
   max: number;
   types: TypeRef[];
@@ -122,6 +127,13 @@ function toNode(element: ElementDefinition, id: string, profile: CompiledProfile
     if (key.startsWith('fixed')) fixed = element[key];
     else if (key.startsWith('pattern')) pattern = element[key];
   }
+  const binding = element.binding?.valueSet && element.binding.strength !== 'example'
+    ? { strength: element.binding.strength, valueSet: element.binding.valueSet }
+    : undefined;
+  const constraints = compileConstraints(element);
+  const plainPrimitive = !choice && types.length === 1 && isPrimitive(types[0]!.code) && types[0]!.code !== 'xhtml'
+    && fixed === undefined && pattern === undefined && !binding && element.maxLength === undefined && constraints.length === 0
+    && !element.slicing && !element.contentReference;
   return {
     id,
     path: element.path,
@@ -130,16 +142,15 @@ function toNode(element: ElementDefinition, id: string, profile: CompiledProfile
     choice,
     ...(choice ? { choiceTypes: new Map([...types].reverse().map(({ code }) => [code.toLowerCase(), code])) } : {}),
     primitive: types.some((type) => isPrimitive(type.code)),
+    plainPrimitive,
     min: element.min ?? 0,
     max: element.max === undefined || element.max === '*' ? UNBOUNDED : Number(element.max),
     types,
     fixed,
     pattern,
     maxLength: element.maxLength,
-    binding: element.binding?.valueSet && element.binding.strength !== 'example'
-      ? { strength: element.binding.strength, valueSet: element.binding.valueSet }
-      : undefined,
-    constraints: compileConstraints(element),
+    binding,
+    constraints,
     children: [],
     sliceName: element.sliceName,
     slicing: element.slicing

@@ -16,6 +16,15 @@ export interface StructureValidatorOptions {
   allowExampleUrls: boolean;
 }
 
+const URL_TYPES = new Set(['uri', 'url', 'canonical']);
+
+/** Entries of a primitive array that are values (null only holds a place for a `_name` entry). */
+function presentCount(values: unknown[]): number {
+  let count = 0;
+  for (const value of values) if (value !== null && value !== undefined) count++;
+  return count;
+}
+
 const EXAMPLE_URL = /^https?:\/\/([^/]*\.)?(example\.(org|com|net)|acme\.(com|org))(\/|$)/;
 
 type Resource = Record<string, unknown> & { resourceType: string };
@@ -143,7 +152,7 @@ export class StructureValidator implements SliceOracle {
       if (node.maxLength !== undefined && value.length > node.maxLength) {
         this.issue(scope, 'error', 'too-long', item, node, 'maxLength', `Value is ${value.length} characters long, more than the maximum ${node.maxLength}`);
       }
-      if (!this.options.allowExampleUrls && (item.type === 'uri' || item.type === 'url' || item.type === 'canonical') && EXAMPLE_URL.test(value)) {
+      if (!this.options.allowExampleUrls && URL_TYPES.has(item.type) && EXAMPLE_URL.test(value)) {
         this.issue(scope, 'error', 'invalid', item, node, 'example-url', `Example URLs are not allowed in this context (${value})`);
       }
     }
@@ -176,6 +185,12 @@ export class StructureValidator implements SliceOracle {
       // Most definitions have no occurrence in a given instance: settle those without reading anything.
       if (!child.choice && object[child.name] === undefined && (!child.primitive || object[child.underscoreName] === undefined)) {
         if (child.min > 0) this.checkCardinality(child, 0, parent, scope);
+        continue;
+      }
+      // Most of an instance's values are plain primitives: counted in place, no occurrence built for each.
+      if (child.plainPrimitive && object[child.underscoreName] === undefined && (this.options.allowExampleUrls || !URL_TYPES.has(child.types[0]!.code))) {
+        const value = object[child.name];
+        this.checkCardinality(child, Array.isArray(value) ? presentCount(value) : 1, parent, scope);
         continue;
       }
       const { items, disallowedTypes } = collectItems(object, child, parent.expression, parent.elementPath);
