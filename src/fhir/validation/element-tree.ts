@@ -133,7 +133,7 @@ function toNode(element: ElementDefinition, id: string, profile: CompiledProfile
   const constraints = compileConstraints(element);
   const plainPrimitive = !choice && types.length === 1 && isPrimitive(types[0]!.code) && types[0]!.code !== 'xhtml'
     && fixed === undefined && pattern === undefined && !binding && element.maxLength === undefined && constraints.length === 0
-    && !element.slicing && !element.contentReference;
+    && !element.slicing;
   return {
     id,
     path: element.path,

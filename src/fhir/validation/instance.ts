@@ -70,6 +70,18 @@ function read(object: Record<string, unknown>, key: string, underscoreKey: strin
   into.push({ value, element: element as Record<string, unknown> | undefined, type, expression: `${parentExpression}.${key}`, elementPath });
 }
 
+/**
+ * How many occurrences a value without a `_name` sibling holds, counted as `read` would find them: in an
+ * array, null only holds a place (for a `_name` entry) and is no occurrence.
+ */
+export function occurrenceCount(value: unknown): number {
+  if (value === undefined) return 0;
+  if (!Array.isArray(value)) return 1;
+  let count = 0;
+  for (const entry of value) if (entry !== null && entry !== undefined) count++;
+  return count;
+}
+
 /** `String` → `string`, `DateTime` → `dateTime`, `CodeableConcept` stays. */
 export function typeFromSuffix(suffix: string): string {
   const lower = suffix.charAt(0).toLowerCase() + suffix.slice(1);

@@ -3,7 +3,7 @@ import { stripVersion, type TerminologyService } from '../terminology/terminolog
 import { inValueSet } from './bindings.ts';
 import type { DefinitionRegistry, StructureDefinition } from './definitions.ts';
 import { compileProfile, isPrimitive, type CompiledProfile, type ElementNode } from './element-tree.ts';
-import { collectItems, deepEqual, matchesPattern, show, type Item } from './instance.ts';
+import { collectItems, deepEqual, matchesPattern, occurrenceCount, show, type Item } from './instance.ts';
 import { narrativeProblems } from './narrative.ts';
 import { findSlice, type SliceOracle } from './slicing.ts';
 
@@ -17,13 +17,6 @@ export interface StructureValidatorOptions {
 }
 
 const URL_TYPES = new Set(['uri', 'url', 'canonical']);
-
-/** Entries of a primitive array that are values (null only holds a place for a `_name` entry). */
-function presentCount(values: unknown[]): number {
-  let count = 0;
-  for (const value of values) if (value !== null && value !== undefined) count++;
-  return count;
-}
 
 const EXAMPLE_URL = /^https?:\/\/([^/]*\.)?(example\.(org|com|net)|acme\.(com|org))(\/|$)/;
 
@@ -189,8 +182,7 @@ export class StructureValidator implements SliceOracle {
       }
       // Most of an instance's values are plain primitives: counted in place, no occurrence built for each.
       if (child.plainPrimitive && object[child.underscoreName] === undefined && (this.options.allowExampleUrls || !URL_TYPES.has(child.types[0]!.code))) {
-        const value = object[child.name];
-        this.checkCardinality(child, Array.isArray(value) ? presentCount(value) : 1, parent, scope);
+        this.checkCardinality(child, occurrenceCount(object[child.name]), parent, scope);
         continue;
       }
       const { items, disallowedTypes } = collectItems(object, child, parent.expression, parent.elementPath);
