@@ -389,14 +389,18 @@ function encodeLoosely(value: string): string {
   });
 }
 
-/** Every [container, key] pair in a JSON tree, so that a mutation can land anywhere in it. */
+/** Every [container, key] pair in a JSON tree (iteratively: a tree may already be nested thousands deep). */
 function collectPaths(root: Record<string, unknown>): Array<[object, string]> {
   const found: Array<[object, string]> = [];
-  const walk = (node: unknown) => {
-    if (Array.isArray(node)) node.forEach((item, index) => (found.push([node, String(index)]), walk(item)));
-    else if (node && typeof node === 'object') for (const [key, value] of Object.entries(node)) found.push([node, key]), walk(value);
-  };
-  walk(root);
+  const pending: unknown[] = [root];
+  while (pending.length > 0 && found.length < 50_000) {
+    const node = pending.pop();
+    if (!node || typeof node !== 'object') continue;
+    for (const [key, value] of Object.entries(node)) {
+      found.push([node, key]);
+      pending.push(value);
+    }
+  }
   return found.length ? found : [[root, 'resourceType']];
 }
 
