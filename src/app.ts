@@ -20,12 +20,15 @@ import { loadSearchParameters, SearchParameterRegistry } from './search/registry
 import type { Database } from './store/database.ts';
 import { migrate } from './store/migrate.ts';
 import { Repository } from './store/repository.ts';
+import { startupStep } from './startup.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles'>>;
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
+  /** Retry the start-up's database steps while the database is unreachable, instead of failing (the server process does). */
+  waitForStorage?: boolean;
 }
 
 /** Staged Binary bytes no version claimed within a day were left by a server stopped mid-upload. */
@@ -35,10 +38,17 @@ let defaultValidator: ResourceValidator | undefined;
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
-export async function buildApp({ config, db, validator }: AppOptions): Promise<FastifyInstance> {
-  await migrate(db);
-  await sweepStaleUploads(db, STALE_UPLOAD_SECONDS);
-  const registry = (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters()));
+export async function buildApp({ config, db, validator, waitForStorage = false }: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    bodyLimit: config.bodyLimit,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+  });
+  // Each step logs its duration: a start takes seconds, most of them building the validator.
+  await startupStep(app.log, 'migrations', () => migrate(db), { waitForStorage });
+  await startupStep(app.log, 'sweep stale uploads', () => sweepStaleUploads(db, STALE_UPLOAD_SECONDS), { waitForStorage });
+  const registry = await startupStep(app.log, 'search registry', () => (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters())));
   const indexWriter = new SearchIndexWriter(registry);
   // Creates outside transactions share statements under load; a transaction's creates are its own.
   const coalescer = new CreateCoalescer(db);
@@ -49,11 +59,13 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
   });
   const store = storeFor(db);
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
-  validator ??= defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles: config.unknownProfiles });
+  const resourceValidator = await startupStep(app.log, 'validator and profiles', () =>
+    validator ?? (defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles: config.unknownProfiles })),
+  );
   const router = new FhirRouter({
     store,
     storeFor,
-    validator,
+    validator: resourceValidator,
     capabilityStatement: loadCapabilityStatement(),
     registry,
     patientCompartment: loadPatientCompartment(),
@@ -61,17 +73,13 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
     operations: defaultOperations(),
   });
 
-  const app = Fastify({
-    logger: { level: config.logLevel },
-    bodyLimit: config.bodyLimit,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
-  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
   registerErrorHandlers(app);
-  await app.register(healthRoutes, { repo: store.repo });
-  await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit });
+  await startupStep(app.log, 'routes', async () => {
+    await app.register(healthRoutes, { repo: store.repo });
+    await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit });
+  });
   return app;
 }
