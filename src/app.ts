@@ -20,7 +20,7 @@ import { loadSearchParameters, SearchParameterRegistry } from './search/registry
 import type { Database } from './store/database.ts';
 import { migrate } from './store/migrate.ts';
 import { Repository } from './store/repository.ts';
-import { startupStep } from './startup.ts';
+import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles'>>;
@@ -29,6 +29,8 @@ export interface AppOptions {
   validator?: ResourceValidator;
   /** Retry the start-up's database steps while the database is unreachable, instead of failing (the server process does). */
   waitForStorage?: boolean;
+  /** Where the start-up steps are logged: the server process's own start-up log, so its lines keep their order; else the app's. */
+  startupLog?: StartupLog;
 }
 
 /** Staged Binary bytes no version claimed within a day were left by a server stopped mid-upload. */
@@ -38,7 +40,7 @@ let defaultValidator: ResourceValidator | undefined;
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
-export async function buildApp({ config, db, validator, waitForStorage = false }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, db, validator, waitForStorage = false, startupLog }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: { level: config.logLevel },
     bodyLimit: config.bodyLimit,
@@ -46,9 +48,8 @@ export async function buildApp({ config, db, validator, waitForStorage = false }
     genReqId: () => randomUUID(),
   });
   // Each step logs its duration: a start takes seconds, most of them building the validator.
-  await startupStep(app.log, 'migrations', () => migrate(db), { waitForStorage });
-  await startupStep(app.log, 'sweep stale uploads', () => sweepStaleUploads(db, STALE_UPLOAD_SECONDS), { waitForStorage });
-  const registry = await startupStep(app.log, 'search registry', () => (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters())));
+  const log = startupLog ?? app.log;
+  const registry = await startupStep(log, 'search registry', () => (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters())));
   const indexWriter = new SearchIndexWriter(registry);
   // Creates outside transactions share statements under load; a transaction's creates are its own.
   const coalescer = new CreateCoalescer(db);
@@ -59,9 +60,12 @@ export async function buildApp({ config, db, validator, waitForStorage = false }
   });
   const store = storeFor(db);
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
-  const resourceValidator = await startupStep(app.log, 'validator and profiles', () =>
+  const resourceValidator = await startupStep(log, 'validator and profiles', () =>
     validator ?? (defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles: config.unknownProfiles })),
   );
+  // The database steps come last: a server started during an outage has the rest ready when it returns.
+  await startupStep(log, 'migrations', () => migrate(db), { waitForStorage });
+  await startupStep(log, 'sweep stale uploads', () => sweepStaleUploads(db, STALE_UPLOAD_SECONDS), { waitForStorage });
   const router = new FhirRouter({
     store,
     storeFor,
@@ -77,7 +81,7 @@ export async function buildApp({ config, db, validator, waitForStorage = false }
     reply.header('x-request-id', request.id);
   });
   registerErrorHandlers(app);
-  await startupStep(app.log, 'routes', async () => {
+  await startupStep(log, 'routes', async () => {
     await app.register(healthRoutes, { repo: store.repo });
     await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit });
   });

@@ -3,7 +3,6 @@ import { pino } from 'pino';
 import { configFromEnv, type ServerConfig } from './config.ts';
 import { assertCanListen, backoffMs, listenRefusal, StartupRefused, startupStep } from './startup.ts';
 import { openDatabase } from './store/database.ts';
-import { migrate } from './store/migrate.ts';
 
 const config = configFromEnv();
 const log = pino({ level: config.logLevel });
@@ -26,7 +25,7 @@ async function runServer(config: ServerConfig): Promise<void> {
   const db = await startupStep(log, 'open store', () => openDatabase(config.databaseUrl));
   // Loaded here rather than imported at the top: compiling the server's modules is a step of its own.
   const { buildApp } = await startupStep(log, 'load modules', () => import('./app.ts'));
-  const app = await buildApp({ config, db, waitForStorage: true });
+  const app = await buildApp({ config, db, waitForStorage: true, startupLog: log });
 
   let stopping = false;
   async function shutdown(signal: string): Promise<void> {
@@ -64,8 +63,9 @@ const RESTART_BACKOFF_INITIAL_MS = 1_000;
 const RESTART_BACKOFF_MAX_MS = 30_000;
 
 /**
- * WORKERS > 1: this process migrates the database once, then runs that many server processes sharing the
- * port (node:cluster deals connections round robin). The servers hold no state of their own, so any of
+ * WORKERS > 1: this process runs that many server processes sharing the port (node:cluster deals
+ * connections round robin). Each migrates the database at its start, in turns under the migration lock,
+ * and waits for the database if it is down, so that they build their validators meanwhile. The servers hold no state of their own, so any of
  * them can answer any request; a server that dies is replaced (after a capped backoff when servers keep
  * dying right after their start), never given up on, and SIGTERM stops them all gracefully.
  */
@@ -75,9 +75,6 @@ async function runPrimary(config: ServerConfig): Promise<void> {
   }
   log.info({ pid: process.pid, node: process.version, workers: config.workers }, 'starting');
   await startupStep(log, 'check port', () => assertCanListen(config.host, config.port));
-  const db = await startupStep(log, 'open store', () => openDatabase(config.databaseUrl));
-  await startupStep(log, 'migrations', () => migrate(db), { waitForStorage: true });
-  await db.close();
 
   let stopping = false;
   let failed = false;

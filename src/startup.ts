@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BaseLogger } from 'pino';
 
 /** What the start-up logs through: the server's pino logger, or Fastify's (which wraps one). */
-type StartupLog = Pick<BaseLogger, 'info' | 'warn'>;
+export type StartupLog = Pick<BaseLogger, 'info' | 'warn'>;
 import { isStorageUnavailable } from './store/unavailable.ts';
 
 /**

@@ -8,7 +8,7 @@
 import pg from 'pg';
 import t from 'tap';
 import { startThrowawayCluster } from '../scripts/bench/lib/pg-cluster.ts';
-import { childrenOf, existsProcess, startServerProcess, type ServerProcess } from './helpers/server-process.ts';
+import { childrenOf, existsProcess, postJson, spawnServerProcess, startServerProcess, untilHealthy, type ServerProcess } from './helpers/server-process.ts';
 
 t.setTimeout(300_000);
 
@@ -95,6 +95,20 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs: num
   return false;
 }
 
+/** A fresh database in the cluster, for one test's server; its DATABASE_URL. */
+async function createDatabase(name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: cluster.url });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(cluster.url);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
 /** The pids that must survive the outage: the server, and with WORKERS > 1 its server processes too. */
 function serverPids(server: ServerProcess, workers: number): number[] {
   const primary = server.child.pid!;
@@ -103,15 +117,7 @@ function serverPids(server: ServerProcess, workers: number): number[] {
 
 for (const workers of [1, 2]) {
   t.test(`WORKERS=${workers}: while PostgreSQL is down every request gets 503 + Retry-After + OperationOutcome, no process dies, and it serves again without a restart once PostgreSQL is back`, async (t) => {
-    const database = `outage_workers_${workers}`;
-    const admin = new pg.Client({ connectionString: cluster.url });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${database}`);
-    await admin.end();
-    const url = new URL(cluster.url);
-    url.pathname = `/${database}`;
-
-    const server = await startServerProcess(url.toString(), { env: { WORKERS: String(workers) } });
+    const server = await startServerProcess(await createDatabase(`outage_workers_${workers}`), { env: { WORKERS: String(workers) } });
     t.teardown(() => server.stop());
     if (workers > 1) t.ok(await until(() => childrenOf(server.child.pid!).length === workers, 60_000), `${workers} server processes`);
     const pids = serverPids(server, workers);
@@ -166,5 +172,35 @@ for (const workers of [1, 2]) {
       if (read.status !== 200) lost.push(`${id}: ${read.status}`);
     }
     t.same(lost, [], `all ${load.acknowledged.length} acknowledged creates are there`);
+  });
+}
+
+for (const workers of [1, 2]) {
+  t.test(`WORKERS=${workers}: a server started while PostgreSQL is down waits for it, logging its retries with growing delays, and serves once it is back`, async (t) => {
+    const url = await createDatabase(`start_in_outage_workers_${workers}`);
+    await cluster.crash();
+    let databaseDown = true;
+    t.teardown(async () => {
+      if (databaseDown) await cluster.restart();
+    });
+
+    const server = await spawnServerProcess(url, { env: { WORKERS: String(workers) } });
+    t.teardown(() => server.stop());
+    const retries = () =>
+      server.logs
+        .map((line) => { try { return JSON.parse(line); } catch { return undefined; } })
+        .filter((entry) => entry?.msg?.endsWith('the database is unreachable; retrying'));
+    t.ok(await until(() => retries().length >= 3, 120_000), 'it logs its retries', { logs: server.logs.slice(-5) });
+    const delays = retries().map((entry) => entry.retryInMs as number);
+    t.ok(delays[1]! > delays[0]! && delays[2]! > delays[1]!, `each retry waits longer than the one before (${delays.slice(0, 3).join(', ')} ms)`);
+    t.equal(server.child.exitCode, null, 'and has not exited');
+
+    await cluster.restart();
+    databaseDown = false;
+    const upAt = Date.now();
+    await untilHealthy(server, 120_000);
+    t.comment(`WORKERS=${workers}: healthy ${Date.now() - upAt} ms after PostgreSQL accepted connections again`);
+    const created = await postJson(`${server.base}/fhir/Patient`, { resourceType: 'Patient', name: [{ family: 'Tardif' }] });
+    t.equal(created.status, 201, 'it serves');
   });
 }
