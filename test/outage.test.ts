@@ -8,13 +8,41 @@
 import pg from 'pg';
 import t from 'tap';
 import { startThrowawayCluster } from '../scripts/bench/lib/pg-cluster.ts';
-import { childrenOf, existsProcess, postJson, spawnServerProcess, startServerProcess, untilHealthy, type ServerProcess } from './helpers/server-process.ts';
+import { isStorageUnavailable } from '../src/store/unavailable.ts';
+import { childrenOf, existsProcess, logEntries, postJson, spawnServerProcess, startServerProcess, untilHealthy, type ServerProcess } from './helpers/server-process.ts';
 
 t.setTimeout(300_000);
 
 /** Generous bound on the recovery, not a performance target: a loaded CI machine is slow to do anything. */
 const RECOVERY_BOUND_MS = 30_000;
 const SENDERS = 6;
+
+t.test('which driver failures are an outage: the database unreachable, not a conflict between requests', async (t) => {
+  const withCode = (code: string, message = `error ${code}`) => Object.assign(new Error(message), { code });
+  for (const error of [
+    withCode('ECONNREFUSED'),
+    withCode('ECONNRESET'),
+    withCode('57P01', 'terminating connection due to administrator command'),
+    withCode('57P03', 'the database system is starting up'),
+    withCode('08006'),
+    new Error('Connection terminated unexpectedly'),
+    new Error('Client has encountered a connection error and is not queryable'),
+    new Error('timeout exceeded when trying to connect'),
+    new AggregateError([withCode('ECONNREFUSED'), withCode('ECONNREFUSED')], ''),
+  ]) {
+    t.ok(isStorageUnavailable(error), `${(error as { code?: string }).code ?? error.message}: unavailable`);
+  }
+  for (const error of [
+    withCode('40001', 'could not serialize access due to concurrent update'),
+    withCode('40P01', 'deadlock detected'),
+    withCode('23505', 'duplicate key value violates unique constraint'),
+    withCode('54000', 'index row size exceeds btree version 4 maximum'),
+    new Error('something else'),
+    'not an error',
+  ]) {
+    t.notOk(isStorageUnavailable(error), `${(error as { code?: string }).code ?? String(error)}: not an outage`);
+  }
+});
 
 // Fails, rather than skips, where PostgreSQL is not installed: CI always installs it.
 const cluster = await startThrowawayCluster();
@@ -186,10 +214,7 @@ for (const workers of [1, 2]) {
 
     const server = await spawnServerProcess(url, { env: { WORKERS: String(workers) } });
     t.teardown(() => server.stop());
-    const retries = () =>
-      server.logs
-        .map((line) => { try { return JSON.parse(line); } catch { return undefined; } })
-        .filter((entry) => entry?.msg?.endsWith('the database is unreachable; retrying'));
+    const retries = () => logEntries(server.logs).filter((entry) => entry.msg?.endsWith('the database is unreachable; retrying'));
     t.ok(await until(() => retries().length >= 3, 120_000), 'it logs its retries', { logs: server.logs.slice(-5) });
     const delays = retries().map((entry) => entry.retryInMs as number);
     t.ok(delays[1]! > delays[0]! && delays[2]! > delays[1]!, `each retry waits longer than the one before (${delays.slice(0, 3).join(', ')} ms)`);
@@ -204,3 +229,24 @@ for (const workers of [1, 2]) {
     t.equal(created.status, 201, 'it serves');
   });
 }
+
+t.test('WORKERS=2: server processes that keep dying right after their start are replaced after growing delays, never given up on', async (t) => {
+  const server = await startServerProcess(await createDatabase('quick_deaths'), { env: { WORKERS: '2' } });
+  t.teardown(() => server.stop());
+  const primary = server.child.pid!;
+  t.ok(await until(() => childrenOf(primary).length === 2, 60_000), 'two server processes');
+  // Five deaths, each of the process started last: the supervisor used to give up at the fourth quick one.
+  let victim = childrenOf(primary)[0]!;
+  for (let death = 1; death <= 5; death++) {
+    const before = childrenOf(primary);
+    process.kill(victim, 'SIGKILL');
+    t.ok(await until(() => childrenOf(primary).some((pid) => !before.includes(pid)), 120_000), `death ${death}: replaced`);
+    victim = childrenOf(primary).find((pid) => !before.includes(pid))!;
+  }
+  const deaths = logEntries(server.logs).filter((entry) => entry.msg === 'a server process died; starting another');
+  t.equal(deaths.length, 5, 'each death logged');
+  const delays = deaths.map((entry) => entry.restartInMs as number);
+  t.ok(delays.slice(1).every((delay, i) => delay > delays[i]! || delay === 30_000), `growing restart delays (${delays.join(', ')} ms)`);
+  t.equal(server.child.exitCode, null, 'the supervisor is still running');
+  t.ok(await until(() => fetch(`${server.base}/health`).then((r) => r.ok, () => false), 120_000), 'and serving');
+});

@@ -5,21 +5,11 @@
  */
 import { createServer } from 'node:net';
 import t from 'tap';
-import { freePort, spawnServerProcess, startServerProcess } from './helpers/server-process.ts';
+import { freePort, logEntries, spawnServerProcess, startServerProcess } from './helpers/server-process.ts';
 
 t.setTimeout(300_000);
 
 const STEPS = ['check port', 'open store', 'load modules', 'search registry', 'validator and profiles', 'migrations', 'sweep stale uploads', 'routes', 'listen'];
-
-function logEntries(logs: string[]): Array<Record<string, any>> {
-  return logs.flatMap((line) => {
-    try {
-      return [JSON.parse(line) as Record<string, any>];
-    } catch {
-      return [];
-    }
-  });
-}
 
 t.test('a start logs each step with its duration, in order', async (t) => {
   const server = await startServerProcess('memory://', { env: { LOG_LEVEL: 'info' } });

@@ -129,6 +129,17 @@ export async function untilHealthy(server: ServerProcess, timeoutMs = 150_000): 
   throw new Error(`the server on ${server.base} did not become healthy:\n${server.logs.join('\n')}`);
 }
 
+/** The server's log lines that are pino JSON, parsed. */
+export function logEntries(logs: string[]): Array<Record<string, any>> {
+  return logs.flatMap((line) => {
+    try {
+      return [JSON.parse(line) as Record<string, any>];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /** POSTs `body` as FHIR JSON and returns status and parsed body (undefined when not JSON). */
 export async function postJson(url: string, body: unknown, init: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> {
   const response = await fetch(url, {
