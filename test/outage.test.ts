@@ -9,7 +9,7 @@ import pg from 'pg';
 import t from 'tap';
 import { startThrowawayCluster } from '../scripts/bench/lib/pg-cluster.ts';
 import { isStorageUnavailable } from '../src/store/unavailable.ts';
-import { childrenOf, existsProcess, logEntries, postJson, spawnServerProcess, startServerProcess, untilHealthy, type ServerProcess } from './helpers/server-process.ts';
+import { childrenOf, existsProcess, logEntries, postJson, spawnServerProcess, startServerProcess, until, untilHealthy, type ServerProcess } from './helpers/server-process.ts';
 
 t.setTimeout(300_000);
 
@@ -112,15 +112,6 @@ function startLoad(base: string) {
       await Promise.all(senders);
     },
   };
-}
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await condition()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return false;
 }
 
 /** A fresh database in the cluster, for one test's server; its DATABASE_URL. */

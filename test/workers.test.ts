@@ -1,15 +1,6 @@
 import t from 'tap';
 import { onPostgres } from './helpers/app.ts';
-import { childrenOf, createScratchStore, existsProcess, getJson, postJson, startServerProcess } from './helpers/server-process.ts';
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await condition()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return false;
-}
+import { childrenOf, createScratchStore, existsProcess, getJson, postJson, startServerProcess, until } from './helpers/server-process.ts';
 
 if (onPostgres) {
   t.test('WORKERS=2 runs two server processes on one port, replaces one that dies, and stops them all on SIGTERM', async (t) => {

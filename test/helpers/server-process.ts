@@ -163,6 +163,16 @@ export async function getJson(url: string): Promise<{ status: number; body: any 
   return { status: response.status, body: text ? JSON.parse(text) : undefined };
 }
 
+/** Polls `condition` every `pollMs` until it holds (true) or `timeoutMs` has passed (false). */
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number, pollMs = 200): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await condition()) return true;
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+  return false;
+}
+
 /** Live child processes of `pid`, from /proc (the servers a WORKERS primary runs). */
 export function childrenOf(pid: number): number[] {
   const children: number[] = [];
