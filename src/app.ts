@@ -20,12 +20,17 @@ import { loadSearchParameters, SearchParameterRegistry } from './search/registry
 import type { Database } from './store/database.ts';
 import { migrate } from './store/migrate.ts';
 import { Repository } from './store/repository.ts';
+import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles'>>;
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
+  /** Retry the start-up's database steps while the database is unreachable, instead of failing (the server process does). */
+  waitForStorage?: boolean;
+  /** Where the start-up steps are logged: the server process's own start-up log, so its lines keep their order; else the app's. */
+  startupLog?: StartupLog;
 }
 
 /** Staged Binary bytes no version claimed within a day were left by a server stopped mid-upload. */
@@ -35,10 +40,16 @@ let defaultValidator: ResourceValidator | undefined;
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
-export async function buildApp({ config, db, validator }: AppOptions): Promise<FastifyInstance> {
-  await migrate(db);
-  await sweepStaleUploads(db, STALE_UPLOAD_SECONDS);
-  const registry = (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters()));
+export async function buildApp({ config, db, validator, waitForStorage = false, startupLog }: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    bodyLimit: config.bodyLimit,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+  });
+  // Each step logs its duration: a start takes seconds, most of them building the validator.
+  const log = startupLog ?? app.log;
+  const registry = await startupStep(log, 'search registry', () => (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters())));
   const indexWriter = new SearchIndexWriter(registry);
   // Creates outside transactions share statements under load; a transaction's creates are its own.
   const coalescer = new CreateCoalescer(db);
@@ -49,11 +60,16 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
   });
   const store = storeFor(db);
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
-  validator ??= defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles: config.unknownProfiles });
+  const resourceValidator = await startupStep(log, 'validator and profiles', () =>
+    validator ?? (defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles: config.unknownProfiles })),
+  );
+  // The database steps come last: a server started during an outage has the rest ready when it returns.
+  await startupStep(log, 'migrations', () => migrate(db), { waitForStorage });
+  await startupStep(log, 'sweep stale uploads', () => sweepStaleUploads(db, STALE_UPLOAD_SECONDS), { waitForStorage });
   const router = new FhirRouter({
     store,
     storeFor,
-    validator,
+    validator: resourceValidator,
     capabilityStatement: loadCapabilityStatement(),
     registry,
     patientCompartment: loadPatientCompartment(),
@@ -61,17 +77,13 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
     operations: defaultOperations(),
   });
 
-  const app = Fastify({
-    logger: { level: config.logLevel },
-    bodyLimit: config.bodyLimit,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
-  });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
   registerErrorHandlers(app);
-  await app.register(healthRoutes, { repo: store.repo });
-  await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit });
+  await startupStep(log, 'routes', async () => {
+    await app.register(healthRoutes, { repo: store.repo });
+    await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit });
+  });
   return app;
 }

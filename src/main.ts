@@ -1,18 +1,31 @@
 import cluster from 'node:cluster';
 import { pino } from 'pino';
-import { buildApp } from './app.ts';
 import { configFromEnv, type ServerConfig } from './config.ts';
+import { assertCanListen, backoffMs, listenRefusal, StartupRefused, startupStep } from './startup.ts';
 import { openDatabase } from './store/database.ts';
-import { migrate } from './store/migrate.ts';
 
 const config = configFromEnv();
-if (config.workers > 1 && cluster.isPrimary) await runPrimary(config);
-else await runServer(config);
+const log = pino({ level: config.logLevel });
+try {
+  if (config.workers > 1 && cluster.isPrimary) await runPrimary(config);
+  else await runServer(config);
+} catch (error) {
+  if (!(error instanceof StartupRefused)) throw error;
+  log.fatal(error.message);
+  process.exit(1);
+}
 
 /** One server process: the app on its own connection pool, stopped cleanly by SIGTERM or SIGINT. */
 async function runServer(config: ServerConfig): Promise<void> {
-  const db = await openDatabase(config.databaseUrl);
-  const app = await buildApp({ config, db });
+  // A server of a WORKERS primary listens through the primary, which has checked the port.
+  if (cluster.isPrimary) {
+    log.info({ pid: process.pid, node: process.version }, 'starting');
+    await startupStep(log, 'check port', () => assertCanListen(config.host, config.port));
+  }
+  const db = await startupStep(log, 'open store', () => openDatabase(config.databaseUrl));
+  // Loaded here rather than imported at the top: compiling the server's modules is a step of its own.
+  const { buildApp } = await startupStep(log, 'load modules', () => import('./app.ts'));
+  const app = await buildApp({ config, db, waitForStorage: true, startupLog: log });
 
   let stopping = false;
   async function shutdown(signal: string): Promise<void> {
@@ -34,63 +47,76 @@ async function runServer(config: ServerConfig): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 
-  await app.listen({ port: config.port, host: config.host });
+  await startupStep(log, 'listen', () =>
+    app.listen({ port: config.port, host: config.host }).catch(async (error: unknown) => {
+      const refusal = listenRefusal(error, config.host, config.port);
+      if (!refusal) throw error;
+      await db.close();
+      throw refusal;
+    }),
+  );
 }
 
+/** A server dying sooner than this after its start counts as a quick death: the next one waits longer. */
+const QUICK_DEATH_MS = 10_000;
+const RESTART_BACKOFF_INITIAL_MS = 1_000;
+const RESTART_BACKOFF_MAX_MS = 30_000;
+
 /**
- * WORKERS > 1: this process migrates the database once, then runs that many server processes sharing the
- * port (node:cluster deals connections round robin). The servers hold no state of their own, so any of
- * them can answer any request; a server that dies is replaced, and SIGTERM stops them all gracefully.
+ * WORKERS > 1: this process runs that many server processes sharing the port (node:cluster deals
+ * connections round robin). Each migrates the database at its start, in turns under the migration lock,
+ * and waits for the database if it is down, so that they build their validators meanwhile. The servers hold no state of their own, so any of
+ * them can answer any request; a server that dies is replaced (after a capped backoff when servers keep
+ * dying right after their start), never given up on, and SIGTERM stops them all gracefully.
  */
 async function runPrimary(config: ServerConfig): Promise<void> {
-  const log = pino({ level: config.logLevel });
   if (!/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
-    log.fatal('WORKERS > 1 needs DATABASE_URL=postgres://…: the embedded PGlite store belongs to one process');
-    process.exit(1);
+    throw new StartupRefused('WORKERS > 1 needs DATABASE_URL=postgres://…: the embedded PGlite store belongs to one process');
   }
-  const db = await openDatabase(config.databaseUrl);
-  await migrate(db);
-  await db.close();
+  log.info({ pid: process.pid, node: process.version, workers: config.workers }, 'starting');
+  await startupStep(log, 'check port', () => assertCanListen(config.host, config.port));
 
   let stopping = false;
   let failed = false;
-  // A server dying within seconds of its start would die again: after a few such deaths, give up.
-  const QUICK_DEATH_MS = 10_000;
   let quickDeaths = 0;
   const startedAt = new Map<number, number>();
+  const pendingRestarts = new Set<NodeJS.Timeout>();
   const fork = () => {
     const worker = cluster.fork();
     startedAt.set(worker.id, Date.now());
+  };
+  const exitWhenAllStopped = () => {
+    if (Object.keys(cluster.workers ?? {}).length > 0) return;
+    log.info('stopped');
+    process.exit(failed ? 1 : 0);
   };
 
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) {
       // A server still starting has no handler yet and ends by the signal itself: that is no failure.
       if (code !== 0 && signal !== 'SIGTERM') failed = true;
-      if (Object.keys(cluster.workers ?? {}).length === 0) {
-        log.info('stopped');
-        process.exit(failed ? 1 : 0);
-      }
+      exitWhenAllStopped();
       return;
     }
-    const lived = Date.now() - (startedAt.get(worker.id) ?? 0);
-    log.error({ pid: worker.process.pid, code, signal, livedMs: lived }, 'a server process died; starting another');
-    if (lived < QUICK_DEATH_MS && ++quickDeaths >= config.workers * 2) {
-      log.fatal('server processes keep dying right after they start; stopping');
-      stopping = true;
-      failed = true;
-      for (const other of Object.values(cluster.workers ?? {})) other?.process.kill('SIGTERM');
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(1);
-      return;
-    }
-    fork();
+    const livedMs = Date.now() - (startedAt.get(worker.id) ?? 0);
+    startedAt.delete(worker.id);
+    quickDeaths = livedMs < QUICK_DEATH_MS ? quickDeaths + 1 : 0;
+    const restartInMs = quickDeaths === 0 ? 0 : backoffMs(quickDeaths, RESTART_BACKOFF_INITIAL_MS, RESTART_BACKOFF_MAX_MS);
+    log.error({ pid: worker.process.pid, code, signal, livedMs, restartInMs }, 'a server process died; starting another');
+    const restart = setTimeout(() => {
+      pendingRestarts.delete(restart);
+      fork();
+    }, restartInMs);
+    pendingRestarts.add(restart);
   });
 
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down the server processes');
+    for (const restart of pendingRestarts) clearTimeout(restart);
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+    exitWhenAllStopped();
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

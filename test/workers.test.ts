@@ -1,33 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import t from 'tap';
 import { onPostgres } from './helpers/app.ts';
-import { createScratchStore, getJson, postJson, startServerProcess } from './helpers/server-process.ts';
-
-/** Live child processes of `pid`, from /proc (the servers a WORKERS primary runs). */
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      // Fields after the parenthesised command name: state, ppid, …
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(ppid) === pid && state !== 'Z') children.push(Number(entry));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return children;
-}
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await condition()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return false;
-}
+import { childrenOf, createScratchStore, existsProcess, getJson, postJson, startServerProcess, until } from './helpers/server-process.ts';
 
 if (onPostgres) {
   t.test('WORKERS=2 runs two server processes on one port, replaces one that dies, and stops them all on SIGTERM', async (t) => {
@@ -71,13 +44,4 @@ if (onPostgres) {
     t.ok(error, 'the server does not start');
     t.match(error?.message, /WORKERS > 1 needs DATABASE_URL=postgres/);
   });
-}
-
-function existsProcess(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }

@@ -1,6 +1,10 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { FhirError, operationOutcome, type IssueCode } from '../fhir/outcome.ts';
+import { isStorageUnavailable } from '../store/unavailable.ts';
 import { FHIR_JSON } from './content.ts';
+
+/** Retry-After of a 503 while the database is unreachable: a restarting PostgreSQL takes seconds. */
+export const STORAGE_RETRY_AFTER_SECONDS = 5;
 
 const CODE_BY_STATUS: Record<number, IssueCode> = {
   400: 'invalid',
@@ -19,6 +23,14 @@ export function registerErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | FhirError, request, reply) => {
     if (error instanceof FhirError) {
       return reply.status(error.status).headers(error.headers).type(FHIR_JSON).send(error.outcome);
+    }
+    if (isStorageUnavailable(error)) {
+      request.log.warn({ err: error }, 'storage unavailable');
+      return reply
+        .status(503)
+        .header('retry-after', String(STORAGE_RETRY_AFTER_SECONDS))
+        .type(FHIR_JSON)
+        .send(operationOutcome([{ severity: 'error', code: 'transient', diagnostics: `The database is unreachable; retry in a few seconds (request ${request.id})` }]));
     }
     const status = error.statusCode ?? 500;
     if (status >= 500) {

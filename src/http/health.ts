@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Repository } from '../store/repository.ts';
+import { STORAGE_RETRY_AFTER_SECONDS } from './errors.ts';
 
 /** GET /health: the process answers (liveness) and its storage answers a query (readiness). */
 export async function healthRoutes(app: FastifyInstance, options: { repo: Repository }): Promise<void> {
@@ -9,7 +10,7 @@ export async function healthRoutes(app: FastifyInstance, options: { repo: Reposi
       return { status: 'pass' };
     } catch (error) {
       request.log.warn({ err: error }, 'storage unreachable');
-      return reply.status(503).send({ status: 'fail', output: 'storage unreachable' });
+      return reply.status(503).header('retry-after', String(STORAGE_RETRY_AFTER_SECONDS)).send({ status: 'fail', output: 'storage unreachable' });
     }
   });
 }

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { lockDataDirectory } from './data-directory-lock.ts';
 import { assertSchemaName, type Database, type DatabaseOptions, type QueryResult, type SqlExecutor } from './database.ts';
 
 function wrap(target: PGlite | Transaction): SqlExecutor {
@@ -14,8 +15,14 @@ function wrap(target: PGlite | Transaction): SqlExecutor {
 export async function openPglite(dataDir: string, options: DatabaseOptions): Promise<Database> {
   const inMemory = dataDir === '' || dataDir.startsWith('memory://');
   if (!inMemory) mkdirSync(dataDir, { recursive: true });
+  const unlock = inMemory ? () => {} : lockDataDirectory(dataDir);
   const db = new PGlite(inMemory ? undefined : dataDir);
-  await db.waitReady;
+  try {
+    await db.waitReady;
+  } catch (error) {
+    unlock();
+    throw error;
+  }
   if (options.schema) {
     const schema = assertSchemaName(options.schema);
     await db.exec(`CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}`);
@@ -29,6 +36,9 @@ export async function openPglite(dataDir: string, options: DatabaseOptions): Pro
     exec: async (sql) => {
       await db.exec(sql);
     },
-    close: () => db.close(),
+    close: async () => {
+      await db.close();
+      unlock();
+    },
   };
 }

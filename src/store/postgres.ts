@@ -6,6 +6,9 @@ pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, (value) => value);
 // bigint (history sequence numbers) fits easily in a JS number for this server's lifetime.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
 
+/** How long getting a connection may take (a new one, or a pooled one freed by another request). */
+const CONNECT_TIMEOUT_MS = 10_000;
+
 export async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
   const schema = options.schema ? assertSchemaName(options.schema) : undefined;
   if (schema) {
@@ -24,6 +27,10 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
     connectionString: url,
     max: Number(process.env.PG_POOL_SIZE ?? 10),
     options: settings.join(' '),
+    // A server that stops answering (a host gone, a network cut) fails the request instead of holding it
+    // forever; so does a pool whose connections all stay busy that long.
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    keepAlive: true,
   });
   // An idle client losing its server must not crash the process; the next query reports the failure.
   pool.on('error', () => {});
@@ -38,6 +45,10 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
     query,
     async transaction(work) {
       const client = await pool.connect();
+      // A checked-out client whose connection drops emits 'error', which unheard would end the process;
+      // the failure reaches the transaction anyway, through the query it was running or the next one.
+      const ignoreConnectionError = () => {};
+      client.on('error', ignoreConnectionError);
       const tx: SqlExecutor = {
         async query<Row>(sql: string, params: unknown[] = [], name?: string) {
           const result = await client.query(name ? { name, text: sql, values: params } : { text: sql, values: params });
@@ -48,11 +59,13 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
         await client.query('BEGIN');
         const value = await work(tx);
         await client.query('COMMIT');
+        client.off('error', ignoreConnectionError);
         client.release();
         return value;
       } catch (error) {
         // A connection that cannot even roll back is broken: destroy it rather than return it to the pool.
         const broken = await client.query('ROLLBACK').then(() => false, () => true);
+        client.off('error', ignoreConnectionError);
         client.release(broken);
         throw error;
       }

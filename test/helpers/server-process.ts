@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,6 +81,13 @@ export interface ServerProcess {
  * takes seconds of CPU, more on a busy machine: `healthTimeoutMs` bounds the wait (default 150 s).
  */
 export async function startServerProcess(databaseUrl: string, options: { env?: Record<string, string>; healthTimeoutMs?: number } = {}): Promise<ServerProcess> {
+  const server = await spawnServerProcess(databaseUrl, options);
+  await untilHealthy(server, options.healthTimeoutMs);
+  return server;
+}
+
+/** Spawns the server on `databaseUrl` on a free port, without waiting for it to serve. */
+export async function spawnServerProcess(databaseUrl: string, options: { env?: Record<string, string> } = {}): Promise<ServerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: PROJECT_ROOT,
@@ -90,36 +97,47 @@ export async function startServerProcess(databaseUrl: string, options: { env?: R
   const logs: string[] = [];
   child.stdout!.on('data', (chunk) => logs.push(...String(chunk).split('\n').filter(Boolean)));
   child.stderr!.on('data', (chunk) => logs.push(String(chunk)));
-  let done = false;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => {
-      done = true;
-      resolve({ code, signal });
-    }),
+    child.on('exit', (code, signal) => resolve({ code, signal })),
   );
-  const base = `http://127.0.0.1:${port}`;
-  const server: ServerProcess = {
+  return {
     child,
-    base,
+    base: `http://127.0.0.1:${port}`,
     logs,
     exited,
     async stop() {
-      if (done) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       await exited;
     },
   };
-  const deadline = Date.now() + (options.healthTimeoutMs ?? 150_000);
-  while (Date.now() < deadline && !done) {
-    const ok = await fetch(`${base}/health`).then((r) => r.ok, () => false);
-    if (ok) return server;
+}
+
+/** Waits until the server's GET /health answers 200; kills it and throws, with its logs, if it never does. */
+export async function untilHealthy(server: ServerProcess, timeoutMs = 150_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const done = () => server.child.exitCode !== null || server.child.signalCode !== null;
+  while (Date.now() < deadline && !done()) {
+    const ok = await fetch(`${server.base}/health`).then((r) => r.ok, () => false);
+    if (ok) return;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  if (!done) {
-    child.kill('SIGKILL');
-    await exited;
+  if (!done()) {
+    server.child.kill('SIGKILL');
+    await server.exited;
   }
-  throw new Error(`the server on ${databaseUrl} did not become healthy:\n${logs.join('\n')}`);
+  throw new Error(`the server on ${server.base} did not become healthy:\n${server.logs.join('\n')}`);
+}
+
+/** The server's log lines that are pino JSON, parsed. */
+export function logEntries(logs: string[]): Array<Record<string, any>> {
+  return logs.flatMap((line) => {
+    try {
+      return [JSON.parse(line) as Record<string, any>];
+    } catch {
+      return [];
+    }
+  });
 }
 
 /** POSTs `body` as FHIR JSON and returns status and parsed body (undefined when not JSON). */
@@ -143,4 +161,41 @@ export async function getJson(url: string): Promise<{ status: number; body: any 
   const response = await fetch(url, { headers: { accept: 'application/fhir+json' } });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : undefined };
+}
+
+/** Polls `condition` every `pollMs` until it holds (true) or `timeoutMs` has passed (false). */
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number, pollMs = 200): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await condition()) return true;
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+  return false;
+}
+
+/** Live child processes of `pid`, from /proc (the servers a WORKERS primary runs). */
+export function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Fields after the parenthesised command name: state, ppid, …
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) === pid && state !== 'Z') children.push(Number(entry));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return children;
+}
+
+/** Whether `pid` is a live (not zombie) process. */
+export function existsProcess(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
 }

@@ -1,14 +1,25 @@
-import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const PG_BIN = '/usr/lib/postgresql/15/bin';
+/** The newest PostgreSQL installed the Debian way (CI installs whichever version the distribution has). */
+function postgresBin(): string | undefined {
+  const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v)) : [];
+  const newest = versions.sort((a, b) => Number(a) - Number(b)).pop();
+  return newest === undefined ? undefined : `/usr/lib/postgresql/${newest}/bin`;
+}
 
 export interface Cluster {
   url: string;
+  /** Stops the server and deletes the cluster. */
   stop(): void;
+  /** Stops the server as a crash would (`pg_ctl -m immediate`: connections cut, no checkpoint). */
+  crash(): Promise<void>;
+  /** Starts the server again on the same port after `crash`, resolving once it accepts connections. */
+  restart(): Promise<void>;
 }
 
 /** A port nobody listens on right now (the kernel's pick for port 0). */
@@ -23,18 +34,30 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Runs a shell command as the postgres user when we are root: initdb refuses to run as root. */
+/** A shell command run as the postgres user when we are root: initdb refuses to run as root. */
+function postgresCommand(command: string): string[] {
+  return process.getuid?.() === 0 ? ['su', 'postgres', '-s', '/bin/bash', '-c', command] : ['bash', '-c', command];
+}
+
 function asPostgres(command: string): void {
-  const argv = process.getuid?.() === 0 ? ['su', 'postgres', '-s', '/bin/bash', '-c', command] : ['bash', '-c', command];
+  const argv = postgresCommand(command);
   execFileSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
+/** asPostgres without blocking the event loop: what else the process does (a test's load) goes on meanwhile. */
+async function asPostgresAsync(command: string): Promise<void> {
+  const argv = postgresCommand(command);
+  await promisify(execFile)(argv[0]!, argv.slice(1));
+}
+
 /**
- * Starts a PostgreSQL 15 cluster in a temporary directory, trusting local connections; `stop` deletes it.
- * `settings` are extra server settings (`-c name=value`), e.g. bulk-load tuning; none by default.
+ * Starts a PostgreSQL cluster (15 where CI and the benchmarks' machine have it) in a temporary directory,
+ * trusting local connections; `stop` deletes it. `settings` are extra server settings (`-c name=value`),
+ * e.g. bulk-load tuning; none by default.
  */
 export async function startThrowawayCluster(settings: Record<string, string> = {}): Promise<Cluster> {
-  if (!existsSync(`${PG_BIN}/initdb`)) throw new Error(`PostgreSQL 15 not found in ${PG_BIN}; set BENCH_DATABASE_URL instead`);
+  const pgBin = postgresBin();
+  if (pgBin === undefined || !existsSync(`${pgBin}/initdb`)) throw new Error('PostgreSQL not found in /usr/lib/postgresql/*/bin; install it (or set BENCH_DATABASE_URL for a benchmark)');
   const dir = mkdtempSync(join(tmpdir(), 'dossier-bench-pg-'));
   if (process.getuid?.() === 0) {
     const postgresUid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
@@ -43,21 +66,27 @@ export async function startThrowawayCluster(settings: Record<string, string> = {
   const port = await freePort();
   const stop = () => {
     try {
-      asPostgres(`${PG_BIN}/pg_ctl -D ${dir}/data -m fast -w stop`);
+      asPostgres(`${pgBin}/pg_ctl -D ${dir}/data -m fast -w stop`);
     } catch {
       // Not running (start failed): nothing to stop, the directory still goes.
     }
     rmSync(dir, { recursive: true, force: true });
   };
+  const extra = Object.entries(settings).map(([name, value]) => ` -c ${name}=${value}`).join('');
+  const startCommand = `${pgBin}/pg_ctl -D ${dir}/data -w -o '-p ${port} -k ${dir} -c listen_addresses=127.0.0.1${extra}' -l ${dir}/log start`;
   try {
-    asPostgres(`${PG_BIN}/initdb -D ${dir}/data -A trust -U postgres`);
-    const extra = Object.entries(settings).map(([name, value]) => ` -c ${name}=${value}`).join('');
-    asPostgres(`${PG_BIN}/pg_ctl -D ${dir}/data -w -o '-p ${port} -k ${dir} -c listen_addresses=127.0.0.1${extra}' -l ${dir}/log start`);
+    asPostgres(`${pgBin}/initdb -D ${dir}/data -A trust -U postgres`);
+    asPostgres(startCommand);
   } catch (error) {
     stop();
     throw error;
   }
-  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop };
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    stop,
+    crash: () => asPostgresAsync(`${pgBin}/pg_ctl -D ${dir}/data -m immediate -w stop`),
+    restart: () => asPostgresAsync(startCommand),
+  };
 }
 
 export interface BenchPostgres {

@@ -1,0 +1,37 @@
+/**
+ * Which failures mean "the database cannot be reached right now", as opposed to a failure of the request
+ * itself. The one place that knows the drivers' ways of saying so; the HTTP error handler answers these
+ * 503 with Retry-After, and the start-up retries them. PGlite runs in the process and has no outage: none
+ * of its errors matches.
+ */
+
+/** Socket-level failures of the connection to the database server (Node system error codes). */
+const UNREACHABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * SQLSTATEs of a server that is going away or not yet there: admin_shutdown (57P01: fast or immediate
+ * stop), crash_shutdown (57P02), cannot_connect_now (57P03: starting up or recovering), too_many_connections
+ * (53300). Class 08 (connection exceptions) is matched as a whole. A serialization failure (40001) or a
+ * deadlock (40P01) is the request's own conflict with another one, not an outage: it is not here.
+ */
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
+
+/**
+ * `pg` reports a lost connection, a client it will no longer use and a pool connect timeout by message
+ * only, without a code.
+ */
+const UNAVAILABLE_MESSAGES = [
+  /^Connection terminated/,
+  /^Client has encountered a connection error and is not queryable$/,
+  /^timeout exceeded when trying to connect$/,
+];
+
+export function isStorageUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && (UNREACHABLE_SOCKET_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+  if (UNAVAILABLE_MESSAGES.some((message) => message.test(error.message))) return true;
+  // Node's connect to a host name with several addresses fails with an AggregateError of each attempt's.
+  if (error instanceof AggregateError) return error.errors.length > 0 && error.errors.every(isStorageUnavailable);
+  return error.cause !== undefined && isStorageUnavailable(error.cause);
+}
