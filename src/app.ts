@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { DestinationStream } from 'pino';
 import type { ServerConfig } from './config.ts';
 import { loadCapabilityStatement } from './fhir/capability.ts';
 import { SERVED_RESOURCE_TYPES } from './fhir/resource-types.ts';
@@ -8,6 +8,7 @@ import type { ResourceValidator } from './fhir/validation/validator.ts';
 import { registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
+import { loggerOptions, requestId } from './http/logging.ts';
 import { defaultOperations } from './operations/index.ts';
 import type { StoreContext } from './router/context.ts';
 import { FhirRouter } from './router/router.ts';
@@ -26,6 +27,8 @@ export interface AppOptions {
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
+  /** Where log lines go; standard output by default. */
+  logStream?: DestinationStream;
 }
 
 /** Staged Binary bytes no version claimed within a day were left by a server stopped mid-upload. */
@@ -35,7 +38,7 @@ let defaultValidator: ResourceValidator | undefined;
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
-export async function buildApp({ config, db, validator }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, db, validator, logStream }: AppOptions): Promise<FastifyInstance> {
   await migrate(db);
   await sweepStaleUploads(db, STALE_UPLOAD_SECONDS);
   const registry = (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters()));
@@ -62,10 +65,10 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
   });
 
   const app = Fastify({
-    logger: { level: config.logLevel },
+    logger: loggerOptions(config.logLevel, logStream),
     bodyLimit: config.bodyLimit,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    genReqId: requestId,
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
