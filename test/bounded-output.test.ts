@@ -54,9 +54,9 @@ t.test('logs hold no names, identifiers, bodies or query values, only the path a
   for (const secret of ['Quenaudon', 'Gwenaëlle', 'IPP-77812345']) t.notOk(logs.includes(secret), `no '${secret}' in the logs`);
   const incoming = logLines.map((line) => JSON.parse(line)).filter((line) => line.msg === 'incoming request');
   t.same(incoming.map((line) => line.req), [
-    { method: 'POST', path: '/fhir/Patient' },
-    { method: 'GET', path: '/fhir/Patient', parameters: ['family', 'identifier'] },
-    { method: 'POST', path: '/fhir/Patient' },
+    { method: 'POST', url: '/fhir/Patient' },
+    { method: 'GET', url: '/fhir/Patient', parameters: ['family', 'identifier'] },
+    { method: 'POST', url: '/fhir/Patient' },
   ]);
 });
 

@@ -45,13 +45,13 @@ export function requestId(request: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
-/** Path and query parameter names of a request URL, without the values. */
-function requestTarget(url: string): { path: string; parameters?: string[] } {
+/** A request URL without its query: its path and the names of its query parameters. */
+function requestTarget(url: string): { url: string; parameters?: string[] } {
   const query = url.indexOf('?');
   const path = cut(query < 0 ? url : url.slice(0, query), 200);
-  if (query < 0) return { path };
+  if (query < 0) return { url: path };
   const names = [...new Set([...new URLSearchParams(url.slice(query + 1)).keys()].map((name) => cut(name, 64)))];
-  return { path, parameters: names.slice(0, 50) };
+  return { url: path, parameters: names.slice(0, 50) };
 }
 
 function codeOf(error: Error): { code?: string } {
