@@ -1,11 +1,11 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
-import type { ServerConfig } from './config.ts';
+import { configFromEnv, type ServerConfig } from './config.ts';
 import { loadCapabilityStatement } from './fhir/capability.ts';
 import { SERVED_RESOURCE_TYPES } from './fhir/resource-types.ts';
 import { createProfileValidator } from './fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from './fhir/validation/validator.ts';
-import { registerErrorHandlers } from './http/errors.ts';
+import { answerClientError, registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
@@ -23,7 +23,8 @@ import { migrate } from './store/migrate.ts';
 import { Repository } from './store/repository.ts';
 
 export interface AppOptions {
-  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles'>>;
+  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
+    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout'>>;
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
@@ -69,6 +70,8 @@ export async function buildApp({ config, db, validator, logStream }: AppOptions)
     bodyLimit: config.bodyLimit,
     requestIdHeader: false,
     genReqId: requestId,
+    ...connectionTimeouts({ ...configFromEnv({}), ...definedOnly(config) }),
+    clientErrorHandler: answerClientError,
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -77,4 +80,21 @@ export async function buildApp({ config, db, validator, logStream }: AppOptions)
   await app.register(healthRoutes, { repo: store.repo });
   await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit });
   return app;
+}
+
+/**
+ * Node's timeouts on the connection, which Fastify leaves off by default (no requestTimeout): the
+ * connection checks run often enough that a timeout fires within a quarter of itself.
+ */
+function connectionTimeouts(config: Pick<ServerConfig, 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout'>) {
+  return {
+    requestTimeout: config.requestTimeout,
+    connectionTimeout: config.idleTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
+    http: { headersTimeout: config.headersTimeout, connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(config.headersTimeout / 4))) },
+  };
+}
+
+function definedOnly<T extends object>(object: T): Partial<T> {
+  return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as Partial<T>;
 }

@@ -77,6 +77,9 @@ export interface TestServerOptions {
    * most suites test REST behaviour with minimal resources that no French profile would accept.
    */
   frenchProfiles?: boolean;
+  /** Connection timeouts in ms (REQUEST_TIMEOUT, HEADERS_TIMEOUT); the server's defaults otherwise. */
+  requestTimeout?: number;
+  headersTimeout?: number;
   /** Log lines (at info level) go here; without it the server logs nothing. */
   logStream?: DestinationStream;
 }
@@ -86,7 +89,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
   const store = await openTestDatabase();
   const validator = config.frenchProfiles ? undefined : (baseOnly ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }));
   const app = await buildApp({
-    config: { logLevel: config.logStream ? 'info' : 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000, bundleBodyLimit: config.bundleBodyLimit },
+    config: { logLevel: config.logStream ? 'info' : 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000, bundleBodyLimit: config.bundleBodyLimit, requestTimeout: config.requestTimeout, headersTimeout: config.headersTimeout },
     db: store.db,
     validator,
     logStream: config.logStream,
