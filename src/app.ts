@@ -15,7 +15,7 @@ import { FhirRouter } from './router/router.ts';
 import { loadPatientCompartment } from './search/compartment.ts';
 import { SearchEngine } from './search/execute.ts';
 import { SearchIndexWriter } from './search/index-writer.ts';
-import { sweepStaleUploads } from './store/binary-store.ts';
+import { DEFAULT_BINARY_INLINE_LIMIT, sweepStaleUploads } from './store/binary-store.ts';
 import { CreateCoalescer } from './store/create-coalescer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
 import type { Database } from './store/database.ts';
@@ -24,7 +24,7 @@ import { Repository } from './store/repository.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
-    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout'>>;
+    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout'>>;
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
@@ -46,9 +46,10 @@ export async function buildApp({ config, db, validator, logStream }: AppOptions)
   const indexWriter = new SearchIndexWriter(registry);
   // Creates outside transactions share statements under load; a transaction's creates are its own.
   const coalescer = new CreateCoalescer(db);
+  const binaryInlineLimit = config.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
   const storeFor = (database: Database): StoreContext => ({
     db: database,
-    repo: new Repository(database, indexWriter, database === db ? coalescer : undefined),
+    repo: new Repository(database, indexWriter, database === db ? coalescer : undefined, binaryInlineLimit),
     search: new SearchEngine(database, registry),
   });
   const store = storeFor(db);
@@ -61,7 +62,7 @@ export async function buildApp({ config, db, validator, logStream }: AppOptions)
     capabilityStatement: loadCapabilityStatement(),
     registry,
     patientCompartment: loadPatientCompartment(),
-    limits: { maxEntries: config.bundleMaxEntries ?? 10_000 },
+    limits: { maxEntries: config.bundleMaxEntries ?? 10_000, binaryInlineBytes: binaryInlineLimit },
     operations: defaultOperations(),
   });
 

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { LevelWithSilent } from 'pino';
+import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
 
 export interface ServerConfig {
   port: number;
@@ -19,6 +20,8 @@ export interface ServerConfig {
   publicBaseUrl?: string;
   /** Server processes sharing the port (PostgreSQL only: an embedded PGlite store belongs to one process). */
   workers: number;
+  /** The largest Binary whose base64 `data` is put into a Bundle or made one text; larger ones are streamed or left out. */
+  binaryInlineLimit: number;
   /** Time a client has to send a whole request, body included, in ms (408 and the connection closed beyond). */
   requestTimeout: number;
   /** Time a client has to send a request's headers, in ms. */
@@ -47,6 +50,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     unknownProfiles: oneOf(env.FHIR_UNKNOWN_PROFILES, ['warning', 'error'] as const, 'warning', 'FHIR_UNKNOWN_PROFILES'),
     publicBaseUrl: env.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
     workers: env.WORKERS === 'auto' ? availableParallelism() : integer(env.WORKERS, 1, 'WORKERS') || 1,
+    binaryInlineLimit: integer(env.BINARY_INLINE_LIMIT, DEFAULT_BINARY_INLINE_LIMIT, 'BINARY_INLINE_LIMIT'),
     ...timeouts(env),
   };
 }

@@ -95,7 +95,7 @@ async function execute(interaction: Interaction, request: FhirRequest, ctx: Hand
     case 'history-instance':
     case 'history-type':
     case 'history-system':
-      return { status: 200, resource: await history(interaction, request, ctx.store.repo) };
+      return { status: 200, resource: await history(interaction, request, ctx.store, ctx.deps.limits.binaryInlineBytes) };
     case 'search-type':
       if (isConformanceResourceType(interaction.resourceType)) return conformanceSearch(interaction.resourceType, request);
       return { status: 200, resource: await search(interaction, request, ctx) };

@@ -4,7 +4,7 @@ import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText } from '../fhir/resource-text.ts';
 import type { IndexRows } from '../search/extract.ts';
 import { indexInsertCtes, indexParams, type IndexWriter } from '../search/index-writer.ts';
-import { binaryData, binaryWriteOf, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
+import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import type { CreateCoalescer } from './create-coalescer.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
 
@@ -29,6 +29,11 @@ export class StoredBinary extends StoredResource {
     readonly content: BinaryContent,
   ) {
     super(stored.resourceType, stored.id, stored.versionId, stored.lastUpdated, stored.json);
+  }
+
+  /** As FHIR JSON, a stored Binary has its bytes as `data`, streamed from the store. */
+  override dataBytes(): AsyncIterable<Uint8Array> | undefined {
+    return this.content.inline ? undefined : this.content.chunks();
   }
 }
 
@@ -92,6 +97,8 @@ export class Repository {
     private readonly index?: IndexWriter,
     /** Shares insert statements between concurrent creates; only for a Database that is not a transaction. */
     private readonly coalescer?: CreateCoalescer,
+    /** The largest Binary a read gives with its `data` put together (a larger one is 406; HTTP streams it instead). */
+    private readonly binaryInlineLimit = DEFAULT_BINARY_INLINE_LIMIT,
   ) {}
 
   /**
@@ -250,7 +257,6 @@ export class Repository {
         ? {}
         : { resource: new StoredResource(row.resource_type, row.id, row.version_id, row.last_updated, row.content) }),
     }));
-    for (const entry of entries) if (entry.resource) entry.resource = await this.withBinaryData(entry.resource);
     const last = entries[entries.length - 1];
     return {
       entries,
@@ -287,13 +293,13 @@ export class Repository {
 
   /** This repository inside transaction `tx`: its writes join it instead of opening their own. */
   private joining(tx: SqlExecutor): Repository {
-    return new Repository(joinTransaction(tx, this.db.driver), this.index);
+    return new Repository(joinTransaction(tx, this.db.driver), this.index, undefined, this.binaryInlineLimit);
   }
 
   /** A Binary read as a resource has its bytes back as base64 `data`. */
   private async withBinaryData(stored: StoredResource): Promise<StoredResource> {
     if (stored.resourceType !== 'Binary') return stored;
-    return withData(stored, await binaryData(this.db, stored.id, stored.versionId));
+    return withData(stored, await binaryData(this.db, stored.id, stored.versionId, this.binaryInlineLimit));
   }
 
   private async writeIndex(tx: SqlExecutor, stored: StoredResource, baseUrl: string | undefined): Promise<void> {

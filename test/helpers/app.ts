@@ -77,6 +77,8 @@ export interface TestServerOptions {
    * most suites test REST behaviour with minimal resources that no French profile would accept.
    */
   frenchProfiles?: boolean;
+  /** BINARY_INLINE_LIMIT: the largest Binary whose `data` is put together in memory. */
+  binaryInlineLimit?: number;
   /** Connection timeouts in ms (REQUEST_TIMEOUT, HEADERS_TIMEOUT); the server's defaults otherwise. */
   requestTimeout?: number;
   headersTimeout?: number;
@@ -89,7 +91,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
   const store = await openTestDatabase();
   const validator = config.frenchProfiles ? undefined : (baseOnly ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }));
   const app = await buildApp({
-    config: { logLevel: config.logStream ? 'info' : 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000, bundleBodyLimit: config.bundleBodyLimit, requestTimeout: config.requestTimeout, headersTimeout: config.headersTimeout },
+    config: { logLevel: config.logStream ? 'info' : 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000, bundleBodyLimit: config.bundleBodyLimit, requestTimeout: config.requestTimeout, headersTimeout: config.headersTimeout, binaryInlineLimit: config.binaryInlineLimit },
     db: store.db,
     validator,
     logStream: config.logStream,
