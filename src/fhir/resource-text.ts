@@ -47,40 +47,22 @@ export function resourceObject(value: ResponseResource): Resource {
 }
 
 /**
- * JSON text of a response resource, as JSON.stringify would write its object form, with the text of every
- * ResourceText spliced in unchanged. `indent` (for `_pretty`) re-serialises everything instead.
+ * JSON text of a resource, as JSON.stringify would write its object form, a ResourceText as it is.
+ * `indent` (for `_pretty`) re-serialises everything. A Bundle holding texts is written by `jsonPieces`.
  */
 export function jsonText(value: ResponseResource, indent?: number): string {
-  if (indent !== undefined) return JSON.stringify(resourceObject(value), null, indent);
+  if (indent !== undefined || isBundleWithEntries(value)) return JSON.stringify(resourceObject(value), null, indent);
   if (value instanceof ResourceText) return value.json;
-  if (!isBundleWithEntries(value)) return JSON.stringify(value);
-  return objectText(value, (key, member) => (key === 'entry' ? `[${(member as ResponseBundleEntry[]).map(entryText).join(',')}]` : undefined));
-}
-
-function entryText(entry: ResponseBundleEntry): string {
-  return objectText(entry, (key, member) => (key === 'resource' && member !== undefined ? jsonText(member as ResponseResource) : undefined));
-}
-
-/**
- * `{"key":value,…}` in the object's own key order, skipping what JSON.stringify skips; `special` writes the
- * members it knows (returning undefined for the others).
- */
-function objectText(object: object, special: (key: string, member: unknown) => string | undefined): string {
-  let text = '';
-  for (const [key, member] of Object.entries(object)) {
-    const written = special(key, member) ?? JSON.stringify(member);
-    if (written === undefined) continue; // undefined, functions and symbols are left out
-    text += `${text === '' ? '' : ','}${JSON.stringify(key)}:${written}`;
-  }
-  return `{${text}}`;
+  return JSON.stringify(value);
 }
 
 /** Pieces a response is written in: a Bundle of 10,000 entries is not first made one string. */
 const PIECE_SIZE = 64 * 1024;
 
 /**
- * The JSON text of a response resource, as `jsonText` writes it, in pieces of about 64 KB: entry after
- * entry, and a resource's streamed `data` base64-encoded chunk by chunk. No piece holds the whole, so
+ * The JSON text of a response resource, as JSON.stringify would write its object form, with the text of
+ * every ResourceText spliced in unchanged, in pieces of about 64 KB: entry after entry, and a resource's
+ * streamed `data` base64-encoded chunk by chunk. No piece holds the whole, so
  * no response is bounded by V8's longest string (a 200 MB Binary is 280 million base64 characters).
  */
 export async function* jsonPieces(value: ResponseResource, indent?: number): AsyncGenerator<string> {
@@ -118,7 +100,10 @@ function entryParts(entry: ResponseBundleEntry): AsyncGenerator<string> {
   return objectParts(entry, (key, member) => (key === 'resource' && member !== undefined ? jsonParts(member as ResponseResource, undefined) : undefined));
 }
 
-/** `objectText` in parts: the members `special` knows are written by it, part by part. */
+/**
+ * `{"key":value,…}` in the object's own key order, skipping what JSON.stringify skips (undefined,
+ * functions, symbols); `special` writes the members it knows, part by part, returning undefined for the others.
+ */
 async function* objectParts(object: object, special: (key: string, member: unknown) => AsyncGenerator<string> | undefined): AsyncGenerator<string> {
   let first = true;
   for (const [key, member] of Object.entries(object)) {
