@@ -1,20 +1,21 @@
-import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { ServerConfig } from './config.ts';
+import type { DestinationStream } from 'pino';
+import { configFromEnv, type ServerConfig } from './config.ts';
 import { loadCapabilityStatement } from './fhir/capability.ts';
 import { SERVED_RESOURCE_TYPES } from './fhir/resource-types.ts';
 import { createProfileValidator } from './fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from './fhir/validation/validator.ts';
-import { registerErrorHandlers } from './http/errors.ts';
+import { answerClientError, registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
+import { loggerOptions, requestId } from './http/logging.ts';
 import { defaultOperations } from './operations/index.ts';
 import type { StoreContext } from './router/context.ts';
 import { FhirRouter } from './router/router.ts';
 import { loadPatientCompartment } from './search/compartment.ts';
 import { SearchEngine } from './search/execute.ts';
 import { SearchIndexWriter } from './search/index-writer.ts';
-import { sweepStaleUploads } from './store/binary-store.ts';
+import { DEFAULT_BINARY_INLINE_LIMIT, sweepStaleUploads } from './store/binary-store.ts';
 import { CreateCoalescer } from './store/create-coalescer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
 import type { Database } from './store/database.ts';
@@ -23,10 +24,13 @@ import { Repository } from './store/repository.ts';
 import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
-  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles'>>;
+  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
+    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout'>>;
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
+  /** Where log lines go; standard output by default. */
+  logStream?: DestinationStream;
   /** Retry the start-up's database steps while the database is unreachable, instead of failing (the server process does). */
   waitForStorage?: boolean;
   /** Where the start-up steps are logged: the server process's own start-up log, so its lines keep their order; else the app's. */
@@ -40,12 +44,14 @@ let defaultValidator: ResourceValidator | undefined;
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
-export async function buildApp({ config, db, validator, waitForStorage = false, startupLog }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, db, validator, logStream, waitForStorage = false, startupLog }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: { level: config.logLevel },
+    logger: loggerOptions(config.logLevel, logStream),
     bodyLimit: config.bodyLimit,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    genReqId: requestId,
+    ...connectionTimeouts({ ...configFromEnv({}), ...definedOnly(config) }),
+    clientErrorHandler: answerClientError,
   });
   // Each step logs its duration: a start takes seconds, most of them building the validator.
   const log = startupLog ?? app.log;
@@ -53,9 +59,10 @@ export async function buildApp({ config, db, validator, waitForStorage = false, 
   const indexWriter = new SearchIndexWriter(registry);
   // Creates outside transactions share statements under load; a transaction's creates are its own.
   const coalescer = new CreateCoalescer(db);
+  const binaryInlineLimit = config.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
   const storeFor = (database: Database): StoreContext => ({
     db: database,
-    repo: new Repository(database, indexWriter, database === db ? coalescer : undefined),
+    repo: new Repository(database, indexWriter, database === db ? coalescer : undefined, binaryInlineLimit),
     search: new SearchEngine(database, registry),
   });
   const store = storeFor(db);
@@ -73,7 +80,7 @@ export async function buildApp({ config, db, validator, waitForStorage = false, 
     capabilityStatement: loadCapabilityStatement(),
     registry,
     patientCompartment: loadPatientCompartment(),
-    limits: { maxEntries: config.bundleMaxEntries ?? 10_000 },
+    limits: { maxEntries: config.bundleMaxEntries ?? 10_000, binaryInlineBytes: binaryInlineLimit },
     operations: defaultOperations(),
   });
 
@@ -86,4 +93,21 @@ export async function buildApp({ config, db, validator, waitForStorage = false, 
     await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit });
   });
   return app;
+}
+
+/**
+ * Node's timeouts on the connection, which Fastify leaves off by default (no requestTimeout): the
+ * connection checks run often enough that a timeout fires within a quarter of itself.
+ */
+function connectionTimeouts(config: Pick<ServerConfig, 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout'>) {
+  return {
+    requestTimeout: config.requestTimeout,
+    connectionTimeout: config.idleTimeout,
+    keepAliveTimeout: config.keepAliveTimeout,
+    http: { headersTimeout: config.headersTimeout, connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(config.headersTimeout / 4))) },
+  };
+}
+
+function definedOnly<T extends object>(object: T): Partial<T> {
+  return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as Partial<T>;
 }

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { LevelWithSilent } from 'pino';
+import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
 
 export interface ServerConfig {
   port: number;
@@ -19,6 +20,16 @@ export interface ServerConfig {
   publicBaseUrl?: string;
   /** Server processes sharing the port (PostgreSQL only: an embedded PGlite store belongs to one process). */
   workers: number;
+  /** The largest Binary whose base64 `data` is put into a Bundle or made one text; larger ones are streamed or left out. */
+  binaryInlineLimit: number;
+  /** Time a client has to send a whole request, body included, in ms (408 and the connection closed beyond). */
+  requestTimeout: number;
+  /** Time a client has to send a request's headers, in ms. */
+  headersTimeout: number;
+  /** A connection on which nothing goes either way for this long is closed, in ms (0: never). */
+  idleTimeout: number;
+  /** How long a kept-alive connection waits for its next request, in ms. */
+  keepAliveTimeout: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -39,6 +50,26 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     unknownProfiles: oneOf(env.FHIR_UNKNOWN_PROFILES, ['warning', 'error'] as const, 'warning', 'FHIR_UNKNOWN_PROFILES'),
     publicBaseUrl: env.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
     workers: env.WORKERS === 'auto' ? availableParallelism() : integer(env.WORKERS, 1, 'WORKERS') || 1,
+    binaryInlineLimit: integer(env.BINARY_INLINE_LIMIT, DEFAULT_BINARY_INLINE_LIMIT, 'BINARY_INLINE_LIMIT'),
+    ...timeouts(env),
+  };
+}
+
+/**
+ * Bounds on slow clients: 300 connections sending their bodies a byte at a time were once never cut. A
+ * whole request must arrive within REQUEST_TIMEOUT (10 minutes by default: a 64 MB Bundle at 110 KB/s);
+ * who raises BODY_LIMIT for large documents on slow links raises it too.
+ */
+function timeouts(env: NodeJS.ProcessEnv): Pick<ServerConfig, 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout'> {
+  const requestTimeout = integer(env.REQUEST_TIMEOUT, 600_000, 'REQUEST_TIMEOUT');
+  const headersTimeout = integer(env.HEADERS_TIMEOUT, Math.min(30_000, requestTimeout || 30_000), 'HEADERS_TIMEOUT');
+  if (requestTimeout === 0 || headersTimeout === 0) throw new Error('REQUEST_TIMEOUT and HEADERS_TIMEOUT must be positive');
+  if (headersTimeout > requestTimeout) throw new Error(`HEADERS_TIMEOUT (${headersTimeout}) must not exceed REQUEST_TIMEOUT (${requestTimeout})`);
+  return {
+    requestTimeout,
+    headersTimeout,
+    idleTimeout: integer(env.IDLE_TIMEOUT, requestTimeout, 'IDLE_TIMEOUT'),
+    keepAliveTimeout: integer(env.KEEP_ALIVE_TIMEOUT, 72_000, 'KEEP_ALIVE_TIMEOUT') || 1,
   };
 }
 

@@ -14,8 +14,9 @@ import { FHIR_JSON, json, openTestDatabase, startTestServer } from './helpers/ap
 
 const MB = 1024 * 1024;
 const server = await startTestServer(t, { bodyLimit: 80 * MB });
-// A server with a small body limit, so that going over it takes little.
-const small = await startTestServer(t, { bodyLimit: MB });
+// A server with a small body limit, so that going over it takes little, and a small BINARY_INLINE_LIMIT.
+const INLINE_LIMIT = 64 * 1024;
+const small = await startTestServer(t, { bodyLimit: MB, binaryInlineLimit: INLINE_LIMIT });
 
 const sha1 = (bytes: Buffer) => createHash('sha1').update(bytes).digest('base64');
 
@@ -340,4 +341,90 @@ t.test('a 64 MB document goes up and comes down in chunks: the heap stays far be
   t.equal(received.digest('base64'), sent.digest('base64'), 'the same bytes come back');
   const downloadGrowth = peak - start;
   t.ok(downloadGrowth < size / 4, `download: the heap grew by ${(downloadGrowth / MB).toFixed(1)} MB at most, for ${size / MB} MB`);
+});
+
+t.test('a 32 MB document read as FHIR JSON streams its base64 data: the heap stays far below its size', async (t) => {
+  const size = 32 * MB;
+  const bytes = randomBytes(size);
+  const id = json(await server.inject({ method: 'POST', url: '/fhir/Binary', payload: streamed(bytes), headers: chunked('application/pdf') })).id;
+  let peak = 0;
+  const sample = () => (peak = Math.max(peak, liveHeap()));
+  let clientWaits = true;
+  t.teardown(afterEachStatement(server.db, () => clientWaits && sample()));
+  const start = liveHeap();
+  const download = await server.inject({ method: 'GET', url: `/fhir/Binary/${id}`, headers: { accept: FHIR_JSON }, payloadAsStream: true });
+  t.equal(download.statusCode, 200);
+  t.match(String(download.headers['content-type']), /^application\/fhir\+json/);
+  // The base64 is decoded as it comes, four characters at a time, never kept whole by the test either.
+  const received = createHash('sha1');
+  let text = '';
+  let inData = false;
+  let receivedSize = 0;
+  let last = '';
+  for await (const piece of download.stream()) {
+    clientWaits = false;
+    text += piece.toString();
+    if (!inData) {
+      const at = text.indexOf('"data":"');
+      if (at < 0) continue;
+      t.match(text.slice(0, at), new RegExp(`^\\{"resourceType":"Binary","id":"${id}","meta":\\{[^}]*\\},"contentType":"application/pdf",$`), 'the resource, then its data');
+      text = text.slice(at + 8);
+      inData = true;
+    }
+    const end = text.indexOf('"');
+    const usable = end >= 0 ? end : text.length - (text.length % 4);
+    const decoded = Buffer.from(text.slice(0, usable), 'base64');
+    received.update(decoded);
+    if (Math.floor((receivedSize + decoded.length) / (4 * MB)) > Math.floor(receivedSize / (4 * MB))) sample();
+    receivedSize += decoded.length;
+    if (end >= 0) {
+      last = text.slice(end);
+      text = '';
+      inData = false;
+    } else text = text.slice(usable);
+  }
+  last += text;
+  t.equal(last, '"}', 'data is the last element');
+  t.equal(receivedSize, size);
+  t.equal(received.digest('base64'), sha1(bytes), 'the same bytes come back, as base64');
+  const growth = peak - start;
+  t.ok(growth < size / 4, `the heap grew by ${(growth / MB).toFixed(1)} MB at most, for ${size / MB} MB of bytes (${(size * 4) / 3 / MB} MB of base64)`);
+});
+
+t.test('over BINARY_INLINE_LIMIT: reads, searches and history over HTTP stream the data; a batch leaves it out, tagged SUBSETTED', async (t) => {
+  const bytes = randomBytes(3 * INLINE_LIMIT + 1);
+  const id = json(await small.inject({ method: 'POST', url: '/fhir/Binary', payload: bytes, headers: { 'content-type': 'application/pdf' } })).id;
+  const dataOf = (resource: any) => Buffer.from(resource.data, 'base64');
+
+  const read = await small.inject({ method: 'GET', url: `/fhir/Binary/${id}`, headers: { accept: FHIR_JSON } });
+  t.equal(read.statusCode, 200);
+  t.ok(dataOf(json(read)).equals(bytes), 'read: the whole data');
+  const pretty = await small.inject({ method: 'GET', url: `/fhir/Binary/${id}?_format=json&_pretty=true` });
+  t.ok(dataOf(json(pretty)).equals(bytes), '_pretty too');
+  t.match(pretty.body, /^\{\n {2}"resourceType": "Binary",[^]*\n {2}"data": "[A-Za-z0-9+/=]+"\n\}$/, 'indented');
+  const vread = await small.inject({ method: 'GET', url: `/fhir/Binary/${id}/_history/1?_format=json` });
+  t.ok(dataOf(json(vread)).equals(bytes), 'vread: the whole data');
+  const found = await small.inject({ method: 'GET', url: `/fhir/Binary?_id=${id}`, headers: { accept: FHIR_JSON } });
+  t.equal(found.statusCode, 200);
+  t.ok(dataOf(json(found).entry[0].resource).equals(bytes), 'search: the whole data');
+  const history = await small.inject({ method: 'GET', url: `/fhir/Binary/${id}/_history`, headers: { accept: FHIR_JSON } });
+  t.ok(dataOf(json(history).entry[0].resource).equals(bytes), 'history: the whole data');
+
+  // A batch is answered as one Bundle, put together within the bundle: the bytes are not put in it.
+  const batch = await sendJson(small, '/fhir', {
+    resourceType: 'Bundle',
+    type: 'batch',
+    entry: [
+      { request: { method: 'GET', url: `Binary?_id=${id}` } },
+      { request: { method: 'GET', url: `Binary/${id}` } },
+    ],
+  });
+  t.equal(batch.statusCode, 200);
+  const [searched, readInBatch] = json(batch).entry;
+  const left = searched.resource.entry[0].resource;
+  t.notOk('data' in left, 'searched in a batch: no data');
+  t.same(left.meta.tag, [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED' }], 'and marked as a subset');
+  t.equal(searched.resource.entry[0].fullUrl, `http://localhost:80/fhir/Binary/${id}`, 'whose fullUrl reads it whole');
+  t.equal(readInBatch.response.status, '406');
+  t.match(readInBatch.response.outcome.issue[0].diagnostics, new RegExp(`GET Binary/${id}`), 'read in a batch: 406, saying how to read it');
 });

@@ -95,4 +95,8 @@ t.test('configuration from the environment: defaults, and bad values refused at 
   t.equal(configFromEnv({ WORKERS: '3' }).workers, 3);
   t.ok(configFromEnv({ WORKERS: 'auto' }).workers >= 1, 'auto: one per core');
   t.throws(() => configFromEnv({ WORKERS: 'many' }), /WORKERS/);
+  t.match(defaults, { requestTimeout: 600_000, headersTimeout: 30_000, idleTimeout: 600_000, keepAliveTimeout: 72_000 }, 'slow clients are cut off by default');
+  t.match(configFromEnv({ REQUEST_TIMEOUT: '5000' }), { requestTimeout: 5000, headersTimeout: 5000, idleTimeout: 5000 });
+  t.throws(() => configFromEnv({ REQUEST_TIMEOUT: '1000', HEADERS_TIMEOUT: '2000' }), /HEADERS_TIMEOUT/);
+  t.throws(() => configFromEnv({ REQUEST_TIMEOUT: '0' }), /REQUEST_TIMEOUT/);
 });

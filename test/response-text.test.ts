@@ -1,8 +1,15 @@
 import type { OperationOutcome } from 'fhir/r4';
 import t from 'tap';
-import { jsonText, ResourceText, resourceObject, type ResponseBundle } from '../src/fhir/resource-text.ts';
+import { jsonPieces, jsonText, ResourceText, resourceObject, type ResponseBundle, type ResponseResource } from '../src/fhir/resource-text.ts';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 import { nir } from './helpers/fixtures.ts';
+
+/** The JSON a response writes, its pieces joined. */
+async function written(value: ResponseResource, indent?: number): Promise<string> {
+  let text = '';
+  for await (const piece of jsonPieces(value, indent)) text += piece;
+  return text;
+}
 
 const stored = (resource: { resourceType: string; id: string } & Record<string, unknown>) =>
   new ResourceText(resource.resourceType, resource.id, JSON.stringify(resource));
@@ -28,11 +35,18 @@ t.test('a Bundle holding stored texts is written exactly as JSON.stringify write
     ],
   };
   const plain = resourceObject(bundle);
-  t.equal(jsonText(bundle), JSON.stringify(plain), 'spliced text, key order and left-out members as JSON.stringify');
-  t.same(JSON.parse(jsonText(bundle)).entry[2].resource.entry[0].resource, patient, 'a nested Bundle splices its own entries');
-  t.equal(jsonText(bundle, 2), JSON.stringify(plain, null, 2), '_pretty indents the whole of it');
-  t.equal(jsonText(stored(patient)), JSON.stringify(patient), 'a lone stored text is itself');
-  t.equal(jsonText({ resourceType: 'Bundle', type: 'searchset', total: 0 }), '{"resourceType":"Bundle","type":"searchset","total":0}', 'a Bundle without entries');
+  t.equal(await written(bundle), JSON.stringify(plain), 'spliced text, key order and left-out members as JSON.stringify');
+  t.same(JSON.parse(await written(bundle)).entry[2].resource.entry[0].resource, patient, 'a nested Bundle splices its own entries');
+  t.equal(await written(bundle, 2), JSON.stringify(plain, null, 2), '_pretty indents the whole of it');
+  t.equal(jsonText(bundle), JSON.stringify(plain), 'as one text too');
+  t.equal(await written(stored(patient)), JSON.stringify(patient), 'a lone stored text is itself');
+  t.equal(jsonText(stored(patient)), JSON.stringify(patient));
+  t.equal(await written({ resourceType: 'Bundle', type: 'searchset', total: 0 }), '{"resourceType":"Bundle","type":"searchset","total":0}', 'a Bundle without entries');
+  const many: ResponseBundle = { resourceType: 'Bundle', type: 'searchset', entry: Array.from({ length: 2000 }, (_, i) => ({ resource: stored({ ...patient, id: `p${i}` }) })) };
+  const pieces: string[] = [];
+  for await (const piece of jsonPieces(many)) pieces.push(piece);
+  t.ok(pieces.length > 1 && pieces.every((piece) => piece.length < 80 * 1024), `a large Bundle goes out in ${pieces.length} pieces of under 80 KB`);
+  t.equal(pieces.join(''), JSON.stringify(resourceObject(many)));
 });
 
 const server = await startTestServer(t);

@@ -10,16 +10,43 @@ export interface Issue {
   expression?: string[];
 }
 
+/**
+ * Bounds of an OperationOutcome, so that no input makes the answer to it large: a 24 KB resource with
+ * thousands of faults got 3.4 MB of issues, a 5 MB resourceType came back whole in the diagnostics.
+ * Past MAX_ISSUES, one last issue says how many were left out; a longer diagnostics or expression is
+ * cut, with an ellipsis (every message of this server fits in it: what runs past it is echoed input).
+ */
+export const MAX_ISSUES = 100;
+export const MAX_DIAGNOSTICS_LENGTH = 500;
+const MAX_EXPRESSION_LENGTH = 200;
+const MAX_EXPRESSIONS = 10;
+
 export function operationOutcome(issues: Issue[]): OperationOutcome {
-  return {
-    resourceType: 'OperationOutcome',
-    issue: issues.map(({ severity = 'error', code, diagnostics, expression }) => ({
-      severity,
-      code,
-      diagnostics,
-      ...(expression && expression.length > 0 ? { expression } : {}),
-    })),
-  };
+  const kept = issues.length > MAX_ISSUES ? issues.slice(0, MAX_ISSUES) : issues;
+  const issue: OperationOutcomeIssue[] = kept.map(({ severity = 'error', code, diagnostics, expression }) => ({
+    severity,
+    code,
+    diagnostics: cut(diagnostics, MAX_DIAGNOSTICS_LENGTH),
+    ...(expression && expression.length > 0 ? { expression: expression.slice(0, MAX_EXPRESSIONS).map((path) => cut(path, MAX_EXPRESSION_LENGTH)) } : {}),
+  }));
+  if (issues.length > kept.length) {
+    issue.push({ severity: 'information', code: 'informational', diagnostics: `${issues.length - kept.length} more issues were left out: only the first ${MAX_ISSUES} are reported` });
+  }
+  return { resourceType: 'OperationOutcome', issue };
+}
+
+/** The outcome with `issues` added after its own, within the same bounds. */
+export function withMoreIssues(outcome: OperationOutcome, issues: Issue[]): OperationOutcome {
+  if (issues.length === 0) return outcome;
+  const own: Issue[] = outcome.issue.map(({ severity, code, diagnostics, expression }) => ({ severity, code, diagnostics: diagnostics ?? '', expression }));
+  return operationOutcome([...own, ...issues]);
+}
+
+/** `text` cut to `length` characters, the last of them an ellipsis, when longer (never in a surrogate pair). */
+export function cut(text: string, length: number): string {
+  if (text.length <= length) return text;
+  const end = /[\uD800-\uDBFF]/.test(text[length - 2] ?? '') ? length - 2 : length - 1;
+  return `${text.slice(0, end)}…`;
 }
 
 export function informational(diagnostics: string): OperationOutcome {
@@ -36,10 +63,11 @@ export class FhirError extends Error {
   readonly headers: Record<string, string>;
 
   constructor(status: number, issues: Issue[], headers: Record<string, string> = {}) {
-    super(issues.map((i) => i.diagnostics).join('; '));
+    const outcome = operationOutcome(issues);
+    super(outcome.issue.map((i) => i.diagnostics).join('; '));
     this.name = 'FhirError';
     this.status = status;
-    this.outcome = operationOutcome(issues);
+    this.outcome = outcome;
     this.headers = headers;
   }
 

@@ -2,7 +2,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Binary } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
-import { jsonText, type ResponseResource } from '../fhir/resource-text.ts';
+import { jsonPieces, jsonText, ResourceText, type ResponseResource } from '../fhir/resource-text.ts';
 import { FormParameters, JsonPatchBody, RawBody, UnsupportedBody } from '../router/request.ts';
 import type { StoredBinary } from '../store/repository.ts';
 
@@ -140,8 +140,15 @@ export function sendRawBinary(request: FastifyRequest, reply: FastifyReply, bina
   return reply.send(Readable.from(binary.content.chunks(), { objectMode: false }));
 }
 
-/** Sends a resource with the negotiated type; a stored resource goes out as stored unless `_pretty` asks otherwise. */
+/**
+ * Sends a resource with the negotiated type; a stored resource goes out as stored unless `_pretty` asks
+ * otherwise. A Bundle, and a Binary whose bytes are streamed, go out in pieces as the client takes them.
+ */
 export function sendResource(request: FastifyRequest, reply: FastifyReply, body: ResponseResource, mediaType: string): FastifyReply {
-  const pretty = (request.query as Record<string, unknown>)._pretty === 'true';
-  return reply.type(`${mediaType}; charset=utf-8`).send(jsonText(body, pretty ? 2 : undefined));
+  const indent = (request.query as Record<string, unknown>)._pretty === 'true' ? 2 : undefined;
+  reply.type(`${mediaType}; charset=utf-8`);
+  const streamed = body.resourceType === 'Bundle' || (body instanceof ResourceText && body.dataBytes() !== undefined);
+  if (!streamed) return reply.send(jsonText(body, indent));
+  if (request.method === 'HEAD') return reply.send();
+  return reply.send(Readable.from(jsonPieces(body, indent), { objectMode: false }));
 }

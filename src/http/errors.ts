@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { FhirError, operationOutcome, type IssueCode } from '../fhir/outcome.ts';
 import { isStorageUnavailable } from '../store/unavailable.ts';
@@ -66,4 +67,23 @@ function clientMessage(error: FastifyError, bodyLimit: number | undefined): stri
     default:
       return error instanceof SyntaxError ? `Malformed JSON body: ${error.message}` : error.message;
   }
+}
+
+const CLIENT_ERRORS: Record<string, [number, string, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'The request did not arrive in time: it was cut off'],
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'The request headers are larger than this server accepts'],
+};
+
+/**
+ * A request that broke off before Fastify had it (headers or body too slow, headers too large, not HTTP)
+ * is answered on the socket itself, still as an OperationOutcome, and the connection closed.
+ */
+export function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, diagnostics] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad Request', 'Malformed HTTP request'];
+  if (socket.writable) {
+    const body = JSON.stringify(operationOutcome([{ code: status === 408 ? 'timeout' : status === 431 ? 'too-long' : 'structure', diagnostics }]));
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${FHIR_JSON}; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(error);
 }

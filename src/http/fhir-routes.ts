@@ -24,10 +24,10 @@ export async function fhirRoutes(app: FastifyInstance, options: FhirRoutesOption
     const fhirRequest = toFhirRequest(request, options.publicBaseUrl);
     const raw = wantsRawBinary(request, fhirRequest.path);
     const mediaType = raw ? FHIR_JSON : negotiateResponseType(request);
-    const response = await options.router.handle({ ...fhirRequest, rawBinary: raw });
+    const response = await options.router.handle({ ...fhirRequest, rawBinary: raw, streamBinary: true });
     reply.status(response.status).headers(response.headers);
     if (response.body === undefined) return reply.send();
-    if (response.body instanceof StoredBinary) return sendRawBinary(request, reply, response.body);
+    if (raw && response.body instanceof StoredBinary) return sendRawBinary(request, reply, response.body);
     return sendResource(request, reply, response.body, mediaType);
   };
   app.all(FHIR_BASE_PATH, options.bundleBodyLimit ? { bodyLimit: options.bundleBodyLimit } : {}, handler);

@@ -58,7 +58,10 @@ export async function processBundle(kind: 'transaction' | 'batch', request: Fhir
 async function runBatch(entries: Entry[], request: FhirRequest, ctx: HandlerContext): Promise<FhirResponse[]> {
   const responses: FhirResponse[] = [];
   // Independent entries, each its own transaction; a failure is that entry's answer, not the batch's.
-  for (const entry of entries) responses.push(await ctx.handle(entryRequest(entry, request), ctx.store));
+  for (const entry of entries) {
+    responses.push(await ctx.handle(entryRequest(entry, request), ctx.store));
+    entry.resource = undefined;
+  }
   return responses;
 }
 
@@ -78,6 +81,8 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
       const response = await ctx.handle(entryRequest(entry, request), store);
       if (response.status >= 400) throw entryFailure(entry, response);
       responses[entry.index] = response;
+      // Written (or buffered as text): the entry's object is no longer needed.
+      entry.resource = undefined;
     }
     await buffered.flush();
     return responses;
@@ -212,6 +217,9 @@ function readEntries(body: unknown, baseUrl: string, maxEntries: number): Entry[
   if (raw.length > maxEntries) {
     throw new FhirError(413, [{ code: 'too-long', diagnostics: `The bundle has ${raw.length} entries; this server takes at most ${maxEntries} per bundle`, expression: ['Bundle.entry'] }]);
   }
+  // The entries are taken out of the body, so that each entry's resource can go once it is written,
+  // rather than the whole parsed Bundle staying until the answer is sent.
+  delete bundle.entry;
   return raw.map((entry: BundleEntry, index) => {
     const where = `Bundle.entry[${index}]`;
     const method = entry?.request?.method;

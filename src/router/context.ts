@@ -40,6 +40,8 @@ export interface RouterDependencies {
 
 export interface BundleLimits {
   maxEntries: number;
+  /** The largest Binary whose `data` a Bundle carries (BINARY_INLINE_LIMIT); larger ones are left out. */
+  binaryInlineBytes: number;
 }
 
 /** What an interaction produced, before `Prefer: return` picks the body. */

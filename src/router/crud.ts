@@ -30,12 +30,12 @@ export async function create(interaction: Of<'create'>, request: FhirRequest, ct
 }
 
 export async function read(interaction: Of<'read'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
-  const stored = wantsRawBinary(request, interaction) ? await ctx.store.repo.readBinary(interaction.id) : await ctx.store.repo.read(interaction.resourceType, interaction.id);
+  const stored = streamsBinary(request, interaction) ? await ctx.store.repo.readBinary(interaction.id) : await ctx.store.repo.read(interaction.resourceType, interaction.id);
   return { status: 200, resource: stored, headers: versionHeaders(stored) };
 }
 
 export async function vread(interaction: Of<'vread'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
-  const stored = wantsRawBinary(request, interaction)
+  const stored = streamsBinary(request, interaction)
     ? await ctx.store.repo.readBinary(interaction.id, interaction.versionId)
     : await ctx.store.repo.vread(interaction.resourceType, interaction.id, interaction.versionId);
   return { status: 200, resource: stored, headers: versionHeaders(stored) };
@@ -108,9 +108,12 @@ export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx:
   });
 }
 
-/** A Binary read for its content as itself (R4 binary.html) is streamed by the transport, not given as `data`. */
-function wantsRawBinary(request: FhirRequest, interaction: Of<'read' | 'vread'>): boolean {
-  return request.rawBinary === true && interaction.resourceType === 'Binary';
+/**
+ * A Binary read by a transport that streams its bytes, as themselves (R4 binary.html) or into FHIR JSON's
+ * `data`: its content is read as the response goes out, not put together first.
+ */
+function streamsBinary(request: FhirRequest, interaction: Of<'read' | 'vread'>): boolean {
+  return (request.rawBinary === true || request.streamBinary === true) && interaction.resourceType === 'Binary';
 }
 
 /** Binaries as attachment checks read them: in the writer's own store (a transaction's, in a bundle). */

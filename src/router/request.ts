@@ -28,6 +28,12 @@ export interface FhirRequest {
    * StoredBinary, whose bytes the transport streams, instead of the resource with its base64 `data`.
    */
   rawBinary?: boolean;
+  /**
+   * The caller writes the response out after the request's store is done with (HTTP, not a bundle entry):
+   * a read of a Binary as FHIR JSON then answers a StoredBinary too, whose bytes the transport streams
+   * into `data`, rather than the whole base64 text, which a large Binary cannot be.
+   */
+  streamBinary?: boolean;
 }
 
 /** What the caller asked to get back (R4 http.html#ops, `Prefer: return=`). */

@@ -1,6 +1,6 @@
 import type { Resource } from 'fhir/r4';
 import { instanceCapabilityStatement } from '../fhir/capability.ts';
-import { FhirError, operationOutcome } from '../fhir/outcome.ts';
+import { FhirError, withMoreIssues } from '../fhir/outcome.ts';
 import { isConformanceResourceType } from '../fhir/resource-types.ts';
 import { conformanceRead, conformanceSearch } from '../operations/conformance.ts';
 import { discardUnclaimedContent, stageStreamedBytes } from '../store/binary-store.ts';
@@ -47,7 +47,7 @@ export class FhirRouter {
         // Failing here leaves the bytes to the sweep at start; the answer stays the write's own.
         if (staged) await discardUnclaimedContent(store.db, staged.contentId).catch(() => {});
       }
-      if (checked && checked.notes.length > 0 && result.outcome) result.outcome.issue.push(...operationOutcome(checked.notes).issue);
+      if (checked && result.outcome) result.outcome = withMoreIssues(result.outcome, checked.notes);
       response = respond(result, request, interaction);
     } catch (error) {
       if (!(error instanceof FhirError)) throw error;
@@ -95,7 +95,7 @@ async function execute(interaction: Interaction, request: FhirRequest, ctx: Hand
     case 'history-instance':
     case 'history-type':
     case 'history-system':
-      return { status: 200, resource: await history(interaction, request, ctx.store.repo) };
+      return { status: 200, resource: await history(interaction, request, ctx.store, ctx.deps.limits.binaryInlineBytes) };
     case 'search-type':
       if (isConformanceResourceType(interaction.resourceType)) return conformanceSearch(interaction.resourceType, request);
       return { status: 200, resource: await search(interaction, request, ctx) };

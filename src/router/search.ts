@@ -27,7 +27,7 @@ export async function search(interaction: Extract<Interaction, { kind: `search-$
   }
   // Links name the search as a GET on the type or compartment, whichever way it was asked.
   const path = interaction.kind === 'search-system' ? '' : request.path.replace(/\/_search$/, '');
-  return withBinaryData(await ctx.store.search.search(parsed, { baseUrl: request.baseUrl, path }), ctx.store.db);
+  return withBinaryData(await ctx.store.search.search(parsed, { baseUrl: request.baseUrl, path }), ctx.store.db, ctx.deps.limits.binaryInlineBytes, request.streamBinary);
 }
 
 /** Query parameters as ordered (name, value) pairs; a repeated name is one pair per value (AND). */

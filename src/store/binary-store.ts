@@ -60,6 +60,8 @@ export interface BinaryContent {
   sha1: string;
   /** The bytes in order, each chunk read from the database only when the previous one has been taken. */
   chunks(): AsyncIterable<Buffer>;
+  /** The bytes are the stored JSON's own `data` (a Binary written before they moved out of line). */
+  inline?: boolean;
 }
 
 // Bytes cross both drivers as base64 text, decoded and encoded by PostgreSQL: PGlite would otherwise
@@ -75,10 +77,11 @@ const SELECT_DATA = `SELECT c.size, CASE WHEN c.size <= $3 THEN (
   FROM binary_content c WHERE c.binary_id = $1 AND c.version_id = $2`;
 
 /**
- * The largest Binary read as FHIR JSON, whose base64 `data` is a third larger: V8 strings stop at about
- * 512 million characters and PostgreSQL values at 1 GB. Larger ones are read as themselves.
+ * The largest Binary whose bytes are put together as one base64 `data` text (in a Bundle, or for a PATCH),
+ * by default: a search page of 50 of them stays under 70 MB. A read of a larger one as FHIR JSON streams
+ * its `data` (HTTP only); a Bundle leaves it out (router/binary-data.ts). BINARY_INLINE_LIMIT sets it.
  */
-export const MAX_JSON_BINARY_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_BINARY_INLINE_LIMIT = 1024 * 1024;
 
 /**
  * Writes the bytes of a Binary posted as itself, as they arrive, into chunk rows, on `db` outside any
@@ -182,6 +185,7 @@ export async function readBinaryContent(db: SqlExecutor, id: string, versionId: 
   const inline = Buffer.from((JSON.parse(json) as Binary).data ?? '', 'base64');
   return {
     size: inline.length,
+    inline: true,
     sha1: createHash('sha1').update(inline).digest('base64'),
     async *chunks() {
       if (inline.length > 0) yield inline;
@@ -194,15 +198,21 @@ export async function readBinaryContent(db: SqlExecutor, id: string, versionId: 
  * none. Over `limit` bytes, 406: the Binary exists, but not as JSON (R4 http.html: the server cannot
  * give the representation asked for); its own media type still downloads it.
  */
-export async function binaryData(db: SqlExecutor, id: string, versionId: number, limit = MAX_JSON_BINARY_BYTES): Promise<string | undefined> {
-  const { rows } = await db.query<{ size: number | string; data: string | null }>(SELECT_DATA, [id, versionId, limit], 'dossier_binary_data_within');
-  const row = rows[0];
-  if (row && Number(row.size) > limit) {
+export async function binaryData(db: SqlExecutor, id: string, versionId: number, limit = DEFAULT_BINARY_INLINE_LIMIT): Promise<string | undefined> {
+  const { size, data } = await binaryDataWithin(db, id, versionId, limit);
+  if (size > limit) {
     throw new FhirError(406, [
-      { code: 'too-costly', diagnostics: `Binary/${id}/_history/${versionId} holds ${row.size} bytes, over the ${limit} that can be returned as FHIR JSON: read it with Accept set to its content type` },
+      { code: 'too-costly', diagnostics: `Binary/${id}/_history/${versionId} holds ${size} bytes, over the ${limit} that can be returned as FHIR JSON here: read it alone (GET Binary/${id}), as FHIR JSON or with Accept set to its content type` },
     ]);
   }
-  return row?.data || undefined;
+  return data;
+}
+
+/** The size of a Binary version's bytes, and their base64 when there are some and no more than `limit`. */
+export async function binaryDataWithin(db: SqlExecutor, id: string, versionId: number, limit: number): Promise<{ size: number; data?: string }> {
+  const { rows } = await db.query<{ size: number | string; data: string | null }>(SELECT_DATA, [id, versionId, limit], 'dossier_binary_data_within');
+  const row = rows[0];
+  return { size: Number(row?.size ?? 0), ...(row?.data ? { data: row.data } : {}) };
 }
 
 /** The JSON text of a stored Binary (which has no `data`) with `data` added, as its last element. */

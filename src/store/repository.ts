@@ -4,7 +4,7 @@ import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText } from '../fhir/resource-text.ts';
 import type { IndexRows } from '../search/extract.ts';
 import { indexInsertCtes, indexParams, type IndexWriter } from '../search/index-writer.ts';
-import { binaryData, binaryWriteOf, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
+import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import type { CreateCoalescer } from './create-coalescer.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
 
@@ -29,6 +29,11 @@ export class StoredBinary extends StoredResource {
     readonly content: BinaryContent,
   ) {
     super(stored.resourceType, stored.id, stored.versionId, stored.lastUpdated, stored.json);
+  }
+
+  /** As FHIR JSON, a stored Binary has its bytes as `data`, streamed from the store. */
+  override dataBytes(): AsyncIterable<Uint8Array> | undefined {
+    return this.content.inline ? undefined : this.content.chunks();
   }
 }
 
@@ -92,6 +97,8 @@ export class Repository {
     private readonly index?: IndexWriter,
     /** Shares insert statements between concurrent creates; only for a Database that is not a transaction. */
     private readonly coalescer?: CreateCoalescer,
+    /** The largest Binary a read gives with its `data` put together (a larger one is 406; HTTP streams it instead). */
+    private readonly binaryInlineLimit = DEFAULT_BINARY_INLINE_LIMIT,
   ) {}
 
   /**
@@ -101,9 +108,12 @@ export class Repository {
   async create(resource: Resource, id: string = randomUUID(), options: Pick<WriteOptions, 'baseUrl'> = {}): Promise<StoredResource> {
     const binary = binaryWriteOf(resource);
     if (binary) return this.createBinary(binary, id, options);
-    const stored = stamp(resource, id, 1);
-    const created: NewResource = { stored, ...(this.index ? { rows: this.index.rowsOf(stored.resource, { baseUrl: options.baseUrl }) } : {}) };
-    if (this.db instanceof BufferedTransaction) this.db.buffer(created);
+    const stamped = stamp(resource, id, 1);
+    const rows = this.index?.rowsOf(stamped.resource, { baseUrl: options.baseUrl });
+    // The answer keeps the text only: the object, which shares its parts with the request's body, can go.
+    const stored = new StoredResource(stamped.resourceType, id, 1, stamped.lastUpdated, stamped.json);
+    const created: NewResource = { stored, ...(rows ? { rows } : {}) };
+    if (this.db instanceof BufferedTransaction) await this.db.buffer(created);
     else if (this.coalescer) await this.coalescer.write(created);
     else await insertNew(this.db, [created]);
     return stored;
@@ -250,7 +260,6 @@ export class Repository {
         ? {}
         : { resource: new StoredResource(row.resource_type, row.id, row.version_id, row.last_updated, row.content) }),
     }));
-    for (const entry of entries) if (entry.resource) entry.resource = await this.withBinaryData(entry.resource);
     const last = entries[entries.length - 1];
     return {
       entries,
@@ -287,13 +296,13 @@ export class Repository {
 
   /** This repository inside transaction `tx`: its writes join it instead of opening their own. */
   private joining(tx: SqlExecutor): Repository {
-    return new Repository(joinTransaction(tx, this.db.driver), this.index);
+    return new Repository(joinTransaction(tx, this.db.driver), this.index, undefined, this.binaryInlineLimit);
   }
 
   /** A Binary read as a resource has its bytes back as base64 `data`. */
   private async withBinaryData(stored: StoredResource): Promise<StoredResource> {
     if (stored.resourceType !== 'Binary') return stored;
-    return withData(stored, await binaryData(this.db, stored.id, stored.versionId));
+    return withData(stored, await binaryData(this.db, stored.id, stored.versionId, this.binaryInlineLimit));
   }
 
   private async writeIndex(tx: SqlExecutor, stored: StoredResource, baseUrl: string | undefined): Promise<void> {
@@ -333,26 +342,38 @@ const INSERT_NEW_STATEMENT = `WITH new AS (
 SELECT 1`;
 
 /**
+ * Most JSON text of held-back creates written in one statement. A 60 MB transaction Bundle was one
+ * statement of 60 MB of parameters, serialised again by the driver: 4 MB statements cost a few more
+ * round trips and hold a fifteenth of it.
+ */
+export const MAX_BUFFERED_JSON = 4 * 1024 * 1024;
+
+/**
  * A transaction's view of the database in which creates are held back and written together, in one
- * statement, just before the next query runs (so whatever reads next sees them) or when `flush` is
- * called before commit. A transaction bundle of fifty creates costs one round trip instead of fifty.
+ * statement, just before the next query runs (so whatever reads next sees them), once they hold
+ * MAX_BUFFERED_JSON of text, or when `flush` is called before commit. A transaction bundle of fifty
+ * creates costs one round trip instead of fifty.
  */
 export class BufferedTransaction implements Database {
   private pending: NewResource[] = [];
+  private pendingJson = 0;
 
   constructor(
     private readonly tx: SqlExecutor,
     readonly driver: Database['driver'],
   ) {}
 
-  buffer(created: NewResource): void {
+  async buffer(created: NewResource): Promise<void> {
     this.pending.push(created);
+    this.pendingJson += created.stored.json.length;
+    if (this.pendingJson >= MAX_BUFFERED_JSON) await this.flush();
   }
 
   async flush(): Promise<void> {
     if (this.pending.length === 0) return;
     const created = this.pending;
     this.pending = [];
+    this.pendingJson = 0;
     await insertNew(this.tx, created);
   }
 

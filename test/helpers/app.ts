@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { DestinationStream } from 'pino';
 import { buildApp } from '../../src/app.ts';
 import { SERVED_RESOURCE_TYPES } from '../../src/fhir/resource-types.ts';
 import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
@@ -76,6 +77,13 @@ export interface TestServerOptions {
    * most suites test REST behaviour with minimal resources that no French profile would accept.
    */
   frenchProfiles?: boolean;
+  /** BINARY_INLINE_LIMIT: the largest Binary whose `data` is put together in memory. */
+  binaryInlineLimit?: number;
+  /** Connection timeouts in ms (REQUEST_TIMEOUT, HEADERS_TIMEOUT); the server's defaults otherwise. */
+  requestTimeout?: number;
+  headersTimeout?: number;
+  /** Log lines (at info level) go here; without it the server logs nothing. */
+  logStream?: DestinationStream;
 }
 
 /** A server on a fresh store for one test file, closed when the file's tests end. */
@@ -83,9 +91,10 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
   const store = await openTestDatabase();
   const validator = config.frenchProfiles ? undefined : (baseOnly ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }));
   const app = await buildApp({
-    config: { logLevel: 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000, bundleBodyLimit: config.bundleBodyLimit },
+    config: { logLevel: config.logStream ? 'info' : 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000, bundleBodyLimit: config.bundleBodyLimit, requestTimeout: config.requestTimeout, headersTimeout: config.headersTimeout, binaryInlineLimit: config.binaryInlineLimit },
     db: store.db,
     validator,
+    logStream: config.logStream,
   });
   const server: TestServer = {
     app,
