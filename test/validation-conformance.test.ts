@@ -4,11 +4,11 @@ import { ProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { isError } from '../src/fhir/validation/validator.ts';
 
 /**
- * The HL7 fhir-test-cases validator suite (R4 subset in ../shared/corpora/fhir-test-cases): our error count
+ * The HL7 fhir-test-cases validator suite (the R4 subset in test/fixtures/fhir-test-cases): our error count
  * per case against the Java reference validator's. Malformed JSON must be refused by the server's JSON
  * parser (400 before validation); agreement there means JSON.parse throws.
  */
-const DIR = new URL('../../shared/corpora/fhir-test-cases/', import.meta.url);
+const DIR = new URL('./fixtures/fhir-test-cases/', import.meta.url);
 const manifest = JSON.parse(readFileSync(new URL('manifest.json', DIR), 'utf8'));
 
 interface Case {
