@@ -12,7 +12,6 @@ import { clinicalCounts, CLINICAL_TYPES, frenchTransaction, INS_SYSTEM, MARKER_S
 import { createScratchStore, getJson, postJson, startServerProcess, type ServerProcess } from './helpers/server-process.ts';
 import { insPatient } from './helpers/validation-fixtures.ts';
 
-t.setTimeout(600_000);
 
 const WHERE = onPostgres
   ? 'two server processes sharing one PostgreSQL'

@@ -122,6 +122,29 @@ export async function startServerProcess(databaseUrl: string, options: { env?: R
   throw new Error(`the server on ${databaseUrl} did not become healthy:\n${logs.join('\n')}`);
 }
 
+/**
+ * Resolves once `count` of the server's log lines satisfy `matches`, checked as each line arrives. The
+ * limit is only there so that a server that never logs them fails the test; a busy machine may take long.
+ */
+export function waitForLogLines(server: ServerProcess, matches: (line: string) => boolean, count: number, limitMs = 150_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stdout = server.child.stdout!;
+    const finish = (error?: Error) => {
+      clearTimeout(timer);
+      stdout.off('data', check);
+      if (error) reject(error);
+      else resolve();
+    };
+    // Registered after startServerProcess's own listener, so `logs` already holds the chunk this sees.
+    const check = () => {
+      if (server.logs.filter(matches).length >= count) finish();
+    };
+    const timer = setTimeout(() => finish(new Error(`fewer than ${count} matching log lines after ${limitMs} ms:\n${server.logs.slice(-20).join('\n')}`)), limitMs);
+    stdout.on('data', check);
+    check();
+  });
+}
+
 /** POSTs `body` as FHIR JSON and returns status and parsed body (undefined when not JSON). */
 export async function postJson(url: string, body: unknown, init: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> {
   const response = await fetch(url, {
