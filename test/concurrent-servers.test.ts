@@ -36,11 +36,15 @@ const search = async (n: number, query: string) => {
 };
 const idOf = (location: string) => location.replace(/\/_history\/\d+$/, '').split('/').pop()!;
 
-t.test(`${WHERE}: the same transaction bundle with a conditional create, sent ${SENDS_PER_PATIENT}× per INS in parallel, yields one patient per INS`, async (t) => {
+t.test(`${WHERE}: the same transaction bundle with a conditional create, sent ${SENDS_PER_PATIENT}× per INS in parallel with its criteria written two ways, yields one patient per INS`, async (t) => {
   const sends = Array.from({ length: PATIENTS * SENDS_PER_PATIENT }, (_, n) => {
     const patient = n % PATIENTS;
     const marker = `cs-${RUN}-${patient}`;
-    return postJson(`${serverFor(n).base}/fhir`, frenchTransaction(FIRST_PATIENT + patient, { clinical: CLINICAL, marker })).then((answer) => ({ patient, answer }));
+    const bundle = frenchTransaction(FIRST_PATIENT + patient, { clinical: CLINICAL, marker });
+    // Every other sender writes the same criteria another way (the type in front, `|` encoded, the parameter twice).
+    const identifier = `${INS_SYSTEM}|${patientNir(FIRST_PATIENT + patient)}`;
+    if (n % 2 === 1) bundle.entry[0].request.ifNoneExist = `Patient?identifier=${encodeURIComponent(identifier)}&identifier=${identifier}`;
+    return postJson(`${serverFor(n).base}/fhir`, bundle).then((answer) => ({ patient, answer }));
   });
   const results = await Promise.all(sends);
   t.same(results.filter((r) => r.answer.status !== 200).map((r) => [r.answer.status, r.answer.body]), [], 'every bundle is accepted');

@@ -54,7 +54,7 @@ export async function findMatches(tx: SqlExecutor, condition: Condition): Promis
 /** 412 for a condition that must select one resource but selects several, naming them (R4 http.html#cond-update). */
 export function severalMatches(condition: Condition, matches: string[], consequence: string): FhirError {
   const named = matches.slice(0, MATCHES_NAMED).map((id) => `${condition.resourceType}/${id}`);
-  const more = matches.length > MATCHES_NAMED ? ` and more` : '';
+  const more = matches.length > MATCHES_NAMED ? ' and more' : '';
   return new FhirError(412, [
     { code: 'multiple-matches', diagnostics: `'${condition.text}' matches several ${condition.resourceType} resources (${named.join(', ')}${more}); ${consequence}` },
   ]);
@@ -89,7 +89,9 @@ function canonicalValue(value: unknown): unknown {
   if (value === null || typeof value !== 'object') return value;
   const entries = Object.entries(value).filter(([, item]) => item !== undefined && typeof item !== 'function');
   return Object.fromEntries(
-    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, item]) => [key, key === 'param' ? (item as { url: string }).url : canonicalValue(item)]),
+    entries
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, item]) => [key, key === 'param' && item !== null && typeof item === 'object' ? (item as { url: string }).url : canonicalValue(item)]),
   );
 }
 
