@@ -7,7 +7,7 @@ import { onPostgres, openTestDatabase, startTestServer } from './helpers/app.ts'
 import { startServerProcess, waitForLogLines } from './helpers/server-process.ts';
 
 t.test('migrations apply once; running them again changes nothing', async (t) => {
-  const store = await openTestDatabase();
+  const store = await openTestDatabase({ unmigrated: true });
   t.teardown(() => store.drop());
   const first = await migrate(store.db);
   t.same(first, loadMigrations().map((m) => m.name));

@@ -14,12 +14,17 @@ function wrap(target: PGlite | Transaction): SqlExecutor {
 export async function openPglite(dataDir: string, options: DatabaseOptions): Promise<Database> {
   const inMemory = dataDir === '' || dataDir.startsWith('memory://');
   if (!inMemory) mkdirSync(dataDir, { recursive: true });
-  const db = new PGlite(inMemory ? undefined : dataDir);
+  const db = new PGlite(inMemory ? undefined : dataDir, options.pgliteDataDir ? { loadDataDir: options.pgliteDataDir } : {});
   await db.waitReady;
   if (options.schema) {
     const schema = assertSchemaName(options.schema);
     await db.exec(`CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}`);
   }
+  return pgliteDatabase(db);
+}
+
+/** The Database over an open PGlite instance. */
+export function pgliteDatabase(db: PGlite): Database {
   const executor = wrap(db);
   return {
     driver: 'pglite',
