@@ -148,7 +148,7 @@ t.test('bytes of an upload that does not become a version are removed, and lefto
 });
 
 t.test('Binaries stored before uploads were staged (migration 0006) keep their bytes', async (t) => {
-  const store = await openTestDatabase();
+  const store = await openTestDatabase({ unmigrated: true });
   t.teardown(() => store.drop());
   await migrate(store.db, loadMigrations().filter((m) => m.version <= 5));
   const bytes = randomBytes(CHUNK_SIZE + 7);

@@ -12,7 +12,6 @@ import { clinicalCounts, CLINICAL_TYPES, frenchTransaction, INS_SYSTEM, MARKER_S
 import { createScratchStore, getJson, postJson, startServerProcess, type ServerProcess } from './helpers/server-process.ts';
 import { insPatient } from './helpers/validation-fixtures.ts';
 
-t.setTimeout(600_000);
 
 const WHERE = onPostgres
   ? 'two server processes sharing one PostgreSQL'
@@ -37,11 +36,15 @@ const search = async (n: number, query: string) => {
 };
 const idOf = (location: string) => location.replace(/\/_history\/\d+$/, '').split('/').pop()!;
 
-t.test(`${WHERE}: the same transaction bundle with a conditional create, sent ${SENDS_PER_PATIENT}× per INS in parallel, yields one patient per INS`, async (t) => {
+t.test(`${WHERE}: the same transaction bundle with a conditional create, sent ${SENDS_PER_PATIENT}× per INS in parallel with its criteria written two ways, yields one patient per INS`, async (t) => {
   const sends = Array.from({ length: PATIENTS * SENDS_PER_PATIENT }, (_, n) => {
     const patient = n % PATIENTS;
     const marker = `cs-${RUN}-${patient}`;
-    return postJson(`${serverFor(n).base}/fhir`, frenchTransaction(FIRST_PATIENT + patient, { clinical: CLINICAL, marker })).then((answer) => ({ patient, answer }));
+    const bundle = frenchTransaction(FIRST_PATIENT + patient, { clinical: CLINICAL, marker });
+    // Every other sender writes the same criteria another way (the type in front, `|` encoded, the parameter twice).
+    const identifier = `${INS_SYSTEM}|${patientNir(FIRST_PATIENT + patient)}`;
+    if (n % 2 === 1) bundle.entry[0].request.ifNoneExist = `Patient?identifier=${encodeURIComponent(identifier)}&identifier=${identifier}`;
+    return postJson(`${serverFor(n).base}/fhir`, bundle).then((answer) => ({ patient, answer }));
   });
   const results = await Promise.all(sends);
   t.same(results.filter((r) => r.answer.status !== 200).map((r) => [r.answer.status, r.answer.body]), [], 'every bundle is accepted');
@@ -107,4 +110,79 @@ t.test(`${WHERE}: concurrent conditional updates (PUT Patient?identifier=…) yi
   t.equal(current.body.meta.versionId, String(2 * UPDATES), 'the current version is the last one');
   const last = [...first, ...second].find((a) => a.body.meta.versionId === String(2 * UPDATES))!;
   t.same(current.body.telecom, last.body.telecom, 'and it holds the content of the PUT that wrote it');
+});
+
+t.test(`${WHERE}: 50 conditional creates whose criteria are written differently but select the same patient yield one patient`, async (t) => {
+  const ins = patientNir(FIRST_PATIENT + PATIENTS + 2);
+  const identifier = `${INS_SYSTEM}|${ins}`;
+  // Each the same search: parameters in another order, `|` percent-encoded, the type in front, a value
+  // repeated, a family name in other case, accents or spacing (string search ignores all three).
+  const criteria = [
+    `identifier=${identifier}&family=Martin`,
+    `family=Martin&identifier=${identifier}`,
+    `identifier=${encodeURIComponent(identifier)}&family=Martin`,
+    `Patient?identifier=${identifier}&family=martin`,
+    `identifier=${identifier}&family=MARTIN&family=Martin`,
+    `identifier=${identifier},${encodeURIComponent(identifier)}&family=Martin`,
+    `family=Mart%C3%AFn&identifier=${identifier}`,
+    `identifier=${identifier}&family=Martin%20%20`,
+    `family=%20Martin&identifier=${encodeURIComponent(identifier)}`,
+    `identifier=${identifier}&family=martin&_count=5`,
+  ];
+  const body = () => {
+    const patient = insPatient();
+    patient.identifier[0].value = ins;
+    return patient;
+  };
+  const answers = await Promise.all(
+    Array.from({ length: 50 }, (_, k) => postJson(`${serverFor(k).base}/fhir/Patient`, body(), { headers: { 'if-none-exist': criteria[k % criteria.length]! } })),
+  );
+  t.same(answers.filter((a) => a.status !== 200 && a.status !== 201).map((a) => [a.status, a.body]), [], 'every create is answered 200 or 201');
+  t.equal(answers.filter((a) => a.status === 201).length, 1, 'exactly one created the patient');
+  t.equal(new Set(answers.map((a) => a.body.id)).size, 1, 'the 49 others name that patient');
+  for (const n of servers.keys()) {
+    const found = await search(n, `Patient?identifier=${identifier}`);
+    t.equal(found.total, 1, `one patient for the INS, seen from server ${n}`);
+  }
+});
+
+t.test(`${WHERE}: 50 PATCHes without If-Match of one patient all apply, each to the latest version; with a stale If-Match, 412`, async (t) => {
+  const patient = insPatient();
+  patient.identifier[0].value = patientNir(FIRST_PATIENT + PATIENTS + 3);
+  patient.telecom = [{ system: 'phone', value: '+33 6 00 00 00 00', use: 'mobile' }];
+  const created = await postJson(`${serverFor(0).base}/fhir/Patient`, patient);
+  t.equal(created.status, 201);
+  const url = (n: number) => `${serverFor(n).base}/fhir/Patient/${created.body.id}`;
+  const jsonPatch = { 'content-type': 'application/json-patch+json' };
+  const phone = (k: number) => `+33 1 00 00 00 ${String(k).padStart(2, '0')}`;
+  const patches = await Promise.all(
+    Array.from({ length: 50 }, (_, k) =>
+      postJson(url(k), [{ op: 'add', path: '/telecom/-', value: { system: 'phone', value: phone(k), use: 'home' } }], { method: 'PATCH', headers: jsonPatch }),
+    ),
+  );
+  t.same(patches.filter((a) => a.status !== 200).map((a) => [a.status, a.body]), [], 'every PATCH without If-Match is applied (200)');
+  t.same(
+    patches.map((a) => Number(a.body.meta.versionId)).sort((a, b) => a - b),
+    Array.from({ length: 50 }, (_, k) => k + 2),
+    'the answers carry versions 2…51, each once',
+  );
+  const current = await getJson(url(1));
+  t.equal(current.body.meta.versionId, '51');
+  t.same(
+    current.body.telecom.map((c: any) => c.value).sort(),
+    ['+33 6 00 00 00 00', ...Array.from({ length: 50 }, (_, k) => phone(k))].sort(),
+    'no PATCH was lost: the current version holds every number added',
+  );
+
+  const guarded = await Promise.all(
+    Array.from({ length: 10 }, (_, k) =>
+      postJson(url(k), [{ op: 'replace', path: '/telecom/0/value', value: phone(60 + k) }], { method: 'PATCH', headers: { ...jsonPatch, 'if-match': 'W/"51"' } }),
+    ),
+  );
+  t.same(guarded.map((a) => a.status).sort(), [200, ...Array(9).fill(412)], 'with If-Match W/"51" one PATCH applies and the 9 others are refused');
+  t.same(
+    guarded.filter((a) => a.status === 412).map((a) => a.body.issue[0].code),
+    Array(9).fill('conflict'),
+    'the refusals are OperationOutcomes',
+  );
 });

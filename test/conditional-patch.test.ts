@@ -53,6 +53,32 @@ t.test('conditional delete: deletes the one match, 412 on several, 204 on none',
   t.equal((await send('DELETE', `/fhir/Practitioner?identifier=${RPPS}|${rpps('9999999999')}`)).statusCode, 204);
 });
 
+t.test('several matches: the 412 names the matching resources, at most ten', async (t) => {
+  const number = rpps('0000000005');
+  const duplicates: string[] = [];
+  for (let k = 0; k < 12; k++) duplicates.push(json(await send('POST', '/fhir/Practitioner', practitioner(number, 'Petit'))).id as string);
+  const condition = `identifier=${RPPS}|${number}`;
+  const named = (response: Awaited<ReturnType<typeof send>>) => {
+    const issue = json(response).issue[0];
+    return { status: response.statusCode, code: issue.code, ids: duplicates.filter((id) => issue.diagnostics.includes(`Practitioner/${id}`)).length, more: / and more\b/.test(issue.diagnostics) };
+  };
+  const expected = { status: 412, code: 'multiple-matches', ids: 10, more: true };
+  t.same(named(await send('POST', '/fhir/Practitioner', practitioner(number, 'Petit'), { 'if-none-exist': condition })), expected, 'conditional create');
+  t.same(named(await send('PUT', `/fhir/Practitioner?${condition}`, practitioner(number, 'Petit'))), expected, 'conditional update');
+  t.same(named(await send('DELETE', `/fhir/Practitioner?${condition}`)), expected, 'conditional delete');
+  const bundle = {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [{ resource: practitioner(number, 'Petit'), request: { method: 'POST', url: 'Practitioner', ifNoneExist: condition } }],
+  };
+  t.same(named(await send('POST', '/fhir', bundle)), expected, 'ifNoneExist in a transaction');
+  t.equal(json(await send('GET', `/fhir/Practitioner?${condition}&_total=accurate`)).total, 12, 'nothing was created or deleted');
+
+  for (const id of duplicates.slice(2)) await send('DELETE', `/fhir/Practitioner/${id}`);
+  const two = named(await send('POST', '/fhir/Practitioner', practitioner(number, 'Petit'), { 'if-none-exist': condition }));
+  t.same(two, { status: 412, code: 'multiple-matches', ids: 2, more: false }, 'two matches are both named');
+});
+
 t.test('JSON Patch: applied, versioned, validated; a failing patch writes nothing', async (t) => {
   const patient = json(await send('POST', '/fhir/Patient', { resourceType: 'Patient', name: [{ family: 'Garcia', given: ['Lucie'] }], gender: 'female' }));
   const url = `/fhir/Patient/${patient.id}`;

@@ -14,7 +14,6 @@ import { clinicalCounts, CLINICAL_TYPES, frenchTransaction, INS_SYSTEM, MARKER_S
 import { createScratchStore, getJson, postJson, startServerProcess, type ServerProcess } from './helpers/server-process.ts';
 
 // Two server starts (seconds of validator building each, more on a busy machine) and a stream of bundles.
-t.setTimeout(600_000);
 
 const SENDERS = 4;
 const CLINICAL = 7; // per bundle: 3 immunizations, 1 allergy, 2 medication statements, 1 document

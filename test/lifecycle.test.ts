@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
 import { onPostgres, openTestDatabase, startTestServer } from './helpers/app.ts';
-import { startServerProcess } from './helpers/server-process.ts';
+import { startServerProcess, waitForLogLines } from './helpers/server-process.ts';
 
 t.test('migrations apply once; running them again changes nothing', async (t) => {
-  const store = await openTestDatabase();
+  const store = await openTestDatabase({ unmigrated: true });
   t.teardown(() => store.drop());
   const first = await migrate(store.db);
   t.same(first, loadMigrations().map((m) => m.name));
@@ -60,8 +60,7 @@ t.test('npm start path: SIGTERM finishes in-flight requests, closes PGlite clean
   const burst = Array.from({ length: 20 }, (_, i) =>
     createPatient(first.base, `Rafale${i}`).then(async (r) => ({ status: r.status, body: (await r.json()) as { id: string } })),
   );
-  const received = () => first.logs.filter((line) => line.includes('"msg":"incoming request"') && line.includes('"method":"POST"')).length;
-  for (let wait = 0; received() < 21 && wait < 500; wait++) await new Promise((resolve) => setTimeout(resolve, 2));
+  await waitForLogLines(first, (line) => line.includes('"msg":"incoming request"') && line.includes('"method":"POST"'), 21);
   first.child.kill('SIGTERM');
   const answered = await Promise.all(burst);
   t.equal((await first.exited).code, 0, 'exits 0 after SIGTERM');

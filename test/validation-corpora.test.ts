@@ -4,7 +4,7 @@ import { ProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { isError } from '../src/fhir/validation/validator.ts';
 
 /** Real-world R4 data against the base R4 profiles (no French defaults): no errors, except two known-bad examples. */
-const CORPORA = new URL('../../shared/corpora/', import.meta.url);
+const CORPORA = new URL('./fixtures/', import.meta.url);
 const read = (path: string) => JSON.parse(readFileSync(new URL(path, CORPORA), 'utf8'));
 
 // Synthea writes US Core and Synthea extensions, whose definitions are not bundled: accepted by domain,
@@ -53,6 +53,6 @@ t.test('synthea: every resource of every bundle passes the base profiles', async
       for (const error of errorsOf(entry.resource)) failures.push(`${name} ${entry.resource.resourceType}: ${error.diagnostics}`);
     }
   }
-  t.equal(resources, 4072);
+  t.equal(resources, 464);
   t.same(failures, []);
 });

@@ -9,7 +9,7 @@ if (onPostgres) {
     const server = await startServerProcess(store.url, { env: { WORKERS: '2' } });
     t.teardown(() => server.stop());
     const primary = server.child.pid!;
-    t.ok(await until(() => childrenOf(primary).length === 2, 60_000), 'two server processes under the primary');
+    t.ok(await until(() => childrenOf(primary).length === 2), 'two server processes under the primary');
 
     // Whichever process answers, they share one store: what one created, the others read.
     const created = await postJson(`${server.base}/fhir/Patient`, { resourceType: 'Patient', name: [{ family: 'Ouvrier' }] });
@@ -22,10 +22,10 @@ if (onPostgres) {
       await until(() => {
         const now = childrenOf(primary);
         return now.length === 2 && !now.includes(victim!);
-      }, 60_000),
+      }),
       'the dead process is replaced',
     );
-    t.ok(await until(() => fetch(`${server.base}/health`).then((r) => r.ok, () => false), 60_000), 'still serving');
+    t.ok(await until(() => fetch(`${server.base}/health`).then((r) => r.ok, () => false)), 'still serving');
     const workers = childrenOf(primary);
 
     server.child.kill('SIGTERM');
@@ -37,7 +37,7 @@ if (onPostgres) {
   t.test('WORKERS=2 on the embedded PGlite store is refused at start with the reason', async (t) => {
     const store = await createScratchStore('workers');
     t.teardown(() => store.drop());
-    const error = await startServerProcess(store.url, { env: { WORKERS: '2' }, healthTimeoutMs: 60_000 }).then(
+    const error = await startServerProcess(store.url, { env: { WORKERS: '2' } }).then(
       () => undefined,
       (e: Error) => e,
     );

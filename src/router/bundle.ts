@@ -4,7 +4,7 @@ import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText, resourceObject, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
 import { BufferedTransaction, StoredResource } from '../store/repository.ts';
-import { findMatches, lockCondition } from './conditional.ts';
+import { findMatches, lockConditions, parseCondition, severalMatches, type Condition } from './conditional.ts';
 import { versionHeaders } from './crud.ts';
 import type { HandlerContext, StoreContext } from './context.ts';
 import type { FhirRequest, FhirResponse, HttpMethod } from './request.ts';
@@ -97,17 +97,24 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
 async function assignIdentities(entries: Entry[], store: StoreContext, request: FhirRequest, ctx: HandlerContext, responses: FhirResponse[]): Promise<Set<number>> {
   const identities = new Map<string, string>();
   const existing = new Set<number>();
+  const conditions = new Map<Entry, Condition>();
   for (const entry of entries) {
     const [path = '', query] = splitUrl(entry.url);
     const type = path.split('/')[0]!;
+    if (!entry.resource || !isServedResourceType(type)) continue;
+    const criteria = entry.method === 'POST' ? entry.ifNoneExist : entry.method === 'PUT' && path.split('/')[1] === undefined ? query : undefined;
+    if (criteria) conditions.set(entry, entryCondition(entry, type, criteria, request, ctx));
+  }
+  await lockConditions(store.db, [...conditions.values()]);
+  for (const entry of entries) {
+    const [path = ''] = splitUrl(entry.url);
+    const type = path.split('/')[0]!;
+    const condition = conditions.get(entry);
     if (entry.method === 'POST' && entry.resource && isServedResourceType(type)) {
       let id: string | undefined;
-      if (entry.ifNoneExist) {
-        await lockCondition(store.db, type, entry.ifNoneExist);
-        const matches = await findMatches(store.db, ctx.deps, type, entry.ifNoneExist, request.baseUrl).catch((error) => {
-          throw entryFailure(entry, errorResponse(error));
-        });
-        if (matches.length > 1) throw entryFailure(entry, errorResponse(FhirError.preconditionFailed(`ifNoneExist '${entry.ifNoneExist}' matches several ${type} resources`)));
+      if (condition) {
+        const matches = await findMatches(store.db, condition);
+        if (matches.length > 1) throw entryFailure(entry, errorResponse(severalMatches(condition, matches, 'nothing created')));
         if (matches.length === 1) {
           id = matches[0]!;
           existing.add(entry.index);
@@ -123,12 +130,9 @@ async function assignIdentities(entries: Entry[], store: StoreContext, request: 
       if (entry.fullUrl) identities.set(entry.fullUrl, `${type}/${id}`);
     } else if (entry.method === 'PUT' && entry.resource && isServedResourceType(type)) {
       let id = path.split('/')[1];
-      if (id === undefined && query) {
-        await lockCondition(store.db, type, query);
-        const matches = await findMatches(store.db, ctx.deps, type, query, request.baseUrl).catch((error) => {
-          throw entryFailure(entry, errorResponse(error));
-        });
-        if (matches.length > 1) throw entryFailure(entry, errorResponse(FhirError.preconditionFailed(`'${query}' matches several ${type} resources`)));
+      if (condition) {
+        const matches = await findMatches(store.db, condition);
+        if (matches.length > 1) throw entryFailure(entry, errorResponse(severalMatches(condition, matches, 'nothing updated')));
         id = matches[0] ?? entry.resource.id ?? randomUUID();
         // From here on this is a plain update of a known id (or an update-as-create).
         entry.url = `${type}/${id}`;
@@ -150,9 +154,7 @@ async function resolveConditionalReferences(entries: Entry[], store: StoreContex
       if (resolved.has(reference)) continue;
       const [type = '', query = ''] = splitUrl(reference);
       if (!isServedResourceType(type)) throw entryFailure(entry, errorResponse(FhirError.badRequest(`Conditional reference '${reference}': ${type} is not a type this server holds`)));
-      const matches = await findMatches(store.db, ctx.deps, type, query, request.baseUrl).catch((error) => {
-        throw entryFailure(entry, errorResponse(error));
-      });
+      const matches = await findMatches(store.db, entryCondition(entry, type, query, request, ctx));
       if (matches.length !== 1) {
         throw entryFailure(entry, errorResponse(FhirError.preconditionFailed(`Conditional reference '${reference}' matches ${matches.length === 0 ? 'no' : 'several'} ${type} resources; it must match exactly one`)));
       }
@@ -160,6 +162,15 @@ async function resolveConditionalReferences(entries: Entry[], store: StoreContex
     }
   }
   if (resolved.size > 0) for (const entry of entries) if (entry.resource) entry.resource = rewriteReferences(entry.resource, resolved) as Resource;
+}
+
+/** An entry's search criteria, parsed; criteria that do not parse fail the transaction as that entry's error. */
+function entryCondition(entry: Entry, type: string, criteria: string, request: FhirRequest, ctx: HandlerContext): Condition {
+  try {
+    return parseCondition(ctx.deps, type, criteria, request.baseUrl);
+  } catch (error) {
+    throw entryFailure(entry, errorResponse(error));
+  }
 }
 
 function conditionalReferences(value: unknown, found = new Set<string>()): Set<string> {

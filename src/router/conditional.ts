@@ -1,33 +1,98 @@
 import { FhirError } from '../fhir/outcome.ts';
 import { parseSearch } from '../search/parse.ts';
 import { planSearch, readPage } from '../search/execute.ts';
+import { normalizeString } from '../search/normalize.ts';
+import type { Filter, SearchRequest } from '../search/types.ts';
 import type { SqlExecutor } from '../store/database.ts';
 import type { RouterDependencies } from './context.ts';
 
-/**
- * Conditional interactions (R4 http.html#cond-update) find their target by a search. Two servers sharing
- * one PostgreSQL may get the same conditional create at once (a sender's retry): each takes a transaction
- * advisory lock on the condition first, so the second waits, then sees the first's committed result.
- */
-export async function lockCondition(tx: SqlExecutor, resourceType: string, condition: string): Promise<void> {
-  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${resourceType}?${normalizeCondition(criteriaOf(condition))}`]);
+/** How many matching resources a 412 for several matches names; more are counted as "and more". */
+export const MATCHES_NAMED = 10;
+
+/** The search criteria of a conditional interaction, parsed: refused (400) before anything is locked or read. */
+export interface Condition {
+  resourceType: string;
+  /** As the client wrote it, for messages. */
+  text: string;
+  search: SearchRequest;
+  /** The same for every condition selecting the same resources however it is written: what the lock is taken on. */
+  lockKey: string;
 }
 
-/** Ids of the live resources of `resourceType` matching the search `condition` (at most `limit`). */
-export async function findMatches(tx: SqlExecutor, deps: RouterDependencies, resourceType: string, condition: string, baseUrl: string, limit = 2): Promise<string[]> {
+export function parseCondition(deps: RouterDependencies, resourceType: string, condition: string, baseUrl: string): Condition {
   const pairs = [...new URLSearchParams(criteriaOf(condition))] as Array<[string, string]>;
   if (pairs.length === 0) throw FhirError.badRequest(`A conditional ${resourceType} interaction needs search criteria`, undefined, 'required');
   // A condition that does not select what its author meant would update or delete the wrong resource.
-  const request = parseSearch([resourceType], pairs, deps.registry, { strict: true, baseUrl });
-  request.count = limit;
-  request.total = 'none';
-  const rows = await readPage<{ id: string }>(tx, await planSearch(tx, request), limit);
+  const search = parseSearch([resourceType], pairs, deps.registry, { strict: true, baseUrl });
+  search.count = MATCHES_NAMED + 1;
+  search.total = 'none';
+  return { resourceType, text: condition, search, lockKey: `${resourceType}?${canonicalCriteria(search.filters)}` };
+}
+
+/**
+ * Conditional interactions (R4 http.html#cond-update) find their target by a search. Two requests with the
+ * same condition may come at once, to one server or two sharing one PostgreSQL (a sender's retry): each
+ * takes a transaction advisory lock on the condition first, so the second waits, then sees the first's
+ * committed result. The lock is on the parsed criteria, so that conditions written differently but
+ * selecting the same resources (another parameter order, `%7C` for `|`, a name in other case) queue too.
+ * A transaction with several conditions takes their locks in one order, so that two such transactions
+ * wait for each other rather than deadlock.
+ */
+export async function lockConditions(tx: SqlExecutor, conditions: Condition[]): Promise<void> {
+  for (const key of [...new Set(conditions.map((condition) => condition.lockKey))].sort()) {
+    await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
+  }
+}
+
+/** Ids of the live resources matching `condition`, at most MATCHES_NAMED + 1 (enough to tell "several" and name them). */
+export async function findMatches(tx: SqlExecutor, condition: Condition): Promise<string[]> {
+  const limit = condition.search.count;
+  const rows = await readPage<{ id: string }>(tx, await planSearch(tx, condition.search), limit);
   return rows.slice(0, limit).map((row) => row.id);
 }
 
-/** The same condition however its parameters are ordered, so equal conditions take the same lock. */
-function normalizeCondition(condition: string): string {
-  return [...new URLSearchParams(condition)].map(([k, v]) => `${k}=${v}`).sort().join('&');
+/** 412 for a condition that must select one resource but selects several, naming them (R4 http.html#cond-update). */
+export function severalMatches(condition: Condition, matches: string[], consequence: string): FhirError {
+  const named = matches.slice(0, MATCHES_NAMED).map((id) => `${condition.resourceType}/${id}`);
+  const more = matches.length > MATCHES_NAMED ? ' and more' : '';
+  return new FhirError(412, [
+    { code: 'multiple-matches', diagnostics: `'${condition.text}' matches several ${condition.resourceType} resources (${named.join(', ')}${more}); ${consequence}` },
+  ]);
+}
+
+/**
+ * The criteria as one string, equal for equal searches: the typed filters with their values decoded,
+ * each filter's values (ORed) and the filters themselves (ANDed) sorted and without repeats, strings in
+ * the form string search compares. Result parameters (`_count`, `_sort`…) select nothing and are left out.
+ */
+function canonicalCriteria(filters: Filter[]): string {
+  return canonicalJson(filters.map(comparedForm));
+}
+
+/** A string filter's values as the search compares them (R4 search.html#string: case, accents and spacing ignored). */
+function comparedForm(filter: Filter): unknown {
+  if (filter.kind === 'string' && filter.modifier !== 'exact') return { ...filter, values: filter.values.map(normalizeString) };
+  if (filter.kind === 'token' && filter.modifier === 'text') return { ...filter, values: filter.values.map((value) => ({ text: normalizeString(value.text ?? '') })) };
+  if (filter.kind === 'chain') return { ...filter, targets: filter.targets.map((target) => ({ ...target, inner: comparedForm(target.inner) })) };
+  if (filter.kind === 'has') return { ...filter, inner: comparedForm(filter.inner) };
+  return filter;
+}
+
+/** JSON with object keys sorted, arrays sorted and deduplicated (every array in a filter is a set), a parameter by its URL. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(canonicalValue(value));
+}
+
+function canonicalValue(value: unknown): unknown {
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) return [...new Set(value.map(canonicalJson))].sort().map((text) => JSON.parse(text) as unknown);
+  if (value === null || typeof value !== 'object') return value;
+  const entries = Object.entries(value).filter(([, item]) => item !== undefined && typeof item !== 'function');
+  return Object.fromEntries(
+    entries
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, item]) => [key, key === 'param' && item !== null && typeof item === 'object' ? (item as { url: string }).url : canonicalValue(item)]),
+  );
 }
 
 /** Criteria may be sent as `identifier=…` or `Patient?identifier=…` (If-None-Exist allows both). */

@@ -3,7 +3,7 @@ import { completeAttachments, type BinaryReader } from '../fhir/attachments.ts';
 import { FhirError, informational } from '../fhir/outcome.ts';
 import { joinTransaction } from '../store/database.ts';
 import type { StoredResource } from '../store/repository.ts';
-import { findMatches, lockCondition } from './conditional.ts';
+import { findMatches, lockConditions, parseCondition, severalMatches } from './conditional.ts';
 import type { HandlerContext, Outcome, StoreContext } from './context.ts';
 import type { Interaction } from './interaction.ts';
 import { applyPatch } from './patch.ts';
@@ -17,10 +17,11 @@ export async function create(interaction: Of<'create'>, request: FhirRequest, ct
   const body = await completeAttachments(checked, binaryReader(ctx.store));
   const condition = request.ifNoneExist;
   if (condition === undefined) return created(await ctx.store.repo.create(body, request.assignedId, { baseUrl: request.baseUrl }), request);
+  const parsed = parseCondition(ctx.deps, interaction.resourceType, condition, request.baseUrl);
   return inTransaction(ctx, async (store) => {
-    await lockCondition(store.db, interaction.resourceType, condition);
-    const matches = await findMatches(store.db, ctx.deps, interaction.resourceType, condition, request.baseUrl);
-    if (matches.length > 1) throw FhirError.preconditionFailed(`If-None-Exist '${condition}' matches several ${interaction.resourceType} resources`);
+    await lockConditions(store.db, [parsed]);
+    const matches = await findMatches(store.db, parsed);
+    if (matches.length > 1) throw severalMatches(parsed, matches, 'nothing created');
     if (matches.length === 1) {
       const existing = await store.repo.read(interaction.resourceType, matches[0]!);
       return { status: 200, resource: existing, outcome: informational(`${interaction.resourceType}/${existing.id} already matches '${condition}'; nothing created`), headers: versionHeaders(existing, request.baseUrl) };
@@ -50,11 +51,12 @@ export async function update(interaction: Of<'update'>, request: FhirRequest, ct
 
 /** Conditional update (R4 http.html#cond-update): `PUT Patient?identifier=…`. */
 export async function conditionalUpdate(interaction: Of<'update-conditional'>, request: FhirRequest, ctx: HandlerContext, checked: Resource): Promise<Outcome> {
+  const condition = parseCondition(ctx.deps, interaction.resourceType, interaction.condition, request.baseUrl);
   return inTransaction(ctx, async (store) => {
     const body = await completeAttachments(checked, binaryReader(store));
-    await lockCondition(store.db, interaction.resourceType, interaction.condition);
-    const matches = await findMatches(store.db, ctx.deps, interaction.resourceType, interaction.condition, request.baseUrl);
-    if (matches.length > 1) throw FhirError.preconditionFailed(`'${interaction.condition}' matches several ${interaction.resourceType} resources; nothing updated`);
+    await lockConditions(store.db, [condition]);
+    const matches = await findMatches(store.db, condition);
+    if (matches.length > 1) throw severalMatches(condition, matches, 'nothing updated');
     const target = matches[0];
     if (target === undefined) {
       // No match: created, with the body's id if it has one (R4: "the server creates the resource").
@@ -79,10 +81,11 @@ export async function remove(interaction: Of<'delete'>, request: FhirRequest, ct
 
 /** Conditional delete (R4 http.html#cdelete), single match only: several matches are 412. */
 export async function conditionalDelete(interaction: Of<'delete-conditional'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
+  const condition = parseCondition(ctx.deps, interaction.resourceType, interaction.condition, request.baseUrl);
   return inTransaction(ctx, async (store) => {
-    await lockCondition(store.db, interaction.resourceType, interaction.condition);
-    const matches = await findMatches(store.db, ctx.deps, interaction.resourceType, interaction.condition, request.baseUrl);
-    if (matches.length > 1) throw FhirError.preconditionFailed(`'${interaction.condition}' matches several ${interaction.resourceType} resources; nothing deleted`);
+    await lockConditions(store.db, [condition]);
+    const matches = await findMatches(store.db, condition);
+    if (matches.length > 1) throw severalMatches(condition, matches, 'nothing deleted');
     if (matches.length === 0) return deleted(`${interaction.resourceType}?${interaction.condition}`, undefined);
     const { versionId } = await store.repo.delete(interaction.resourceType, matches[0]!, { ifMatch: parseIfMatch(request.ifMatch) });
     return deleted(`${interaction.resourceType}/${matches[0]}`, versionId);
@@ -92,10 +95,12 @@ export async function conditionalDelete(interaction: Of<'delete-conditional'>, r
 /**
  * patch (R4 http.html#patch) with JSON Patch or FHIRPath Patch: applied to the current version, the
  * result validated and written like an update, all in one transaction; a failing patch writes nothing.
+ * The current version is read locked, so concurrent patches queue and each applies to the one before's
+ * result; only a client's own If-Match can make a patch fail for being late.
  */
 export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
   return inTransaction(ctx, async (store) => {
-    const current = await store.repo.read(interaction.resourceType, interaction.id);
+    const current = await store.repo.readForUpdate(interaction.resourceType, interaction.id);
     const ifMatch = parseIfMatch(request.ifMatch);
     if (ifMatch !== undefined && ifMatch !== current.versionId) {
       throw FhirError.preconditionFailed(`If-Match W/"${ifMatch}" does not match the current version of ${interaction.resourceType}/${interaction.id} (W/"${current.versionId}")`);

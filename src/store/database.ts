@@ -27,6 +27,11 @@ export interface Database extends SqlExecutor {
 export interface DatabaseOptions {
   /** PostgreSQL schema to create and use; lets test files share one server without sharing tables. */
   schema?: string;
+  /**
+   * PGlite only: start from this dumped data directory (`PGlite.dumpDataDir`) instead of running initdb,
+   * which is most of a new PGlite's start (4.0 s of CPU, 1.4 s from a dump). The tests use it.
+   */
+  pgliteDataDir?: Blob;
 }
 
 /** `postgres://…` selects a PostgreSQL server; anything else is a PGlite data directory (`memory://` for RAM). */

@@ -16,7 +16,7 @@ export async function openPglite(dataDir: string, options: DatabaseOptions): Pro
   const inMemory = dataDir === '' || dataDir.startsWith('memory://');
   if (!inMemory) mkdirSync(dataDir, { recursive: true });
   const unlock = inMemory ? () => {} : lockDataDirectory(dataDir);
-  const db = new PGlite(inMemory ? undefined : dataDir);
+  const db = new PGlite(inMemory ? undefined : dataDir, options.pgliteDataDir ? { loadDataDir: options.pgliteDataDir } : {});
   try {
     await db.waitReady;
   } catch (error) {
@@ -27,6 +27,11 @@ export async function openPglite(dataDir: string, options: DatabaseOptions): Pro
     const schema = assertSchemaName(options.schema);
     await db.exec(`CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}`);
   }
+  return pgliteDatabase(db, unlock);
+}
+
+/** The Database over an open PGlite instance; `onClose` runs once it is closed (releasing its directory's lock). */
+export function pgliteDatabase(db: PGlite, onClose: () => void = () => {}): Database {
   const executor = wrap(db);
   return {
     driver: 'pglite',
@@ -38,7 +43,7 @@ export async function openPglite(dataDir: string, options: DatabaseOptions): Pro
     },
     close: async () => {
       await db.close();
-      unlock();
+      onClose();
     },
   };
 }

@@ -123,12 +123,20 @@ export class Repository {
     return this.withBinaryData(await this.readStored(resourceType, id));
   }
 
+  /**
+   * The current version, its row locked until the transaction ends: a read-modify-write (PATCH) in that
+   * transaction writes its change on the version it read, while concurrent writers of the resource wait.
+   */
+  async readForUpdate(resourceType: string, id: string): Promise<StoredResource> {
+    return this.withBinaryData(await this.readStored(resourceType, id, true));
+  }
+
   /** The current version as stored: a Binary without its bytes. */
-  private async readStored(resourceType: string, id: string): Promise<StoredResource> {
+  private async readStored(resourceType: string, id: string, forUpdate = false): Promise<StoredResource> {
     const { rows } = await this.db.query<{ version_id: number; last_updated: string; deleted: boolean; content: string | null }>(
-      `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource WHERE resource_type = $1 AND id = $2`,
+      `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource WHERE resource_type = $1 AND id = $2${forUpdate ? ' FOR UPDATE' : ''}`,
       [resourceType, id],
-      'dossier_read',
+      forUpdate ? 'dossier_read_for_update' : 'dossier_read',
     );
     const row = rows[0];
     if (!row) throw FhirError.notFound(`${resourceType}/${id} is not known`);

@@ -1,4 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { buildApp } from '../../src/app.ts';
@@ -6,6 +10,8 @@ import { SERVED_RESOURCE_TYPES } from '../../src/fhir/resource-types.ts';
 import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from '../../src/fhir/validation/validator.ts';
 import { openDatabase, type Database } from '../../src/store/database.ts';
+import { loadMigrations, migrate } from '../../src/store/migrate.ts';
+import { pgliteDatabase } from '../../src/store/pglite.ts';
 
 /**
  * Where the suite's data lives: `DATABASE_URL=postgres://…` runs it on that PostgreSQL server, each test
@@ -22,9 +28,13 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-export async function openTestDatabase(): Promise<TestDatabase> {
+/**
+ * A fresh store. On PGlite it starts with the migrations applied (on PostgreSQL the schema starts empty,
+ * and the server applies them at start), unless `unmigrated`, for tests of the migrations themselves.
+ */
+export async function openTestDatabase(options: { unmigrated?: boolean } = {}): Promise<TestDatabase> {
   if (!onPostgres) {
-    const db = await openDatabase(TEST_DATABASE_URL);
+    const db = await openDatabase(TEST_DATABASE_URL, options.unmigrated ? {} : { pgliteDataDir: await migratedPgliteDump() });
     return { db, url: TEST_DATABASE_URL, drop: () => db.close() };
   }
   const schema = `test_${process.pid}_${randomBytes(4).toString('hex')}`;
@@ -38,6 +48,29 @@ export async function openTestDatabase(): Promise<TestDatabase> {
       await db.close();
     },
   };
+}
+
+const PGLITE_VERSION: string = JSON.parse(readFileSync(new URL('../../node_modules/@electric-sql/pglite/package.json', import.meta.url), 'utf8')).version;
+
+/**
+ * A PGlite data directory with every migration applied, dumped by the first test file that needs it and
+ * kept in the temp directory under a name that changes with the migrations and the PGlite version: each
+ * file's in-memory store then starts from it instead of running initdb (1.4 s of CPU instead of 4.0 s).
+ */
+async function migratedPgliteDump(): Promise<Blob> {
+  const migrations = loadMigrations();
+  const key = createHash('sha256').update(PGLITE_VERSION).update(JSON.stringify(migrations)).digest('hex').slice(0, 16);
+  const file = join(tmpdir(), `dossier-test-pglite-${key}.tar`);
+  if (existsSync(file)) return new Blob([readFileSync(file)]);
+  const pglite = new PGlite();
+  await migrate(pgliteDatabase(pglite), migrations);
+  const dump = await pglite.dumpDataDir('none');
+  await pglite.close();
+  // Written aside, then renamed: test files starting together never read a half-written dump.
+  const partial = `${file}.${process.pid}`;
+  writeFileSync(partial, Buffer.from(await dump.arrayBuffer()));
+  renameSync(partial, file);
+  return dump;
 }
 
 /** `db`, counting the statements it runs whose text matches `pattern`. */

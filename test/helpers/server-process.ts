@@ -140,6 +140,29 @@ export function logEntries(logs: string[]): Array<Record<string, any>> {
   });
 }
 
+/**
+ * Resolves once `count` of the server's log lines satisfy `matches`, checked as each line arrives. The
+ * limit is only there so that a server that never logs them fails the test; a busy machine may take long.
+ */
+export function waitForLogLines(server: ServerProcess, matches: (line: string) => boolean, count: number, limitMs = 150_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stdout = server.child.stdout!;
+    const finish = (error?: Error) => {
+      clearTimeout(timer);
+      stdout.off('data', check);
+      if (error) reject(error);
+      else resolve();
+    };
+    // Registered after startServerProcess's own listener, so `logs` already holds the chunk this sees.
+    const check = () => {
+      if (server.logs.filter(matches).length >= count) finish();
+    };
+    const timer = setTimeout(() => finish(new Error(`fewer than ${count} matching log lines after ${limitMs} ms:\n${server.logs.slice(-20).join('\n')}`)), limitMs);
+    stdout.on('data', check);
+    check();
+  });
+}
+
 /** POSTs `body` as FHIR JSON and returns status and parsed body (undefined when not JSON). */
 export async function postJson(url: string, body: unknown, init: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> {
   const response = await fetch(url, {
@@ -164,7 +187,7 @@ export async function getJson(url: string): Promise<{ status: number; body: any 
 }
 
 /** Polls `condition` every `pollMs` until it holds (true) or `timeoutMs` has passed (false). */
-export async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number, pollMs = 200): Promise<boolean> {
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 150_000, pollMs = 200): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await condition()) return true;
