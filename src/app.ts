@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { ServerConfig } from './config.ts';
 import { loadCapabilityStatement } from './fhir/capability.ts';
+import { DEFAULT_INPUT_LIMITS } from './fhir/input-limits.ts';
 import { SERVED_RESOURCE_TYPES } from './fhir/resource-types.ts';
 import { createProfileValidator } from './fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from './fhir/validation/validator.ts';
-import { registerErrorHandlers } from './http/errors.ts';
+import { clientErrorHandler, frameworkErrors, registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
 import { defaultOperations } from './operations/index.ts';
@@ -13,7 +14,7 @@ import type { StoreContext } from './router/context.ts';
 import { FhirRouter } from './router/router.ts';
 import { loadPatientCompartment } from './search/compartment.ts';
 import { SearchEngine } from './search/execute.ts';
-import { SearchIndexWriter } from './search/index-writer.ts';
+import { DEFAULT_MAX_INDEX_ROWS, SearchIndexWriter } from './search/index-writer.ts';
 import { sweepStaleUploads } from './store/binary-store.ts';
 import { CreateCoalescer } from './store/create-coalescer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
@@ -22,7 +23,8 @@ import { migrate } from './store/migrate.ts';
 import { Repository } from './store/repository.ts';
 
 export interface AppOptions {
-  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> & Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles'>>;
+  config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
+    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows'>>;
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
@@ -39,7 +41,7 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
   await migrate(db);
   await sweepStaleUploads(db, STALE_UPLOAD_SECONDS);
   const registry = (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters()));
-  const indexWriter = new SearchIndexWriter(registry);
+  const indexWriter = new SearchIndexWriter(registry, config.resourceMaxIndexRows ?? DEFAULT_MAX_INDEX_ROWS);
   // Creates outside transactions share statements under load; a transaction's creates are its own.
   const coalescer = new CreateCoalescer(db);
   const storeFor = (database: Database): StoreContext => ({
@@ -50,6 +52,10 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
   const store = storeFor(db);
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
   validator ??= defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles: config.unknownProfiles });
+  const inputLimits = {
+    maxDepth: config.resourceMaxDepth ?? DEFAULT_INPUT_LIMITS.maxDepth,
+    maxArrayLength: config.resourceMaxArrayLength ?? DEFAULT_INPUT_LIMITS.maxArrayLength,
+  };
   const router = new FhirRouter({
     store,
     storeFor,
@@ -58,6 +64,7 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
     registry,
     patientCompartment: loadPatientCompartment(),
     limits: { maxEntries: config.bundleMaxEntries ?? 10_000 },
+    inputLimits,
     operations: defaultOperations(),
   });
 
@@ -66,12 +73,14 @@ export async function buildApp({ config, db, validator }: AppOptions): Promise<F
     bodyLimit: config.bodyLimit,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
+    frameworkErrors,
+    clientErrorHandler,
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
   registerErrorHandlers(app);
   await app.register(healthRoutes, { repo: store.repo });
-  await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit });
+  await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit, inputLimits });
   return app;
 }

@@ -1,3 +1,4 @@
+import { unstorableCharacter } from '../fhir/input-limits.ts';
 import { FhirError } from '../fhir/outcome.ts';
 import { parseSearch } from '../search/parse.ts';
 import { planSearch, readPage } from '../search/execute.ts';
@@ -15,7 +16,7 @@ export async function lockCondition(tx: SqlExecutor, resourceType: string, condi
 
 /** Ids of the live resources of `resourceType` matching the search `condition` (at most `limit`). */
 export async function findMatches(tx: SqlExecutor, deps: RouterDependencies, resourceType: string, condition: string, baseUrl: string, limit = 2): Promise<string[]> {
-  const pairs = [...new URLSearchParams(criteriaOf(condition))] as Array<[string, string]>;
+  const pairs = conditionPairs(condition);
   if (pairs.length === 0) throw FhirError.badRequest(`A conditional ${resourceType} interaction needs search criteria`, undefined, 'required');
   // A condition that does not select what its author meant would update or delete the wrong resource.
   const request = parseSearch([resourceType], pairs, deps.registry, { strict: true, baseUrl });
@@ -27,7 +28,17 @@ export async function findMatches(tx: SqlExecutor, deps: RouterDependencies, res
 
 /** The same condition however its parameters are ordered, so equal conditions take the same lock. */
 function normalizeCondition(condition: string): string {
-  return [...new URLSearchParams(condition)].map(([k, v]) => `${k}=${v}`).sort().join('&');
+  return conditionPairs(condition).map(([k, v]) => `${k}=${v}`).sort().join('&');
+}
+
+/** The search parameters of a condition, decoded; one PostgreSQL could not take as text is refused (400). */
+function conditionPairs(condition: string): Array<[string, string]> {
+  const pairs = [...new URLSearchParams(criteriaOf(condition))];
+  for (const [name, value] of pairs) {
+    const problem = unstorableCharacter(name) ?? unstorableCharacter(value);
+    if (problem) throw FhirError.badRequest(`The condition '${condition}' contains ${problem}`);
+  }
+  return pairs;
 }
 
 /** Criteria may be sent as `identifier=…` or `Patient?identifier=…` (If-None-Exist allows both). */

@@ -9,6 +9,7 @@ import type { Interaction } from './interaction.ts';
 import { applyPatch } from './patch.ts';
 import type { FhirRequest } from './request.ts';
 import { checkResource } from './validate.ts';
+import { checkInput } from '../fhir/input-limits.ts';
 
 type Of<K extends Interaction['kind']> = Extract<Interaction, { kind: K }>;
 
@@ -101,6 +102,7 @@ export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx:
       throw FhirError.preconditionFailed(`If-Match W/"${ifMatch}" does not match the current version of ${interaction.resourceType}/${interaction.id} (W/"${current.versionId}")`);
     }
     const patched = applyPatch(structuredClone(current.resource), request.body);
+    checkInput(patched, ctx.deps.inputLimits);
     const { resource: valid } = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
     const resource = await completeAttachments(valid, binaryReader(store));
     const { resource: stored } = await store.repo.update(resource as Resource & { id: string }, { ifMatch: current.versionId, baseUrl: request.baseUrl });

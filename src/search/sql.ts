@@ -3,6 +3,7 @@ import { halfUnitOfLastDigit } from './decimal.ts';
 import { ofTypeKey, ofTypeParam } from './extract.ts';
 import { followsRecordPatient } from './compartment.ts';
 import { normalizeString } from './normalize.ts';
+import { invalidCursor } from './parse.ts';
 import type { SearchParamDefinition } from './registry.ts';
 import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
 
@@ -637,13 +638,29 @@ function sortExpression(param: SearchParamDefinition, descending: boolean, binde
   }
 }
 
+/** A sort key's value as PostgreSQL writes it as text: a timestamptz (`2024-03-01 10:00:00+00`), a numeric. */
+const TIMESTAMPTZ_TEXT = /^(\d{4,})-(\d\d)-(\d\d) ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?[+-]\d\d(:[0-5]\d){0,2}( BC)?$/;
+const NUMERIC_TEXT = /^-?(\d{1,131072}(\.\d{0,16383})?|\.\d{1,16383})$|^NaN$/;
+
+function fitsKey(key: SortKey, value: string | null): boolean {
+  if (value === null || key.cast === 'text') return true;
+  if (key.cast === 'numeric') return NUMERIC_TEXT.test(value);
+  if (value === 'infinity' || value === '-infinity') return true;
+  const date = TIMESTAMPTZ_TEXT.exec(value);
+  if (!date) return false;
+  const [year, month, day] = [Number(date[1]), Number(date[2]), Number(date[3])];
+  const calendar = new Date(Date.UTC(year, month - 1, day));
+  return calendar.getUTCMonth() === month - 1 && calendar.getUTCDate() === day;
+}
+
 /**
  * Rows strictly after the cursor in the order of `keys` (compared lexicographically, NULLs placed as
  * ordered). A key that is a plain column is bounded first (`k >= v AND (k > v OR …)`), so the index
  * that gives the order also starts the scan at the cursor instead of filtering everything before it.
  */
 function keysetAfter(keys: SortKey[], values: Array<string | null>, binder: Binder): string {
-  if (values.length !== keys.length) return 'false';
+  // A cursor this server issued has one value per key, each the text of that key's type.
+  if (values.length !== keys.length || keys.some((key, n) => !fitsKey(key, values[n]!))) throw invalidCursor();
   const after = (n: number): string => {
     if (n === keys.length) return 'false'; // equal on every key: the cursor's own row
     const key = keys[n]!;
