@@ -8,7 +8,7 @@ import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 const server = await startTestServer(t, { bodyLimit: 8 * 1024 * 1024 });
 const base = await server.app.listen({ port: 0, host: '127.0.0.1' });
 
-const send = (method: 'POST' | 'PUT' | 'GET', url: string, payload?: string | Buffer, headers: Record<string, string> = {}) =>
+const send = (method: 'POST' | 'PUT' | 'PATCH' | 'GET', url: string, payload?: string | Buffer, headers: Record<string, string> = {}) =>
   server.inject({ method, url, payload, headers: { 'content-type': FHIR_JSON, ...headers } });
 
 const storedVersions = async () => json(await server.inject({ method: 'GET', url: '/fhir/_history?_count=0' })).total as number;
@@ -111,6 +111,15 @@ t.test('an array over the limit: 413 naming it and where it is', async (t) => {
   // At the limit, accepted.
   patient.name[0]!.given.length = 1000;
   t.equal((await send('POST', '/fhir/Patient', JSON.stringify(patient))).statusCode, 201);
+});
+
+t.test('a patch whose result would go over a limit: 413 naming it, nothing changed', async (t) => {
+  const patient = { resourceType: 'Patient', name: [{ family: 'Petit', given: Array.from({ length: 1000 }, (_, i) => `G${i}`) }] };
+  const created = json(await send('POST', '/fhir/Patient', JSON.stringify(patient)));
+  const patch = JSON.stringify([{ op: 'add', path: '/name/0/given/-', value: 'One more' }]);
+  const res = await send('PATCH', `/fhir/Patient/${created.id}`, patch, { 'content-type': 'application/json-patch+json' });
+  assertOutcome(t, res, 413, /Patient\.name\[0\]\.given has 1001 items; .*\(RESOURCE_MAX_ARRAY_LENGTH\)/);
+  t.equal(json(await send('GET', `/fhir/Patient/${created.id}`)).meta.versionId, '1');
 });
 
 t.test('a transaction may have more entries than an array may have items (BUNDLE_MAX_ENTRIES bounds it)', async (t) => {

@@ -42,14 +42,20 @@ export function checkInput(body: unknown, limits: InputLimits): void {
   if (body === null || typeof body !== 'object') return;
   const topBundleEntries = (body as { resourceType?: unknown }).resourceType === 'Bundle' ? (body as { entry?: unknown }).entry : undefined;
   const stack: Pending[] = [{ value: body, depth: 1 }];
-  for (let item = stack.pop(); item; item = stack.pop()) {
-    const { value, depth } = item;
+  // Strings, most of a body, are checked where they are met: only objects and arrays go on the stack.
+  const visit = (value: unknown, parent: Pending, key: string | number) => {
     if (typeof value === 'string') {
       const problem = unstorableCharacter(value);
-      if (problem) throw FhirError.badRequest(`${pathOf(item)} contains ${problem}`, [pathOf(item)]);
-      continue;
+      if (problem) {
+        const path = pathOf({ value, depth: parent.depth + 1, parent, key });
+        throw FhirError.badRequest(`${path} contains ${problem}`, [path]);
+      }
+    } else if (value !== null && typeof value === 'object') {
+      stack.push({ value, depth: parent.depth + 1, parent, key });
     }
-    if (value === null || typeof value !== 'object') continue;
+  };
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const { value, depth } = item;
     if (depth > limits.maxDepth) {
       throw new FhirError(413, [{ code: 'too-long', diagnostics: `${pathOf(item)} is nested ${depth} levels deep; this server accepts at most ${limits.maxDepth} levels (RESOURCE_MAX_DEPTH)`, expression: [pathOf(item)] }]);
     }
@@ -57,13 +63,13 @@ export function checkInput(body: unknown, limits: InputLimits): void {
       if (value.length > limits.maxArrayLength && value !== topBundleEntries) {
         throw new FhirError(413, [{ code: 'too-long', diagnostics: `${pathOf(item)} has ${value.length} items; this server accepts at most ${limits.maxArrayLength} in one array (RESOURCE_MAX_ARRAY_LENGTH)`, expression: [pathOf(item)] }]);
       }
-      for (let index = value.length - 1; index >= 0; index--) stack.push({ value: value[index], depth: depth + 1, parent: item, key: index });
+      for (let index = value.length - 1; index >= 0; index--) visit(value[index], item, index);
       continue;
     }
-    for (const key of Object.keys(value)) {
+    for (const key in value as Record<string, unknown>) {
       const problem = unstorableCharacter(key);
       if (problem) throw FhirError.badRequest(`A property name in ${pathOf(item)} contains ${problem}`, [pathOf(item)]);
-      stack.push({ value: (value as Record<string, unknown>)[key], depth: depth + 1, parent: item, key });
+      visit((value as Record<string, unknown>)[key], item, key);
     }
   }
 }

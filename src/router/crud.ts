@@ -1,5 +1,6 @@
 import type { Binary, Resource } from 'fhir/r4';
 import { completeAttachments, type BinaryReader } from '../fhir/attachments.ts';
+import { checkInput } from '../fhir/input-limits.ts';
 import { FhirError, informational } from '../fhir/outcome.ts';
 import { joinTransaction } from '../store/database.ts';
 import type { StoredResource } from '../store/repository.ts';
@@ -9,7 +10,6 @@ import type { Interaction } from './interaction.ts';
 import { applyPatch } from './patch.ts';
 import type { FhirRequest } from './request.ts';
 import { checkResource } from './validate.ts';
-import { checkInput } from '../fhir/input-limits.ts';
 
 type Of<K extends Interaction['kind']> = Extract<Interaction, { kind: K }>;
 
