@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
-import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
+import { buildApp } from '../src/app.ts';
+import { loadMigrations, migrate } from '../src/store/migrate.ts';
+import { FHIR_JSON, json, openTestDatabase, startTestServer } from './helpers/app.ts';
 
 // Searchable values longer than a btree index entry holds (about 2.7 KB) are stored and searched exactly:
 // before migration 0011 such a write failed with PostgreSQL's 54000 "index row size exceeds btree maximum".
@@ -90,4 +92,22 @@ t.test('paging a sort on 10 KB token values, one resource a page, both ways', as
     const back = json(await server.inject({ method: 'GET', url: previous.slice(previous.indexOf('/fhir/')) }));
     t.same(back.entry.map((e: any) => e.resource.id), [order[0]], `_sort=${sort} backwards`);
   }
+});
+
+t.test('a store indexed before migration 0011 keeps its rows searchable, and takes long values after it', async (t) => {
+  const store = await openTestDatabase();
+  t.teardown(() => store.drop());
+  await migrate(store.db, loadMigrations().filter((m) => m.version <= 10));
+  const stored = JSON.stringify({ resourceType: 'Patient', id: 'ancien', meta: { versionId: '1', lastUpdated: '2026-01-02T03:04:05.000Z' }, name: [{ family: 'Dupont' }] });
+  await store.db.query(`INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) VALUES ('Patient', 'ancien', 1, '2026-01-02T03:04:05Z', false, $1)`, [stored]);
+  await store.db.query(`INSERT INTO search_string (resource_type, resource_id, patient_id, param, value, normalized) VALUES ('Patient', 'ancien', 'ancien', 'family', 'Dupont', 'dupont')`);
+  await store.db.query(`INSERT INTO search_token (resource_type, resource_id, patient_id, param, system, code) VALUES ('Patient', 'ancien', 'ancien', 'identifier', 'urn:x', 'A-1')`);
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, db: store.db, validator: { validate: () => [] } });
+  t.teardown(() => app.close());
+  const ids = async (query: string) => (json(await app.inject({ method: 'GET', url: `/fhir/Patient?${query}` })).entry ?? []).map((e: any) => e.resource.id);
+  t.same(await ids('family=dup'), ['ancien']);
+  t.same(await ids('identifier=urn:x|A-1'), ['ancien']);
+  const res = await app.inject({ method: 'POST', url: '/fhir/Patient', headers: { 'content-type': FHIR_JSON }, payload: JSON.stringify({ resourceType: 'Patient', name: [{ family: longA }] }) });
+  t.equal(res.statusCode, 201);
+  t.same(await ids(`family:exact=${encodeURIComponent(longA)}`), [json(res).id]);
 });
