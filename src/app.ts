@@ -2,10 +2,11 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { configFromEnv, type ServerConfig } from './config.ts';
 import { loadCapabilityStatement } from './fhir/capability.ts';
+import { DEFAULT_INPUT_LIMITS } from './fhir/input-limits.ts';
 import { SERVED_RESOURCE_TYPES } from './fhir/resource-types.ts';
 import { createProfileValidator } from './fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from './fhir/validation/validator.ts';
-import { answerClientError, registerErrorHandlers } from './http/errors.ts';
+import { answerClientError, frameworkErrors, registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
@@ -14,7 +15,7 @@ import type { StoreContext } from './router/context.ts';
 import { FhirRouter } from './router/router.ts';
 import { loadPatientCompartment } from './search/compartment.ts';
 import { SearchEngine } from './search/execute.ts';
-import { SearchIndexWriter } from './search/index-writer.ts';
+import { DEFAULT_MAX_INDEX_ROWS, SearchIndexWriter } from './search/index-writer.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT, sweepStaleUploads } from './store/binary-store.ts';
 import { CreateCoalescer } from './store/create-coalescer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
@@ -25,7 +26,7 @@ import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
-    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout'>>;
+    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows'>>;
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
@@ -51,12 +52,13 @@ export async function buildApp({ config, db, validator, logStream, waitForStorag
     requestIdHeader: false,
     genReqId: requestId,
     ...connectionTimeouts({ ...configFromEnv({}), ...definedOnly(config) }),
+    frameworkErrors,
     clientErrorHandler: answerClientError,
   });
   // Each step logs its duration: a start takes seconds, most of them building the validator.
   const log = startupLog ?? app.log;
   const registry = await startupStep(log, 'search registry', () => (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters())));
-  const indexWriter = new SearchIndexWriter(registry);
+  const indexWriter = new SearchIndexWriter(registry, config.resourceMaxIndexRows ?? DEFAULT_MAX_INDEX_ROWS);
   // Creates outside transactions share statements under load; a transaction's creates are its own.
   const coalescer = new CreateCoalescer(db);
   const binaryInlineLimit = config.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
@@ -70,6 +72,10 @@ export async function buildApp({ config, db, validator, logStream, waitForStorag
   const resourceValidator = await startupStep(log, 'validator and profiles', () =>
     validator ?? (defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles: config.unknownProfiles })),
   );
+  const inputLimits = {
+    maxDepth: config.resourceMaxDepth ?? DEFAULT_INPUT_LIMITS.maxDepth,
+    maxArrayLength: config.resourceMaxArrayLength ?? DEFAULT_INPUT_LIMITS.maxArrayLength,
+  };
   // The database steps come last: a server started during an outage has the rest ready when it returns.
   await startupStep(log, 'migrations', () => migrate(db), { waitForStorage });
   await startupStep(log, 'sweep stale uploads', () => sweepStaleUploads(db, STALE_UPLOAD_SECONDS), { waitForStorage });
@@ -81,6 +87,7 @@ export async function buildApp({ config, db, validator, logStream, waitForStorag
     registry,
     patientCompartment: loadPatientCompartment(),
     limits: { maxEntries: config.bundleMaxEntries ?? 10_000, binaryInlineBytes: binaryInlineLimit },
+    inputLimits,
     operations: defaultOperations(),
   });
 
@@ -90,7 +97,7 @@ export async function buildApp({ config, db, validator, logStream, waitForStorag
   registerErrorHandlers(app);
   await startupStep(log, 'routes', async () => {
     await app.register(healthRoutes, { repo: store.repo });
-    await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit });
+    await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit, inputLimits });
   });
   return app;
 }

@@ -1,6 +1,8 @@
 import { availableParallelism } from 'node:os';
 import type { LevelWithSilent } from 'pino';
 import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
+import { DEFAULT_INPUT_LIMITS } from './fhir/input-limits.ts';
+import { DEFAULT_MAX_INDEX_ROWS } from './search/index-writer.ts';
 
 export interface ServerConfig {
   port: number;
@@ -18,6 +20,12 @@ export interface ServerConfig {
   unknownProfiles: 'warning' | 'error';
   /** Public base URL of the FHIR API when behind a proxy; otherwise taken from the request's Host. */
   publicBaseUrl?: string;
+  /** Deepest nesting of objects and arrays accepted in a JSON body. */
+  resourceMaxDepth: number;
+  /** Most items accepted in one array of a JSON body (a Bundle's own entries aside). */
+  resourceMaxArrayLength: number;
+  /** Most search index rows one resource may produce. */
+  resourceMaxIndexRows: number;
   /** Server processes sharing the port (PostgreSQL only: an embedded PGlite store belongs to one process). */
   workers: number;
   /** The largest Binary whose base64 `data` is put into a Bundle or made one text; larger ones are streamed or left out. */
@@ -48,6 +56,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     bundleMaxEntries: integer(env.BUNDLE_MAX_ENTRIES, 10_000, 'BUNDLE_MAX_ENTRIES'),
     bundleBodyLimit: integer(env.BUNDLE_BODY_LIMIT, 64 * 1024 * 1024, 'BUNDLE_BODY_LIMIT'),
     unknownProfiles: oneOf(env.FHIR_UNKNOWN_PROFILES, ['warning', 'error'] as const, 'warning', 'FHIR_UNKNOWN_PROFILES'),
+    resourceMaxDepth: integer(env.RESOURCE_MAX_DEPTH, DEFAULT_INPUT_LIMITS.maxDepth, 'RESOURCE_MAX_DEPTH'),
+    resourceMaxArrayLength: integer(env.RESOURCE_MAX_ARRAY_LENGTH, DEFAULT_INPUT_LIMITS.maxArrayLength, 'RESOURCE_MAX_ARRAY_LENGTH'),
+    resourceMaxIndexRows: integer(env.RESOURCE_MAX_INDEX_ROWS, DEFAULT_MAX_INDEX_ROWS, 'RESOURCE_MAX_INDEX_ROWS'),
     publicBaseUrl: env.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
     workers: env.WORKERS === 'auto' ? availableParallelism() : integer(env.WORKERS, 1, 'WORKERS') || 1,
     binaryInlineLimit: integer(env.BINARY_INLINE_LIMIT, DEFAULT_BINARY_INLINE_LIMIT, 'BINARY_INLINE_LIMIT'),

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { MAX_DIAGNOSTICS_LENGTH } from '../src/fhir/outcome.ts';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 
 const MB = 1024 * 1024;
@@ -29,7 +30,7 @@ t.test('a 1 MB resourceType is not echoed back: diagnostics are cut with an elli
   const { diagnostics } = json(res).issue[0];
   t.match(diagnostics, /^resourceType 'XXXX/);
   t.ok(diagnostics.endsWith('…'), 'the cut is marked');
-  t.equal(diagnostics.length, 500);
+  t.equal(diagnostics.length, MAX_DIAGNOSTICS_LENGTH);
 });
 
 t.test('a bundle entry failing with many issues keeps the bound', async (t) => {

@@ -17,7 +17,7 @@ export interface Issue {
  * cut, with an ellipsis (every message of this server fits in it: what runs past it is echoed input).
  */
 export const MAX_ISSUES = 100;
-export const MAX_DIAGNOSTICS_LENGTH = 500;
+export const MAX_DIAGNOSTICS_LENGTH = 1000;
 const MAX_EXPRESSION_LENGTH = 200;
 const MAX_EXPRESSIONS = 10;
 

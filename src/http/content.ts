@@ -1,6 +1,7 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Binary } from 'fhir/r4';
+import { checkInput, type InputLimits } from '../fhir/input-limits.ts';
 import { FhirError } from '../fhir/outcome.ts';
 import { jsonPieces, jsonText, ResourceText, type ResponseResource } from '../fhir/resource-text.ts';
 import { FormParameters, JsonPatchBody, RawBody, UnsupportedBody } from '../router/request.ts';
@@ -15,21 +16,37 @@ const FORMAT_ALIASES: Record<string, string> = { json: FHIR_JSON, 'application/f
  * Request bodies: FHIR JSON under either media type (R4 http.html#mime-type). A body of any other type
  * is not refused here but handed on as an UnsupportedBody, so the router first answers 404 or 405 for a
  * path or method it does not serve, and 415 only for a write it would otherwise perform.
- * `__proto__` keys are refused rather than silently dropped.
+ * `__proto__` keys are refused rather than silently dropped. A JSON body must be UTF-8 (RFC 8259): bytes that
+ * are not are refused, not stored replaced by U+FFFD. A parsed body is held to `limits` before anything walks it.
  */
-export function registerBodyParsers(app: FastifyInstance): void {
+export function registerBodyParsers(app: FastifyInstance, limits: InputLimits): void {
   app.removeContentTypeParser(['application/json', 'text/plain']);
   const fastifyJson = app.getDefaultJsonParser('error', 'error');
-  const parseJson: typeof fastifyJson = (request, body, done) =>
-    fastifyJson(request, body, (error, value) => done(error ? explained(error, body as string) : null, value));
-  app.addContentTypeParser([...JSON_TYPES], { parseAs: 'string' }, (request, body, done) => {
+  const parseJson = (request: FastifyRequest, bytes: Buffer, done: (error: Error | null, value?: unknown) => void) => {
+    let text: string;
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      return done(FhirError.badRequest('The request body is not valid UTF-8: FHIR JSON must be sent in UTF-8', undefined, 'structure'));
+    }
+    fastifyJson(request, text, (error, value) => {
+      if (error) return done(explained(error, text));
+      try {
+        checkInput(value, limits);
+      } catch (refusal) {
+        return done(refusal as Error);
+      }
+      done(null, value);
+    });
+  };
+  app.addContentTypeParser([...JSON_TYPES], { parseAs: 'buffer' }, (request, body, done) => {
     // Clients often send Content-Type on a GET or DELETE without a body: that is no body, not bad JSON.
     // A write without a body is refused later, by the router, for every transport alike.
-    if (body === '') return done(null, undefined);
-    return parseJson(request, body as string, done);
+    if ((body as Buffer).length === 0) return done(null, undefined);
+    return parseJson(request, body as Buffer, done);
   });
-  app.addContentTypeParser('application/json-patch+json', { parseAs: 'string' }, (request, body, done) => {
-    parseJson(request, body as string, (error, value) => done(error ?? null, error ? undefined : new JsonPatchBody(value)));
+  app.addContentTypeParser('application/json-patch+json', { parseAs: 'buffer' }, (request, body, done) => {
+    parseJson(request, body as Buffer, (error, value) => done(error ?? null, error ? undefined : new JsonPatchBody(value)));
   });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (request, body, done) => {
     done(null, new FormParameters([...new URLSearchParams(body as string)]));
@@ -44,6 +61,8 @@ export function registerBodyParsers(app: FastifyInstance): void {
     return done(null, new RawBody(mediaType, limited(payload, limit)));
   });
 }
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Fastify says only that the body is not valid JSON, naming `application/json` whatever the request's

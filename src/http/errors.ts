@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FhirError, operationOutcome, type IssueCode } from '../fhir/outcome.ts';
 import { isStorageUnavailable } from '../store/unavailable.ts';
 import { FHIR_JSON } from './content.ts';
@@ -53,6 +53,16 @@ export function registerErrorHandlers(app: FastifyInstance): void {
       .type(FHIR_JSON)
       .send(operationOutcome([{ code: 'not-found', diagnostics: `No endpoint at ${request.method} ${request.url.split('?')[0]}; the FHIR API is under /fhir` }]));
   });
+}
+
+/**
+ * Fastify's own refusals before any route (a path whose percent-encoding does not decode, `%FF`), as
+ * OperationOutcomes like every other answer. Given to Fastify as its `frameworkErrors` option.
+ */
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode && error.statusCode < 500 ? error.statusCode : 400;
+  const diagnostics = error.code === 'FST_ERR_BAD_URL' ? `The URL is not valid: ${error.message}` : error.message;
+  reply.status(status).type(FHIR_JSON).header('x-request-id', request.id).send(operationOutcome([{ code: CODE_BY_STATUS[status] ?? 'invalid', diagnostics }]));
 }
 
 function clientMessage(error: FastifyError, bodyLimit: number | undefined): string {

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { InputLimits } from '../fhir/input-limits.ts';
 import type { FhirRouter } from '../router/router.ts';
 import type { FhirRequest, HttpMethod } from '../router/request.ts';
 import { StoredBinary } from '../store/repository.ts';
@@ -9,6 +10,7 @@ export interface FhirRoutesOptions {
   publicBaseUrl?: string;
   /** Body limit of POSTs to the base (transaction and batch Bundles), which may exceed other requests'. */
   bundleBodyLimit?: number;
+  inputLimits: InputLimits;
 }
 
 export const FHIR_BASE_PATH = '/fhir';
@@ -18,7 +20,7 @@ export const FHIR_BASE_PATH = '/fhir';
  * router, which decides 404 and 405 itself so that bundle entries get the same answers.
  */
 export async function fhirRoutes(app: FastifyInstance, options: FhirRoutesOptions): Promise<void> {
-  registerBodyParsers(app);
+  registerBodyParsers(app, options.inputLimits);
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const fhirRequest = toFhirRequest(request, options.publicBaseUrl);

@@ -1,3 +1,4 @@
+import { unstorableCharacter } from '../fhir/input-limits.ts';
 import { FhirError } from '../fhir/outcome.ts';
 import { parseSearch } from '../search/parse.ts';
 import { planSearch, readPage } from '../search/execute.ts';
@@ -20,7 +21,7 @@ export interface Condition {
 }
 
 export function parseCondition(deps: RouterDependencies, resourceType: string, condition: string, baseUrl: string): Condition {
-  const pairs = [...new URLSearchParams(criteriaOf(condition))] as Array<[string, string]>;
+  const pairs = conditionPairs(condition);
   if (pairs.length === 0) throw FhirError.badRequest(`A conditional ${resourceType} interaction needs search criteria`, undefined, 'required');
   // A condition that does not select what its author meant would update or delete the wrong resource.
   const search = parseSearch([resourceType], pairs, deps.registry, { strict: true, baseUrl });
@@ -56,7 +57,8 @@ export function severalMatches(condition: Condition, matches: string[], conseque
   const named = matches.slice(0, MATCHES_NAMED).map((id) => `${condition.resourceType}/${id}`);
   const more = matches.length > MATCHES_NAMED ? ' and more' : '';
   return new FhirError(412, [
-    { code: 'multiple-matches', diagnostics: `'${condition.text}' matches several ${condition.resourceType} resources (${named.join(', ')}${more}); ${consequence}` },
+    // The ids come before the client's criteria, which are what a length bound on diagnostics may cut.
+    { code: 'multiple-matches', diagnostics: `Several ${condition.resourceType} resources match (${named.join(', ')}${more}); ${consequence}. The criteria: '${condition.text}'` },
   ]);
 }
 
@@ -93,6 +95,16 @@ function canonicalValue(value: unknown): unknown {
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([key, item]) => [key, key === 'param' && item !== null && typeof item === 'object' ? (item as { url: string }).url : canonicalValue(item)]),
   );
+}
+
+/** The search parameters of a condition, decoded; one PostgreSQL could not take as text is refused (400). */
+function conditionPairs(condition: string): Array<[string, string]> {
+  const pairs = [...new URLSearchParams(criteriaOf(condition))];
+  for (const [name, value] of pairs) {
+    const problem = unstorableCharacter(name) ?? unstorableCharacter(value);
+    if (problem) throw FhirError.badRequest(`The condition '${condition}' contains ${problem}`);
+  }
+  return pairs;
 }
 
 /** Criteria may be sent as `identifier=…` or `Patient?identifier=…` (If-None-Exist allows both). */

@@ -1,5 +1,6 @@
 import type { CapabilityStatement, OperationOutcome } from 'fhir/r4';
 import type { ResponseResource } from '../fhir/resource-text.ts';
+import type { InputLimits } from '../fhir/input-limits.ts';
 import type { ResourceValidator } from '../fhir/validation/validator.ts';
 import type { OperationRegistry } from '../operations/registry.ts';
 import type { SearchEngine } from '../search/execute.ts';
@@ -35,6 +36,8 @@ export interface RouterDependencies {
   patientCompartment: Map<string, string[]>;
   hooks?: InteractionHook[];
   limits: BundleLimits;
+  /** Bounds on a resource's shape: bodies are held to them as they are parsed, a patch's result here. */
+  inputLimits: InputLimits;
   operations: OperationRegistry;
 }
 

@@ -1,5 +1,6 @@
 import type { Binary, Resource } from 'fhir/r4';
 import { completeAttachments, type BinaryReader } from '../fhir/attachments.ts';
+import { checkInput } from '../fhir/input-limits.ts';
 import { FhirError, informational } from '../fhir/outcome.ts';
 import { joinTransaction } from '../store/database.ts';
 import type { StoredResource } from '../store/repository.ts';
@@ -106,6 +107,7 @@ export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx:
       throw FhirError.preconditionFailed(`If-Match W/"${ifMatch}" does not match the current version of ${interaction.resourceType}/${interaction.id} (W/"${current.versionId}")`);
     }
     const patched = applyPatch(structuredClone(current.resource), request.body);
+    checkInput(patched, ctx.deps.inputLimits);
     const { resource: valid } = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
     const resource = await completeAttachments(valid, binaryReader(store));
     const { resource: stored } = await store.repo.update(resource as Resource & { id: string }, { ifMatch: current.versionId, baseUrl: request.baseUrl });

@@ -253,19 +253,36 @@ function componentTexts(type: string, node: PathNode, baseUrl: string | undefine
 }
 
 /**
- * Drops repeated rows (two paths reaching one value). A table holds a few rows per resource, all built
- * with the same fields in the same order: comparing them pairwise is cheaper than keying each one.
+ * Drops repeated rows (two paths reaching one value). A table usually holds a few rows per resource, all
+ * built with the same fields in the same order: comparing them pairwise is then cheaper than keying each
+ * one; past a few dozen, pairs grow with the square (30,000 identifiers took seconds), keys do not.
  */
 function dedupe(rows: IndexRows): IndexRows {
   for (const table of TABLE_NAMES) {
     const list = rows[table] as unknown as Array<Record<string, string | null>>;
     if (list.length < 2) continue;
-    (rows[table] as unknown[]) = list.filter((row, index) => {
-      for (let earlier = 0; earlier < index; earlier++) if (sameRow(list[earlier]!, row)) return false;
-      return true;
-    });
+    (rows[table] as unknown[]) = list.length <= PAIRWISE_DEDUPE_MAX ? withoutRepeatsPairwise(list) : withoutRepeatsKeyed(list);
   }
   return rows;
+}
+
+const PAIRWISE_DEDUPE_MAX = 32;
+
+function withoutRepeatsPairwise(list: Array<Record<string, string | null>>): Array<Record<string, string | null>> {
+  return list.filter((row, index) => {
+    for (let earlier = 0; earlier < index; earlier++) if (sameRow(list[earlier]!, row)) return false;
+    return true;
+  });
+}
+
+function withoutRepeatsKeyed(list: Array<Record<string, string | null>>): Array<Record<string, string | null>> {
+  const seen = new Set<string>();
+  return list.filter((row) => {
+    const key = JSON.stringify(Object.values(row));
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 function sameRow(a: Record<string, string | null>, b: Record<string, string | null>): boolean {

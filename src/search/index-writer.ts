@@ -1,4 +1,5 @@
 import type { Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
 import type { SqlExecutor } from '../store/database.ts';
 import { recordPatientOf } from './compartment.ts';
 import { extractIndexRows, type ExtractOptions, type IndexRows, type IndexTable } from './extract.ts';
@@ -32,6 +33,9 @@ const TABLES: Record<IndexTable, Array<[column: string, sqlType: string, field: 
 };
 const TABLE_NAMES = Object.keys(TABLES) as IndexTable[];
 
+/** Search index rows one resource may have unless configured otherwise (RESOURCE_MAX_INDEX_ROWS). */
+export const DEFAULT_MAX_INDEX_ROWS = 10_000;
+
 /** A resource's identity and the index rows extracted from it. */
 export interface IndexedResource {
   resourceType: string;
@@ -51,10 +55,22 @@ export interface IndexWriter {
 }
 
 export class SearchIndexWriter implements IndexWriter {
-  constructor(private readonly registry: SearchParameterRegistry) {}
+  /**
+   * `maxRows`: most index rows one resource may have; a write beyond is refused (413), as its rows would
+   * hold up every other write while they go in (a reindex of stored resources passes none).
+   */
+  constructor(
+    private readonly registry: SearchParameterRegistry,
+    private readonly maxRows = Infinity,
+  ) {}
 
   rowsOf(resource: Resource, options: ExtractOptions = {}): IndexRows {
-    return extractIndexRows(resource, this.registry, options);
+    const rows = extractIndexRows(resource, this.registry, options);
+    const count = TABLE_NAMES.reduce((sum, table) => sum + rows[table].length, 0);
+    if (count > this.maxRows) {
+      throw new FhirError(413, [{ code: 'too-long', diagnostics: `This ${resource.resourceType} has ${count} search index entries; this server accepts at most ${this.maxRows} per resource (RESOURCE_MAX_INDEX_ROWS)` }]);
+    }
+    return rows;
   }
 
   async replace(tx: SqlExecutor, resourceType: string, id: string, rows: IndexRows | undefined): Promise<void> {

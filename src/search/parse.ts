@@ -1,3 +1,4 @@
+import { unstorableCharacter } from '../fhir/input-limits.ts';
 import { FhirError } from '../fhir/outcome.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
 import { loadValidationContext } from '../fhir/validation/profile-validator.ts';
@@ -44,6 +45,8 @@ export function parseSearch(
   const singleType = resourceTypes.length === 1 ? resourceTypes[0]! : undefined;
 
   for (const [name, value] of params) {
+    const problem = unstorableCharacter(name) ?? unstorableCharacter(value);
+    if (problem) throw FhirError.badRequest(`Search parameter ${JSON.stringify(name)} contains ${problem}`, [name]);
     const base = name.split(':')[0]!;
     if (TRANSPORT_PARAMETERS.has(base)) continue;
     if (UNSUPPORTED.has(base)) {
@@ -434,14 +437,17 @@ export function encodeCursor(values: Array<string | null>, backwards: boolean): 
 function decodeCursor(value: string): { values: Array<string | null>; backwards: boolean } {
   try {
     const parsed = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'));
-    if (Array.isArray(parsed.v) && parsed.v.every((x: unknown) => x === null || typeof x === 'string')) {
+    if (Array.isArray(parsed.v) && parsed.v.every((x: unknown) => x === null || (typeof x === 'string' && unstorableCharacter(x) === undefined))) {
       return { values: parsed.v, backwards: parsed.b === 1 };
     }
   } catch {
     // fall through
   }
-  throw FhirError.badRequest('_cursor is not a cursor this server issued', ['_cursor']);
+  throw invalidCursor();
 }
+
+/** An edited or made-up `_cursor`: its values are checked against the search's keys before any SQL. */
+export const invalidCursor = () => FhirError.badRequest('_cursor is not a cursor this server issued', ['_cursor']);
 
 function badModifier(name: string, modifier: string, type: string): FhirError {
   return FhirError.badRequest(`Search parameter ${name}: modifier :${modifier} is not supported on a ${type} parameter`, [name]);

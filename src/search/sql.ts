@@ -3,6 +3,7 @@ import { halfUnitOfLastDigit } from './decimal.ts';
 import { ofTypeKey, ofTypeParam } from './extract.ts';
 import { followsRecordPatient } from './compartment.ts';
 import { normalizeString } from './normalize.ts';
+import { invalidCursor } from './parse.ts';
 import type { SearchParamDefinition } from './registry.ts';
 import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
 
@@ -77,7 +78,8 @@ export function buildSearchSql(request: SearchRequest, scope?: ScopePredicate): 
   const driving = first && !request.filters.some(isNarrow) ? drivingIndexOf(first.param) : undefined;
   const pageCounts = !driving && !request.cursor && request.resourceTypes.length === 1 && request.filters.some((f) => f.kind === 'id' && !f.not && f.values.length <= MAX_COUNTED_IN_PAGE);
   const segments = driving && first ? drivenSegments(request, driving, first.descending, others, scope) : [plainSegment(request, request.sort, scope, pageCounts)];
-  return { segments, matchSql, countSql, countParams: countBinder.params, sortKeyCount: request.sort.length, pageCounts };
+  const sortKeyCount = request.sort.length + (driving?.prefixed ? 1 : 0);
+  return { segments, matchSql, countSql, countParams: countBinder.params, sortKeyCount, pageCounts };
 }
 
 /** Ids up to which a search limited to them counts its matches in its page statement, not in a second one. */
@@ -150,6 +152,11 @@ interface DrivingIndex {
   /** Column ascending / descending (dates: the range's low bound ascending, its high bound descending). */
   column: (descending: boolean) => string;
   cast: SortKey['cast'];
+  /**
+   * The index holds the column's first INDEXED_PREFIX characters only (token codes): the walk orders by
+   * that prefix, then by the whole value among rows sharing it, as two keys.
+   */
+  prefixed?: boolean;
 }
 
 function drivingIndexOf(param: SortRule['param']): DrivingIndex | undefined {
@@ -160,7 +167,7 @@ function drivingIndexOf(param: SortRule['param']): DrivingIndex | undefined {
     case 'number':
       return { table: 'search_number', param: param.code, column: () => 'value', cast: 'numeric' };
     case 'token':
-      return { table: 'search_token', param: param.code, column: () => 'code', cast: 'text' };
+      return { table: 'search_token', param: param.code, column: () => 'code', cast: 'text', prefixed: true };
     default:
       return undefined; // strings and uris are indexed with text_pattern_ops, an order ORDER BY cannot use
   }
@@ -184,7 +191,8 @@ function drivenSegments(request: SearchRequest, driving: DrivingIndex, descendin
     // The segment holds no NULLs; placing them where a backward index scan puts them lets the index
     // give the descending order too (a btree read backwards is DESC NULLS FIRST).
     const first: SortKey = { expression: `o.${column}`, descending, nullsFirst: descending, cast: driving.cast, column: true };
-    const keys = reversed([first, ...sortKeys(others, binder), ...TIE_BREAK], backwards);
+    const leading = driving.prefixed ? [{ ...first, expression: `left(o.${column}, ${INDEXED_PREFIX})` }, first] : [first];
+    const keys = reversed([...leading, ...sortKeys(others, binder), ...TIE_BREAK], backwards);
     // The row holding the resource's sort value: no other row of it sorts before (ties: the first by ctid).
     const better = `e.${column} ${descending ? '>' : '<'} o.${column} OR (e.${column} = o.${column} AND e.ctid < o.ctid)`;
     const conditions = [
@@ -206,8 +214,9 @@ function drivenSegments(request: SearchRequest, driving: DrivingIndex, descendin
       whereClause('r', request.resourceTypes, request.filters, binder, scope),
       `NOT EXISTS (SELECT 1 FROM ${driving.table} e WHERE e.resource_type = r.resource_type AND e.resource_id = r.id AND e.param = ${binder.bind(driving.param)} AND e.${driving.column(descending)} IS NOT NULL)`,
     ];
-    // Every row's first key is NULL: the order and the cursor start at the second.
-    return pageStatement(binder, 'resource r', conditions, [nullKey, ...rest], { compareFrom: 1, cursor: withCursor ? cursor : undefined, fence: !rest.every((k) => k.column), count: request.count });
+    // Every row's driving keys are NULL: the order and the cursor start after them.
+    const nullKeys = driving.prefixed ? [nullKey, nullKey] : [nullKey];
+    return pageStatement(binder, 'resource r', conditions, [...nullKeys, ...rest], { compareFrom: nullKeys.length, cursor: withCursor ? cursor : undefined, fence: !rest.every((k) => k.column), count: request.count });
   };
   // Forward: valued resources, then valueless ones. Backwards: the same, read from the other end.
   if (!backwards) return cursor && !cursorHasValue ? [missing(true)] : [present(true), missing(false)];
@@ -341,7 +350,7 @@ function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredica
       if (filter.modifier === 'of-type') {
         // Indexed apart (extract.ts): one key per identifier type coding, with the identifier's value.
         const keys = filter.values.map((v) => ofTypeKey(v.typeSystem, v.typeCode, v.value));
-        return index('search_composite', ofTypeParam(filter.param.code), (i) => `${i}.key = ANY(${binder.bind(keys, 'text[]')})`);
+        return index('search_composite', ofTypeParam(filter.param.code), (i) => indexedAmong(`${i}.key`, keys, binder));
       }
       if (filter.modifier === 'in' || filter.modifier === 'not-in' || filter.modifier === 'above' || filter.modifier === 'below') {
         return index('search_token', filter.param.code, codeSetRows(filter.values, binder), filter.modifier === 'not-in');
@@ -363,8 +372,8 @@ function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredica
         anyOf(
           filter.values.map((v) => {
             if (filter.modifier === 'exact') return `${i}.value = ${binder.bind(v)}`;
-            const normalized = likePrefix(normalizeString(v));
-            return filter.modifier === 'contains' ? `${i}.normalized LIKE ${binder.bind(`%${normalized}`)}` : `${i}.normalized LIKE ${binder.bind(normalized)}`;
+            if (filter.modifier === 'contains') return `${i}.normalized LIKE ${binder.bind(`%${likePrefix(normalizeString(v))}`)}`;
+            return indexedStartsWith(`${i}.normalized`, normalizeString(v), binder);
           }),
         ),
       );
@@ -396,9 +405,9 @@ function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredica
       return index('search_uri', filter.param.code, (i) =>
         anyOf(
           filter.values.map((v) => {
-            if (filter.modifier === 'below') return `${i}.uri LIKE ${binder.bind(likePrefix(v))}`;
+            if (filter.modifier === 'below') return indexedStartsWith(`${i}.uri`, v, binder);
             if (filter.modifier === 'above') return `${binder.bind(v)} LIKE replace(replace(replace(${i}.uri, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%'`;
-            return `${i}.uri = ${binder.bind(v)}`;
+            return indexedEqual(`${i}.uri`, v, binder);
           }),
         ),
       );
@@ -423,7 +432,7 @@ function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredica
         ),
       );
     case 'composite':
-      return index('search_composite', filter.param.code, (i) => `${i}.key = ANY(${binder.bind(filter.values, 'text[]')})`);
+      return index('search_composite', filter.param.code, (i) => indexedAmong(`${i}.key`, filter.values, binder));
     case 'missing': {
       const table = TABLE_OF_TYPE[filter.param.type]!;
       return index(table, filter.param.code, () => 'true', filter.missing);
@@ -483,9 +492,9 @@ function codeRows(values: TokenValue[], binder: Binder): (i: string) => string {
     anyOf(
       values.map((v) => {
         const parts: string[] = [];
-        if (v.code !== undefined) parts.push(`${i}.code = ${binder.bind(v.code)}`);
+        if (v.code !== undefined) parts.push(indexedEqual(`${i}.code`, v.code, binder));
         if (v.system === null) parts.push(`${i}.system IS NULL`);
-        else if (v.system !== undefined) parts.push(`${i}.system = ${binder.bind(v.system)}`);
+        else if (v.system !== undefined) parts.push(indexedEqual(`${i}.system`, v.system, binder));
         return parts.length > 0 ? `(${parts.join(' AND ')})` : 'true';
       }),
     );
@@ -502,8 +511,8 @@ function codeSetRows(sets: Array<{ system: string; codes: string[] }>, binder: B
     allCodes.length === 0
       ? 'false'
       : anyOf([
-          ...sets.map((v) => `(${i}.system = ${binder.bind(v.system)} AND ${i}.code = ANY(${binder.bind(v.codes, 'text[]')}))`),
-          `(${i}.system IS NULL AND ${i}.code = ANY(${binder.bind(allCodes, 'text[]')}))`,
+          ...sets.map((v) => `(${indexedEqual(`${i}.system`, v.system, binder)} AND ${indexedAmong(`${i}.code`, v.codes, binder)})`),
+          `(${i}.system IS NULL AND ${indexedAmong(`${i}.code`, allCodes, binder)})`,
         ]);
 }
 
@@ -526,6 +535,41 @@ export function hasIndexRowsStatement(filter: HasFilter, limit: number): PageSeg
 /** `FROM … WHERE …` of the index rows of `resourceType` matching `rows`, under alias `i`. */
 function matchingRows(rows: IndexRows, resourceType: string, i: string, binder: Binder): string {
   return `FROM ${rows.table} ${i} WHERE ${i}.resource_type = ${binder.bind(resourceType)} AND ${i}.param = ${binder.bind(rows.param)} AND (${rows.rows(i)})`;
+}
+
+/**
+ * Characters of a token code or system, string, uri or composite key that their btree index holds
+ * (migration 0011): the whole of a longer value would not fit in an index entry (about 2.7 KB).
+ */
+const INDEXED_PREFIX = 256;
+
+/** The first INDEXED_PREFIX characters, counted as PostgreSQL's `left()` counts them (code points). */
+function indexedPrefix(value: string): string {
+  return value.length <= INDEXED_PREFIX ? value : Array.from(value).slice(0, INDEXED_PREFIX).join('');
+}
+
+/**
+ * `column = value`, through the index on the column's prefix: a value shorter than the prefix equals a
+ * stored one exactly when their prefixes do; a longer one is then compared whole.
+ */
+function indexedEqual(column: string, value: string, binder: Binder): string {
+  const onIndex = `left(${column}, ${INDEXED_PREFIX}) = ${binder.bind(indexedPrefix(value))}`;
+  return shorterThanPrefix(value) ? onIndex : `(${onIndex} AND ${column} = ${binder.bind(value)})`;
+}
+
+/** `column` is one of `values`, through the index on the column's prefix (as `indexedEqual`). */
+function indexedAmong(column: string, values: string[], binder: Binder): string {
+  const onIndex = `left(${column}, ${INDEXED_PREFIX}) = ANY(${binder.bind([...new Set(values.map(indexedPrefix))], 'text[]')})`;
+  return values.every(shorterThanPrefix) ? onIndex : `(${onIndex} AND ${column} = ANY(${binder.bind(values, 'text[]')}))`;
+}
+
+const shorterThanPrefix = (value: string) => value.length < INDEXED_PREFIX || Array.from(value).length < INDEXED_PREFIX;
+
+/** `column` starts with `value`, through the index on the column's prefix, the whole compared where longer. */
+function indexedStartsWith(column: string, value: string, binder: Binder): string {
+  const prefix = indexedPrefix(value);
+  const onIndex = `left(${column}, ${INDEXED_PREFIX}) LIKE ${binder.bind(likePrefix(prefix))}`;
+  return prefix === value ? onIndex : `(${onIndex} AND ${column} LIKE ${binder.bind(likePrefix(value))})`;
 }
 
 const anyOf = (parts: string[]) => (parts.length === 1 ? parts[0]! : `(${parts.join(' OR ')})`);
@@ -637,13 +681,29 @@ function sortExpression(param: SearchParamDefinition, descending: boolean, binde
   }
 }
 
+/** A sort key's value as PostgreSQL writes it as text: a timestamptz (`2024-03-01 10:00:00+00`), a numeric. */
+const TIMESTAMPTZ_TEXT = /^(\d{4,})-(\d\d)-(\d\d) ([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?[+-]\d\d(:[0-5]\d){0,2}( BC)?$/;
+const NUMERIC_TEXT = /^-?(\d{1,131072}(\.\d{0,16383})?|\.\d{1,16383})$|^NaN$/;
+
+function fitsKey(key: SortKey, value: string | null): boolean {
+  if (value === null || key.cast === 'text') return true;
+  if (key.cast === 'numeric') return NUMERIC_TEXT.test(value);
+  if (value === 'infinity' || value === '-infinity') return true;
+  const date = TIMESTAMPTZ_TEXT.exec(value);
+  if (!date) return false;
+  const [year, month, day] = [Number(date[1]), Number(date[2]), Number(date[3])];
+  const calendar = new Date(Date.UTC(year, month - 1, day));
+  return calendar.getUTCMonth() === month - 1 && calendar.getUTCDate() === day;
+}
+
 /**
  * Rows strictly after the cursor in the order of `keys` (compared lexicographically, NULLs placed as
  * ordered). A key that is a plain column is bounded first (`k >= v AND (k > v OR …)`), so the index
  * that gives the order also starts the scan at the cursor instead of filtering everything before it.
  */
 function keysetAfter(keys: SortKey[], values: Array<string | null>, binder: Binder): string {
-  if (values.length !== keys.length) return 'false';
+  // A cursor this server issued has one value per key, each the text of that key's type.
+  if (values.length !== keys.length || keys.some((key, n) => !fitsKey(key, values[n]!))) throw invalidCursor();
   const after = (n: number): string => {
     if (n === keys.length) return 'false'; // equal on every key: the cursor's own row
     const key = keys[n]!;

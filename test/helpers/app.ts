@@ -105,6 +105,9 @@ export interface TestServerOptions {
   bodyLimit?: number;
   bundleMaxEntries?: number;
   bundleBodyLimit?: number;
+  resourceMaxDepth?: number;
+  resourceMaxArrayLength?: number;
+  resourceMaxIndexRows?: number;
   /**
    * Validate against the French default profiles, as the server does by default. Off unless asked:
    * most suites test REST behaviour with minimal resources that no French profile would accept.
@@ -124,7 +127,18 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
   const store = await openTestDatabase();
   const validator = config.frenchProfiles ? undefined : (baseOnly ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }));
   const app = await buildApp({
-    config: { logLevel: config.logStream ? 'info' : 'silent', bodyLimit: config.bodyLimit ?? 1024 * 1024, bundleMaxEntries: config.bundleMaxEntries ?? 1000, bundleBodyLimit: config.bundleBodyLimit, requestTimeout: config.requestTimeout, headersTimeout: config.headersTimeout, binaryInlineLimit: config.binaryInlineLimit },
+    config: {
+      logLevel: config.logStream ? 'info' : 'silent',
+      bodyLimit: config.bodyLimit ?? 1024 * 1024,
+      bundleMaxEntries: config.bundleMaxEntries ?? 1000,
+      bundleBodyLimit: config.bundleBodyLimit,
+      requestTimeout: config.requestTimeout,
+      headersTimeout: config.headersTimeout,
+      binaryInlineLimit: config.binaryInlineLimit,
+      resourceMaxDepth: config.resourceMaxDepth,
+      resourceMaxArrayLength: config.resourceMaxArrayLength,
+      resourceMaxIndexRows: config.resourceMaxIndexRows,
+    },
     db: store.db,
     validator,
     logStream: config.logStream,
