@@ -78,6 +78,22 @@ t.test('wrong JSON types for the whole body', async (t) => {
   }
 });
 
+t.test('a number, string, boolean or array where a complex type belongs is 400, on create and update alike', async (t) => {
+  const before = await storedVersions();
+  const document = (content: unknown) => ({ resourceType: 'DocumentReference', id: 'd1', status: 'current', content });
+  for (const content of [[-1], ['x'], [true], [[{}]], [{ attachment: 5 }], [{ attachment: 'x' }]]) {
+    for (const [method, url] of [['POST', '/fhir/DocumentReference'], ['PUT', '/fhir/DocumentReference/d1']] as const) {
+      const outcome = assertOutcome(t, await send(method, url, JSON.stringify(document(content))), 400);
+      t.match(outcome.issue[0].expression[0], /^DocumentReference\.content\[0\]/, `${method} ${JSON.stringify(content)}`);
+    }
+  }
+  assertOutcome(t, await send('POST', '/fhir/Patient', JSON.stringify({ ...valid, name: ['Martin'] })), 400);
+  assertOutcome(t, await send('POST', '/fhir/Patient', JSON.stringify({ ...valid, maritalStatus: 'M' })), 400);
+  t.equal(await storedVersions(), before, 'nothing stored');
+  const placeholders = await send('POST', '/fhir/Patient', JSON.stringify({ ...valid, name: [{ given: ['A', 'B'], _given: [null, { extension: [{ url: 'http://example.org/x', valueString: 'y' }] }] }] }));
+  t.equal(placeholders.statusCode, 201, 'null placeholders of a primitive array\'s extensions stay legal');
+});
+
 t.test('resourceType and id must agree with the URL', async (t) => {
   assertOutcome(t, await send('POST', '/fhir/Patient', JSON.stringify({ resourceType: 'Practitioner' })), 400);
   assertOutcome(t, await send('POST', '/fhir/Patient', JSON.stringify({ name: [{ family: 'X' }] })), 400);

