@@ -6,6 +6,7 @@
  * ids, cursors and headers. The server must answer each with a 2xx or a 4xx OperationOutcome, never a 5xx.
  */
 import { readFileSync } from 'node:fs';
+import { rng as seededRandom } from '../../scripts/bench/lib/french-population.ts';
 import { minimalResource, type ResourceJson } from './fixtures.ts';
 
 export interface FuzzRequest {
@@ -15,18 +16,6 @@ export interface FuzzRequest {
   headers: Record<string, string>;
   /** A string, or bytes for payloads that are not valid UTF-8. */
   payload?: string | Buffer;
-}
-
-/** mulberry32: small, fast and the same on every machine for a given seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let x = state;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface CapabilityResource {
