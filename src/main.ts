@@ -19,7 +19,7 @@ try {
 async function runServer(config: ServerConfig): Promise<void> {
   // A server of a WORKERS primary listens through the primary, which has checked the port.
   if (cluster.isPrimary) {
-    log.info({ pid: process.pid, node: process.version }, 'starting');
+    log.info({ node: process.version }, 'starting');
     await startupStep(log, 'check port', () => assertCanListen(config.host, config.port));
   }
   const db = await startupStep(log, 'open store', () => openDatabase(config.databaseUrl));
@@ -73,7 +73,7 @@ async function runPrimary(config: ServerConfig): Promise<void> {
   if (!/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
     throw new StartupRefused('WORKERS > 1 needs DATABASE_URL=postgres://…: the embedded PGlite store belongs to one process');
   }
-  log.info({ pid: process.pid, node: process.version, workers: config.workers }, 'starting');
+  log.info({ node: process.version, workers: config.workers }, 'starting');
   await startupStep(log, 'check port', () => assertCanListen(config.host, config.port));
 
   let stopping = false;
