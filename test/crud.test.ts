@@ -162,7 +162,7 @@ t.test('content negotiation: Accept, _format and _pretty', async (t) => {
   t.equal(json(xml).resourceType, 'OperationOutcome');
   t.equal((await get(`${url}?_format=xml`)).statusCode, 406);
   const pretty = await get(`${url}?_pretty=true`);
-  t.match(pretty.body, /^\{\n  "resourceType": "Patient"/);
+  t.match(pretty.body, /^\{\n {2}"resourceType": "Patient"/);
   t.same(json(pretty), created);
   t.notMatch((await get(url)).body, /\n/);
   const asJson = await post('/fhir/Patient', patient, { 'content-type': 'application/json; charset=utf-8' });

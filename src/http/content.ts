@@ -29,7 +29,7 @@ export function registerBodyParsers(app: FastifyInstance, limits: InputLimits): 
     } catch {
       return done(FhirError.badRequest('The request body is not valid UTF-8: FHIR JSON must be sent in UTF-8', undefined, 'structure'));
     }
-    fastifyJson(request, text, (error, value) => {
+    void fastifyJson(request, text, (error, value) => {
       if (error) return done(explained(error, text));
       try {
         checkInput(value, limits);

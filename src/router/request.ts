@@ -1,4 +1,3 @@
-import type { OperationOutcome } from 'fhir/r4';
 import type { ResponseResource } from '../fhir/resource-text.ts';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

@@ -253,7 +253,7 @@ export function patientBundle(index: number, practitioners: number, organization
   // Ages spread over 0–95 years (a little more weight on adults).
   const birthMs = NOW - (r() < 0.2 ? r() * 18 : 18 + r() * 77) * YEAR_MS;
   const birthDate = isoDate(birthMs);
-  const [city, postalCode, department, commune] = pick(r, PLACES);
+  const [city, postalCode, department] = pick(r, PLACES);
   const family = pick(r, FAMILIES);
   const given = [pick(r, female ? FEMALE : MALE), ...(r() < 0.3 ? [pick(r, female ? FEMALE : MALE)] : [])];
   // The commune and order number make NIRs unique for the first ~990,000 patients.
