@@ -1,10 +1,19 @@
-import pg from 'pg';
+import pg, { type CustomTypesConfig } from 'pg';
 import { assertSchemaName, type Database, type DatabaseOptions, type QueryResult, type SqlExecutor } from './database.ts';
 
-// timestamptz stays a string: the resource's meta.lastUpdated is the source of truth, not a JS Date.
-pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, (value) => value);
-// bigint (history sequence numbers) fits easily in a JS number for this server's lifetime.
-pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+/**
+ * This store's own type parsers, given to its pool rather than set on the `pg` module, so that another
+ * user of `pg` in the same process (a migration tool, a test, a bench) keeps the driver's defaults.
+ */
+const storeTypes: CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    // timestamptz stays a string: the resource's meta.lastUpdated is the source of truth, not a JS Date.
+    if (oid === pg.types.builtins.TIMESTAMPTZ) return (value: string) => value;
+    // bigint (history sequence numbers) fits easily in a JS number for this server's lifetime.
+    if (oid === pg.types.builtins.INT8) return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format);
+  }) as CustomTypesConfig['getTypeParser'],
+};
 
 /** How long getting a connection may take (a new one, or a pooled one freed by another request). */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -27,6 +36,7 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
     connectionString: url,
     max: Number(process.env.PG_POOL_SIZE ?? 10),
     options: settings.join(' '),
+    types: storeTypes,
     // A server that stops answering (a host gone, a network cut) fails the request instead of holding it
     // forever; so does a pool whose connections all stay busy that long.
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
