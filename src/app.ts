@@ -41,7 +41,11 @@ export interface AppOptions {
 /** Staged Binary bytes no version claimed within a day were left by a server stopped mid-upload. */
 const STALE_UPLOAD_SECONDS = 24 * 3600;
 
-let defaultValidator: ResourceValidator | undefined;
+/**
+ * The profile validators built so far, one per setting that shapes them: building one costs seconds, and
+ * several apps in one process (the tests) share it, but only when they ask for the same checks.
+ */
+const defaultValidators = new Map<ServerConfig['unknownProfiles'], ResourceValidator>();
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
@@ -70,7 +74,7 @@ export async function buildApp({ config, db, validator, logStream, waitForStorag
   const store = storeFor(db);
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
   const resourceValidator = await startupStep(log, 'validator and profiles', () =>
-    validator ?? (defaultValidator ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles: config.unknownProfiles })),
+    validator ?? defaultValidatorFor(config.unknownProfiles ?? 'warning'),
   );
   const inputLimits = {
     maxDepth: config.resourceMaxDepth ?? DEFAULT_INPUT_LIMITS.maxDepth,
@@ -117,4 +121,13 @@ function connectionTimeouts(config: Pick<ServerConfig, 'requestTimeout' | 'heade
 
 function definedOnly<T extends object>(object: T): Partial<T> {
   return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
+function defaultValidatorFor(unknownProfiles: ServerConfig['unknownProfiles']): ResourceValidator {
+  let validator = defaultValidators.get(unknownProfiles);
+  if (!validator) {
+    validator = createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles });
+    defaultValidators.set(unknownProfiles, validator);
+  }
+  return validator;
 }

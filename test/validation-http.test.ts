@@ -71,3 +71,15 @@ t.test('a transaction entry breaking a profile fails the transaction with 422 na
   t.equal(res.statusCode, 422);
   t.ok(json(res).issue.every((i: any) => i.expression[0] === 'Bundle.entry[1]'));
 });
+
+t.test('FHIR_UNKNOWN_PROFILES holds for each server, whatever another server in the process asked for', async (t) => {
+  const claimsUnknown = { ...fr.practitioner(), meta: { profile: ['https://example.org/fhir/StructureDefinition/not-published'] } };
+  const lenient = await send('POST', '/fhir/Practitioner', claimsUnknown);
+  t.equal(lenient.statusCode, 201, 'the default server (warning) accepts it');
+  const strict = await startTestServer(t, { frenchProfiles: true, unknownProfiles: 'error' });
+  const refused = await strict.inject({ method: 'POST', url: '/fhir/Practitioner', payload: JSON.stringify(claimsUnknown), headers: { 'content-type': FHIR_JSON } });
+  t.equal(refused.statusCode, 422, 'the strict server refuses it');
+  t.match(json(refused).issue, [{ severity: 'error', code: 'not-supported' }]);
+  const again = await send('POST', '/fhir/Practitioner', claimsUnknown);
+  t.equal(again.statusCode, 201, 'and the first server still only warns');
+});

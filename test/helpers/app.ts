@@ -113,6 +113,8 @@ export interface TestServerOptions {
    * most suites test REST behaviour with minimal resources that no French profile would accept.
    */
   frenchProfiles?: boolean;
+  /** FHIR_UNKNOWN_PROFILES: what a claimed profile the server does not know is (with frenchProfiles). */
+  unknownProfiles?: 'warning' | 'error';
   /** BINARY_INLINE_LIMIT: the largest Binary whose `data` is put together in memory. */
   binaryInlineLimit?: number;
   /** Connection timeouts in ms (REQUEST_TIMEOUT, HEADERS_TIMEOUT); the server's defaults otherwise. */
@@ -138,6 +140,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
       resourceMaxDepth: config.resourceMaxDepth,
       resourceMaxArrayLength: config.resourceMaxArrayLength,
       resourceMaxIndexRows: config.resourceMaxIndexRows,
+      unknownProfiles: config.unknownProfiles,
     },
     db: store.db,
     validator,
