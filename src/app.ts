@@ -26,7 +26,7 @@ import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
-    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows'>>;
+    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'projectRules' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows'>>;
   db: Database;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
@@ -42,10 +42,10 @@ export interface AppOptions {
 const STALE_UPLOAD_SECONDS = 24 * 3600;
 
 /**
- * The profile validators built so far, one per setting that shapes them: building one costs seconds, and
- * several apps in one process (the tests) share it, but only when they ask for the same checks.
+ * The profile validators built so far, one per combination of the settings that shape them: building one
+ * costs seconds, and several apps in one process (the tests) share it, but only when they ask for the same checks.
  */
-const defaultValidators = new Map<ServerConfig['unknownProfiles'], ResourceValidator>();
+const defaultValidators = new Map<string, ResourceValidator>();
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
@@ -74,7 +74,7 @@ export async function buildApp({ config, db, validator, logStream, waitForStorag
   const store = storeFor(db);
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
   const resourceValidator = await startupStep(log, 'validator and profiles', () =>
-    validator ?? defaultValidatorFor(config.unknownProfiles ?? 'warning'),
+    validator ?? defaultValidatorFor({ unknownProfiles: config.unknownProfiles ?? 'warning', projectRules: config.projectRules ?? 'warning' }),
   );
   const inputLimits = {
     maxDepth: config.resourceMaxDepth ?? DEFAULT_INPUT_LIMITS.maxDepth,
@@ -123,11 +123,12 @@ function definedOnly<T extends object>(object: T): Partial<T> {
   return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
 
-function defaultValidatorFor(unknownProfiles: ServerConfig['unknownProfiles']): ResourceValidator {
-  let validator = defaultValidators.get(unknownProfiles);
+function defaultValidatorFor(settings: Pick<ServerConfig, 'unknownProfiles' | 'projectRules'>): ResourceValidator {
+  const key = `${settings.unknownProfiles} ${settings.projectRules}`;
+  let validator = defaultValidators.get(key);
   if (!validator) {
-    validator = createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, unknownProfiles });
-    defaultValidators.set(unknownProfiles, validator);
+    validator = createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, ...settings });
+    defaultValidators.set(key, validator);
   }
   return validator;
 }

@@ -18,6 +18,8 @@ export interface ServerConfig {
   bundleBodyLimit: number;
   /** `warning` (default) or `error` for a `meta.profile` this server does not know. */
   unknownProfiles: 'warning' | 'error';
+  /** `warning` (default) or `error` for the project's own rules where they apply only as a type's default profile. */
+  projectRules: 'warning' | 'error';
   /** Public base URL of the FHIR API when behind a proxy; otherwise taken from the request's Host. */
   publicBaseUrl?: string;
   /** Deepest nesting of objects and arrays accepted in a JSON body. */
@@ -56,6 +58,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     bundleMaxEntries: integer(env.BUNDLE_MAX_ENTRIES, 10_000, 'BUNDLE_MAX_ENTRIES'),
     bundleBodyLimit: integer(env.BUNDLE_BODY_LIMIT, 64 * 1024 * 1024, 'BUNDLE_BODY_LIMIT'),
     unknownProfiles: oneOf(env.FHIR_UNKNOWN_PROFILES, ['warning', 'error'] as const, 'warning', 'FHIR_UNKNOWN_PROFILES'),
+    projectRules: oneOf(env.FHIR_PROJECT_RULES, ['warning', 'error'] as const, 'warning', 'FHIR_PROJECT_RULES'),
     resourceMaxDepth: integer(env.RESOURCE_MAX_DEPTH, DEFAULT_INPUT_LIMITS.maxDepth, 'RESOURCE_MAX_DEPTH'),
     resourceMaxArrayLength: integer(env.RESOURCE_MAX_ARRAY_LENGTH, DEFAULT_INPUT_LIMITS.maxArrayLength, 'RESOURCE_MAX_ARRAY_LENGTH'),
     resourceMaxIndexRows: integer(env.RESOURCE_MAX_INDEX_ROWS, DEFAULT_MAX_INDEX_ROWS, 'RESOURCE_MAX_INDEX_ROWS'),

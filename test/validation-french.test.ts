@@ -6,18 +6,20 @@ import { isError } from '../src/fhir/validation/validator.ts';
 import * as fixtures from './helpers/validation-fixtures.ts';
 
 const validator = new ProfileValidator({});
+/** FHIR_PROJECT_RULES=error: the project's own profiles refuse what they do not allow, as if claimed. */
+const strictProject = new ProfileValidator({ projectRules: 'error' });
 
-function check(resource: any) {
-  return validator.check(resource.resourceType, resource);
+function check(resource: any, by = validator) {
+  return by.check(resource.resourceType, resource);
 }
 
 /** Errors as `expression` → diagnostics, for exact assertions. */
-function errors(resource: any): [string, string][] {
-  return check(resource).issues.filter(isError).map((issue: Issue) => [issue.expression![0]!, issue.diagnostics]);
+function errors(resource: any, by = validator): [string, string][] {
+  return check(resource, by).issues.filter(isError).map((issue: Issue) => [issue.expression![0]!, issue.diagnostics]);
 }
 
-function errorExpressions(resource: any): string[] {
-  return errors(resource).map(([expression]) => expression);
+function errorExpressions(resource: any, by = validator): string[] {
+  return errors(resource, by).map(([expression]) => expression);
 }
 
 t.test('valid instances of every French and project profile', async (t) => {
@@ -144,37 +146,62 @@ t.test('PDSm document metadata', async (t) => {
   t.match(errors(missingType)[0]![1], /PDSm Comprehensive DocumentReference https:\/\/interop\.esante\.gouv\.fr/, 'names the profile');
 });
 
-t.test('project profiles', async (t) => {
+t.test('project profiles, with FHIR_PROJECT_RULES=error', async (t) => {
   const noLot = fixtures.immunization();
   delete noLot.lotNumber;
-  const found = errors(noLot);
+  const found = errors(noLot, strictProject);
   t.same(found.map(([e]) => e), ['Immunization']);
   t.match(found[0]![1], /dossier-imm-1: A completed vaccination states the vaccine lot number.*dossier-immunization/);
   const notDone = fixtures.immunization();
   delete notDone.lotNumber;
   notDone.status = 'not-done';
-  t.same(errors(notDone), [], 'a vaccination not done needs no lot');
+  t.same(errors(notDone, strictProject), [], 'a vaccination not done needs no lot');
 
   const foreignVaccinator = fixtures.immunization();
   foreignVaccinator.performer[0].actor = { identifier: { system: 'http://hl7.org/fhir/sid/us-npi', value: '1234567893' } };
-  t.same(errorExpressions(foreignVaccinator), ['Immunization.performer[0].actor'], 'vaccinator without a French identifier');
+  t.same(errorExpressions(foreignVaccinator, strictProject), ['Immunization.performer[0].actor'], 'vaccinator without a French identifier');
 
   const noPatientReference = fixtures.allergy();
   noPatientReference.patient = { display: 'Marie Martin' };
-  t.same(errorExpressions(noPatientReference), ['AllergyIntolerance.patient.reference']);
+  t.same(errorExpressions(noPatientReference, strictProject), ['AllergyIntolerance.patient.reference']);
 
   const noEffective = fixtures.medicationStatement();
   delete noEffective.effectiveDateTime;
-  t.same(errorExpressions(noEffective), ['MedicationStatement.effective']);
+  t.same(errorExpressions(noEffective, strictProject), ['MedicationStatement.effective']);
 
   const wrongScope = fixtures.consent();
   wrongScope.scope.coding[0].code = 'research';
-  const consentErrors = errors(wrongScope);
+  const consentErrors = errors(wrongScope, strictProject);
   t.same(consentErrors.map(([e]) => e), ['Consent.scope']);
   t.match(consentErrors[0]![1], /does not match the pattern/);
   const noProvisionType = fixtures.consent();
   delete noProvisionType.provision.type;
-  t.same(errorExpressions(noProvisionType), ['Consent.provision.type']);
+  t.same(errorExpressions(noProvisionType, strictProject), ['Consent.provision.type']);
+});
+
+t.test('the project rules are warnings where only a default profile applies them, errors where claimed', async (t) => {
+  const noLot = fixtures.immunization();
+  delete noLot.lotNumber;
+  t.same(errors(noLot), [], 'ordinary R4 data is not refused for a rule beyond FR Core and ANS');
+  const warning = check(noLot).issues.find((issue) => /dossier-imm-1/.test(issue.diagnostics));
+  t.equal(warning?.severity, 'warning');
+  t.match(warning?.diagnostics, /FHIR_PROJECT_RULES=error/, 'the warning says how to make it an error');
+
+  const foreignVaccinator = fixtures.immunization();
+  foreignVaccinator.performer[0].actor = { identifier: { system: 'http://hl7.org/fhir/sid/us-npi', value: '1234567893' } };
+  t.same(errors(foreignVaccinator), [], 'a vaccinator without a French identifier is a warning');
+  t.ok(check(foreignVaccinator).issues.some((issue) => issue.severity === 'warning' && /dossier-imm-2/.test(issue.diagnostics)));
+
+  const claimsProfile = { ...noLot, meta: { profile: [FRENCH_DEFAULT_PROFILES.Immunization] } };
+  t.match(errors(claimsProfile), [['Immunization', /dossier-imm-1/]], 'a resource claiming the profile is held to it');
+
+  const noVaccine = fixtures.immunization();
+  delete noVaccine.vaccineCode;
+  t.ok(check(noVaccine).issues.some((issue) => isError(issue) && /vaccineCode/.test(issue.diagnostics)), 'base R4 stays an error');
+
+  const wrongNir = fixtures.immunization();
+  wrongNir.performer[0].actor = { identifier: { system: 'urn:oid:1.2.250.1.71.4.2.1', value: '810101201234' } };
+  t.ok(errors(wrongNir).some(([, message]) => /Luhn key/.test(message)), 'a French identifier with a wrong key stays an error');
 });
 
 t.test('which profiles apply', async (t) => {

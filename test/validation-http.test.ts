@@ -5,6 +5,8 @@ import * as fr from './helpers/validation-fixtures.ts';
 
 // The server as deployed: the French profiles apply by default to every write.
 const server = await startTestServer(t, { frenchProfiles: true });
+// FHIR_PROJECT_RULES=error: the project's own rules refuse, as they do for a resource that claims them.
+const strictServer = await startTestServer(t, { frenchProfiles: true, projectRules: 'error' });
 const send = (method: 'POST' | 'PUT', url: string, body: unknown, headers: Record<string, string> = {}) =>
   server.inject({ method, url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
 
@@ -41,8 +43,11 @@ t.test('a profile violation is 422 with the element path; a non-R4 body stays 40
 
   const noLot = fr.immunization();
   delete noLot.lotNumber;
-  const immunization = await send('POST', '/fhir/Immunization', noLot);
-  t.equal(immunization.statusCode, 422, 'a completed vaccination needs its lot number');
+  const lenient = await send('POST', '/fhir/Immunization', noLot, { prefer: 'return=OperationOutcome' });
+  t.equal(lenient.statusCode, 201, 'by default the project rule does not refuse');
+  t.ok(json(lenient).issue.some((i: any) => i.severity === 'warning' && /dossier-imm-1/.test(i.diagnostics)), 'it warns');
+  const immunization = await strictServer.inject({ method: 'POST', url: '/fhir/Immunization', payload: JSON.stringify(noLot), headers: { 'content-type': FHIR_JSON } });
+  t.equal(immunization.statusCode, 422, 'FHIR_PROJECT_RULES=error: a completed vaccination needs its lot number');
   t.ok(json(immunization).issue.some((i: any) => i.severity === 'error' && /dossier-imm-1/.test(i.diagnostics)));
 
   const notR4 = await send('POST', '/fhir/Patient', { ...fr.insPatient(), birthDate: '12/07/1984' });
@@ -65,10 +70,10 @@ t.test('a transaction entry breaking a profile fails the transaction with 422 na
     type: 'transaction',
     entry: [
       { resource: fr.practitioner(), request: { method: 'POST', url: 'Practitioner' } },
-      { resource: noLot, request: { method: 'POST', url: 'Immunization' } },
+      { resource: { ...noLot, meta: { profile: ['https://dossier.example.org/fhir/StructureDefinition/dossier-immunization'] } }, request: { method: 'POST', url: 'Immunization' } },
     ],
   });
-  t.equal(res.statusCode, 422);
+  t.equal(res.statusCode, 422, 'the entry claims the profile it breaks');
   t.ok(json(res).issue.every((i: any) => i.expression[0] === 'Bundle.entry[1]'));
 });
 

@@ -115,6 +115,8 @@ export interface TestServerOptions {
   frenchProfiles?: boolean;
   /** FHIR_UNKNOWN_PROFILES: what a claimed profile the server does not know is (with frenchProfiles). */
   unknownProfiles?: 'warning' | 'error';
+  /** FHIR_PROJECT_RULES: what the project's own rules are where only a default profile applies them (with frenchProfiles). */
+  projectRules?: 'warning' | 'error';
   /** BINARY_INLINE_LIMIT: the largest Binary whose `data` is put together in memory. */
   binaryInlineLimit?: number;
   /** Connection timeouts in ms (REQUEST_TIMEOUT, HEADERS_TIMEOUT); the server's defaults otherwise. */
@@ -141,6 +143,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
       resourceMaxArrayLength: config.resourceMaxArrayLength,
       resourceMaxIndexRows: config.resourceMaxIndexRows,
       unknownProfiles: config.unknownProfiles,
+      projectRules: config.projectRules,
     },
     db: store.db,
     validator,

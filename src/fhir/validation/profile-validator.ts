@@ -2,7 +2,7 @@ import type { Issue } from '../outcome.ts';
 import { loadTerminology } from '../terminology/load-terminology.ts';
 import { stripVersion, type TerminologyService } from '../terminology/terminology-service.ts';
 import { bundleIssues } from './bundle-rules.ts';
-import { parseDefaultProfiles, type DefaultProfiles } from './default-profiles.ts';
+import { DOSSIER_PROFILE_BASE, parseDefaultProfiles, type DefaultProfiles } from './default-profiles.ts';
 import { DefinitionRegistry, PROFILES_DIR } from './definitions.ts';
 import type { CompiledProfile } from './element-tree.ts';
 import { identifierIssues, identityIssues, valueSetRuleIssues } from './french-rules.ts';
@@ -27,6 +27,13 @@ export interface ProfileValidatorOptions extends Partial<StructureValidatorOptio
   unknownProfiles?: 'error' | 'warning';
   /** Folder of StructureDefinitions, ValueSets and CodeSystems to load (default: the repository's `profiles/`). */
   profilesDir?: string;
+  /**
+   * Severity of the project's own rules (the `dossier-*` profiles: a vaccine's lot number, French identifiers
+   * on recorders and performers) when they apply only as a type's default profile. Default `warning`: they
+   * go beyond FR Core and ANS, and ordinary R4 data from a hospital or a lab must not be refused for them.
+   * A resource that claims such a profile in `meta.profile` is always held to it.
+   */
+  projectRules?: 'error' | 'warning';
 }
 
 /** Loaded definitions and terminology, shared by every validator built on them (loading takes about a second). */
@@ -55,6 +62,7 @@ export class ProfileValidator implements ResourceValidator {
   private readonly structure: StructureValidator;
   private readonly defaults: DefaultProfiles;
   private readonly unknownProfiles: 'error' | 'warning';
+  private readonly projectRules: 'error' | 'warning';
 
   constructor(options: ProfileValidatorOptions = {}, context: ValidationContext = loadValidationContext(options.profilesDir)) {
     this.schema = new SchemaValidator(options.resourceTypes ?? []);
@@ -66,6 +74,7 @@ export class ProfileValidator implements ResourceValidator {
     const defaults = options.defaultProfiles ?? process.env.FHIR_DEFAULT_PROFILES;
     this.defaults = typeof defaults === 'string' || defaults === undefined ? parseDefaultProfiles(defaults) : defaults;
     this.unknownProfiles = options.unknownProfiles ?? 'warning';
+    this.projectRules = options.projectRules ?? 'warning';
     this.context = context;
     // Compile what every write will need now, not on the first request: fails fast on a broken profile.
     for (const [type, url] of Object.entries(this.defaults)) {
@@ -106,7 +115,10 @@ export class ProfileValidator implements ResourceValidator {
    * The profiles applied to a resource: claimed and known, then its type's default (or, when `nominated`
    * is given, that profile instead of the default); unknown claims are reported.
    */
-  profilesFor(resource: { resourceType: string; meta?: { profile?: string[] } }, nominated?: { profile?: CompiledProfile; issues: Issue[] }): { profiles: CompiledProfile[]; issues: Issue[] } {
+  profilesFor(
+    resource: { resourceType: string; meta?: { profile?: string[] } },
+    nominated?: { profile?: CompiledProfile; issues: Issue[] },
+  ): { profiles: CompiledProfile[]; issues: Issue[]; advisory?: CompiledProfile } {
     const profiles: CompiledProfile[] = [];
     const issues: Issue[] = [...(nominated?.issues ?? [])];
     if (nominated?.profile) profiles.push(nominated.profile);
@@ -126,7 +138,14 @@ export class ProfileValidator implements ResourceValidator {
     const fallback = nominated ? baseType : this.defaults[resource.resourceType] ?? baseType;
     // A claimed profile derived from the default (fr-core-patient-ins from fr-core-patient) already holds all its rules.
     const base = this.structure.profile(fallback);
-    if (base && !profiles.some((profile) => this.derivesFrom(profile.url, base.url))) profiles.push(base);
+    if (!base || profiles.some((profile) => this.derivesFrom(profile.url, base.url))) return { profiles, issues };
+    if (this.projectRules === 'warning' && isProjectProfile(base.url)) {
+      // Held to base R4 as errors; what the project's profile adds is reported, as warnings.
+      const r4 = this.structure.profile(baseType);
+      if (r4 && !profiles.some((profile) => this.derivesFrom(profile.url, r4.url))) profiles.push(r4);
+      return { profiles, issues, advisory: base };
+    }
+    profiles.push(base);
     return { profiles, issues };
   }
 
@@ -158,15 +177,23 @@ export class ProfileValidator implements ResourceValidator {
   }
 
   private profileIssues(resourceType: string, resource: Record<string, unknown> & { resourceType: string }, nominated?: { profile?: CompiledProfile; issues: Issue[] }): Issue[] {
-    const { profiles, issues } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } }, nominated);
+    const { profiles, issues, advisory } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } }, nominated);
     const seen = new Set<string>();
+    const text = (issue: Issue) => issue.diagnostics.replace(/ \[[^\]]*\]$/, '');
     for (const profile of profiles) {
       for (const issue of this.structure.validate(resource, profile, resourceType)) {
         // The same base rule fails the same way under each profile: report it once.
-        const key = `${issue.severity}\u0000${issue.diagnostics.replace(/ \[[^\]]*\]$/, '')}`;
+        const key = `${issue.severity}\u0000${text(issue)}`;
         if (seen.has(key)) continue;
         seen.add(key);
         issues.push(issue);
+      }
+    }
+    if (advisory) {
+      for (const issue of this.structure.validate(resource, advisory, resourceType)) {
+        // A base rule the project's profile inherits was reported above, at its own severity.
+        if (seen.has(`error\u0000${text(issue)}`) || seen.has(`warning\u0000${text(issue)}`)) continue;
+        issues.push(issue.severity === 'error' ? { ...issue, severity: 'warning', diagnostics: `${issue.diagnostics} (a rule of this server's default profile: claim the profile in meta.profile, or set FHIR_PROJECT_RULES=error, to make it an error)` } : issue);
       }
     }
     const urls = profiles.map((p) => stripVersion(p.url));
@@ -175,6 +202,11 @@ export class ProfileValidator implements ResourceValidator {
     if (resourceType === 'Bundle') issues.push(...bundleIssues(resource));
     return issues;
   }
+}
+
+/** The project's own profiles (profiles/dossier), as opposed to the FR Core and ANS ones it also applies. */
+function isProjectProfile(url: string): boolean {
+  return url.startsWith(`${DOSSIER_PROFILE_BASE}/`);
 }
 
 /** The validator the server uses by default (see ProfileValidatorOptions for the options and their defaults). */
