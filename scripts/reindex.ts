@@ -4,8 +4,8 @@
 // for this run to the base clients use even when the server takes its base from the request's Host.
 import { configFromEnv } from '../src/config.ts';
 import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
-import { SearchIndexWriter } from '../src/search/index-writer.ts';
-import { reindex } from '../src/search/reindex.ts';
+import { SearchIndexWriter } from '../src/store/index-writer.ts';
+import { reindex } from '../src/store/reindex.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { openDatabase } from '../src/store/database.ts';
 import { migrate } from '../src/store/migrate.ts';

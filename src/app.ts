@@ -11,17 +11,13 @@ import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
 import { defaultOperations } from './operations/index.ts';
-import type { StoreContext } from './router/context.ts';
 import { FhirRouter } from './router/router.ts';
 import { loadPatientCompartment } from './search/compartment.ts';
-import { SearchEngine } from './search/execute.ts';
-import { DEFAULT_MAX_INDEX_ROWS, SearchIndexWriter } from './search/index-writer.ts';
-import { DEFAULT_BINARY_INLINE_LIMIT, sweepStaleUploads } from './store/binary-store.ts';
-import { CreateCoalescer } from './store/create-coalescer.ts';
+import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
+import { DEFAULT_MAX_INDEX_ROWS, SearchIndexWriter } from './store/index-writer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
 import type { Database } from './store/database.ts';
-import { migrate } from './store/migrate.ts';
-import { Repository } from './store/repository.ts';
+import { SqlResourceStore } from './store/sql-resource-store.ts';
 import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
@@ -63,15 +59,8 @@ export async function buildApp({ config, db, validator, logStream, waitForStorag
   const log = startupLog ?? app.log;
   const registry = await startupStep(log, 'search registry', () => (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters())));
   const indexWriter = new SearchIndexWriter(registry, config.resourceMaxIndexRows ?? DEFAULT_MAX_INDEX_ROWS);
-  // Creates outside transactions share statements under load; a transaction's creates are its own.
-  const coalescer = new CreateCoalescer(db);
   const binaryInlineLimit = config.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
-  const storeFor = (database: Database): StoreContext => ({
-    db: database,
-    repo: new Repository(database, indexWriter, database === db ? coalescer : undefined, binaryInlineLimit),
-    search: new SearchEngine(database, registry),
-  });
-  const store = storeFor(db);
+  const store = SqlResourceStore.over(db, { registry, indexWriter, binaryInlineLimit });
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
   const resourceValidator = await startupStep(log, 'validator and profiles', () =>
     validator ?? defaultValidatorFor({ unknownProfiles: config.unknownProfiles ?? 'warning', projectRules: config.projectRules ?? 'warning' }),
@@ -81,11 +70,10 @@ export async function buildApp({ config, db, validator, logStream, waitForStorag
     maxArrayLength: config.resourceMaxArrayLength ?? DEFAULT_INPUT_LIMITS.maxArrayLength,
   };
   // The database steps come last: a server started during an outage has the rest ready when it returns.
-  await startupStep(log, 'migrations', () => migrate(db), { waitForStorage });
-  await startupStep(log, 'sweep stale uploads', () => sweepStaleUploads(db, STALE_UPLOAD_SECONDS), { waitForStorage });
+  await startupStep(log, 'migrations', () => store.migrate(), { waitForStorage });
+  await startupStep(log, 'sweep stale uploads', () => store.sweepStaleUploads(STALE_UPLOAD_SECONDS), { waitForStorage });
   const router = new FhirRouter({
     store,
-    storeFor,
     validator: resourceValidator,
     capabilityStatement: loadCapabilityStatement(),
     registry,
@@ -100,7 +88,7 @@ export async function buildApp({ config, db, validator, logStream, waitForStorag
   });
   registerErrorHandlers(app);
   await startupStep(log, 'routes', async () => {
-    await app.register(healthRoutes, { repo: store.repo });
+    await app.register(healthRoutes, { store });
     await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit, inputLimits });
   });
   return app;

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { LevelWithSilent } from 'pino';
 import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
 import { DEFAULT_INPUT_LIMITS } from './fhir/input-limits.ts';
-import { DEFAULT_MAX_INDEX_ROWS } from './search/index-writer.ts';
+import { DEFAULT_MAX_INDEX_ROWS } from './store/index-writer.ts';
 
 export interface ServerConfig {
   port: number;

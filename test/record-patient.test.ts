@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { loadPatientCompartment, RECORD_PATIENT_PARAM } from '../src/search/compartment.ts';
-import { SearchEngine } from '../src/search/execute.ts';
+import { SearchEngine } from '../src/store/search-executor.ts';
 import { parseSearch } from '../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { splitStatements } from '../src/store/migrate.ts';

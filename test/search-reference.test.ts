@@ -4,7 +4,7 @@
 // (spec: Patient?_has:Observation:patient:code=1234-5) and :missing.
 import t from 'tap';
 import type { Bundle } from 'fhir/r4';
-import { SearchEngine } from '../src/search/execute.ts';
+import { SearchEngine } from '../src/store/search-executor.ts';
 import { parseSearch } from '../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { countingStatements, startTestServer } from './helpers/app.ts';

@@ -3,7 +3,7 @@
 // come last, ties go by id; and paging by the server's links, forward and back, sees each resource once.
 // And the first page's total when `_total` is not given.
 import t from 'tap';
-import { SearchEngine } from '../src/search/execute.ts';
+import { SearchEngine } from '../src/store/search-executor.ts';
 import { parseSearch } from '../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { startTestServer } from './helpers/app.ts';

@@ -19,7 +19,7 @@ import os from 'node:os';
 import pg from 'pg';
 import type { Bundle } from 'fhir/r4';
 import { buildApp } from '../../src/app.ts';
-import { planSearch, SearchEngine } from '../../src/search/execute.ts';
+import { planSearch, SearchEngine } from '../../src/store/search-executor.ts';
 import { parseSearch } from '../../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/registry.ts';
 import { openDatabase, type Database } from '../../src/store/database.ts';

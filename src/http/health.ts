@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import type { Repository } from '../store/repository.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
 import { STORAGE_RETRY_AFTER_SECONDS } from './errors.ts';
 
 /** GET /health: the process answers (liveness) and its storage answers a query (readiness). */
-export async function healthRoutes(app: FastifyInstance, options: { repo: Repository }): Promise<void> {
+export async function healthRoutes(app: FastifyInstance, options: { store: Pick<ResourceStore, 'ping'> }): Promise<void> {
   app.get('/health', async (request, reply) => {
     try {
-      await options.repo.ping();
+      await options.store.ping();
       return { status: 'pass' };
     } catch (error) {
       request.log.warn({ err: error }, 'storage unreachable');

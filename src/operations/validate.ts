@@ -38,7 +38,7 @@ async function validate(call: OperationCall): Promise<Outcome> {
 async function deletable(call: OperationCall, type: string): Promise<Issue[]> {
   if (!call.id) throw FhirError.badRequest('mode=delete validates the deletion of an instance: invoke it as POST [type]/[id]/$validate', ['mode'], 'value');
   try {
-    await call.ctx.store.repo.read(type, call.id);
+    await call.ctx.store.read(type, call.id);
     return [];
   } catch (error) {
     if (!(error instanceof FhirError) || (error.status !== 404 && error.status !== 410)) throw error;
@@ -54,7 +54,7 @@ async function contentIssues(call: OperationCall, type: string, mode: Mode | und
   if (given.length === 1 && resource === undefined) throw FhirError.badRequest("Parameter 'resource' must carry a resource", ['resource']);
   if (resource === undefined) {
     if (!call.id) throw FhirError.badRequest(`$validate needs the resource to validate: a 'resource' parameter, or the ${type} itself as the body`, ['resource'], 'required');
-    resource = (await call.ctx.store.repo.read(type, call.id)).resource as Resource; // 404 / 410 when there is none
+    resource = (await call.ctx.store.read(type, call.id)).resource as Resource; // 404 / 410 when there is none
   }
   const { resourceType, id } = resource as { resourceType?: unknown; id?: unknown };
   if (resourceType !== type) {

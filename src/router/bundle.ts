@@ -3,10 +3,10 @@ import type { Bundle, BundleEntry, OperationOutcome, Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText, resourceObject, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
-import { BufferedTransaction, StoredResource } from '../store/repository.ts';
-import { findMatches, lockConditions, parseCondition, severalMatches, type Condition } from './conditional.ts';
+import { StoredResource, type ResourceStore } from '../store/resource-store.ts';
+import { parseCondition, severalMatches, type Condition } from './conditional.ts';
 import { versionHeaders } from './crud.ts';
-import type { HandlerContext, StoreContext } from './context.ts';
+import type { HandlerContext } from './context.ts';
 import type { FhirRequest, FhirResponse, HttpMethod } from './request.ts';
 
 /** R4 http.html#trules: deletes, then creates, then updates and patches, then reads. */
@@ -66,10 +66,7 @@ async function runBatch(entries: Entry[], request: FhirRequest, ctx: HandlerCont
 }
 
 async function runTransaction(entries: Entry[], request: FhirRequest, ctx: HandlerContext): Promise<FhirResponse[]> {
-  return ctx.store.db.transaction(async (tx) => {
-    // Creates are held back and written together: one statement for all of them, not one each.
-    const buffered = new BufferedTransaction(tx, ctx.store.db.driver);
-    const store = ctx.deps.storeFor(buffered);
+  return ctx.store.unitOfWork(async (store) => {
     const responses = new Array<FhirResponse>(entries.length);
     const existing = await assignIdentities(entries, store, request, ctx, responses);
     await resolveConditionalReferences(entries, store, request, ctx);
@@ -84,7 +81,6 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
       // Written (or buffered as text): the entry's object is no longer needed.
       entry.resource = undefined;
     }
-    await buffered.flush();
     return responses;
   });
 }
@@ -94,7 +90,7 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
  * references between entries can be rewritten: POSTs get a new id (or, with ifNoneExist matching, the
  * existing resource, answered 200 without writing), conditional PUTs the id they match.
  */
-async function assignIdentities(entries: Entry[], store: StoreContext, request: FhirRequest, ctx: HandlerContext, responses: FhirResponse[]): Promise<Set<number>> {
+async function assignIdentities(entries: Entry[], store: ResourceStore, request: FhirRequest, ctx: HandlerContext, responses: FhirResponse[]): Promise<Set<number>> {
   const identities = new Map<string, string>();
   const existing = new Set<number>();
   const conditions = new Map<Entry, Condition>();
@@ -105,7 +101,9 @@ async function assignIdentities(entries: Entry[], store: StoreContext, request: 
     const criteria = entry.method === 'POST' ? entry.ifNoneExist : entry.method === 'PUT' && path.split('/')[1] === undefined ? query : undefined;
     if (criteria) conditions.set(entry, entryCondition(entry, type, criteria, request, ctx));
   }
-  await lockConditions(store.db, [...conditions.values()]);
+  // Every condition locked (in one order) before any is matched: see ResourceStore.match.
+  const matched = await store.match([...conditions.values()], { lock: true });
+  const matchesOf = new Map([...conditions.keys()].map((entry, index) => [entry, matched[index]!]));
   for (const entry of entries) {
     const [path = ''] = splitUrl(entry.url);
     const type = path.split('/')[0]!;
@@ -113,12 +111,12 @@ async function assignIdentities(entries: Entry[], store: StoreContext, request: 
     if (entry.method === 'POST' && entry.resource && isServedResourceType(type)) {
       let id: string | undefined;
       if (condition) {
-        const matches = await findMatches(store.db, condition);
+        const matches = matchesOf.get(entry)!;
         if (matches.length > 1) throw entryFailure(entry, errorResponse(severalMatches(condition, matches, 'nothing created')));
         if (matches.length === 1) {
           id = matches[0]!;
           existing.add(entry.index);
-          const stored = await store.repo.read(type, id);
+          const stored = await store.read(type, id);
           responses[entry.index] = { status: 200, body: stored, headers: versionHeaders(stored, request.baseUrl) };
         }
       }
@@ -131,7 +129,7 @@ async function assignIdentities(entries: Entry[], store: StoreContext, request: 
     } else if (entry.method === 'PUT' && entry.resource && isServedResourceType(type)) {
       let id = path.split('/')[1];
       if (condition) {
-        const matches = await findMatches(store.db, condition);
+        const matches = matchesOf.get(entry)!;
         if (matches.length > 1) throw entryFailure(entry, errorResponse(severalMatches(condition, matches, 'nothing updated')));
         id = matches[0] ?? entry.resource.id ?? randomUUID();
         // From here on this is a plain update of a known id (or an update-as-create).
@@ -146,7 +144,7 @@ async function assignIdentities(entries: Entry[], store: StoreContext, request: 
 }
 
 /** `"reference": "Patient?identifier=…"` inside a transaction: resolved to the one resource it matches. */
-async function resolveConditionalReferences(entries: Entry[], store: StoreContext, request: FhirRequest, ctx: HandlerContext): Promise<void> {
+async function resolveConditionalReferences(entries: Entry[], store: ResourceStore, request: FhirRequest, ctx: HandlerContext): Promise<void> {
   const resolved = new Map<string, string>();
   for (const entry of entries) {
     if (!entry.resource) continue;
@@ -154,7 +152,7 @@ async function resolveConditionalReferences(entries: Entry[], store: StoreContex
       if (resolved.has(reference)) continue;
       const [type = '', query = ''] = splitUrl(reference);
       if (!isServedResourceType(type)) throw entryFailure(entry, errorResponse(FhirError.badRequest(`Conditional reference '${reference}': ${type} is not a type this server holds`)));
-      const matches = await findMatches(store.db, entryCondition(entry, type, query, request, ctx));
+      const [matches = []] = await store.match([entryCondition(entry, type, query, request, ctx)]);
       if (matches.length !== 1) {
         throw entryFailure(entry, errorResponse(FhirError.preconditionFailed(`Conditional reference '${reference}' matches ${matches.length === 0 ? 'no' : 'several'} ${type} resources; it must match exactly one`)));
       }

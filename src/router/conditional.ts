@@ -1,17 +1,17 @@
 import { unstorableCharacter } from '../fhir/input-limits.ts';
 import { FhirError } from '../fhir/outcome.ts';
 import { parseSearch } from '../search/parse.ts';
-import { planSearch, readPage } from '../search/execute.ts';
 import { normalizeString } from '../search/normalize.ts';
 import type { Filter, SearchRequest } from '../search/types.ts';
-import type { SqlExecutor } from '../store/database.ts';
+import type { MatchCriteria } from '../store/resource-store.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
 import type { RouterDependencies } from './context.ts';
 
 /** How many matching resources a 412 for several matches names; more are counted as "and more". */
 export const MATCHES_NAMED = 10;
 
 /** The search criteria of a conditional interaction, parsed: refused (400) before anything is locked or read. */
-export interface Condition {
+export interface Condition extends MatchCriteria {
   resourceType: string;
   /** As the client wrote it, for messages. */
   text: string;
@@ -32,24 +32,15 @@ export function parseCondition(deps: RouterDependencies, resourceType: string, c
 
 /**
  * Conditional interactions (R4 http.html#cond-update) find their target by a search. Two requests with the
- * same condition may come at once, to one server or two sharing one PostgreSQL (a sender's retry): each
- * takes a transaction advisory lock on the condition first, so the second waits, then sees the first's
- * committed result. The lock is on the parsed criteria, so that conditions written differently but
+ * same condition may come at once, to one server or two sharing one store (a sender's retry): each locks
+ * the condition in its unit of work first (ResourceStore.match), so the second waits, then sees the
+ * first's committed result. The lock is on the parsed criteria, so that conditions written differently but
  * selecting the same resources (another parameter order, `%7C` for `|`, a name in other case) queue too.
- * A transaction with several conditions takes their locks in one order, so that two such transactions
- * wait for each other rather than deadlock.
+ * Ids matched are at most MATCHES_NAMED + 1: enough to tell "several" and name them.
  */
-export async function lockConditions(tx: SqlExecutor, conditions: Condition[]): Promise<void> {
-  for (const key of [...new Set(conditions.map((condition) => condition.lockKey))].sort()) {
-    await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
-  }
-}
-
-/** Ids of the live resources matching `condition`, at most MATCHES_NAMED + 1 (enough to tell "several" and name them). */
-export async function findMatches(tx: SqlExecutor, condition: Condition): Promise<string[]> {
-  const limit = condition.search.count;
-  const rows = await readPage<{ id: string }>(tx, await planSearch(tx, condition.search), limit);
-  return rows.slice(0, limit).map((row) => row.id);
+export async function lockAndMatch(store: ResourceStore, condition: Condition): Promise<string[]> {
+  const [matches = []] = await store.match([condition], { lock: true });
+  return matches;
 }
 
 /** 412 for a condition that must select one resource but selects several, naming them (R4 http.html#cond-update). */

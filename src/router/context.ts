@@ -3,19 +3,10 @@ import type { ResponseResource } from '../fhir/resource-text.ts';
 import type { InputLimits } from '../fhir/input-limits.ts';
 import type { ResourceValidator } from '../fhir/validation/validator.ts';
 import type { OperationRegistry } from '../operations/registry.ts';
-import type { SearchEngine } from '../search/execute.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
-import type { Database } from '../store/database.ts';
-import type { Repository } from '../store/repository.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
 import type { Interaction } from './interaction.ts';
 import type { FhirRequest, FhirResponse } from './request.ts';
-
-/** The storage an interaction runs against: the database, or one open transaction of it. */
-export interface StoreContext {
-  db: Database;
-  repo: Repository;
-  search: SearchEngine;
-}
 
 /**
  * A step every interaction passes through, bundles' entries included: authorisation and consent decide
@@ -27,9 +18,7 @@ export interface InteractionHook {
 }
 
 export interface RouterDependencies {
-  store: StoreContext;
-  /** The same store over another Database: how a bundle's entries share its one transaction. */
-  storeFor(db: Database): StoreContext;
+  store: ResourceStore;
   validator: ResourceValidator;
   capabilityStatement: CapabilityStatement;
   registry: SearchParameterRegistry;
@@ -58,7 +47,8 @@ export interface Outcome {
 /** What every interaction handler receives besides its request. */
 export interface HandlerContext {
   deps: RouterDependencies;
-  store: StoreContext;
+  /** The store, or the unit of work (a transaction bundle's) the interaction runs in. */
+  store: ResourceStore;
   /** The router itself, for bundles whose entries are requests of their own. */
-  handle(request: FhirRequest, store: StoreContext): Promise<FhirResponse>;
+  handle(request: FhirRequest, store: ResourceStore): Promise<FhirResponse>;
 }

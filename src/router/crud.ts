@@ -2,10 +2,9 @@ import type { Binary, Resource } from 'fhir/r4';
 import { completeAttachments, type BinaryReader } from '../fhir/attachments.ts';
 import { checkInput } from '../fhir/input-limits.ts';
 import { FhirError, informational } from '../fhir/outcome.ts';
-import { joinTransaction } from '../store/database.ts';
-import type { StoredResource } from '../store/repository.ts';
-import { findMatches, lockConditions, parseCondition, severalMatches } from './conditional.ts';
-import type { HandlerContext, Outcome, StoreContext } from './context.ts';
+import type { ResourceStore, StoredResource } from '../store/resource-store.ts';
+import { lockAndMatch, parseCondition, severalMatches } from './conditional.ts';
+import type { HandlerContext, Outcome } from './context.ts';
 import type { Interaction } from './interaction.ts';
 import { applyPatch } from './patch.ts';
 import type { FhirRequest } from './request.ts';
@@ -17,78 +16,75 @@ type Of<K extends Interaction['kind']> = Extract<Interaction, { kind: K }>;
 export async function create(interaction: Of<'create'>, request: FhirRequest, ctx: HandlerContext, checked: Resource): Promise<Outcome> {
   const body = await completeAttachments(checked, binaryReader(ctx.store));
   const condition = request.ifNoneExist;
-  if (condition === undefined) return created(await ctx.store.repo.create(body, request.assignedId, { baseUrl: request.baseUrl }), request);
+  if (condition === undefined) return created(await ctx.store.create(body, request.assignedId, { baseUrl: request.baseUrl }), request);
   const parsed = parseCondition(ctx.deps, interaction.resourceType, condition, request.baseUrl);
-  return inTransaction(ctx, async (store) => {
-    await lockConditions(store.db, [parsed]);
-    const matches = await findMatches(store.db, parsed);
+  return ctx.store.unitOfWork(async (store) => {
+    const matches = await lockAndMatch(store, parsed);
     if (matches.length > 1) throw severalMatches(parsed, matches, 'nothing created');
     if (matches.length === 1) {
-      const existing = await store.repo.read(interaction.resourceType, matches[0]!);
+      const existing = await store.read(interaction.resourceType, matches[0]!);
       return { status: 200, resource: existing, outcome: informational(`${interaction.resourceType}/${existing.id} already matches '${condition}'; nothing created`), headers: versionHeaders(existing, request.baseUrl) };
     }
-    return created(await store.repo.create(body, undefined, { baseUrl: request.baseUrl }), request);
+    return created(await store.create(body, undefined, { baseUrl: request.baseUrl }), request);
   });
 }
 
 export async function read(interaction: Of<'read'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
-  const stored = streamsBinary(request, interaction) ? await ctx.store.repo.readBinary(interaction.id) : await ctx.store.repo.read(interaction.resourceType, interaction.id);
+  const stored = streamsBinary(request, interaction) ? await ctx.store.readBinary(interaction.id) : await ctx.store.read(interaction.resourceType, interaction.id);
   return { status: 200, resource: stored, headers: versionHeaders(stored) };
 }
 
 export async function vread(interaction: Of<'vread'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
   const stored = streamsBinary(request, interaction)
-    ? await ctx.store.repo.readBinary(interaction.id, interaction.versionId)
-    : await ctx.store.repo.vread(interaction.resourceType, interaction.id, interaction.versionId);
+    ? await ctx.store.readBinary(interaction.id, interaction.versionId)
+    : await ctx.store.vread(interaction.resourceType, interaction.id, interaction.versionId);
   return { status: 200, resource: stored, headers: versionHeaders(stored) };
 }
 
 /** update and update-as-create (R4 http.html#update). */
 export async function update(interaction: Of<'update'>, request: FhirRequest, ctx: HandlerContext, checked: Resource): Promise<Outcome> {
   const body = await completeAttachments(checked, binaryReader(ctx.store));
-  const { resource, created: isNew } = await ctx.store.repo.update(body as Resource & { id: string }, { ifMatch: parseIfMatch(request.ifMatch), baseUrl: request.baseUrl });
+  const { resource, created: isNew } = await ctx.store.update(body as Resource & { id: string }, { ifMatch: parseIfMatch(request.ifMatch), baseUrl: request.baseUrl });
   return updated(resource, isNew, request);
 }
 
 /** Conditional update (R4 http.html#cond-update): `PUT Patient?identifier=…`. */
 export async function conditionalUpdate(interaction: Of<'update-conditional'>, request: FhirRequest, ctx: HandlerContext, checked: Resource): Promise<Outcome> {
   const condition = parseCondition(ctx.deps, interaction.resourceType, interaction.condition, request.baseUrl);
-  return inTransaction(ctx, async (store) => {
+  return ctx.store.unitOfWork(async (store) => {
     const body = await completeAttachments(checked, binaryReader(store));
-    await lockConditions(store.db, [condition]);
-    const matches = await findMatches(store.db, condition);
+    const matches = await lockAndMatch(store, condition);
     if (matches.length > 1) throw severalMatches(condition, matches, 'nothing updated');
     const target = matches[0];
     if (target === undefined) {
       // No match: created, with the body's id if it has one (R4: "the server creates the resource").
       if (body.id !== undefined) {
-        const { resource, created: isNew } = await store.repo.update(body as Resource & { id: string }, { baseUrl: request.baseUrl });
+        const { resource, created: isNew } = await store.update(body as Resource & { id: string }, { baseUrl: request.baseUrl });
         return updated(resource, isNew, request);
       }
-      return created(await store.repo.create(body, undefined, { baseUrl: request.baseUrl }), request);
+      return created(await store.create(body, undefined, { baseUrl: request.baseUrl }), request);
     }
     if (body.id !== undefined && body.id !== target) {
       throw FhirError.badRequest(`The body's id '${body.id}' is not the matching resource's id '${target}'`, [`${interaction.resourceType}.id`]);
     }
-    const { resource, created: isNew } = await store.repo.update({ ...body, id: target }, { ifMatch: parseIfMatch(request.ifMatch), baseUrl: request.baseUrl });
+    const { resource, created: isNew } = await store.update({ ...body, id: target }, { ifMatch: parseIfMatch(request.ifMatch), baseUrl: request.baseUrl });
     return updated(resource, isNew, request);
   });
 }
 
 export async function remove(interaction: Of<'delete'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
-  const { versionId } = await ctx.store.repo.delete(interaction.resourceType, interaction.id, { ifMatch: parseIfMatch(request.ifMatch) });
+  const { versionId } = await ctx.store.delete(interaction.resourceType, interaction.id, { ifMatch: parseIfMatch(request.ifMatch) });
   return deleted(`${interaction.resourceType}/${interaction.id}`, versionId);
 }
 
 /** Conditional delete (R4 http.html#cdelete), single match only: several matches are 412. */
 export async function conditionalDelete(interaction: Of<'delete-conditional'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
   const condition = parseCondition(ctx.deps, interaction.resourceType, interaction.condition, request.baseUrl);
-  return inTransaction(ctx, async (store) => {
-    await lockConditions(store.db, [condition]);
-    const matches = await findMatches(store.db, condition);
+  return ctx.store.unitOfWork(async (store) => {
+    const matches = await lockAndMatch(store, condition);
     if (matches.length > 1) throw severalMatches(condition, matches, 'nothing deleted');
     if (matches.length === 0) return deleted(`${interaction.resourceType}?${interaction.condition}`, undefined);
-    const { versionId } = await store.repo.delete(interaction.resourceType, matches[0]!, { ifMatch: parseIfMatch(request.ifMatch) });
+    const { versionId } = await store.delete(interaction.resourceType, matches[0]!, { ifMatch: parseIfMatch(request.ifMatch) });
     return deleted(`${interaction.resourceType}/${matches[0]}`, versionId);
   });
 }
@@ -100,19 +96,19 @@ export async function conditionalDelete(interaction: Of<'delete-conditional'>, r
  * result; only a client's own If-Match can make a patch fail for being late.
  */
 export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
-  return inTransaction(ctx, async (store) => {
-    const current = await store.repo.readForUpdate(interaction.resourceType, interaction.id);
-    const ifMatch = parseIfMatch(request.ifMatch);
-    if (ifMatch !== undefined && ifMatch !== current.versionId) {
-      throw FhirError.preconditionFailed(`If-Match W/"${ifMatch}" does not match the current version of ${interaction.resourceType}/${interaction.id} (W/"${current.versionId}")`);
-    }
-    const patched = applyPatch(structuredClone(current.resource), request.body);
-    checkInput(patched, ctx.deps.inputLimits);
-    const { resource: valid } = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
-    const resource = await completeAttachments(valid, binaryReader(store));
-    const { resource: stored } = await store.repo.update(resource as Resource & { id: string }, { ifMatch: current.versionId, baseUrl: request.baseUrl });
-    return updated(stored, false, request);
-  });
+  const ifMatch = parseIfMatch(request.ifMatch);
+  const { resource: stored } = await ctx.store.patch(
+    interaction.resourceType,
+    interaction.id,
+    async (current, store) => {
+      const patched = applyPatch(structuredClone(current.resource), request.body);
+      checkInput(patched, ctx.deps.inputLimits);
+      const { resource: valid } = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
+      return completeAttachments(valid, binaryReader(store));
+    },
+    { ifMatch, baseUrl: request.baseUrl },
+  );
+  return updated(stored, false, request);
 }
 
 /**
@@ -124,21 +120,16 @@ function streamsBinary(request: FhirRequest, interaction: Of<'read' | 'vread'>):
 }
 
 /** Binaries as attachment checks read them: in the writer's own store (a transaction's, in a bundle). */
-function binaryReader(store: StoreContext): BinaryReader {
+function binaryReader(store: ResourceStore): BinaryReader {
   return async (id) => {
     try {
-      const binary = await store.repo.readBinary(id);
+      const binary = await store.readBinary(id);
       return { contentType: (binary.resource as Binary).contentType, size: binary.content.size, hash: binary.content.sha1 };
     } catch (error) {
       if (error instanceof FhirError && (error.status === 404 || error.status === 410)) return undefined;
       throw error;
     }
   };
-}
-
-/** Runs `work` in one transaction, joining the caller's if it already has one (a bundle's). */
-function inTransaction(ctx: HandlerContext, work: (store: StoreContext) => Promise<Outcome>): Promise<Outcome> {
-  return ctx.store.db.transaction((tx) => work(ctx.deps.storeFor(joinTransaction(tx, ctx.store.db.driver))));
 }
 
 function created(stored: StoredResource, request: FhirRequest): Outcome {

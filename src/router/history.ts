@@ -2,9 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Bundle } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { ResponseBundle, ResponseBundleEntry } from '../fhir/resource-text.ts';
-import type { HistoryPage } from '../store/repository.ts';
-import { withBinaryData } from './binary-data.ts';
-import type { StoreContext } from './context.ts';
+import type { HistoryPage, ResourceStore } from '../store/resource-store.ts';
 import type { Interaction } from './interaction.ts';
 import type { FhirRequest } from './request.ts';
 
@@ -16,20 +14,20 @@ const STATUS_OF_METHOD = { POST: '201 Created', PUT: '200 OK', PATCH: '200 OK', 
 type HistoryInteraction = Extract<Interaction, { kind: 'history-instance' | 'history-type' | 'history-system' }>;
 
 /** History at instance, type or system level (R4 http.html#history): a `history` Bundle, newest first. */
-export async function history(interaction: HistoryInteraction, request: FhirRequest, store: StoreContext, binaryInlineBytes: number): Promise<ResponseBundle> {
+export async function history(interaction: HistoryInteraction, request: FhirRequest, store: ResourceStore, binaryInlineBytes: number): Promise<ResponseBundle> {
   const count = parseCount(single(request, '_count'));
   const since = parseSince(single(request, '_since'));
   const cursor = single(request, '_cursor');
   if (cursor !== undefined && !/^\d{1,15}$/.test(cursor)) throw FhirError.badRequest(`Invalid _cursor '${cursor}'`, ['_cursor']);
 
-  const page = await store.repo.history({
+  const page = await store.history({
     resourceType: interaction.kind === 'history-system' ? undefined : interaction.resourceType,
     id: interaction.kind === 'history-instance' ? interaction.id : undefined,
     since,
     beforeSeq: cursor === undefined ? undefined : Number(cursor),
     count,
   });
-  return withBinaryData(historyBundle(page, request, { _count: String(count), ...(since ? { _since: since } : {}) }, cursor), store.db, binaryInlineBytes, request.streamBinary);
+  return store.withBinaryData(historyBundle(page, request, { _count: String(count), ...(since ? { _since: since } : {}) }, cursor), binaryInlineBytes, request.streamBinary);
 }
 
 function historyBundle(page: HistoryPage, request: FhirRequest, applied: Record<string, string>, cursor?: string): ResponseBundle {

@@ -3,9 +3,9 @@ import { instanceCapabilityStatement } from '../fhir/capability.ts';
 import { FhirError, withMoreIssues } from '../fhir/outcome.ts';
 import { isConformanceResourceType } from '../fhir/resource-types.ts';
 import { conformanceRead, conformanceSearch } from '../operations/conformance.ts';
-import { discardUnclaimedContent, stageStreamedBytes } from '../store/binary-store.ts';
 import { processBundle } from './bundle.ts';
-import type { HandlerContext, InteractionHook, Outcome, RouterDependencies, StoreContext } from './context.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
+import type { HandlerContext, InteractionHook, Outcome, RouterDependencies } from './context.ts';
 import * as crud from './crud.ts';
 import { history } from './history.ts';
 import type { Interaction } from './interaction.ts';
@@ -29,7 +29,7 @@ export class FhirRouter {
     this.hooks = deps.hooks ?? [];
   }
 
-  async handle(request: FhirRequest, store: StoreContext = this.deps.store): Promise<FhirResponse> {
+  async handle(request: FhirRequest, store: ResourceStore = this.deps.store): Promise<FhirResponse> {
     let interaction: Interaction | undefined;
     let response: FhirResponse;
     try {
@@ -39,13 +39,13 @@ export class FhirRouter {
       const context: HandlerContext = { deps: this.deps, store, handle: (r, s) => this.handle(r, s) };
       // The bytes of a Binary posted as itself are written before its version's transaction, which
       // then only claims them: a slow sender holds nothing the other requests need.
-      const staged = checked && (await stageStreamedBytes(store.db, checked.resource));
+      const staged = checked && (await store.stageBinary(checked.resource));
       let result: Outcome;
       try {
         result = await execute(interaction, request, context, staged ? staged.resource : checked?.resource);
       } finally {
         // Failing here leaves the bytes to the sweep at start; the answer stays the write's own.
-        if (staged) await discardUnclaimedContent(store.db, staged.contentId).catch(() => {});
+        if (staged) await staged.discardUnclaimed().catch(() => {});
       }
       if (checked && result.outcome) result.outcome = withMoreIssues(result.outcome, checked.notes);
       response = respond(result, request, interaction);

@@ -2,7 +2,6 @@ import { FhirError } from '../fhir/outcome.ts';
 import type { ResponseBundle } from '../fhir/resource-text.ts';
 import { SERVED_RESOURCE_TYPES } from '../fhir/resource-types.ts';
 import { parseSearch } from '../search/parse.ts';
-import { withBinaryData } from './binary-data.ts';
 import type { HandlerContext } from './context.ts';
 import type { Interaction } from './interaction.ts';
 import { strictHandling } from './prefer.ts';
@@ -27,7 +26,7 @@ export async function search(interaction: Extract<Interaction, { kind: `search-$
   }
   // Links name the search as a GET on the type or compartment, whichever way it was asked.
   const path = interaction.kind === 'search-system' ? '' : request.path.replace(/\/_search$/, '');
-  return withBinaryData(await ctx.store.search.search(parsed, { baseUrl: request.baseUrl, path }), ctx.store.db, ctx.deps.limits.binaryInlineBytes, request.streamBinary);
+  return ctx.store.withBinaryData(await ctx.store.search(parsed, { baseUrl: request.baseUrl, path }), ctx.deps.limits.binaryInlineBytes, request.streamBinary);
 }
 
 /** Query parameters as ordered (name, value) pairs; a repeated name is one pair per value (AND). */

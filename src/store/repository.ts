@@ -3,7 +3,7 @@ import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText } from '../fhir/resource-text.ts';
 import type { IndexRows } from '../search/extract.ts';
-import { indexInsertCtes, indexParams, type IndexWriter } from '../search/index-writer.ts';
+import { indexInsertCtes, indexParams, type IndexWriter } from './index-writer.ts';
 import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import type { CreateCoalescer } from './create-coalescer.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';

@@ -12,7 +12,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { Resource } from 'fhir/r4';
-import { SearchIndexWriter } from '../../../src/search/index-writer.ts';
+import { SearchIndexWriter } from '../../../src/store/index-writer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../../src/search/registry.ts';
 import type { QueryResult, SqlExecutor } from '../../../src/store/database.ts';
 import { insertNew, StoredResource, type NewResource } from '../../../src/store/repository.ts';

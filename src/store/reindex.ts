@@ -1,5 +1,5 @@
 import type { Resource } from 'fhir/r4';
-import type { Database } from '../store/database.ts';
+import type { Database } from './database.ts';
 import type { IndexWriter } from './index-writer.ts';
 
 export interface ReindexProgress {

@@ -1,9 +1,9 @@
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
-import type { SqlExecutor } from '../store/database.ts';
-import { recordPatientOf } from './compartment.ts';
-import { extractIndexRows, type ExtractOptions, type IndexRows, type IndexTable } from './extract.ts';
-import type { SearchParameterRegistry } from './registry.ts';
+import type { SqlExecutor } from './database.ts';
+import { recordPatientOf } from '../search/compartment.ts';
+import { extractIndexRows, type ExtractOptions, type IndexRows, type IndexTable } from '../search/extract.ts';
+import type { SearchParameterRegistry } from '../search/registry.ts';
 
 /** Per index table: its columns after (resource_type, resource_id), their SQL types, and the row fields. */
 const TABLES: Record<IndexTable, Array<[column: string, sqlType: string, field: string]>> = {

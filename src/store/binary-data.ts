@@ -1,9 +1,9 @@
 import type { Binary } from 'fhir/r4';
 import { ResourceText, resourceObject, type ResponseBundle } from '../fhir/resource-text.ts';
-import { SUBSETTED } from '../search/execute.ts';
-import { binaryDataWithin, readBinaryContent } from '../store/binary-store.ts';
-import { StoredBinary, StoredResource } from '../store/repository.ts';
-import type { SqlExecutor } from '../store/database.ts';
+import { SUBSETTED } from './search-executor.ts';
+import { binaryDataWithin, readBinaryContent } from './binary-store.ts';
+import { StoredBinary, StoredResource } from './repository.ts';
+import type { SqlExecutor } from './database.ts';
 
 /**
  * A search or history page reads resources as stored, and a stored Binary has no `data`: its bytes go

@@ -3,11 +3,12 @@ import type { BundleLink, Resource } from 'fhir/r4';
 import summaryElements from '../fhir/summary-elements.json' with { type: 'json' };
 import { operationOutcome } from '../fhir/outcome.ts';
 import { ResourceText, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
-import type { Database, SqlExecutor } from '../store/database.ts';
-import { encodeCursor } from './parse.ts';
-import type { SearchParameterRegistry } from './registry.ts';
-import { Binder, buildSearchSql, hasIndexRowsStatement, hasSourcesStatement, type ScopePredicate, type SearchSql } from './sql.ts';
-import type { Filter, IncludeRule, SearchRequest } from './types.ts';
+import type { Database, SqlExecutor } from './database.ts';
+import { encodeCursor } from '../search/parse.ts';
+import type { SearchParameterRegistry } from '../search/registry.ts';
+import { Binder, buildSearchSql, hasIndexRowsStatement, hasSourcesStatement, type ScopePredicate, type SearchSql } from '../search/sql.ts';
+import type { Filter, IncludeRule, SearchRequest } from '../search/types.ts';
+import type { SearchContext } from './resource-store.ts';
 
 /** Bounds on what includes may add to one page, so `_include:iterate=*` cannot read the whole store. */
 const MAX_INCLUDE_ROUNDS = 4;
@@ -42,11 +43,7 @@ interface Row {
   total_matches?: number;
 }
 
-export interface SearchContext {
-  baseUrl: string;
-  /** Path below the base that was searched (`Patient`, `Patient/123/Immunization`, ``), for links. */
-  path: string;
-}
+export type { SearchContext };
 
 /** The rows of a page: its statements run in turn until `wanted` rows are in hand (each stops at count + 1). */
 export async function readPage<R>(db: SqlExecutor, sql: SearchSql, wanted: number): Promise<R[]> {

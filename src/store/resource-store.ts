@@ -1,0 +1,99 @@
+import type { Resource } from 'fhir/r4';
+import type { ResponseBundle } from '../fhir/resource-text.ts';
+import type { SearchRequest } from '../search/types.ts';
+import type { DeleteResult, HistoryPage, HistoryQuery, StoredBinary, StoredResource, UpdateResult, WriteOptions } from './repository.ts';
+
+export type { DeleteResult, HistoryEntry, HistoryPage, HistoryQuery, UpdateResult, WriteMethod, WriteOptions } from './repository.ts';
+export { StoredBinary, StoredResource } from './repository.ts';
+
+/** Where a search's links point: the base the client used and the path below it that was searched. */
+export interface SearchContext {
+  baseUrl: string;
+  /** Path below the base that was searched (`Patient`, `Patient/123/Immunization`, ``), for links. */
+  path: string;
+}
+
+/** The criteria of a conditional interaction, parsed above the store (a 400 is refused before the store sees it). */
+export interface MatchCriteria {
+  resourceType: string;
+  /** The parsed search; its `count` bounds how many ids a match returns. */
+  search: SearchRequest;
+  /** Equal for criteria selecting the same resources however they were written: what a lock is taken on. */
+  lockKey: string;
+}
+
+/** Bytes of a Binary posted as itself, written ahead of its version's transaction (see Binary content staging). */
+export interface StagedBinary {
+  /** The Binary to write: it now carries the staged bytes, which the write claims. */
+  resource: Resource;
+  /** Drops the staged bytes if no version claimed them (the write failed or never happened). */
+  discardUnclaimed(): Promise<void>;
+}
+
+/**
+ * The resource store every interaction runs against, whatever holds the data. Nothing above `src/store`
+ * knows how it is stored: no SQL, no driver, no lock. Its test suite (test/helpers/store-contract.ts)
+ * is what another engine must pass.
+ *
+ * Reads fail with FhirError 404 (never known) or 410 (deleted); writes with 412 when `ifMatch` is not the
+ * current version. A store obtained from `unitOfWork` runs everything in that unit's one transaction.
+ */
+export interface ResourceStore {
+  read(resourceType: string, id: string): Promise<StoredResource>;
+  vread(resourceType: string, id: string, versionId: number): Promise<StoredResource>;
+  /** A Binary as stored (without `data`) with its bytes to stream; the current version or `versionId`. */
+  readBinary(id: string, versionId?: number): Promise<StoredBinary>;
+  /** Versions newest first, paged by `beforeSeq`, with their total. */
+  history(query: HistoryQuery): Promise<HistoryPage>;
+  /** A searchset Bundle: matches, `_include`/`_revinclude` targets, total as `request.total` asks (estimate included). */
+  search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle>;
+
+  /**
+   * Ids of the live resources matching each of `criteria` (at most `search.count` each), in their order.
+   * With `lock` (inside a unitOfWork), the criteria are first locked in a stable order until the unit ends:
+   * two units matching the same criteria queue, the second seeing what the first wrote, so a conditional
+   * create or update that finds nothing creates one resource, not two. Units locking several criteria
+   * wait for each other rather than deadlock.
+   */
+  match(criteria: MatchCriteria[], options?: { lock?: boolean }): Promise<string[][]>;
+
+  /** A new resource under `id` (a new server id by default): version 1. */
+  create(resource: Resource, id?: string, options?: Pick<WriteOptions, 'baseUrl'>): Promise<StoredResource>;
+  /** A new version, or the resource created with the client's id when it does not exist (or was deleted). */
+  update(resource: Resource & { id: string }, options?: WriteOptions): Promise<UpdateResult>;
+  /**
+   * Read-modify-write: `transform` gets the current version, read under lock, and returns the next one,
+   * which is written as an update; concurrent patches queue and each sees the one before's result.
+   * `transform` may use `store` (the unit's) to read; what it throws writes nothing.
+   */
+  patch(
+    resourceType: string,
+    id: string,
+    transform: (current: StoredResource, store: ResourceStore) => Promise<Resource>,
+    options?: WriteOptions,
+  ): Promise<UpdateResult>;
+  delete(resourceType: string, id: string, options?: WriteOptions): Promise<DeleteResult>;
+
+  /**
+   * Runs `work` as one all-or-nothing transaction against the store it is given: committed when it
+   * resolves, nothing of it kept when it throws. Inside a unit, a nested unitOfWork joins it.
+   */
+  unitOfWork<T>(work: (store: ResourceStore) => Promise<T>): Promise<T>;
+
+  /**
+   * The bytes of a Binary posted as itself, written before its version's transaction (a slow sender
+   * holds nothing the other requests need); undefined when `resource` carries no streamed bytes.
+   */
+  stageBinary(resource: Resource): Promise<StagedBinary | undefined>;
+  /**
+   * A page of resources as stored has Binaries without `data`: it is put back, streamed when `streamed`
+   * (the transport writes it as the page goes out), else inline up to `limit` bytes (larger: SUBSETTED).
+   */
+  withBinaryData(bundle: ResponseBundle, limit: number, streamed?: boolean): Promise<ResponseBundle>;
+
+  // readChanges(cursor, limit): the change feed in commit order (issue 15, item 5; src/store/change-feed.ts)
+  // goes here when it is merged.
+
+  /** Resolves when the storage answers (readiness). */
+  ping(): Promise<void>;
+}

@@ -1,0 +1,150 @@
+import type { Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
+import type { ResponseBundle } from '../fhir/resource-text.ts';
+import type { SearchParameterRegistry } from '../search/registry.ts';
+import type { SearchRequest } from '../search/types.ts';
+import { withBinaryData } from './binary-data.ts';
+import { DEFAULT_BINARY_INLINE_LIMIT, discardUnclaimedContent, stageStreamedBytes, sweepStaleUploads } from './binary-store.ts';
+import { CreateCoalescer } from './create-coalescer.ts';
+import type { Database } from './database.ts';
+import type { IndexWriter } from './index-writer.ts';
+import { migrate } from './migrate.ts';
+import { BufferedTransaction, Repository, type DeleteResult, type HistoryPage, type HistoryQuery, type StoredBinary, type StoredResource, type UpdateResult, type WriteOptions } from './repository.ts';
+import type { MatchCriteria, ResourceStore, SearchContext, StagedBinary } from './resource-store.ts';
+import { planSearch, readPage, SearchEngine } from './search-executor.ts';
+
+export interface SqlStoreSettings {
+  registry: SearchParameterRegistry;
+  /** Keeps the search index in step with each write, in the write's own transaction. */
+  indexWriter?: IndexWriter;
+  /** The largest Binary a read gives with its `data` put together (a larger one is 406; HTTP streams it instead). */
+  binaryInlineLimit?: number;
+}
+
+/**
+ * The ResourceStore over the one SQL schema, on either driver (PGlite, PostgreSQL). Plain creates from
+ * concurrent requests share statements (CreateCoalescer); inside a unit of work creates are held back
+ * and written together just before the next statement or the commit (BufferedTransaction).
+ */
+export class SqlResourceStore implements ResourceStore {
+  private readonly repo: Repository;
+  private readonly engine: SearchEngine;
+
+  private constructor(
+    private readonly db: Database,
+    private readonly settings: SqlStoreSettings,
+    /** The open unit of work this store runs in, when it does. */
+    private readonly unit?: BufferedTransaction,
+  ) {
+    const binaryInlineLimit = settings.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
+    // Creates outside transactions share statements under load; a unit's creates are its own.
+    const coalescer = unit ? undefined : new CreateCoalescer(db);
+    this.repo = new Repository(db, settings.indexWriter, coalescer, binaryInlineLimit);
+    this.engine = new SearchEngine(db, settings.registry);
+  }
+
+  static over(db: Database, settings: SqlStoreSettings): SqlResourceStore {
+    return new SqlResourceStore(db, settings);
+  }
+
+  /** Brings the schema up to date (migrations). */
+  async migrate(): Promise<void> {
+    await migrate(this.db);
+  }
+
+  /** Removes Binary bytes staged over `olderThanSeconds` ago that no version claimed (a server stopped mid-upload). */
+  sweepStaleUploads(olderThanSeconds: number): Promise<number> {
+    return sweepStaleUploads(this.db, olderThanSeconds);
+  }
+
+  read(resourceType: string, id: string): Promise<StoredResource> {
+    return this.repo.read(resourceType, id);
+  }
+
+  vread(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
+    return this.repo.vread(resourceType, id, versionId);
+  }
+
+  readBinary(id: string, versionId?: number): Promise<StoredBinary> {
+    return this.repo.readBinary(id, versionId);
+  }
+
+  history(query: HistoryQuery): Promise<HistoryPage> {
+    return this.repo.history(query);
+  }
+
+  search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle> {
+    return this.engine.search(request, context);
+  }
+
+  async match(criteria: MatchCriteria[], options: { lock?: boolean } = {}): Promise<string[][]> {
+    if (options.lock) {
+      if (!this.unit) throw new Error('match with lock runs inside a unitOfWork: the locks last until it ends');
+      // One order for every unit, so that two units locking the same criteria queue rather than deadlock.
+      for (const key of [...new Set(criteria.map((c) => c.lockKey))].sort()) {
+        await this.db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
+      }
+    }
+    const matches: string[][] = [];
+    for (const { search } of criteria) {
+      const rows = await readPage<{ id: string }>(this.db, await planSearch(this.db, search), search.count);
+      matches.push(rows.slice(0, search.count).map((row) => row.id));
+    }
+    return matches;
+  }
+
+  create(resource: Resource, id?: string, options?: Pick<WriteOptions, 'baseUrl'>): Promise<StoredResource> {
+    return this.repo.create(resource, id, options);
+  }
+
+  update(resource: Resource & { id: string }, options?: WriteOptions): Promise<UpdateResult> {
+    return this.repo.update(resource, options);
+  }
+
+  patch(
+    resourceType: string,
+    id: string,
+    transform: (current: StoredResource, store: ResourceStore) => Promise<Resource>,
+    options: WriteOptions = {},
+  ): Promise<UpdateResult> {
+    return this.unitOfWork(async (store) => {
+      const { repo } = store as SqlResourceStore;
+      const current = await repo.readForUpdate(resourceType, id);
+      if (options.ifMatch !== undefined && options.ifMatch !== current.versionId) {
+        throw FhirError.preconditionFailed(`If-Match W/"${options.ifMatch}" does not match the current version of ${resourceType}/${id} (W/"${current.versionId}")`);
+      }
+      const next = await transform(current, store);
+      if (next.resourceType !== resourceType || next.id !== id) throw FhirError.badRequest(`A patch of ${resourceType}/${id} may not change its type or id`);
+      return repo.update(next as Resource & { id: string }, { ifMatch: current.versionId, baseUrl: options.baseUrl });
+    });
+  }
+
+  delete(resourceType: string, id: string, options?: WriteOptions): Promise<DeleteResult> {
+    return this.repo.delete(resourceType, id, options);
+  }
+
+  async unitOfWork<T>(work: (store: ResourceStore) => Promise<T>): Promise<T> {
+    if (this.unit) return work(this);
+    return this.db.transaction(async (tx) => {
+      // Creates are held back and written together: a bundle of fifty creates is one statement, not fifty.
+      const unit = new BufferedTransaction(tx, this.db.driver);
+      const result = await work(new SqlResourceStore(unit, this.settings, unit));
+      await unit.flush();
+      return result;
+    });
+  }
+
+  async stageBinary(resource: Resource): Promise<StagedBinary | undefined> {
+    const staged = await stageStreamedBytes(this.db, resource);
+    if (!staged) return undefined;
+    return { resource: staged.resource, discardUnclaimed: () => discardUnclaimedContent(this.db, staged.contentId) };
+  }
+
+  withBinaryData(bundle: ResponseBundle, limit: number, streamed = false): Promise<ResponseBundle> {
+    return withBinaryData(bundle, this.db, limit, streamed);
+  }
+
+  ping(): Promise<void> {
+    return this.repo.ping();
+  }
+}
