@@ -14,16 +14,16 @@ import { defaultOperations } from './operations/index.ts';
 import { FhirRouter } from './router/router.ts';
 import { loadPatientCompartment } from './search/compartment.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
-import { DEFAULT_MAX_INDEX_ROWS, SearchIndexWriter } from './store/index-writer.ts';
+import { DEFAULT_MAX_INDEX_ROWS } from './store/index-writer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
-import type { Database } from './store/database.ts';
-import { SqlResourceStore } from './store/sql-resource-store.ts';
+import type { Storage } from './store/resource-store.ts';
 import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
     Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'projectRules' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows'>>;
-  db: Database;
+  /** Where the resources are kept (src/store/storage.ts opens it); the app opens its store on it, and does not close it. */
+  storage: Storage;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
   validator?: ResourceValidator;
   /** Where log lines go; standard output by default. */
@@ -45,7 +45,7 @@ const defaultValidators = new Map<string, ResourceValidator>();
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
-export async function buildApp({ config, db, validator, logStream, waitForStorage = false, startupLog }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, storage, validator, logStream, waitForStorage = false, startupLog }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: loggerOptions(config.logLevel, logStream),
     bodyLimit: config.bodyLimit,
@@ -58,9 +58,8 @@ export async function buildApp({ config, db, validator, logStream, waitForStorag
   // Each step logs its duration: a start takes seconds, most of them building the validator.
   const log = startupLog ?? app.log;
   const registry = await startupStep(log, 'search registry', () => (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters())));
-  const indexWriter = new SearchIndexWriter(registry, config.resourceMaxIndexRows ?? DEFAULT_MAX_INDEX_ROWS);
   const binaryInlineLimit = config.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
-  const store = SqlResourceStore.over(db, { registry, indexWriter, binaryInlineLimit });
+  const store = await storage.open({ registry, maxIndexRows: config.resourceMaxIndexRows ?? DEFAULT_MAX_INDEX_ROWS, binaryInlineLimit });
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
   const resourceValidator = await startupStep(log, 'validator and profiles', () =>
     validator ?? defaultValidatorFor({ unknownProfiles: config.unknownProfiles ?? 'warning', projectRules: config.projectRules ?? 'warning' }),

@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import { pino } from 'pino';
 import { configFromEnv, type ServerConfig } from './config.ts';
 import { assertCanListen, backoffMs, listenRefusal, StartupRefused, startupStep } from './startup.ts';
-import { openDatabase } from './store/database.ts';
+import { openStorage } from './store/storage.ts';
 
 const config = configFromEnv();
 const log = pino({ level: config.logLevel });
@@ -22,10 +22,10 @@ async function runServer(config: ServerConfig): Promise<void> {
     log.info({ node: process.version }, 'starting');
     await startupStep(log, 'check port', () => assertCanListen(config.host, config.port));
   }
-  const db = await startupStep(log, 'open store', () => openDatabase(config.databaseUrl));
+  const storage = await startupStep(log, 'open store', () => openStorage(config.databaseUrl));
   // Loaded here rather than imported at the top: compiling the server's modules is a step of its own.
   const { buildApp } = await startupStep(log, 'load modules', () => import('./app.ts'));
-  const app = await buildApp({ config, db, waitForStorage: true, startupLog: log });
+  const app = await buildApp({ config, storage, waitForStorage: true, startupLog: log });
 
   let stopping = false;
   async function shutdown(signal: string): Promise<void> {
@@ -36,7 +36,7 @@ async function runServer(config: ServerConfig): Promise<void> {
       // Stops accepting connections and waits for in-flight requests; then the store closes cleanly,
       // which for PGlite checkpoints its data directory.
       await app.close();
-      await db.close();
+      await storage.close();
       app.log.info('stopped');
       process.exit(0);
     } catch (error) {
@@ -51,7 +51,7 @@ async function runServer(config: ServerConfig): Promise<void> {
     app.listen({ port: config.port, host: config.host }).catch(async (error: unknown) => {
       const refusal = listenRefusal(error, config.host, config.port);
       if (!refusal) throw error;
-      await db.close();
+      await storage.close();
       throw refusal;
     }),
   );

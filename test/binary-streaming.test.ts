@@ -11,6 +11,7 @@ import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
 import { FHIR_JSON, json, openTestDatabase, startTestServer } from './helpers/app.ts';
+import { sqlStorage } from '../src/store/storage.ts';
 
 const MB = 1024 * 1024;
 const server = await startTestServer(t, { bodyLimit: 80 * MB });
@@ -159,7 +160,7 @@ t.test('Binaries stored before uploads were staged (migration 0006) keep their b
   for (const [n, part] of [bytes.subarray(0, CHUNK_SIZE), bytes.subarray(CHUNK_SIZE)].entries()) {
     await store.db.query(`INSERT INTO binary_chunk (binary_id, version_id, chunk_no, bytes) VALUES ('ancien', 1, $1, decode($2, 'base64'))`, [n, part.toString('base64')]);
   }
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: MB }, db: store.db, validator: createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }) });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: MB }, storage: sqlStorage(store.db), validator: createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }) });
   t.teardown(() => app.close());
   const raw = await app.inject({ method: 'GET', url: '/fhir/Binary/ancien' });
   t.equal(raw.statusCode, 200);

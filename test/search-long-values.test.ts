@@ -3,6 +3,7 @@ import t from 'tap';
 import { buildApp } from '../src/app.ts';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
 import { FHIR_JSON, json, openTestDatabase, startTestServer } from './helpers/app.ts';
+import { sqlStorage } from '../src/store/storage.ts';
 
 // Searchable values longer than a btree index entry holds (about 2.7 KB) are stored and searched exactly:
 // before migration 0011 such a write failed with PostgreSQL's 54000 "index row size exceeds btree maximum".
@@ -102,7 +103,7 @@ t.test('a store indexed before migration 0011 keeps its rows searchable, and tak
   await store.db.query(`INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) VALUES ('Patient', 'ancien', 1, '2026-01-02T03:04:05Z', false, $1)`, [stored]);
   await store.db.query(`INSERT INTO search_string (resource_type, resource_id, patient_id, param, value, normalized) VALUES ('Patient', 'ancien', 'ancien', 'family', 'Dupont', 'dupont')`);
   await store.db.query(`INSERT INTO search_token (resource_type, resource_id, patient_id, param, system, code) VALUES ('Patient', 'ancien', 'ancien', 'identifier', 'urn:x', 'A-1')`);
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, db: store.db, validator: { validate: () => [] } });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, storage: sqlStorage(store.db), validator: { validate: () => [] } });
   t.teardown(() => app.close());
   const ids = async (query: string) => (json(await app.inject({ method: 'GET', url: `/fhir/Patient?${query}` })).entry ?? []).map((e: any) => e.resource.id);
   t.same(await ids('family=dup'), ['ancien']);

@@ -10,6 +10,7 @@ import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { FHIR_JSON, json, openTestDatabase, type TestServer } from './helpers/app.ts';
 import { q, searchClient } from './helpers/search-client.ts';
+import { sqlStorage } from '../src/store/storage.ts';
 
 const PUBLIC_BASE = 'https://dmp.example.fr/fhir';
 const HOST = 'dossier.chu-exemple.fr:8443';
@@ -21,7 +22,7 @@ const validator = createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES,
 /** A server on a fresh store, every request to it sent with `Host: host`. */
 async function startServer(t: Test, host: string, publicBaseUrl?: string): Promise<TestServer> {
   const store = await openTestDatabase();
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, publicBaseUrl }, db: store.db, validator });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, publicBaseUrl }, storage: sqlStorage(store.db), validator });
   const server: TestServer = {
     app,
     db: store.db,

@@ -34,6 +34,7 @@ import { benchPostgres } from './lib/pg-cluster.ts';
 import { frenchPatient, storedFrenchPatient } from './lib/patients.ts';
 import { openRawDriver, type RawDriver } from './lib/raw-driver.ts';
 import { combineRounds, machine, machineBusyTicks, markdown, summarise, writeResults, type Measurement, type StoreReport } from './lib/report.ts';
+import { sqlStorage } from '../../src/store/storage.ts';
 
 const REQUESTS = positiveInteger('BENCH_REQUESTS', 3000);
 const WARMUP = positiveInteger('BENCH_WARMUP', 500);
@@ -281,7 +282,7 @@ async function benchStore(store: StoreTarget, client: LoadClient): Promise<Store
   const db = await openDatabase(store.url, { schema });
   const driver = await openRawDriver(store.url, schema);
   const documents = Array.from({ length: WARMUP + REQUESTS }, (_, index) => storedFrenchPatient(index));
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, db });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, storage: sqlStorage(db) });
   const rawApp = rawRoutes(driver, new Map(documents.map((document) => [document.id, document.json])));
   try {
     await driver.query('CREATE TABLE bench_raw (id text PRIMARY KEY, content text NOT NULL)', []);

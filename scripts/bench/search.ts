@@ -29,6 +29,7 @@ import { LoadClient } from './lib/load-client.ts';
 import { benchPostgres } from './lib/pg-cluster.ts';
 import { loadPopulation } from './lib/population-loader.ts';
 import { machine, summarise, type Measurement } from './lib/report.ts';
+import { sqlStorage } from '../../src/store/storage.ts';
 
 const RESOURCES = positiveInteger('BENCH_RESOURCES', 1_000_000);
 const WRITERS = positiveInteger('BENCH_WRITERS', 3);
@@ -448,7 +449,7 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
     }
     const databaseSize = (await pool.query('SELECT pg_size_pretty(pg_database_size(current_database())) AS s')).rows[0].s as string;
 
-    app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, db });
+    app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, storage: sqlStorage(db) });
     const origin = await app.listen({ host: '127.0.0.1', port: 0 });
     const registry = new SearchParameterRegistry(loadSearchParameters());
     const { queries, representative } = buildQueries(plan);

@@ -1,5 +1,6 @@
 import type { Resource } from 'fhir/r4';
 import type { ResponseBundle } from '../fhir/resource-text.ts';
+import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
 import type { DeleteResult, HistoryPage, HistoryQuery, StoredBinary, StoredResource, UpdateResult, WriteOptions } from './repository.ts';
 
@@ -96,4 +97,28 @@ export interface ResourceStore {
 
   /** Resolves when the storage answers (readiness). */
   ping(): Promise<void>;
+}
+
+/** What a server's store is opened with. */
+export interface StoreSettings {
+  /** The search parameters the store indexes and searches by. */
+  registry: SearchParameterRegistry;
+  /** The most index rows one resource may have (a larger one is refused, 422). */
+  maxIndexRows: number;
+  /** The largest Binary a read gives with its `data` put together (a larger one is 406; HTTP streams it instead). */
+  binaryInlineLimit: number;
+}
+
+/** A store as a server runs it: brought up to date and tidied when the server starts. */
+export interface ServerStore extends ResourceStore {
+  /** Brings the stored form up to date (migrations). */
+  migrate(): Promise<void>;
+  /** Removes Binary bytes staged over `olderThanSeconds` ago that no version claimed (a server stopped mid-upload). */
+  sweepStaleUploads(olderThanSeconds: number): Promise<number>;
+}
+
+/** Where a server keeps its resources, opened by the process (src/main.ts) and handed to the app. */
+export interface Storage {
+  open(settings: StoreSettings): Promise<ServerStore>;
+  close(): Promise<void>;
 }

@@ -7,10 +7,10 @@ import { withBinaryData } from './binary-data.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT, discardUnclaimedContent, stageStreamedBytes, sweepStaleUploads } from './binary-store.ts';
 import { CreateCoalescer } from './create-coalescer.ts';
 import type { Database } from './database.ts';
-import type { IndexWriter } from './index-writer.ts';
+import { SearchIndexWriter, type IndexWriter } from './index-writer.ts';
 import { migrate } from './migrate.ts';
 import { BufferedTransaction, Repository, type DeleteResult, type HistoryPage, type HistoryQuery, type StoredBinary, type StoredResource, type UpdateResult, type WriteOptions } from './repository.ts';
-import type { MatchCriteria, ResourceStore, SearchContext, StagedBinary } from './resource-store.ts';
+import type { MatchCriteria, ResourceStore, SearchContext, ServerStore, StagedBinary, StoreSettings } from './resource-store.ts';
 import { planSearch, readPage, SearchEngine } from './search-executor.ts';
 
 export interface SqlStoreSettings {
@@ -21,12 +21,21 @@ export interface SqlStoreSettings {
   binaryInlineLimit?: number;
 }
 
+/** The settings a server opens its store with, as the SQL store takes them. */
+export function sqlStoreSettings(settings: StoreSettings): SqlStoreSettings {
+  return {
+    registry: settings.registry,
+    indexWriter: new SearchIndexWriter(settings.registry, settings.maxIndexRows),
+    binaryInlineLimit: settings.binaryInlineLimit,
+  };
+}
+
 /**
  * The ResourceStore over the one SQL schema, on either driver (PGlite, PostgreSQL). Plain creates from
  * concurrent requests share statements (CreateCoalescer); inside a unit of work creates are held back
  * and written together just before the next statement or the commit (BufferedTransaction).
  */
-export class SqlResourceStore implements ResourceStore {
+export class SqlResourceStore implements ServerStore {
   private readonly repo: Repository;
   private readonly engine: SearchEngine;
 

@@ -12,6 +12,7 @@ import type { ResourceValidator } from '../../src/fhir/validation/validator.ts';
 import { openDatabase, type Database } from '../../src/store/database.ts';
 import { loadMigrations, migrate } from '../../src/store/migrate.ts';
 import { pgliteDatabase } from '../../src/store/pglite.ts';
+import { sqlStorage } from '../../src/store/storage.ts';
 
 /**
  * Where the suite's data lives: `DATABASE_URL=postgres://…` runs it on that PostgreSQL server, each test
@@ -145,7 +146,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
       unknownProfiles: config.unknownProfiles,
       projectRules: config.projectRules,
     },
-    db: store.db,
+    storage: sqlStorage(store.db),
     validator,
     logStream: config.logStream,
   });
