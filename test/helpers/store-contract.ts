@@ -1,0 +1,300 @@
+// The ResourceStore contract (src/store/resource-store.ts) as tests over any engine: a store passes when
+// it gives these answers, whatever holds its data. Run it with `storeContract(t, open)`; each case uses
+// its own resources, so one store serves the whole suite.
+import { randomUUID } from 'node:crypto';
+import type { Patient, Resource } from 'fhir/r4';
+import type { Test } from 'tap';
+import { FhirError } from '../../src/fhir/outcome.ts';
+import type { ResponseBundle } from '../../src/fhir/resource-text.ts';
+import { parseSearch } from '../../src/search/parse.ts';
+import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/registry.ts';
+import type { MatchCriteria, ResourceStore } from '../../src/store/resource-store.ts';
+
+export type StoreFactory = () => Promise<{ store: ResourceStore; close(): Promise<void> }>;
+
+type Tap = Test;
+
+let registry: SearchParameterRegistry | undefined;
+
+/** The R4 search parameters, which the store indexes and the contract searches by. */
+export function contractRegistry(): SearchParameterRegistry {
+  return (registry ??= new SearchParameterRegistry(loadSearchParameters()));
+}
+
+const SYSTEM = 'urn:dossier:store-contract';
+const BASE = 'http://contract.test/fhir';
+
+function search(resourceType: string, query: string) {
+  return parseSearch([resourceType], [...new URLSearchParams(query)], contractRegistry(), { strict: true, baseUrl: BASE });
+}
+
+/** Criteria as a conditional interaction gives them: at most a few ids, no total, locked by their text. */
+function criteria(resourceType: string, query: string): MatchCriteria {
+  return { resourceType, search: { ...search(resourceType, query), count: 11, total: 'none' }, lockKey: `${resourceType}?${query}` };
+}
+
+function patient(value: string, extra: Partial<Patient> = {}): Patient {
+  return { resourceType: 'Patient', identifier: [{ system: SYSTEM, value }], name: [{ family: 'Contract', given: [value] }], ...extra };
+}
+
+function matchIds(bundle: ResponseBundle): string[] {
+  return (bundle.entry ?? []).filter((entry) => entry.search?.mode === 'match').map((entry) => entry.resource!.id!);
+}
+
+/** Fails unless `promise` rejects with a FhirError of `status` (the store's 404, 410, 412…). */
+async function failsWith(t: Tap, promise: Promise<unknown>, status: number, message = `${status}`): Promise<void> {
+  try {
+    await promise;
+    t.fail(`${message}: ${status} expected, but it succeeded`);
+  } catch (error) {
+    t.equal(error instanceof FhirError ? error.status : error, status, message);
+  }
+}
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function storeContract(t: Tap, open: StoreFactory): void {
+  let store: ResourceStore;
+  t.before(async () => {
+    const opened = await open();
+    store = opened.store;
+    t.teardown(() => opened.close());
+  });
+
+  t.test('create, read, vread, update, delete: a deleted resource reads 410, its old versions still read', async (t) => {
+    const created = await store.create(patient('lifecycle'));
+    t.equal(created.versionId, 1);
+    t.ok(created.id, 'the store assigns an id');
+    t.equal((created.resource.meta ?? {}).versionId, '1', 'meta.versionId is stamped');
+    const read = await store.read('Patient', created.id);
+    t.same((read.resource as Patient).identifier, [{ system: SYSTEM, value: 'lifecycle' }]);
+
+    const { resource: second, created: isNew } = await store.update({ ...patient('lifecycle', { gender: 'female' }), id: created.id });
+    t.equal(isNew, false);
+    t.equal(second.versionId, 2);
+    t.equal(((await store.read('Patient', created.id)).resource as Patient).gender, 'female');
+
+    const { versionId } = await store.delete('Patient', created.id);
+    t.equal(versionId, 3, 'the deletion is a version of its own');
+    await failsWith(t, store.read('Patient', created.id), 410);
+    t.equal(((await store.vread('Patient', created.id, 1)).resource as Patient).gender, undefined, 'version 1 as it was');
+    t.equal(((await store.vread('Patient', created.id, 2)).resource as Patient).gender, 'female', 'version 2 as it was');
+    await failsWith(t, store.vread('Patient', created.id, 3), 410, 'the deletion version has no content');
+    t.same(await store.delete('Patient', created.id), {}, 'deleting again deletes nothing');
+
+    const { resource: again, created: recreated } = await store.update({ ...patient('lifecycle'), id: created.id });
+    t.equal(recreated, true, 'an update of a deleted resource brings it back');
+    t.equal(again.versionId, 4);
+  });
+
+  t.test('an unknown id is 404 for read, vread and readBinary; an update with a new id creates it', async (t) => {
+    const id = randomUUID();
+    await failsWith(t, store.read('Patient', id), 404);
+    await failsWith(t, store.vread('Patient', id, 1), 404);
+    await failsWith(t, store.readBinary(id), 404);
+    t.same(await store.delete('Patient', id), {}, 'nothing to delete');
+    const { resource, created } = await store.update({ ...patient('client-id'), id });
+    t.equal(created, true);
+    t.equal(resource.id, id);
+    t.equal(resource.versionId, 1);
+  });
+
+  t.test('If-Match that is not the current version: 412, and nothing is written', async (t) => {
+    const created = await store.create(patient('if-match'));
+    await failsWith(t, store.update({ ...patient('if-match', { gender: 'male' }), id: created.id }, { ifMatch: 2 }), 412);
+    await failsWith(t, store.delete('Patient', created.id, { ifMatch: 2 }), 412);
+    await failsWith(t, store.patch('Patient', created.id, async (current) => ({ ...current.resource, gender: 'male' }) as Resource, { ifMatch: 2 }), 412);
+    const current = await store.read('Patient', created.id);
+    t.equal(current.versionId, 1, 'still version 1');
+    t.equal((current.resource as Patient).gender, undefined);
+    const history = await store.history({ resourceType: 'Patient', id: created.id, count: 10 });
+    t.equal(history.total, 1, 'no version was added');
+
+    const { resource } = await store.update({ ...patient('if-match', { gender: 'male' }), id: created.id }, { ifMatch: 1 });
+    t.equal(resource.versionId, 2, 'the matching version is updated');
+  });
+
+  t.test('If-Match on a resource that does not exist (or no longer does): 412, nothing created', async (t) => {
+    const id = randomUUID();
+    await failsWith(t, store.update({ ...patient('absent'), id }, { ifMatch: 1 }), 412);
+    await failsWith(t, store.read('Patient', id), 404, 'not created');
+    await failsWith(t, store.delete('Patient', id, { ifMatch: 1 }), 412);
+    const created = await store.create(patient('absent-deleted'));
+    await store.delete('Patient', created.id);
+    await failsWith(t, store.update({ ...patient('absent-deleted'), id: created.id }, { ifMatch: 2 }), 412, 'a deletion is not a version to match');
+    await failsWith(t, store.read('Patient', created.id), 410, 'still deleted');
+  });
+
+  t.test('20 concurrent updates of one resource: versions 1 to 21, none lost', async (t) => {
+    const created = await store.create(patient('concurrent'));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, n) => store.update({ ...patient('concurrent', { name: [{ family: 'Contract', given: [`writer-${n}`] }] }), id: created.id })),
+    );
+    t.same(results.map((result) => result.resource.versionId).sort((a, b) => a - b), Array.from({ length: 20 }, (_, n) => n + 2), 'each update made a version of its own');
+    const history = await store.history({ resourceType: 'Patient', id: created.id, count: 100 });
+    t.same(history.entries.map((entry) => entry.versionId), Array.from({ length: 21 }, (_, n) => 21 - n), 'history holds versions 21 to 1');
+    const writers = history.entries.slice(0, 20).map((entry) => (entry.resource!.resource as Patient).name![0]!.given![0]).sort();
+    t.same(writers, Array.from({ length: 20 }, (_, n) => `writer-${n}`).sort(), 'every writer is in exactly one version');
+    t.equal((await store.read('Patient', created.id)).versionId, 21);
+  });
+
+  t.test('10 concurrent conditional creates with the same criteria, each locking and matching in its unit: one resource', async (t) => {
+    const value = `once-${randomUUID()}`;
+    const condition = criteria('Patient', `identifier=${SYSTEM}|${value}`);
+    const outcomes = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        store.unitOfWork(async (unit) => {
+          const [matches = []] = await unit.match([condition], { lock: true });
+          if (matches.length > 0) return 'matched';
+          await unit.create(patient(value));
+          return 'created';
+        }),
+      ),
+    );
+    t.same(outcomes.filter((outcome) => outcome === 'created'), ['created'], 'one unit created, the others found it');
+    const found = await store.search(search('Patient', `identifier=${SYSTEM}|${value}&_total=accurate`), { baseUrl: BASE, path: 'Patient' });
+    t.equal(found.total, 1);
+    t.equal(matchIds(found).length, 1);
+  });
+
+  t.test('match: live resources only, in a unit or not, at most the criteria count', async (t) => {
+    const value = `match-${randomUUID()}`;
+    const kept = await store.create(patient(value));
+    const removed = await store.create(patient(value));
+    await store.delete('Patient', removed.id);
+    const [matches] = await store.match([criteria('Patient', `identifier=${SYSTEM}|${value}`)]);
+    t.same(matches, [kept.id]);
+    const [none, both] = await store.unitOfWork((unit) =>
+      unit.match([criteria('Patient', `identifier=${SYSTEM}|nothing-${value}`), criteria('Patient', `identifier=${SYSTEM}|${value}`)], { lock: true }),
+    );
+    t.same(none, [], 'each criteria its own answer, in order');
+    t.same(both, [kept.id]);
+  });
+
+  t.test('a unitOfWork that throws leaves nothing: no resource, no version, nothing a search finds', async (t) => {
+    const value = `rolled-back-${randomUUID()}`;
+    const existing = await store.create(patient(`kept-${value}`));
+    let createdId: string | undefined;
+    await t.rejects(
+      store.unitOfWork(async (unit) => {
+        createdId = (await unit.create(patient(value))).id;
+        await unit.update({ ...patient(value), id: existing.id });
+        await unit.delete('Patient', (await unit.create(patient(value))).id);
+        t.equal((await unit.read('Patient', createdId)).id, createdId, 'the unit reads its own writes');
+        throw new Error('the unit fails');
+      }),
+      { message: 'the unit fails' },
+    );
+    await failsWith(t, store.read('Patient', createdId!), 404, 'the created resource is gone');
+    t.equal((await store.history({ resourceType: 'Patient', id: createdId!, count: 10 })).total, 0, 'and so is its history');
+    const kept = await store.read('Patient', existing.id);
+    t.equal(kept.versionId, 1, 'the update was undone');
+    t.equal((kept.resource as Patient).identifier![0]!.value, `kept-${value}`);
+    const found = await store.search(search('Patient', `identifier=${SYSTEM}|${value}&_total=accurate`), { baseUrl: BASE, path: 'Patient' });
+    t.equal(found.total, 0, 'the index has none of it');
+    t.same(matchIds(found), []);
+  });
+
+  t.test('a nested unitOfWork joins the open one: it sees its writes, and goes with it', async (t) => {
+    const value = `nested-${randomUUID()}`;
+    let outerId: string | undefined;
+    let innerId: string | undefined;
+    await t.rejects(
+      store.unitOfWork(async (outer) => {
+        outerId = (await outer.create(patient(value))).id;
+        innerId = await outer.unitOfWork(async (inner) => {
+          t.equal((await inner.read('Patient', outerId!)).id, outerId, 'the inner unit sees the outer one\'s write');
+          return (await inner.create(patient(value))).id;
+        });
+        t.equal((await outer.read('Patient', innerId)).id, innerId, 'the outer unit sees the inner one\'s write before either ends');
+        throw new Error('the outer unit fails');
+      }),
+      { message: 'the outer unit fails' },
+    );
+    await failsWith(t, store.read('Patient', outerId!), 404);
+    await failsWith(t, store.read('Patient', innerId!), 404, 'the inner unit did not commit on its own');
+
+    const [a, b] = await store.unitOfWork(async (outer) => [(await outer.create(patient(value))).id, await outer.unitOfWork(async (inner) => (await inner.create(patient(value))).id)]);
+    t.equal((await store.read('Patient', a!)).versionId, 1, 'a unit that succeeds keeps its writes');
+    t.equal((await store.read('Patient', b!)).versionId, 1, 'and its nested unit\'s');
+  });
+
+  t.test('history: newest first, paged by beforeSeq, _since from an instant', async (t) => {
+    const created = await store.create(patient('history'));
+    await sleep(5);
+    await store.update({ ...patient('history', { gender: 'other' }), id: created.id });
+    await sleep(5);
+    const third = await store.update({ ...patient('history', { gender: 'female' }), id: created.id });
+    await sleep(5);
+    await store.delete('Patient', created.id);
+
+    const first = await store.history({ resourceType: 'Patient', id: created.id, count: 3 });
+    t.equal(first.total, 4);
+    t.same(first.entries.map((entry) => [entry.versionId, entry.method]), [[4, 'DELETE'], [3, 'PUT'], [2, 'PUT']]);
+    t.equal(first.entries[0]!.resource, undefined, 'a deletion has no resource');
+    t.equal(first.entries[1]!.resource!.versionId, 3);
+    t.ok(first.nextBeforeSeq !== undefined, 'a next page');
+    const second = await store.history({ resourceType: 'Patient', id: created.id, count: 3, beforeSeq: first.nextBeforeSeq });
+    t.same(second.entries.map((entry) => [entry.versionId, entry.method]), [[1, 'POST']]);
+    t.equal(second.nextBeforeSeq, undefined, 'the last page');
+
+    const since = await store.history({ resourceType: 'Patient', id: created.id, count: 10, since: third.resource.lastUpdated });
+    t.same(since.entries.map((entry) => entry.versionId), [4, 3], 'versions written at or after the instant');
+    t.equal(since.total, 2);
+
+    const typeLevel = await store.history({ resourceType: 'Patient', count: 2 });
+    t.equal(typeLevel.entries[0]!.id, created.id, 'type history: the latest write first');
+    t.ok(typeLevel.total >= 4);
+    const system = await store.history({ count: 1 });
+    t.equal(system.entries.length, 1);
+  });
+
+  t.test('search: by token and string, _count pages, _total=accurate counts every match, deleted ones excluded', async (t) => {
+    const family = `Family${randomUUID().replace(/-/g, '')}`;
+    const ids: string[] = [];
+    for (let n = 0; n < 5; n++) ids.push((await store.create(patient(`${family}-${n}`, { name: [{ family, given: [`G${n}`] }] }))).id);
+    await store.delete('Patient', ids[4]!);
+
+    const byString = await store.search(search('Patient', `family=${family.toLowerCase().slice(0, 20)}&_count=2&_total=accurate`), { baseUrl: BASE, path: 'Patient' });
+    t.equal(byString.total, 4, 'a string matches case-insensitively by prefix; the deleted one is not counted');
+    t.equal(matchIds(byString).length, 2, '_count bounds the page');
+    t.ok(byString.link?.some((link) => link.relation === 'next'), 'with a next page');
+
+    const byToken = await store.search(search('Patient', `identifier=${SYSTEM}|${family}-2`), { baseUrl: BASE, path: 'Patient' });
+    t.same(matchIds(byToken), [ids[2]]);
+    const byDeletedToken = await store.search(search('Patient', `identifier=${SYSTEM}|${family}-4&_total=accurate`), { baseUrl: BASE, path: 'Patient' });
+    t.equal(byDeletedToken.total, 0);
+    const estimate = await store.search(search('Patient', `family=${family}&_total=estimate`), { baseUrl: BASE, path: 'Patient' });
+    t.ok(typeof estimate.total === 'number', '_total=estimate gives a number');
+  });
+
+  t.test('search: _include and _revinclude', async (t) => {
+    const owner = await store.create(patient(`owner-${randomUUID()}`));
+    const linked = await store.create({ resourceType: 'Patient', identifier: [{ system: SYSTEM, value: `linked-${owner.id}` }], link: [{ other: { reference: `Patient/${owner.id}` }, type: 'seealso' }] } as Patient);
+    const included = await store.search(search('Patient', `_id=${linked.id}&_include=Patient:link`), { baseUrl: BASE, path: 'Patient' });
+    t.same((included.entry ?? []).map((entry) => [entry.search?.mode, entry.resource!.id]), [['match', linked.id], ['include', owner.id]]);
+    const revincluded = await store.search(search('Patient', `_id=${owner.id}&_revinclude=Patient:link`), { baseUrl: BASE, path: 'Patient' });
+    t.same((revincluded.entry ?? []).map((entry) => [entry.search?.mode, entry.resource!.id]), [['match', owner.id], ['include', linked.id]]);
+  });
+
+  t.test('patch: the transform gets the current version under lock; concurrent patches lose no increment', async (t) => {
+    const created = await store.create(patient('patch', { multipleBirthInteger: 0 }));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        store.patch('Patient', created.id, async (current) => {
+          const resource = current.resource as Patient;
+          // A pause between the read and the write: a store that did not lock would lose increments here.
+          await sleep(2);
+          return { ...resource, multipleBirthInteger: resource.multipleBirthInteger! + 1 };
+        }),
+      ),
+    );
+    t.same(results.map((result) => result.resource.versionId).sort((a, b) => a - b), Array.from({ length: 10 }, (_, n) => n + 2));
+    const current = await store.read('Patient', created.id);
+    t.equal((current.resource as Patient).multipleBirthInteger, 10, 'every increment kept');
+    t.equal(current.versionId, 11);
+
+    await failsWith(t, store.patch('Patient', created.id, async () => { throw FhirError.badRequest('the patch does not apply'); }), 400);
+    t.equal((await store.read('Patient', created.id)).versionId, 11, 'a failing transform writes nothing');
+    await failsWith(t, store.patch('Patient', randomUUID(), async (current) => current.resource), 404, 'patching an unknown resource: 404');
+  });
+}
