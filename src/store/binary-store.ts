@@ -79,7 +79,7 @@ const SELECT_DATA = `SELECT c.size, CASE WHEN c.size <= $3 THEN (
 /**
  * The largest Binary whose bytes are put together as one base64 `data` text (in a Bundle, or for a PATCH),
  * by default: a search page of 50 of them stays under 70 MB. A read of a larger one as FHIR JSON streams
- * its `data` (HTTP only); a Bundle leaves it out (router/binary-data.ts). BINARY_INLINE_LIMIT sets it.
+ * its `data` (HTTP only); a Bundle leaves it out (store/binary-data.ts). BINARY_INLINE_LIMIT sets it.
  */
 export const DEFAULT_BINARY_INLINE_LIMIT = 1024 * 1024;
 
