@@ -55,8 +55,6 @@ export function assertSchemaName(schema: string): string {
  * single all-or-nothing transaction.
  */
 export function joinTransaction(tx: SqlExecutor, driver: Database['driver']): Database {
-  // Already a transaction's Database view (a bundle's buffered transaction): joining it is using it.
-  if ('transaction' in tx) return tx as Database;
   return {
     driver,
     query: (sql, params, name) => tx.query(sql, params, name),

@@ -5,8 +5,12 @@ import { ResourceText } from '../fhir/resource-text.ts';
 import type { IndexRows } from '../search/extract.ts';
 import { indexInsertCtes, indexParams, type IndexWriter } from './index-writer.ts';
 import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
-import type { CreateCoalescer } from './create-coalescer.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
+
+/** Writes first versions some other way than one statement each: shared between requests, or held back to the commit. */
+export interface CreateWriter {
+  write(created: NewResource): Promise<void>;
+}
 
 /** One stored version of a resource: its JSON text as stored, parsed only when someone needs the object. */
 export class StoredResource extends ResourceText {
@@ -95,15 +99,18 @@ export class Repository {
     private readonly db: Database,
     /** Keeps the search index in step with each write, in the write's own transaction. */
     private readonly index?: IndexWriter,
-    /** Shares insert statements between concurrent creates; only for a Database that is not a transaction. */
-    private readonly coalescer?: CreateCoalescer,
+    /**
+     * How creates are written, when not one statement each: a CreateCoalescer shares statements between
+     * concurrent requests (on a Database that is not a transaction); a BufferedTransaction holds them back.
+     */
+    private readonly creates?: CreateWriter,
     /** The largest Binary a read gives with its `data` put together (a larger one is 406; HTTP streams it instead). */
     private readonly binaryInlineLimit = DEFAULT_BINARY_INLINE_LIMIT,
   ) {}
 
   /**
    * Creates a resource under a new server id (or `id`, chosen by a transaction that needed it first).
-   * Inside a BufferedTransaction the write waits, to go out with the transaction's other creates.
+   * Through `creates` the write may wait, to go out with other creates in one statement.
    */
   async create(resource: Resource, id: string = randomUUID(), options: Pick<WriteOptions, 'baseUrl'> = {}): Promise<StoredResource> {
     const binary = binaryWriteOf(resource);
@@ -113,8 +120,7 @@ export class Repository {
     // The answer keeps the text only: the object, which shares its parts with the request's body, can go.
     const stored = new StoredResource(stamped.resourceType, id, 1, stamped.lastUpdated, stamped.json);
     const created: NewResource = { stored, ...(rows ? { rows } : {}) };
-    if (this.db instanceof BufferedTransaction) await this.db.buffer(created);
-    else if (this.coalescer) await this.coalescer.write(created);
+    if (this.creates) await this.creates.write(created);
     else await insertNew(this.db, [created]);
     return stored;
   }
@@ -302,8 +308,12 @@ export class Repository {
     });
   }
 
-  /** This repository inside transaction `tx`: its writes join it instead of opening their own. */
+  /**
+   * This repository inside transaction `tx`: its writes join it instead of opening their own. A
+   * repository already in a transaction (whose `transaction` runs work on itself) is that repository.
+   */
   private joining(tx: SqlExecutor): Repository {
+    if (tx === this.db) return this;
     return new Repository(joinTransaction(tx, this.db.driver), this.index, undefined, this.binaryInlineLimit);
   }
 
@@ -362,7 +372,7 @@ export const MAX_BUFFERED_JSON = 4 * 1024 * 1024;
  * MAX_BUFFERED_JSON of text, or when `flush` is called before commit. A transaction bundle of fifty
  * creates costs one round trip instead of fifty.
  */
-export class BufferedTransaction implements Database {
+export class BufferedTransaction implements Database, CreateWriter {
   private pending: NewResource[] = [];
   private pendingJson = 0;
 
@@ -371,7 +381,7 @@ export class BufferedTransaction implements Database {
     readonly driver: Database['driver'],
   ) {}
 
-  async buffer(created: NewResource): Promise<void> {
+  async write(created: NewResource): Promise<void> {
     this.pending.push(created);
     this.pendingJson += created.stored.json.length;
     if (this.pendingJson >= MAX_BUFFERED_JSON) await this.flush();

@@ -48,7 +48,7 @@ export class SqlResourceStore implements ServerStore {
     const binaryInlineLimit = settings.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
     // Creates outside transactions share statements under load; a unit's creates are its own.
     const coalescer = unit ? undefined : new CreateCoalescer(db);
-    this.repo = new Repository(db, settings.indexWriter, coalescer, binaryInlineLimit);
+    this.repo = new Repository(db, settings.indexWriter, unit ?? coalescer, binaryInlineLimit);
     this.engine = new SearchEngine(db, settings.registry);
   }
 
