@@ -3,8 +3,7 @@ import { FhirError } from '../fhir/outcome.ts';
 import { parseSearch } from '../search/parse.ts';
 import { normalizeString } from '../search/normalize.ts';
 import type { Filter, SearchRequest } from '../search/types.ts';
-import type { MatchCriteria } from '../store/resource-store.ts';
-import type { ResourceStore } from '../store/resource-store.ts';
+import type { MatchCriteria, ResourceStore } from '../store/resource-store.ts';
 import type { RouterDependencies } from './context.ts';
 
 /** How many matching resources a 412 for several matches names; more are counted as "and more". */
