@@ -12,7 +12,7 @@ import { healthRoutes } from './http/health.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
 import { defaultOperations } from './operations/index.ts';
 import { FhirRouter } from './router/router.ts';
-import { loadPatientCompartment } from './search/compartment.ts';
+import { loadCompartments } from './search/compartment.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from './store/index-writer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
@@ -76,7 +76,7 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     validator: resourceValidator,
     capabilityStatement: loadCapabilityStatement(),
     registry,
-    patientCompartment: loadPatientCompartment(),
+    compartments: loadCompartments(),
     limits: { maxEntries: config.bundleMaxEntries ?? 10_000, binaryInlineBytes: binaryInlineLimit },
     inputLimits,
     operations: defaultOperations(),

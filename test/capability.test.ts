@@ -5,6 +5,7 @@ import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/
 import { CONFORMANCE_RESOURCE_TYPES, isConformanceResourceType, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
 import { CAPABILITY_CODE, ROUTES } from '../src/router/interaction.ts';
+import { loadCompartments } from '../src/search/compartment.ts';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 import { minimalResource } from './helpers/fixtures.ts';
 
@@ -332,8 +333,15 @@ t.test('(b) every declared search parameter is accepted, and every one the engin
     const res = await get(`/fhir?_type=Patient&${param.name}=${encodeURIComponent(SAMPLE_VALUE[param.type]!)}`, { prefer: 'handling=strict' });
     t.equal(res.statusCode, 200, `system search by ${param.name}`);
   }
-  t.same(rest?.compartment, ['http://hl7.org/fhir/CompartmentDefinition/patient']);
-  t.equal((await get('/fhir/Patient/x/Immunization')).statusCode, 200, 'the patient compartment is searchable');
+  // Every R4 compartment, by its official definition's URL, and each searchable for a type it holds.
+  const compartments = loadCompartments();
+  t.same(rest?.compartment, [...compartments.values()].map((c) => c.url));
+  t.same(rest?.compartment, ['patient', 'encounter', 'relatedPerson', 'practitioner', 'device'].map((id) => `http://hl7.org/fhir/CompartmentDefinition/${id}`));
+  for (const [type, path] of [['Patient', 'Immunization'], ['Encounter', 'DocumentReference'], ['RelatedPerson', 'DocumentReference'], ['Practitioner', 'Immunization'], ['Device', 'DocumentReference']] as const) {
+    t.ok(compartments.get(type)?.params.has(path), `${path} is in the ${type} compartment`);
+    t.equal((await get(`/fhir/${type}/x/${path}`)).statusCode, 200, `the ${type} compartment is searchable`);
+  }
+  t.equal((await get('/fhir/Practitioner/x/Consent')).statusCode, 404, 'a type outside a compartment is not searched in it');
 });
 
 t.test('(c) the declared resource types are exactly the served ones', async (t) => {

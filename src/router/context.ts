@@ -3,6 +3,7 @@ import type { ResponseResource } from '../fhir/resource-text.ts';
 import type { InputLimits } from '../fhir/input-limits.ts';
 import type { ResourceValidator } from '../fhir/validation/validator.ts';
 import type { OperationRegistry } from '../operations/registry.ts';
+import type { Compartment } from '../search/compartment.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import type { Interaction } from './interaction.ts';
@@ -22,7 +23,8 @@ export interface RouterDependencies {
   validator: ResourceValidator;
   capabilityStatement: CapabilityStatement;
   registry: SearchParameterRegistry;
-  patientCompartment: Map<string, string[]>;
+  /** The five R4 compartments as their definitions give them (search/compartment.ts). */
+  compartments: ReadonlyMap<string, Compartment>;
   hooks?: InteractionHook[];
   limits: BundleLimits;
   /** Bounds on a resource's shape: bodies are held to them as they are parsed, a patch's result here. */

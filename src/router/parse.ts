@@ -1,5 +1,6 @@
 import { FhirError } from '../fhir/outcome.ts';
 import { isConformanceResourceType, isServedResourceType, isValidId } from '../fhir/resource-types.ts';
+import { isCompartmentType } from '../search/compartment.ts';
 import { ROUTES, type Interaction, type InteractionKind } from './interaction.ts';
 import type { FhirRequest, HttpMethod } from './request.ts';
 
@@ -26,7 +27,9 @@ export function parseInteraction(request: FhirRequest): Interaction {
   });
   // Conformance resources (ValueSet, CodeSystem, StructureDefinition) are served read-only from the loaded definitions.
   const readOnly = params.type !== undefined && isConformanceResourceType(params.type);
-  for (const type of [readOnly ? undefined : params.type, params.compartmentType]) {
+  // A compartment is searched by its id (`Encounter/7/DocumentReference`) whether or not its type is stored here.
+  const compartment = params.compartmentType !== undefined && params.type !== undefined && isCompartmentType(params.type);
+  for (const type of [readOnly || compartment ? undefined : params.type, params.compartmentType]) {
     if (type !== undefined && !isServedResourceType(type)) throw FhirError.notFound(`Resource type '${type}' is not served by this server`);
   }
   const method = request.method === 'HEAD' ? 'GET' : request.method;

@@ -9,7 +9,7 @@ import { FormParameters, UnsupportedBody, type FhirRequest } from './request.ts'
 
 /** Type, system and compartment search (R4 http.html#search, search.html), by GET or form POST. */
 export async function search(interaction: Extract<Interaction, { kind: `search-${string}` }>, request: FhirRequest, ctx: HandlerContext): Promise<ResponseBundle> {
-  const { registry, patientCompartment } = ctx.deps;
+  const { registry, compartments } = ctx.deps;
   const pairs = queryPairs(request.query);
   if (request.body instanceof FormParameters) pairs.push(...request.body.entries);
   else if (request.body instanceof UnsupportedBody) {
@@ -20,9 +20,13 @@ export async function search(interaction: Extract<Interaction, { kind: `search-$
   const types = interaction.kind === 'search-system' ? [...SERVED_RESOURCE_TYPES] : [interaction.resourceType];
   const parsed = parseSearch(types, pairs, registry, { strict: strictHandling(request.prefer), baseUrl: request.baseUrl });
   if (interaction.kind === 'search-compartment') {
-    const params = interaction.compartmentType === 'Patient' ? patientCompartment.get(interaction.resourceType) : undefined;
-    if (!params) throw FhirError.notFound(`${interaction.resourceType} is not in the ${interaction.compartmentType} compartment`);
-    parsed.filters.unshift({ kind: 'compartment', compartmentType: interaction.compartmentType, id: interaction.id, params });
+    // A type is in a compartment if its definition names parameters for it, or if it is the compartment's own type.
+    const compartment = compartments.get(interaction.compartmentType);
+    if (!compartment) throw FhirError.notFound(`${interaction.compartmentType} defines no compartment`);
+    if (!compartment.params.has(interaction.resourceType) && interaction.resourceType !== interaction.compartmentType) {
+      throw FhirError.notFound(`${interaction.resourceType} is not in the ${interaction.compartmentType} compartment`);
+    }
+    parsed.filters.unshift({ kind: 'compartment', compartmentType: interaction.compartmentType, id: interaction.id });
   }
   // Links name the search as a GET on the type or compartment, whichever way it was asked.
   const path = interaction.kind === 'search-system' ? '' : request.path.replace(/\/_search$/, '');

@@ -321,10 +321,10 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
     case 'has':
       return `${alias}.id IN (${hasSources(filter, types, binder, scope)})`;
     case 'compartment': {
+      // The members written with each resource (compartment_member, compartment.ts): its own resource included.
       const i = nextAlias('p');
-      const own = filter.compartmentType === types[0] ? ` OR ${alias}.id = ${binder.bind(filter.id)}` : '';
-      return `(${alias}.id IN (SELECT ${i}.resource_id FROM search_reference ${i} WHERE ${i}.resource_type = ${binder.bind(types[0])}
-        AND ${i}.param = ANY(${binder.bind(filter.params, 'text[]')}) AND ${i}.target_type = ${binder.bind(filter.compartmentType)} AND ${i}.target_id = ${binder.bind(filter.id)})${own})`;
+      return `${alias}.id IN (SELECT ${i}.resource_id FROM compartment_member ${i} WHERE ${i}.compartment_type = ${binder.bind(filter.compartmentType)}
+        AND ${i}.compartment_id = ${binder.bind(filter.id)} AND ${i}.resource_type = ${binder.bind(types[0])})`;
     }
     default:
       return onIndexRows(indexRowsOf(filter, binder, scope), alias, types, binder, ids);

@@ -47,8 +47,8 @@ export type Filter =
   | { kind: 'chain'; param: SearchParamDefinition; targets: Array<{ type: string; inner: Filter }> }
   /** `_has:Observation:patient:code=…`: resources referenced by `param` of a `sourceType` matching `inner`. */
   | { kind: 'has'; sourceType: string; param: SearchParamDefinition; inner: Filter }
-  /** Patient compartment (`Patient/123/Immunization`): resources whose compartment parameters point at the patient. */
-  | { kind: 'compartment'; compartmentType: string; id: string; params: string[] };
+  /** A compartment (`Patient/123/Immunization`, `Practitioner/7/Immunization`): the resources that are members of it. */
+  | { kind: 'compartment'; compartmentType: string; id: string };
 
 export interface SortRule {
   /** `_id`, `_lastUpdated`, or a parameter of the searched type. */

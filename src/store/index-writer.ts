@@ -1,7 +1,7 @@
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { SqlExecutor } from './database.ts';
-import { recordPatientOf } from '../search/compartment.ts';
+import { membersOf, recordPatientOf } from '../search/compartment.ts';
 import { extractIndexRows, type ExtractOptions, type IndexRows, type IndexTable } from '../search/extract.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 
@@ -81,14 +81,20 @@ export class SearchIndexWriter implements IndexWriter {
 
 /**
  * The index rows of `resources` as statement parameters: one JSON array per index table, each row an array
- * `[resource_type, resource_id, patient_id, …columns]`, in the order `indexInsertCtes` reads them. Every row
- * carries the patient whose record its resource is part of (compartment.ts), so that a search from a
- * clinical record to its patient (a `_has`) needs no lookup of the record's reference. JSON rather than
- * one SQL array per column because the driver serialises it natively in one pass, and the row count of
- * a statement no longer changes its text, so it stays prepared.
+ * `[resource_type, resource_id, patient_id, …columns]`, in the order `indexInsertCtes` reads them, then
+ * their compartment memberships (`[compartment_type, compartment_id, resource_type, resource_id]`, from
+ * the same reference rows: compartment.ts). Every row carries the patient whose record its resource is
+ * part of, so that a search from a clinical record to its patient (a `_has`) needs no lookup of the
+ * record's reference. JSON rather than one SQL array per column because the driver serialises it natively
+ * in one pass, and the row count of a statement no longer changes its text, so it stays prepared.
  */
 export function indexParams(resources: IndexedResource[]): string[] {
   const patients = resources.map(({ resourceType, id, rows }) => recordPatientOf(resourceType, id, rows.reference));
+  const members = resources.flatMap(({ resourceType, id, rows }) => membersOf(resourceType, id, rows.reference).map(([type, member]) => [type, member, resourceType, id]));
+  return [...indexTableParams(resources, patients), JSON.stringify(members)];
+}
+
+function indexTableParams(resources: IndexedResource[], patients: Array<string | null>): string[] {
   return TABLE_NAMES.map((table) => {
     const fields = TABLES[table].map(([, , field]) => field);
     const out: unknown[][] = [];
@@ -106,6 +112,12 @@ export function indexParams(resources: IndexedResource[]): string[] {
 
 /** Data-modifying CTEs inserting the rows `indexParams` produced, read from `$first`, `$first + 1`, …. */
 export function indexInsertCtes(first: number): string[] {
+  const member = `i_compartment AS (INSERT INTO compartment_member (compartment_type, compartment_id, resource_type, resource_id) ` +
+    `SELECT x->>0, x->>1, x->>2, x->>3 FROM jsonb_array_elements($${first + TABLE_NAMES.length}::jsonb) AS x)`;
+  return [...indexTableCtes(first), member];
+}
+
+function indexTableCtes(first: number): string[] {
   return TABLE_NAMES.map((table, t) => {
     const columns = TABLES[table];
     const values = columns.map(([, sqlType], c) => (sqlType === 'text' ? `x->>${c + 3}` : `(x->>${c + 3})::${sqlType}`));
@@ -117,11 +129,12 @@ export function indexInsertCtes(first: number): string[] {
 }
 
 /**
- * One statement that deletes a resource's index rows and inserts its new ones (all sub-statements see the
+ * One statement that deletes a resource's index rows and memberships and inserts its new ones (all sub-statements see the
  * same snapshot, so the deletes never touch the new rows): `$1` type, `$2` id, then `indexParams`.
  */
 const REPLACE_STATEMENT = `WITH ${[
   ...TABLE_NAMES.map((table) => `d_${table} AS (DELETE FROM search_${table} WHERE resource_type = $1 AND resource_id = $2)`),
+  'd_compartment AS (DELETE FROM compartment_member WHERE resource_type = $1 AND resource_id = $2)',
   ...indexInsertCtes(3),
 ].join(',\n')}
 SELECT 1`;

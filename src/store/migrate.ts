@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Database } from './database.ts';
+import type { Database, SqlExecutor } from './database.ts';
+import { MIGRATION_STEPS } from './migration-steps.ts';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 // Arbitrary constant: servers starting together on one PostgreSQL take turns to migrate.
@@ -10,17 +11,19 @@ export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /** Run after the SQL, in the same transaction (migration-steps.ts). */
+  after?: (tx: SqlExecutor) => Promise<void>;
 }
 
 export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
   return readdirSync(dir)
     .filter((file) => /^\d{4}_[a-z0-9_]+\.sql$/.test(file))
     .sort()
-    .map((file) => ({
-      version: Number(file.slice(0, 4)),
-      name: file.replace(/\.sql$/, ''),
-      sql: readFileSync(dir + file, 'utf8'),
-    }));
+    .map((file) => {
+      const version = Number(file.slice(0, 4));
+      const after = MIGRATION_STEPS[version];
+      return { version, name: file.replace(/\.sql$/, ''), sql: readFileSync(dir + file, 'utf8'), ...(after ? { after } : {}) };
+    });
 }
 
 /** Applies, in order and in one transaction (all or none), the migrations this database has not seen yet. */
@@ -37,6 +40,7 @@ export async function migrate(db: Database, migrations = loadMigrations()): Prom
       if (done.has(migration.version)) continue;
       // One statement per query: PGlite's and pg's extended protocol both reject multi-statement strings.
       for (const statement of splitStatements(migration.sql)) await tx.query(statement);
+      await migration.after?.(tx);
       await tx.query('INSERT INTO schema_migration (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
       applied.push(migration.name);
     }

