@@ -129,12 +129,16 @@ function indexTableCtes(first: number): string[] {
 }
 
 /**
- * One statement that deletes a resource's index rows and memberships and inserts its new ones (all sub-statements see the
- * same snapshot, so the deletes never touch the new rows): `$1` type, `$2` id, then `indexParams`.
+ * One statement that deletes a resource's index rows and memberships and inserts its new ones (all
+ * sub-statements see the same snapshot, so the deletes never touch the new rows): `$1` type, `$2` id, then
+ * `indexParams`. A resource's memberships are its own compartment and targets of its old reference rows
+ * (membersOf), so they are found by the compartment index from the reference rows the statement deletes:
+ * a second index on compartment_member, by resource, would cost every write one more index entry per member.
  */
 const REPLACE_STATEMENT = `WITH ${[
-  ...TABLE_NAMES.map((table) => `d_${table} AS (DELETE FROM search_${table} WHERE resource_type = $1 AND resource_id = $2)`),
-  'd_compartment AS (DELETE FROM compartment_member WHERE resource_type = $1 AND resource_id = $2)',
+  ...TABLE_NAMES.map((table) => `d_${table} AS (DELETE FROM search_${table} WHERE resource_type = $1 AND resource_id = $2${table === 'reference' ? ' RETURNING target_type, target_id' : ''})`),
+  `d_compartment AS (DELETE FROM compartment_member WHERE resource_type = $1 AND resource_id = $2
+      AND (compartment_type, compartment_id) IN (SELECT target_type, target_id FROM d_reference WHERE target_id IS NOT NULL UNION ALL SELECT $1, $2))`,
   ...indexInsertCtes(3),
 ].join(',\n')}
 SELECT 1`;

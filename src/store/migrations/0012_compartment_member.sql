@@ -1,10 +1,11 @@
 -- Compartment membership (issue 15): each resource's compartments among the five of R4 (Patient, Encounter,
 -- RelatedPerson, Practitioner, Device), several per resource (an Appointment is in each participant's), as
 -- the official CompartmentDefinitions give them (src/search/compartment.ts). Written with the index rows,
--- in the write's own statement (src/search/index-writer.ts). A compartment search (`Practitioner/1/Immunization`)
--- reads the first index alone; a rewrite of a resource deletes its rows by the second. Not a unique key: a
--- rewrite deletes and inserts the same rows in one statement, where a unique check sees the old ones still
--- there (the writer gives each membership once).
+-- in the write's own statement (src/search/index-writer.ts). One index: a compartment search
+-- (`Practitioner/1/Immunization`) reads it alone, and a rewrite finds a resource's old rows in it from the
+-- compartments its old reference rows name (no second index by resource, which every write would pay for).
+-- Not a unique key: a rewrite deletes and inserts the same rows in one statement, where a unique check sees
+-- the old ones still there (the writer gives each membership once).
 CREATE TABLE compartment_member (
   compartment_type text NOT NULL,
   compartment_id   text NOT NULL,
