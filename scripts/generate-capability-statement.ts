@@ -1,11 +1,12 @@
 // Rewrites the generated parts of capability-statement.json from what the server really has: for each
-// served type its search parameters (from the same registry the search engine uses), and the patient
-// compartment; for the conformance types (ValueSet, CodeSystem, StructureDefinition) their fixed parameters.
+// served type its search parameters (from the same registry the search engine uses), and the five R4
+// compartments (from their definitions, search/compartment.ts); for the conformance types (ValueSet, CodeSystem, StructureDefinition) their fixed parameters.
 // Interactions and operations stay hand-written; test/capability.test.ts checks both against behaviour.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { CapabilityStatement } from 'fhir/r4';
 import { CONFORMANCE_RESOURCE_TYPES, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
+import { loadCompartments } from '../src/search/compartment.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 
 /** How quantities compare here (src/search/ucum.ts), which R4 leaves to the server ("SHOULD support canonical units"). */
@@ -29,5 +30,6 @@ for (const type of CONFORMANCE_RESOURCE_TYPES) {
   const resource = rest.resource!.find((r) => r.type === type);
   if (resource) resource.searchParam = CONFORMANCE_SEARCH_PARAMS.map((p) => ({ ...p, type: p.type as never }));
 }
+rest.compartment = [...loadCompartments().values()].map((compartment) => compartment.url);
 writeFileSync(file, `${JSON.stringify(statement, null, 2)}\n`);
 console.log(SERVED_RESOURCE_TYPES.map((t) => `${t}: ${registry.forType(t).length} search parameters`).join('\n'));

@@ -12,7 +12,7 @@ import { healthRoutes } from './http/health.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
 import { defaultOperations } from './operations/index.ts';
 import { FhirRouter } from './router/router.ts';
-import { loadCompartments } from './search/compartment.ts';
+import { loadCompartments, prepareCompartments } from './search/compartment.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from './store/index-writer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
@@ -57,7 +57,14 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
   });
   // Each step logs its duration: a start takes seconds, most of them building the validator.
   const log = startupLog ?? app.log;
-  const registry = await startupStep(log, 'search registry', () => (defaultRegistry ??= new SearchParameterRegistry(loadSearchParameters())));
+  const registry = await startupStep(log, 'search registry', () => {
+    if (!defaultRegistry) {
+      const definitions = loadSearchParameters();
+      defaultRegistry = new SearchParameterRegistry(definitions);
+      prepareCompartments(definitions);
+    }
+    return defaultRegistry;
+  });
   const binaryInlineLimit = config.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
   const store = await storage.open({ registry, maxIndexRows: config.resourceMaxIndexRows ?? DEFAULT_MAX_INDEX_ROWS, binaryInlineLimit });
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).

@@ -129,8 +129,8 @@ let recordParams: RecordParams | undefined;
  * (Group `member`, Appointment `actor`, Provenance `patient` on its targets) has none: its resources
  * belong to several patients, and their record patient is NULL.
  */
-export function recordPatientParams(definitions: SearchParameter[] = loadSearchParameters()): Map<string, string> {
-  return deriveRecordParams(definitions).byType;
+export function recordPatientParams(definitions?: SearchParameter[]): Map<string, string> {
+  return (definitions ? deriveRecordParams(definitions) : derivedRecordParams()).byType;
 }
 
 function deriveRecordParams(definitions: SearchParameter[]): RecordParams {
@@ -153,6 +153,15 @@ function deriveRecordParams(definitions: SearchParameter[]): RecordParams {
 function derivedRecordParams(): RecordParams {
   recordParams ??= deriveRecordParams(loadSearchParameters());
   return recordParams;
+}
+
+/**
+ * Reads the definitions and derives the record parameters now, from `definitions` (the ones the server's
+ * registry was built from), rather than on the first write or `_has` (200 ms of parsing).
+ */
+export function prepareCompartments(definitions: SearchParameter[]): void {
+  loadCompartments();
+  recordParams ??= deriveRecordParams(definitions);
 }
 
 /**
