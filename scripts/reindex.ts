@@ -7,7 +7,7 @@ import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { SearchIndexWriter } from '../src/store/index-writer.ts';
 import { reindex } from '../src/store/reindex.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
-import { openDatabase } from '../src/store/database.ts';
+import { openDatabase } from '../src/store/open-database.ts';
 import { migrate } from '../src/store/migrate.ts';
 
 const config = configFromEnv();

@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { openDatabase } from '../../src/store/open-database.ts';
 import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
 import { LoadClient } from './lib/load-client.ts';
 import { benchPostgres } from './lib/pg-cluster.ts';

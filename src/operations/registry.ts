@@ -1,34 +1,9 @@
-import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
-import type { HandlerContext, Outcome } from '../router/context.ts';
-import type { FhirRequest } from '../router/request.ts';
+import type { OperationDefinition, OperationLevel, Operations } from '../router/context.ts';
 
-export type OperationLevel = 'system' | 'type' | 'instance';
+export type { OperationCall, OperationDefinition, OperationLevel } from '../router/context.ts';
 
-/** What an operation is invoked on, and with what (R4 operations.html). */
-export interface OperationCall {
-  name: string;
-  level: OperationLevel;
-  resourceType?: string;
-  id?: string;
-  /** The input: a Parameters resource (POST) or the query parameters turned into one (GET). */
-  parameters: Resource;
-  request: FhirRequest;
-  ctx: HandlerContext;
-}
-
-/** One `$operation`: where it may be invoked and how. Registered once, dispatched by the router. */
-export interface OperationDefinition {
-  name: string;
-  levels: OperationLevel[];
-  /** Resource types it applies to at type and instance level; undefined: every served type. */
-  resourceTypes?: string[];
-  /** GET is allowed only for operations that change nothing (R4 operations.html#request). */
-  affectsState: boolean;
-  invoke(call: OperationCall): Promise<Outcome>;
-}
-
-export class OperationRegistry {
+export class OperationRegistry implements Operations {
   private readonly operations = new Map<string, OperationDefinition>();
 
   register(definition: OperationDefinition): this {

@@ -1,8 +1,7 @@
-import type { CapabilityStatement, OperationOutcome } from 'fhir/r4';
+import type { CapabilityStatement, OperationOutcome, Resource } from 'fhir/r4';
 import type { ResponseResource } from '../fhir/resource-text.ts';
 import type { InputLimits } from '../fhir/input-limits.ts';
 import type { ResourceValidator } from '../fhir/validation/validator.ts';
-import type { OperationRegistry } from '../operations/registry.ts';
 import type { Compartment } from '../search/compartment.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
@@ -29,7 +28,7 @@ export interface RouterDependencies {
   limits: BundleLimits;
   /** Bounds on a resource's shape: bodies are held to them as they are parsed, a patch's result here. */
   inputLimits: InputLimits;
-  operations: OperationRegistry;
+  operations: Operations;
 }
 
 export interface BundleLimits {
@@ -53,4 +52,39 @@ export interface HandlerContext {
   store: ResourceStore;
   /** The router itself, for bundles whose entries are requests of their own. */
   handle(request: FhirRequest, store: ResourceStore): Promise<FhirResponse>;
+}
+
+// The router's contract with `$operations` (R4 operations.html): defined here, next to what a handler
+// receives, and implemented by src/operations, which depends on the router and not the other way round.
+
+export type OperationLevel = 'system' | 'type' | 'instance';
+
+/** What an operation is invoked on, and with what (R4 operations.html). */
+export interface OperationCall {
+  name: string;
+  level: OperationLevel;
+  resourceType?: string;
+  id?: string;
+  /** The input: a Parameters resource (POST) or the query parameters turned into one (GET). */
+  parameters: Resource;
+  request: FhirRequest;
+  ctx: HandlerContext;
+}
+
+/** One `$operation`: where it may be invoked and how. Registered once, dispatched by the router. */
+export interface OperationDefinition {
+  name: string;
+  levels: OperationLevel[];
+  /** Resource types it applies to at type and instance level; undefined: every served type. */
+  resourceTypes?: string[];
+  /** GET is allowed only for operations that change nothing (R4 operations.html#request). */
+  affectsState: boolean;
+  invoke(call: OperationCall): Promise<Outcome>;
+}
+
+/** The operations a server offers, as the router dispatches them (src/operations/registry.ts). */
+export interface Operations {
+  /** Finds the operation for a call, refusing unknown names, wrong levels and types, and GET on state changes. */
+  resolve(name: string, level: OperationLevel, resourceType: string | undefined, method: string): OperationDefinition;
+  list(): OperationDefinition[];
 }

@@ -34,20 +34,6 @@ export interface DatabaseOptions {
   pgliteDataDir?: Blob;
 }
 
-/** `postgres://…` selects a PostgreSQL server; anything else is a PGlite data directory (`memory://` for RAM). */
-export async function openDatabase(url: string, options: DatabaseOptions = {}): Promise<Database> {
-  if (/^postgres(ql)?:\/\//.test(url)) {
-    const { openPostgres } = await import('./postgres.ts');
-    return openPostgres(url, options);
-  }
-  const { openPglite } = await import('./pglite.ts');
-  return openPglite(url, options);
-}
-
-export function assertSchemaName(schema: string): string {
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`invalid schema name: ${schema}`);
-  return schema;
-}
 
 /**
  * A Database view of an open transaction: queries run in it, and a nested `transaction` joins it rather

@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { lockDataDirectory } from './data-directory-lock.ts';
-import { assertSchemaName, type Database, type DatabaseOptions, type QueryResult, type SqlExecutor } from './database.ts';
+import type { Database, DatabaseOptions, QueryResult, SqlExecutor } from './database.ts';
+import { assertSchemaName } from './schema-name.ts';
 
 function wrap(target: PGlite | Transaction): SqlExecutor {
   return {

@@ -1,5 +1,6 @@
 import pg, { type CustomTypesConfig } from 'pg';
-import { assertSchemaName, type Database, type DatabaseOptions, type QueryResult, type SqlExecutor } from './database.ts';
+import type { Database, DatabaseOptions, QueryResult, SqlExecutor } from './database.ts';
+import { assertSchemaName } from './schema-name.ts';
 
 /**
  * This store's own type parsers, given to its pool rather than set on the `pg` module, so that another

@@ -1,4 +1,5 @@
-import { openDatabase, type Database, type DatabaseOptions } from './database.ts';
+import { type Database, type DatabaseOptions } from './database.ts';
+import { openDatabase } from './open-database.ts';
 import type { ServerStore, Storage } from './resource-store.ts';
 
 /** The SQL storage over an open Database (either driver). */
