@@ -13,18 +13,31 @@ const STATUS_OF_METHOD = { POST: '201 Created', PUT: '200 OK', PATCH: '200 OK', 
 
 type HistoryInteraction = Extract<Interaction, { kind: 'history-instance' | 'history-type' | 'history-system' }>;
 
-/** History at instance, type or system level (R4 http.html#history): a `history` Bundle, newest first. */
+/**
+ * History at instance, type or system level (R4 http.html#history): a `history` Bundle, newest first; at type
+ * and system level in change-feed order and only as far as the feed's horizon (Repository.history,
+ * store/change-feed.ts).
+ *
+ * What `_since=T` guarantees: the versions whose meta.lastUpdated is T or later; at type and system level,
+ * among the writes final when the page is read: a write still in flight, and any write that began after it,
+ * is left out until that transaction ends, so a page never shows a later write while an earlier one may
+ * still appear under it, and the `next` links walk a fixed list (no version skipped or repeated whatever
+ * commits meanwhile; one resource's versions commit in versionId order, so its history needs no horizon). What it
+ * cannot guarantee: lastUpdated is stamped before commit, so a write stamped before T can commit after a
+ * request made at T. A poller that passes the time of its previous request as `_since` must overlap it by
+ * the longest a write can take to commit (a large transaction Bundle: seconds to minutes), and expect
+ * versions it has already seen (told apart by versionId); reading the change feed from a cursor needs none of that.
+ */
 export async function history(interaction: HistoryInteraction, request: FhirRequest, store: ResourceStore, binaryInlineBytes: number): Promise<ResponseBundle> {
   const count = parseCount(single(request, '_count'));
   const since = parseSince(single(request, '_since'));
   const cursor = single(request, '_cursor');
-  if (cursor !== undefined && !/^\d{1,15}$/.test(cursor)) throw FhirError.badRequest(`Invalid _cursor '${cursor}'`, ['_cursor']);
 
   const page = await store.history({
     resourceType: interaction.kind === 'history-system' ? undefined : interaction.resourceType,
     id: interaction.kind === 'history-instance' ? interaction.id : undefined,
     since,
-    beforeSeq: cursor === undefined ? undefined : Number(cursor),
+    before: cursor,
     count,
   });
   return store.withBinaryData(historyBundle(page, request, { _count: String(count), ...(since ? { _since: since } : {}) }, cursor), binaryInlineBytes, request.streamBinary);
@@ -39,7 +52,7 @@ function historyBundle(page: HistoryPage, request: FhirRequest, applied: Record<
     { relation: 'self', url: url(cursor === undefined ? {} : { _cursor: cursor }) },
     { relation: 'first', url: url() },
   ];
-  if (page.nextBeforeSeq !== undefined) link.push({ relation: 'next', url: url({ _cursor: String(page.nextBeforeSeq) }) });
+  if (page.nextBefore !== undefined) link.push({ relation: 'next', url: url({ _cursor: page.nextBefore }) });
 
   const entry: ResponseBundleEntry[] = page.entries.map((version) => ({
     fullUrl: `${request.baseUrl}/${version.resourceType}/${version.id}`,

@@ -5,6 +5,7 @@ import { ResourceText } from '../fhir/resource-text.ts';
 import type { IndexRows } from '../search/extract.ts';
 import { indexInsertCtes, indexParams, type IndexWriter } from './index-writer.ts';
 import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
+import { FEED_HORIZON, formatPosition, parsePosition, type FeedPosition } from './change-feed.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
 
 /** Writes first versions some other way than one statement each: shared between requests, or held back to the commit. */
@@ -44,7 +45,8 @@ export class StoredBinary extends StoredResource {
 export type WriteMethod = 'POST' | 'PUT' | 'DELETE' | 'PATCH';
 
 export interface HistoryEntry {
-  seq: number;
+  /** Where this version stands in the change feed (change-feed.ts). */
+  position: FeedPosition;
   resourceType: string;
   id: string;
   versionId: number;
@@ -57,10 +59,10 @@ export interface HistoryEntry {
 export interface HistoryQuery {
   resourceType?: string;
   id?: string;
-  /** Only versions written at or after this instant. */
+  /** Only versions stamped (meta.lastUpdated) at or after this instant. */
   since?: string;
-  /** Only versions older than this position (the `next` link's cursor). */
-  beforeSeq?: number;
+  /** Only versions before the page that gave this cursor (its `nextBefore`); one this store did not issue is a 400. */
+  before?: string;
   count: number;
 }
 
@@ -68,7 +70,7 @@ export interface HistoryPage {
   entries: HistoryEntry[];
   total: number;
   /** Cursor for the next (older) page, when there is one. */
-  nextBeforeSeq?: number;
+  nextBefore?: string;
 }
 
 export interface UpdateResult {
@@ -232,8 +234,18 @@ export class Repository {
     });
   }
 
+  /**
+   * Versions newest first. A type or the whole system is listed in change-feed order (change-feed.ts) and
+   * only as far as the feed's horizon: a page never shows a write while one that began writing before it is
+   * still in flight, and every version below a page's last one was final when that page was read, so
+   * following `next` links neither skips nor repeats a version however many writes commit meanwhile. The
+   * price: a write shows there once the transactions that began writing before it have ended.
+   * One resource is listed by versionId, all committed versions at once: its writers queue on its row lock,
+   * so its versions commit in versionId order and a later page cannot miss one.
+   */
   async history(query: HistoryQuery): Promise<HistoryPage> {
-    const conditions: string[] = [];
+    const instance = query.id !== undefined;
+    const conditions: string[] = instance ? [] : [`xid < ${FEED_HORIZON}`];
     const params: unknown[] = [];
     const bind = (value: unknown) => {
       params.push(value);
@@ -242,15 +254,21 @@ export class Repository {
     if (query.resourceType) conditions.push(`resource_type = ${bind(query.resourceType)}`);
     if (query.id) conditions.push(`id = ${bind(query.id)}`);
     if (query.since) conditions.push(`last_updated >= ${bind(query.since)}`);
-    const filter = conditions.length ? `WHERE ${conditions.join(' AND ')}` : '';
-    const totalRows = await this.db.query<{ total: number }>(`SELECT count(*)::int AS total FROM resource_history ${filter}`, params);
+    const where = (all: string[]) => (all.length ? `WHERE ${all.join(' AND ')}` : '');
+    const totalRows = await this.db.query<{ total: number }>(`SELECT count(*)::int AS total FROM resource_history ${where(conditions)}`, params);
 
     const pageConditions = [...conditions];
-    if (query.beforeSeq !== undefined) pageConditions.push(`seq < ${bind(query.beforeSeq)}`);
-    const pageFilter = pageConditions.length ? `WHERE ${pageConditions.join(' AND ')}` : '';
+    if (query.before !== undefined) {
+      // One resource pages by versionId, anything wider by place in the change feed.
+      const before = instance ? (/^[1-9]\d{0,8}$/.test(query.before) ? Number(query.before) : undefined) : parsePosition(query.before);
+      if (before === undefined) throw FhirError.badRequest(`Invalid _cursor '${query.before}'`, ['_cursor']);
+      if (typeof before === 'number') pageConditions.push(`version_id < ${bind(before)}`);
+      else pageConditions.push(`(xid, seq) < (${bind(before.xid)}::xid8, ${bind(before.seq)}::bigint)`);
+    }
     // One row more than asked tells whether a next page exists without counting.
     const { rows } = await this.db.query<{
-      seq: number;
+      xid: string;
+      seq: string;
       resource_type: string;
       id: string;
       version_id: number;
@@ -258,13 +276,14 @@ export class Repository {
       method: WriteMethod;
       content: string | null;
     }>(
-      `SELECT seq, resource_type, id, version_id, ${LAST_UPDATED_TEXT} AS last_updated, method, content
-         FROM resource_history ${pageFilter} ORDER BY seq DESC LIMIT ${bind(query.count + 1)}`,
+      `SELECT xid::text AS xid, seq::text AS seq, resource_type, id, version_id, ${LAST_UPDATED_TEXT} AS last_updated, method, content
+         FROM resource_history ${where(pageConditions)}
+        ORDER BY ${instance ? 'version_id DESC' : 'xid DESC, seq DESC'} LIMIT ${bind(query.count + 1)}`,
       params,
     );
     const page = rows.slice(0, query.count);
     const entries = page.map((row) => ({
-      seq: Number(row.seq),
+      position: { xid: row.xid, seq: row.seq },
       resourceType: row.resource_type,
       id: row.id,
       versionId: row.version_id,
@@ -278,7 +297,7 @@ export class Repository {
     return {
       entries,
       total: totalRows.rows[0]?.total ?? 0,
-      ...(rows.length > query.count && last ? { nextBeforeSeq: last.seq } : {}),
+      ...(rows.length > query.count && last ? { nextBefore: instance ? String(last.versionId) : formatPosition(last.position) } : {}),
     };
   }
 

@@ -44,7 +44,7 @@ export interface ResourceStore {
   vread(resourceType: string, id: string, versionId: number): Promise<StoredResource>;
   /** A Binary as stored (without `data`) with its bytes to stream; the current version or `versionId`. */
   readBinary(id: string, versionId?: number): Promise<StoredBinary>;
-  /** Versions newest first, paged by `beforeSeq`, with their total. */
+  /** Versions newest first, paged by `before` (a place in the change feed; a versionId for one resource), with their total. */
   history(query: HistoryQuery): Promise<HistoryPage>;
   /** A searchset Bundle: matches, `_include`/`_revinclude` targets, total as `request.total` asks (estimate included). */
   search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle>;

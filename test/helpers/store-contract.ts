@@ -232,10 +232,10 @@ export function storeContract(t: Tap, open: StoreFactory): void {
     t.same(first.entries.map((entry) => [entry.versionId, entry.method]), [[4, 'DELETE'], [3, 'PUT'], [2, 'PUT']]);
     t.equal(first.entries[0]!.resource, undefined, 'a deletion has no resource');
     t.equal(first.entries[1]!.resource!.versionId, 3);
-    t.ok(first.nextBeforeSeq !== undefined, 'a next page');
-    const second = await store.history({ resourceType: 'Patient', id: created.id, count: 3, beforeSeq: first.nextBeforeSeq });
+    t.ok(first.nextBefore !== undefined, 'a next page');
+    const second = await store.history({ resourceType: 'Patient', id: created.id, count: 3, before: first.nextBefore });
     t.same(second.entries.map((entry) => [entry.versionId, entry.method]), [[1, 'POST']]);
-    t.equal(second.nextBeforeSeq, undefined, 'the last page');
+    t.equal(second.nextBefore, undefined, 'the last page');
 
     const since = await store.history({ resourceType: 'Patient', id: created.id, count: 10, since: third.resource.lastUpdated });
     t.same(since.entries.map((entry) => entry.versionId), [4, 3], 'versions written at or after the instant');
