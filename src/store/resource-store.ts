@@ -2,8 +2,10 @@ import type { Resource } from 'fhir/r4';
 import type { ResponseBundle } from '../fhir/resource-text.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
+import type { ChangePage } from './change-feed.ts';
 import type { DeleteResult, HistoryPage, HistoryQuery, StoredBinary, StoredResource, UpdateResult, WriteOptions } from './repository.ts';
 
+export type { Change, ChangePage } from './change-feed.ts';
 export type { DeleteResult, HistoryEntry, HistoryPage, HistoryQuery, UpdateResult, WriteMethod, WriteOptions } from './repository.ts';
 export { StoredBinary, StoredResource } from './repository.ts';
 
@@ -46,6 +48,12 @@ export interface ResourceStore {
   readBinary(id: string, versionId?: number): Promise<StoredBinary>;
   /** Versions newest first, paged by `before` (a place in the change feed; a versionId for one resource), with their total. */
   history(query: HistoryQuery): Promise<HistoryPage>;
+  /**
+   * Up to `limit` committed writes after `cursor` (from the start of the feed without one), oldest first:
+   * across successive reads, each committed write exactly once whatever commits meanwhile, a rolled-back one
+   * never (change-feed.ts). A cursor the store did not issue is a 400.
+   */
+  readChanges(cursor: string | undefined, limit: number): Promise<ChangePage>;
   /** A searchset Bundle: matches, `_include`/`_revinclude` targets, total as `request.total` asks (estimate included). */
   search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle>;
 

@@ -5,6 +5,7 @@ import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
 import { withBinaryData } from './binary-data.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT, discardUnclaimedContent, stageStreamedBytes, sweepStaleUploads } from './binary-store.ts';
+import { readChanges, type ChangePage } from './change-feed.ts';
 import { CreateCoalescer } from './create-coalescer.ts';
 import type { Database } from './database.ts';
 import { SearchIndexWriter, type IndexWriter } from './index-writer.ts';
@@ -80,6 +81,10 @@ export class SqlResourceStore implements ServerStore {
 
   history(query: HistoryQuery): Promise<HistoryPage> {
     return this.repo.history(query);
+  }
+
+  readChanges(cursor: string | undefined, limit: number): Promise<ChangePage> {
+    return readChanges(this.db, cursor, limit);
   }
 
   search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle> {

@@ -218,7 +218,7 @@ export function storeContract(t: Tap, open: StoreFactory): void {
     t.equal((await store.read('Patient', b!)).versionId, 1, 'and its nested unit\'s');
   });
 
-  t.test('history: newest first, paged by beforeSeq, _since from an instant', async (t) => {
+  t.test('history: newest first, paged by its cursor, _since from an instant', async (t) => {
     const created = await store.create(patient('history'));
     await sleep(5);
     await store.update({ ...patient('history', { gender: 'other' }), id: created.id });
@@ -246,6 +246,37 @@ export function storeContract(t: Tap, open: StoreFactory): void {
     t.ok(typeLevel.total >= 4);
     const system = await store.history({ count: 1 });
     t.equal(system.entries.length, 1);
+  });
+
+  t.test('readChanges: each committed write once from the cursor before it, a rolled-back one never; a made-up cursor is 400', async (t) => {
+    // The feed shows a write once every transaction that began before it has ended: wait for it, boundedly.
+    const readAll = async (cursor: string | undefined, until: (keys: string[]) => boolean) => {
+      const keys: string[] = [];
+      const deadline = Date.now() + 60_000;
+      do {
+        const page = await store.readChanges(cursor, 500);
+        keys.push(...page.changes.map((c) => `${c.resourceType}/${c.id}/${c.versionId}/${c.method}`));
+        cursor = page.next;
+        if (page.changes.length < 500 && !until(keys)) await sleep(50);
+      } while (!until(keys) && Date.now() < deadline);
+      return { keys, cursor };
+    };
+    const start = await store.readChanges(undefined, 1);
+    const created = await store.create(patient(`feed-${randomUUID()}`));
+    await store.update({ ...patient('feed-updated'), id: created.id });
+    let rolledBack: string | undefined;
+    await store
+      .unitOfWork(async (unit) => {
+        rolledBack = (await unit.create(patient('feed-rolled-back'))).id;
+        throw new Error('roll back');
+      })
+      .catch(() => undefined);
+    const mine = (keys: string[]) => keys.filter((key) => key.startsWith(`Patient/${created.id}/`) || key.startsWith(`Patient/${rolledBack}/`));
+    const { keys, cursor } = await readAll(start.next, (found) => mine(found).length >= 2);
+    t.same(mine(keys), [`Patient/${created.id}/1/POST`, `Patient/${created.id}/2/PUT`], 'both versions, in order, once each; nothing of the rolled-back unit');
+    const again = await store.readChanges(cursor, 500);
+    t.same(mine(again.changes.map((c) => `${c.resourceType}/${c.id}/${c.versionId}/${c.method}`)), [], 'the next read does not repeat them');
+    await failsWith(t, store.readChanges('not-a-cursor', 10), 400, 'a made-up cursor');
   });
 
   t.test('search: by token and string, _count pages, _total=accurate counts every match, deleted ones excluded', async (t) => {
