@@ -21,7 +21,8 @@ import { SearchIndexWriter, DEFAULT_MAX_INDEX_ROWS } from '../../src/store/index
 import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/registry.ts';
 import { readChanges } from '../../src/store/change-feed.ts';
 import { CreateCoalescer } from '../../src/store/create-coalescer.ts';
-import { openDatabase, type Database } from '../../src/store/database.ts';
+import type { Database } from '../../src/store/database.ts';
+import { openDatabase } from '../../src/store/open-database.ts';
 import { loadMigrations, migrate } from '../../src/store/migrate.ts';
 import { BufferedTransaction, Repository } from '../../src/store/repository.ts';
 import { closedLoop } from './lib/closed-loop.ts';

@@ -7,7 +7,8 @@
  * the rollback; then `{"done":true}`.
  */
 import type { Patient } from 'fhir/r4';
-import { joinTransaction, openDatabase, type SqlExecutor } from '../../src/store/database.ts';
+import { joinTransaction, type SqlExecutor } from '../../src/store/database.ts';
+import { openDatabase } from '../../src/store/open-database.ts';
 import { Repository } from '../../src/store/repository.ts';
 
 const [url, label, roundsText] = process.argv.slice(2);
