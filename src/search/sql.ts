@@ -7,12 +7,22 @@ import { invalidCursor } from './parse.ts';
 import type { SearchParamDefinition } from './registry.ts';
 import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
 
-/** Collects bound parameters: every value reaches SQL as `$n`, never as text in the statement. */
+/**
+ * What one statement is compiled with: its bound parameters (every value reaches SQL as `$n`, never as
+ * text in the statement) and its table aliases, numbered within the statement. A search thus compiles to
+ * the same SQL text on every call, and searches differing only in their values to the same text: one
+ * prepared statement, one pg_stat_statements entry.
+ */
 export class Binder {
   readonly params: unknown[] = [];
+  private aliases = 0;
   bind(value: unknown, cast?: string): string {
     this.params.push(value);
     return `$${this.params.length}${cast ? `::${cast}` : ''}`;
+  }
+  /** A table alias not yet used in this statement. */
+  alias(prefix: string): string {
+    return `${prefix}${++this.aliases}`;
   }
 }
 
@@ -248,7 +258,7 @@ function listedConditions(alias: string, types: string[], listed: Extract<Filter
   const onRow = others.filter((f) => f.kind === 'lastUpdated').map((f) => condition(f, alias, types, binder, scope, ids));
   const onIds = others.filter((f) => f.kind !== 'lastUpdated');
   if (onIds.length === 0) return [`${alias}.id = ANY(${ids})`, ...onRow];
-  const x = nextAlias('x');
+  const x = binder.alias('x');
   const checks = filterConditions(onIds, x, types, binder, scope, ids).join(' AND ');
   return [`${alias}.id IN (SELECT ${x}.id FROM unnest(${ids}) ${x}(id) WHERE ${checks} OFFSET 0)`, ...onRow];
 }
@@ -270,12 +280,9 @@ function bindIds(ids: string[], binder: Binder): string {
   return ids.length > 100 && !ids.some((id) => id.includes(',')) ? `string_to_array(${binder.bind(ids.join(','))}::text, ',')` : binder.bind(ids, 'text[]');
 }
 
-let aliasCounter = 0;
-const nextAlias = (prefix: string) => `${prefix}${++aliasCounter % 1_000_000}`;
-
 /** `alias` is among the resources of `types` having index rows in `table` that satisfy `rowCondition`. */
 function indexed(alias: string, types: string[], table: string, param: string, binder: Binder, rowCondition: (i: string) => string, negate: boolean, ids: string | undefined): string {
-  const i = nextAlias('i');
+  const i = binder.alias('i');
   const typeTest = types.length === 1 ? `${i}.resource_type = ${binder.bind(types[0])}` : `${i}.resource_type = ANY(${binder.bind(types, 'text[]')})`;
   const among = ids ? ` AND ${i}.resource_id = ANY(${ids})` : '';
   const subquery = `SELECT ${i}.resource_type, ${i}.resource_id FROM ${table} ${i} WHERE ${typeTest} AND ${i}.param = ${binder.bind(param)}${among} AND (${rowCondition(i)})`;
@@ -322,7 +329,7 @@ function condition(filter: Filter, alias: string, types: string[], binder: Binde
       return `${alias}.id IN (${hasSources(filter, types, binder, scope)})`;
     case 'compartment': {
       // The members written with each resource (compartment_member, compartment.ts): its own resource included.
-      const i = nextAlias('p');
+      const i = binder.alias('p');
       return `${alias}.id IN (SELECT ${i}.resource_id FROM compartment_member ${i} WHERE ${i}.compartment_type = ${binder.bind(filter.compartmentType)}
         AND ${i}.compartment_id = ${binder.bind(filter.id)} AND ${i}.resource_type = ${binder.bind(types[0])})`;
     }
@@ -441,7 +448,7 @@ function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredica
       return index('search_reference', filter.param.code, (i) =>
         anyOf(
           filter.targets.map(({ type, inner }) => {
-            const c = nextAlias('c');
+            const c = binder.alias('c');
             const target = `SELECT ${c}.id FROM resource ${c} WHERE ${whereClause(c, [type], [inner], binder, scope)}`;
             return `(${i}.target_type = ${binder.bind(type)} AND ${i}.target_id IN (${target}))`;
           }),
@@ -454,7 +461,7 @@ type HasFilter = Extract<Filter, { kind: 'has' }>;
 
 /** The ids of `types` that the resources matching a `_has` filter reference: one row per referring resource. */
 function hasSources(filter: HasFilter, types: string[], binder: Binder, scope?: ScopePredicate): string {
-  const i = nextAlias('h');
+  const i = binder.alias('h');
   const toRecordPatient = !scope && types.length === 1 && types[0] === 'Patient' && followsRecordPatient(filter.sourceType, filter.param.code);
   const onRows = toRecordPatient && isIndexedFilter(filter.inner) ? indexRowsOf(filter.inner, binder) : undefined;
   if (onRows && !onRows.negate) {
@@ -470,7 +477,7 @@ function hasSources(filter: HasFilter, types: string[], binder: Binder, scope?: 
     return `SELECT ${i}.target_id FROM (SELECT resource_type, resource_id AS id, param, target_type, target_id FROM search_reference) ${i}
         WHERE ${links} AND ${condition(filter.inner, i, [filter.sourceType], binder)}`;
   }
-  const s = nextAlias('s');
+  const s = binder.alias('s');
   return `SELECT ${i}.target_id FROM search_reference ${i} JOIN resource ${s} ON ${s}.resource_type = ${i}.resource_type AND ${s}.id = ${i}.resource_id
         WHERE ${links} AND ${whereClause(s, [filter.sourceType], [filter.inner], binder, scope)}`;
 }
@@ -660,7 +667,7 @@ function sortKeys(rules: SortRule[], binder: Binder): SortKey[] {
 /** The value a resource sorts by: its lowest value ascending, its highest descending (dates: low/high bound). */
 function sortExpression(param: SearchParamDefinition, descending: boolean, binder: Binder): Pick<SortKey, 'expression' | 'cast'> {
   const agg = descending ? 'max' : 'min';
-  const s = nextAlias('o');
+  const s = binder.alias('o');
   const from = (table: string) => `FROM ${table} ${s} WHERE ${s}.resource_type = r.resource_type AND ${s}.resource_id = r.id AND ${s}.param = ${binder.bind(param.code)}`;
   switch (param.type) {
     case 'string':
