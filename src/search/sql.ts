@@ -4,6 +4,7 @@ import { ofTypeKey, ofTypeParam } from './extract.ts';
 import { followsRecordPatient } from './compartment.ts';
 import { normalizeString } from './normalize.ts';
 import { invalidCursor } from './parse.ts';
+import { IDS_AS_ONE_STRING_FROM, isNarrow, MAX_COUNTED_IN_PAGE } from './planning.ts';
 import type { SearchParamDefinition } from './registry.ts';
 import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
 
@@ -92,9 +93,6 @@ export function buildSearchSql(request: SearchRequest, scope?: ScopePredicate): 
   return { segments, matchSql, countSql, countParams: countBinder.params, sortKeyCount, pageCounts };
 }
 
-/** Ids up to which a search limited to them counts its matches in its page statement, not in a second one. */
-const MAX_COUNTED_IN_PAGE = 5_000;
-
 const TIE_BREAK: SortKey[] = [
   { expression: 'r.resource_type', descending: false, nullsFirst: false, cast: 'text', column: true },
   { expression: 'r.id', descending: false, nullsFirst: false, cast: 'text', column: true },
@@ -133,26 +131,6 @@ function plainSegment(request: SearchRequest, rules: SortRule[], scope: ScopePre
   const keys = reversed([...sortKeys(rules, binder), ...TIE_BREAK], request.cursor?.backwards ?? false);
   const conditions = [whereClause('r', request.resourceTypes, request.filters, binder, scope)];
   return pageStatement(binder, 'resource r', conditions, keys, { compareFrom: 0, cursor: request.cursor?.values, fence: !keys.every((k) => k.column), count: request.count, countAll });
-}
-
-/**
- * A filter that pins down a few resources (a patient's records, ids, an identifier): sorting what it
- * finds is cheaper than walking a sort index past everything else, and the simpler statement plans
- * faster (the walk's statement took 7 ms to plan for a patient's seven immunizations).
- */
-function isNarrow(filter: Filter): boolean {
-  switch (filter.kind) {
-    case 'reference':
-    case 'compartment':
-    case 'chain':
-      return true;
-    case 'id':
-      return !filter.not;
-    case 'token':
-      return filter.param.code === 'identifier' && filter.modifier === undefined;
-    default:
-      return false;
-  }
 }
 
 /** An index table whose ordered index can drive a sort: its table and the column a resource sorts by. */
@@ -272,12 +250,11 @@ function typeTest(column: string, types: string[], binder: Binder): string {
 }
 
 /**
- * A list of ids as a text array. Thousands of them (a `_has` read first) travel as one comma-separated
- * string, split by PostgreSQL: a third cheaper than an array literal of quoted elements to build and
- * parse. FHIR ids have no commas; a searched value that does keeps the array form.
+ * A list of ids as a text array; a long one (planning.ts) as one comma-separated string split by
+ * PostgreSQL. FHIR ids have no commas; a searched value that does keeps the array form.
  */
 function bindIds(ids: string[], binder: Binder): string {
-  return ids.length > 100 && !ids.some((id) => id.includes(',')) ? `string_to_array(${binder.bind(ids.join(','))}::text, ',')` : binder.bind(ids, 'text[]');
+  return ids.length >= IDS_AS_ONE_STRING_FROM && !ids.some((id) => id.includes(',')) ? `string_to_array(${binder.bind(ids.join(','))}::text, ',')` : binder.bind(ids, 'text[]');
 }
 
 /** `alias` is among the resources of `types` having index rows in `table` that satisfy `rowCondition`. */

@@ -5,6 +5,7 @@ import { operationOutcome } from '../fhir/outcome.ts';
 import { ResourceText, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import type { Database, SqlExecutor } from './database.ts';
 import { encodeCursor } from '../search/parse.ts';
+import { DEFAULT_COUNT_LIMIT, DEFAULT_HAS_LISTING, type HasListing } from '../search/planning.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import { Binder, buildSearchSql, hasIndexRowsStatement, hasSourcesStatement, type ScopePredicate, type SearchSql } from '../search/sql.ts';
 import type { Filter, IncludeRule, SearchRequest } from '../search/types.ts';
@@ -12,25 +13,7 @@ import type { SearchContext } from './resource-store.ts';
 
 /** Bounds on what includes may add to one page, so `_include:iterate=*` cannot read the whole store. */
 const MAX_INCLUDE_ROUNDS = 4;
-/** Matches counted for a first page's `total` when `_total` is not given (R4 leaves it to the server). */
-const DEFAULT_COUNT_LIMIT = 10_000;
 const MAX_INCLUDED = 1000;
-/**
- * How many sources a `_has` may have to be read first and given to the search as ids. PostgreSQL cannot
- * know how few resources a reverse chain reaches: it misjudged a birth-date range 60 times and probed
- * every patient's immunizations (2 s) where starting from a rare vaccine's 2,000 rows takes 20 ms.
- * Reading the sources costs a reference lookup each (about 12 µs here), wasted when there are too many:
- * a `_has` on one parameter's index (a code, a date, a reference…) first counts its matching index rows,
- * which costs little, and so can afford a higher bound (a vaccine on 27,000 immunizations: 0.4 s read
- * first, 1 s left to the planner).
- */
-export interface HasListing {
-  sources: number;
-  /** For a `_has` whose matching index rows were counted first. */
-  countedSources: number;
-}
-
-export const DEFAULT_HAS_LISTING: HasListing = { sources: 5_000, countedSources: 30_000 };
 
 /** The tag on a resource cut down by `_summary` or `_elements`. */
 export const SUBSETTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED' };

@@ -1,0 +1,60 @@
+/**
+ * The search planner's thresholds and heuristics, in one place, each with the measurement or reason
+ * behind it. PostgreSQL plans each statement; these decide which statement it is given: what is read
+ * first, what is counted where, what is left to its planner. Change one here and rerun the search
+ * benchmark (scripts/bench/search.ts).
+ */
+import type { Filter } from './types.ts';
+
+/**
+ * A filter that pins down a few resources (a patient's records, ids, an identifier): sorting what it
+ * finds is cheaper than walking a sort index past everything else, and the simpler statement plans
+ * faster (the walk's statement took 7 ms to plan for a patient's seven immunizations).
+ */
+export function isNarrow(filter: Filter): boolean {
+  switch (filter.kind) {
+    case 'reference':
+    case 'compartment':
+    case 'chain':
+      return true;
+    case 'id':
+      return !filter.not;
+    case 'token':
+      return filter.param.code === 'identifier' && filter.modifier === undefined;
+    default:
+      return false;
+  }
+}
+
+/**
+ * Ids up to which a search limited to them counts its matches in its page statement (a window count over
+ * rows it reads to sort anyway), not in a second statement that would read them all again.
+ */
+export const MAX_COUNTED_IN_PAGE = 5_000;
+
+/**
+ * Ids beyond which a list travels as one comma-separated string split by PostgreSQL rather than as an
+ * array literal: for thousands of ids (a `_has` read first) a third cheaper to build and parse; for a
+ * few, the array keeps the statement plain.
+ */
+export const IDS_AS_ONE_STRING_FROM = 101;
+
+/** Matches counted for a first page's `total` when `_total` is not given (R4 leaves it to the server). */
+export const DEFAULT_COUNT_LIMIT = 10_000;
+
+/**
+ * How many sources a `_has` may have to be read first and given to the search as ids. PostgreSQL cannot
+ * know how few resources a reverse chain reaches: it misjudged a birth-date range 60 times and probed
+ * every patient's immunizations (2 s) where starting from a rare vaccine's 2,000 rows takes 20 ms.
+ * Reading the sources costs a reference lookup each (about 12 µs here), wasted when there are too many:
+ * a `_has` on one parameter's index (a code, a date, a reference…) first counts its matching index rows,
+ * which costs little, and so can afford a higher bound (a vaccine on 27,000 immunizations: 0.4 s read
+ * first, 1 s left to the planner).
+ */
+export interface HasListing {
+  sources: number;
+  /** For a `_has` whose matching index rows were counted first. */
+  countedSources: number;
+}
+
+export const DEFAULT_HAS_LISTING: HasListing = { sources: 5_000, countedSources: 30_000 };
