@@ -1,5 +1,5 @@
 import r4Model from 'fhirpath/fhir-context/r4';
-import { splitTopLevel, type CompiledPath, type PathNode } from './registry.ts';
+import { splitTopLevel, type CompiledPath, type PathNode } from './paths.ts';
 
 interface Model {
   path2Type: Record<string, string>;

@@ -5,17 +5,11 @@ import r4Model from 'fhirpath/fhir-context/r4';
 import { r4Resources } from '../fhir/r4/r4-definitions.ts';
 import { SERVED_RESOURCE_TYPES } from '../fhir/resource-types.ts';
 import { compileFastPath } from './fast-path.ts';
+import { splitTopLevel, type CompiledPath, type PathNode } from './paths.ts';
+
+export type { CompiledPath, PathNode } from './paths.ts';
 
 export type SearchParamType = 'string' | 'token' | 'reference' | 'date' | 'number' | 'quantity' | 'uri' | 'composite' | 'special';
-
-/** A FHIRPath node as fhirpath.js returns it when asked to keep types (`resolveInternalTypes: false`). */
-export interface PathNode {
-  data: unknown;
-  fhirNodeDataType?: string;
-  path?: string;
-}
-
-export type CompiledPath = (resource: unknown) => PathNode[];
 
 /** One search parameter as it applies to one resource type. */
 export interface SearchParamDefinition {
@@ -149,26 +143,6 @@ export function expressionFor(expression: string, resourceType: string): string 
     .map((part) => part.replace(/^(\(*)(Resource|DomainResource)\./, `$1${resourceType}.`))
     .map((part) => part.replace(/\.where\(resolve\(\) is ([A-Za-z]+)\)/g, ".where(reference.startsWith('$1/'))"));
   return parts.length > 0 ? parts.join(' | ') : undefined;
-}
-
-/** Splits a FHIRPath expression on `separator` where it is not inside parentheses or a string literal. */
-export function splitTopLevel(expression: string, separator: string): string[] {
-  const parts: string[] = [];
-  let depth = 0;
-  let quoted = false;
-  let start = 0;
-  for (let i = 0; i < expression.length; i++) {
-    const c = expression[i];
-    if (c === "'" && expression[i - 1] !== '\\') quoted = !quoted;
-    else if (!quoted && c === '(') depth++;
-    else if (!quoted && c === ')') depth--;
-    else if (!quoted && depth === 0 && c === separator) {
-      parts.push(expression.slice(start, i));
-      start = i + 1;
-    }
-  }
-  parts.push(expression.slice(start));
-  return parts;
 }
 
 /** The official R4 definitions plus the project's own, loaded once. */
