@@ -25,7 +25,7 @@ import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/
 import { type Database } from '../../src/store/database.ts';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { migrate } from '../../src/store/migrate.ts';
-import { ATC_SYSTEM, INS_NIR_SYSTEM, LOINC_SYSTEM, patientBundle, planPopulation, rng, type PopulationPlan } from './lib/french-population.ts';
+import { ATC_SYSTEM, COMMON_FAMILIES, INS_NIR_SYSTEM, LOINC_SYSTEM, patientBundle, planPopulation, rng, type PopulationPlan } from './lib/french-population.ts';
 import { LoadClient } from './lib/load-client.ts';
 import { benchPostgres } from './lib/pg-cluster.ts';
 import { loadPopulation } from './lib/population-loader.ts';
@@ -133,9 +133,19 @@ function buildQueries(plan: PopulationPlan): { queries: QuerySpec[]; representat
     const year = 1930 + Math.floor(r() * 90);
     return `/fhir/Patient?${q([['_has:Immunization:patient:vaccine-code', `${ATC_SYSTEM}|${rare[n % rare.length]}`], ['birthdate', `ge${year}-01-01`], ['birthdate', `lt${year + 5}-01-01`]])}`;
   });
+  // Patients bearing one of the common surnames (COMMON_FAMILY_SHARE of them), drawn apart so that the other
+  // queries keep their inputs: the surname alone selects hundreds, the birth date a few.
+  const common = rng(0xfa111);
+  const commonFamilyIndexes: number[] = [];
+  while (commonFamilyIndexes.length < total) {
+    const i = Math.floor(common() * Math.max(1, plan.patients - 1));
+    if (COMMON_FAMILIES.includes(patientOf(i).name[0]!.family)) commonFamilyIndexes.push(i);
+  }
+  const byCommonFamilyBirthdate = commonFamilyIndexes.map((i) => `/fhir/Patient?${q([['family', patientOf(i).name[0]!.family], ['birthdate', patientOf(i).birthDate]])}`);
   const queries: QuerySpec[] = [
     { name: 'Patient?identifier=INS-NIR', targetMs: 30, paths: byIdentifier },
     { name: 'Patient?family&birthdate', targetMs: 30, paths: byFamilyBirthdate },
+    { name: 'Patient?family=<common>&birthdate', targetMs: 30, paths: byCommonFamilyBirthdate },
     { name: 'Immunization?patient&date=ge&date=lt&_sort=-date', targetMs: 30, paths: immunizations },
     { name: 'DocumentReference?patient&type&date=ge&_include=author', targetMs: 30, paths: documents },
     { name: 'Immunization?patient.identifier=INS-NIR (chain)', targetMs: 100, paths: chained },

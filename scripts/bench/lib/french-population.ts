@@ -74,6 +74,22 @@ const FAMILIES = [
   'Carré', 'Bréton', 'Rémy', 'Schneider', 'Perrot', 'Guyot', 'Barré', 'Marty', 'Cousin', 'Lévêque', 'Hamon', 'Étienne',
   'Lemaître', 'Bénard', 'Maréchal', 'Barthélemy', 'Hoarau', 'Payet', 'Grondin', 'Le Goff', 'Pelletier', 'Chauvin', 'Gillet',
 ];
+/**
+ * The most common surnames, shared by COMMON_FAMILY_SHARE of patients (in France the 20 commonest cover a
+ * few percent; here more, so that a surname alone selects thousands at 100,000 patients): a search by
+ * surname and birth date must then start from the date, as a peer's does.
+ */
+export const COMMON_FAMILIES = FAMILIES.slice(0, 20);
+const OTHER_FAMILIES = FAMILIES.slice(20);
+export const COMMON_FAMILY_SHARE = 0.3;
+
+/** A patient's surname, from one draw (as `pick` makes): the rest of the patient is drawn as before. */
+function familyName(r: Random): string {
+  const x = r();
+  return x < COMMON_FAMILY_SHARE
+    ? COMMON_FAMILIES[Math.floor((x / COMMON_FAMILY_SHARE) * COMMON_FAMILIES.length)]!
+    : OTHER_FAMILIES[Math.floor(((x - COMMON_FAMILY_SHARE) / (1 - COMMON_FAMILY_SHARE)) * OTHER_FAMILIES.length)]!;
+}
 const FEMALE = ['Marie', 'Jeanne', 'Françoise', 'Monique', 'Catherine', 'Nathalie', 'Isabelle', 'Sylvie', 'Chloé', 'Léa', 'Émilie', 'Inès', 'Zoé', 'Anaïs', 'Hélène', 'Cécile', 'Agnès', 'Geneviève', 'Thérèse', 'Margaux', 'Élodie', 'Maëlle', 'Noémie', 'Joséphine'];
 const MALE = ['Jean', 'Pierre', 'Michel', 'André', 'Philippe', 'René', 'Louis', 'Alain', 'Jacques', 'Bernard', 'François', 'Jérôme', 'Frédéric', 'Stéphane', 'Sébastien', 'Clément', 'Théo', 'Noé', 'Raphaël', 'Maël', 'Loïc', 'Gaëtan', 'Hervé', 'Benoît'];
 const STREETS = ['rue de la République', 'avenue Jean-Jaurès', 'boulevard Gambetta', 'rue Victor-Hugo', 'place de l’Église', 'chemin des Écoliers', 'rue du Général-de-Gaulle', 'allée des Châtaigniers', 'rue Émile-Zola', 'impasse des Tilleuls', 'quai Saint-Étienne', 'route de Besançon'];
@@ -254,7 +270,7 @@ export function patientBundle(index: number, practitioners: number, organization
   const birthMs = NOW - (r() < 0.2 ? r() * 18 : 18 + r() * 77) * YEAR_MS;
   const birthDate = isoDate(birthMs);
   const [city, postalCode, department] = pick(r, PLACES);
-  const family = pick(r, FAMILIES);
+  const family = familyName(r);
   const given = [pick(r, female ? FEMALE : MALE), ...(r() < 0.3 ? [pick(r, female ? FEMALE : MALE)] : [])];
   // The commune and order number make NIRs unique for the first ~990,000 patients.
   const nirValue = nir(female ? 2 : 1, birthDate, department, 1 + (Math.floor(index / 999) % 990), 1 + (index % 999));
@@ -268,7 +284,7 @@ export function patientBundle(index: number, practitioners: number, organization
     active: true,
     name: [
       { use: 'official', family, given },
-      ...(female && r() < 0.3 ? [{ use: 'maiden', family: pick(r, FAMILIES), given }] : []),
+      ...(female && r() < 0.3 ? [{ use: 'maiden', family: familyName(r), given }] : []),
     ],
     telecom: [{ system: 'phone', value: `+33 6 ${pad(int(r, 10, 99))} ${pad(int(r, 10, 99))} ${pad(int(r, 10, 99))} ${pad(int(r, 10, 99))}`, use: 'mobile' }],
     gender: female ? 'female' : 'male',
