@@ -27,6 +27,29 @@ export function isNarrow(filter: Filter): boolean {
 }
 
 /**
+ * A filter decided by one parameter's index rows that, with another such filter of the same search, is
+ * intersected with it on resource ids before any resource is read (sql.ts, joinedIndexRows): two broad
+ * filters each matching thousands (a common surname, a birth year) may keep a handful together, which
+ * PostgreSQL finds only when it may join their index rows directly. Narrow filters keep their own
+ * subquery: they already start the plan, and the plans of those searches were measured as they are.
+ */
+export function intersectsOnIds(filter: Filter): boolean {
+  if (isNarrow(filter)) return false;
+  switch (filter.kind) {
+    case 'string':
+    case 'date':
+    case 'token':
+    case 'number':
+    case 'quantity':
+    case 'uri':
+    case 'composite':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/**
  * Ids up to which a search limited to them counts its matches in its page statement (a window count over
  * rows it reads to sort anyway), not in a second statement that would read them all again.
  */

@@ -4,7 +4,7 @@ import { ofTypeKey, ofTypeParam } from './extract.ts';
 import { followsRecordPatient } from './compartment.ts';
 import { normalizeString } from './normalize.ts';
 import { invalidCursor } from './parse.ts';
-import { IDS_AS_ONE_STRING_FROM, isNarrow, MAX_COUNTED_IN_PAGE } from './planning.ts';
+import { IDS_AS_ONE_STRING_FROM, intersectsOnIds, isNarrow, MAX_COUNTED_IN_PAGE } from './planning.ts';
 import type { SearchParamDefinition } from './registry.ts';
 import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
 
@@ -271,7 +271,8 @@ function indexed(alias: string, types: string[], table: string, param: string, b
  * The AND of `filters` as conditions on the resource row `alias`. Date filters repeated on a parameter
  * that gives a resource at most one index row (`singleRow`: `birthdate`, an immunization's `date`) must all
  * hold on that one row, so one index subquery decides them: a range `ge…&lt…` is then read once, as one
- * range, instead of as two half-open ones each joined to the other.
+ * range, instead of as two half-open ones each joined to the other. Filters that intersect on ids
+ * (planning.ts) are given to PostgreSQL as one join of their index rows (`joinedIndexRows`).
  */
 function filterConditions(filters: Filter[], alias: string, types: string[], binder: Binder, scope?: ScopePredicate, ids?: string): string[] {
   const sameRow = new Map<string, Array<Extract<Filter, { kind: 'date' }>>>();
@@ -279,15 +280,42 @@ function filterConditions(filters: Filter[], alias: string, types: string[], bin
     if (filter.kind === 'date' && filter.param.singleRow) sameRow.set(filter.param.code, [...(sameRow.get(filter.param.code) ?? []), filter]);
   }
   const merged = new Set<Filter>();
-  const conditions: string[] = [];
+  // A condition, or index rows to be joined with the search's other joinable ones.
+  const slots: Array<string | IndexRows> = [];
+  const joins = types.length === 1 && ids === undefined;
   for (const group of sameRow.values()) {
     if (group.length < 2) continue;
     for (const filter of group) merged.add(filter);
     const each = group.map((filter) => indexRowsOf(filter, binder, scope));
-    conditions.push(onIndexRows({ ...each[0]!, rows: (i) => each.map((r) => r.rows(i)).join(' AND ') }, alias, types, binder, ids));
+    const rows = { ...each[0]!, rows: (i: string) => each.map((r) => r.rows(i)).join(' AND ') };
+    slots.push(joins && group.every(intersectsOnIds) && !rows.negate ? rows : onIndexRows(rows, alias, types, binder, ids));
   }
-  for (const filter of filters) if (!merged.has(filter)) conditions.push(condition(filter, alias, types, binder, scope, ids));
+  for (const filter of filters) {
+    if (merged.has(filter)) continue;
+    const rows = joins && isIndexedFilter(filter) && intersectsOnIds(filter) ? indexRowsOf(filter, binder, scope) : undefined;
+    slots.push(rows && !rows.negate ? rows : condition(filter, alias, types, binder, scope, ids));
+  }
+  const joined = slots.filter((slot): slot is IndexRows => typeof slot !== 'string');
+  if (joined.length < 2) return slots.map((slot) => (typeof slot === 'string' ? slot : onIndexRows(slot, alias, types, binder, ids)));
+  const at = slots.indexOf(joined[0]!);
+  const conditions = slots.filter((slot): slot is string => typeof slot === 'string');
+  conditions.splice(at, 0, joinedIndexRows(joined, alias, types[0]!, binder));
   return conditions;
+}
+
+/**
+ * `alias` has index rows matching each of `each`, decided as one join of those rows on the resource id
+ * before any resource row is read. As separate `IN` subqueries, each semi-joined to the resource row,
+ * PostgreSQL read the resource of every candidate the first filter found before checking the second
+ * (`family=Martin&birthdate=1980`: 1,100 patients read to keep 16); joined, it can intersect the ids
+ * (a hash join of both index scans) or probe one index from the other, whichever its statistics favour.
+ */
+function joinedIndexRows(each: IndexRows[], alias: string, resourceType: string, binder: Binder): string {
+  const aliases = each.map(() => binder.alias('i'));
+  const [first] = aliases as [string];
+  const from = each.map((rows, n) => (n === 0 ? `${rows.table} ${first}` : `JOIN ${rows.table} ${aliases[n]} ON ${aliases[n]}.resource_type = ${first}.resource_type AND ${aliases[n]}.resource_id = ${first}.resource_id`));
+  const where = each.map((rows, n) => `${aliases[n]}.resource_type = ${binder.bind(resourceType)} AND ${aliases[n]}.param = ${binder.bind(rows.param)} AND (${rows.rows(aliases[n]!)})`);
+  return `${alias}.id IN (SELECT ${first}.resource_id FROM ${from.join(' ')} WHERE ${where.join(' AND ')})`;
 }
 
 /** `alias` has (or, negated, has not) index rows matching `rows`. */
@@ -578,7 +606,11 @@ function dateCondition(prefix: Prefix, range: DateRange, low: string, high: stri
   const eq = () => `(${low} >= ${ql()} AND ${high} <= ${qh()})`;
   switch (prefix) {
     case 'eq':
-      return eq();
+      // `low < qh` follows from `high <= qh` (a range ends after it starts) but bounds the index on `low`
+      // at both ends: without it the index read every later birth date, the planner saw a filter keeping
+      // a quarter of the rows, and `family=Martin&birthdate=1980-05-01` started from the surname's 1,700
+      // patients (86 ms at 100,000 patients) rather than from the date's few.
+      return `(${low} >= ${ql()} AND ${low} < ${qh()} AND ${high} <= ${qh()})`;
     case 'ne':
       return `NOT ${eq()}`;
     case 'gt':
