@@ -3,6 +3,7 @@ import { parseDateRange } from './dates.ts';
 import IMPLICIT_CODE_SYSTEMS_JSON from './implicit-code-systems.json' with { type: 'json' };
 import { normalizeString } from './normalize.ts';
 import type { PathNode, SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
+import { uriRows } from './types/uri.ts';
 import { toCanonical, UCUM_SYSTEM } from './ucum.ts';
 
 const IMPLICIT_CODE_SYSTEMS: Record<string, string> = IMPLICIT_CODE_SYSTEMS_JSON;
@@ -106,7 +107,7 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode,
       return;
     }
     case 'uri':
-      if (typeof data === 'string') rows.uri.push({ param: code, uri: data });
+      uriRows(code, data, rows.uri);
       return;
     case 'number': {
       // fhirpath.js wraps integers and decimals it types itself; asStr keeps the value's written precision.

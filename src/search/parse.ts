@@ -8,6 +8,7 @@ import type { SearchParamDefinition, SearchParameterRegistry } from './registry.
 import { halfUnitOfLastDigit } from './decimal.ts';
 import { compositeKey, relativeToBase } from './extract.ts';
 import type { Filter, IncludeRule, Prefix, QuantityValue, ReferenceValue, SearchRequest, SortRule, SummaryMode, TokenValue, TotalMode } from './types.ts';
+import { uriFilter, URI_MODIFIERS } from './types/uri.ts';
 import { toCanonical, UCUM_SYSTEM } from './ucum.ts';
 
 /** Parameters that shape the result rather than select resources (R4 search.html#return). */
@@ -149,8 +150,8 @@ function parseFilter(
       if (modifier) throw badModifier(name, modifier, 'quantity');
       return { kind: 'quantity', param, values: values.map((v) => parseQuantity(name, v)) };
     case 'uri':
-      if (modifier && modifier !== 'above' && modifier !== 'below') throw badModifier(name, modifier, 'uri');
-      return { kind: 'uri', param, ...(modifier ? { modifier } : {}), values: values.map(unescape) } as Filter;
+      if (modifier && !URI_MODIFIERS.has(modifier)) throw badModifier(name, modifier, 'uri');
+      return uriFilter(param, modifier, values.map(unescape));
     case 'reference': {
       if (modifier === 'identifier') {
         return { kind: 'reference', param, modifier, values: [], identifiers: values.map(parseToken) };

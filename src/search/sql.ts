@@ -6,26 +6,11 @@ import { normalizeString } from './normalize.ts';
 import { invalidCursor } from './parse.ts';
 import { IDS_AS_ONE_STRING_FROM, intersectsOnIds, isNarrow, MAX_COUNTED_IN_PAGE } from './planning.ts';
 import type { SearchParamDefinition } from './registry.ts';
+import { anyOf, Binder, INDEXED_PREFIX, indexedAmong, indexedEqual, indexedStartsWith, likePrefix, type IndexRows } from './sql-fragments.ts';
 import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
+import { uriIndexRows } from './types/uri.ts';
 
-/**
- * What one statement is compiled with: its bound parameters (every value reaches SQL as `$n`, never as
- * text in the statement) and its table aliases, numbered within the statement. A search thus compiles to
- * the same SQL text on every call, and searches differing only in their values to the same text: one
- * prepared statement, one pg_stat_statements entry.
- */
-export class Binder {
-  readonly params: unknown[] = [];
-  private aliases = 0;
-  bind(value: unknown, cast?: string): string {
-    this.params.push(value);
-    return `$${this.params.length}${cast ? `::${cast}` : ''}`;
-  }
-  /** A table alias not yet used in this statement. */
-  alias(prefix: string): string {
-    return `${prefix}${++this.aliases}`;
-  }
-}
+export { Binder };
 
 /**
  * A condition every query adds for each resource it reads (`alias` is the resource table's alias):
@@ -347,14 +332,6 @@ type IndexedFilter = Exclude<Filter, { kind: 'id' | 'lastUpdated' | 'has' | 'com
 
 const isIndexedFilter = (filter: Filter): filter is IndexedFilter => !['id', 'lastUpdated', 'has', 'compartment'].includes(filter.kind);
 
-/** Where a filter on a parameter is decided: the index table and parameter, its matching rows, and whether a match excludes. */
-interface IndexRows {
-  table: string;
-  param: string;
-  rows: (i: string) => string;
-  negate: boolean;
-}
-
 function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredicate): IndexRows {
   const index = (table: string, param: string, rows: (i: string) => string, negate = false): IndexRows => ({ table, param, rows, negate });
   switch (filter.kind) {
@@ -414,15 +391,7 @@ function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredica
         );
       });
     case 'uri':
-      return index('search_uri', filter.param.code, (i) =>
-        anyOf(
-          filter.values.map((v) => {
-            if (filter.modifier === 'below') return indexedStartsWith(`${i}.uri`, v, binder);
-            if (filter.modifier === 'above') return `${binder.bind(v)} LIKE replace(replace(replace(${i}.uri, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%'`;
-            return indexedEqual(`${i}.uri`, v, binder);
-          }),
-        ),
-      );
+      return uriIndexRows(filter, binder);
     case 'number':
       return index('search_number', filter.param.code, (i) =>
         anyOf(filter.values.map(({ prefix, value }) => numberCondition(prefix, value, `${i}.value`, binder))),
@@ -547,48 +516,6 @@ export function hasIndexRowsStatement(filter: HasFilter, limit: number): PageSeg
 /** `FROM … WHERE …` of the index rows of `resourceType` matching `rows`, under alias `i`. */
 function matchingRows(rows: IndexRows, resourceType: string, i: string, binder: Binder): string {
   return `FROM ${rows.table} ${i} WHERE ${i}.resource_type = ${binder.bind(resourceType)} AND ${i}.param = ${binder.bind(rows.param)} AND (${rows.rows(i)})`;
-}
-
-/**
- * Characters of a token code or system, string, uri or composite key that their btree index holds
- * (migration 0011): the whole of a longer value would not fit in an index entry (about 2.7 KB).
- */
-const INDEXED_PREFIX = 256;
-
-/** The first INDEXED_PREFIX characters, counted as PostgreSQL's `left()` counts them (code points). */
-function indexedPrefix(value: string): string {
-  return value.length <= INDEXED_PREFIX ? value : Array.from(value).slice(0, INDEXED_PREFIX).join('');
-}
-
-/**
- * `column = value`, through the index on the column's prefix: a value shorter than the prefix equals a
- * stored one exactly when their prefixes do; a longer one is then compared whole.
- */
-function indexedEqual(column: string, value: string, binder: Binder): string {
-  const onIndex = `left(${column}, ${INDEXED_PREFIX}) = ${binder.bind(indexedPrefix(value))}`;
-  return shorterThanPrefix(value) ? onIndex : `(${onIndex} AND ${column} = ${binder.bind(value)})`;
-}
-
-/** `column` is one of `values`, through the index on the column's prefix (as `indexedEqual`). */
-function indexedAmong(column: string, values: string[], binder: Binder): string {
-  const onIndex = `left(${column}, ${INDEXED_PREFIX}) = ANY(${binder.bind([...new Set(values.map(indexedPrefix))], 'text[]')})`;
-  return values.every(shorterThanPrefix) ? onIndex : `(${onIndex} AND ${column} = ANY(${binder.bind(values, 'text[]')}))`;
-}
-
-const shorterThanPrefix = (value: string) => value.length < INDEXED_PREFIX || Array.from(value).length < INDEXED_PREFIX;
-
-/** `column` starts with `value`, through the index on the column's prefix, the whole compared where longer. */
-function indexedStartsWith(column: string, value: string, binder: Binder): string {
-  const prefix = indexedPrefix(value);
-  const onIndex = `left(${column}, ${INDEXED_PREFIX}) LIKE ${binder.bind(likePrefix(prefix))}`;
-  return prefix === value ? onIndex : `(${onIndex} AND ${column} LIKE ${binder.bind(likePrefix(value))})`;
-}
-
-const anyOf = (parts: string[]) => (parts.length === 1 ? parts[0]! : `(${parts.join(' OR ')})`);
-
-/** A LIKE pattern matching strings that start with `value` (its own %, _ and \ taken literally). */
-function likePrefix(value: string): string {
-  return `${value.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 /**
