@@ -19,7 +19,7 @@ import { planSearch } from '../../src/store/search-executor.ts';
 import { SearchIndexWriter } from '../../src/store/index-writer.ts';
 import { parseSearch } from '../../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/registry.ts';
-import { openDatabase } from '../../src/store/database.ts';
+import { openDatabase } from '../../src/store/open-database.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { insertNew, StoredResource } from '../../src/store/repository.ts';
 import { COMMON_FAMILIES, COMMON_FAMILY_SHARE, patientBundle, rng } from './lib/french-population.ts';
