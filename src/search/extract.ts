@@ -5,34 +5,16 @@ import { normalizeString } from './normalize.ts';
 import type { PathNode, SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
 import { uriRows } from './types/uri.ts';
 import { toCanonical, UCUM_SYSTEM } from './ucum.ts';
+import type { IndexRows, IndexTable, ReferenceValue } from './index-rows.ts';
+
+export type { IndexRows, IndexTable, ReferenceValue } from './index-rows.ts';
 
 const IMPLICIT_CODE_SYSTEMS: Record<string, string> = IMPLICIT_CODE_SYSTEMS_JSON;
 
-/** The index rows of one resource, one array per index table (HAPI FHIR JPA's layout). */
-export interface IndexRows {
-  token: Array<{ param: string; system: string | null; code: string | null; text: string | null }>;
-  string: Array<{ param: string; value: string; normalized: string }>;
-  date: Array<{ param: string; low: string; high: string }>;
-  reference: Array<{ param: string } & ReferenceValue>;
-  uri: Array<{ param: string; uri: string }>;
-  number: Array<{ param: string; value: string }>;
-  /** With a UCUM code, also in base units (ucum.ts): what a search with a UCUM unit compares. */
-  quantity: Array<{ param: string; value: string; system: string | null; code: string | null; unit: string | null; canonicalValue: string | null; canonicalUnit: string | null }>;
-  composite: Array<{ param: string; key: string }>;
-}
-
-export type IndexTable = keyof IndexRows;
 
 const TABLE_NAMES = Object.keys(emptyRows()) as IndexTable[];
 
 /** Where a reference points: a local `Type/id`, or a URL (absolute, canonical, urn), and/or a business identifier. */
-export interface ReferenceValue {
-  targetType: string | null;
-  targetId: string | null;
-  url: string | null;
-  identifierSystem: string | null;
-  identifierValue: string | null;
-}
 
 export interface ExtractOptions {
   /**

@@ -4,7 +4,7 @@
  * type is to follow (issue 15, item 6), as HAPI's predicate builders and Blaze's search-param protocol
  * keep one type's handling together; parse.ts, extract.ts and sql.ts dispatch to it.
  */
-import type { IndexRows as ResourceIndexRows } from '../extract.ts';
+import type { IndexRows as ResourceIndexRows } from '../index-rows.ts';
 import type { SearchParamDefinition } from '../registry.ts';
 import { anyOf, indexedEqual, indexedStartsWith, type Binder, type IndexRows } from '../sql-fragments.ts';
 import type { Filter } from '../types.ts';
