@@ -11,7 +11,7 @@ import { fhirRoutes } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
 import { defaultOperations } from './operations/index.ts';
-import { FhirRouter } from './router/router.ts';
+import { FhirRouter, type InteractionHook } from './router/router.ts';
 import { loadCompartments, prepareCompartments } from './search/compartment.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from './store/index-writer.ts';
@@ -28,6 +28,8 @@ export interface AppOptions {
   validator?: ResourceValidator;
   /** Where log lines go; standard output by default. */
   logStream?: DestinationStream;
+  /** What every interaction passes through, bundle entries included: authorisation, consent and audit plug in here. */
+  hooks?: InteractionHook[];
   /** Retry the start-up's database steps while the database is unreachable, instead of failing (the server process does). */
   waitForStorage?: boolean;
   /** Where the start-up steps are logged: the server process's own start-up log, so its lines keep their order; else the app's. */
@@ -45,7 +47,7 @@ const defaultValidators = new Map<string, ResourceValidator>();
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
-export async function buildApp({ config, storage, validator, logStream, waitForStorage = false, startupLog }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, storage, validator, logStream, waitForStorage = false, startupLog, hooks }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: loggerOptions(config.logLevel, logStream),
     bodyLimit: config.bodyLimit,
@@ -87,6 +89,7 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     limits: { maxEntries: config.bundleMaxEntries ?? 10_000, binaryInlineBytes: binaryInlineLimit },
     inputLimits,
     operations: defaultOperations(),
+    hooks,
   });
 
   app.addHook('onSend', async (request, reply) => {

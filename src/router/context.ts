@@ -13,7 +13,11 @@ import type { FhirRequest, FhirResponse } from './request.ts';
  * before anything is read or written; audit sees every outcome, refusals and failures too.
  */
 export interface InteractionHook {
+  /** Before anything else, the body's validation included: an unauthorised caller costs nothing and learns nothing. */
   authorise?(interaction: Interaction, request: FhirRequest): Promise<void>;
+  /** After validation, on the resource as it will be written: for a patch, the patched resource. */
+  checkResource?(interaction: Interaction, request: FhirRequest, resource: Resource): Promise<void>;
+  /** Every outcome: successes, refusals and failures (a 500 too, before it goes on to the error handler). */
   audit?(interaction: Interaction | undefined, request: FhirRequest, response: FhirResponse): Promise<void>;
 }
 

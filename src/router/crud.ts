@@ -1,7 +1,7 @@
 import type { Binary, Resource } from 'fhir/r4';
 import { completeAttachments, type BinaryReader } from '../fhir/attachments.ts';
 import { checkInput } from '../fhir/input-limits.ts';
-import { FhirError, informational } from '../fhir/outcome.ts';
+import { FhirError, informational, withMoreIssues, type Issue } from '../fhir/outcome.ts';
 import type { ResourceStore, StoredResource } from '../store/resource-store.ts';
 import { lockAndMatch, parseCondition, severalMatches } from './conditional.ts';
 import type { HandlerContext, Outcome } from './context.ts';
@@ -97,18 +97,24 @@ export async function conditionalDelete(interaction: Of<'delete-conditional'>, r
  */
 export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
   const ifMatch = parseIfMatch(request.ifMatch);
+  let notes: Issue[] = [];
   const { resource: stored } = await ctx.store.patch(
     interaction.resourceType,
     interaction.id,
     async (current, store) => {
       const patched = applyPatch(structuredClone(current.resource), request.body);
       checkInput(patched, ctx.deps.inputLimits);
-      const { resource: valid } = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
-      return completeAttachments(valid, binaryReader(store));
+      const checked = checkResource(patched, interaction.resourceType, interaction.id, ctx.deps.validator);
+      notes = checked.notes;
+      // The checks after validation see what will be written: the patched resource, not the patch.
+      for (const hook of ctx.deps.hooks ?? []) await hook.checkResource?.(interaction, request, checked.resource);
+      return completeAttachments(checked.resource, binaryReader(store));
     },
     { ifMatch, baseUrl: request.baseUrl },
   );
-  return updated(stored, false, request);
+  const outcome = updated(stored, false, request);
+  // A patch's warnings come back as an update's do (Prefer: return=OperationOutcome).
+  return outcome.outcome ? { ...outcome, outcome: withMoreIssues(outcome.outcome, notes) } : outcome;
 }
 
 /**

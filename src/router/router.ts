@@ -1,10 +1,11 @@
 import type { Resource } from 'fhir/r4';
 import { instanceCapabilityStatement } from '../fhir/capability.ts';
-import { FhirError, withMoreIssues } from '../fhir/outcome.ts';
+import { FhirError, operationOutcome, withMoreIssues } from '../fhir/outcome.ts';
 import { isConformanceResourceType } from '../fhir/resource-types.ts';
 import { conformanceRead, conformanceSearch } from '../operations/conformance.ts';
 import { processBundle } from './bundle.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
+import { isStorageUnavailable } from '../store/unavailable.ts';
 import type { HandlerContext, InteractionHook, Outcome, RouterDependencies } from './context.ts';
 import * as crud from './crud.ts';
 import { history } from './history.ts';
@@ -34,8 +35,9 @@ export class FhirRouter {
     let response: FhirResponse;
     try {
       interaction = parseInteraction(request);
-      const checked = this.validate(interaction, request);
       for (const hook of this.hooks) await hook.authorise?.(interaction, request);
+      const checked = this.validate(interaction, request);
+      if (checked) for (const hook of this.hooks) await hook.checkResource?.(interaction, request, checked.resource);
       const context: HandlerContext = { deps: this.deps, store, handle: (r, s) => this.handle(r, s) };
       // The bytes of a Binary posted as itself are written before its version's transaction, which
       // then only claims them: a slow sender holds nothing the other requests need.
@@ -50,7 +52,12 @@ export class FhirRouter {
       if (checked && result.outcome) result.outcome = withMoreIssues(result.outcome, checked.notes);
       response = respond(result, request, interaction);
     } catch (error) {
-      if (!(error instanceof FhirError)) throw error;
+      if (!(error instanceof FhirError)) {
+        // The error handler answers (500, or 503 for an outage); the trail records the failure first.
+        const failed = failureResponse(error);
+        for (const hook of this.hooks) await hook.audit?.(interaction, request, failed).catch(() => {});
+        throw error;
+      }
       response = { status: error.status, body: error.outcome, headers: error.headers };
     }
     for (const hook of this.hooks) await hook.audit?.(interaction, request, response);
@@ -69,6 +76,16 @@ export class FhirRouter {
         return undefined;
     }
   }
+}
+
+/** What the HTTP error handler (src/http/errors.ts) will answer for an error that is not a FhirError. */
+function failureResponse(error: unknown): FhirResponse {
+  const unavailable = isStorageUnavailable(error);
+  return {
+    status: unavailable ? 503 : 500,
+    body: operationOutcome([{ severity: unavailable ? 'error' : 'fatal', code: unavailable ? 'transient' : 'exception', diagnostics: unavailable ? 'The database is unreachable' : 'Internal server error' }]),
+    headers: {},
+  };
 }
 
 async function execute(interaction: Interaction, request: FhirRequest, ctx: HandlerContext, body: Resource | undefined): Promise<Outcome> {

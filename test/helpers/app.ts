@@ -6,6 +6,7 @@ import { PGlite } from '@electric-sql/pglite';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { buildApp } from '../../src/app.ts';
+import type { InteractionHook } from '../../src/router/router.ts';
 import { SERVED_RESOURCE_TYPES } from '../../src/fhir/resource-types.ts';
 import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from '../../src/fhir/validation/validator.ts';
@@ -126,6 +127,8 @@ export interface TestServerOptions {
   headersTimeout?: number;
   /** Log lines (at info level) go here; without it the server logs nothing. */
   logStream?: DestinationStream;
+  /** Interaction hooks (authorisation, checks, audit) the server runs. */
+  hooks?: InteractionHook[];
 }
 
 /** A server on a fresh store for one test file, closed when the file's tests end. */
@@ -150,6 +153,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
     storage: sqlStorage(store.db),
     validator,
     logStream: config.logStream,
+    hooks: config.hooks,
   });
   const server: TestServer = {
     app,
