@@ -11,11 +11,13 @@ const calls: string[] = [];
 const seen: Resource[] = [];
 const audited: Array<{ kind?: string; status: number }> = [];
 let denyWrites = false;
+let denySearchOf: string | undefined;
 
 const hook: InteractionHook = {
   async authorise(interaction: Interaction) {
     calls.push(`authorise ${interaction.kind}`);
     if (denyWrites && interaction.kind !== 'read') throw new FhirError(403, [{ code: 'forbidden', diagnostics: 'not allowed' }]);
+    if (interaction.kind === 'search-type' && interaction.resourceType === denySearchOf) throw new FhirError(403, [{ code: 'forbidden', diagnostics: `no search of ${denySearchOf}` }]);
   },
   async checkResource(interaction: Interaction, _request, resource: Resource) {
     calls.push(`check ${interaction.kind}`);
@@ -87,4 +89,37 @@ t.test('a failure that is not a FhirError is audited as the 500 it becomes', asy
   t.equal(crashed.statusCode, 500);
   t.equal(json(crashed).resourceType, 'OperationOutcome');
   t.same(audited, [{ kind: 'create', status: 500 }]);
+});
+
+t.test("a transaction's matching before its entries run passes the same checks as a search", async (t) => {
+  const identifier = { system: 'urn:oid:1.2.250.1.213.1.4.8', value: '277076322082910' };
+  await send('POST', '/fhir/Patient', { resourceType: 'Patient', identifier: [identifier], name: [{ family: 'Existing' }] });
+  const criteria = `identifier=${identifier.system}|${identifier.value}`;
+  const conditionalCreate = {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [{ resource: { resourceType: 'Patient', identifier: [identifier] }, request: { method: 'POST', url: 'Patient', ifNoneExist: criteria } }],
+  };
+  const conditionalReference = {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [{ resource: { resourceType: 'Immunization', status: 'completed', vaccineCode: { text: 'DTP' }, patient: { reference: `Patient?${criteria}` }, occurrenceDateTime: '2024-05-02' }, request: { method: 'POST', url: 'Immunization' } }],
+  };
+
+  reset();
+  denySearchOf = 'Patient';
+  const refusedCreate = await send('POST', '/fhir', conditionalCreate);
+  const refusedReference = await send('POST', '/fhir', conditionalReference);
+  denySearchOf = undefined;
+  t.equal(refusedCreate.statusCode, 403, 'ifNoneExist is a search of Patient: refused');
+  t.match(json(refusedCreate).issue[0].diagnostics, /no search of Patient/);
+  t.equal(refusedReference.statusCode, 403, 'a conditional reference is a search of Patient: refused');
+  t.equal(json(await send('GET', '/fhir/Immunization?_summary=count')).total, 0, 'nothing written');
+
+  reset();
+  const matched = await send('POST', '/fhir', conditionalCreate);
+  t.equal(matched.statusCode, 200);
+  t.match(json(matched).entry[0].response.status, /^200/, 'the existing Patient matched');
+  t.ok(calls.includes('authorise search-type'), 'the match was authorised as a search');
+  t.ok(audited.some((entry) => entry.kind === 'create' && entry.status === 200), 'the entry answered without the router is audited too');
 });

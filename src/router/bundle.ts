@@ -99,7 +99,10 @@ async function assignIdentities(entries: Entry[], store: ResourceStore, request:
     const type = path.split('/')[0]!;
     if (!entry.resource || !isServedResourceType(type)) continue;
     const criteria = entry.method === 'POST' ? entry.ifNoneExist : entry.method === 'PUT' && path.split('/')[1] === undefined ? query : undefined;
-    if (criteria) conditions.set(entry, entryCondition(entry, type, criteria, request, ctx));
+    if (criteria) {
+      await authoriseMatching(entry, type, criteria, request, ctx);
+      conditions.set(entry, entryCondition(entry, type, criteria, request, ctx));
+    }
   }
   // Every condition locked (in one order) before any is matched: see ResourceStore.match.
   const matched = await store.match([...conditions.values()], { lock: true });
@@ -118,6 +121,8 @@ async function assignIdentities(entries: Entry[], store: ResourceStore, request:
           existing.add(entry.index);
           const stored = await store.read(type, id);
           responses[entry.index] = { status: 200, body: stored, headers: versionHeaders(stored, request.baseUrl) };
+          // Answered here, not by the router: the trail still gets the entry, as the create it was.
+          for (const hook of ctx.deps.hooks ?? []) await hook.audit?.({ kind: 'create', resourceType: type }, entryRequest(entry, request), responses[entry.index]!);
         }
       }
       if (id === undefined) {
@@ -152,6 +157,7 @@ async function resolveConditionalReferences(entries: Entry[], store: ResourceSto
       if (resolved.has(reference)) continue;
       const [type = '', query = ''] = splitUrl(reference);
       if (!isServedResourceType(type)) throw entryFailure(entry, errorResponse(FhirError.badRequest(`Conditional reference '${reference}': ${type} is not a type this server holds`)));
+      await authoriseMatching(entry, type, query, request, ctx);
       const [matches = []] = await store.match([entryCondition(entry, type, query, request, ctx)]);
       if (matches.length !== 1) {
         throw entryFailure(entry, errorResponse(FhirError.preconditionFailed(`Conditional reference '${reference}' matches ${matches.length === 0 ? 'no' : 'several'} ${type} resources; it must match exactly one`)));
@@ -160,6 +166,22 @@ async function resolveConditionalReferences(entries: Entry[], store: ResourceSto
     }
   }
   if (resolved.size > 0) for (const entry of entries) if (entry.resource) entry.resource = rewriteReferences(entry.resource, resolved) as Resource;
+}
+
+/**
+ * What a transaction reads before its entries run (the matches of `ifNoneExist` and conditional updates,
+ * conditional references) passes the authorisation of the search it is: a caller who may not search a
+ * type does not learn, through a transaction, which of its resources match. A refusal fails the entry.
+ */
+async function authoriseMatching(entry: Entry, type: string, criteria: string, bundleRequest: FhirRequest, ctx: HandlerContext): Promise<void> {
+  const hooks = ctx.deps.hooks ?? [];
+  if (hooks.length === 0) return;
+  const search: FhirRequest = { ...bundleRequest, method: 'GET', path: type, query: queryParameters(criteria), body: undefined, ifMatch: undefined, ifNoneExist: undefined, assignedId: undefined };
+  try {
+    for (const hook of hooks) await hook.authorise?.({ kind: 'search-type', resourceType: type }, search);
+  } catch (error) {
+    throw entryFailure(entry, errorResponse(error));
+  }
 }
 
 /** An entry's search criteria, parsed; criteria that do not parse fail the transaction as that entry's error. */
@@ -253,15 +275,10 @@ function readEntries(body: unknown, baseUrl: string, maxEntries: number): Entry[
 
 function entryRequest(entry: Entry & { assignedId?: string }, bundleRequest: FhirRequest): FhirRequest {
   const [path = '', query = ''] = splitUrl(entry.url);
-  const parameters: Record<string, string | string[]> = {};
-  for (const [name, value] of new URLSearchParams(query)) {
-    const previous = parameters[name];
-    parameters[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
-  }
   return {
     method: entry.method,
     path,
-    query: parameters,
+    query: queryParameters(query),
     body: entry.resource,
     ifMatch: entry.ifMatch,
     // A transaction has resolved ifNoneExist already; a batch entry does it itself.
@@ -270,6 +287,15 @@ function entryRequest(entry: Entry & { assignedId?: string }, bundleRequest: Fhi
     prefer: bundleRequest.prefer,
     baseUrl: bundleRequest.baseUrl,
   };
+}
+
+function queryParameters(query: string): Record<string, string | string[]> {
+  const parameters: Record<string, string | string[]> = {};
+  for (const [name, value] of new URLSearchParams(query)) {
+    const previous = parameters[name];
+    parameters[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value];
+  }
+  return parameters;
 }
 
 function entryFailure(entry: Entry, response: FhirResponse): FhirError {
