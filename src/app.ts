@@ -7,7 +7,7 @@ import { SERVED_RESOURCE_TYPES } from './fhir/resource-types.ts';
 import { createProfileValidator } from './fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from './fhir/validation/validator.ts';
 import { answerClientError, frameworkErrors, registerErrorHandlers } from './http/errors.ts';
-import { fhirRoutes } from './http/fhir-routes.ts';
+import { fhirRoutes, type FhirRoutesOptions } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
 import { defaultOperations } from './operations/index.ts';
@@ -34,6 +34,8 @@ export interface AppOptions {
   waitForStorage?: boolean;
   /** Where the start-up steps are logged: the server process's own start-up log, so its lines keep their order; else the app's. */
   startupLog?: StartupLog;
+  /** Each request's access context (all access when absent, as until the SMART issue): a test seam. */
+  accessOf?: FhirRoutesOptions['accessOf'];
 }
 
 /** Staged Binary bytes no version claimed within a day were left by a server stopped mid-upload. */
@@ -47,7 +49,7 @@ const defaultValidators = new Map<string, ResourceValidator>();
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
-export async function buildApp({ config, storage, validator, logStream, waitForStorage = false, startupLog, hooks }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, storage, validator, logStream, waitForStorage = false, startupLog, hooks, accessOf }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: loggerOptions(config.logLevel, logStream),
     bodyLimit: config.bodyLimit,
@@ -98,7 +100,7 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
   registerErrorHandlers(app);
   await startupStep(log, 'routes', async () => {
     await app.register(healthRoutes, { store });
-    await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit, inputLimits });
+    await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit, inputLimits, accessOf });
   });
   return app;
 }

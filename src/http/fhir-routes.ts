@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { InputLimits } from '../fhir/input-limits.ts';
 import type { FhirRouter } from '../router/router.ts';
 import type { FhirRequest, HttpMethod } from '../router/request.ts';
+import type { AccessContext } from '../store/resource-store.ts';
 import { StoredBinary } from '../store/repository.ts';
 import { FHIR_JSON, negotiateResponseType, registerBodyParsers, sendRawBinary, sendResource, wantsRawBinary } from './content.ts';
 
@@ -11,6 +12,11 @@ export interface FhirRoutesOptions {
   /** Body limit of POSTs to the base (transaction and batch Bundles), which may exceed other requests'. */
   bundleBodyLimit?: number;
   inputLimits: InputLimits;
+  /**
+   * The access context of a request. None yet: every request has all access until authorisation (the
+   * SMART issue) builds it from the request's token; tests set it to prove the store applies it.
+   */
+  accessOf?: (request: FastifyRequest) => AccessContext;
 }
 
 export const FHIR_BASE_PATH = '/fhir';
@@ -26,7 +32,8 @@ export async function fhirRoutes(app: FastifyInstance, options: FhirRoutesOption
     const fhirRequest = toFhirRequest(request, options.publicBaseUrl);
     const raw = wantsRawBinary(request, fhirRequest.path);
     const mediaType = raw ? FHIR_JSON : negotiateResponseType(request);
-    const response = await options.router.handle({ ...fhirRequest, rawBinary: raw, streamBinary: true });
+    const access = options.accessOf?.(request);
+    const response = await options.router.handle({ ...fhirRequest, rawBinary: raw, streamBinary: true, ...(access ? { access } : {}) });
     reply.status(response.status).headers(response.headers);
     if (response.body === undefined) return reply.send();
     if (raw && response.body instanceof StoredBinary) return sendRawBinary(request, reply, response.body);

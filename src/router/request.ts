@@ -1,4 +1,5 @@
 import type { ResponseResource } from '../fhir/resource-text.ts';
+import type { AccessContext } from '../store/resource-store.ts';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -20,6 +21,11 @@ export interface FhirRequest {
   assignedId?: string;
   /** `X-Security-Context` (R4 binary.html#security): the resource whose access rules a Binary follows. */
   securityContext?: string;
+  /**
+   * Who the request is made for and what it may see, built by the transport (all access when absent).
+   * The router runs the interaction on the store bound to it; a bundle's entries run on the bundle's.
+   */
+  access?: AccessContext;
   /** Absolute FHIR base URL (no trailing slash), for fullUrl, Location and paging links. */
   baseUrl: string;
   /**

@@ -4,7 +4,7 @@ import { FhirError, operationOutcome, withMoreIssues } from '../fhir/outcome.ts'
 import { isConformanceResourceType } from '../fhir/resource-types.ts';
 import { conformanceRead, conformanceSearch } from '../operations/conformance.ts';
 import { processBundle } from './bundle.ts';
-import type { ResourceStore } from '../store/resource-store.ts';
+import { ALL_ACCESS, type ResourceStore } from '../store/resource-store.ts';
 import { isStorageUnavailable } from '../store/unavailable.ts';
 import type { HandlerContext, InteractionHook, Outcome, RouterDependencies } from './context.ts';
 import * as crud from './crud.ts';
@@ -30,7 +30,8 @@ export class FhirRouter {
     this.hooks = deps.hooks ?? [];
   }
 
-  async handle(request: FhirRequest, store: ResourceStore = this.deps.store): Promise<FhirResponse> {
+  /** Runs `request` on `store` (a bundle's), by default the server's store bound to the request's access. */
+  async handle(request: FhirRequest, store: ResourceStore = this.deps.store.forAccess(request.access ?? ALL_ACCESS)): Promise<FhirResponse> {
     let interaction: Interaction | undefined;
     let response: FhirResponse;
     try {

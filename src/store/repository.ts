@@ -7,6 +7,7 @@ import { indexInsertCtes, indexParams, type IndexWriter } from './index-writer.t
 import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import { FEED_HORIZON, formatPosition, parsePosition, type FeedPosition } from './change-feed.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
+import { Binder, type ScopePredicate } from '../search/sql.ts';
 
 /** Writes first versions some other way than one statement each: shared between requests, or held back to the commit. */
 export interface CreateWriter {
@@ -108,6 +109,11 @@ export class Repository {
     private readonly creates?: CreateWriter,
     /** The largest Binary a read gives with its `data` put together (a larger one is 406; HTTP streams it instead). */
     private readonly binaryInlineLimit = DEFAULT_BINARY_INLINE_LIMIT,
+    /**
+     * The caller's access (accessScope) on every row read. A resource it hides answers 404 as if it were
+     * unknown, never 403: a refusal would tell the caller that it exists.
+     */
+    private readonly scope?: ScopePredicate,
   ) {}
 
   /**
@@ -141,10 +147,15 @@ export class Repository {
 
   /** The current version as stored: a Binary without its bytes. */
   private async readStored(resourceType: string, id: string, forUpdate = false): Promise<StoredResource> {
+    const binder = new Binder();
+    binder.bind(resourceType);
+    binder.bind(id);
+    const scoped = this.scope?.('r', [resourceType], binder);
     const { rows } = await this.db.query<{ version_id: number; last_updated: string; deleted: boolean; content: string | null }>(
-      `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource WHERE resource_type = $1 AND id = $2${forUpdate ? ' FOR UPDATE' : ''}`,
-      [resourceType, id],
-      forUpdate ? 'dossier_read_for_update' : 'dossier_read',
+      `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource r WHERE resource_type = $1 AND id = $2${scoped ? ` AND ${scoped}` : ''}${forUpdate ? ' FOR UPDATE' : ''}`,
+      binder.params,
+      // A prepared statement's name stands for one text: a scoped read is not the named one.
+      scoped ? undefined : forUpdate ? 'dossier_read_for_update' : 'dossier_read',
     );
     const row = rows[0];
     if (!row) throw FhirError.notFound(`${resourceType}/${id} is not known`);
@@ -160,10 +171,13 @@ export class Repository {
 
   /** A version as stored: a Binary without its bytes. */
   private async vreadStored(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
+    const binder = new Binder();
+    for (const value of [resourceType, id, versionId]) binder.bind(value);
+    const scoped = this.scope?.('h', [resourceType], binder);
     const { rows } = await this.db.query<{ last_updated: string; content: string | null }>(
-      `SELECT ${LAST_UPDATED_TEXT} AS last_updated, content FROM resource_history
-        WHERE resource_type = $1 AND id = $2 AND version_id = $3`,
-      [resourceType, id, versionId],
+      `SELECT ${LAST_UPDATED_TEXT} AS last_updated, content FROM resource_history h
+        WHERE resource_type = $1 AND id = $2 AND version_id = $3${scoped ? ` AND ${scoped}` : ''}`,
+      binder.params,
     );
     const row = rows[0];
     if (!row) throw FhirError.notFound(`${resourceType}/${id}/_history/${versionId} is not known`);
@@ -246,16 +260,18 @@ export class Repository {
   async history(query: HistoryQuery): Promise<HistoryPage> {
     const instance = query.id !== undefined;
     const conditions: string[] = instance ? [] : [`xid < ${FEED_HORIZON}`];
-    const params: unknown[] = [];
-    const bind = (value: unknown) => {
-      params.push(value);
-      return `$${params.length}`;
-    };
+    const binder = new Binder();
+    const params = binder.params;
+    const bind = (value: unknown) => binder.bind(value);
     if (query.resourceType) conditions.push(`resource_type = ${bind(query.resourceType)}`);
     if (query.id) conditions.push(`id = ${bind(query.id)}`);
     if (query.since) conditions.push(`last_updated >= ${bind(query.since)}`);
+    // Hidden versions are neither listed nor counted; `h` names the history row.
+    const scoped = this.scope?.('h', query.resourceType ? [query.resourceType] : [], binder);
+    if (scoped) conditions.push(scoped);
+    const from = scoped ? 'resource_history h' : 'resource_history';
     const where = (all: string[]) => (all.length ? `WHERE ${all.join(' AND ')}` : '');
-    const totalRows = await this.db.query<{ total: number }>(`SELECT count(*)::int AS total FROM resource_history ${where(conditions)}`, params);
+    const totalRows = await this.db.query<{ total: number }>(`SELECT count(*)::int AS total FROM ${from} ${where(conditions)}`, params);
 
     const pageConditions = [...conditions];
     if (query.before !== undefined) {
@@ -277,7 +293,7 @@ export class Repository {
       content: string | null;
     }>(
       `SELECT xid::text AS xid, seq::text AS seq, resource_type, id, version_id, ${LAST_UPDATED_TEXT} AS last_updated, method, content
-         FROM resource_history ${where(pageConditions)}
+         FROM ${from} ${where(pageConditions)}
         ORDER BY ${instance ? 'version_id DESC' : 'xid DESC, seq DESC'} LIMIT ${bind(query.count + 1)}`,
       params,
     );
@@ -333,7 +349,7 @@ export class Repository {
    */
   private joining(tx: SqlExecutor): Repository {
     if (tx === this.db) return this;
-    return new Repository(joinTransaction(tx, this.db.driver), this.index, undefined, this.binaryInlineLimit);
+    return new Repository(joinTransaction(tx, this.db.driver), this.index, undefined, this.binaryInlineLimit, this.scope);
   }
 
   /** A Binary read as a resource has its bytes back as base64 `data`. */

@@ -2,12 +2,14 @@ import type { Resource } from 'fhir/r4';
 import type { ResponseBundle } from '../fhir/resource-text.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
+import type { AccessContext } from './access.ts';
 import type { ChangePage } from './change-feed.ts';
 import type { DeleteResult, HistoryPage, HistoryQuery, StoredBinary, StoredResource, UpdateResult, WriteOptions } from './repository.ts';
 
 export type { Change, ChangePage } from './change-feed.ts';
 export type { DeleteResult, HistoryEntry, HistoryPage, HistoryQuery, UpdateResult, WriteMethod, WriteOptions } from './repository.ts';
 export { StoredBinary, StoredResource } from './repository.ts';
+export { ALL_ACCESS, type AccessContext, type CompartmentRef } from './access.ts';
 
 /** Where a search's links point: the base the client used and the path below it that was searched. */
 export interface SearchContext {
@@ -42,6 +44,12 @@ export interface StagedBinary {
  * current version. A store obtained from `unitOfWork` runs everything in that unit's one transaction.
  */
 export interface ResourceStore {
+  /**
+   * This store as `access` sees it: every read (read, vread, Binary, history, search with its totals,
+   * includes, chains and `_has`, conditional matches) leaves out what it hides, inside the storage's own
+   * queries, and a hidden resource reads as unknown (404). Its units of work stay bound to `access`.
+   */
+  forAccess(access: AccessContext): ResourceStore;
   read(resourceType: string, id: string): Promise<StoredResource>;
   vread(resourceType: string, id: string, versionId: number): Promise<StoredResource>;
   /** A Binary as stored (without `data`) with its bytes to stream; the current version or `versionId`. */

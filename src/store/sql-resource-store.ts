@@ -3,6 +3,9 @@ import { FhirError } from '../fhir/outcome.ts';
 import type { ResponseBundle } from '../fhir/resource-text.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
+import type { ScopePredicate } from '../search/sql.ts';
+import { ALL_ACCESS, restrictsReads, type AccessContext } from './access.ts';
+import { accessScope } from './access-scope.ts';
 import { withBinaryData } from './binary-data.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT, discardUnclaimedContent, stageStreamedBytes, sweepStaleUploads } from './binary-store.ts';
 import { readChanges, type ChangePage } from './change-feed.ts';
@@ -39,18 +42,23 @@ export function sqlStoreSettings(settings: StoreSettings): SqlStoreSettings {
 export class SqlResourceStore implements ServerStore {
   private readonly repo: Repository;
   private readonly engine: SearchEngine;
+  /** The caller's access as a condition on every row read; undefined for all access. */
+  private readonly scope: ScopePredicate | undefined;
 
   private constructor(
     private readonly db: Database,
     private readonly settings: SqlStoreSettings,
     /** The open unit of work this store runs in, when it does. */
     private readonly unit?: BufferedTransaction,
+    private readonly access: AccessContext = ALL_ACCESS,
+    /** The store's statement-sharing creates, which every caller's view of the store shares. */
+    private readonly coalescer: CreateCoalescer | undefined = unit ? undefined : new CreateCoalescer(db),
   ) {
     const binaryInlineLimit = settings.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
+    this.scope = accessScope(access);
     // Creates outside transactions share statements under load; a unit's creates are its own.
-    const coalescer = unit ? undefined : new CreateCoalescer(db);
-    this.repo = new Repository(db, settings.indexWriter, unit ?? coalescer, binaryInlineLimit);
-    this.engine = new SearchEngine(db, settings.registry);
+    this.repo = new Repository(db, settings.indexWriter, unit ?? coalescer, binaryInlineLimit, this.scope);
+    this.engine = new SearchEngine(db, settings.registry, this.scope);
   }
 
   static over(db: Database, settings: SqlStoreSettings): SqlResourceStore {
@@ -65,6 +73,12 @@ export class SqlResourceStore implements ServerStore {
   /** Removes Binary bytes staged over `olderThanSeconds` ago that no version claimed (a server stopped mid-upload). */
   sweepStaleUploads(olderThanSeconds: number): Promise<number> {
     return sweepStaleUploads(this.db, olderThanSeconds);
+  }
+
+  forAccess(access: AccessContext): ResourceStore {
+    // All access is this store itself: the same statements, the same shared creates.
+    if (!restrictsReads(access) && !restrictsReads(this.access)) return this;
+    return new SqlResourceStore(this.db, this.settings, this.unit, access, this.coalescer);
   }
 
   read(resourceType: string, id: string): Promise<StoredResource> {
@@ -83,7 +97,10 @@ export class SqlResourceStore implements ServerStore {
     return this.repo.history(query);
   }
 
-  readChanges(cursor: string | undefined, limit: number): Promise<ChangePage> {
+  async readChanges(cursor: string | undefined, limit: number): Promise<ChangePage> {
+    // The feed is the server's own (subscriptions, export), read with all access: filtering it for a caller
+    // would leave cursors behind hidden pages. Refused rather than given unfiltered.
+    if (this.scope) throw new Error('The change feed is read with all access, not through a restricted store');
     return readChanges(this.db, cursor, limit);
   }
 
@@ -101,7 +118,10 @@ export class SqlResourceStore implements ServerStore {
     }
     const matches: string[][] = [];
     for (const { search } of criteria) {
-      const rows = await readPage<{ id: string }>(this.db, await planSearch(this.db, search), search.count);
+      // A resource the caller may not see does not match: a conditional create whose criteria only a hidden
+      // resource meets creates another one (as it would for a caller who never saw the first), and a
+      // conditional update or delete cannot reach a hidden resource through its criteria.
+      const rows = await readPage<{ id: string }>(this.db, await planSearch(this.db, search, this.scope), search.count);
       matches.push(rows.slice(0, search.count).map((row) => row.id));
     }
     return matches;
@@ -142,7 +162,7 @@ export class SqlResourceStore implements ServerStore {
     return this.db.transaction(async (tx) => {
       // Creates are held back and written together: a bundle of fifty creates is one statement, not fifty.
       const unit = new BufferedTransaction(tx, this.db.driver);
-      const result = await work(new SqlResourceStore(unit, this.settings, unit));
+      const result = await work(new SqlResourceStore(unit, this.settings, unit, this.access));
       await unit.flush();
       return result;
     });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { DestinationStream } from 'pino';
-import { buildApp } from '../../src/app.ts';
+import { buildApp, type AppOptions } from '../../src/app.ts';
 import type { InteractionHook } from '../../src/router/router.ts';
 import { SERVED_RESOURCE_TYPES } from '../../src/fhir/resource-types.ts';
 import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
@@ -129,6 +129,8 @@ export interface TestServerOptions {
   logStream?: DestinationStream;
   /** Interaction hooks (authorisation, checks, audit) the server runs. */
   hooks?: InteractionHook[];
+  /** Each request's access context (the server gives all access until authorisation builds one). */
+  accessOf?: AppOptions['accessOf'];
 }
 
 /** A server on a fresh store for one test file, closed when the file's tests end. */
@@ -154,6 +156,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
     validator,
     logStream: config.logStream,
     hooks: config.hooks,
+    accessOf: config.accessOf,
   });
   const server: TestServer = {
     app,
