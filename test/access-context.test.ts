@@ -7,9 +7,10 @@ import { FhirError } from '../src/fhir/outcome.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT } from '../src/store/binary-store.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from '../src/store/index-writer.ts';
-import { ALL_ACCESS, type AccessContext } from '../src/store/resource-store.ts';
+import { ALL_ACCESS, type AccessContext, type ResourceStore } from '../src/store/resource-store.ts';
+import { parseSearch } from '../src/search/parse.ts';
 import { sqlStorage } from '../src/store/storage.ts';
-import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
+import { countingStatements, FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 
 const HIDE = 'x-test-hidden-patient';
 const hiding = (patientId: string): AccessContext => ({ ...ALL_ACCESS, hiddenCompartments: [{ type: 'Patient', id: patientId }] });
@@ -174,6 +175,50 @@ t.test('the store itself: forAccess binds every read, its units of work stay bou
   t.equal(await store.unitOfWork(async (unit) => (await unit.read('Immunization', 'imm-b')).id), 'imm-b');
   // A bound store's patch reads through the same restriction: nothing to patch.
   await isNotFound(t, bound.patch('Immunization', 'imm-b', async (current) => current.resource));
+});
+
+t.test('the store: search and match bound; all access runs its statements without any access condition', async (t) => {
+  const registry = new SearchParameterRegistry(loadSearchParameters());
+  const counting = countingStatements(server.db, /compartment_member/);
+  const store = await sqlStorage(counting.db).open({ registry, maxIndexRows: DEFAULT_MAX_INDEX_ROWS, binaryInlineLimit: DEFAULT_BINARY_INLINE_LIMIT });
+  const parse = (type: string, query: string) => parseSearch([type], [...new URLSearchParams(query)] as Array<[string, string]>, registry, { strict: true, baseUrl: 'http://x/fhir' });
+  const context = { baseUrl: 'http://x/fhir', path: '' };
+  const readEverything = async (view: ResourceStore) => {
+    const found: string[] = [];
+    for (const ref of [...A_RESOURCES, ...B_RESOURCES]) {
+      const [type, id] = ref.split('/') as [string, string];
+      if (await view.read(type, id).then(() => true, () => false)) found.push(ref);
+      if (await view.vread(type, id, 1).then(() => true, () => false)) found.push(`${ref}/_history/1`);
+    }
+    if (await view.readBinary('bin-b').then(() => true, () => false)) found.push('readBinary bin-b');
+    found.push(`history ${(await view.history({ count: 100 })).total}`);
+    for (const [type, query] of [
+      ['Immunization', '_total=accurate&_include=Immunization:patient'],
+      ['Practitioner', '_revinclude=Immunization:performer'],
+      ['Patient', '_has:Immunization:patient:status=completed'],
+      ['Immunization', 'patient.family=Bravo'],
+      ['Immunization', '_summary=count'],
+    ] as const) {
+      const bundle = await view.search(parse(type, query), context);
+      found.push(`${type}?${query}: ${bundle.total ?? '-'} ${ids(bundle).join(' ')}`);
+    }
+    const matches = await view.match([{ resourceType: 'Patient', search: parse('Patient', 'identifier=urn:test:mrn|b-1'), lockKey: 'Patient?identifier=urn:test:mrn|b-1' }]);
+    found.push(`match ${matches[0]!.join(' ')}`);
+    return found;
+  };
+
+  const everything = await readEverything(store.forAccess(ALL_ACCESS));
+  t.equal(counting.count(), 0, 'all access: no statement names compartment_member');
+  t.ok(everything.includes('Immunization/imm-b') && everything.includes('readBinary bin-b'));
+  t.ok(everything.includes('match pat-b'));
+  t.ok(everything.includes('Immunization?patient.family=Bravo: 1 Immunization/imm-b'));
+
+  const visible = await readEverything(store.forAccess(hiding('pat-b')));
+  t.ok(counting.count() > 0, 'hiding: the condition is in the statements');
+  t.same(visible.filter((line) => /pat-b|imm-b|alg-b|doc-b|bin-b/.test(line)), [], 'nothing of B anywhere');
+  t.ok(visible.includes('match '), 'a conditional match does not find the hidden patient');
+  t.ok(visible.includes('Immunization?_summary=count: 1 '));
+  t.ok(visible.includes('Immunization?_total=accurate&_include=Immunization:patient: 1 Immunization/imm-a Patient/pat-a'));
 });
 
 t.test('conditional create: a hidden resource does not match, so a new one is created', async (t) => {
