@@ -175,6 +175,9 @@ t.test('the store itself: forAccess binds every read, its units of work stay bou
   t.equal(await store.unitOfWork(async (unit) => (await unit.read('Immunization', 'imm-b')).id), 'imm-b');
   // A bound store's patch reads through the same restriction: nothing to patch.
   await isNotFound(t, bound.patch('Immunization', 'imm-b', async (current) => current.resource));
+  // The change feed is the server's own: a restricted store refuses it rather than give it unfiltered.
+  await t.rejects(bound.readChanges(undefined, 100), /all access/);
+  t.ok((await store.readChanges(undefined, 100)).changes.some((change) => change.id === 'imm-b'), 'all access reads the feed');
 });
 
 t.test('the store: search and match bound; all access runs its statements without any access condition', async (t) => {
