@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { InputLimits } from '../fhir/input-limits.ts';
 import type { FhirRouter } from '../router/router.ts';
 import type { FhirRequest, HttpMethod } from '../router/request.ts';
-import type { AccessContext } from '../store/resource-store.ts';
+import type { AccessContext } from '../store/access.ts';
 import { StoredBinary } from '../store/repository.ts';
 import { FHIR_JSON, negotiateResponseType, registerBodyParsers, sendRawBinary, sendResource, wantsRawBinary } from './content.ts';
 

@@ -1,5 +1,5 @@
 import type { ResponseResource } from '../fhir/resource-text.ts';
-import type { AccessContext } from '../store/resource-store.ts';
+import type { AccessContext } from '../store/access.ts';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 

@@ -71,3 +71,9 @@ export const anyOf = (parts: string[]) => (parts.length === 1 ? parts[0]! : `(${
 export function likePrefix(value: string): string {
   return `${value.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
+
+/**
+ * A condition every query adds for each resource it reads (`alias` is the resource table's alias):
+ * how access control and consent narrow a search inside the SQL, so paging and counts stay right.
+ */
+export type ScopePredicate = (alias: string, resourceTypes: string[], binder: Binder) => string | undefined;

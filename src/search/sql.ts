@@ -6,17 +6,13 @@ import { normalizeString } from './normalize.ts';
 import { invalidCursor } from './parse.ts';
 import { IDS_AS_ONE_STRING_FROM, intersectsOnIds, isNarrow, MAX_COUNTED_IN_PAGE } from './planning.ts';
 import type { SearchParamDefinition } from './registry.ts';
-import { anyOf, Binder, INDEXED_PREFIX, indexedAmong, indexedEqual, indexedStartsWith, likePrefix, type IndexRows } from './sql-fragments.ts';
+import { anyOf, Binder, INDEXED_PREFIX, indexedAmong, indexedEqual, indexedStartsWith, likePrefix, type IndexRows, type ScopePredicate } from './sql-fragments.ts';
 import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
 import { uriIndexRows } from './types/uri.ts';
 
 export { Binder };
-
-/**
- * A condition every query adds for each resource it reads (`alias` is the resource table's alias):
- * how access control and consent narrow a search inside the SQL, so paging and counts stay right.
- */
-export type ScopePredicate = (alias: string, resourceTypes: string[], binder: Binder) => string | undefined;
+// In the module without imports, so that the store's reads take it without an import cycle.
+export type { ScopePredicate } from './sql-fragments.ts';
 
 interface SortKey {
   expression: string;

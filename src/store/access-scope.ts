@@ -1,4 +1,4 @@
-import type { Binder, ScopePredicate } from '../search/sql.ts';
+import type { Binder, ScopePredicate } from '../search/sql-fragments.ts';
 import { restrictsReads, type AccessContext } from './access.ts';
 
 /**
@@ -20,12 +20,14 @@ export function accessScope(access: AccessContext): ScopePredicate | undefined {
     const conditions: string[] = [];
     for (const [type, ids] of hidden) {
       const inHidden = (m: string) => `${m}.compartment_type = ${binder.bind(type)} AND ${m}.compartment_id = ANY(${binder.bind(ids, 'text[]')})`;
-      conditions.push(`NOT EXISTS (SELECT 1 FROM compartment_member m WHERE m.resource_type = ${alias}.resource_type AND m.resource_id = ${alias}.id AND ${inHidden('m')})`);
+      const m = binder.alias('access');
+      conditions.push(`NOT EXISTS (SELECT 1 FROM compartment_member ${m} WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id AND ${inHidden(m)})`);
       if (resourceTypes.length === 0 || resourceTypes.includes('Binary')) {
         const reference = `(${alias}.content::jsonb #>> '{securityContext,reference}')`;
+        const b = binder.alias('access');
         conditions.push(
-          `(${alias}.resource_type <> 'Binary' OR ${alias}.content IS NULL OR NOT EXISTS (SELECT 1 FROM compartment_member b ` +
-            `WHERE ${inHidden('b')} AND b.resource_type = split_part(${reference}, '/', 1) AND b.resource_id = split_part(${reference}, '/', 2)))`,
+          `(${alias}.resource_type <> 'Binary' OR ${alias}.content IS NULL OR NOT EXISTS (SELECT 1 FROM compartment_member ${b} ` +
+            `WHERE ${inHidden(b)} AND ${b}.resource_type = split_part(${reference}, '/', 1) AND ${b}.resource_id = split_part(${reference}, '/', 2)))`,
         );
       }
     }

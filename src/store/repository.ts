@@ -7,7 +7,7 @@ import { indexInsertCtes, indexParams, type IndexWriter } from './index-writer.t
 import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import { FEED_HORIZON, formatPosition, parsePosition, type FeedPosition } from './change-feed.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
-import { Binder, type ScopePredicate } from '../search/sql.ts';
+import { Binder, type ScopePredicate } from '../search/sql-fragments.ts';
 
 /** Writes first versions some other way than one statement each: shared between requests, or held back to the commit. */
 export interface CreateWriter {

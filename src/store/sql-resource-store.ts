@@ -3,7 +3,7 @@ import { FhirError } from '../fhir/outcome.ts';
 import type { ResponseBundle } from '../fhir/resource-text.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
-import type { ScopePredicate } from '../search/sql.ts';
+import type { ScopePredicate } from '../search/sql-fragments.ts';
 import { ALL_ACCESS, restrictsReads, type AccessContext } from './access.ts';
 import { accessScope } from './access-scope.ts';
 import { withBinaryData } from './binary-data.ts';
