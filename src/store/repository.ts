@@ -152,7 +152,7 @@ export class Repository {
     binder.bind(id);
     const scoped = this.scope?.('r', [resourceType], binder);
     const { rows } = await this.db.query<{ version_id: number; last_updated: string; deleted: boolean; content: string | null }>(
-      `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource r WHERE resource_type = $1 AND id = $2${scoped ? ` AND ${scoped}` : ''}${forUpdate ? ' FOR UPDATE' : ''}`,
+      `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource${scoped ? ` r` : ''} WHERE resource_type = $1 AND id = $2${scoped ? ` AND ${scoped}` : ''}${forUpdate ? ' FOR UPDATE' : ''}`,
       binder.params,
       // A prepared statement's name stands for one text: a scoped read is not the named one.
       scoped ? undefined : forUpdate ? 'dossier_read_for_update' : 'dossier_read',
@@ -175,7 +175,7 @@ export class Repository {
     for (const value of [resourceType, id, versionId]) binder.bind(value);
     const scoped = this.scope?.('h', [resourceType], binder);
     const { rows } = await this.db.query<{ last_updated: string; content: string | null }>(
-      `SELECT ${LAST_UPDATED_TEXT} AS last_updated, content FROM resource_history h
+      `SELECT ${LAST_UPDATED_TEXT} AS last_updated, content FROM resource_history${scoped ? ` h` : ''}
         WHERE resource_type = $1 AND id = $2 AND version_id = $3${scoped ? ` AND ${scoped}` : ''}`,
       binder.params,
     );
