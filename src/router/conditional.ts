@@ -2,7 +2,7 @@ import { unstorableCharacter } from '../fhir/input-limits.ts';
 import { FhirError } from '../fhir/outcome.ts';
 import { parseSearch } from '../search/parse.ts';
 import { normalizeString } from '../search/normalize.ts';
-import type { Filter, SearchRequest } from '../search/types.ts';
+import type { Filter } from '../search/types.ts';
 import type { MatchCriteria, ResourceStore } from '../store/resource-store.ts';
 import type { RouterDependencies } from './context.ts';
 
@@ -11,12 +11,8 @@ export const MATCHES_NAMED = 10;
 
 /** The search criteria of a conditional interaction, parsed: refused (400) before anything is locked or read. */
 export interface Condition extends MatchCriteria {
-  resourceType: string;
   /** As the client wrote it, for messages. */
   text: string;
-  search: SearchRequest;
-  /** The same for every condition selecting the same resources however it is written: what the lock is taken on. */
-  lockKey: string;
 }
 
 export function parseCondition(deps: RouterDependencies, resourceType: string, condition: string, baseUrl: string): Condition {
