@@ -3,7 +3,7 @@
 // compartments (from their definitions, search/compartment.ts); for the conformance types (ValueSet, CodeSystem, StructureDefinition) their fixed parameters.
 // Interactions and operations stay hand-written; test/capability.test.ts checks both against behaviour.
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { CapabilityStatement } from 'fhir/r4';
+import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4';
 import { CONFORMANCE_RESOURCE_TYPES, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
 import { loadCompartments } from '../src/search/compartment.ts';
@@ -14,17 +14,47 @@ const QUANTITY_DOCUMENTATION =
   'With the system http://unitsofmeasure.org, compared in UCUM base units (5.4 mg finds 5400 ug, never mL); ' +
   'a unit that is not valid UCUM, arbitrary ([iU]), special (Cel, [degF]) or an annotated count ({tbl}) is compared as written.';
 
+/** What the router does for every stored type (src/router/interaction.ts, crud.ts, conditional.ts). */
+const STORED_TYPE_CAPABILITIES = {
+  interaction: ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'].map((code) => ({ code: code as never })),
+  versioning: 'versioned-update' as const,
+  readHistory: true,
+  updateCreate: true,
+  conditionalCreate: true,
+  conditionalRead: 'not-supported' as const,
+  conditionalUpdate: true,
+  conditionalDelete: 'single' as const,
+  searchInclude: ['*'],
+  searchRevInclude: ['*'],
+  operation: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }],
+};
+
+/** Where a type behaves beyond the common interactions. */
+const TYPE_DOCUMENTATION: Record<string, string> = {
+  Binary:
+    'Document content. Read with Accept other than FHIR JSON returns the raw bytes in their own media type; create/update also accept the raw bytes with their Content-Type.',
+  Bundle:
+    'Stored as a resource when its type is document, collection or message (as HAPI FHIR does); a transaction or batch is posted to the base, and a searchset or history is not stored (422).',
+};
+
 const file = new URL('../capability-statement.json', import.meta.url);
 const statement = JSON.parse(readFileSync(file, 'utf8')) as CapabilityStatement;
 const registry = new SearchParameterRegistry(loadSearchParameters());
 const rest = statement.rest![0]!;
-for (const type of SERVED_RESOURCE_TYPES) {
-  const resource = rest.resource!.find((r) => r.type === type)!;
-  resource.searchParam = registry
-    .forType(type)
-    .sort((a, b) => a.code.localeCompare(b.code))
-    .map((p) => ({ name: p.code, definition: p.url, type: p.type as never, ...(p.type === 'quantity' ? { documentation: QUANTITY_DOCUMENTATION } : {}) }));
-}
+const conformanceEntries = rest.resource!.filter((r) => (CONFORMANCE_RESOURCE_TYPES as readonly string[]).includes(r.type));
+// Every stored type admits the same interactions (the router has no code per type); only the search parameters differ.
+rest.resource = [
+  ...SERVED_RESOURCE_TYPES.map((type): CapabilityStatementRestResource => ({
+    type: type as CapabilityStatementRestResource['type'],
+    ...(TYPE_DOCUMENTATION[type] ? { documentation: TYPE_DOCUMENTATION[type] } : {}),
+    ...STORED_TYPE_CAPABILITIES,
+    searchParam: registry
+      .forType(type)
+      .sort((a, b) => a.code.localeCompare(b.code))
+      .map((p) => ({ name: p.code, definition: p.url, type: p.type as never, ...(p.type === 'quantity' ? { documentation: QUANTITY_DOCUMENTATION } : {}) })),
+  })),
+  ...conformanceEntries,
+];
 // Conformance resources (read-only, from the loaded definitions) are searched by the conformance parameters.
 for (const type of CONFORMANCE_RESOURCE_TYPES) {
   const resource = rest.resource!.find((r) => r.type === type);

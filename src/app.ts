@@ -3,7 +3,6 @@ import type { DestinationStream } from 'pino';
 import { configFromEnv, type ServerConfig } from './config.ts';
 import { loadCapabilityStatement } from './fhir/capability.ts';
 import { DEFAULT_INPUT_LIMITS } from './fhir/input-limits.ts';
-import { SERVED_RESOURCE_TYPES } from './fhir/resource-types.ts';
 import { createProfileValidator } from './fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from './fhir/validation/validator.ts';
 import { answerClientError, frameworkErrors, registerErrorHandlers } from './http/errors.ts';
@@ -126,7 +125,7 @@ function defaultValidatorFor(settings: Pick<ServerConfig, 'unknownProfiles' | 'p
   const key = `${settings.unknownProfiles} ${settings.projectRules}`;
   let validator = defaultValidators.get(key);
   if (!validator) {
-    validator = createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, ...settings });
+    validator = createProfileValidator({ ...settings });
     defaultValidators.set(key, validator);
   }
   return validator;

@@ -7,7 +7,6 @@ import { FhirError } from '../src/fhir/outcome.ts';
 import { binaryData, CHUNK_SIZE, sweepStaleUploads } from '../src/store/binary-store.ts';
 import type { Database, SqlExecutor } from '../src/store/database.ts';
 import { buildApp } from '../src/app.ts';
-import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
 import { FHIR_JSON, json, openTestDatabase, startTestServer } from './helpers/app.ts';
@@ -160,7 +159,7 @@ t.test('Binaries stored before uploads were staged (migration 0006) keep their b
   for (const [n, part] of [bytes.subarray(0, CHUNK_SIZE), bytes.subarray(CHUNK_SIZE)].entries()) {
     await store.db.query(`INSERT INTO binary_chunk (binary_id, version_id, chunk_no, bytes) VALUES ('ancien', 1, $1, decode($2, 'base64'))`, [n, part.toString('base64')]);
   }
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: MB }, storage: sqlStorage(store.db), validator: createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }) });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: MB }, storage: sqlStorage(store.db), validator: createProfileValidator({ defaultProfiles: 'none' }) });
   t.teardown(() => app.close());
   const raw = await app.inject({ method: 'GET', url: '/fhir/Binary/ancien' });
   t.equal(raw.statusCode, 200);

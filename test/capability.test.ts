@@ -8,6 +8,7 @@ import { CAPABILITY_CODE, ROUTES } from '../src/router/interaction.ts';
 import { loadCompartments } from '../src/search/compartment.ts';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 import { minimalResource } from './helpers/fixtures.ts';
+import { sampleValue } from './helpers/search-values.ts';
 
 /**
  * capability-statement.json is what clients (and conformance tools) believe about this server. These
@@ -325,7 +326,9 @@ t.test('(b) every declared search parameter is accepted, and every one the engin
       .sort();
     t.same(declaredParams.map((p) => `${p.name}:${p.type}`).sort(), engineParams, `${resource.type}: declared = engine's parameters, with their types`);
     for (const param of declaredParams) {
-      const res = await get(`/fhir/${resource.type}?${param.name}=${encodeURIComponent(SAMPLE_VALUE[param.type]!)}`, { prefer: 'handling=strict' });
+      const engineParam = registry.get(resource.type, param.name);
+      const value = engineParam ? sampleValue(engineParam, registry)! : SAMPLE_VALUE[param.type]!;
+      const res = await get(`/fhir/${resource.type}?${param.name}=${encodeURIComponent(value)}`, { prefer: 'handling=strict' });
       t.equal(res.statusCode, 200, `${resource.type}?${param.name} (${param.type}) is searchable`);
     }
   }
@@ -375,19 +378,21 @@ t.test('(c) the conformance types are read-only: writes answer 405, nothing else
 });
 
 t.test('(c) an undeclared resource type answers 404 with an OperationOutcome', async (t) => {
-  t.notOk(declaredResources.some((r) => r.type === 'Observation'), 'Observation is not declared');
-  const observation = { resourceType: 'Observation', status: 'final', code: { text: 'Poids' } };
+  // Parameters is an R4 type without a RESTful endpoint (R4 parameters.html); Observatoin is no type at all (a typo).
+  t.notOk(declaredResources.some((r) => r.type === 'Parameters'), 'Parameters is not declared');
+  const parameters = { resourceType: 'Parameters', parameter: [{ name: 'x', valueString: 'y' }] };
   for (const res of [
-    await get('/fhir/Observation/x'),
-    await post('/fhir/Observation', observation),
-    await put('/fhir/Observation/x', { ...observation, id: 'x' }),
-    await get('/fhir/Observation/_history'),
+    await get('/fhir/Parameters/x'),
+    await post('/fhir/Parameters', parameters),
+    await put('/fhir/Parameters/x', { ...parameters, id: 'x' }),
+    await get('/fhir/Parameters/_history'),
+    await get('/fhir/Observatoin/x'),
   ]) {
     t.equal(res.statusCode, 404);
     t.equal(json(res).resourceType, 'OperationOutcome');
     t.equal(json(res).issue[0].code, 'not-found');
   }
-  t.match(json(await get('/fhir/Observation/x')).issue[0].diagnostics, /Observation/, 'the outcome names the type');
+  t.match(json(await get('/fhir/Parameters/x')).issue[0].diagnostics, /Parameters/, 'the outcome names the type');
 });
 
 t.test('(d) fhirVersion and format are true', async (t) => {

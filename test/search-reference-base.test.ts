@@ -6,7 +6,6 @@
 // base taken from the request's Host; each server treats the other's base as foreign.
 import t, { type Test } from 'tap';
 import { buildApp } from '../src/app.ts';
-import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { FHIR_JSON, json, openTestDatabase, type TestServer } from './helpers/app.ts';
 import { q, searchClient } from './helpers/search-client.ts';
@@ -17,7 +16,7 @@ const HOST = 'dossier.chu-exemple.fr:8443';
 const HOST_BASE = `http://${HOST}/fhir`;
 const OTHER_SERVER = 'https://autre-ght.example.fr/fhir';
 
-const validator = createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' });
+const validator = createProfileValidator({ defaultProfiles: 'none' });
 
 /** A server on a fresh store, every request to it sent with `Host: host`. */
 async function startServer(t: Test, host: string, publicBaseUrl?: string): Promise<TestServer> {

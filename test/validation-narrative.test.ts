@@ -1,11 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import t from 'tap';
-import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 
 // txt-1/txt-2 (narrative.html §rules) as the HL7 reference validator applies them to IG Publisher output.
-const validator = createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' });
+const validator = createProfileValidator({ defaultProfiles: 'none' });
 const folder = new URL('./fixtures/ig-narratives/', import.meta.url);
 const examples = readdirSync(folder)
   .filter((name) => name.endsWith('.json'))

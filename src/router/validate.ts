@@ -33,9 +33,22 @@ export function checkResource(body: unknown, resourceType: string, id: string | 
     if (bodyId === undefined) throw FhirError.badRequest(`The body must carry id '${id}' to update it`, [`${resourceType}.id`], 'required');
     if (bodyId !== id) throw FhirError.badRequest(`id '${String(bodyId)}' in the body does not match '${id}' in the URL`, [`${resourceType}.id`]);
   }
+  if (resourceType === 'Bundle') assertStorableBundle(body as { type?: unknown });
   const { issues, failedStage } = validator.check?.(resourceType, body) ?? { issues: validator.validate(resourceType, body), failedStage: undefined };
   if (issues.some(isError)) throw new FhirError(failedStage === 'profile' ? 422 : 400, issues);
   return { resource: body as Resource, notes: issues };
+}
+
+/** Bundle types stored as resources, as HAPI FHIR stores them by default: the others are messages to the server or its answers. */
+const STORABLE_BUNDLE_TYPES = ['document', 'collection', 'message'];
+
+/** A transaction or batch is posted to the base to be processed; a searchset or history is an answer, not a record. */
+function assertStorableBundle(bundle: { type?: unknown }): void {
+  if (typeof bundle.type !== 'string' || STORABLE_BUNDLE_TYPES.includes(bundle.type)) return;
+  const hint = bundle.type === 'transaction' || bundle.type === 'batch' ? ': to have its entries processed, POST it to the base URL instead' : '';
+  throw new FhirError(422, [
+    { code: 'business-rule', expression: ['Bundle.type'], diagnostics: `A Bundle of type '${bundle.type}' is not stored here; stored Bundles are of type ${STORABLE_BUNDLE_TYPES.join(', ')}${hint}` },
+  ]);
 }
 
 /**

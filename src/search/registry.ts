@@ -39,36 +39,47 @@ const LOCAL_DEFINITIONS_DIR = new URL('./definitions/', import.meta.url);
 /** Parameters the server handles itself rather than by index (R4 search.html#all). */
 const SPECIAL_PARAMETERS = new Set(['_text', '_content', '_query', '_filter', '_list', '_has', '_type']);
 
+/**
+ * The search parameters of each served type, compiled (FHIRPath included) the first time the type is
+ * searched or written: with every R4 type served, compiling all 1,400 up front would delay the start.
+ */
 export class SearchParameterRegistry {
   private readonly byType = new Map<string, Map<string, SearchParamDefinition>>();
   private readonly byUrl = new Map<string, SearchParameter>();
+  private readonly resourceTypes: ReadonlySet<string>;
 
   constructor(
-    definitions: SearchParameter[],
+    private readonly definitions: SearchParameter[],
     resourceTypes: readonly string[] = SERVED_RESOURCE_TYPES,
     /** Walk plain paths directly instead of through fhirpath.js (same nodes; off only to compare them). */
     private readonly fastPaths = true,
   ) {
     for (const definition of definitions) this.byUrl.set(definition.url, definition);
-    for (const resourceType of resourceTypes) {
-      const params = new Map<string, SearchParamDefinition>();
-      for (const definition of definitions) {
-        if (SPECIAL_PARAMETERS.has(definition.code)) continue;
-        const applies = definition.base.includes(resourceType as never) || definition.base.includes('Resource' as never);
-        if (!applies) continue;
-        params.set(definition.code, this.compile(definition, resourceType));
-      }
-      this.byType.set(resourceType, params);
-    }
+    this.resourceTypes = new Set(resourceTypes);
   }
 
   get(resourceType: string, code: string): SearchParamDefinition | undefined {
-    return this.byType.get(resourceType)?.get(code);
+    return this.paramsOf(resourceType)?.get(code);
   }
 
   /** All parameters of a type, for indexing and for the capability statement. */
   forType(resourceType: string): SearchParamDefinition[] {
-    return [...(this.byType.get(resourceType)?.values() ?? [])];
+    return [...(this.paramsOf(resourceType)?.values() ?? [])];
+  }
+
+  private paramsOf(resourceType: string): Map<string, SearchParamDefinition> | undefined {
+    let params = this.byType.get(resourceType);
+    if (params || !this.resourceTypes.has(resourceType)) return params;
+    params = new Map();
+    for (const definition of this.definitions) {
+      // `near` (Location.position, the one R4 parameter of type special) is not implemented: unknown, it is refused in strict handling rather than silently ignored.
+      if (SPECIAL_PARAMETERS.has(definition.code) || definition.type === 'special') continue;
+      const applies = definition.base.includes(resourceType as never) || definition.base.includes('Resource' as never);
+      if (!applies) continue;
+      params.set(definition.code, this.compile(definition, resourceType));
+    }
+    this.byType.set(resourceType, params);
+    return params;
   }
 
   private compile(definition: SearchParameter, resourceType: string): SearchParamDefinition {

@@ -7,7 +7,6 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import type { DestinationStream } from 'pino';
 import { buildApp, type AppOptions } from '../../src/app.ts';
 import type { InteractionHook } from '../../src/router/router.ts';
-import { SERVED_RESOURCE_TYPES } from '../../src/fhir/resource-types.ts';
 import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from '../../src/fhir/validation/validator.ts';
 import { type Database } from '../../src/store/database.ts';
@@ -136,7 +135,7 @@ export interface TestServerOptions {
 /** A server on a fresh store for one test file, closed when the file's tests end. */
 export async function startTestServer(t: Tap, config: TestServerOptions = {}): Promise<TestServer> {
   const store = await openTestDatabase();
-  const validator = config.frenchProfiles ? undefined : (baseOnly ??= createProfileValidator({ resourceTypes: SERVED_RESOURCE_TYPES, defaultProfiles: 'none' }));
+  const validator = config.frenchProfiles ? undefined : (baseOnly ??= createProfileValidator({ defaultProfiles: 'none' }));
   const app = await buildApp({
     config: {
       logLevel: config.logStream ? 'info' : 'silent',

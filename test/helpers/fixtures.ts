@@ -1,7 +1,9 @@
+import { minimalResource as generatedResource } from './minimal-resources.ts';
+
 /** Plain JSON as a client sends it. */
 export type ResourceJson = { resourceType: string; id?: string; [element: string]: unknown };
 
-/** A small valid instance of each served type, enough to exercise every interaction on it. */
+/** A small valid instance of each served type, enough to exercise every interaction on it: written by hand for the DMP's types, else built from the R4 definition. */
 export function minimalResource(resourceType: string): ResourceJson {
   const patient = { reference: 'Patient/example' };
   switch (resourceType) {
@@ -36,7 +38,7 @@ export function minimalResource(resourceType: string): ResourceJson {
     case 'Binary':
       return { resourceType, contentType: 'application/pdf', data: 'JVBERi0xLjQKJcOkw7zDtsOfCg==' };
     default:
-      throw new Error(`no fixture for ${resourceType}`);
+      return generatedResource(resourceType);
   }
 }
 

@@ -24,8 +24,9 @@ export class SchemaValidator {
     // number or a string where one belongs passed and reached code that reads its members (a 500). They are
     // objects; null stays allowed as the schema allowed it, for the placeholders of primitive arrays' `_x`
     // siblings (emptinessIssues refuses every other null).
-    for (const definition of Object.values(schema.definitions as Record<string, { properties?: object; type?: unknown }>)) {
+    for (const definition of Object.values(schema.definitions as Record<string, { properties?: Record<string, SchemaProperty>; type?: unknown }>)) {
       if (definition.properties && definition.type === undefined) definition.type = ['object', 'null'];
+      for (const property of Object.values(definition.properties ?? {})) addR4Version(property.items ?? property);
     }
     this.schemaId = schema.$id;
     this.ajv = new Ajv({ allErrors: true, strict: false, logger: false });
@@ -54,6 +55,19 @@ export class SchemaValidator {
     issues.push(...emptinessIssues(resourceType, resource));
     return issues;
   }
+}
+
+interface SchemaProperty {
+  enum?: string[];
+  items?: SchemaProperty;
+}
+
+/**
+ * The published R4 schema's FHIRVersion enumeration stops at 4.0.0, so `fhirVersion: "4.0.1"` (R4 itself, in
+ * the FHIRVersion value set) was refused on a CapabilityStatement, StructureDefinition or ImplementationGuide.
+ */
+function addR4Version(property: SchemaProperty): void {
+  if (property.enum?.includes('4.0.0') && !property.enum.includes('4.0.1')) property.enum.push('4.0.1');
 }
 
 /** `/name/0/given` → `Patient.name[0].given` (the FHIRPath form OperationOutcome.issue.expression uses). */
