@@ -3,7 +3,8 @@ import type { DestinationStream } from 'pino';
 import { configFromEnv, type ServerConfig } from './config.ts';
 import { loadCapabilityStatement } from './fhir/capability.ts';
 import { DEFAULT_INPUT_LIMITS } from './fhir/input-limits.ts';
-import { createProfileValidator } from './fhir/validation/profile-validator.ts';
+import { DeferredValidator } from './fhir/validation/deferred-validator.ts';
+import { createProfileValidator, loadValidationContext } from './fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from './fhir/validation/validator.ts';
 import { answerClientError, frameworkErrors, registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes, type FhirRoutesOptions } from './http/fhir-routes.ts';
@@ -44,7 +45,7 @@ const STALE_UPLOAD_SECONDS = 24 * 3600;
  * The profile validators built so far, one per combination of the settings that shape them: building one
  * costs seconds, and several apps in one process (the tests) share it, but only when they ask for the same checks.
  */
-const defaultValidators = new Map<string, ResourceValidator>();
+const defaultValidators = new Map<string, DeferredValidator>();
 let defaultRegistry: SearchParameterRegistry | undefined;
 
 /** Builds the server on an open database: migrations applied, routes registered, not yet listening. */
@@ -70,10 +71,14 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
   });
   const binaryInlineLimit = config.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
   const store = await storage.open({ registry, maxIndexRows: config.resourceMaxIndexRows ?? DEFAULT_MAX_INDEX_ROWS, binaryInlineLimit });
-  // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks).
-  const resourceValidator = await startupStep(log, 'validator and profiles', () =>
-    validator ?? defaultValidatorFor({ unknownProfiles: config.unknownProfiles ?? 'warning', projectRules: config.projectRules ?? 'warning' }),
-  );
+  // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks). Built once the
+  // server listens, between requests: the first answer does not wait for it, and a write arriving first builds it.
+  const resourceValidator = validator ?? defaultValidatorFor({ unknownProfiles: config.unknownProfiles ?? 'warning', projectRules: config.projectRules ?? 'warning' });
+  if (resourceValidator instanceof DeferredValidator) {
+    app.addHook('onListen', () => {
+      void startupStep(log, 'validator and profiles (after listening)', () => resourceValidator.warmUp()).catch((error: unknown) => app.log.error({ err: error }, 'building the validator failed'));
+    });
+  }
   const inputLimits = {
     maxDepth: config.resourceMaxDepth ?? DEFAULT_INPUT_LIMITS.maxDepth,
     maxArrayLength: config.resourceMaxArrayLength ?? DEFAULT_INPUT_LIMITS.maxArrayLength,
@@ -121,11 +126,15 @@ function definedOnly<T extends object>(object: T): Partial<T> {
   return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
 
-function defaultValidatorFor(settings: Pick<ServerConfig, 'unknownProfiles' | 'projectRules'>): ResourceValidator {
+function defaultValidatorFor(settings: Pick<ServerConfig, 'unknownProfiles' | 'projectRules'>): DeferredValidator {
   const key = `${settings.unknownProfiles} ${settings.projectRules}`;
   let validator = defaultValidators.get(key);
   if (!validator) {
-    validator = createProfileValidator({ ...settings });
+    validator = new DeferredValidator(() => createProfileValidator({ ...settings }), {
+      prepare: [() => loadValidationContext()],
+      // The first check compiles the R4 schema, whose Resource list pulls in every type (about 2 s).
+      exercise: [(built) => built.validate('Patient', { resourceType: 'Patient' })],
+    });
     defaultValidators.set(key, validator);
   }
   return validator;

@@ -52,7 +52,7 @@ t.test('history of an unknown resource is an empty bundle; of an unknown type, 4
   t.equal(res.statusCode, 200);
   t.equal(json(res).total, 0);
   t.equal(json(res).entry, undefined);
-  t.equal((await request('GET', '/fhir/Observation/_history')).statusCode, 404);
+  t.equal((await request('GET', '/fhir/Parameters/_history')).statusCode, 404);
 });
 
 t.test('type history holds only that type; system history holds all', async (t) => {

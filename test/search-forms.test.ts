@@ -71,7 +71,7 @@ t.test('system search: /fhir?_type=…', async (t) => {
   const all = await api.get('/fhir?_tag=import-dmp');
   t.same(all.matches.sort(), ['Patient/123', 'Practitioner/dr-durand'], 'no _type: every type');
   t.match(res.link('self'), /_type=Patient%2CPractitioner/);
-  const bad = await api.get('/fhir?_type=Observation');
+  const bad = await api.get('/fhir?_type=Parameters');
   t.equal(bad.status, 400);
   t.same(bad.body.issue[0].expression, ['_type']);
   const typeParam = await api.get('/fhir?_type=Patient&family=coeur');
