@@ -179,7 +179,8 @@ export class ProfileValidator implements ResourceValidator {
   private profileIssues(resourceType: string, resource: Record<string, unknown> & { resourceType: string }, nominated?: { profile?: CompiledProfile; issues: Issue[] }): Issue[] {
     const { profiles, issues, relaxed } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } }, nominated);
     const seen = new Set<string>();
-    const text = (issue: Issue) => issue.diagnostics.replace(/ \[[^\]]*\]$/, '');
+    // The message without its origin ` [label url, element id]`, whose id may hold a choice's `[x]`.
+    const text = (issue: Issue) => issue.diagnostics.replace(/ \[[^[\]]*(?:\[x\][^[\]]*)*\]$/, '');
     for (const profile of profiles) {
       for (const issue of this.structure.validate(resource, profile, resourceType, profile === relaxed ? this.projectRulesAsWarnings(profile) : undefined)) {
         // The same base rule fails the same way under each profile: report it once.
