@@ -25,6 +25,7 @@ const hook: InteractionHook = {
     const family = (resource as { name?: Array<{ family?: string }> }).name?.[0]?.family;
     if (family === 'Refused') throw new FhirError(403, [{ code: 'forbidden', diagnostics: 'this resource may not be written' }]);
     if (family === 'Crash') throw new Error('a failure that is not a FhirError');
+    if (family === 'Outage') throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
   },
   async audit(interaction, _request, response) {
     audited.push({ kind: interaction?.kind, status: response.status });
@@ -89,6 +90,15 @@ t.test('a failure that is not a FhirError is audited as the 500 it becomes', asy
   t.equal(crashed.statusCode, 500);
   t.equal(json(crashed).resourceType, 'OperationOutcome');
   t.same(audited, [{ kind: 'create', status: 500 }]);
+});
+
+t.test('a failure that means the database is unreachable is audited as the 503 it becomes', async (t) => {
+  reset();
+  const unreachable = await send('POST', '/fhir/Patient', { resourceType: 'Patient', name: [{ family: 'Outage' }] });
+  t.equal(unreachable.statusCode, 503);
+  t.equal(unreachable.headers['retry-after'], '5');
+  t.match(json(unreachable).issue, [{ severity: 'error', code: 'transient', diagnostics: /^The database is unreachable; retry in a few seconds \(request .+\)$/ }]);
+  t.same(audited, [{ kind: 'create', status: 503 }]);
 });
 
 t.test("a transaction's matching before its entries run passes the same checks as a search", async (t) => {

@@ -204,6 +204,28 @@ t.test('the project rules are warnings where only a default profile applies them
   t.ok(errors(wrongNir).some(([, message]) => /Luhn key/.test(message)), 'a French identifier with a wrong key stays an error');
 });
 
+t.test('FHIR_PROJECT_RULES=warning: a base R4 rule stays an error, also on an element the project profile constrains', async (t) => {
+  // The root element carries the project's dossier-imm-1 beside R4's dom-4: one is relaxed, the other not.
+  const noLotVersionedContained = fixtures.immunization();
+  delete noLotVersionedContained.lotNumber;
+  noLotVersionedContained.contained = [{ resourceType: 'Practitioner', id: 'vaccinator', meta: { versionId: '2' }, name: [{ family: 'Durand' }] }];
+  noLotVersionedContained.performer[0].actor = { reference: '#vaccinator' };
+  const result = check(noLotVersionedContained);
+  t.equal(result.failedStage, 'profile');
+  t.match(errors(noLotVersionedContained), [['Immunization', /dom-4: If a resource is contained in another resource/]], 'dom-4 is an error');
+  const warned = result.issues.filter((issue) => issue.severity === 'warning').map((issue) => issue.diagnostics);
+  t.ok(warned.some((text) => /dossier-imm-1/.test(text)), 'dossier-imm-1, on the same element, warns');
+  t.ok(warned.some((text) => /dossier-imm-2/.test(text)), 'dossier-imm-2 warns');
+
+  const noPolicyNoProvisionType = fixtures.consent();
+  delete noPolicyNoProvisionType.policyRule;
+  delete noPolicyNoProvisionType.provision.type;
+  t.match(errors(noPolicyNoProvisionType), [['Consent', /ppc-1: Either a Policy or PolicyRule/]], 'R4 ppc-1 is an error');
+  t.ok(check(noPolicyNoProvisionType).issues.some((issue) => issue.severity === 'warning' && issue.expression?.[0] === 'Consent.provision.type'),
+    'the project minimum on provision.type warns');
+  t.same(errors(noPolicyNoProvisionType, strictProject).map(([expression]) => expression), ['Consent', 'Consent.provision.type'], 'both errors with FHIR_PROJECT_RULES=error');
+});
+
 t.test('which profiles apply', async (t) => {
   const unknown = fixtures.immunization();
   unknown.meta = { profile: ['https://example.org/fhir/StructureDefinition/unknown'] };

@@ -1,11 +1,8 @@
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FhirError, operationOutcome, type IssueCode } from '../fhir/outcome.ts';
-import { isStorageUnavailable } from '../store/unavailable.ts';
+import { failureAnswer, isStorageUnavailable } from '../store/unavailable.ts';
 import { FHIR_JSON } from './content.ts';
-
-/** Retry-After of a 503 while the database is unreachable: a restarting PostgreSQL takes seconds. */
-export const STORAGE_RETRY_AFTER_SECONDS = 5;
 
 const CODE_BY_STATUS: Record<number, IssueCode> = {
   400: 'invalid',
@@ -25,21 +22,12 @@ export function registerErrorHandlers(app: FastifyInstance): void {
     if (error instanceof FhirError) {
       return reply.status(error.status).headers(error.headers).type(FHIR_JSON).send(error.outcome);
     }
-    if (isStorageUnavailable(error)) {
-      request.log.warn({ err: error }, 'storage unavailable');
-      return reply
-        .status(503)
-        .header('retry-after', String(STORAGE_RETRY_AFTER_SECONDS))
-        .type(FHIR_JSON)
-        .send(operationOutcome([{ severity: 'error', code: 'transient', diagnostics: `The database is unreachable; retry in a few seconds (request ${request.id})` }]));
-    }
     const status = error.statusCode ?? 500;
-    if (status >= 500) {
-      request.log.error({ err: error }, 'request failed');
-      return reply
-        .status(500)
-        .type(FHIR_JSON)
-        .send(operationOutcome([{ severity: 'fatal', code: 'exception', diagnostics: `Internal server error (request ${request.id})` }]));
+    if (status >= 500 || isStorageUnavailable(error)) {
+      const failure = failureAnswer(error, request.id);
+      if (failure.status === 503) request.log.warn({ err: error }, 'storage unavailable');
+      else request.log.error({ err: error }, 'request failed');
+      return reply.status(failure.status).headers(failure.headers).type(FHIR_JSON).send(failure.outcome);
     }
     return reply
       .status(status)

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ResourceStore } from '../store/resource-store.ts';
-import { STORAGE_RETRY_AFTER_SECONDS } from './errors.ts';
+import { STORAGE_RETRY_AFTER_SECONDS } from '../store/unavailable.ts';
 
 /** GET /health: the process answers (liveness) and its storage answers a query (readiness). */
 export async function healthRoutes(app: FastifyInstance, options: { store: Pick<ResourceStore, 'ping'> }): Promise<void> {

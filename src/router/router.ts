@@ -1,11 +1,11 @@
 import type { Resource } from 'fhir/r4';
 import { instanceCapabilityStatement } from '../fhir/capability.ts';
-import { FhirError, operationOutcome, withMoreIssues } from '../fhir/outcome.ts';
+import { FhirError, withMoreIssues } from '../fhir/outcome.ts';
 import { isConformanceResourceType } from '../fhir/resource-types.ts';
 import { conformanceRead, conformanceSearch } from '../operations/conformance.ts';
 import { processBundle } from './bundle.ts';
 import { ALL_ACCESS, type ResourceStore } from '../store/resource-store.ts';
-import { isStorageUnavailable } from '../store/unavailable.ts';
+import { failureAnswer } from '../store/unavailable.ts';
 import type { HandlerContext, InteractionHook, Outcome, RouterDependencies } from './context.ts';
 import * as crud from './crud.ts';
 import { history } from './history.ts';
@@ -55,7 +55,8 @@ export class FhirRouter {
     } catch (error) {
       if (!(error instanceof FhirError)) {
         // The error handler answers (500, or 503 for an outage); the trail records the failure first.
-        const failed = failureResponse(error);
+        const { status, outcome, headers } = failureAnswer(error);
+        const failed: FhirResponse = { status, body: outcome, headers };
         for (const hook of this.hooks) await hook.audit?.(interaction, request, failed).catch(() => {});
         throw error;
       }
@@ -77,16 +78,6 @@ export class FhirRouter {
         return undefined;
     }
   }
-}
-
-/** What the HTTP error handler (src/http/errors.ts) will answer for an error that is not a FhirError. */
-function failureResponse(error: unknown): FhirResponse {
-  const unavailable = isStorageUnavailable(error);
-  return {
-    status: unavailable ? 503 : 500,
-    body: operationOutcome([{ severity: unavailable ? 'error' : 'fatal', code: unavailable ? 'transient' : 'exception', diagnostics: unavailable ? 'The database is unreachable' : 'Internal server error' }]),
-    headers: {},
-  };
 }
 
 async function execute(interaction: Interaction, request: FhirRequest, ctx: HandlerContext, body: Resource | undefined): Promise<Outcome> {

@@ -1,9 +1,15 @@
+import type { OperationOutcome } from 'fhir/r4';
+import { operationOutcome } from '../fhir/outcome.ts';
+
 /**
  * Which failures mean "the database cannot be reached right now", as opposed to a failure of the request
  * itself. The one place that knows the drivers' ways of saying so; the HTTP error handler answers these
  * 503 with Retry-After, and the start-up retries them. PGlite runs in the process and has no outage: none
  * of its errors matches.
  */
+
+/** Retry-After of a 503 while the database is unreachable: a restarting PostgreSQL takes seconds. */
+export const STORAGE_RETRY_AFTER_SECONDS = 5;
 
 /** Socket-level failures of the connection to the database server (Node system error codes). */
 const UNREACHABLE_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENOTFOUND', 'EAI_AGAIN']);
@@ -34,4 +40,27 @@ export function isStorageUnavailable(error: unknown): boolean {
   // Node's connect to a host name with several addresses fails with an AggregateError of each attempt's.
   if (error instanceof AggregateError) return error.errors.length > 0 && error.errors.every(isStorageUnavailable);
   return error.cause !== undefined && isStorageUnavailable(error.cause);
+}
+
+export interface FailureAnswer {
+  status: 500 | 503;
+  outcome: OperationOutcome;
+  headers: Record<string, string>;
+}
+
+/**
+ * The answer to a failure that is not a FhirError: 503 with Retry-After while the database is unreachable,
+ * else 500, saying nothing of the internals. The HTTP error handler sends it (with the request's id, to
+ * find it in the log); the router records it in the audit trail before.
+ */
+export function failureAnswer(error: unknown, requestId?: string): FailureAnswer {
+  const request = requestId === undefined ? '' : ` (request ${requestId})`;
+  if (isStorageUnavailable(error)) {
+    return {
+      status: 503,
+      outcome: operationOutcome([{ severity: 'error', code: 'transient', diagnostics: `The database is unreachable; retry in a few seconds${request}` }]),
+      headers: { 'retry-after': String(STORAGE_RETRY_AFTER_SECONDS) },
+    };
+  }
+  return { status: 500, outcome: operationOutcome([{ severity: 'fatal', code: 'exception', diagnostics: `Internal server error${request}` }]), headers: {} };
 }

@@ -6,8 +6,9 @@ import { DOSSIER_PROFILE_BASE, parseDefaultProfiles, type DefaultProfiles } from
 import { DefinitionRegistry, PROFILES_DIR } from './definitions.ts';
 import type { CompiledProfile } from './element-tree.ts';
 import { identifierIssues, identityIssues, valueSetRuleIssues } from './french-rules.ts';
+import { ownRules } from './own-rules.ts';
 import { SchemaValidator } from './schema-validator.ts';
-import { StructureValidator, type StructureValidatorOptions } from './structure-validator.ts';
+import { StructureValidator, type RelaxedRules, type StructureValidatorOptions } from './structure-validator.ts';
 import { isError, type CheckOptions, type ResourceValidator, type ValidationResult } from './validator.ts';
 
 /**
@@ -86,6 +87,8 @@ export class ProfileValidator implements ResourceValidator {
   }
 
   private readonly context: ValidationContext;
+  /** A project profile's own rules, relaxed to warnings where it applies only by default; built on first use. */
+  private readonly projectRulesOf = new Map<CompiledProfile, RelaxedRules>();
 
   validate(resourceType: string, resource: unknown): Issue[] {
     return this.check(resourceType, resource).issues;
@@ -113,12 +116,13 @@ export class ProfileValidator implements ResourceValidator {
 
   /**
    * The profiles applied to a resource: claimed and known, then its type's default (or, when `nominated`
-   * is given, that profile instead of the default); unknown claims are reported.
+   * is given, that profile instead of the default); unknown claims are reported. `relaxed` is the default
+   * when it is a project profile applied under FHIR_PROJECT_RULES=warning: its own rules only warn.
    */
   profilesFor(
     resource: { resourceType: string; meta?: { profile?: string[] } },
     nominated?: { profile?: CompiledProfile; issues: Issue[] },
-  ): { profiles: CompiledProfile[]; issues: Issue[]; advisory?: CompiledProfile } {
+  ): { profiles: CompiledProfile[]; issues: Issue[]; relaxed?: CompiledProfile } {
     const profiles: CompiledProfile[] = [];
     const issues: Issue[] = [...(nominated?.issues ?? [])];
     if (nominated?.profile) profiles.push(nominated.profile);
@@ -139,13 +143,9 @@ export class ProfileValidator implements ResourceValidator {
     // A claimed profile derived from the default (fr-core-patient-ins from fr-core-patient) already holds all its rules.
     const base = this.structure.profile(fallback);
     if (!base || profiles.some((profile) => this.derivesFrom(profile.url, base.url))) return { profiles, issues };
-    if (this.projectRules === 'warning' && isProjectProfile(base.url)) {
-      // Held to base R4 as errors; what the project's profile adds is reported, as warnings.
-      const r4 = this.structure.profile(baseType);
-      if (r4 && !profiles.some((profile) => this.derivesFrom(profile.url, r4.url))) profiles.push(r4);
-      return { profiles, issues, advisory: base };
-    }
     profiles.push(base);
+    // Held to base R4 as errors; what the project's profile adds is reported, as warnings.
+    if (this.projectRules === 'warning' && isProjectProfile(base.url)) return { profiles, issues, relaxed: base };
     return { profiles, issues };
   }
 
@@ -177,11 +177,12 @@ export class ProfileValidator implements ResourceValidator {
   }
 
   private profileIssues(resourceType: string, resource: Record<string, unknown> & { resourceType: string }, nominated?: { profile?: CompiledProfile; issues: Issue[] }): Issue[] {
-    const { profiles, issues, advisory } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } }, nominated);
+    const { profiles, issues, relaxed } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } }, nominated);
     const seen = new Set<string>();
-    const text = (issue: Issue) => issue.diagnostics.replace(/ \[[^\]]*\]$/, '');
+    // The message without its origin ` [label url, element id]`, whose id may hold a choice's `[x]`.
+    const text = (issue: Issue) => issue.diagnostics.replace(/ \[[^[\]]*(?:\[x\][^[\]]*)*\]$/, '');
     for (const profile of profiles) {
-      for (const issue of this.structure.validate(resource, profile, resourceType)) {
+      for (const issue of this.structure.validate(resource, profile, resourceType, profile === relaxed ? this.projectRulesAsWarnings(profile) : undefined)) {
         // The same base rule fails the same way under each profile: report it once.
         const key = `${issue.severity}\u0000${text(issue)}`;
         if (seen.has(key)) continue;
@@ -189,18 +190,23 @@ export class ProfileValidator implements ResourceValidator {
         issues.push(issue);
       }
     }
-    if (advisory) {
-      for (const issue of this.structure.validate(resource, advisory, resourceType)) {
-        // A base rule the project's profile inherits was reported above, at its own severity.
-        if (seen.has(`error\u0000${text(issue)}`) || seen.has(`warning\u0000${text(issue)}`)) continue;
-        issues.push(issue.severity === 'error' ? { ...issue, severity: 'warning', diagnostics: `${issue.diagnostics} (a rule of this server's default profile: claim the profile in meta.profile, or set FHIR_PROJECT_RULES=error, to make it an error)` } : issue);
-      }
-    }
     const urls = profiles.map((p) => stripVersion(p.url));
     issues.push(...valueSetRuleIssues(resource, urls, this.context.terminology, (url) => this.structure.profile(url)?.label ?? url));
     issues.push(...identifierIssues(resource), ...identityIssues(resource));
     if (resourceType === 'Bundle') issues.push(...bundleIssues(resource));
     return issues;
+  }
+
+  private projectRulesAsWarnings(profile: CompiledProfile): RelaxedRules {
+    let rules = this.projectRulesOf.get(profile);
+    if (!rules) {
+      rules = {
+        relaxes: ownRules(profile, this.context.registry),
+        note: "a rule of this server's default profile: claim the profile in meta.profile, or set FHIR_PROJECT_RULES=error, to make it an error",
+      };
+      this.projectRulesOf.set(profile, rules);
+    }
+    return rules;
   }
 }
 

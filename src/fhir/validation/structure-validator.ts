@@ -22,6 +22,16 @@ const EXAMPLE_URL = /^https?:\/\/([^/]*\.)?(example\.(org|com|net)|acme\.(com|or
 
 type Resource = Record<string, unknown> & { resourceType: string };
 
+/**
+ * Rules of one validation reported as warnings where they would be errors, each with `note` (why, and how
+ * to make it an error): a default profile's own rules, under FHIR_PROJECT_RULES=warning.
+ */
+export interface RelaxedRules {
+  /** Whether the rule `rule` (as reported: `min:…`, `constraint:key`, `pattern`…) of `node` is relaxed. */
+  relaxes(node: ElementNode, rule: string): boolean;
+  note: string;
+}
+
 /** Issues of one validation, deduplicated: a base rule restated by a profile is reported once. */
 class Report {
   readonly issues: Issue[] = [];
@@ -43,6 +53,7 @@ interface Scope {
   report: Report;
   resource: Resource;
   rootResource: Resource;
+  relaxed?: RelaxedRules;
 }
 
 /**
@@ -74,9 +85,9 @@ export class StructureValidator implements SliceOracle {
   }
 
   /** Issues of `resource` against `profile` (a resource profile of the resource's type). */
-  validate(resource: Resource, profile: CompiledProfile, expression = resource.resourceType): Issue[] {
+  validate(resource: Resource, profile: CompiledProfile, expression = resource.resourceType, relaxed?: RelaxedRules): Issue[] {
     const report = new Report();
-    this.checkResource(resource, profile, expression, { report, resource, rootResource: resource });
+    this.checkResource(resource, profile, expression, { report, resource, rootResource: resource, relaxed });
     return report.issues;
   }
 
@@ -99,7 +110,7 @@ export class StructureValidator implements SliceOracle {
   // --- walking ---
 
   private checkResource(resource: Resource, profile: CompiledProfile, expression: string, outer: Scope): void {
-    const scope: Scope = { report: outer.report, resource, rootResource: outer.rootResource };
+    const scope: Scope = { report: outer.report, resource, rootResource: outer.rootResource, relaxed: outer.relaxed };
     const item: Item = { value: resource, type: resource.resourceType, expression, elementPath: resource.resourceType };
     this.checkItem(profile.root, item, scope);
   }
@@ -352,6 +363,10 @@ export class StructureValidator implements SliceOracle {
 
   private issue(scope: Scope, severity: IssueSeverity, code: IssueCode, item: Pick<Item, 'expression'>, node: ElementNode | undefined, rule: string, message: string): void {
     const origin = node ? ` [${node.profile.label} ${node.profile.url}, element ${node.id}]` : '';
+    if (severity === 'error' && node && scope.relaxed?.relaxes(node, rule)) {
+      scope.report.add('warning', code, item.expression, rule, `${message}${origin} (${scope.relaxed.note})`);
+      return;
+    }
     scope.report.add(severity, code, item.expression, rule, `${message}${origin}`);
   }
 }
