@@ -43,6 +43,8 @@ interface Scope {
   report: Report;
   resource: Resource;
   rootResource: Resource;
+  /** False when the caller validates the resources inside (a Bundle's entries) with their own type's validator. */
+  nestedResources?: boolean;
 }
 
 /**
@@ -73,10 +75,13 @@ export class StructureValidator implements SliceOracle {
     return profile ?? undefined;
   }
 
-  /** Issues of `resource` against `profile` (a resource profile of the resource's type). */
-  validate(resource: Resource, profile: CompiledProfile, expression = resource.resourceType): Issue[] {
+  /**
+   * Issues of `resource` against `profile` (a resource profile of the resource's type). With
+   * `nestedResources: false` the resources it holds are left to the caller; its invariants still see them.
+   */
+  validate(resource: Resource, profile: CompiledProfile, expression = resource.resourceType, options: { nestedResources?: boolean } = {}): Issue[] {
     const report = new Report();
-    this.checkResource(resource, profile, expression, { report, resource, rootResource: resource });
+    this.checkResource(resource, profile, expression, { report, resource, rootResource: resource, nestedResources: options.nestedResources ?? true });
     return report.issues;
   }
 
@@ -99,7 +104,7 @@ export class StructureValidator implements SliceOracle {
   // --- walking ---
 
   private checkResource(resource: Resource, profile: CompiledProfile, expression: string, outer: Scope): void {
-    const scope: Scope = { report: outer.report, resource, rootResource: outer.rootResource };
+    const scope: Scope = { report: outer.report, resource, rootResource: outer.rootResource, nestedResources: outer.nestedResources };
     const item: Item = { value: resource, type: resource.resourceType, expression, elementPath: resource.resourceType };
     this.checkItem(profile.root, item, scope);
   }
@@ -123,7 +128,7 @@ export class StructureValidator implements SliceOracle {
     this.checkConstraints(node, item, scope);
 
     if (typeof object.resourceType === 'string' && item.elementPath !== object.resourceType) {
-      this.checkNestedResource(object as Resource, item.expression, scope);
+      if (scope.nestedResources !== false) this.checkNestedResource(object as Resource, item.expression, scope);
       return;
     }
     // A profiled type (e.g. HumanName → fr-core-human-name) brings its own element tree.
