@@ -1,10 +1,14 @@
 // Rewrites the generated parts of capability-statement.json from what the server really has: for each
-// served type its search parameters (from the same registry the search engine uses), and the five R4
-// compartments (from their definitions, search/compartment.ts); for the conformance types (ValueSet, CodeSystem, StructureDefinition) their fixed parameters.
+// served type its search parameters (from the same registry the search engine uses) and the profiles its
+// resources are held to (from the validator, with the French default profiles the server starts with), and
+// the five R4 compartments (from their definitions, search/compartment.ts); for the conformance types
+// (ValueSet, CodeSystem, StructureDefinition) their fixed parameters.
 // Interactions and operations stay hand-written; test/capability.test.ts checks both against behaviour.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { CapabilityStatement } from 'fhir/r4';
 import { CONFORMANCE_RESOURCE_TYPES, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { FRENCH_DEFAULT_PROFILES } from '../src/fhir/validation/default-profiles.ts';
+import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
 import { loadCompartments } from '../src/search/compartment.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
@@ -17,9 +21,14 @@ const QUANTITY_DOCUMENTATION =
 const file = new URL('../capability-statement.json', import.meta.url);
 const statement = JSON.parse(readFileSync(file, 'utf8')) as CapabilityStatement;
 const registry = new SearchParameterRegistry(loadSearchParameters());
+const validator = createProfileValidator({ defaultProfiles: FRENCH_DEFAULT_PROFILES });
 const rest = statement.rest![0]!;
 for (const type of SERVED_RESOURCE_TYPES) {
-  const resource = rest.resource!.find((r) => r.type === type)!;
+  const index = rest.resource!.findIndex((r) => r.type === type);
+  // supportedProfile goes where R4 puts it, after type.
+  const { type: _type, supportedProfile: _previous, ...declared } = rest.resource![index]!;
+  const profiles = validator.supportedProfiles(type);
+  const resource = (rest.resource![index] = { type, ...(profiles.length > 0 ? { supportedProfile: profiles } : {}), ...declared });
   resource.searchParam = registry
     .forType(type)
     .sort((a, b) => a.code.localeCompare(b.code))

@@ -135,6 +135,21 @@ export class ProfileValidator implements ResourceValidator {
     return { issues, failedStage: issues.some(isError) ? 'profile' : undefined };
   }
 
+  /**
+   * The profiles a resource of `resourceType` is held to here (CapabilityStatement.rest.resource.supportedProfile):
+   * its type's default profile first, then every other profile of the type the server has loaded, which a
+   * resource claiming it is checked against. Base R4 is left out: every resource is held to it.
+   */
+  supportedProfiles(resourceType: string): string[] {
+    const loaded = this.context.registry
+      .all()
+      .filter((definition) => definition.kind === 'resource' && definition.derivation === 'constraint' && definition.type === resourceType && definition.snapshot)
+      .map((definition) => definition.url)
+      .sort();
+    const fallback = this.defaults[resourceType];
+    return fallback === undefined ? loaded : [fallback, ...loaded.filter((url) => url !== fallback)];
+  }
+
   /** A profile asked for by canonical ($validate's `profile`): unknown, or of another type, is an error. */
   private nominatedProfile(canonical: string, resourceType: string): { profile?: CompiledProfile; issues: Issue[] } {
     const profile = this.structure.profile(canonical);
