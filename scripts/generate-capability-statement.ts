@@ -6,7 +6,7 @@
 // Interactions and operations stay hand-written; test/capability.test.ts checks both against behaviour.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { CapabilityStatement } from 'fhir/r4';
-import { CONFORMANCE_RESOURCE_TYPES, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { CONFORMANCE_RESOURCE_TYPES, isServedResourceType, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { FRENCH_DEFAULT_PROFILES } from '../src/fhir/validation/default-profiles.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
@@ -21,14 +21,9 @@ const QUANTITY_DOCUMENTATION =
 const file = new URL('../capability-statement.json', import.meta.url);
 const statement = JSON.parse(readFileSync(file, 'utf8')) as CapabilityStatement;
 const registry = new SearchParameterRegistry(loadSearchParameters());
-const validator = createProfileValidator({ defaultProfiles: FRENCH_DEFAULT_PROFILES });
 const rest = statement.rest![0]!;
 for (const type of SERVED_RESOURCE_TYPES) {
-  const index = rest.resource!.findIndex((r) => r.type === type);
-  // supportedProfile goes where R4 puts it, after type.
-  const { type: _type, supportedProfile: _previous, ...declared } = rest.resource![index]!;
-  const profiles = validator.supportedProfiles(type);
-  const resource = (rest.resource![index] = { type, ...(profiles.length > 0 ? { supportedProfile: profiles } : {}), ...declared });
+  const resource = rest.resource!.find((r) => r.type === type)!;
   resource.searchParam = registry
     .forType(type)
     .sort((a, b) => a.code.localeCompare(b.code))
@@ -39,6 +34,15 @@ for (const type of CONFORMANCE_RESOURCE_TYPES) {
   const resource = rest.resource!.find((r) => r.type === type);
   if (resource) resource.searchParam = CONFORMANCE_SEARCH_PARAMS.map((p) => ({ ...p, type: p.type as never }));
 }
+// The profiles each served type's resources are held to, as the server starts (the French default profiles).
+const validator = createProfileValidator({ defaultProfiles: FRENCH_DEFAULT_PROFILES });
+rest.resource = rest.resource!.map((resource) => {
+  if (!isServedResourceType(resource.type)) return resource;
+  // supportedProfile goes where R4 puts it, after type.
+  const { type, supportedProfile: _previous, ...declared } = resource;
+  const profiles = validator.supportedProfiles(type);
+  return { type, ...(profiles.length > 0 ? { supportedProfile: profiles } : {}), ...declared };
+});
 rest.compartment = [...loadCompartments().values()].map((compartment) => compartment.url);
 writeFileSync(file, `${JSON.stringify(statement, null, 2)}\n`);
 console.log(SERVED_RESOURCE_TYPES.map((t) => `${t}: ${registry.forType(t).length} search parameters`).join('\n'));
