@@ -14,7 +14,7 @@ type Mode = (typeof MODES)[number];
  * the way a write would check it, optionally against a nominated `profile`, and for a `mode`. A Bundle of
  * any type is checked whole: its own rules and each entry's resource against that resource's profiles.
  * 200 with an OperationOutcome whether or not the resource is valid (the operation's comments: "A 4xx
- * or 5xx error means that the validation itself could not be performed"; HAPI FHIR does so since 6.6);
+ * or 5xx error means that the validation itself could not be performed"; HAPI FHIR too, since hapi-fhir#4662);
  * 400 only for a malformed call. Nothing is written.
  */
 export const validateOperation: OperationDefinition = {
