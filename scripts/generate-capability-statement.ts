@@ -1,10 +1,14 @@
 // Rewrites the generated parts of capability-statement.json from what the server really has: for each
-// served type its search parameters (from the same registry the search engine uses), and the five R4
-// compartments (from their definitions, search/compartment.ts); for the conformance types (ValueSet, CodeSystem, StructureDefinition) their fixed parameters.
+// served type its search parameters (from the same registry the search engine uses) and the profiles its
+// resources are held to (from the validator, with the French default profiles the server starts with), and
+// the five R4 compartments (from their definitions, search/compartment.ts); for the conformance types
+// (ValueSet, CodeSystem, StructureDefinition) their fixed parameters.
 // Interactions and operations stay hand-written; test/capability.test.ts checks both against behaviour.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4';
-import { CONFORMANCE_RESOURCE_TYPES, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { CONFORMANCE_RESOURCE_TYPES, isServedResourceType, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { FRENCH_DEFAULT_PROFILES } from '../src/fhir/validation/default-profiles.ts';
+import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
 import { loadCompartments } from '../src/search/compartment.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
@@ -60,6 +64,15 @@ for (const type of CONFORMANCE_RESOURCE_TYPES) {
   const resource = rest.resource!.find((r) => r.type === type);
   if (resource) resource.searchParam = CONFORMANCE_SEARCH_PARAMS.map((p) => ({ ...p, type: p.type as never }));
 }
+// The profiles each served type's resources are held to, as the server starts (the French default profiles).
+const validator = createProfileValidator({ defaultProfiles: FRENCH_DEFAULT_PROFILES });
+rest.resource = rest.resource!.map((resource) => {
+  if (!isServedResourceType(resource.type)) return resource;
+  // supportedProfile goes where R4 puts it, after type.
+  const { type, supportedProfile: _previous, ...declared } = resource;
+  const profiles = validator.supportedProfiles(type);
+  return { type, ...(profiles.length > 0 ? { supportedProfile: profiles } : {}), ...declared };
+});
 rest.compartment = [...loadCompartments().values()].map((compartment) => compartment.url);
 writeFileSync(file, `${JSON.stringify(statement, null, 2)}\n`);
 console.log(SERVED_RESOURCE_TYPES.map((t) => `${t}: ${registry.forType(t).length} search parameters`).join('\n'));

@@ -3,6 +3,8 @@ import t, { type Test } from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
 import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4';
 import { CONFORMANCE_RESOURCE_TYPES, isConformanceResourceType, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { FRENCH_DEFAULT_PROFILES } from '../src/fhir/validation/default-profiles.ts';
+import { loadValidationContext } from '../src/fhir/validation/profile-validator.ts';
 import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
 import { CAPABILITY_CODE, ROUTES } from '../src/router/interaction.ts';
 import { loadCompartments } from '../src/search/compartment.ts';
@@ -345,6 +347,33 @@ t.test('(b) every declared search parameter is accepted, and every one the engin
     t.equal((await get(`/fhir/${type}/x/${path}`)).statusCode, 200, `the ${type} compartment is searchable`);
   }
   t.equal((await get('/fhir/Practitioner/x/Consent')).statusCode, 404, 'a type outside a compartment is not searched in it');
+});
+
+t.test("(b) each type's supportedProfile is every profile the validator holds its resources to, and each is checked", async (t) => {
+  const loaded = loadValidationContext().registry.all();
+  for (const resource of declaredResources) {
+    const type = resource.type;
+    const declaredProfiles = resource.supportedProfile ?? [];
+    t.equal(new Set(declaredProfiles).size, declaredProfiles.length, `${type} lists each profile once`);
+    // Every resource profile of the type the validator has loaded: a resource claiming one is held to it.
+    const known = loaded.filter((d) => d.kind === 'resource' && d.derivation === 'constraint' && d.type === type && d.snapshot).map((d) => d.url);
+    t.same([...declaredProfiles].sort(), known.sort(), `${type}: declared = the validator's profiles of the type`);
+    const fallback = FRENCH_DEFAULT_PROFILES[type];
+    if (fallback) t.equal(declaredProfiles[0], fallback, `${type}: its default profile first`);
+    for (const profile of declaredProfiles) {
+      // This server runs without default profiles: the nominated one is the only profile checked.
+      const res = await post(`/fhir/${type}/$validate?profile=${encodeURIComponent(profile)}`, minimalResource(type));
+      t.equal(res.statusCode, 200);
+      t.notOk(json(res).issue.some((i: any) => i.code === 'not-supported' || /is a profile of/.test(i.diagnostics)), `${type} is validated against ${profile}`);
+    }
+  }
+  t.ok(declaredResources.some((r) => (r.supportedProfile?.length ?? 0) > 0), 'the French profiles are declared');
+  // FR Core INS asks for an INS identifier, which base R4 does not.
+  const ins = declaredResources.find((r) => r.type === 'Patient')?.supportedProfile?.find((url) => url.endsWith('/fr-core-patient-ins'));
+  t.ok(ins, 'FR Core INS Patient is declared');
+  const hasErrors = async (body: unknown) => json(await post('/fhir/Patient/$validate', body)).issue.some((i: any) => i.severity === 'error');
+  t.notOk(await hasErrors(minimalResource('Patient')), 'a Patient claiming nothing passes here');
+  t.ok(await hasErrors({ ...minimalResource('Patient'), meta: { profile: [ins] } }), 'claiming a declared profile, it is held to it');
 });
 
 t.test('(c) the declared resource types are exactly the served ones', async (t) => {

@@ -1,4 +1,5 @@
 import { FhirError } from '../fhir/outcome.ts';
+import { isConformanceResourceType, isServedResourceType } from '../fhir/resource-types.ts';
 import type { OperationDefinition, OperationLevel, Operations } from '../router/context.ts';
 
 export type { OperationCall, OperationDefinition, OperationLevel } from '../router/context.ts';
@@ -20,8 +21,12 @@ export class OperationRegistry implements Operations {
     const operation = this.operations.get(name);
     if (!operation) throw FhirError.notFound(`Operation $${name} is not supported`);
     if (!operation.levels.includes(level)) throw FhirError.notFound(`Operation $${name} is not available at ${level} level`);
-    if (resourceType && operation.resourceTypes && !operation.resourceTypes.includes(resourceType)) {
-      throw FhirError.notFound(`Operation $${name} is not available on ${resourceType}`);
+    if (resourceType) {
+      // The router lets any type through to an operation: one without a list of types is offered on the served types.
+      if (!(operation.resourceTypes ? operation.resourceTypes.includes(resourceType) : isServedResourceType(resourceType))) {
+        const known = isServedResourceType(resourceType) || isConformanceResourceType(resourceType);
+        throw FhirError.notFound(known ? `Operation $${name} is not available on ${resourceType}` : `Resource type '${resourceType}' is not served by this server`);
+      }
     }
     if (method === 'GET' && operation.affectsState) throw FhirError.methodNotAllowed(`$${name} changes data: invoke it with POST`, ['POST']);
     return operation;

@@ -9,27 +9,30 @@ const MODES = ['create', 'update', 'delete'] as const;
 type Mode = (typeof MODES)[number];
 
 /**
- * `$validate` (R4 resource-operations.html#validate) at type and instance level: the resource (as the
- * `resource` parameter or as the body itself; at instance level, by default the stored one) checked the
- * way a write would check it, optionally against a nominated `profile`, and for a `mode`. Always 200
- * with an OperationOutcome; nothing is written.
+ * `$validate` (R4 resource-operations.html#validate) at system, type and instance level: the resource (as
+ * the `resource` parameter or as the body itself; at instance level, by default the stored one) checked
+ * the way a write would check it, optionally against a nominated `profile`, and for a `mode`. A Bundle of
+ * any type is checked whole: its own rules and each entry's resource against that resource's profiles.
+ * 200 with an OperationOutcome whether or not the resource is valid (the operation's comments: "A 4xx
+ * or 5xx error means that the validation itself could not be performed"; HAPI FHIR too, since hapi-fhir#4662);
+ * 400 only for a malformed call. Nothing is written.
  */
 export const validateOperation: OperationDefinition = {
   name: 'validate',
-  levels: ['type', 'instance'],
-  resourceTypes: [...SERVED_RESOURCE_TYPES],
+  levels: ['system', 'type', 'instance'],
+  // Bundle, beside the stored types: a document or message is validated before it is sent or stored.
+  resourceTypes: [...new Set<string>([...SERVED_RESOURCE_TYPES, 'Bundle'])],
   affectsState: false,
   invoke: validate,
 };
 
 async function validate(call: OperationCall): Promise<Outcome> {
-  const type = call.resourceType!;
   const mode = text(call.parameters, 'mode') as Mode | undefined;
   if (mode !== undefined && !MODES.includes(mode)) {
     throw FhirError.badRequest(`Parameter 'mode' must be one of ${MODES.join(', ')}, not '${mode}'`, ['mode'], 'value');
   }
   const profile = text(call.parameters, 'profile');
-  const issues = mode === 'delete' ? await deletable(call, type) : await contentIssues(call, type, mode, profile);
+  const issues = mode === 'delete' ? await deletable(call, call.resourceType!) : await contentIssues(call, mode, profile);
   if (issues.length === 0) issues.push({ severity: 'information', code: 'informational', diagnostics: 'All OK' });
   return { status: 200, resource: operationOutcome(issues) };
 }
@@ -47,16 +50,19 @@ async function deletable(call: OperationCall, type: string): Promise<Issue[]> {
   }
 }
 
-async function contentIssues(call: OperationCall, type: string, mode: Mode | undefined, profile: string | undefined): Promise<Issue[]> {
+async function contentIssues(call: OperationCall, mode: Mode | undefined, profile: string | undefined): Promise<Issue[]> {
   const given = entries(call.parameters, 'resource');
   if (given.length > 1) throw FhirError.badRequest("Parameter 'resource' is given more than once", ['resource']);
   let resource: unknown = given[0]?.resource;
-  if (given.length === 1 && resource === undefined) throw FhirError.badRequest("Parameter 'resource' must carry a resource", ['resource']);
+  if (given.length === 1 && !isResource(resource)) throw FhirError.badRequest("Parameter 'resource' must carry a resource (a JSON object with a resourceType)", ['resource']);
   if (resource === undefined) {
-    if (!call.id) throw FhirError.badRequest(`$validate needs the resource to validate: a 'resource' parameter, or the ${type} itself as the body`, ['resource'], 'required');
-    resource = (await call.ctx.store.read(type, call.id)).resource as Resource; // 404 / 410 when there is none
+    const what = call.resourceType ? `the ${call.resourceType} itself` : 'the resource itself';
+    if (!call.id) throw FhirError.badRequest(`$validate needs the resource to validate: a 'resource' parameter, or ${what} as the body`, ['resource'], 'required');
+    resource = (await call.ctx.store.read(call.resourceType!, call.id)).resource as Resource; // 404 / 410 when there is none
   }
-  const { resourceType, id } = resource as { resourceType?: unknown; id?: unknown };
+  const { resourceType, id } = resource as { resourceType: string; id?: unknown };
+  // At system level the resource says what it is; an unknown type is then the validator's finding (no R4 definition).
+  const type = call.resourceType ?? resourceType;
   if (resourceType !== type) {
     return [{ severity: 'error', code: 'invalid', expression: ['resourceType'], diagnostics: `resourceType '${String(resourceType)}' does not match '${type}' in the URL` }];
   }
@@ -75,4 +81,8 @@ async function contentIssues(call: OperationCall, type: string, mode: Mode | und
     issues.push(...validator.validate(type, resource));
   }
   return issues;
+}
+
+function isResource(value: unknown): value is Resource {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && typeof (value as { resourceType?: unknown }).resourceType === 'string';
 }

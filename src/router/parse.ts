@@ -29,7 +29,9 @@ export function parseInteraction(request: FhirRequest): Interaction {
   const readOnly = params.type !== undefined && isConformanceResourceType(params.type);
   // A compartment is searched by its id (`Encounter/7/DocumentReference`) whether or not its type is stored here.
   const compartment = params.compartmentType !== undefined && params.type !== undefined && isCompartmentType(params.type);
-  for (const type of [readOnly || compartment ? undefined : params.type, params.compartmentType]) {
+  // An operation names the types it is offered on (`Bundle/$validate`); the registry answers for the others.
+  const operation = params.operation !== undefined;
+  for (const type of [readOnly || compartment || operation ? undefined : params.type, params.compartmentType]) {
     if (type !== undefined && !isServedResourceType(type)) throw FhirError.notFound(`Resource type '${type}' is not served by this server`);
   }
   const method = request.method === 'HEAD' ? 'GET' : request.method;

@@ -128,7 +128,7 @@ async function invokeOperation(interaction: Extract<Interaction, { kind: 'operat
 
 function operationInput(request: FhirRequest): Resource {
   const body = request.body as Resource | undefined;
-  if (body && typeof body === 'object' && body.resourceType === 'Parameters') return body;
+  if (body && typeof body === 'object' && body.resourceType === 'Parameters') return wellFormedParameters(body);
   const parameter: Array<Record<string, unknown>> = [];
   for (const [name, values] of Object.entries(request.query)) {
     if (name === '_format' || name === '_pretty') continue;
@@ -138,6 +138,20 @@ function operationInput(request: FhirRequest): Resource {
   if (body && typeof body === 'object' && typeof body.resourceType === 'string') parameter.push({ name: 'resource', resource: body });
   else if (body !== undefined) throw FhirError.badRequest('An operation takes a Parameters resource (or, for some, a resource) as its body');
   return { resourceType: 'Parameters', parameter } as Resource;
+}
+
+/** A Parameters body whose `parameter` list operations can read: each a named object (R4 parameters.html, inv-1 aside). */
+function wellFormedParameters(body: Resource): Resource {
+  const parameter = (body as { parameter?: unknown }).parameter;
+  if (parameter === undefined) return body;
+  if (!Array.isArray(parameter)) throw FhirError.badRequest('Parameters.parameter must be a list of parameters', ['Parameters.parameter'], 'structure');
+  parameter.forEach((entry: unknown, index) => {
+    const name = (entry as { name?: unknown } | null)?.name;
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry) || typeof name !== 'string' || name === '') {
+      throw FhirError.badRequest(`Parameters.parameter[${index}] must be an object with a name`, [`Parameters.parameter[${index}]`], 'structure');
+    }
+  });
+  return body;
 }
 
 const WRITES = new Set<Interaction['kind']>(['create', 'update', 'update-conditional', 'patch', 'delete', 'delete-conditional']);

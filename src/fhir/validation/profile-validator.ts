@@ -96,10 +96,61 @@ export class ProfileValidator implements ResourceValidator {
 
   check(resourceType: string, resource: unknown, options: CheckOptions = {}): ValidationResult {
     const nominated = options.profile === undefined ? undefined : this.nominatedProfile(options.profile, resourceType);
+    if (resourceType === 'Bundle' && Array.isArray((resource as { entry?: unknown } | null)?.entry)) return this.checkBundle(resource as Json, nominated);
     const schemaIssues = this.schemaIssues(resourceType, resource);
     if (schemaIssues.some(isError)) return { issues: [...(nominated?.issues ?? []), ...schemaIssues], failedStage: 'schema' };
-    const issues = [...schemaIssues, ...this.profileIssues(resourceType, resource as Record<string, unknown> & { resourceType: string }, nominated)];
+    const issues = [...schemaIssues, ...this.profileIssues(resourceType, resource as Json & { resourceType: string }, nominated)];
     return { issues, failedStage: issues.some(isError) ? 'profile' : undefined };
+  }
+
+  /**
+   * A Bundle is checked as its shell (the Bundle without its entries' resources: schema, profiles, the bdl-*
+   * invariants, which still see the resources, and the bundle rules), then each entry's resource as a
+   * resource of its own type would be (its claimed profiles and its type's default), its issues placed at
+   * `Bundle.entry[i].resource`. Through the schema's ResourceList `oneOf` an entry of the wrong shape gave
+   * one error per R4 type, and a two-entry Bundle took seconds.
+   */
+  private checkBundle(bundle: Json, nominated?: { profile?: CompiledProfile; issues: Issue[] }): ValidationResult {
+    const entries = bundle.entry as unknown[];
+    const shell = { ...bundle, entry: entries.map((entry) => (isObject(entry) && 'resource' in entry ? withoutResource(entry) : entry)) };
+    const entryIssues: Issue[] = [];
+    let entrySchemaFailed = false;
+    entries.forEach((entry, index) => {
+      if (!isObject(entry) || !('resource' in entry)) return;
+      const at = `Bundle.entry[${index}].resource`;
+      const resource = entry.resource;
+      if (!isObject(resource) || typeof resource.resourceType !== 'string') {
+        entrySchemaFailed = true;
+        entryIssues.push({ severity: 'error', code: 'structure', expression: [at], diagnostics: `${at}: must be a resource (a JSON object with a resourceType)` });
+        return;
+      }
+      const result = this.check(resource.resourceType, resource);
+      if (result.failedStage === 'schema') entrySchemaFailed = true;
+      entryIssues.push(...result.issues.map((issue) => rebased(issue, resource.resourceType as string, at)));
+    });
+    // An entry holding only its resource is empty in the shell, not in the Bundle.
+    const emptied = new Set(entries.flatMap((entry, index) => (isObject(entry) && Object.keys(entry).length === 1 && 'resource' in entry ? [`Bundle.entry[${index}]`] : [])));
+    const schemaIssues = this.schema.validate('Bundle', shell).filter((issue) => !(emptied.has(issue.expression?.[0] ?? '') && issue.diagnostics.endsWith('Objects must not be empty')));
+    if (schemaIssues.some(isError) || entrySchemaFailed) {
+      return { issues: [...(nominated?.issues ?? []), ...schemaIssues, ...entryIssues], failedStage: 'schema' };
+    }
+    const issues = [...schemaIssues, ...this.profileIssues('Bundle', bundle as Json & { resourceType: string }, nominated, shell), ...entryIssues];
+    return { issues, failedStage: issues.some(isError) ? 'profile' : undefined };
+  }
+
+  /**
+   * The profiles a resource of `resourceType` is held to here (CapabilityStatement.rest.resource.supportedProfile):
+   * its type's default profile first, then every other profile of the type the server has loaded, which a
+   * resource claiming it is checked against. Base R4 is left out: every resource is held to it.
+   */
+  supportedProfiles(resourceType: string): string[] {
+    const loaded = this.context.registry
+      .all()
+      .filter((definition) => definition.kind === 'resource' && definition.derivation === 'constraint' && definition.type === resourceType && definition.snapshot)
+      .map((definition) => definition.url)
+      .sort();
+    const fallback = this.defaults[resourceType];
+    return fallback === undefined ? loaded : [fallback, ...loaded.filter((url) => url !== fallback)];
   }
 
   /** A profile asked for by canonical ($validate's `profile`): unknown, or of another type, is an error. */
@@ -168,21 +219,23 @@ export class ProfileValidator implements ResourceValidator {
     const issues = this.schema.validate(resourceType, container);
     contained.forEach((inner: { resourceType: string }, index: number) => {
       const prefix = `${resourceType}.contained[${index}]`;
-      for (const issue of this.schema.validate(inner.resourceType, inner)) {
-        const rebase = (text: string) => (text.startsWith(inner.resourceType) ? prefix + text.slice(inner.resourceType.length) : text);
-        issues.push({ ...issue, diagnostics: rebase(issue.diagnostics), expression: issue.expression?.map(rebase) });
-      }
+      for (const issue of this.schema.validate(inner.resourceType, inner)) issues.push(rebased(issue, inner.resourceType, prefix, false));
     });
     return issues;
   }
 
-  private profileIssues(resourceType: string, resource: Record<string, unknown> & { resourceType: string }, nominated?: { profile?: CompiledProfile; issues: Issue[] }): Issue[] {
+  /**
+   * `own`: the part of `resource` these checks walk, when the resources it holds are checked apart (a
+   * Bundle's shell); structure checks still read `resource` whole for its invariants, without entering them.
+   */
+  private profileIssues(resourceType: string, resource: Json & { resourceType: string }, nominated?: { profile?: CompiledProfile; issues: Issue[] }, own: Json = resource): Issue[] {
     const { profiles, issues, relaxed } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } }, nominated);
+    const nestedResources = own === resource;
     const seen = new Set<string>();
     // The message without its origin ` [label url, element id]`, whose id may hold a choice's `[x]`.
     const text = (issue: Issue) => issue.diagnostics.replace(/ \[[^[\]]*(?:\[x\][^[\]]*)*\]$/, '');
     for (const profile of profiles) {
-      for (const issue of this.structure.validate(resource, profile, resourceType, profile === relaxed ? this.projectRulesAsWarnings(profile) : undefined)) {
+      for (const issue of this.structure.validate(resource, profile, resourceType, { nestedResources, relaxed: profile === relaxed ? this.projectRulesAsWarnings(profile) : undefined })) {
         // The same base rule fails the same way under each profile: report it once.
         const key = `${issue.severity}\u0000${text(issue)}`;
         if (seen.has(key)) continue;
@@ -191,8 +244,8 @@ export class ProfileValidator implements ResourceValidator {
       }
     }
     const urls = profiles.map((p) => stripVersion(p.url));
-    issues.push(...valueSetRuleIssues(resource, urls, this.context.terminology, (url) => this.structure.profile(url)?.label ?? url));
-    issues.push(...identifierIssues(resource), ...identityIssues(resource));
+    issues.push(...valueSetRuleIssues(own, urls, this.context.terminology, (url) => this.structure.profile(url)?.label ?? url));
+    issues.push(...identifierIssues(own), ...identityIssues(own));
     if (resourceType === 'Bundle') issues.push(...bundleIssues(resource));
     return issues;
   }
@@ -208,6 +261,28 @@ export class ProfileValidator implements ResourceValidator {
     }
     return rules;
   }
+}
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function withoutResource(entry: Json): Json {
+  const { resource: _checkedApart, ...rest } = entry;
+  return rest;
+}
+
+/**
+ * An issue found on a resource of type `type`, placed where that resource sits (`Bundle.entry[2].resource`,
+ * `Patient.contained[0]`): its expressions and diagnostics start with the type's name. `locate`: an issue
+ * with no expression is given the resource's place.
+ */
+function rebased(issue: Issue, type: string, at: string, locate = true): Issue {
+  const rebase = (text: string) => (text === type || text.startsWith(`${type}.`) || text.startsWith(`${type}:`) ? at + text.slice(type.length) : text);
+  const expression = issue.expression?.map(rebase) ?? (locate ? [at] : undefined);
+  return { ...issue, diagnostics: rebase(issue.diagnostics), ...(expression ? { expression } : {}) };
 }
 
 /** The project's own profiles (profiles/dossier), as opposed to the FR Core and ANS ones it also applies. */

@@ -54,6 +54,8 @@ interface Scope {
   resource: Resource;
   rootResource: Resource;
   relaxed?: RelaxedRules;
+  /** False when the caller validates the resources inside (a Bundle's entries) with their own type's validator. */
+  nestedResources?: boolean;
 }
 
 /**
@@ -84,10 +86,14 @@ export class StructureValidator implements SliceOracle {
     return profile ?? undefined;
   }
 
-  /** Issues of `resource` against `profile` (a resource profile of the resource's type). */
-  validate(resource: Resource, profile: CompiledProfile, expression = resource.resourceType, relaxed?: RelaxedRules): Issue[] {
+  /**
+   * Issues of `resource` against `profile` (a resource profile of the resource's type). With
+   * `nestedResources: false` the resources it holds are left to the caller; its invariants still see them.
+   * `relaxed`: the rules reported as warnings (a default profile's own rules, FHIR_PROJECT_RULES=warning).
+   */
+  validate(resource: Resource, profile: CompiledProfile, expression = resource.resourceType, options: { nestedResources?: boolean; relaxed?: RelaxedRules } = {}): Issue[] {
     const report = new Report();
-    this.checkResource(resource, profile, expression, { report, resource, rootResource: resource, relaxed });
+    this.checkResource(resource, profile, expression, { report, resource, rootResource: resource, relaxed: options.relaxed, nestedResources: options.nestedResources ?? true });
     return report.issues;
   }
 
@@ -110,7 +116,7 @@ export class StructureValidator implements SliceOracle {
   // --- walking ---
 
   private checkResource(resource: Resource, profile: CompiledProfile, expression: string, outer: Scope): void {
-    const scope: Scope = { report: outer.report, resource, rootResource: outer.rootResource, relaxed: outer.relaxed };
+    const scope: Scope = { report: outer.report, resource, rootResource: outer.rootResource, relaxed: outer.relaxed, nestedResources: outer.nestedResources };
     const item: Item = { value: resource, type: resource.resourceType, expression, elementPath: resource.resourceType };
     this.checkItem(profile.root, item, scope);
   }
@@ -134,7 +140,7 @@ export class StructureValidator implements SliceOracle {
     this.checkConstraints(node, item, scope);
 
     if (typeof object.resourceType === 'string' && item.elementPath !== object.resourceType) {
-      this.checkNestedResource(object as Resource, item.expression, scope);
+      if (scope.nestedResources !== false) this.checkNestedResource(object as Resource, item.expression, scope);
       return;
     }
     // A profiled type (e.g. HumanName → fr-core-human-name) brings its own element tree.
