@@ -21,7 +21,7 @@ import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
-    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'projectRules' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows'>>;
+    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'projectRules' | 'referentialIntegrity' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows'>>;
   /** Where the resources are kept (src/store/storage.ts opens it); the app opens its store on it, and does not close it. */
   storage: Storage;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
@@ -96,6 +96,7 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     inputLimits,
     operations: defaultOperations(),
     hooks,
+    referentialIntegrity: (config.referentialIntegrity ?? 'on') === 'on',
   });
 
   app.addHook('onSend', async (request, reply) => {

@@ -20,6 +20,11 @@ export interface ServerConfig {
   unknownProfiles: 'warning' | 'error';
   /** `warning` (default) or `error` for the project's own rules where they apply only as a type's default profile. */
   projectRules: 'warning' | 'error';
+  /**
+   * `on` (default): a write's references to this server must name resources it holds, and a transaction's
+   * `urn:uuid:` ones must be resolved; `off` keeps whatever references are written (legacy data migrations).
+   */
+  referentialIntegrity: 'on' | 'off';
   /** Public base URL of the FHIR API when behind a proxy; otherwise taken from the request's Host. */
   publicBaseUrl?: string;
   /** Deepest nesting of objects and arrays accepted in a JSON body. */
@@ -59,6 +64,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     bundleBodyLimit: integer(env.BUNDLE_BODY_LIMIT, 64 * 1024 * 1024, 'BUNDLE_BODY_LIMIT'),
     unknownProfiles: oneOf(env.FHIR_UNKNOWN_PROFILES, ['warning', 'error'] as const, 'warning', 'FHIR_UNKNOWN_PROFILES'),
     projectRules: oneOf(env.FHIR_PROJECT_RULES, ['warning', 'error'] as const, 'warning', 'FHIR_PROJECT_RULES'),
+    referentialIntegrity: oneOf(env.FHIR_REFERENTIAL_INTEGRITY, ['on', 'off'] as const, 'on', 'FHIR_REFERENTIAL_INTEGRITY'),
     resourceMaxDepth: integer(env.RESOURCE_MAX_DEPTH, DEFAULT_INPUT_LIMITS.maxDepth, 'RESOURCE_MAX_DEPTH'),
     resourceMaxArrayLength: integer(env.RESOURCE_MAX_ARRAY_LENGTH, DEFAULT_INPUT_LIMITS.maxArrayLength, 'RESOURCE_MAX_ARRAY_LENGTH'),
     resourceMaxIndexRows: integer(env.RESOURCE_MAX_INDEX_ROWS, DEFAULT_MAX_INDEX_ROWS, 'RESOURCE_MAX_INDEX_ROWS'),

@@ -29,7 +29,8 @@ async function put(resource: Record<string, unknown>) {
 }
 
 await put({ resourceType: 'Practitioner', id: 'prac', name: [{ family: 'Shared' }] });
-for (const [x, family] of [['a', 'Alpha'], ['b', 'Bravo']] as const) {
+// B first: A's document names B's.
+for (const [x, family] of [['b', 'Bravo'], ['a', 'Alpha']] as const) {
   await put({ resourceType: 'Patient', id: `pat-${x}`, identifier: [{ system: 'urn:test:mrn', value: `${x}-1` }], name: [{ family }] });
   await put({
     resourceType: 'Immunization', id: `imm-${x}`, status: 'completed', patient: { reference: `Patient/pat-${x}` }, occurrenceDateTime: '2024-01-02',

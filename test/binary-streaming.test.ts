@@ -10,10 +10,12 @@ import { buildApp } from '../src/app.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
 import { FHIR_JSON, json, openTestDatabase, startTestServer } from './helpers/app.ts';
+import { createReferenceTargets } from './helpers/fixtures.ts';
 import { sqlStorage } from '../src/store/storage.ts';
 
 const MB = 1024 * 1024;
 const server = await startTestServer(t, { bodyLimit: 80 * MB });
+await createReferenceTargets(server, ['Patient/p1']);
 // A server with a small body limit, so that going over it takes little, and a small BINARY_INLINE_LIMIT.
 const INLINE_LIMIT = 64 * 1024;
 const small = await startTestServer(t, { bodyLimit: MB, binaryInlineLimit: INLINE_LIMIT });

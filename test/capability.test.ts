@@ -9,7 +9,7 @@ import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
 import { CAPABILITY_CODE, ROUTES } from '../src/router/interaction.ts';
 import { loadCompartments } from '../src/search/compartment.ts';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
-import { minimalResource } from './helpers/fixtures.ts';
+import { createReferenceTargets, minimalResource } from './helpers/fixtures.ts';
 import { sampleValue } from './helpers/search-values.ts';
 
 /**
@@ -23,6 +23,7 @@ const declaredSystemCodes = (rest?.interaction ?? []).map((i) => i.code as strin
 const declaredCodes = (type: string) => (declaredResources.find((r) => r.type === type)?.interaction ?? []).map((i) => i.code as string);
 
 const server = await startTestServer(t);
+await createReferenceTargets(server);
 const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
   server.inject({ method: 'POST', url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
 const put = (url: string, body: unknown, headers: Record<string, string> = {}) =>

@@ -1,8 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import t from 'tap';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
+import { createReferenceTargets } from './helpers/fixtures.ts';
 
 const server = await startTestServer(t);
+await createReferenceTargets(server, ['Patient/p1']);
 const pdf = Buffer.concat([Buffer.from('%PDF-1.4\n'), randomBytes(600 * 1024)]);
 const sha1 = (bytes: Buffer) => createHash('sha1').update(bytes).digest('base64');
 const sendJson = (method: 'POST' | 'PUT', url: string, body: unknown, headers: Record<string, string> = {}) =>

@@ -2,13 +2,15 @@ import t, { type Test } from 'tap';
 import type { AddressInfo } from 'node:net';
 import { CapabilityTool, Client, type FhirResource } from 'fhir-kit-client';
 import { startTestServer } from './helpers/app.ts';
-import { minimalResource } from './helpers/fixtures.ts';
+import { createReferenceTargets, minimalResource } from './helpers/fixtures.ts';
 
 /**
  * The server as a stock FHIR client sees it: a listening server driven by the npm `fhir-kit-client`,
  * unchanged and unconfigured beyond its base URL. What it needs is what any generic client needs.
  */
-const { app } = await startTestServer(t);
+const server = await startTestServer(t);
+const { app } = server;
+await createReferenceTargets(server);
 await app.listen({ port: 0, host: '127.0.0.1' });
 const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/fhir`;
 const client = new Client({ baseUrl });

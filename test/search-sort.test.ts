@@ -7,9 +7,11 @@ import { SearchEngine } from '../src/store/search-executor.ts';
 import { parseSearch } from '../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { startTestServer } from './helpers/app.ts';
+import { createReferenceTargets } from './helpers/fixtures.ts';
 import { searchClient, type SearchAnswer } from './helpers/search-client.ts';
 
 const server = await startTestServer(t);
+await createReferenceTargets(server, ['Patient/somebody']);
 const api = searchClient(server);
 
 interface Shot {

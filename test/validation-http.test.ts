@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import t from 'tap';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
+import { createReferenceTargets } from './helpers/fixtures.ts';
 import * as fr from './helpers/validation-fixtures.ts';
 
 // The server as deployed: the French profiles apply by default to every write.
 const server = await startTestServer(t, { frenchProfiles: true });
 // FHIR_PROJECT_RULES=error: the project's own rules refuse, as they do for a resource that claims them.
 const strictServer = await startTestServer(t, { frenchProfiles: true, projectRules: 'error' });
+for (const on of [server, strictServer]) await createReferenceTargets(on, ['Patient/p1']);
 const send = (method: 'POST' | 'PUT', url: string, body: unknown, headers: Record<string, string> = {}) =>
   server.inject({ method, url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
 

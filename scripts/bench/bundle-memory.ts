@@ -102,6 +102,9 @@ async function measure(workload: Workload, databaseUrl: string): Promise<Row> {
       ready = await fetch(`${base}/health`).then((r) => r.ok, () => false);
       if (!ready) await new Promise((resolve) => setTimeout(resolve, 250));
     }
+    // The inline documents name Patient/example, which a server checking references needs to hold.
+    const target = await fetch(`${base}/fhir/Patient/example`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Patient', id: 'example' }) });
+    if (!target.ok) throw new Error(`PUT Patient/example: ${target.status}`);
     const body = workload.body();
     const rssBefore = kib(server.pid!, 'VmRSS');
     const latencies: number[] = [];

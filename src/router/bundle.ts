@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from 'fhir/r4';
-import { FhirError } from '../fhir/outcome.ts';
+import { FhirError, type Issue } from '../fhir/outcome.ts';
 import { ResourceText, resourceObject, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
 import { StoredResource, type ResourceStore } from '../store/resource-store.ts';
 import { parseCondition, severalMatches, type Condition } from './conditional.ts';
 import { versionHeaders } from './crud.ts';
 import type { HandlerContext } from './context.ts';
+import { missingTargets, unknownTargets, type LocalReference } from './references.ts';
 import type { FhirRequest, FhirResponse, HttpMethod } from './request.ts';
 
 /** R4 http.html#trules: deletes, then creates, then updates and patches, then reads. */
@@ -73,16 +74,36 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
 
     // Within a step, Binaries first: a DocumentReference's attachment may point at one in the same bundle.
     const ordered = [...entries].sort((a, b) => PROCESSING_ORDER[a.method] - PROCESSING_ORDER[b.method] || binaryFirst(a) - binaryFirst(b) || a.index - b.index);
+    // What the entries reference is looked up once all are written, as it will be at commit: an entry may
+    // name a resource that a later one creates (an update runs after every create) or deletes.
+    const references = new Map<Entry, LocalReference[]>();
     for (const entry of ordered) {
       if (existing.has(entry.index)) continue;
-      const response = await ctx.handle(entryRequest(entry, request), store);
+      const deferReferences = (found: LocalReference[]) => references.set(entry, [...(references.get(entry) ?? []), ...found]);
+      const response = await ctx.handle({ ...entryRequest(entry, request), deferReferences }, store);
       if (response.status >= 400) throw entryFailure(entry, response);
       responses[entry.index] = response;
       // Written (or buffered as text): the entry's object is no longer needed.
       entry.resource = undefined;
     }
+    await checkDeferredReferences(references, store);
     return responses;
   });
+}
+
+/** Every entry's references to this server, looked up together (one query): each missing one fails its entry. */
+async function checkDeferredReferences(references: Map<Entry, LocalReference[]>, store: ResourceStore): Promise<void> {
+  if (references.size === 0) return;
+  const missing = await missingTargets([...references.values()].flat(), store);
+  if (missing.length === 0) return;
+  const failing = new Set(missing);
+  const issues = [...references]
+    .sort(([a], [b]) => a.index - b.index)
+    .flatMap(([entry, found]) => {
+      const own = found.filter((reference) => failing.has(reference));
+      return own.length === 0 ? [] : entryIssues(entry, errorResponse(unknownTargets(own)));
+    });
+  throw new FhirError(422, issues);
 }
 
 /**
@@ -299,6 +320,11 @@ function queryParameters(query: string): Record<string, string | string[]> {
 }
 
 function entryFailure(entry: Entry, response: FhirResponse): FhirError {
+  return new FhirError(response.status, entryIssues(entry, response));
+}
+
+/** The issues of an entry's failure, each saying which entry it is. */
+function entryIssues(entry: Entry, response: FhirResponse): Issue[] {
   const outcome = response.body as OperationOutcome | undefined;
   const issues = (outcome?.issue ?? []).map((issue) => ({
     severity: issue.severity,
@@ -306,7 +332,7 @@ function entryFailure(entry: Entry, response: FhirResponse): FhirError {
     diagnostics: `Bundle.entry[${entry.index}] (${entry.method} ${entry.url}): ${issue.diagnostics ?? ''}`,
     expression: [`Bundle.entry[${entry.index}]`, ...(issue.expression ?? [])],
   }));
-  return new FhirError(response.status, issues.length > 0 ? issues : [{ code: 'processing', diagnostics: `Bundle.entry[${entry.index}] failed` }]);
+  return issues.length > 0 ? issues : [{ code: 'processing', diagnostics: `Bundle.entry[${entry.index}] failed` }];
 }
 
 function errorResponse(error: unknown): FhirResponse {

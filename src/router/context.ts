@@ -33,6 +33,11 @@ export interface RouterDependencies {
   /** Bounds on a resource's shape: bodies are held to them as they are parsed, a patch's result here. */
   inputLimits: InputLimits;
   operations: Operations;
+  /**
+   * FHIR_REFERENTIAL_INTEGRITY: a write's references to this server must name resources it holds, and a
+   * bundle-internal one must be resolved (router/references.ts); off for migrations of legacy data.
+   */
+  referentialIntegrity: boolean;
 }
 
 export interface BundleLimits {

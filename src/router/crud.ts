@@ -8,6 +8,7 @@ import type { HandlerContext, Outcome } from './context.ts';
 import type { Interaction } from './interaction.ts';
 import { applyPatch } from './patch.ts';
 import type { FhirRequest } from './request.ts';
+import { checkReferences } from './references.ts';
 import { checkResource } from './validate.ts';
 
 type Of<K extends Interaction['kind']> = Extract<Interaction, { kind: K }>;
@@ -108,6 +109,9 @@ export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx:
       notes = checked.notes;
       // The checks after validation see what will be written: the patched resource, not the patch.
       for (const hook of ctx.deps.hooks ?? []) await hook.checkResource?.(interaction, request, checked.resource);
+      if (ctx.deps.referentialIntegrity) {
+        await checkReferences(checked.resource, { store, baseUrl: request.baseUrl, self: `${interaction.resourceType}/${interaction.id}`, defer: request.deferReferences });
+      }
       return completeAttachments(checked.resource, binaryReader(store));
     },
     { ifMatch, baseUrl: request.baseUrl },

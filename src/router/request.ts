@@ -1,5 +1,6 @@
 import type { ResponseResource } from '../fhir/resource-text.ts';
 import type { AccessContext } from '../store/access.ts';
+import type { LocalReference } from './references.ts';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -19,6 +20,11 @@ export interface FhirRequest {
   prefer?: string;
   /** The id a transaction already gave a POST entry, so references to it could be rewritten first. */
   assignedId?: string;
+  /**
+   * Set by a transaction for its entries: the references to this server a write carries go here, to be
+   * looked up once every entry is written (a later entry may create the target), instead of at once.
+   */
+  deferReferences?: (references: LocalReference[]) => void;
   /** `X-Security-Context` (R4 binary.html#security): the resource whose access rules a Binary follows. */
   securityContext?: string;
   /**

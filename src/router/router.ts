@@ -14,6 +14,7 @@ import { parseInteraction } from './parse.ts';
 import { returnPreference } from './prefer.ts';
 import type { FhirRequest, FhirResponse } from './request.ts';
 import { search } from './search.ts';
+import { checkReferences } from './references.ts';
 import { checkResource, type CheckedResource } from './validate.ts';
 
 export type { InteractionHook, RouterDependencies } from './context.ts';
@@ -39,6 +40,9 @@ export class FhirRouter {
       for (const hook of this.hooks) await hook.authorise?.(interaction, request);
       const checked = this.validate(interaction, request);
       if (checked) for (const hook of this.hooks) await hook.checkResource?.(interaction, request, checked.resource);
+      if (checked && this.deps.referentialIntegrity) {
+        await checkReferences(checked.resource, { store, baseUrl: request.baseUrl, self: ownReference(interaction, request, checked.resource), defer: request.deferReferences });
+      }
       const context: HandlerContext = { deps: this.deps, store, handle: (r, s) => this.handle(r, s) };
       // The bytes of a Binary posted as itself are written before its version's transaction, which
       // then only claims them: a slow sender holds nothing the other requests need.
@@ -78,6 +82,12 @@ export class FhirRouter {
         return undefined;
     }
   }
+}
+
+/** `Type/id` of the resource a create or update writes, when known before it is written: it may name itself. */
+function ownReference(interaction: Interaction, request: FhirRequest, resource: Resource): string | undefined {
+  const id = interaction.kind === 'update' ? interaction.id : interaction.kind === 'create' ? request.assignedId : resource.id;
+  return id === undefined ? undefined : `${resource.resourceType}/${id}`;
 }
 
 async function execute(interaction: Interaction, request: FhirRequest, ctx: HandlerContext, body: Resource | undefined): Promise<Outcome> {

@@ -165,6 +165,28 @@ export class Repository {
     return new StoredResource(resourceType, id, row.version_id, row.last_updated, row.content);
   }
 
+  /** Of `references` (`Type/id`), those naming a live resource the scope lets through: one statement for them all. */
+  async existing(references: readonly string[]): Promise<Set<string>> {
+    const wanted = [...new Set(references)];
+    if (wanted.length === 0) return new Set();
+    const types: string[] = [];
+    const ids: string[] = [];
+    for (const reference of wanted) {
+      const slash = reference.indexOf('/');
+      types.push(reference.slice(0, slash));
+      ids.push(reference.slice(slash + 1));
+    }
+    const binder = new Binder();
+    const pairs = `SELECT * FROM unnest(${binder.bind(types, 'text[]')}, ${binder.bind(ids, 'text[]')})`;
+    const scoped = this.scope?.('r', [...new Set(types)], binder);
+    const { rows } = await this.db.query<{ resource_type: string; id: string }>(
+      `SELECT r.resource_type, r.id FROM resource r WHERE (r.resource_type, r.id) IN (${pairs}) AND NOT r.deleted${scoped ? ` AND ${scoped}` : ''}`,
+      binder.params,
+      scoped ? undefined : 'dossier_existing',
+    );
+    return new Set(rows.map((row) => `${row.resource_type}/${row.id}`));
+  }
+
   async vread(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
     return this.withBinaryData(await this.vreadStored(resourceType, id, versionId));
   }

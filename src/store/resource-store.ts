@@ -62,6 +62,12 @@ export interface ResourceStore {
    * never (change-feed.ts). A cursor the store did not issue is a 400.
    */
   readChanges(cursor: string | undefined, limit: number): Promise<ChangePage>;
+  /**
+   * Of `references` (`Type/id`), those naming a live resource this store's access sees (a hidden one is
+   * as unknown as it reads), in one query however many: what a write's referential integrity checks.
+   * Inside a unit of work its own writes count, those not yet flushed included.
+   */
+  existing(references: readonly string[]): Promise<Set<string>>;
   /** A searchset Bundle: matches, `_include`/`_revinclude` targets, total as `request.total` asks (estimate included). */
   search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle>;
 

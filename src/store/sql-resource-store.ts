@@ -93,6 +93,10 @@ export class SqlResourceStore implements ServerStore {
     return this.repo.readBinary(id, versionId);
   }
 
+  existing(references: readonly string[]): Promise<Set<string>> {
+    return this.repo.existing(references);
+  }
+
   history(query: HistoryQuery): Promise<HistoryPage> {
     return this.repo.history(query);
   }

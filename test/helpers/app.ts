@@ -119,6 +119,11 @@ export interface TestServerOptions {
   unknownProfiles?: 'warning' | 'error';
   /** FHIR_PROJECT_RULES: what the project's own rules are where only a default profile applies them (with frenchProfiles). */
   projectRules?: 'warning' | 'error';
+  /**
+   * FHIR_REFERENTIAL_INTEGRITY: on (the server's default) a write's references to this server must name
+   * resources it holds; off for a suite about something else that writes references to nothing.
+   */
+  referentialIntegrity?: 'on' | 'off';
   /** BINARY_INLINE_LIMIT: the largest Binary whose `data` is put together in memory. */
   binaryInlineLimit?: number;
   /** Connection timeouts in ms (REQUEST_TIMEOUT, HEADERS_TIMEOUT); the server's defaults otherwise. */
@@ -150,6 +155,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
       resourceMaxIndexRows: config.resourceMaxIndexRows,
       unknownProfiles: config.unknownProfiles,
       projectRules: config.projectRules,
+      referentialIntegrity: config.referentialIntegrity,
     },
     storage: sqlStorage(store.db),
     validator,

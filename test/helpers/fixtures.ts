@@ -59,3 +59,18 @@ export function rpps(digits: string): string {
   }
   return `${digits}${(10 - (sum % 10)) % 10}`;
 }
+
+/** What minimalResource's references name: a server checking references (its default) needs them to exist. */
+export const REFERENCE_TARGETS: ResourceJson[] = [{ ...minimalResource('Patient'), id: 'example' }];
+
+/** Writes `targets` (REFERENCE_TARGETS by default, or `Type/id` of minimal resources) on a test server, under their ids. */
+export async function createReferenceTargets(
+  server: { inject(options: { method: 'PUT'; url: string; payload: string; headers: Record<string, string> }): Promise<{ statusCode: number; body: string }> },
+  targets: Array<ResourceJson | string> = REFERENCE_TARGETS,
+): Promise<void> {
+  for (const given of targets) {
+    const target = typeof given === 'string' ? { ...minimalResource(given.split('/')[0]!), id: given.split('/')[1] } : given;
+    const res = await server.inject({ method: 'PUT', url: `/fhir/${target.resourceType}/${target.id}`, payload: JSON.stringify(target), headers: { 'content-type': 'application/fhir+json' } });
+    if (res.statusCode >= 300) throw new Error(`PUT ${target.resourceType}/${target.id}: ${res.statusCode} ${res.body}`);
+  }
+}

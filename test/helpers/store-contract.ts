@@ -170,6 +170,21 @@ export function storeContract(t: Tap, open: StoreFactory): void {
     t.same(both, [kept.id]);
   });
 
+  t.test('existing: of the references given, the live ones, in one call; in a unit its own writes, buffered ones included', async (t) => {
+    const live = await store.create(patient(`existing-${randomUUID()}`));
+    const removed = await store.create(patient(`existing-${randomUUID()}`));
+    await store.delete('Patient', removed.id);
+    const unknown = `Patient/${randomUUID()}`;
+    const found = await store.existing([`Patient/${live.id}`, `Patient/${removed.id}`, unknown, `Organization/${live.id}`, `Patient/${live.id}`]);
+    t.same([...found], [`Patient/${live.id}`], 'a deleted, unknown or other-typed one is not there');
+    t.same([...(await store.existing([]))], [], 'nothing asked, nothing found');
+    const inUnit = await store.unitOfWork(async (unit) => {
+      const created = await unit.create(patient(`existing-${randomUUID()}`));
+      return { id: created.id, found: await unit.existing([`Patient/${created.id}`]) };
+    });
+    t.same([...inUnit.found], [`Patient/${inUnit.id}`]);
+  });
+
   t.test('a unitOfWork that throws leaves nothing: no resource, no version, nothing a search finds', async (t) => {
     const value = `rolled-back-${randomUUID()}`;
     const existing = await store.create(patient(`kept-${value}`));

@@ -1,0 +1,139 @@
+import type { Resource } from 'fhir/r4';
+import { FhirError, type Issue } from '../fhir/outcome.ts';
+import { isConformanceResourceType, isServedResourceType, isValidId } from '../fhir/resource-types.ts';
+import { relativeToBase } from '../search/extract.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
+
+/** A Reference of a resource that names a resource of this server: `target` (`Type/id`) must exist. */
+export interface LocalReference {
+  /** Where it is, as a FHIRPath with positions: `Immunization.performer[0].actor`. */
+  path: string;
+  /** As written: `Patient/1`, `Patient/1/_history/2`, `https://this.server/fhir/Patient/1`. */
+  reference: string;
+  target: string;
+}
+
+/**
+ * The referential integrity of writes (as HAPI FHIR's "enforce referential integrity on write", on by
+ * default there too): a reference to a resource of this server must name one that exists, and a
+ * bundle-internal `urn:uuid:`/`urn:oid:` one must have been resolved by the transaction. Off, writes keep
+ * whatever references they carry (migrations of legacy data).
+ */
+export interface ReferenceCheck {
+  /** Where the targets are looked up: the interaction's store (a transaction's unit, in a bundle). */
+  store: ResourceStore;
+  baseUrl: string;
+  /** The resource's own `Type/id` when known: a resource may name itself. */
+  self?: string;
+  /**
+   * Inside a transaction the targets are looked up once every entry is written (a later entry may create
+   * one): the references go here instead.
+   */
+  defer?: (references: LocalReference[]) => void;
+}
+
+/** Refuses `resource` (400 for a malformed reference, 422 for a missing target) unless its references hold. */
+export async function checkReferences(resource: Resource, check: ReferenceCheck): Promise<void> {
+  const { local, invalid } = referencesOf(resource, check.baseUrl);
+  if (invalid.length > 0) throw new FhirError(400, invalid);
+  const targets = check.self ? local.filter((reference) => reference.target !== check.self) : local;
+  if (targets.length === 0) return;
+  if (check.defer) return check.defer(targets);
+  const missing = await missingTargets(targets, check.store);
+  if (missing.length > 0) throw unknownTargets(missing);
+}
+
+/** Of `references`, those whose target the store does not hold live (one query for them all). */
+export async function missingTargets(references: LocalReference[], store: ResourceStore): Promise<LocalReference[]> {
+  const existing = await store.existing(references.map((reference) => reference.target));
+  return references.filter((reference) => !existing.has(reference.target));
+}
+
+/**
+ * 422 (R4 http.html: a server's business rule), issue `not-found` (the code for a reference whose target
+ * is not there), one issue per reference naming it and where it is, as HAPI's "Resource Patient/123 not
+ * found, specified in path: Observation.subject" does.
+ */
+export function unknownTargets(missing: LocalReference[]): FhirError {
+  return new FhirError(
+    422,
+    missing.map(({ path, reference, target }) => ({
+      code: 'not-found',
+      diagnostics: `Resource ${target} not found, specified in path: ${path} (reference '${reference}'); a reference to this server must name a resource it holds`,
+      expression: [path],
+    })),
+  );
+}
+
+const RELATIVE = /^([A-Z][A-Za-z]+)\/([^/]+)(?:\/_history\/([^/]+))?$/;
+
+/** Reference's own elements (R4 datatypes.html#Reference): an object with any other is another type. */
+const REFERENCE_KEYS = new Set(['id', 'extension', 'reference', 'type', 'identifier', 'display', '_reference', '_type', '_display']);
+
+/**
+ * Elements named `reference` whose value is a uri, not a Reference (Immunization.education.reference;
+ * Expression.reference and DetectedIssue.reference are told apart by their other elements).
+ */
+const URI_NAMED_REFERENCE = new Set(['Immunization.education']);
+
+/**
+ * Every Reference of `resource` (an object whose `reference` is a string, of Reference's elements only),
+ * contained resources' included, sorted into references to this server and malformed ones. Left alone:
+ * `#id` (contained), absolute URLs of other servers, other URIs, identifier-only references, and the
+ * entries of a Bundle stored as a resource (a document's references resolve within it).
+ */
+export function referencesOf(resource: Resource, baseUrl: string): { local: LocalReference[]; invalid: Issue[] } {
+  const local: LocalReference[] = [];
+  const invalid: Issue[] = [];
+  const visit = (value: unknown, path: string, elementPath: string): void => {
+    if (Array.isArray(value)) {
+      value.forEach((item, index) => visit(item, `${path}[${index}]`, elementPath));
+      return;
+    }
+    if (!value || typeof value !== 'object') return;
+    const object = value as Record<string, unknown>;
+    if (typeof object.resourceType === 'string' && path !== resource.resourceType) {
+      // A contained resource: its paths start from it.
+      elementPath = object.resourceType;
+    }
+    if (typeof object.reference === 'string' && isReference(object, elementPath)) {
+      sort(object.reference, path);
+    }
+    for (const [key, item] of Object.entries(object)) {
+      if (key.startsWith('_') || key === 'div' || (key === 'entry' && object.resourceType === 'Bundle')) continue;
+      if (item && typeof item === 'object') visit(item, `${path}.${key}`, `${elementPath}.${key}`);
+    }
+  };
+  const sort = (reference: string, path: string): void => {
+    if (reference.startsWith('#')) return;
+    if (/^urn:(uuid|oid):/i.test(reference)) {
+      invalid.push({
+        code: 'invalid',
+        diagnostics: `${path}: '${reference}' names no entry of this transaction (no entry has it as fullUrl); a urn:uuid or urn:oid reference resolves only within a transaction Bundle`,
+        expression: [path],
+      });
+      return;
+    }
+    const relative = relativeToBase(reference, baseUrl);
+    if (relative === reference && /^[A-Za-z][A-Za-z0-9+.-]*:/.test(reference)) return; // another server's URL, or another URI
+    const parts = RELATIVE.exec(relative);
+    if (!parts || !isValidId(parts[2]!) || (parts[3] !== undefined && !isValidId(parts[3]))) {
+      invalid.push({ code: 'invalid', diagnostics: `${path}: '${reference}' is not a reference: a relative one is Type/id (or Type/id/_history/version)`, expression: [path] });
+      return;
+    }
+    const type = parts[1]!;
+    if (isConformanceResourceType(type)) return; // served from the definitions, never stored
+    if (!isServedResourceType(type)) {
+      invalid.push({ code: 'invalid', diagnostics: `${path}: '${reference}' names a ${type}, which is not a resource type this server holds`, expression: [path] });
+      return;
+    }
+    local.push({ path, reference, target: `${type}/${parts[2]}` });
+  };
+  visit(resource, resource.resourceType, resource.resourceType);
+  return { local, invalid };
+}
+
+function isReference(object: Record<string, unknown>, elementPath: string): boolean {
+  if (typeof object.resourceType === 'string' || URI_NAMED_REFERENCE.has(elementPath)) return false;
+  return Object.keys(object).every((key) => REFERENCE_KEYS.has(key));
+}

@@ -1,0 +1,209 @@
+import { randomUUID } from 'node:crypto';
+import t from 'tap';
+import { FHIR_JSON, json, startTestServer, type TestServer } from './helpers/app.ts';
+import { minimalResource } from './helpers/fixtures.ts';
+
+const server = await startTestServer(t, { bundleMaxEntries: 50 });
+const relaxed = await startTestServer(t, { referentialIntegrity: 'off' });
+
+const BASE = 'http://localhost:80/fhir';
+
+function sender(on: TestServer) {
+  return (method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH', url: string, body?: unknown, headers: Record<string, string> = {}) =>
+    on.inject({ method, url, payload: body === undefined ? undefined : JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
+}
+const send = sender(server);
+
+/** How many resources of `type` the server holds (a refused write leaves none). */
+const count = async (type: string, on = send) => json(await on('GET', `/fhir/${type}?_summary=count`)).total as number;
+
+async function createdPatient(): Promise<string> {
+  const res = await send('POST', '/fhir/Patient', minimalResource('Patient'));
+  if (res.statusCode !== 201) throw new Error(`creating a patient answered ${res.statusCode}`);
+  return json(res).id;
+}
+
+const immunization = (patient: string, more: Record<string, unknown> = {}) => ({ ...minimalResource('Immunization'), patient: { reference: patient }, ...more });
+
+t.test('create naming a patient that does not exist: 422 naming the element and the reference, nothing stored', async (t) => {
+  const before = await count('Immunization');
+  const res = await send('POST', '/fhir/Immunization', immunization('Patient/does-not-exist'));
+  t.equal(res.statusCode, 422);
+  const outcome = json(res);
+  t.equal(outcome.resourceType, 'OperationOutcome');
+  t.equal(outcome.issue[0].code, 'not-found');
+  t.same(outcome.issue[0].expression, ['Immunization.patient']);
+  t.match(outcome.issue[0].diagnostics, /Patient\/does-not-exist/);
+  t.equal(await count('Immunization'), before, 'nothing stored');
+});
+
+t.test('every missing reference is named, each by its path in the resource', async (t) => {
+  const patient = await createdPatient();
+  const res = await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`, { performer: [{ actor: { reference: 'Practitioner/p1' } }, { actor: { reference: 'Organization/o1' } }] }));
+  t.equal(res.statusCode, 422);
+  t.same(json(res).issue.map((issue: any) => issue.expression[0]), ['Immunization.performer[0].actor', 'Immunization.performer[1].actor']);
+});
+
+t.test('create naming an existing patient: 201; by Type/id/_history/version and by this server\'s absolute URL too', async (t) => {
+  const patient = await createdPatient();
+  t.equal((await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`))).statusCode, 201);
+  t.equal((await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}/_history/1`))).statusCode, 201);
+  t.equal((await send('POST', '/fhir/Immunization', immunization(`${BASE}/Patient/${patient}`))).statusCode, 201, 'an absolute reference to this server is local');
+  const missing = await send('POST', '/fhir/Immunization', immunization(`${BASE}/Patient/${randomUUID()}`));
+  t.equal(missing.statusCode, 422, 'and must name a resource it holds');
+});
+
+t.test('a deleted target is refused as a missing one', async (t) => {
+  const patient = await createdPatient();
+  t.equal((await send('DELETE', `/fhir/Patient/${patient}`)).statusCode, 204);
+  const res = await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`));
+  t.equal(res.statusCode, 422);
+  t.equal(json(res).issue[0].code, 'not-found');
+});
+
+t.test('references left alone: contained #id, another server\'s URL, identifier only, a uri named reference, an attachment URL', async (t) => {
+  const res = await send('POST', '/fhir/Immunization', {
+    ...immunization('https://other.example.org/fhir/Patient/42'),
+    contained: [{ resourceType: 'Practitioner', id: 'nurse', name: [{ family: 'Leroy' }] }],
+    performer: [{ actor: { reference: '#nurse' } }, { actor: { identifier: { system: 'http://example.org/staff', value: 'N-12' } } }],
+    education: [{ reference: 'http://example.org/leaflet.pdf' }],
+  });
+  t.equal(res.statusCode, 201, JSON.stringify(json(res).issue ?? ''));
+  const document = await send('POST', '/fhir/DocumentReference', {
+    ...minimalResource('DocumentReference'),
+    subject: { reference: 'https://other.example.org/fhir/Patient/42' },
+    content: [{ attachment: { contentType: 'application/pdf', url: 'https://other.example.org/documents/1.pdf' } }],
+  });
+  t.equal(document.statusCode, 201);
+});
+
+t.test('malformed references are 400: an unserved type, a urn:uuid outside a transaction, a relative one that is not Type/id', async (t) => {
+  for (const reference of ['Spaceship/1', 'urn:uuid:5b1c3c3e-0b9f-4c52-9d53-2f8f6a2e1a10', 'Patient', 'Patient/has space']) {
+    const res = await send('POST', '/fhir/Immunization', immunization(reference));
+    t.equal(res.statusCode, 400, reference);
+    t.same(json(res).issue[0].expression, ['Immunization.patient'], reference);
+  }
+});
+
+t.test('update and update-as-create are checked; a resource may name itself', async (t) => {
+  const patient = await createdPatient();
+  const created = json(await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`)));
+  const res = await send('PUT', `/fhir/Immunization/${created.id}`, { ...immunization('Patient/gone'), id: created.id });
+  t.equal(res.statusCode, 422);
+  t.equal(json(await send('GET', `/fhir/Immunization/${created.id}`)).meta.versionId, '1', 'not updated');
+  const id = randomUUID();
+  t.equal((await send('PUT', `/fhir/Immunization/${id}`, { ...immunization('Patient/gone'), id })).statusCode, 422, 'update-as-create');
+  t.equal((await send('GET', `/fhir/Immunization/${id}`)).statusCode, 404);
+  const self = randomUUID();
+  const linked = await send('PUT', `/fhir/Patient/${self}`, { ...minimalResource('Patient'), id: self, link: [{ other: { reference: `Patient/${self}` }, type: 'seealso' }] });
+  t.equal(linked.statusCode, 201, 'a patient linking to itself');
+});
+
+t.test('patch is checked on the patched resource, JSON Patch and FHIRPath Patch', async (t) => {
+  const patient = await createdPatient();
+  const created = json(await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`)));
+  const jsonPatch = await send('PATCH', `/fhir/Immunization/${created.id}`, [{ op: 'replace', path: '/patient/reference', value: 'Patient/missing' }], {
+    'content-type': 'application/json-patch+json',
+  });
+  t.equal(jsonPatch.statusCode, 422);
+  t.same(json(jsonPatch).issue[0].expression, ['Immunization.patient']);
+  const fhirPathPatch = await send('PATCH', `/fhir/Immunization/${created.id}`, {
+    resourceType: 'Parameters',
+    parameter: [{ name: 'operation', part: [{ name: 'type', valueCode: 'replace' }, { name: 'path', valueString: 'Immunization.patient' }, { name: 'value', valueReference: { reference: 'Patient/missing' } }] }],
+  });
+  t.equal(fhirPathPatch.statusCode, 422);
+  t.equal(json(await send('GET', `/fhir/Immunization/${created.id}`)).meta.versionId, '1', 'neither patch wrote');
+  const other = await createdPatient();
+  const ok = await send('PATCH', `/fhir/Immunization/${created.id}`, [{ op: 'replace', path: '/patient/reference', value: `Patient/${other}` }], {
+    'content-type': 'application/json-patch+json',
+  });
+  t.equal(ok.statusCode, 200);
+});
+
+t.test('transaction: urn:uuid references resolved, and a target created by a later entry (an update after the creates) counts', async (t) => {
+  const patient = 'urn:uuid:7d0f6a3e-2c1b-4d8e-9f0a-1b2c3d4e5f60';
+  const later = randomUUID();
+  const res = await send('POST', '/fhir', {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      { resource: immunization(patient, { performer: [{ actor: { reference: `Practitioner/${later}` } }] }), request: { method: 'POST', url: 'Immunization' } },
+      { fullUrl: patient, resource: minimalResource('Patient'), request: { method: 'POST', url: 'Patient' } },
+      { resource: { ...minimalResource('Practitioner'), id: later }, request: { method: 'PUT', url: `Practitioner/${later}` } },
+    ],
+  });
+  t.equal(res.statusCode, 200, JSON.stringify(json(res).issue ?? ''));
+  t.same(json(res).entry.map((entry: any) => entry.response.status), ['201 Created', '201 Created', '201 Created']);
+});
+
+t.test('transaction: an unresolved urn:uuid or a missing target refuses the whole transaction, naming the entry; nothing stored', async (t) => {
+  const patients = await count('Patient');
+  const immunizations = await count('Immunization');
+  const unresolved = await send('POST', '/fhir', {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      { fullUrl: 'urn:uuid:0f0e0d0c-0b0a-4909-8807-060504030201', resource: minimalResource('Patient'), request: { method: 'POST', url: 'Patient' } },
+      { resource: immunization('urn:uuid:11111111-2222-4333-8444-555555555555'), request: { method: 'POST', url: 'Immunization' } },
+    ],
+  });
+  t.equal(unresolved.statusCode, 400);
+  t.same(json(unresolved).issue[0].expression, ['Bundle.entry[1]', 'Immunization.patient']);
+  const missing = await send('POST', '/fhir', {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      { resource: minimalResource('Patient'), request: { method: 'POST', url: 'Patient' } },
+      { resource: immunization('Patient/nobody'), request: { method: 'POST', url: 'Immunization' } },
+    ],
+  });
+  t.equal(missing.statusCode, 422);
+  t.same(json(missing).issue[0].expression, ['Bundle.entry[1]', 'Immunization.patient']);
+  t.equal(await count('Patient'), patients, 'no patient stored');
+  t.equal(await count('Immunization'), immunizations, 'no immunization stored');
+});
+
+t.test('transaction: a target deleted by the same transaction is missing at commit', async (t) => {
+  const patient = await createdPatient();
+  const res = await send('POST', '/fhir', {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      { resource: immunization(`Patient/${patient}`), request: { method: 'POST', url: 'Immunization' } },
+      { request: { method: 'DELETE', url: `Patient/${patient}` } },
+    ],
+  });
+  t.equal(res.statusCode, 422);
+  t.equal((await send('GET', `/fhir/Patient/${patient}`)).statusCode, 200, 'the delete was undone');
+});
+
+t.test('batch: the entry with a bad reference fails alone', async (t) => {
+  const patient = await createdPatient();
+  const res = await send('POST', '/fhir', {
+    resourceType: 'Bundle',
+    type: 'batch',
+    entry: [
+      { resource: immunization(`Patient/${patient}`), request: { method: 'POST', url: 'Immunization' } },
+      { resource: immunization('Patient/nobody'), request: { method: 'POST', url: 'Immunization' } },
+      { fullUrl: 'urn:uuid:aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee', resource: minimalResource('Patient'), request: { method: 'POST', url: 'Patient' } },
+      { resource: immunization('urn:uuid:aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee'), request: { method: 'POST', url: 'Immunization' } },
+    ],
+  });
+  t.equal(res.statusCode, 200);
+  const entries = json(res).entry;
+  t.same(entries.map((entry: any) => entry.response.status), ['201 Created', '422 Unprocessable Entity', '201 Created', '400 Bad Request'], 'a batch resolves no urn:uuid between its entries');
+  t.equal(entries[1].response.outcome.issue[0].code, 'not-found');
+});
+
+t.test('FHIR_REFERENTIAL_INTEGRITY=off: references to nothing are written as they are', async (t) => {
+  const relaxedSend = sender(relaxed);
+  t.equal((await relaxedSend('POST', '/fhir/Immunization', immunization('Patient/legacy-42'))).statusCode, 201);
+  t.equal((await relaxedSend('POST', '/fhir/Immunization', immunization('urn:uuid:5b1c3c3e-0b9f-4c52-9d53-2f8f6a2e1a10'))).statusCode, 201);
+  const bundle = await relaxedSend('POST', '/fhir', {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [{ resource: immunization('Patient/legacy-43'), request: { method: 'POST', url: 'Immunization' } }],
+  });
+  t.equal(bundle.statusCode, 200);
+  t.equal(await count('Immunization', relaxedSend), 3);
+});
