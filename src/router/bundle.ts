@@ -3,6 +3,7 @@ import type { Bundle, BundleEntry, OperationOutcome, Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText, resourceObject, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
+import { isError } from '../fhir/validation/validator.ts';
 import { StoredResource, type ResourceStore } from '../store/resource-store.ts';
 import { parseCondition, severalMatches, type Condition } from './conditional.ts';
 import { versionHeaders } from './crud.ts';
@@ -35,6 +36,8 @@ interface Entry {
   resource?: Resource;
   ifMatch?: string;
   ifNoneExist?: string;
+  /** Profiles the Bundle's claimed profile requires of this entry's resource. */
+  requiredProfiles?: string[];
 }
 
 /**
@@ -44,7 +47,12 @@ interface Entry {
  * references (`urn:uuid:`, `urn:oid:`, conditional `Type?criteria`) to `Type/id`.
  */
 export async function processBundle(kind: 'transaction' | 'batch', request: FhirRequest, ctx: HandlerContext): Promise<ResponseBundle> {
+  const entryProfiles = checkClaimedProfiles(request.body, ctx);
   const entries = readEntries(request.body, request.baseUrl, ctx.deps.limits.maxEntries);
+  entries.forEach((entry, index) => {
+    const required = entryProfiles?.[index];
+    if (required?.length && (entry.method === 'POST' || entry.method === 'PUT')) entry.requiredProfiles = required;
+  });
   const responses = kind === 'batch' ? await runBatch(entries, request, ctx) : await runTransaction(entries, request, ctx);
   return {
     resourceType: 'Bundle',
@@ -53,6 +61,19 @@ export async function processBundle(kind: 'transaction' | 'batch', request: Fhir
     type: kind === 'batch' ? 'batch-response' : 'transaction-response',
     entry: responses.map(toResponseEntry),
   };
+}
+
+/**
+ * A Bundle claiming a profile (IHE MHD / PDSm provide-document bundle) is held to it before anything runs:
+ * its slices, cardinalities and constraints (422 with the issues otherwise). Its entries' resources are not
+ * validated here: each is when its entry runs, against the profile its slice requires besides its own claims.
+ */
+function checkClaimedProfiles(body: unknown, ctx: HandlerContext): string[][] | undefined {
+  const claims = (body as Bundle | undefined)?.meta?.profile;
+  if (!Array.isArray(claims) || claims.length === 0 || !ctx.deps.validator.checkBundleProfiles) return undefined;
+  const { issues, entryProfiles } = ctx.deps.validator.checkBundleProfiles(body);
+  if (issues.some(isError)) throw new FhirError(422, issues);
+  return entryProfiles;
 }
 
 async function runBatch(entries: Entry[], request: FhirRequest, ctx: HandlerContext): Promise<FhirResponse[]> {
@@ -283,6 +304,7 @@ function entryRequest(entry: Entry & { assignedId?: string }, bundleRequest: Fhi
     ifMatch: entry.ifMatch,
     // A transaction has resolved ifNoneExist already; a batch entry does it itself.
     ifNoneExist: entry.assignedId ? undefined : entry.ifNoneExist,
+    requiredProfiles: entry.requiredProfiles,
     assignedId: entry.assignedId,
     prefer: bundleRequest.prefer,
     baseUrl: bundleRequest.baseUrl,

@@ -19,6 +19,11 @@ export interface FhirRequest {
   prefer?: string;
   /** The id a transaction already gave a POST entry, so references to it could be rewritten first. */
   assignedId?: string;
+  /**
+   * Profiles the body must conform to as if it claimed them: those the profile claimed by the entry's Bundle
+   * requires of the entry's resource (a bundle entry's only).
+   */
+  requiredProfiles?: readonly string[];
   /** `X-Security-Context` (R4 binary.html#security): the resource whose access rules a Binary follows. */
   securityContext?: string;
   /**
