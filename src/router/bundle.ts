@@ -8,6 +8,7 @@ import { StoredResource, type ResourceStore } from '../store/resource-store.ts';
 import { parseCondition, severalMatches, type Condition } from './conditional.ts';
 import { versionHeaders } from './crud.ts';
 import type { HandlerContext } from './context.ts';
+import { findReplacements, supersedeReplaced } from './replacements.ts';
 import type { FhirRequest, FhirResponse, HttpMethod } from './request.ts';
 
 /** R4 http.html#trules: deletes, then creates, then updates and patches, then reads. */
@@ -91,6 +92,7 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
     const responses = new Array<FhirResponse>(entries.length);
     const existing = await assignIdentities(entries, store, request, ctx, responses);
     await resolveConditionalReferences(entries, store, request, ctx);
+    const replacements = await findReplacements(entries, store, request.baseUrl);
 
     // Within a step, Binaries first: a DocumentReference's attachment may point at one in the same bundle.
     const ordered = [...entries].sort((a, b) => PROCESSING_ORDER[a.method] - PROCESSING_ORDER[b.method] || binaryFirst(a) - binaryFirst(b) || a.index - b.index);
@@ -102,6 +104,7 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
       // Written (or buffered as text): the entry's object is no longer needed.
       entry.resource = undefined;
     }
+    await supersedeReplaced(replacements, store, request, ctx);
     return responses;
   });
 }
