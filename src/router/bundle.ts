@@ -3,11 +3,13 @@ import type { Bundle, BundleEntry, OperationOutcome, Resource } from 'fhir/r4';
 import { FhirError, type Issue } from '../fhir/outcome.ts';
 import { ResourceText, resourceObject, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
+import { isError } from '../fhir/validation/validator.ts';
 import { StoredResource, type ResourceStore } from '../store/resource-store.ts';
 import { parseCondition, severalMatches, type Condition } from './conditional.ts';
 import { versionHeaders } from './crud.ts';
 import type { HandlerContext } from './context.ts';
 import { missingTargets, unknownTargets, type LocalReference } from './references.ts';
+import { findReplacements, supersedeReplaced } from './replacements.ts';
 import type { FhirRequest, FhirResponse, HttpMethod } from './request.ts';
 
 /** R4 http.html#trules: deletes, then creates, then updates and patches, then reads. */
@@ -36,6 +38,8 @@ interface Entry {
   resource?: Resource;
   ifMatch?: string;
   ifNoneExist?: string;
+  /** Profiles the Bundle's claimed profile requires of this entry's resource. */
+  requiredProfiles?: string[];
 }
 
 /**
@@ -45,7 +49,12 @@ interface Entry {
  * references (`urn:uuid:`, `urn:oid:`, conditional `Type?criteria`) to `Type/id`.
  */
 export async function processBundle(kind: 'transaction' | 'batch', request: FhirRequest, ctx: HandlerContext): Promise<ResponseBundle> {
+  const entryProfiles = checkClaimedProfiles(request.body, ctx);
   const entries = readEntries(request.body, request.baseUrl, ctx.deps.limits.maxEntries);
+  entries.forEach((entry, index) => {
+    const required = entryProfiles?.[index];
+    if (required?.length && (entry.method === 'POST' || entry.method === 'PUT')) entry.requiredProfiles = required;
+  });
   const responses = kind === 'batch' ? await runBatch(entries, request, ctx) : await runTransaction(entries, request, ctx);
   return {
     resourceType: 'Bundle',
@@ -54,6 +63,19 @@ export async function processBundle(kind: 'transaction' | 'batch', request: Fhir
     type: kind === 'batch' ? 'batch-response' : 'transaction-response',
     entry: responses.map(toResponseEntry),
   };
+}
+
+/**
+ * A Bundle claiming a profile (IHE MHD / PDSm provide-document bundle) is held to it before anything runs:
+ * its slices, cardinalities and constraints (422 with the issues otherwise). Its entries' resources are not
+ * validated here: each is when its entry runs, against the profile its slice requires besides its own claims.
+ */
+function checkClaimedProfiles(body: unknown, ctx: HandlerContext): string[][] | undefined {
+  const claims = (body as Bundle | undefined)?.meta?.profile;
+  if (!Array.isArray(claims) || claims.length === 0 || !ctx.deps.validator.checkBundleProfiles) return undefined;
+  const { issues, entryProfiles } = ctx.deps.validator.checkBundleProfiles(body);
+  if (issues.some(isError)) throw new FhirError(422, issues);
+  return entryProfiles;
 }
 
 async function runBatch(entries: Entry[], request: FhirRequest, ctx: HandlerContext): Promise<FhirResponse[]> {
@@ -71,6 +93,7 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
     const responses = new Array<FhirResponse>(entries.length);
     const existing = await assignIdentities(entries, store, request, ctx, responses);
     await resolveConditionalReferences(entries, store, request, ctx);
+    const replacements = await findReplacements(entries, store, request.baseUrl);
 
     // Within a step, Binaries first: a DocumentReference's attachment may point at one in the same bundle.
     const ordered = [...entries].sort((a, b) => PROCESSING_ORDER[a.method] - PROCESSING_ORDER[b.method] || binaryFirst(a) - binaryFirst(b) || a.index - b.index);
@@ -86,6 +109,8 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
       // Written (or buffered as text): the entry's object is no longer needed.
       entry.resource = undefined;
     }
+    await supersedeReplaced(replacements, store, request, ctx);
+    // Last: a target may be written by any entry, or superseded, before the references to it are looked up.
     await checkDeferredReferences(references, store);
     return responses;
   });
@@ -304,6 +329,7 @@ function entryRequest(entry: Entry & { assignedId?: string }, bundleRequest: Fhi
     ifMatch: entry.ifMatch,
     // A transaction has resolved ifNoneExist already; a batch entry does it itself.
     ifNoneExist: entry.assignedId ? undefined : entry.ifNoneExist,
+    requiredProfiles: entry.requiredProfiles,
     assignedId: entry.assignedId,
     prefer: bundleRequest.prefer,
     baseUrl: bundleRequest.baseUrl,

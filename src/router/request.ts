@@ -25,6 +25,11 @@ export interface FhirRequest {
    * looked up once every entry is written (a later entry may create the target), instead of at once.
    */
   deferReferences?: (references: LocalReference[]) => void;
+  /**
+   * Profiles the body must conform to as if it claimed them: those the profile claimed by the entry's Bundle
+   * requires of the entry's resource (a bundle entry's only).
+   */
+  requiredProfiles?: readonly string[];
   /** `X-Security-Context` (R4 binary.html#security): the resource whose access rules a Binary follows. */
   securityContext?: string;
   /**

@@ -75,9 +75,9 @@ export class FhirRouter {
     switch (interaction.kind) {
       case 'create':
       case 'update-conditional':
-        return checkResource(request.body, interaction.resourceType, null, this.deps.validator, request.securityContext);
+        return checkResource(request.body, interaction.resourceType, null, this.deps.validator, request.securityContext, request.requiredProfiles);
       case 'update':
-        return checkResource(request.body, interaction.resourceType, interaction.id, this.deps.validator, request.securityContext);
+        return checkResource(request.body, interaction.resourceType, interaction.id, this.deps.validator, request.securityContext, request.requiredProfiles);
       default:
         return undefined;
     }

@@ -16,7 +16,14 @@ export interface CheckedResource {
  * the profiles that apply. Not R4 at all: 400; valid R4 that breaks a profile or a French rule: 422.
  * `id`: the id the URL names (update), `null` when the URL names none (create, conditional update).
  */
-export function checkResource(body: unknown, resourceType: string, id: string | null, validator: ResourceValidator, securityContext?: string): CheckedResource {
+export function checkResource(
+  body: unknown,
+  resourceType: string,
+  id: string | null,
+  validator: ResourceValidator,
+  securityContext?: string,
+  requiredProfiles?: readonly string[],
+): CheckedResource {
   if (body instanceof RawBody && resourceType === 'Binary') body = binaryOf(body, id, securityContext);
   if (body instanceof UnsupportedBody || body instanceof RawBody || body instanceof FormParameters) {
     const mediaType = body instanceof UnsupportedBody ? body.mediaType : body instanceof RawBody ? body.contentType : 'application/x-www-form-urlencoded';
@@ -34,7 +41,8 @@ export function checkResource(body: unknown, resourceType: string, id: string | 
     if (bodyId !== id) throw FhirError.badRequest(`id '${String(bodyId)}' in the body does not match '${id}' in the URL`, [`${resourceType}.id`]);
   }
   if (resourceType === 'Bundle') assertStorableBundle(body as { type?: unknown });
-  const { issues, failedStage } = validator.check?.(resourceType, body) ?? { issues: validator.validate(resourceType, body), failedStage: undefined };
+  const options = requiredProfiles?.length ? { requiredProfiles } : undefined;
+  const { issues, failedStage } = validator.check?.(resourceType, body, options) ?? { issues: validator.validate(resourceType, body), failedStage: undefined };
   if (issues.some(isError)) throw new FhirError(failedStage === 'profile' ? 422 : 400, issues);
   return { resource: body as Resource, notes: issues };
 }

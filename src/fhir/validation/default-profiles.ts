@@ -19,6 +19,18 @@ export const FRENCH_DEFAULT_PROFILES: DefaultProfiles = {
 };
 
 /**
+ * Profiles a resource may claim instead of its type's default profile, by default profile. IHE MHD publishes
+ * a document either by ITI-65 (Comprehensive metadata, the default here) or by ITI-105 Simplified Publish,
+ * whose DocumentReference carries the document inline and leaves to the recipient metadata the comprehensive
+ * profile requires (size, hash, url, source patient…): MHD validates each against the option it claims, so a
+ * document claiming PDSm Simplified Publish is held to that profile, not also to the comprehensive one.
+ * Any other claimed profile adds to the default rather than replacing it.
+ */
+export const ALTERNATIVES_TO_DEFAULT: Readonly<Record<string, readonly string[]>> = {
+  [`${PDSM}/pdsm-comprehensive-document-reference`]: [`${PDSM}/pdsm-simplified-publish`],
+};
+
+/**
  * Reads `FHIR_DEFAULT_PROFILES`: unset or empty → the French set; `none` → no default profile (base R4 only);
  * otherwise a comma list `Type=canonical-url`, e.g. `Patient=https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-ins`.
  */

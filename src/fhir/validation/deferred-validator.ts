@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Issue } from '../outcome.ts';
-import type { CheckOptions, ResourceValidator, ValidationResult } from './validator.ts';
+import type { BundleProfileCheck, CheckOptions, ResourceValidator, ValidationResult } from './validator.ts';
 
 /** What `warmUp` runs, one step per event-loop turn; every step is safe to skip or to repeat. */
 export interface WarmUpSteps {
@@ -34,6 +34,11 @@ export class DeferredValidator implements ResourceValidator {
   check(resourceType: string, resource: unknown, options?: CheckOptions): ValidationResult {
     const validator = this.validator;
     return validator.check?.(resourceType, resource, options) ?? { issues: validator.validate(resourceType, resource) };
+  }
+
+  checkBundleProfiles(bundle: unknown): BundleProfileCheck {
+    const validator = this.validator;
+    return validator.checkBundleProfiles?.(bundle) ?? { issues: [], entryProfiles: [] };
   }
 
   /** Builds and exercises it one step per event-loop turn, so requests arriving meanwhile are answered between steps. */

@@ -5,6 +5,7 @@ import { IDENTIFIER_CHECKS, INS_SYSTEMS } from './french-identifiers.ts';
 
 const IDENTITY_RELIABILITY = 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability';
 const PDSM_DOCUMENT = 'https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-comprehensive-document-reference';
+const PDSM_SIMPLIFIED_PUBLISH = 'https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-simplified-publish';
 const NOS = 'https://mos.esante.gouv.fr/NOS';
 
 /**
@@ -28,6 +29,10 @@ const VALUE_SET_RULES: ValueSetRule[] = [
   { profile: PDSM_DOCUMENT, key: 'constr-bind-format', path: ['content', 'format'], type: 'Coding', valueSet: `${NOS}/JDV_J10-XdsFormatCode-CISIS/FHIR/JDV-J10-XdsFormatCode-CISIS` },
   { profile: PDSM_DOCUMENT, key: 'constr-bind-ProducteurDoc', path: ['context', 'facilityType'], type: 'CodeableConcept', valueSet: `${NOS}/JDV_J02-XdsHealthcareFacilityTypeCode-CISIS/FHIR/JDV-J02-XdsHealthcareFacilityTypeCode-CISIS` },
   { profile: PDSM_DOCUMENT, key: 'constr-bind-ProducteurDoc', path: ['context', 'practiceSetting'], type: 'CodeableConcept', valueSet: `${NOS}/JDV_J04-XdsPracticeSettingCode-CISIS/FHIR/JDV-J04-XdsPracticeSettingCode-CISIS` },
+  // Simplified Publish states the same type, class and format rules; its facility and practice setting codes are only recommended.
+  { profile: PDSM_SIMPLIFIED_PUBLISH, key: 'constr-bind-type', path: ['type'], type: 'CodeableConcept', valueSet: `${NOS}/JDV_J07-XdsTypeCode-CISIS/FHIR/JDV-J07-XdsTypeCode-CISIS` },
+  { profile: PDSM_SIMPLIFIED_PUBLISH, key: 'constr-bind-category', path: ['category'], type: 'CodeableConcept', valueSet: `${NOS}/JDV_J06-XdsClassCode-CISIS/FHIR/JDV-J06-XdsClassCode-CISIS` },
+  { profile: PDSM_SIMPLIFIED_PUBLISH, key: 'constr-bind-format', path: ['content', 'format'], type: 'Coding', valueSet: `${NOS}/JDV_J10-XdsFormatCode-CISIS/FHIR/JDV-J10-XdsFormatCode-CISIS` },
   // TRE_A08 is the NOS transcription of HL7 v3 Confidentiality; PDSm4DMP's own examples use the HL7 system.
   {
     profile: PDSM_DOCUMENT,

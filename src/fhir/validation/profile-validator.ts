@@ -2,14 +2,15 @@ import type { Issue } from '../outcome.ts';
 import { loadTerminology } from '../terminology/load-terminology.ts';
 import { stripVersion, type TerminologyService } from '../terminology/terminology-service.ts';
 import { bundleIssues } from './bundle-rules.ts';
-import { DOSSIER_PROFILE_BASE, parseDefaultProfiles, type DefaultProfiles } from './default-profiles.ts';
+import { ALTERNATIVES_TO_DEFAULT, DOSSIER_PROFILE_BASE, parseDefaultProfiles, type DefaultProfiles } from './default-profiles.ts';
 import { DefinitionRegistry, PROFILES_DIR } from './definitions.ts';
 import type { CompiledProfile } from './element-tree.ts';
 import { identifierIssues, identityIssues, valueSetRuleIssues } from './french-rules.ts';
 import { ownRules } from './own-rules.ts';
 import { SchemaValidator } from './schema-validator.ts';
 import { StructureValidator, type RelaxedRules, type StructureValidatorOptions } from './structure-validator.ts';
-import { isError, type CheckOptions, type ResourceValidator, type ValidationResult } from './validator.ts';
+import { findSlice, type SliceOracle } from './slicing.ts';
+import { isError, type BundleProfileCheck, type CheckOptions, type ResourceValidator, type ValidationResult } from './validator.ts';
 
 /**
  * Options; the structure options default to: unknown extensions → warning (French data carries ANS extensions
@@ -99,7 +100,7 @@ export class ProfileValidator implements ResourceValidator {
     if (resourceType === 'Bundle' && Array.isArray((resource as { entry?: unknown } | null)?.entry)) return this.checkBundle(resource as Json, nominated);
     const schemaIssues = this.schemaIssues(resourceType, resource);
     if (schemaIssues.some(isError)) return { issues: [...(nominated?.issues ?? []), ...schemaIssues], failedStage: 'schema' };
-    const issues = [...schemaIssues, ...this.profileIssues(resourceType, resource as Json & { resourceType: string }, nominated)];
+    const issues = [...schemaIssues, ...this.profileIssues(resourceType, resource as Json & { resourceType: string }, nominated, resource as Json, options.requiredProfiles)];
     return { issues, failedStage: issues.some(isError) ? 'profile' : undefined };
   }
 
@@ -173,31 +174,98 @@ export class ProfileValidator implements ResourceValidator {
   profilesFor(
     resource: { resourceType: string; meta?: { profile?: string[] } },
     nominated?: { profile?: CompiledProfile; issues: Issue[] },
+    required: readonly string[] = [],
   ): { profiles: CompiledProfile[]; issues: Issue[]; relaxed?: CompiledProfile } {
     const profiles: CompiledProfile[] = [];
     const issues: Issue[] = [...(nominated?.issues ?? [])];
     if (nominated?.profile) profiles.push(nominated.profile);
     const claimed = resource.meta?.profile ?? [];
-    claimed.forEach((url, index) => {
+    [...claimed, ...required].forEach((url, index) => {
       const profile = this.structure.profile(url);
-      const expression = `${resource.resourceType}.meta.profile[${index}]`;
+      const isClaim = index < claimed.length;
+      const expression = isClaim ? `${resource.resourceType}.meta.profile[${index}]` : resource.resourceType;
+      const what = isClaim ? `${expression}: profile ${url}` : `${expression}: profile ${url} (required of this entry by the Bundle's profile)`;
       if (!profile) {
-        issues.push({ severity: this.unknownProfiles, code: 'not-supported', expression: [expression], diagnostics: `${expression}: profile ${url} is not known to this server, so the resource was not checked against it` });
+        issues.push({ severity: this.unknownProfiles, code: 'not-supported', expression: [expression], diagnostics: `${what} is not known to this server, so the resource was not checked against it` });
       } else if (profile.type !== resource.resourceType) {
-        issues.push({ severity: 'error', code: 'invalid', expression: [expression], diagnostics: `${expression}: profile ${url} is a profile of ${profile.type}, not ${resource.resourceType}` });
+        issues.push({ severity: 'error', code: 'invalid', expression: [expression], diagnostics: `${what} is a profile of ${profile.type}, not ${resource.resourceType}` });
       } else if (!profiles.includes(profile)) {
         profiles.push(profile);
       }
     });
     const baseType = `http://hl7.org/fhir/StructureDefinition/${resource.resourceType}`;
     const fallback = nominated ? baseType : this.defaults[resource.resourceType] ?? baseType;
-    // A claimed profile derived from the default (fr-core-patient-ins from fr-core-patient) already holds all its rules.
+    // A claimed profile derived from the default (fr-core-patient-ins from fr-core-patient) already holds all its
+    // rules; one derived from an alternative the default set names (MHD Simplified Publish) replaces it.
     const base = this.structure.profile(fallback);
-    if (!base || profiles.some((profile) => this.derivesFrom(profile.url, base.url))) return { profiles, issues };
+    const replacedBy = base ? [base.url, ...(nominated ? [] : ALTERNATIVES_TO_DEFAULT[stripVersion(base.url)] ?? [])] : [];
+    if (!base || profiles.some((profile) => replacedBy.some((url) => this.derivesFrom(profile.url, url)))) return { profiles, issues };
     profiles.push(base);
     // Held to base R4 as errors; what the project's profile adds is reported, as warnings.
     if (this.projectRules === 'warning' && isProjectProfile(base.url)) return { profiles, issues, relaxed: base };
     return { profiles, issues };
+  }
+
+  checkBundleProfiles(bundle: unknown): BundleProfileCheck {
+    const object = bundle as Json & { resourceType: string; meta?: { profile?: unknown } };
+    const entries = Array.isArray(object.entry) ? (object.entry as unknown[]) : [];
+    const entryProfiles = entries.map((): string[] => []);
+    const issues: Issue[] = [];
+    const claimed = Array.isArray(object.meta?.profile) ? (object.meta.profile as unknown[]).filter((url): url is string => typeof url === 'string') : [];
+    claimed.forEach((url, index) => {
+      const profile = this.structure.profile(url);
+      const expression = `Bundle.meta.profile[${index}]`;
+      if (!profile) {
+        issues.push({ severity: this.unknownProfiles, code: 'not-supported', expression: [expression], diagnostics: `${expression}: profile ${url} is not known to this server, so the Bundle was not checked against it` });
+        return;
+      }
+      if (profile.type !== 'Bundle') {
+        issues.push({ severity: 'error', code: 'invalid', expression: [expression], diagnostics: `${expression}: profile ${url} is a profile of ${profile.type}, not Bundle` });
+        return;
+      }
+      const oracle = this.entrySliceOracle(profile);
+      issues.push(...this.structure.validate(object, profile, 'Bundle', { nestedResources: false, oracle }));
+      const sliced = profile.byPath.get('Bundle.entry');
+      if (!sliced || sliced.slices.length === 0) return;
+      entries.forEach((entry, position) => {
+        const slice = findSlice(sliced, { value: entry, type: 'BackboneElement', expression: `Bundle.entry[${position}]`, elementPath: 'Bundle.entry' }, oracle);
+        const resourceDefinition = slice?.children.find((child) => child.name === 'resource');
+        for (const type of resourceDefinition?.types ?? []) {
+          for (const required of type.profiles) {
+            if (stripVersion(required) !== `http://hl7.org/fhir/StructureDefinition/${type.code}` && !entryProfiles[position]!.includes(required)) entryProfiles[position]!.push(required);
+          }
+        }
+      });
+    });
+    return { issues, entryProfiles };
+  }
+
+  /**
+   * How a Bundle profile's entry slices that tell resources apart by profile are decided without validating
+   * each resource twice: a resource claiming the slice's profile (or one derived from it) is in the slice, and
+   * so is any resource of a type only one such slice takes, its conformance then checked when its entry runs.
+   * Only where several slices take the type (PDSm: a SubmissionSet or a Folder, both Lists) and the resource
+   * claims neither is it validated here to tell which. A slice's profile the server does not know is decided
+   * by type alone.
+   */
+  private entrySliceOracle(bundleProfile: CompiledProfile): SliceOracle {
+    const slicesByType = new Map<string, number>();
+    for (const slice of bundleProfile.byPath.get('Bundle.entry')?.slices ?? []) {
+      for (const type of slice.children.find((child) => child.name === 'resource')?.types ?? []) slicesByType.set(type.code, (slicesByType.get(type.code) ?? 0) + 1);
+    }
+    return {
+      inValueSet: (value, type, valueSet) => this.structure.inValueSet(value, type, valueSet),
+      conformsTo: (value, type, profileUrl) => {
+        const resource = value as { resourceType?: unknown; meta?: { profile?: unknown } } | null;
+        if (!resource || typeof resource !== 'object' || resource.resourceType !== type) return false;
+        const profile = this.structure.profile(profileUrl);
+        if (!profile) return true;
+        const claims = Array.isArray(resource.meta?.profile) ? (resource.meta.profile as unknown[]) : [];
+        if (claims.some((url) => typeof url === 'string' && this.derivesFrom(stripVersion(url), profile.url))) return true;
+        if ((slicesByType.get(type) ?? 0) <= 1) return true;
+        return this.structure.conformsTo(value, type, profileUrl);
+      },
+    };
   }
 
   /** Whether `url` is `ancestor` or constrains it, through baseDefinition (snapshots carry every inherited rule). */
@@ -228,8 +296,14 @@ export class ProfileValidator implements ResourceValidator {
    * `own`: the part of `resource` these checks walk, when the resources it holds are checked apart (a
    * Bundle's shell); structure checks still read `resource` whole for its invariants, without entering them.
    */
-  private profileIssues(resourceType: string, resource: Json & { resourceType: string }, nominated?: { profile?: CompiledProfile; issues: Issue[] }, own: Json = resource): Issue[] {
-    const { profiles, issues, relaxed } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } }, nominated);
+  private profileIssues(
+    resourceType: string,
+    resource: Json & { resourceType: string },
+    nominated?: { profile?: CompiledProfile; issues: Issue[] },
+    own: Json = resource,
+    required?: readonly string[],
+  ): Issue[] {
+    const { profiles, issues, relaxed } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } }, nominated, required);
     const nestedResources = own === resource;
     const seen = new Set<string>();
     // The message without its origin ` [label url, element id]`, whose id may hold a choice's `[x]`.

@@ -56,6 +56,8 @@ interface Scope {
   relaxed?: RelaxedRules;
   /** False when the caller validates the resources inside (a Bundle's entries) with their own type's validator. */
   nestedResources?: boolean;
+  /** Decides slices by profile; the validator itself (by validating the value) unless given. */
+  oracle?: SliceOracle;
 }
 
 /**
@@ -90,10 +92,16 @@ export class StructureValidator implements SliceOracle {
    * Issues of `resource` against `profile` (a resource profile of the resource's type). With
    * `nestedResources: false` the resources it holds are left to the caller; its invariants still see them.
    * `relaxed`: the rules reported as warnings (a default profile's own rules, FHIR_PROJECT_RULES=warning).
+   * `oracle`: what decides slices by profile, when the resources inside are not validated here.
    */
-  validate(resource: Resource, profile: CompiledProfile, expression = resource.resourceType, options: { nestedResources?: boolean; relaxed?: RelaxedRules } = {}): Issue[] {
+  validate(
+    resource: Resource,
+    profile: CompiledProfile,
+    expression = resource.resourceType,
+    options: { nestedResources?: boolean; relaxed?: RelaxedRules; oracle?: SliceOracle } = {},
+  ): Issue[] {
     const report = new Report();
-    this.checkResource(resource, profile, expression, { report, resource, rootResource: resource, relaxed: options.relaxed, nestedResources: options.nestedResources ?? true });
+    this.checkResource(resource, profile, expression, { report, resource, rootResource: resource, relaxed: options.relaxed, nestedResources: options.nestedResources ?? true, oracle: options.oracle });
     return report.issues;
   }
 
@@ -116,7 +124,7 @@ export class StructureValidator implements SliceOracle {
   // --- walking ---
 
   private checkResource(resource: Resource, profile: CompiledProfile, expression: string, outer: Scope): void {
-    const scope: Scope = { report: outer.report, resource, rootResource: outer.rootResource, relaxed: outer.relaxed, nestedResources: outer.nestedResources };
+    const scope: Scope = { report: outer.report, resource, rootResource: outer.rootResource, relaxed: outer.relaxed, nestedResources: outer.nestedResources, oracle: outer.oracle };
     const item: Item = { value: resource, type: resource.resourceType, expression, elementPath: resource.resourceType };
     this.checkItem(profile.root, item, scope);
   }
@@ -235,7 +243,7 @@ export class StructureValidator implements SliceOracle {
   }
 
   private checkSlices(sliced: ElementNode, items: Item[], parent: Item, scope: Scope, isExtension: boolean): void {
-    const assigned = items.map((item) => findSlice(sliced, item, this));
+    const assigned = items.map((item) => findSlice(sliced, item, scope.oracle ?? this));
     for (const slice of sliced.slices) {
       const count = assigned.filter((s) => s === slice).length;
       this.checkCardinality(slice, count, parent, scope, `${sliced.path}:${slice.sliceName}`);

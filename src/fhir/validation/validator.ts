@@ -17,6 +17,18 @@ export interface CheckOptions {
    * (base R4 and the profiles the resource claims still apply). A profile the server does not know is an error.
    */
   profile?: string;
+  /**
+   * Canonical URLs of profiles the resource must conform to as if it claimed them: those a claimed Bundle
+   * profile requires of the entry's resource (its slice's profile). Unknown ones are reported as unknown claims are.
+   */
+  requiredProfiles?: readonly string[];
+}
+
+/** A Bundle checked against the Bundle profiles it claims, its entries' resources left to their own validation. */
+export interface BundleProfileCheck {
+  issues: Issue[];
+  /** Per entry (by index), the profiles its slice requires of its resource, beyond the base definition of its type. */
+  entryProfiles: string[][];
 }
 
 /** Checks a resource before it is written; issues of severity error (the default) refuse the write. */
@@ -24,6 +36,12 @@ export interface ResourceValidator {
   validate(resourceType: string, resource: unknown): Issue[];
   /** Same as `validate`, telling which stage failed; validators without stages need not implement it. */
   check?(resourceType: string, resource: unknown, options?: CheckOptions): ValidationResult;
+  /**
+   * A transaction or batch Bundle against the profiles it claims in `meta.profile` (slices, cardinalities,
+   * constraints), without its entries' resources: each entry's is validated when the entry runs, against what it
+   * claims and the profile its slice requires (`entryProfiles`, given back as that check's `requiredProfiles`).
+   */
+  checkBundleProfiles?(bundle: unknown): BundleProfileCheck;
 }
 
 export function isError(issue: Issue): boolean {
