@@ -213,6 +213,54 @@ t.test('composite: DocumentReference relationship = relatesto$relation', async (
   t.same(await api.ids('/fhir/DocumentReference?relationship:missing=true'), ['cr-v1']);
 });
 
+t.test('composite ending with a quantity: Observation component-code-value-quantity and code-value-quantity, with prefixes and UCUM units', async (t) => {
+  const LOINC = 'http://loinc.org';
+  const mmHg = (value: number) => ({ value, unit: 'mmHg', system: UCUM, code: 'mm[Hg]' });
+  const pressure = (id: string, systolic: number, diastolic: number) => ({
+    resourceType: 'Observation',
+    id,
+    status: 'final',
+    code: { coding: [{ system: LOINC, code: '85354-6' }] },
+    subject: { reference: 'Patient/helene' },
+    component: [
+      { code: { coding: [{ system: LOINC, code: '8480-6' }] }, valueQuantity: mmHg(systolic) },
+      { code: { coding: [{ system: LOINC, code: '8462-4' }] }, valueQuantity: mmHg(diastolic) },
+    ],
+  });
+  const weight = (id: string, quantity: Record<string, unknown>) => ({
+    resourceType: 'Observation',
+    id,
+    status: 'final',
+    code: { coding: [{ system: LOINC, code: '29463-7' }] },
+    subject: { reference: 'Patient/helene' },
+    valueQuantity: quantity,
+  });
+  await api.putAll([
+    pressure('ta-normale', 120, 80),
+    pressure('ta-haute', 165, 95),
+    pressure('ta-croisee', 95, 125), // the diastolic over the systolic: the two components must not mix
+    weight('poids-kg', { value: 72.5, unit: 'kg', system: UCUM, code: 'kg' }),
+    weight('poids-g', { value: 3400, unit: 'g', system: UCUM, code: 'g' }),
+    { resourceType: 'Observation', id: 'sans-valeur', status: 'final', code: { coding: [{ system: LOINC, code: '29463-7' }] }, dataAbsentReason: { text: 'refus' } },
+  ]);
+  const observations = (name: string, value: string) => api.ids(`/fhir/Observation?${q(name, value)}`);
+  t.same(await observations('component-code-value-quantity', `${LOINC}|8480-6$gt140`), ['ta-haute']);
+  t.same(await observations('component-code-value-quantity', `8480-6$gt100`), ['ta-haute', 'ta-normale'], 'a code without its system');
+  t.same(await observations('component-code-value-quantity', `8480-6$lt100`), ['ta-croisee'], 'the systolic of one component, not the diastolic of another');
+  t.same(await observations('component-code-value-quantity', `${LOINC}|8462-4$ge95|${UCUM}|mm[Hg]`), ['ta-croisee', 'ta-haute']);
+  t.same(await observations('component-code-value-quantity', `${LOINC}|8480-6$120|${UCUM}|mm[Hg]`), ['ta-normale'], 'eq at the precision written');
+  t.same(await observations('component-code-value-quantity', `${LOINC}|8480-6$gt140,${LOINC}|8462-4$gt100`), ['ta-croisee', 'ta-haute'], 'values ORed, each with its own code');
+  t.same(await observations('component-code-value-quantity', `${LOINC}|8480-6$gt1|${UCUM}|g`), [], 'a pressure is not a mass');
+  t.same(await observations('code-value-quantity', `${LOINC}|29463-7$gt3|${UCUM}|kg`), ['poids-g', 'poids-kg'], '3400 g is over 3 kg');
+  t.same(await observations('code-value-quantity', `${LOINC}|29463-7$lt10000|${UCUM}|g`), ['poids-g']);
+  t.same(await observations('code-value-quantity', `${LOINC}|8480-6$gt0`), [], 'the code of the Observation, not of a component');
+  t.same(await api.ids('/fhir/Observation?code-value-quantity:missing=true&code=29463-7'), ['sans-valeur']);
+  t.same(await api.ids('/fhir/Observation?component-code-value-quantity:missing=false'), ['ta-croisee', 'ta-haute', 'ta-normale']);
+  const res = await api.get(`/fhir/Observation?${q('component-code-value-quantity', '8480-6$grand')}`);
+  t.equal(res.status, 400, 'a quantity component that is not a quantity');
+  t.same(res.body.issue[0].expression, ['component-code-value-quantity']);
+});
+
 t.test('_sort on a quantity orders UCUM quantities in base units (50 µg, 5400 µg, 0.075 g, 500 mg, 1 g, 1000 mg)', async (t) => {
   const mass = q('dose-quantity', `ge0|${UCUM}|g`);
   const inOrder = async (url: string) => (await api.get(url)).matches.map((m) => m.split('/')[1]);

@@ -17,6 +17,11 @@
  * BENCH_WORKERS (server processes for the French mode, a list: 1,2; WORKERS of the server; the other modes
  * run with 1), BENCH_ROUNDS (3: the whole sequence is run that many times; medians are reported).
  * Results go to scripts/bench/results/ingest-postgres.{md,json}.
+ *
+ * BENCH_WORKLOAD=synthea sends the twenty Synthea bundles of test/fixtures/synthea instead (US R4 data: one
+ * patient, 71–293 entries of 11–14 types each), cycled, each copy with fresh urn:uuids, at 8 senders only,
+ * against raw multi-row INSERTs only, WORKERS=1 unless BENCH_WORKERS says otherwise; results go to
+ * scripts/bench/results/ingest-synthea-postgres.{md,json}.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -28,6 +33,7 @@ import pg from 'pg';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { frenchTransaction } from '../../test/helpers/french-bundles.ts';
+import { syntheaBundles } from '../../test/helpers/synthea.ts';
 import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
 import { summariseProfile, type ProfileSummary } from './lib/cpu-profile.ts';
 import { LoadClient } from './lib/load-client.ts';
@@ -45,7 +51,10 @@ const WARMUP = positiveInteger('BENCH_WARMUP', 64);
 const PG_POOL_SIZE = positiveInteger('PG_POOL_SIZE', 10);
 const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
 const MODES = (process.env.BENCH_MODES ?? 'french,none').split(',') as Array<'french' | 'none'>;
-const WORKER_COUNTS = (process.env.BENCH_WORKERS ?? '1,2').split(',').map(Number);
+const WORKLOAD = process.env.BENCH_WORKLOAD ?? 'french';
+if (WORKLOAD !== 'french' && WORKLOAD !== 'synthea') throw new Error(`BENCH_WORKLOAD must be french or synthea, not '${WORKLOAD}'`);
+const SYNTHEA = WORKLOAD === 'synthea';
+const WORKER_COUNTS = (process.env.BENCH_WORKERS ?? (SYNTHEA ? '1' : '1,2')).split(',').map(Number);
 if (WORKER_COUNTS.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('BENCH_WORKERS must list positive integers');
 /**
  * Rounds of the whole sequence (every server setting, then raw `pg`). This machine's speed moves by a
@@ -53,8 +62,10 @@ if (WORKER_COUNTS.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('B
  * taken within the round, and the report gives their median with the range over the rounds.
  */
 const ROUNDS = positiveInteger('BENCH_ROUNDS', 3);
-const CONCURRENCIES = [1, 8];
+const CONCURRENCIES = SYNTHEA ? [8] : [1, 8];
+const RAW_VARIANTS = [['raw pg, 2 INSERTs per resource', false], ['raw pg, 2 multi-row INSERTs per bundle', true]] as const;
 const RESULTS_DIR = new URL('./results/', import.meta.url);
+const RESULTS_NAME = SYNTHEA ? 'ingest-synthea-postgres' : 'ingest-postgres';
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 // Targets of project issue 5.
@@ -82,6 +93,7 @@ interface Workload {
 
 /** Bundles [from, from + count): each a new patient, so every bundle creates all its resources. */
 function workload(from: number, count: number): Workload {
+  if (SYNTHEA) return syntheaWorkload(from, count);
   const bodies: string[] = [];
   const resources: number[] = [];
   for (let index = from; index < from + count; index++) {
@@ -92,16 +104,45 @@ function workload(from: number, count: number): Workload {
   return { bodies, resources };
 }
 
+/** The Synthea bundles as JSON text with their urn:uuids, read once. */
+let syntheaTemplates: Array<{ text: string; uuids: Set<string>; entries: number }> | undefined;
+
+const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
+
+/**
+ * Synthea bundles [from, from + count), cycling through the twenty: each copy with a new uuid in place of
+ * each of its entries' (in fullUrl, references and the resources' own ids), so no copy is a repeat of another.
+ */
+function syntheaWorkload(from: number, count: number): Workload {
+  syntheaTemplates ??= syntheaBundles().map(({ bundle }) => ({
+    text: JSON.stringify(bundle),
+    uuids: new Set(bundle.entry.map((entry) => entry.fullUrl.replace(/^urn:uuid:/, ''))),
+    entries: bundle.entry.length,
+  }));
+  const bodies: string[] = [];
+  const resources: number[] = [];
+  for (let index = from; index < from + count; index++) {
+    const template = syntheaTemplates[index % syntheaTemplates.length]!;
+    const fresh = new Map([...template.uuids].map((uuid) => [uuid, randomUUID()]));
+    bodies.push(template.text.replace(UUID, (uuid) => fresh.get(uuid) ?? uuid));
+    resources.push(template.entries);
+  }
+  return { bodies, resources };
+}
+
 /** What the server stores for a bundle: ids assigned, urn:uuid references rewritten, meta stamped. */
+const URN = /urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
+
 function storedRows(body: string): Array<{ type: string; id: string; json: string; lastUpdated: string }> {
   const bundle = JSON.parse(body) as { entry: Array<{ fullUrl: string; resource: Record<string, unknown> & { resourceType: string } }> };
   const ids = bundle.entry.map((entry) => ({ urn: entry.fullUrl, type: entry.resource.resourceType, id: randomUUID() }));
+  const byUrn = new Map(ids.map((entry) => [entry.urn, `${entry.type}/${entry.id}`]));
   return bundle.entry.map((entry, i) => {
     const { type, id } = ids[i]!;
     const lastUpdated = new Date().toISOString();
-    const { resourceType, meta, ...rest } = entry.resource;
-    let json = JSON.stringify({ resourceType, id, meta: { ...(meta as object), versionId: '1', lastUpdated }, ...rest });
-    for (const other of ids) json = json.split(other.urn).join(`${other.type}/${other.id}`);
+    // The id a client sent is replaced by the server's, as a POST does.
+    const { resourceType, meta, id: _sent, ...rest } = entry.resource;
+    const json = JSON.stringify({ resourceType, id, meta: { ...(meta as object), versionId: '1', lastUpdated }, ...rest }).replace(URN, (urn) => byUrn.get(urn) ?? urn);
     return { type, id, json, lastUpdated };
   });
 }
@@ -344,7 +385,8 @@ async function measureRaw(clusterUrl: string): Promise<Row[]> {
   pool.on('error', () => {});
   const rows: Row[] = [];
   try {
-    for (const [variant, multiRow] of [['raw pg, 2 INSERTs per resource', false], ['raw pg, 2 multi-row INSERTs per bundle', true]] as const) {
+    // Synthea: the multi-row baseline only, the one issue 16 item 8 compares the server with.
+    for (const [variant, multiRow] of SYNTHEA ? RAW_VARIANTS.filter(([, multi]) => multi) : RAW_VARIANTS) {
       const insertBundle = async (stored: ReturnType<typeof storedRows>) => {
         const connection = await pool.connect();
         try {
@@ -419,7 +461,7 @@ interface Report {
   node: string;
   machine: ReturnType<typeof machine>;
   loadAverage: { before: number; after: number };
-  settings: { bundles: number; bundlesSingle: number; warmup: number; pgPoolSize: number; clinicalPerBundle: string; pdfBytes: string; logLevel: string; cpuProfiled: boolean };
+  settings: { workload: string; bundles: number; bundlesSingle: number; warmup: number; pgPoolSize: number; clinicalPerBundle: string; pdfBytes: string; logLevel: string; cpuProfiled: boolean };
   serverStartSeconds: Record<string, number>;
   rounds: number;
   /** Per writer and senders, the round with the median resources/s, and the range over the rounds. */
@@ -437,15 +479,19 @@ const f = (value: number, digits = 0) => value.toFixed(digits);
 
 function markdown(report: Report): string {
   const lines = [
-    '# Ingest benchmark: transaction bundles on PostgreSQL',
+    `# Ingest benchmark: ${SYNTHEA ? 'the Synthea transaction bundles' : 'transaction bundles'} on PostgreSQL`,
     '',
     `Commit ${report.source.commit}${report.source.dirtySrc.length ? ` plus uncommitted changes to ${report.source.dirtySrc.join(', ')}` : ''}`,
     `${report.date} · Node ${report.node} · ${report.machine.cpu} × ${report.machine.cores} cores · ${report.machine.os}`,
     `Load average (1 min) before/after the run: ${f(report.loadAverage.before, 2)} / ${f(report.loadAverage.after, 2)}` +
       (report.loadAverage.before > report.machine.cores / 2 ? ' (**the machine was busy with other work: numbers are pessimistic and noisy**)' : ''),
-    `Each bundle: a new patient with an INS (conditional create), then ${report.settings.clinicalPerBundle} clinical resources ` +
-      `(immunizations, allergies, medication statements, PDSm documents each carrying a ${report.settings.pdfBytes} PDF as a contained Binary). ` +
-      `${report.settings.bundlesSingle} bundles at 1 sender, ${report.settings.bundles} at 8, after ${report.settings.warmup} warm-up; ` +
+    (SYNTHEA
+      ? `Each bundle: one of the twenty Synthea bundles of test/fixtures/synthea (one patient, 71–293 entries, 204 on average: Observations, Claims, ` +
+        `ExplanationOfBenefits, Encounters, Immunizations, Conditions…; 0.27–1.5 MB of JSON), cycled, each copy with fresh urn:uuids. ` +
+        `${report.settings.bundles} bundles at 8 senders, after ${report.settings.warmup} warm-up; `
+      : `Each bundle: a new patient with an INS (conditional create), then ${report.settings.clinicalPerBundle} clinical resources ` +
+        `(immunizations, allergies, medication statements, PDSm documents each carrying a ${report.settings.pdfBytes} PDF as a contained Binary). ` +
+        `${report.settings.bundlesSingle} bundles at 1 sender, ${report.settings.bundles} at 8, after ${report.settings.warmup} warm-up; `) +
       `server on real HTTP (separate process, LOG_LEVEL=${report.settings.logLevel}${report.settings.cpuProfiled ? ', sampled by --cpu-prof' : ''}), pool of ${report.settings.pgPoolSize} connections.`,
     '',
     `${report.rounds} rounds of the whole sequence. Each row is the round with the median resources/s for that writer and senders; the range is over the rounds.`,
@@ -461,7 +507,7 @@ function markdown(report: Report): string {
     `Server start (until /health answers): ${Object.entries(report.serverStartSeconds).map(([k, v]) => `${k} ${f(v, 1)} s`).join(', ')}.`,
     '',
     `Ratios: each round's server over the same round's raw \`pg\`, then the median over the rounds (range: ${Object.entries(report.ratioRanges)
-      .filter(([name]) => name.includes('per-resource') && name.includes('8 sender'))
+      .filter(([name]) => name.includes(SYNTHEA ? 'multi-row' : 'per-resource') && name.includes('8 sender'))
       .map(([name, [low, high]]) => `${name.replace(/ \/ raw.*$/, '')} ${f(low * 100, 1)}–${f(high * 100, 1)} %`)
       .join('; ')}). Targets are judged on the medians.`,
     '',
@@ -510,11 +556,11 @@ const find = (rows: Row[], prefix: string, senders: number) => rows.find((r) => 
 function ratiosOf(rows: Row[]): Record<string, number> {
   const ratios: Record<string, number> = {};
   for (const senders of CONCURRENCIES) {
-    const raw = find(rows, 'raw pg, 2 INSERTs', senders)!;
+    const raw = find(rows, 'raw pg, 2 INSERTs', senders);
     const rawMulti = find(rows, 'raw pg, 2 multi-row', senders)!;
     for (const server of rows.filter((r) => r.writer.startsWith('server') && r.senders === senders)) {
       const name = server.writer.replace('server, French profiles (default)', 'French profiles').replace('server, FHIR_DEFAULT_PROFILES=none', 'no default profiles');
-      ratios[`server (${name}) / raw per-resource INSERTs, ${senders} sender(s)`] = server.resourcesPerSec / raw.resourcesPerSec;
+      if (raw) ratios[`server (${name}) / raw per-resource INSERTs, ${senders} sender(s)`] = server.resourcesPerSec / raw.resourcesPerSec;
       ratios[`server (${name}) / raw multi-row INSERTs, ${senders} sender(s)`] = server.resourcesPerSec / rawMulti.resourcesPerSec;
     }
     const french = find(rows, 'server, French', senders);
@@ -555,6 +601,7 @@ async function main(): Promise<void> {
     for (const french8 of rows.filter((r) => r.writer.startsWith('server, French') && r.senders === 8)) {
       const setting = french8.writer.replace('server, French profiles (default)', 'French profiles');
       targets[`throughput ${setting}`] = { rule: `≥ ${TARGET_RESOURCES_PER_SEC} resources/s at 8 senders (${setting})`, met: french8.resourcesPerSec >= TARGET_RESOURCES_PER_SEC };
+      if (SYNTHEA) continue; // the share target is of raw per-resource INSERTs, not measured with Synthea
       targets[`share ${setting}`] = {
         rule: `≥ ${TARGET_SHARE_OF_RAW * 100} % of raw per-resource INSERTs at 8 senders (${setting})`,
         met: ratios[`server (${setting}) / raw per-resource INSERTs, 8 sender(s)`]! >= TARGET_SHARE_OF_RAW,
@@ -566,7 +613,7 @@ async function main(): Promise<void> {
       node: process.version,
       machine: machine(),
       loadAverage: { before: loadBefore, after: os.loadavg()[0]! },
-      settings: { bundles: BUNDLES, bundlesSingle: BUNDLES_SINGLE, warmup: WARMUP, pgPoolSize: PG_POOL_SIZE, clinicalPerBundle: '20–50', pdfBytes: '2–6 KB', logLevel: 'warn', cpuProfiled: CPU_PROF },
+      settings: { workload: WORKLOAD, bundles: BUNDLES, bundlesSingle: BUNDLES_SINGLE, warmup: WARMUP, pgPoolSize: PG_POOL_SIZE, clinicalPerBundle: '20–50', pdfBytes: '2–6 KB', logLevel: 'warn', cpuProfiled: CPU_PROF },
       serverStartSeconds,
       rounds: ROUNDS,
       rows,
@@ -579,9 +626,9 @@ async function main(): Promise<void> {
     const text = markdown(report);
     console.log(text);
     mkdirSync(RESULTS_DIR, { recursive: true });
-    writeFileSync(new URL('ingest-postgres.md', RESULTS_DIR), text);
-    writeFileSync(new URL('ingest-postgres.json', RESULTS_DIR), `${JSON.stringify(report, null, 2)}\n`);
-    console.error(`wrote ${fileURLToPath(new URL('ingest-postgres.md', RESULTS_DIR))} and .json`);
+    writeFileSync(new URL(`${RESULTS_NAME}.md`, RESULTS_DIR), text);
+    writeFileSync(new URL(`${RESULTS_NAME}.json`, RESULTS_DIR), `${JSON.stringify(report, null, 2)}\n`);
+    console.error(`wrote ${fileURLToPath(new URL(`${RESULTS_NAME}.md`, RESULTS_DIR))} and .json`);
   } finally {
     client.stop();
     postgres.stop();

@@ -1,7 +1,7 @@
 /**
  * Search benchmark (issue 3) on PostgreSQL: a realistic French population (BENCH_RESOURCES resources, default
  * 1,000,000: patients with INS-NIR, Immunizations, DocumentReferences, AllergyIntolerances, MedicationStatements,
- * Practitioners, Organizations) is bulk-loaded with the server's own index rows, then typical DMP searches are
+ * Observations, Practitioners, Organizations) is bulk-loaded with the server's own index rows, then typical DMP searches are
  * sent over real HTTP to the server (buildApp on 127.0.0.1) and each one's SQL is EXPLAINed.
  *
  *   npm run bench:search
@@ -126,6 +126,13 @@ function buildQueries(plan: PopulationPlan): { queries: QuerySpec[]; representat
     const since = new Date(Date.parse(doc.date) - Math.floor(r() * 730) * 86400_000).toISOString().slice(0, 10);
     return `/fhir/DocumentReference?${q([['patient', `Patient/${patientOf(i).id}`], ['type', `${LOINC_SYSTEM}|${doc.type.coding[0]!.code}`], ['date', `ge${since}`], ['_include', 'DocumentReference:author']])}`;
   });
+  const observations = patientIndexes.map((i, n) => {
+    const own = bundles(i).filter((x) => x.resourceType === 'Observation') as unknown as Array<{ code: { coding: Array<{ code: string }> }; effectiveDateTime: string }>;
+    const observation = own[n % own.length]!;
+    // From up to three years before one of the patient's observations of that code: what a chart of it asks for.
+    const since = new Date(Date.parse(observation.effectiveDateTime) - Math.floor(r() * 1095) * 86400_000).toISOString().slice(0, 10);
+    return `/fhir/Observation?${q([['patient', `Patient/${patientOf(i).id}`], ['code', `${LOINC_SYSTEM}|${observation.code.coding[0]!.code}`], ['date', `ge${since}`]])}`;
+  });
   const chained = patientIndexes.map((i) => `/fhir/Immunization?${q([['patient.identifier', `${INS_NIR_SYSTEM}|${patientOf(i).identifier[0]!.value}`]])}`);
   // Rare vaccines (yellow fever, rabies, Japanese encephalitis, typhoid) among patients born in a 5-year window.
   const rare = ['J07BL01', 'J07BG01', 'J07BA02', 'J07AP03'];
@@ -148,6 +155,7 @@ function buildQueries(plan: PopulationPlan): { queries: QuerySpec[]; representat
     { name: 'Patient?family=<common>&birthdate', targetMs: 30, paths: byCommonFamilyBirthdate },
     { name: 'Immunization?patient&date=ge&date=lt&_sort=-date', targetMs: 30, paths: immunizations },
     { name: 'DocumentReference?patient&type&date=ge&_include=author', targetMs: 30, paths: documents },
+    { name: 'Observation?patient&code&date=ge', targetMs: 30, paths: observations },
     { name: 'Immunization?patient.identifier=INS-NIR (chain)', targetMs: 100, paths: chained },
     { name: 'Patient?_has:Immunization:patient:vaccine-code&birthdate', targetMs: 100, paths: has },
   ];

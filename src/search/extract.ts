@@ -2,7 +2,7 @@ import type { Resource } from 'fhir/r4';
 import { parseDateRange } from './dates.ts';
 import IMPLICIT_CODE_SYSTEMS_JSON from './implicit-code-systems.json' with { type: 'json' };
 import { normalizeString } from './normalize.ts';
-import type { PathNode, SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
+import { isQuantityComposite, type PathNode, type SearchParamDefinition, type SearchParameterRegistry } from './registry.ts';
 import { uriRows } from './types/uri.ts';
 import { toCanonical, UCUM_SYSTEM } from './ucum.ts';
 import type { IndexRows, IndexTable, ReferenceValue } from './index-rows.ts';
@@ -44,9 +44,7 @@ export function extractIndexRows(resource: Resource, registry: SearchParameterRe
       continue; // An expression that cannot apply to this instance indexes nothing.
     }
     if (param.type === 'composite') {
-      for (const node of nodes) {
-        for (const key of compositeKeys(param, node, registry, options.baseUrl)) rows.composite.push({ param: param.code, key });
-      }
+      for (const node of nodes) addComposite(rows, param, node, registry, options.baseUrl);
       continue;
     }
     for (const node of nodes) addValue(rows, param, node, options.baseUrl);
@@ -98,21 +96,25 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode,
       return;
     }
     case 'quantity':
-      if (typeof data === 'object' && typeof data.value === 'number') {
-        const value = String(data.value);
-        const canonical = data.system === UCUM_SYSTEM && typeof data.code === 'string' ? toCanonical(value, data.code) : undefined;
-        rows.quantity.push({
-          param: code,
-          value,
-          system: data.system ?? null,
-          code: data.code ?? null,
-          unit: data.unit ?? null,
-          canonicalValue: canonical?.value ?? null,
-          canonicalUnit: canonical?.unit ?? null,
-        });
-      }
+      addQuantity(rows, code, data, null);
       return;
   }
+}
+
+function addQuantity(rows: IndexRows, param: string, data: any, compositeKey: string | null): void {
+  if (typeof data !== 'object' || typeof data.value !== 'number') return;
+  const value = String(data.value);
+  const canonical = data.system === UCUM_SYSTEM && typeof data.code === 'string' ? toCanonical(value, data.code) : undefined;
+  rows.quantity.push({
+    param,
+    value,
+    system: data.system ?? null,
+    code: data.code ?? null,
+    unit: data.unit ?? null,
+    canonicalValue: canonical?.value ?? null,
+    canonicalUnit: canonical?.unit ?? null,
+    compositeKey,
+  });
 }
 
 /** The composite-table parameter holding a token parameter's identifier types, for `:of-type`. */
@@ -201,13 +203,29 @@ function referenceOf(type: string, data: any, baseUrl: string | undefined): Refe
 }
 
 /**
+ * A composite's index rows. Most are compared whole: composite rows, one per key. One whose last component
+ * is a quantity is compared by that quantity's prefix and units (`code$gt100|system|unit`), so its quantity
+ * goes to the quantity table, once per key of its other components (`isQuantityComposite`).
+ */
+function addComposite(rows: IndexRows, param: SearchParamDefinition, node: PathNode, registry: SearchParameterRegistry, baseUrl: string | undefined): void {
+  const components = param.components ?? [];
+  if (!isQuantityComposite(param)) {
+    for (const key of compositeKeys(components, node, registry, baseUrl)) rows.composite.push({ param: param.code, key });
+    return;
+  }
+  const [quantity] = components[components.length - 1]!.evaluate(node);
+  if (!quantity) return;
+  for (const key of compositeKeys(components.slice(0, -1), node, registry, baseUrl)) addQuantity(rows, param.code, quantity.data, key);
+}
+
+/**
  * A composite value as keys (R4 search.html#composite): one per way a search may write it (a token
  * component as `code`, `system|code` or `|code`), each the JSON array of its component texts, so a `$`
  * or `|` inside a value cannot shift the components. parse.ts builds the same keys from a search value.
  */
-function compositeKeys(param: SearchParamDefinition, node: PathNode, registry: SearchParameterRegistry, baseUrl: string | undefined): string[] {
+function compositeKeys(components: NonNullable<SearchParamDefinition['components']>, node: PathNode, registry: SearchParameterRegistry, baseUrl: string | undefined): string[] {
   let keys: string[][] = [[]];
-  for (const component of param.components ?? []) {
+  for (const component of components) {
     const definition = registry.definitionByUrl(component.definition);
     const [value] = component.evaluate(node);
     if (!definition || !value) return [];

@@ -6,8 +6,21 @@ export interface IndexRows {
   reference: Array<{ param: string } & ReferenceValue>;
   uri: Array<{ param: string; uri: string }>;
   number: Array<{ param: string; value: string }>;
-  /** With a UCUM code, also in base units (ucum.ts): what a search with a UCUM unit compares. */
-  quantity: Array<{ param: string; value: string; system: string | null; code: string | null; unit: string | null; canonicalValue: string | null; canonicalUnit: string | null }>;
+  /**
+   * With a UCUM code, also in base units (ucum.ts): what a search with a UCUM unit compares. A composite
+   * whose last component is a quantity (`component-code-value-quantity`) puts its quantity here too, with
+   * `compositeKey` the key of its other components (extract.ts); a quantity parameter's rows have none.
+   */
+  quantity: Array<{
+    param: string;
+    value: string;
+    system: string | null;
+    code: string | null;
+    unit: string | null;
+    canonicalValue: string | null;
+    canonicalUnit: string | null;
+    compositeKey: string | null;
+  }>;
   composite: Array<{ param: string; key: string }>;
 }
 

@@ -4,7 +4,7 @@ import { isServedResourceType } from '../fhir/resource-types.ts';
 import { loadValidationContext } from '../fhir/validation/profile-validator.ts';
 import { DEFAULT_PAGE_SIZE, parseCount } from '../router/history.ts';
 import { parseDateRange } from './dates.ts';
-import type { SearchParamDefinition, SearchParameterRegistry } from './registry.ts';
+import { isQuantityComposite, type SearchParamDefinition, type SearchParameterRegistry } from './registry.ts';
 import { halfUnitOfLastDigit } from './decimal.ts';
 import { compositeKey, relativeToBase } from './extract.ts';
 import type { Filter, IncludeRule, Prefix, QuantityValue, ReferenceValue, SearchRequest, SortRule, SummaryMode, TokenValue, TotalMode } from './types.ts';
@@ -167,7 +167,10 @@ function parseFilter(
     }
     case 'composite':
       if (modifier) throw badModifier(name, modifier, 'composite');
-      return { kind: 'composite', param, values: values.map((v) => compositeSearchKey(name, v, param, registry, options.baseUrl)) };
+      if (isQuantityComposite(param)) {
+        return { kind: 'composite', param, quantities: values.map((v) => compositeQuantity(name, v, param, registry, options.baseUrl)) };
+      }
+      return { kind: 'composite', param, values: values.map((v) => compositeKey(compositeParts(name, v, param, registry, options.baseUrl))) };
     default:
       ignore(name, `parameters of type ${param.type} are not supported`);
       return undefined;
@@ -402,18 +405,18 @@ function parseReference(value: string, typeModifier: string | undefined, code: s
 }
 
 /**
- * A composite search value (`component$component…`) as the key extract.ts indexes: each component
- * written the way its own type is searched (a reference as `Type/id`, a token as `code`, `system|code`
- * or `|code`), `\$` standing for a dollar inside a component.
+ * A composite search value (`component$component…`) as the component texts extract.ts indexes: each
+ * component written the way its own type is searched (a reference as `Type/id`, a token as `code`,
+ * `system|code` or `|code`), `\$` standing for a dollar inside a component. A last quantity component is
+ * left as written (`compositeQuantity`).
  */
-function compositeSearchKey(name: string, raw: string, param: SearchParamDefinition, registry: SearchParameterRegistry, baseUrl: string): string {
+function compositeParts(name: string, raw: string, param: SearchParamDefinition, registry: SearchParameterRegistry, baseUrl: string): string[] {
   const components = param.components ?? [];
   const parts = splitOn(raw, '$');
   if (parts.length !== components.length) {
     throw FhirError.badRequest(`Search parameter ${name}: '${raw}' must have ${components.length} components separated by $`, [name]);
   }
-  return compositeKey(
-    parts.map((part, i) => {
+  return parts.map((part, i) => {
       const definition = registry.definitionByUrl(components[i]!.definition);
       if (definition?.type === 'reference') {
         const reference = parseReference(unescape(part), undefined, name, (definition.target ?? []) as string[], baseUrl);
@@ -424,9 +427,15 @@ function compositeSearchKey(name: string, raw: string, param: SearchParamDefinit
         if (token.system === undefined) return token.code ?? '';
         return `${token.system ?? ''}|${token.code ?? ''}`;
       }
+      if (definition?.type === 'quantity') return part;
       return unescape(part);
-    }),
-  );
+  });
+}
+
+/** A value of a composite ending with a quantity (`http://loinc.org|8480-6$gt100|http://unitsofmeasure.org|mm[Hg]`): the key of its other components, and the quantity. */
+function compositeQuantity(name: string, raw: string, param: SearchParamDefinition, registry: SearchParameterRegistry, baseUrl: string): { key: string; quantity: QuantityValue } {
+  const parts = compositeParts(name, raw, param, registry, baseUrl);
+  return { key: compositeKey(parts.slice(0, -1)), quantity: parseQuantity(name, parts[parts.length - 1]!) };
 }
 
 // ---- paging cursor --------------------------------------------------------------------------------

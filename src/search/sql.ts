@@ -5,9 +5,9 @@ import { followsRecordPatient } from './compartment.ts';
 import { normalizeString } from './normalize.ts';
 import { invalidCursor } from './parse.ts';
 import { IDS_AS_ONE_STRING_FROM, intersectsOnIds, isNarrow, MAX_COUNTED_IN_PAGE } from './planning.ts';
-import type { SearchParamDefinition } from './registry.ts';
+import { isQuantityComposite, type SearchParamDefinition } from './registry.ts';
 import { anyOf, Binder, INDEXED_PREFIX, indexedAmong, indexedEqual, indexedStartsWith, likePrefix, type IndexRows, type ScopePredicate } from './sql-fragments.ts';
-import type { Filter, Prefix, SearchRequest, SortRule, TokenValue } from './types.ts';
+import type { Filter, Prefix, QuantityValue, SearchRequest, SortRule, TokenValue } from './types.ts';
 import { uriIndexRows } from './types/uri.ts';
 
 export { Binder };
@@ -393,25 +393,17 @@ function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredica
         anyOf(filter.values.map(({ prefix, value }) => numberCondition(prefix, value, `${i}.value`, binder))),
       );
     case 'quantity':
-      return index('search_quantity', filter.param.code, (i) =>
-        anyOf(
-          filter.values.map(({ prefix, value, system, code, canonical }) => {
-            if (canonical) {
-              // Base units against base units: the canonical unit stands for the UCUM system and every code
-              // convertible to it (mg, ug, g…); a quantity in another dimension (mL) has another.
-              return `(${i}.canonical_unit = ${binder.bind(canonical.unit)} AND ${numberCondition(prefix, canonical.value, `${i}.canonical_value`, binder, canonical.halfWidth)})`;
-            }
-            const parts = [numberCondition(prefix, value, `${i}.value`, binder)];
-            if (system) parts.push(`${i}.system = ${binder.bind(system)}`);
-            if (code) parts.push(system ? `${i}.code = ${binder.bind(code)}` : `(${i}.code = ${binder.bind(code)} OR ${i}.unit = ${binder.bind(code)})`);
-            return `(${parts.join(' AND ')})`;
-          }),
-        ),
-      );
+      return index('search_quantity', filter.param.code, (i) => anyOf(filter.values.map((value) => quantityCondition(value, i, binder))));
     case 'composite':
+      if ('quantities' in filter) {
+        // Indexed as quantity rows beside the key of the other components (extract.ts).
+        return index('search_quantity', filter.param.code, (i) =>
+          anyOf(filter.quantities.map(({ key, quantity }) => `(${i}.composite_key = ${binder.bind(key)} AND ${quantityCondition(quantity, i, binder)})`)),
+        );
+      }
       return index('search_composite', filter.param.code, (i) => indexedAmong(`${i}.key`, filter.values, binder));
     case 'missing': {
-      const table = TABLE_OF_TYPE[filter.param.type]!;
+      const table = isQuantityComposite(filter.param) ? 'search_quantity' : TABLE_OF_TYPE[filter.param.type]!;
       return index(table, filter.param.code, () => 'true', filter.missing);
     }
     case 'chain':
@@ -563,6 +555,19 @@ function dateCondition(prefix: Prefix, range: DateRange, low: string, high: stri
  * [99.995, 100.005); `halfWidth` is given when the value was converted (a quantity in base units).
  * Comparisons other than eq/ne/ap use the value as written.
  */
+/** A quantity search value on the quantity index row `i`. */
+function quantityCondition({ prefix, value, system, code, canonical }: QuantityValue, i: string, binder: Binder): string {
+  if (canonical) {
+    // Base units against base units: the canonical unit stands for the UCUM system and every code
+    // convertible to it (mg, ug, g…); a quantity in another dimension (mL) has another.
+    return `(${i}.canonical_unit = ${binder.bind(canonical.unit)} AND ${numberCondition(prefix, canonical.value, `${i}.canonical_value`, binder, canonical.halfWidth)})`;
+  }
+  const parts = [numberCondition(prefix, value, `${i}.value`, binder)];
+  if (system) parts.push(`${i}.system = ${binder.bind(system)}`);
+  if (code) parts.push(system ? `${i}.code = ${binder.bind(code)}` : `(${i}.code = ${binder.bind(code)} OR ${i}.unit = ${binder.bind(code)})`);
+  return `(${parts.join(' AND ')})`;
+}
+
 function numberCondition(prefix: Prefix, value: string, column: string, binder: Binder, halfWidth = halfUnitOfLastDigit(value)): string {
   const q = binder.bind(value, 'numeric');
   switch (prefix) {

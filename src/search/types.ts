@@ -36,7 +36,10 @@ export type Filter =
   | { kind: 'uri'; param: SearchParamDefinition; modifier?: 'above' | 'below'; values: string[] }
   | { kind: 'number'; param: SearchParamDefinition; values: Array<{ prefix: Prefix; value: string }> }
   | { kind: 'quantity'; param: SearchParamDefinition; values: QuantityValue[] }
+  /** Compared whole: one of the keys extract.ts indexes. */
   | { kind: 'composite'; param: SearchParamDefinition; values: string[] }
+  /** Ending with a quantity: the key of the other components, and the quantity compared as a quantity parameter's. */
+  | { kind: 'composite'; param: SearchParamDefinition; quantities: Array<{ key: string; quantity: QuantityValue }> }
   | { kind: 'id'; values: string[]; not?: boolean }
   | { kind: 'lastUpdated'; values: Array<{ prefix: Prefix; range: DateRange }> }
   | { kind: 'missing'; param: SearchParamDefinition; missing: boolean }

@@ -28,6 +28,7 @@ const TABLES: Record<IndexTable, Array<[column: string, sqlType: string, field: 
     ['unit', 'text', 'unit'],
     ['canonical_value', 'numeric', 'canonicalValue'],
     ['canonical_unit', 'text', 'canonicalUnit'],
+    ['composite_key', 'text', 'compositeKey'],
   ],
   composite: [['param', 'text', 'param'], ['key', 'text', 'key']],
 };

@@ -1,8 +1,8 @@
 /**
  * A deterministic, realistic French population for the search benchmark: patients with an INS (NIR) identifier,
  * accented names, birth dates and addresses, each with 10–50 Immunizations, DocumentReferences (LOINC / DMP-like
- * codes), AllergyIntolerances and MedicationStatements, pointing at a shared pool of Practitioners (RPPS) and
- * Organizations (FINESS).
+ * codes), AllergyIntolerances, MedicationStatements and 5–30 Observations (vital signs, blood pressure panels
+ * with their components, lab results), pointing at a shared pool of Practitioners (RPPS) and Organizations (FINESS).
  *
  * Everything derives from a seed and an index (`patientBundle(i)` is the same on every call and in every
  * process), so loader processes can each generate their own share without talking to one another.
@@ -186,6 +186,25 @@ export interface PopulationPlan {
 
 const SEED = 0x0d055e;
 const patientRandom = (index: number) => rng(SEED ^ Math.imul(index + 1, 0x9e3779b1));
+/**
+ * Observations draw from a generator of their own, so that adding them left every other resource of the
+ * population as it was (the same draws in the same order).
+ */
+const observationRandom = (index: number) => rng((SEED + 0x0b5) ^ Math.imul(index + 1, 0x85ebca6b));
+const observationCount = (r: Random) => int(r, 5, 30);
+
+const UCUM_SYSTEM = 'http://unitsofmeasure.org';
+const OBSERVATION_CATEGORY_SYSTEM = 'http://terminology.hl7.org/CodeSystem/observation-category';
+/** Observation kinds (LOINC), with the range of their value; a blood pressure panel carries two components. */
+export const OBSERVATION_KINDS = [
+  { code: '29463-7', display: 'Poids corporel', category: 'vital-signs', unit: 'kg', low: 3, high: 120, weight: 5 },
+  { code: '8302-2', display: 'Taille', category: 'vital-signs', unit: 'cm', low: 50, high: 195, weight: 2 },
+  { code: '8867-4', display: 'Fréquence cardiaque', category: 'vital-signs', unit: '/min', low: 50, high: 120, weight: 3 },
+  { code: '85354-6', display: 'Pression artérielle', category: 'vital-signs', unit: 'mm[Hg]', low: 0, high: 0, weight: 5 },
+  { code: '2339-0', display: 'Glycémie', category: 'laboratory', unit: 'mg/dL', low: 60, high: 250, weight: 2 },
+  { code: '4548-4', display: 'Hémoglobine glyquée (HbA1c)', category: 'laboratory', unit: '%', low: 4, high: 11, weight: 1 },
+  { code: '2160-0', display: 'Créatinine', category: 'laboratory', unit: 'mg/dL', low: 0.5, high: 2.5, weight: 1 },
+] as const;
 
 /** How many resources the `index`-th patient's bundle holds (patient included), without generating it. */
 export function bundleSize(index: number): number {
@@ -195,7 +214,7 @@ export function bundleSize(index: number): number {
   const documents = int(r, 2, 15);
   const allergies = int(r, 0, 3);
   const medications = int(r, 0, 6);
-  return 1 + immunizations + documents + allergies + medications;
+  return 1 + immunizations + documents + allergies + medications + observationCount(observationRandom(index));
 }
 
 /** Splits `total` resources into practitioners (0.3 %), organizations (0.1 %) and patient bundles. */
@@ -375,5 +394,40 @@ export function patientBundle(index: number, practitioners: number, organization
       dosage: [{ text: dosage }],
     });
   }
+  bundle.push(...observations(index, patientRef, since, practitioners));
   return bundle;
+}
+
+const quantity = (value: number, unit: string) => ({ value: Math.round(value * 10) / 10, unit, system: UCUM_SYSTEM, code: unit });
+
+function observations(index: number, subject: { reference: string }, since: number, practitioners: number): GeneratedResource[] {
+  const r = observationRandom(index);
+  const count = observationCount(r);
+  const out: GeneratedResource[] = [];
+  for (let n = 0; n < count; n++) {
+    const kind = weighted(r, OBSERVATION_KINDS);
+    const at = since + r() * (NOW - since);
+    const loinc = (code: string, display: string) => ({ coding: [{ system: LOINC_SYSTEM, code, display }], text: display });
+    const systolic = int(r, 95, 175);
+    out.push({
+      resourceType: 'Observation',
+      id: stableId(`Observation/${index}`, n),
+      status: 'final',
+      category: [{ coding: [{ system: OBSERVATION_CATEGORY_SYSTEM, code: kind.category }] }],
+      code: loinc(kind.code, kind.display),
+      subject,
+      effectiveDateTime: isoInstant(at),
+      issued: isoInstant(at + r() * 2 * 86400_000),
+      performer: [{ reference: `Practitioner/${stableId('Practitioner', int(r, 0, practitioners - 1))}` }],
+      ...(kind.code === '85354-6'
+        ? {
+            component: [
+              { code: loinc('8480-6', 'Pression artérielle systolique'), valueQuantity: quantity(systolic, 'mm[Hg]') },
+              { code: loinc('8462-4', 'Pression artérielle diastolique'), valueQuantity: quantity(systolic - int(r, 30, 60), 'mm[Hg]') },
+            ],
+          }
+        : { valueQuantity: quantity(kind.low + r() * (kind.high - kind.low), kind.unit) }),
+    });
+  }
+  return out;
 }
