@@ -3,7 +3,12 @@
 // record, deleted resources, Binaries and hidden compartments never in it.
 import t, { type Test as Tap } from 'tap';
 import type { FastifyRequest } from 'fastify';
+import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
+import { DEFAULT_BINARY_INLINE_LIMIT } from '../src/store/binary-store.ts';
+import type { Database } from '../src/store/database.ts';
+import { DEFAULT_MAX_INDEX_ROWS } from '../src/store/index-writer.ts';
 import { ALL_ACCESS, type AccessContext } from '../src/store/resource-store.ts';
+import { sqlStorage } from '../src/store/storage.ts';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 
 const HIDE = 'x-test-hidden-patient';
@@ -240,12 +245,20 @@ t.test('type level: with _id, those patients\' records; without, every patient\'
   const all = both.entries.map(keyOf);
   t.equal(new Set(all).size, all.length, 'none repeated');
   t.same(all.sort(), [...p1.members, ...p1.referenced, ...p2.members, ...p2.referenced].sort());
+  // A deleted patient's record: what stays of it (a resource naming the patient is not deleted with it) is no one's.
+  await put({ resourceType: 'Patient', id: 'gone2', name: [{ family: 'Gone' }] });
+  await put({ resourceType: 'Practitioner', id: 'gone2-perf', name: [{ family: 'Gone' }] });
+  await put({ resourceType: 'Observation', id: 'gone2-obs', status: 'final', code: code('8867-4'), subject: ref('Patient/gone2'), performer: [ref('Practitioner/gone2-perf')] });
+  await remove('Patient/gone2');
   const everyone = await walk(t, '/fhir/Patient/$everything?_count=500');
   const everyKey = everyone.entries.map(keyOf);
   t.equal(new Set(everyKey).size, everyKey.length, 'none repeated');
   for (const key of [...p1.members, ...p2.members, ...p1.referenced, ...p2.referenced]) t.ok(everyKey.includes(key), `${key} in every patient's`);
   t.notOk(everyKey.includes('Practitioner/p1-stranger'), 'what no record references is not');
   t.notOk(everyKey.includes('Patient/gone'), 'a deleted patient is not');
+  t.notOk(everyKey.includes('Observation/gone2-obs'), 'nor what stays of its record');
+  t.notOk(everyKey.includes('Practitioner/gone2-perf'), 'nor what only that referenced');
+  t.same(keys(json(await get('/fhir/Patient/$everything?_id=gone2'))), [], 'an _id naming a deleted patient adds nothing');
 });
 
 t.test('a hidden compartment does not leak: 404 for its patient, absent from the type level, from another record', async (t) => {
@@ -266,4 +279,28 @@ t.test('a hidden compartment does not leak: 404 for its patient, absent from the
   const p1Record = json(await get('/fhir/Patient/p1/$everything?_count=1000', hidden));
   t.notOk(keys(p1Record).some((k) => k.includes('p2')), 'nothing of p2');
   await remove('Observation/p1-obs-focus');
+});
+
+t.test('bounded: no statement of a page reads more rows than the page holds, plus one', async (t) => {
+  let most = 0;
+  const db: Database = {
+    ...server.db,
+    async query<Row>(sql: string, params?: unknown[], name?: string) {
+      const result = await server.db.query<Row>(sql, params, name);
+      most = Math.max(most, result.rows.length);
+      return result;
+    },
+  };
+  const store = await sqlStorage(db).open({ registry: new SearchParameterRegistry(loadSearchParameters()), maxIndexRows: DEFAULT_MAX_INDEX_ROWS, binaryInlineLimit: DEFAULT_BINARY_INLINE_LIMIT });
+  const read: string[] = [];
+  let cursor: string | undefined;
+  let pages = 0;
+  do {
+    const page = await store.readRecord({ patients: ['p1'], count: 3, ...(cursor ? { cursor } : {}) });
+    read.push(...page.entries.map((e) => `${e.resource.resourceType}/${e.resource.id}`));
+    cursor = page.next;
+    pages++;
+  } while (cursor);
+  t.same(read.sort(), [...p1.members, ...p1.referenced].sort(), `${p1.members.length} members and ${p1.referenced.length} referenced in ${pages} pages`);
+  t.ok(most <= 4, `at most 4 rows from any statement (${most})`);
 });

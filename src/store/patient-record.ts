@@ -8,7 +8,10 @@ import type { SqlExecutor } from './database.ts';
  * of patients' compartments and the resources they reference that belong to no patient's record.
  */
 export interface RecordQuery {
-  /** The patients whose records are read; `all` for every patient's (type-level `$everything` without `_id`). */
+  /**
+   * The patients whose records are read, as given (the caller checks they exist); `all` for every live
+   * patient's (type-level `$everything` without `_id`).
+   */
   patients: readonly string[] | 'all';
   /** Only resources of these types (`_type`); every type when absent. */
   types?: readonly string[];
@@ -94,7 +97,10 @@ async function run(db: SqlExecutor, statement: { sql: string; params: unknown[] 
 
 /** The condition on `m`, a compartment_member row, that it is a membership of one of the query's patients. */
 function membershipOf(query: RecordQuery, binder: Binder): string {
-  if (query.patients === 'all') return `m.compartment_type = 'Patient'`;
+  // Every patient's: those of a patient that is no more (deleted, or never stored) are no one's record.
+  if (query.patients === 'all') {
+    return `m.compartment_type = 'Patient' AND EXISTS (SELECT 1 FROM resource p WHERE p.resource_type = 'Patient' AND p.id = m.compartment_id AND NOT p.deleted)`;
+  }
   if (query.patients.length === 1) return `m.compartment_type = 'Patient' AND m.compartment_id = ${binder.bind(query.patients[0])}`;
   return `m.compartment_type = 'Patient' AND m.compartment_id = ANY(${binder.bind(query.patients, 'text[]')})`;
 }
