@@ -45,8 +45,6 @@ const CARE_DATE_PARAMS: Record<string, string> = {
   ServiceRequest: 'authored',
   Claim: 'created',
   ExplanationOfBenefit: 'created',
-  Coverage: '',
-  Patient: '',
 };
 
 const careDateParamsByRegistry = new WeakMap<SearchParameterRegistry, Map<string, string>>();
@@ -58,7 +56,7 @@ export function careDateParams(registry: SearchParameterRegistry, patientCompart
     params = new Map();
     for (const type of patientCompartment.params.keys()) {
       const code = CARE_DATE_PARAMS[type] ?? 'date';
-      if (code && registry.get(type, code)?.type === 'date') params.set(type, code);
+      if (registry.get(type, code)?.type === 'date') params.set(type, code);
     }
     careDateParamsByRegistry.set(registry, params);
   }
