@@ -1,3 +1,4 @@
+import { everythingOperation } from './everything.ts';
 import { OperationRegistry } from './registry.ts';
 import { expandOperation, lookupOperation, validateCodeOperation } from './terminology.ts';
 import { validateOperation } from './validate.ts';
@@ -8,5 +9,6 @@ export function defaultOperations(): OperationRegistry {
     .register(validateOperation)
     .register(expandOperation)
     .register(validateCodeOperation)
-    .register(lookupOperation);
+    .register(lookupOperation)
+    .register(everythingOperation);
 }

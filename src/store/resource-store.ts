@@ -4,9 +4,11 @@ import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
 import type { AccessContext } from './access.ts';
 import type { ChangePage } from './change-feed.ts';
+import type { RecordPage, RecordQuery } from './patient-record.ts';
 import type { DeleteResult, HistoryPage, HistoryQuery, StoredBinary, StoredResource, UpdateResult, WriteOptions } from './repository.ts';
 
 export type { Change, ChangePage } from './change-feed.ts';
+export type { RecordPage, RecordQuery } from './patient-record.ts';
 export type { DeleteResult, HistoryEntry, HistoryPage, HistoryQuery, UpdateResult, WriteMethod, WriteOptions } from './repository.ts';
 export { StoredBinary, StoredResource } from './repository.ts';
 export { ALL_ACCESS, type AccessContext, type CompartmentRef } from './access.ts';
@@ -70,6 +72,13 @@ export interface ResourceStore {
   existing(references: readonly string[]): Promise<Set<string>>;
   /** A searchset Bundle: matches, `_include`/`_revinclude` targets, total as `request.total` asks (estimate included). */
   search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle>;
+  /**
+   * A page of patients' records (`Patient/$everything`): the live members of their Patient compartments in
+   * (type, id) order, then the live resources those reference that belong to no patient's record, each
+   * once across the pages a walk of `next` cursors reads, whatever is written meanwhile; as `access` sees
+   * them. A cursor the store did not issue is a 400.
+   */
+  readRecord(query: RecordQuery): Promise<RecordPage>;
 
   /**
    * Ids of the live resources matching each of `criteria` (at most `search.count` each), in their order.

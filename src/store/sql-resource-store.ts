@@ -15,6 +15,7 @@ import { SearchIndexWriter, type IndexWriter } from './index-writer.ts';
 import { migrate } from './migrate.ts';
 import { BufferedTransaction, Repository, type DeleteResult, type HistoryPage, type HistoryQuery, type StoredBinary, type StoredResource, type UpdateResult, type WriteOptions } from './repository.ts';
 import type { MatchCriteria, ResourceStore, SearchContext, ServerStore, StagedBinary, StoreSettings } from './resource-store.ts';
+import { readRecordPage, type RecordPage, type RecordQuery } from './patient-record.ts';
 import { planSearch, readPage, SearchEngine } from './search-executor.ts';
 
 export interface SqlStoreSettings {
@@ -110,6 +111,10 @@ export class SqlResourceStore implements ServerStore {
 
   search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle> {
     return this.engine.search(request, context);
+  }
+
+  readRecord(query: RecordQuery): Promise<RecordPage> {
+    return readRecordPage(this.db, query, this.scope);
   }
 
   async match(criteria: MatchCriteria[], options: { lock?: boolean } = {}): Promise<string[][]> {

@@ -322,6 +322,47 @@ export function storeContract(t: Tap, open: StoreFactory): void {
     t.same((revincluded.entry ?? []).map((entry) => [entry.search?.mode, entry.resource!.id]), [['match', owner.id], ['include', linked.id]]);
   });
 
+  t.test('readRecord: a patient\'s members then what they reference, each once across pages; filters; a made-up cursor is 400', async (t) => {
+    const gp = await store.create({ resourceType: 'Practitioner', name: [{ family: 'Record' }] } as Resource);
+    const org = await store.create({ resourceType: 'Organization', name: 'Record' } as Resource);
+    const owner = await store.create(patient(`record-${randomUUID()}`, { generalPractitioner: [{ reference: `Practitioner/${gp.id}` }] }));
+    const other = await store.create(patient(`record-other-${randomUUID()}`, { managingOrganization: { reference: `Organization/${org.id}` } }));
+    const observation = (subject: string, date: string) =>
+      ({ resourceType: 'Observation', status: 'final', code: { text: 'pouls' }, subject: { reference: `Patient/${subject}` }, effectiveDateTime: date, performer: [{ reference: `Organization/${org.id}` }] }) as Resource;
+    const members = [`Patient/${owner.id}`];
+    const byDate = new Map<string, string>();
+    for (const date of ['2020-01-01', '2024-06-01', '2024-07-01']) byDate.set(date, `Observation/${(await store.create(observation(owner.id, date))).id}`);
+    members.push(...byDate.values());
+    const deleted = await store.create(observation(owner.id, '2024-08-01'));
+    await store.delete('Observation', deleted.id);
+    await store.create(observation(other.id, '2024-06-01'));
+    const key = (e: { resource: { resourceType: string; id: string } }) => `${e.resource.resourceType}/${e.resource.id}`;
+
+    const seen: Array<[string, string]> = [];
+    let cursor: string | undefined;
+    do {
+      const page = await store.readRecord({ patients: [owner.id], count: 2, ...(cursor ? { cursor } : {}) });
+      t.ok(page.entries.length <= 2, 'at most count entries');
+      seen.push(...page.entries.map((e) => [e.mode, key(e)] as [string, string]));
+      cursor = page.next;
+    } while (cursor);
+    const referenced = [`Organization/${org.id}`, `Practitioner/${gp.id}`].sort();
+    t.same(seen, [...[...members].sort().map((k) => ['match', k]), ...referenced.map((k) => ['include', k])], 'members in key order, then the referenced ones, each once; not the deleted one nor the other patient\'s');
+
+    const ofType = await store.readRecord({ patients: [owner.id], count: 100, types: ['Observation'] });
+    t.same(ofType.entries.map(key).sort(), members.filter((k) => k.startsWith('Observation/')).sort(), 'types');
+    const care = await store.readRecord({
+      patients: [owner.id], count: 100, types: ['Observation'],
+      careDates: { params: new Map([['Observation', 'date']]), from: '2024-01-01T00:00:00Z', to: '2024-06-30T00:00:00Z' },
+    });
+    t.same(care.entries.map(key), [byDate.get('2024-06-01')], 'care dates');
+    const both = await store.readRecord({ patients: [owner.id, other.id], count: 100, types: ['Patient'] });
+    t.same(both.entries.map(key).sort(), [`Patient/${owner.id}`, `Patient/${other.id}`].sort(), 'several patients');
+    const later = await store.readRecord({ patients: [owner.id], count: 100, since: new Date(Date.now() + 60_000).toISOString() });
+    t.same(later.entries, [], 'since');
+    await failsWith(t, store.readRecord({ patients: [owner.id], count: 2, cursor: 'not-a-cursor' }), 400, 'a made-up cursor');
+  });
+
   t.test('patch: the transform gets the current version under lock; concurrent patches lose no increment', async (t) => {
     const created = await store.create(patient('patch', { multipleBirthInteger: 0 }));
     const results = await Promise.all(

@@ -1,0 +1,179 @@
+import { FhirError } from '../fhir/outcome.ts';
+import { ResourceText } from '../fhir/resource-text.ts';
+import { Binder, type ScopePredicate } from '../search/sql-fragments.ts';
+import type { SqlExecutor } from './database.ts';
+
+/**
+ * What `Patient/$everything` reads (R4 patient-operation-everything.html), one page at a time: the members
+ * of patients' compartments and the resources they reference that belong to no patient's record.
+ */
+export interface RecordQuery {
+  /**
+   * The patients whose records are read, as given (the caller checks they exist); `all` for every live
+   * patient's (type-level `$everything` without `_id`).
+   */
+  patients: readonly string[] | 'all';
+  /** Only resources of these types (`_type`); every type when absent. */
+  types?: readonly string[];
+  /** Only resources last updated at or after this instant (`_since`, ISO 8601). */
+  since?: string;
+  /**
+   * Care dates (`start`/`end`): a member whose clinical date (the date parameter `params` names for its type)
+   * lies wholly outside [from, to) is left out, together with what only it references; one without a
+   * clinical date stays. Instants (ISO 8601); either end may be open.
+   */
+  careDates?: { params: ReadonlyMap<string, string>; from?: string; to?: string };
+  /** Entries per page. */
+  count: number;
+  /** Where the previous page ended (RecordPage.next); the first page without it. */
+  cursor?: string;
+}
+
+export interface RecordPage {
+  /** Members (`match`) then referenced resources (`include`), each once across all the pages of one walk. */
+  entries: Array<{ resource: ResourceText; mode: 'match' | 'include' }>;
+  /** The cursor of the next page, when there is one. */
+  next?: string;
+}
+
+/**
+ * The walk goes over the members in (type, id) order, then over the referenced resources in (type, id)
+ * order, so a cursor is the phase and the last key read: a resource written meanwhile before the cursor
+ * is not seen, none is repeated or skipped, and no page reads more than it returns (plus one).
+ */
+interface RecordCursor {
+  phase: 'member' | 'referenced';
+  after?: [type: string, id: string];
+}
+
+function encode(cursor: RecordCursor): string {
+  return Buffer.from(JSON.stringify(cursor)).toString('base64url');
+}
+
+function decode(text: string | undefined): RecordCursor {
+  if (text === undefined) return { phase: 'member' };
+  try {
+    const parsed = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as RecordCursor;
+    const keyOk = parsed.after === undefined || (Array.isArray(parsed.after) && parsed.after.length === 2 && parsed.after.every((k) => typeof k === 'string'));
+    if ((parsed.phase === 'member' || parsed.phase === 'referenced') && keyOk) return { phase: parsed.phase, after: parsed.after };
+  } catch {
+    // fall through
+  }
+  throw FhirError.badRequest('_cursor is not a cursor this server issued for $everything', ['_cursor']);
+}
+
+interface Row {
+  resource_type: string;
+  id: string;
+  content: string;
+}
+
+export async function readRecordPage(db: SqlExecutor, query: RecordQuery, scope: ScopePredicate | undefined): Promise<RecordPage> {
+  if ((Array.isArray(query.patients) && query.patients.length === 0) || query.count <= 0) return { entries: [] };
+  let cursor = decode(query.cursor);
+  const entries: RecordPage['entries'] = [];
+  if (cursor.phase === 'member') {
+    const rows = await run(db, memberStatement(query, cursor.after, query.count + 1, scope));
+    for (const row of rows.slice(0, query.count)) entries.push({ resource: new ResourceText(row.resource_type, row.id, row.content), mode: 'match' });
+    if (rows.length > query.count) return { entries, next: encode({ phase: 'member', after: lastKey(entries) }) };
+    cursor = { phase: 'referenced' };
+  }
+  // What room the members left goes to the referenced resources; with none left, one is read to know whether a next page has any.
+  const room = query.count - entries.length;
+  const rows = await run(db, referencedStatement(query, cursor.after, room + 1, scope));
+  for (const row of rows.slice(0, room)) entries.push({ resource: new ResourceText(row.resource_type, row.id, row.content), mode: 'include' });
+  if (rows.length <= room) return { entries };
+  return { entries, next: encode(room === 0 ? cursor : { phase: 'referenced', after: lastKey(entries) }) };
+}
+
+function lastKey(entries: RecordPage['entries']): [string, string] {
+  const last = entries[entries.length - 1]!.resource;
+  return [last.resourceType, last.id];
+}
+
+async function run(db: SqlExecutor, statement: { sql: string; params: unknown[] }): Promise<Row[]> {
+  return (await db.query<Row>(statement.sql, statement.params)).rows;
+}
+
+/** The condition on `m`, a compartment_member row, that it is a membership of one of the query's patients. */
+function membershipOf(query: RecordQuery, binder: Binder): string {
+  // Every patient's: those of a patient that is no more (deleted, or never stored) are no one's record.
+  if (query.patients === 'all') {
+    return `m.compartment_type = 'Patient' AND EXISTS (SELECT 1 FROM resource p WHERE p.resource_type = 'Patient' AND p.id = m.compartment_id AND NOT p.deleted)`;
+  }
+  if (query.patients.length === 1) return `m.compartment_type = 'Patient' AND m.compartment_id = ${binder.bind(query.patients[0])}`;
+  return `m.compartment_type = 'Patient' AND m.compartment_id = ANY(${binder.bind(query.patients, 'text[]')})`;
+}
+
+/** The row conditions on a resource `r` the caller sees, by its own type, update time and the key it follows. */
+function rowConditions(query: RecordQuery, r: string, after: [string, string] | undefined, binder: Binder, scope: ScopePredicate | undefined): string[] {
+  const conditions = [`NOT ${r}.deleted`];
+  if (after) conditions.push(`(${r}.resource_type, ${r}.id) > (${binder.bind(after[0])}, ${binder.bind(after[1])})`);
+  if (query.types) conditions.push(`${r}.resource_type = ANY(${binder.bind(query.types, 'text[]')})`);
+  if (query.since) conditions.push(`${r}.last_updated >= ${binder.bind(query.since)}::timestamptz`);
+  const scoped = scope?.(r, query.types ? [...query.types] : [], binder);
+  if (scoped) conditions.push(scoped);
+  return conditions;
+}
+
+/**
+ * A member `r` whose clinical date falls in the care period, or that has none: the date index rows of its
+ * type's clinical date parameter (search_date holds each value as [low, high)) overlap [from, to).
+ */
+function careDateCondition(query: RecordQuery, r: string, binder: Binder): string | undefined {
+  const care = query.careDates;
+  if (!care || (care.from === undefined && care.to === undefined) || care.params.size === 0) return undefined;
+  const pairs = [...care.params];
+  const ofType = (d: string) =>
+    `${d}.resource_type = ${r}.resource_type AND ${d}.resource_id = ${r}.id AND (${d}.resource_type, ${d}.param) IN (SELECT * FROM unnest(${binder.bind(pairs.map(([type]) => type), 'text[]')}, ${binder.bind(pairs.map(([, param]) => param), 'text[]')}))`;
+  const overlap = [care.from === undefined ? '' : ` AND d2.high > ${binder.bind(care.from)}::timestamptz`, care.to === undefined ? '' : ` AND d2.low < ${binder.bind(care.to)}::timestamptz`].join('');
+  return `(NOT EXISTS (SELECT 1 FROM search_date d1 WHERE ${ofType('d1')}) OR EXISTS (SELECT 1 FROM search_date d2 WHERE ${ofType('d2')}${overlap}))`;
+}
+
+function memberStatement(query: RecordQuery, after: [string, string] | undefined, limit: number, scope: ScopePredicate | undefined) {
+  const binder = new Binder();
+  const conditions = rowConditions(query, 'r', after, binder, scope);
+  const care = careDateCondition(query, 'r', binder);
+  if (care) conditions.push(care);
+  let sql: string;
+  if (Array.isArray(query.patients) && query.patients.length === 1) {
+    // One patient: its memberships in (type, id) order straight from the compartment index, each row joined
+    // to its resource until the page is full (a member is in one patient's compartment once).
+    const keyAfter = after ? ` AND (m.resource_type, m.resource_id) > (${binder.bind(after[0])}, ${binder.bind(after[1])})` : '';
+    sql = `SELECT r.resource_type, r.id, r.content FROM compartment_member m
+      JOIN resource r ON r.resource_type = m.resource_type AND r.id = m.resource_id
+      WHERE ${membershipOf(query, binder)}${keyAfter} AND ${conditions.join(' AND ')}`;
+  } else {
+    // Several patients share members (an Appointment is in each participant's): resources in key order,
+    // each once, that are members of any of them.
+    sql = `SELECT r.resource_type, r.id, r.content FROM resource r WHERE ${conditions.join(' AND ')}
+      AND EXISTS (SELECT 1 FROM compartment_member m WHERE ${membershipOf(query, binder)} AND m.resource_type = r.resource_type AND m.resource_id = r.id)`;
+  }
+  return { sql: `${sql} ORDER BY 1, 2 LIMIT ${limit}`, params: binder.params };
+}
+
+/**
+ * The resources the members reference (search_reference rows: references a search parameter indexes) that
+ * are members of no patient's compartment: practitioners, organisations, medications, locations… Another
+ * patient, or a resource of another patient's record, is never brought in this way. The members they are
+ * referenced from are those of the care period the caller sees, whatever their type or update time (a
+ * practitioner updated since `_since` is sent even when the observation naming them was not).
+ */
+function referencedStatement(query: RecordQuery, after: [string, string] | undefined, limit: number, scope: ScopePredicate | undefined) {
+  const binder = new Binder();
+  const sourceConditions = ['NOT s.deleted'];
+  const sourceScope = scope?.('s', [], binder);
+  if (sourceScope) sourceConditions.push(sourceScope);
+  const care = careDateCondition(query, 's', binder);
+  if (care) sourceConditions.push(care);
+  const targets = `SELECT i.target_type, i.target_id FROM compartment_member m
+    JOIN search_reference i ON i.resource_type = m.resource_type AND i.resource_id = m.resource_id
+    JOIN resource s ON s.resource_type = m.resource_type AND s.id = m.resource_id
+    WHERE ${membershipOf(query, binder)} AND i.target_type IS NOT NULL AND ${sourceConditions.join(' AND ')}`;
+  const conditions = rowConditions(query, 't', after, binder, scope);
+  const sql = `SELECT t.resource_type, t.id, t.content FROM resource t WHERE (t.resource_type, t.id) IN (${targets})
+    AND ${conditions.join(' AND ')}
+    AND NOT EXISTS (SELECT 1 FROM compartment_member o WHERE o.resource_type = t.resource_type AND o.resource_id = t.id AND o.compartment_type = 'Patient')
+    ORDER BY 1, 2 LIMIT ${limit}`;
+  return { sql, params: binder.params };
+}
