@@ -8,7 +8,7 @@ import { FhirError } from '../../src/fhir/outcome.ts';
 import type { ResponseBundle } from '../../src/fhir/resource-text.ts';
 import { parseSearch } from '../../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/registry.ts';
-import type { MatchCriteria, ResourceStore } from '../../src/store/resource-store.ts';
+import { ALL_ACCESS, type MatchCriteria, type ResourceStore } from '../../src/store/resource-store.ts';
 
 export type StoreFactory = () => Promise<{ store: ResourceStore; close(): Promise<void> }>;
 
@@ -210,6 +210,21 @@ export function storeContract(t: Tap, open: StoreFactory): void {
     });
     t.same(inUnit.found.map((r) => r.source), [`Immunization/${inUnit.id}`], 'in a unit, its own (buffered) writes count');
     t.same(await store.referrers([], 10), []);
+  });
+
+  t.test('referrers through a restricted store: a hidden referrer still counts, marked not visible', async (t) => {
+    const seen = await store.create(patient(`seen-${randomUUID()}`));
+    const withheld = await store.create(patient(`withheld-${randomUUID()}`));
+    const practitioner = await store.create({ resourceType: 'Practitioner', name: [{ family: 'Contract' }] } as Resource);
+    const performed = (patientId: string) => ({ ...immunization(`Patient/${patientId}`), performer: [{ actor: { reference: `Practitioner/${practitioner.id}` } }] }) as Resource;
+    const visible = await store.create(performed(seen.id));
+    const hidden = await store.create(performed(withheld.id));
+    const restricted = store.forAccess({ ...ALL_ACCESS, hiddenCompartments: [{ type: 'Patient', id: withheld.id }] });
+    const found = await restricted.referrers([`Practitioner/${practitioner.id}`], 10);
+    t.same(
+      found.map((r) => [r.source, r.visible]).sort(),
+      [[`Immunization/${visible.id}`, true], [`Immunization/${hidden.id}`, false]].sort(),
+    );
   });
 
   t.test('40 concurrent pairs of a write naming a resource (existing with lock) and its delete (then referrers): never both', async (t) => {
