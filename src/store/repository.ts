@@ -103,6 +103,9 @@ export interface WriteOptions {
   baseUrl?: string;
 }
 
+/** Index rows read per referrer asked for: a resource references one target under a few parameters at most. */
+const REFERRER_ROWS_PER_RESOURCE = 4;
+
 const LAST_UPDATED_TEXT = `to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 /**
@@ -216,15 +219,23 @@ export class Repository {
     const types = binder.bind(wanted.map((target) => target.slice(0, target.indexOf('/'))), 'text[]');
     const ids = binder.bind(wanted.map((target) => target.slice(target.indexOf('/') + 1)), 'text[]');
     const scoped = this.scope?.('r', [], binder);
+    // Index rows, not resources: a resource may reference a target under several parameters (a document's
+    // `subject` and `patient`). Read without sorting or grouping, so that a patient referenced by a million
+    // observations costs a few index entries, and made distinct here.
     const { rows } = await this.db.query<{ resource_type: string; resource_id: string; target_type: string; target_id: string; param: string; visible: boolean }>(
-      `SELECT s.resource_type, s.resource_id, s.target_type, s.target_id, min(s.param) AS param, ${scoped ? `bool_or(${scoped})` : 'true'} AS visible
+      `SELECT s.resource_type, s.resource_id, s.target_type, s.target_id, s.param, ${scoped ?? 'true'} AS visible
          FROM search_reference s${scoped ? ' JOIN resource r ON r.resource_type = s.resource_type AND r.id = s.resource_id' : ''}
         WHERE (s.target_type, s.target_id) IN (SELECT * FROM unnest(${types}, ${ids}))
-        GROUP BY s.resource_type, s.resource_id, s.target_type, s.target_id
-        ORDER BY s.resource_type, s.resource_id LIMIT ${binder.bind(limit)}`,
+        LIMIT ${binder.bind(limit * REFERRER_ROWS_PER_RESOURCE)}`,
       binder.params,
     );
-    return rows.map((row) => ({ source: `${row.resource_type}/${row.resource_id}`, target: `${row.target_type}/${row.target_id}`, param: row.param, visible: row.visible }));
+    const referrers = new Map<string, Referrer>();
+    for (const row of rows) {
+      const source = `${row.resource_type}/${row.resource_id}`;
+      const target = `${row.target_type}/${row.target_id}`;
+      if (!referrers.has(`${source} ${target}`)) referrers.set(`${source} ${target}`, { source, target, param: row.param, visible: row.visible });
+    }
+    return [...referrers.values()].slice(0, limit);
   }
 
   async vread(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
