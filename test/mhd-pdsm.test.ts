@@ -141,11 +141,12 @@ t.test('ITI-105: simplified publish is validated against its own profile, not th
     ...fixture('pdsm/Patient-fr-patient-123.json'),
     identifier: [{ use: 'official', type: { coding: [{ system: 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203', code: 'INS-NIR' }] }, system: 'urn:oid:1.2.250.1.213.1.4.8', value: '123456789012311' }],
   };
-  const targets = await Promise.all([
-    send('PUT', '/fhir/Patient/fr-patient-123', patient),
-    send('PUT', '/fhir/Organization/org-example', fixture('ig-narratives/Organization-org-example.json')),
-    send('PUT', '/fhir/PractitionerRole/practitionerrole-example', { resourceType: 'PractitionerRole', id: 'practitionerrole-example', active: true, organization: { reference: 'Organization/org-example' } }),
-  ]);
+  // One after the other: the role names the organisation.
+  const targets = [
+    await send('PUT', '/fhir/Patient/fr-patient-123', patient),
+    await send('PUT', '/fhir/Organization/org-example', fixture('ig-narratives/Organization-org-example.json')),
+    await send('PUT', '/fhir/PractitionerRole/practitionerrole-example', { resourceType: 'PractitionerRole', id: 'practitionerrole-example', active: true, organization: { reference: 'Organization/org-example' } }),
+  ];
   t.same(targets.map((res) => res.statusCode), [201, 201, 201], 'the referenced resources are stored');
   const pdsm = fixture('pdsm/DocumentReference-PDSmSimplifiedExample.json');
   const created = await send('POST', '/fhir/DocumentReference', pdsm);
