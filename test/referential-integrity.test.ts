@@ -332,3 +332,14 @@ t.test('conditional references in a plain create and update: resolved to the one
   t.equal((await send('POST', '/fhir/Immunization', immunization('Patient?nonsense=1'))).statusCode, 400, 'criteria that do not parse');
   t.equal((await send('POST', '/fhir/Immunization', immunization('Spaceship?identifier=x'))).statusCode, 400, 'a type the server does not hold');
 });
+
+t.test('a Bundle stored as a resource keeps the conditional references of its entries as written', async (t) => {
+  const reference = `Patient?identifier=urn:test:conditional|${randomUUID()}`;
+  const res = await send('POST', '/fhir/Bundle', {
+    resourceType: 'Bundle',
+    type: 'collection',
+    entry: [{ fullUrl: 'urn:uuid:4f7c2b1a-9d3e-4c5b-8a6f-1e2d3c4b5a69', resource: immunization(reference) }],
+  });
+  t.equal(res.statusCode, 201, JSON.stringify(json(res).issue ?? ''));
+  t.equal(json(res).entry[0].resource.patient.reference, reference);
+});

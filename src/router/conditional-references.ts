@@ -9,11 +9,16 @@ import type { FhirRequest } from './request.ts';
 /** A conditional reference (R4 http.html#trules): `Patient?identifier=sys|val`, a search in place of an id. */
 const CONDITIONAL_REFERENCE = /^[A-Z][A-Za-z]+\?/;
 
-/** The distinct conditional references of a resource (each Reference.reference that is a search URL). */
+/**
+ * The distinct conditional references of a resource (each Reference.reference that is a search URL), but
+ * those inside the entries of a Bundle stored as a resource: a document is kept as it was written.
+ */
 export function conditionalReferences(value: unknown, found = new Set<string>()): Set<string> {
   if (Array.isArray(value)) for (const item of value) conditionalReferences(item, found);
   else if (value && typeof value === 'object') {
+    const isBundle = (value as { resourceType?: unknown }).resourceType === 'Bundle';
     for (const [key, item] of Object.entries(value)) {
+      if (isBundle && key === 'entry') continue;
       if (key === 'reference' && typeof item === 'string' && CONDITIONAL_REFERENCE.test(item)) found.add(item);
       else conditionalReferences(item, found);
     }
