@@ -9,7 +9,7 @@ import { loadCompartments } from '../src/search/compartment.ts';
 import { R4_RESOURCE_TYPES, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { FHIR_JSON, json as parse, startTestServer } from './helpers/app.ts';
-import { minimalResource } from './helpers/minimal-resources.ts';
+import { generatedResource } from './helpers/minimal-resources.ts';
 import { sampleValue } from './helpers/search-values.ts';
 
 const server = await startTestServer(t);
@@ -39,7 +39,7 @@ t.test('each type: create, read, vread, update, patch, history, _id search, $val
   const failures: string[] = [];
   for (const type of SERVED_RESOURCE_TYPES) {
     const fail = (what: string, response: { statusCode: number; body: string }) => failures.push(`${type} ${what}: ${response.statusCode} ${response.body.slice(0, 300)}`);
-    const resource = minimalResource(type);
+    const resource = generatedResource(type);
     const created = await server.inject({ method: 'POST', url: `/fhir/${type}`, payload: resource, headers: { 'content-type': FHIR_JSON } });
     if (created.statusCode !== 201) {
       fail('create', created);
@@ -92,7 +92,7 @@ t.test('one transaction creates an instance of every type', async (t) => {
   const bundle = {
     resourceType: 'Bundle',
     type: 'transaction',
-    entry: SERVED_RESOURCE_TYPES.map((type) => ({ resource: minimalResource(type), request: { method: 'POST', url: type } })),
+    entry: SERVED_RESOURCE_TYPES.map((type) => ({ resource: generatedResource(type), request: { method: 'POST', url: type } })),
   };
   const response = await server.inject({ method: 'POST', url: '/fhir', payload: bundle, headers: { 'content-type': FHIR_JSON } });
   t.equal(response.statusCode, 200, response.statusCode === 200 ? 'transaction' : response.body.slice(0, 500));
@@ -120,7 +120,7 @@ t.test('every official search parameter of every type is understood', async (t) 
 t.test('a stored value of any parameter is found by :missing=false, and only then', async (t) => {
   const wrong: string[] = [];
   for (const type of SERVED_RESOURCE_TYPES) {
-    const created = await server.inject({ method: 'POST', url: `/fhir/${type}`, payload: { ...minimalResource(type), meta: { tag: [{ system: 'http://example.org/run', code: 'missing' }] } }, headers: { 'content-type': FHIR_JSON } });
+    const created = await server.inject({ method: 'POST', url: `/fhir/${type}`, payload: { ...generatedResource(type), meta: { tag: [{ system: 'http://example.org/run', code: 'missing' }] } }, headers: { 'content-type': FHIR_JSON } });
     const resource = json(created);
     const indexed = indexedParams(resource);
     for (const param of registry.forType(type)) {
@@ -156,7 +156,7 @@ t.test('compartment search: each type in each compartment that lists it', async 
 const BUNDLE_TAG = { system: 'http://example.org/run', code: 'bundles' };
 
 t.test('Bundle: document, collection and message are stored; transaction, batch, searchset and history are not', async (t) => {
-  const collection = await server.inject({ method: 'POST', url: '/fhir/Bundle', payload: { resourceType: 'Bundle', meta: { tag: [BUNDLE_TAG] }, type: 'collection', entry: [{ fullUrl: 'urn:uuid:8d1c6f5e-2a0b-4c3d-9e8f-7a6b5c4d3e2f', resource: minimalResource('Observation') }] }, headers: { 'content-type': FHIR_JSON } });
+  const collection = await server.inject({ method: 'POST', url: '/fhir/Bundle', payload: { resourceType: 'Bundle', meta: { tag: [BUNDLE_TAG] }, type: 'collection', entry: [{ fullUrl: 'urn:uuid:8d1c6f5e-2a0b-4c3d-9e8f-7a6b5c4d3e2f', resource: generatedResource('Observation') }] }, headers: { 'content-type': FHIR_JSON } });
   t.equal(collection.statusCode, 201, collection.body.slice(0, 300));
   const read = await server.inject({ method: 'GET', url: `/fhir/Bundle/${json(collection).id}` });
   t.equal(json(read).entry[0].resource.resourceType, 'Observation', 'stored whole, entries included');

@@ -133,15 +133,27 @@ t.test('ITI-65: an entry is held to the profile its slice requires even when it 
 });
 
 t.test('ITI-105: simplified publish is validated against its own profile, not the comprehensive one', async (t) => {
-  // The examples name a patient, organisation and role this store does not hold, and one names its patient by a
-  // conditional reference, which a plain POST does not resolve (transactions do): referential integrity is off here.
-  const legacy = await startTestServer(t, { frenchProfiles: true, referentialIntegrity: 'off' });
-  const send = (method: 'POST', url: string, body: unknown) => legacy.inject({ method, url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON } });
+  // With referential integrity on (the default): the examples' patient, organisation and author role are stored
+  // first, and the PDSm4DMP one names its patient by a conditional reference (its NIR), resolved on a plain POST.
+  const publisher = await startTestServer(t, { frenchProfiles: true });
+  const send = (method: 'POST' | 'PUT', url: string, body: unknown) => publisher.inject({ method, url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON } });
+  const patient = {
+    ...fixture('pdsm/Patient-fr-patient-123.json'),
+    identifier: [{ use: 'official', type: { coding: [{ system: 'https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203', code: 'INS-NIR' }] }, system: 'urn:oid:1.2.250.1.213.1.4.8', value: '123456789012311' }],
+  };
+  // One after the other: the role names the organisation.
+  const targets = [
+    await send('PUT', '/fhir/Patient/fr-patient-123', patient),
+    await send('PUT', '/fhir/Organization/org-example', fixture('ig-narratives/Organization-org-example.json')),
+    await send('PUT', '/fhir/PractitionerRole/practitionerrole-example', { resourceType: 'PractitionerRole', id: 'practitionerrole-example', active: true, organization: { reference: 'Organization/org-example' } }),
+  ];
+  t.same(targets.map((res) => res.statusCode), [201, 201, 201], 'the referenced resources are stored');
   const pdsm = fixture('pdsm/DocumentReference-PDSmSimplifiedExample.json');
   const created = await send('POST', '/fhir/DocumentReference', pdsm);
   t.equal(created.statusCode, 201, 'accepted');
   const dmp = await send('POST', '/fhir/DocumentReference', fixture('pdsm/DocumentReference-example-td2-iti105-publication-simplifiee.json'));
   t.equal(dmp.statusCode, 201, 'accepted');
+  t.same(json(dmp).subject, { reference: 'Patient/fr-patient-123' }, 'the conditional reference to the patient is resolved by its NIR');
 
   const { meta: _claim, ...unclaimed } = pdsm;
   const asComprehensive = await send('POST', '/fhir/DocumentReference', unclaimed);

@@ -207,3 +207,139 @@ t.test('FHIR_REFERENTIAL_INTEGRITY=off: references to nothing are written as the
   t.equal(bundle.statusCode, 200);
   t.equal(await count('Immunization', relaxedSend), 3);
 });
+
+t.test('delete of a referenced resource: 409 naming the referrers, nothing deleted; once they are gone, 204', async (t) => {
+  const patient = await createdPatient();
+  const first = json(await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`))).id;
+  const second = json(await send('POST', '/fhir/DocumentReference', { ...minimalResource('DocumentReference'), subject: { reference: `Patient/${patient}` } })).id;
+  const refused = await send('DELETE', `/fhir/Patient/${patient}`);
+  t.equal(refused.statusCode, 409);
+  const outcome = json(refused);
+  t.equal(outcome.resourceType, 'OperationOutcome');
+  t.equal(outcome.issue[0].code, 'conflict');
+  t.match(outcome.issue[0].diagnostics, new RegExp(`Unable to delete Patient/${patient} because at least one resource has a reference to this resource`));
+  t.match(outcome.issue[0].diagnostics, new RegExp(`Immunization/${first} \\(patient\\)`));
+  t.match(outcome.issue[0].diagnostics, new RegExp(`DocumentReference/${second} \\((patient|subject)\\)`));
+  t.equal((await send('GET', `/fhir/Patient/${patient}`)).statusCode, 200, 'not deleted');
+
+  t.equal((await send('DELETE', `/fhir/Immunization/${first}`)).statusCode, 204);
+  // A referrer updated to name someone else no longer holds the patient.
+  const other = await createdPatient();
+  t.equal((await send('PUT', `/fhir/DocumentReference/${second}`, { ...minimalResource('DocumentReference'), id: second, subject: { reference: `Patient/${other}` } })).statusCode, 200);
+  t.equal((await send('DELETE', `/fhir/Patient/${patient}`)).statusCode, 204);
+  t.equal((await send('GET', `/fhir/Patient/${patient}`)).statusCode, 410);
+});
+
+t.test('delete: a resource naming only itself, or referenced by old versions only, is deleted', async (t) => {
+  const self = randomUUID();
+  t.equal((await send('PUT', `/fhir/Patient/${self}`, { ...minimalResource('Patient'), id: self, link: [{ other: { reference: `Patient/${self}` }, type: 'seealso' }] })).statusCode, 201);
+  t.equal((await send('DELETE', `/fhir/Patient/${self}`)).statusCode, 204);
+  const patient = await createdPatient();
+  const other = await createdPatient();
+  const id = json(await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`))).id;
+  t.equal((await send('PUT', `/fhir/Immunization/${id}`, { ...immunization(`Patient/${other}`), id })).statusCode, 200);
+  t.equal((await send('DELETE', `/fhir/Patient/${patient}`)).statusCode, 204, 'version 1 of the immunization named it; version 2 does not');
+});
+
+t.test('conditional delete of a referenced resource: 409, nothing deleted', async (t) => {
+  const value = randomUUID();
+  const patient = json(await send('POST', '/fhir/Patient', { ...minimalResource('Patient'), identifier: [{ system: 'urn:test:integrity', value }] })).id;
+  await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`));
+  const res = await send('DELETE', `/fhir/Patient?identifier=urn:test:integrity|${value}`);
+  t.equal(res.statusCode, 409);
+  t.match(json(res).issue[0].diagnostics, new RegExp(`Patient/${patient}`));
+  t.equal((await send('GET', `/fhir/Patient/${patient}`)).statusCode, 200);
+});
+
+t.test('transaction: a delete of a still-referenced resource refuses it (409 naming the entry); deleting or updating the referrer in it too succeeds', async (t) => {
+  const transaction = (entry: unknown[]) => send('POST', '/fhir', { resourceType: 'Bundle', type: 'transaction', entry });
+  const patient = await createdPatient();
+  const first = json(await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`))).id;
+  const second = json(await send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`))).id;
+  const alone = await transaction([{ resource: minimalResource('Patient'), request: { method: 'POST', url: 'Patient' } }, { request: { method: 'DELETE', url: `Patient/${patient}` } }]);
+  t.equal(alone.statusCode, 409);
+  t.equal(json(alone).issue[0].expression[0], 'Bundle.entry[1]');
+  t.match(json(alone).issue[0].diagnostics, new RegExp(`Immunization/${first}`));
+  t.equal((await send('GET', `/fhir/Patient/${patient}`)).statusCode, 200, 'nothing of it kept');
+
+  const halfway = await transaction([{ request: { method: 'DELETE', url: `Patient/${patient}` } }, { request: { method: 'DELETE', url: `Immunization/${first}` } }]);
+  t.equal(halfway.statusCode, 409, 'one referrer left');
+  t.match(json(halfway).issue[0].diagnostics, new RegExp(`Immunization/${second}`));
+  t.equal((await send('GET', `/fhir/Immunization/${first}`)).statusCode, 200, 'the referrer\'s delete was undone too');
+
+  const other = await createdPatient();
+  const res = await transaction([
+    { request: { method: 'DELETE', url: `Patient/${patient}` } },
+    { request: { method: 'DELETE', url: `Immunization/${first}` } },
+    { resource: { ...immunization(`Patient/${other}`), id: second }, request: { method: 'PUT', url: `Immunization/${second}` } },
+  ]);
+  t.equal(res.statusCode, 200, JSON.stringify(json(res).issue ?? ''));
+  t.equal((await send('GET', `/fhir/Patient/${patient}`)).statusCode, 410);
+});
+
+t.test('batch: a delete of a referenced resource fails alone (409)', async (t) => {
+  const referenced = await createdPatient();
+  const free = await createdPatient();
+  await send('POST', '/fhir/Immunization', immunization(`Patient/${referenced}`));
+  const res = await send('POST', '/fhir', { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'DELETE', url: `Patient/${referenced}` } }, { request: { method: 'DELETE', url: `Patient/${free}` } }] });
+  t.same(json(res).entry.map((entry: any) => entry.response.status), ['409 Conflict', '204 No Content']);
+});
+
+t.test('FHIR_REFERENTIAL_INTEGRITY=off: a referenced resource is deleted', async (t) => {
+  const relaxedSend = sender(relaxed);
+  const patient = json(await relaxedSend('POST', '/fhir/Patient', minimalResource('Patient'))).id;
+  t.equal((await relaxedSend('POST', '/fhir/Immunization', immunization(`Patient/${patient}`))).statusCode, 201);
+  t.equal((await relaxedSend('DELETE', `/fhir/Patient/${patient}`)).statusCode, 204);
+});
+
+t.test('30 concurrent pairs over HTTP, a create naming a patient and the patient\'s delete: never both', async (t) => {
+  const patients = await Promise.all(Array.from({ length: 30 }, () => createdPatient()));
+  const results = await Promise.all(
+    patients.map(async (patient, index) => {
+      const create = () => send('POST', '/fhir/Immunization', immunization(`Patient/${patient}`));
+      const remove = () => send('DELETE', `/fhir/Patient/${patient}`);
+      const [created, deleted] = index % 2 === 0 ? await Promise.all([create(), remove()]) : (await Promise.all([remove(), create()])).reverse();
+      return { patient, created: created!.statusCode, deleted: deleted!.statusCode };
+    }),
+  );
+  t.same(results.filter((r) => r.created === 201 && r.deleted === 204).map((r) => r.patient), [], 'no pair both succeeded');
+  t.ok(results.every((r) => [201, 422].includes(r.created) && [204, 409].includes(r.deleted)), 'each refused as integrity refuses');
+  t.ok(results.every((r) => r.created === 201 || r.deleted === 204), 'one of each pair succeeded');
+});
+
+t.test('conditional references in a plain create and update: resolved to the one match; no match or several is 412', async (t) => {
+  const value = randomUUID();
+  const identified = (v: string) => ({ ...minimalResource('Patient'), identifier: [{ system: 'urn:test:conditional', value: v }] });
+  const patient = json(await send('POST', '/fhir/Patient', identified(value))).id;
+  const conditional = `Patient?identifier=urn:test:conditional|${value}`;
+  const created = await send('POST', '/fhir/Immunization', immunization(conditional));
+  t.equal(created.statusCode, 201, JSON.stringify(json(created).issue ?? ''));
+  t.same(json(created).patient, { reference: `Patient/${patient}` }, 'stored as Type/id');
+  const id = json(created).id;
+  const updated = await send('PUT', `/fhir/Immunization/${id}`, { ...immunization(conditional), id, performer: [{ actor: { reference: conditional } }] });
+  t.equal(updated.statusCode, 200);
+  t.same(json(await send('GET', `/fhir/Immunization/${id}`)).performer, [{ actor: { reference: `Patient/${patient}` } }]);
+
+  const none = await send('POST', '/fhir/Immunization', immunization(`Patient?identifier=urn:test:conditional|${randomUUID()}`));
+  t.equal(none.statusCode, 412);
+  t.equal(json(none).issue[0].code, 'not-found');
+  const twin = randomUUID();
+  await send('POST', '/fhir/Patient', identified(twin));
+  await send('POST', '/fhir/Patient', identified(twin));
+  const several = await send('POST', '/fhir/Immunization', immunization(`Patient?identifier=urn:test:conditional|${twin}`));
+  t.equal(several.statusCode, 412);
+  t.equal(json(several).issue[0].code, 'multiple-matches');
+  t.equal((await send('POST', '/fhir/Immunization', immunization('Patient?nonsense=1'))).statusCode, 400, 'criteria that do not parse');
+  t.equal((await send('POST', '/fhir/Immunization', immunization('Spaceship?identifier=x'))).statusCode, 400, 'a type the server does not hold');
+});
+
+t.test('a Bundle stored as a resource keeps the conditional references of its entries as written', async (t) => {
+  const reference = `Patient?identifier=urn:test:conditional|${randomUUID()}`;
+  const res = await send('POST', '/fhir/Bundle', {
+    resourceType: 'Bundle',
+    type: 'collection',
+    entry: [{ fullUrl: 'urn:uuid:4f7c2b1a-9d3e-4c5b-8a6f-1e2d3c4b5a69', resource: immunization(reference) }],
+  });
+  t.equal(res.statusCode, 201, JSON.stringify(json(res).issue ?? ''));
+  t.equal(json(res).entry[0].resource.patient.reference, reference);
+});

@@ -121,7 +121,7 @@ t.test('PDSm document metadata', async (t) => {
     ['type outside J07', (d) => (d.type.coding[0].code = '99999-9'), 'DocumentReference.type', /JDV-J07-XdsTypeCode-CISIS/],
     ['bad confidentiality code', (d) => (d.securityLabel[0].coding[0].code = 'X'), 'DocumentReference.securityLabel[0]', /JDV-J58-ConfidentialityCode-DMP/],
     ['missing author', (d) => delete d.author, 'DocumentReference.author', /DocumentReference\.author: minimum required = 1/],
-    ['missing source patient', (d) => delete d.contained, 'DocumentReference.contained', /DocumentReference\.contained: minimum required = 1/],
+    ['source patient not contained (ref-1)', (d) => (d.contained = [{ ...d.contained[0], id: 'another' }]), 'DocumentReference.context.sourcePatientInfo', /ref-1/],
     ['format outside J10', (d) => (d.content[0].format.code = 'urn:x'), 'DocumentReference.content[0].format', /JDV-J10-XdsFormatCode-CISIS/],
     ['facility type outside J02', (d) => (d.context.facilityType.coding[0].code = 'SA99'), 'DocumentReference.context.facilityType', /JDV-J02/],
     ['inline data forbidden', (d) => (d.content[0].attachment.data = 'SGVsbG8='), 'DocumentReference.content[0].attachment.data', /maximum allowed = 0/],
@@ -141,6 +141,10 @@ t.test('PDSm document metadata', async (t) => {
     t.same(found.map(([e]) => e), [expression], name);
     t.match(found[0]?.[1] ?? '', message, `${name}: message`);
   }
+  // Without the contained patient, both the slice's cardinality and the reference to it (ref-1) fail.
+  const noSourcePatient = fixtures.pdsmDocument();
+  delete noSourcePatient.contained;
+  t.same(errorExpressions(noSourcePatient), ['DocumentReference.contained', 'DocumentReference.context.sourcePatientInfo'], 'missing source patient');
   const missingType = fixtures.pdsmDocument();
   delete missingType.type;
   t.match(errors(missingType)[0]![1], /PDSm Comprehensive DocumentReference https:\/\/interop\.esante\.gouv\.fr/, 'names the profile');

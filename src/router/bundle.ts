@@ -6,9 +6,10 @@ import { isServedResourceType } from '../fhir/resource-types.ts';
 import { isError } from '../fhir/validation/validator.ts';
 import { StoredResource, type ResourceStore } from '../store/resource-store.ts';
 import { parseCondition, severalMatches, type Condition } from './conditional.ts';
+import { conditionalReferences } from './conditional-references.ts';
 import { versionHeaders } from './crud.ts';
 import type { HandlerContext } from './context.ts';
-import { missingTargets, unknownTargets, type LocalReference } from './references.ts';
+import { missingTargets, REFERRERS_NAMED, stillReferenced, unknownTargets, type LocalReference } from './references.ts';
 import { findReplacements, supersedeReplaced } from './replacements.ts';
 import type { FhirRequest, FhirResponse, HttpMethod } from './request.ts';
 
@@ -100,10 +101,13 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
     // What the entries reference is looked up once all are written, as it will be at commit: an entry may
     // name a resource that a later one creates (an update runs after every create) or deletes.
     const references = new Map<Entry, LocalReference[]>();
+    // What the delete entries removed: still referenced once every entry has run, the transaction is refused.
+    const deletions = new Map<string, Entry>();
     for (const entry of ordered) {
       if (existing.has(entry.index)) continue;
       const deferReferences = (found: LocalReference[]) => references.set(entry, [...(references.get(entry) ?? []), ...found]);
-      const response = await ctx.handle({ ...entryRequest(entry, request), deferReferences }, store);
+      const deferDeleted = (target: string) => deletions.set(target, entry);
+      const response = await ctx.handle({ ...entryRequest(entry, request), deferReferences, deferDeleted }, store);
       if (response.status >= 400) throw entryFailure(entry, response);
       responses[entry.index] = response;
       // Written (or buffered as text): the entry's object is no longer needed.
@@ -112,6 +116,7 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
     await supersedeReplaced(replacements, store, request, ctx);
     // Last: a target may be written by any entry, or superseded, before the references to it are looked up.
     await checkDeferredReferences(references, store);
+    await checkDeletions(deletions, store);
     return responses;
   });
 }
@@ -119,7 +124,7 @@ async function runTransaction(entries: Entry[], request: FhirRequest, ctx: Handl
 /** Every entry's references to this server, looked up together (one query): each missing one fails its entry. */
 async function checkDeferredReferences(references: Map<Entry, LocalReference[]>, store: ResourceStore): Promise<void> {
   if (references.size === 0) return;
-  const missing = await missingTargets([...references.values()].flat(), store);
+  const missing = await missingTargets([...references.values()].flat(), store, true);
   if (missing.length === 0) return;
   const failing = new Set(missing);
   const issues = [...references]
@@ -129,6 +134,19 @@ async function checkDeferredReferences(references: Map<Entry, LocalReference[]>,
       return own.length === 0 ? [] : entryIssues(entry, errorResponse(unknownTargets(own)));
     });
   throw new FhirError(422, issues);
+}
+
+/**
+ * The resources the transaction's deletes removed that live resources still reference, its own writes
+ * counted (a referrer deleted or updated to drop the reference in it no longer holds one): 409 naming the
+ * delete entry and the referrers (references.ts stillReferenced).
+ */
+async function checkDeletions(deletions: Map<string, Entry>, store: ResourceStore): Promise<void> {
+  if (deletions.size === 0) return;
+  const referrers = await store.referrers([...deletions.keys()], REFERRERS_NAMED + 1);
+  if (referrers.length === 0) return;
+  const first = deletions.get(referrers[0]!.target)!;
+  throw entryFailure(first, errorResponse(stillReferenced(referrers)));
 }
 
 /**
@@ -237,17 +255,6 @@ function entryCondition(entry: Entry, type: string, criteria: string, request: F
   } catch (error) {
     throw entryFailure(entry, errorResponse(error));
   }
-}
-
-function conditionalReferences(value: unknown, found = new Set<string>()): Set<string> {
-  if (Array.isArray(value)) for (const item of value) conditionalReferences(item, found);
-  else if (value && typeof value === 'object') {
-    for (const [key, item] of Object.entries(value)) {
-      if (key === 'reference' && typeof item === 'string' && /^[A-Z][A-Za-z]+\?/.test(item)) found.add(item);
-      else conditionalReferences(item, found);
-    }
-  }
-  return found;
 }
 
 /**

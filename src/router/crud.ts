@@ -8,7 +8,7 @@ import type { HandlerContext, Outcome } from './context.ts';
 import type { Interaction } from './interaction.ts';
 import { applyPatch } from './patch.ts';
 import type { FhirRequest } from './request.ts';
-import { checkReferences } from './references.ts';
+import { checkReferences, refuseIfReferenced } from './references.ts';
 import { checkResource } from './validate.ts';
 
 type Of<K extends Interaction['kind']> = Extract<Interaction, { kind: K }>;
@@ -74,8 +74,24 @@ export async function conditionalUpdate(interaction: Of<'update-conditional'>, r
 }
 
 export async function remove(interaction: Of<'delete'>, request: FhirRequest, ctx: HandlerContext): Promise<Outcome> {
-  const { versionId } = await ctx.store.delete(interaction.resourceType, interaction.id, { ifMatch: parseIfMatch(request.ifMatch) });
-  return deleted(`${interaction.resourceType}/${interaction.id}`, versionId);
+  const target = `${interaction.resourceType}/${interaction.id}`;
+  const ifMatch = parseIfMatch(request.ifMatch);
+  if (!ctx.deps.referentialIntegrity) return deleted(target, (await ctx.store.delete(interaction.resourceType, interaction.id, { ifMatch })).versionId);
+  return ctx.store.unitOfWork(async (store) => {
+    const { versionId } = await store.delete(interaction.resourceType, interaction.id, { ifMatch });
+    if (versionId !== undefined) await deletedReferenced(target, store, request);
+    return deleted(target, versionId);
+  });
+}
+
+/**
+ * With referential integrity on, a deletion that leaves references to it is refused (409), checked in the
+ * unit that deleted, once deleted (references.ts refuseIfReferenced); in a transaction, once every entry
+ * has run.
+ */
+async function deletedReferenced(target: string, store: ResourceStore, request: FhirRequest): Promise<void> {
+  if (request.deferDeleted) request.deferDeleted(target);
+  else await refuseIfReferenced([target], store);
 }
 
 /** Conditional delete (R4 http.html#cdelete), single match only: several matches are 412. */
@@ -85,8 +101,10 @@ export async function conditionalDelete(interaction: Of<'delete-conditional'>, r
     const matches = await lockAndMatch(store, condition);
     if (matches.length > 1) throw severalMatches(condition, matches, 'nothing deleted');
     if (matches.length === 0) return deleted(`${interaction.resourceType}?${interaction.condition}`, undefined);
+    const target = `${interaction.resourceType}/${matches[0]}`;
     const { versionId } = await store.delete(interaction.resourceType, matches[0]!, { ifMatch: parseIfMatch(request.ifMatch) });
-    return deleted(`${interaction.resourceType}/${matches[0]}`, versionId);
+    if (versionId !== undefined && ctx.deps.referentialIntegrity) await deletedReferenced(target, store, request);
+    return deleted(target, versionId);
   });
 }
 
@@ -110,7 +128,7 @@ export async function patch(interaction: Of<'patch'>, request: FhirRequest, ctx:
       // The checks after validation see what will be written: the patched resource, not the patch.
       for (const hook of ctx.deps.hooks ?? []) await hook.checkResource?.(interaction, request, checked.resource);
       if (ctx.deps.referentialIntegrity) {
-        await checkReferences(checked.resource, { store, baseUrl: request.baseUrl, self: `${interaction.resourceType}/${interaction.id}`, defer: request.deferReferences });
+        await checkReferences(checked.resource, { store, baseUrl: request.baseUrl, self: `${interaction.resourceType}/${interaction.id}`, defer: request.deferReferences, lock: true });
       }
       return completeAttachments(checked.resource, binaryReader(store));
     },

@@ -2,7 +2,7 @@ import type { Resource } from 'fhir/r4';
 import { FhirError, type Issue } from '../fhir/outcome.ts';
 import { isConformanceResourceType, isServedResourceType, isValidId } from '../fhir/resource-types.ts';
 import { relativeToBase } from '../search/extract.ts';
-import type { ResourceStore } from '../store/resource-store.ts';
+import type { Referrer, ResourceStore } from '../store/resource-store.ts';
 
 /** A Reference of a resource that names a resource of this server: `target` (`Type/id`) must exist. */
 export interface LocalReference {
@@ -30,23 +30,67 @@ export interface ReferenceCheck {
    * one): the references go here instead.
    */
   defer?: (references: LocalReference[]) => void;
+  /**
+   * `store` is the unit of work that writes the resource: the targets found are held against their deletion
+   * until it ends (ResourceStore.referrers), so that no concurrent delete leaves the reference dangling.
+   */
+  lock?: boolean;
 }
 
 /** Refuses `resource` (400 for a malformed reference, 422 for a missing target) unless its references hold. */
 export async function checkReferences(resource: Resource, check: ReferenceCheck): Promise<void> {
-  const { local, invalid } = referencesOf(resource, check.baseUrl);
-  if (invalid.length > 0) throw new FhirError(400, invalid);
-  const targets = check.self ? local.filter((reference) => reference.target !== check.self) : local;
+  const targets = referencesToCheck(resource, check.baseUrl, check.self);
   if (targets.length === 0) return;
   if (check.defer) return check.defer(targets);
-  const missing = await missingTargets(targets, check.store);
+  const missing = await missingTargets(targets, check.store, check.lock);
   if (missing.length > 0) throw unknownTargets(missing);
 }
 
-/** Of `references`, those whose target the store does not hold live (one query for them all). */
-export async function missingTargets(references: LocalReference[], store: ResourceStore): Promise<LocalReference[]> {
-  const existing = await store.existing(references.map((reference) => reference.target));
+/** The references of `resource` to other resources of this server; 400 for a malformed one. */
+export function referencesToCheck(resource: Resource, baseUrl: string, self?: string): LocalReference[] {
+  const { local, invalid } = referencesOf(resource, baseUrl);
+  if (invalid.length > 0) throw new FhirError(400, invalid);
+  return self ? local.filter((reference) => reference.target !== self) : local;
+}
+
+/** Of `references`, those whose target the store does not hold live (one query for them all); `lock`: see ReferenceCheck. */
+export async function missingTargets(references: LocalReference[], store: ResourceStore, lock = false): Promise<LocalReference[]> {
+  const existing = await store.existing(references.map((reference) => reference.target), { lock });
   return references.filter((reference) => !existing.has(reference.target));
+}
+
+/** How many referencing resources a refused delete names. */
+export const REFERRERS_NAMED = 10;
+
+/**
+ * The delete side of referential integrity (as HAPI FHIR's "HAPI-0550: Unable to delete … because at least one
+ * resource has a reference to this resource"): 409 Conflict when live resources still reference one of
+ * `deleted`, naming those the caller may see (up to REFERRERS_NAMED) and counting the rest. Run in the unit
+ * that deleted, after the delete: see ResourceStore.referrers for why that is safe against concurrent writers.
+ */
+export async function refuseIfReferenced(deleted: readonly string[], store: ResourceStore): Promise<void> {
+  if (deleted.length === 0) return;
+  const referrers = await store.referrers(deleted, REFERRERS_NAMED + 1);
+  if (referrers.length === 0) return;
+  throw stillReferenced(referrers);
+}
+
+export function stillReferenced(referrers: Referrer[]): FhirError {
+  const byTarget = new Map<string, Referrer[]>();
+  for (const referrer of referrers.slice(0, REFERRERS_NAMED)) byTarget.set(referrer.target, [...(byTarget.get(referrer.target) ?? []), referrer]);
+  const more = referrers.length > REFERRERS_NAMED ? ', and more' : '';
+  return new FhirError(
+    409,
+    [...byTarget].map(([target, found]) => {
+      const named = found.filter((referrer) => referrer.visible).map((referrer) => `${referrer.source} (${referrer.param})`);
+      const hidden = found.length - named.length;
+      const list = [...named, ...(hidden > 0 ? [`${hidden} resource${hidden === 1 ? '' : 's'} you may not see`] : [])].join(', ');
+      return {
+        code: 'conflict',
+        diagnostics: `Unable to delete ${target} because at least one resource has a reference to this resource: ${list}${more}. Delete them or remove their references first (in the same transaction if need be)`,
+      };
+    }),
+  );
 }
 
 /**

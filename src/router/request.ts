@@ -26,6 +26,11 @@ export interface FhirRequest {
    */
   deferReferences?: (references: LocalReference[]) => void;
   /**
+   * Set by a transaction for its entries: what a delete removed goes here, to be checked for resources still
+   * referencing it once every entry has run (a later entry may delete the referrer or drop its reference).
+   */
+  deferDeleted?: (target: string) => void;
+  /**
    * Profiles the body must conform to as if it claimed them: those the profile claimed by the entry's Bundle
    * requires of the entry's resource (a bundle entry's only).
    */

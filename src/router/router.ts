@@ -3,7 +3,8 @@ import { instanceCapabilityStatement } from '../fhir/capability.ts';
 import { FhirError, withMoreIssues } from '../fhir/outcome.ts';
 import { isConformanceResourceType } from '../fhir/resource-types.ts';
 import { conformanceRead, conformanceSearch } from '../operations/conformance.ts';
-import { processBundle } from './bundle.ts';
+import { processBundle, rewriteReferences } from './bundle.ts';
+import { resolveConditionalReferences } from './conditional-references.ts';
 import { ALL_ACCESS, type ResourceStore } from '../store/resource-store.ts';
 import { failureAnswer } from '../store/unavailable.ts';
 import type { HandlerContext, InteractionHook, Outcome, RouterDependencies } from './context.ts';
@@ -14,7 +15,7 @@ import { parseInteraction } from './parse.ts';
 import { returnPreference } from './prefer.ts';
 import type { FhirRequest, FhirResponse } from './request.ts';
 import { search } from './search.ts';
-import { checkReferences } from './references.ts';
+import { missingTargets, referencesToCheck, unknownTargets } from './references.ts';
 import { checkResource, type CheckedResource } from './validate.ts';
 
 export type { InteractionHook, RouterDependencies } from './context.ts';
@@ -36,20 +37,37 @@ export class FhirRouter {
     let interaction: Interaction | undefined;
     let response: FhirResponse;
     try {
-      interaction = parseInteraction(request);
+      const parsed = parseInteraction(request);
+      interaction = parsed;
       for (const hook of this.hooks) await hook.authorise?.(interaction, request);
       const checked = this.validate(interaction, request);
       if (checked) for (const hook of this.hooks) await hook.checkResource?.(interaction, request, checked.resource);
-      if (checked && this.deps.referentialIntegrity) {
-        await checkReferences(checked.resource, { store, baseUrl: request.baseUrl, self: ownReference(interaction, request, checked.resource), defer: request.deferReferences });
-      }
       const context: HandlerContext = { deps: this.deps, store, handle: (r, s) => this.handle(r, s) };
+      if (checked && !request.deferReferences) {
+        // A transaction has resolved its entries' conditional references before running them.
+        const resolved = await resolveConditionalReferences(checked.resource, store, request, context);
+        if (resolved.size > 0) checked.resource = rewriteReferences(checked.resource, resolved) as Resource;
+      }
+      const targets = checked && this.deps.referentialIntegrity ? referencesToCheck(checked.resource, request.baseUrl, ownReference(interaction, request, checked.resource)) : [];
+      if (targets.length > 0 && request.deferReferences) request.deferReferences(targets);
       // The bytes of a Binary posted as itself are written before its version's transaction, which
       // then only claims them: a slow sender holds nothing the other requests need.
       const staged = checked && (await store.stageBinary(checked.resource));
+      const body = staged ? staged.resource : checked?.resource;
       let result: Outcome;
       try {
-        result = await execute(interaction, request, context, staged ? staged.resource : checked?.resource);
+        if (targets.length === 0 || request.deferReferences) {
+          result = await execute(interaction, request, context, body);
+        } else {
+          // The targets are looked up in the unit that writes, and held there against their deletion until
+          // it commits: a concurrent delete of one either waits and then sees this reference (409), or goes
+          // first and this write finds the target gone (422). Never both, never a dangling reference.
+          result = await store.unitOfWork(async (unit) => {
+            const missing = await missingTargets(targets, unit, true);
+            if (missing.length > 0) throw unknownTargets(missing);
+            return execute(parsed, request, { ...context, store: unit }, body);
+          });
+        }
       } finally {
         // Failing here leaves the bytes to the sweep at start; the answer stays the write's own.
         if (staged) await staged.discardUnclaimed().catch(() => {});

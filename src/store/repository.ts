@@ -79,6 +79,18 @@ export interface UpdateResult {
   created: boolean;
 }
 
+/** A resource whose current version references a resource (ResourceStore.referrers). */
+export interface Referrer {
+  /** `Type/id` of the referencing resource. */
+  source: string;
+  /** `Type/id` it references. */
+  target: string;
+  /** The search parameter of the reference (`subject`, `patient`…). */
+  param: string;
+  /** Whether the store's access sees the referencing resource. */
+  visible: boolean;
+}
+
 export interface DeleteResult {
   /** The version the deletion created; absent when there was nothing to delete. */
   versionId?: number;
@@ -90,6 +102,9 @@ export interface WriteOptions {
   /** The server's own base URL as the writer reached it: references below it are indexed as local ones. */
   baseUrl?: string;
 }
+
+/** Index rows read per referrer asked for: a resource references one target under a few parameters at most. */
+const REFERRER_ROWS_PER_RESOURCE = 4;
 
 const LAST_UPDATED_TEXT = `to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
@@ -152,7 +167,7 @@ export class Repository {
     binder.bind(id);
     const scoped = this.scope?.('r', [resourceType], binder);
     const { rows } = await this.db.query<{ version_id: number; last_updated: string; deleted: boolean; content: string | null }>(
-      `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource${scoped ? ` r` : ''} WHERE resource_type = $1 AND id = $2${scoped ? ` AND ${scoped}` : ''}${forUpdate ? ' FOR UPDATE' : ''}`,
+      `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource${scoped ? ` r` : ''} WHERE resource_type = $1 AND id = $2${scoped ? ` AND ${scoped}` : ''}${forUpdate ? ' FOR NO KEY UPDATE' : ''}`,
       binder.params,
       // A prepared statement's name stands for one text: a scoped read is not the named one.
       scoped ? undefined : forUpdate ? 'dossier_read_for_update' : 'dossier_read',
@@ -165,8 +180,14 @@ export class Repository {
     return new StoredResource(resourceType, id, row.version_id, row.last_updated, row.content);
   }
 
-  /** Of `references` (`Type/id`), those naming a live resource the scope lets through: one statement for them all. */
-  async existing(references: readonly string[]): Promise<Set<string>> {
+  /**
+   * Of `references` (`Type/id`), those naming a live resource the scope lets through: one statement for them
+   * all. `lock` takes a key-share lock on each live one until the transaction ends: a delete, which locks
+   * its row FOR UPDATE, waits for the transaction (then sees its index rows), and this statement, waiting on
+   * a delete, re-reads the row and finds it deleted. Updates lock with FOR NO KEY UPDATE, which a key-share
+   * lock does not block: naming a resource does not hold up its updates.
+   */
+  async existing(references: readonly string[], lock = false): Promise<Set<string>> {
     const wanted = [...new Set(references)];
     if (wanted.length === 0) return new Set();
     const types: string[] = [];
@@ -180,11 +201,41 @@ export class Repository {
     const pairs = `SELECT * FROM unnest(${binder.bind(types, 'text[]')}, ${binder.bind(ids, 'text[]')})`;
     const scoped = this.scope?.('r', [...new Set(types)], binder);
     const { rows } = await this.db.query<{ resource_type: string; id: string }>(
-      `SELECT r.resource_type, r.id FROM resource r WHERE (r.resource_type, r.id) IN (${pairs}) AND NOT r.deleted${scoped ? ` AND ${scoped}` : ''}`,
+      `SELECT r.resource_type, r.id FROM resource r WHERE (r.resource_type, r.id) IN (${pairs}) AND NOT r.deleted${scoped ? ` AND ${scoped}` : ''}${lock ? ' FOR KEY SHARE OF r' : ''}`,
       binder.params,
-      scoped ? undefined : 'dossier_existing',
+      scoped ? undefined : lock ? 'dossier_existing_locked' : 'dossier_existing',
     );
     return new Set(rows.map((row) => `${row.resource_type}/${row.id}`));
+  }
+
+  /**
+   * Resources whose indexed references name one of `targets`, from the reference index (its rows are the
+   * current versions' only: a deletion removes them), at most `limit`, each with whether the scope sees it.
+   */
+  async referrers(targets: readonly string[], limit: number): Promise<Referrer[]> {
+    const wanted = [...new Set(targets)];
+    if (wanted.length === 0 || limit <= 0) return [];
+    const binder = new Binder();
+    const types = binder.bind(wanted.map((target) => target.slice(0, target.indexOf('/'))), 'text[]');
+    const ids = binder.bind(wanted.map((target) => target.slice(target.indexOf('/') + 1)), 'text[]');
+    const scoped = this.scope?.('r', [], binder);
+    // Index rows, not resources: a resource may reference a target under several parameters (a document's
+    // `subject` and `patient`). Read without sorting or grouping, so that a patient referenced by a million
+    // observations costs a few index entries, and made distinct here.
+    const { rows } = await this.db.query<{ resource_type: string; resource_id: string; target_type: string; target_id: string; param: string; visible: boolean }>(
+      `SELECT s.resource_type, s.resource_id, s.target_type, s.target_id, s.param, ${scoped ?? 'true'} AS visible
+         FROM search_reference s${scoped ? ' JOIN resource r ON r.resource_type = s.resource_type AND r.id = s.resource_id' : ''}
+        WHERE (s.target_type, s.target_id) IN (SELECT * FROM unnest(${types}, ${ids}))
+        LIMIT ${binder.bind(limit * REFERRER_ROWS_PER_RESOURCE)}`,
+      binder.params,
+    );
+    const referrers = new Map<string, Referrer>();
+    for (const row of rows) {
+      const source = `${row.resource_type}/${row.resource_id}`;
+      const target = `${row.target_type}/${row.target_id}`;
+      if (!referrers.has(`${source} ${target}`)) referrers.set(`${source} ${target}`, { source, target, param: row.param, visible: row.visible });
+    }
+    return [...referrers.values()].slice(0, limit);
   }
 
   async vread(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
@@ -247,7 +298,7 @@ export class Repository {
 
   async delete(resourceType: string, id: string, options: WriteOptions = {}): Promise<DeleteResult> {
     return this.db.transaction(async (tx) => {
-      const current = await lockCurrent(tx, resourceType, id);
+      const current = await lockCurrent(tx, resourceType, id, true);
       const live = current && !current.deleted ? current : undefined;
       if (options.ifMatch !== undefined && live?.version_id !== options.ifMatch) {
         throw preconditionFailed(resourceType, id, options.ifMatch, current);
@@ -473,10 +524,14 @@ interface CurrentRow {
   deleted: boolean;
 }
 
-/** Locks the current row of a resource until the transaction ends; concurrent writers of it wait here. */
-async function lockCurrent(tx: SqlExecutor, resourceType: string, id: string): Promise<CurrentRow | undefined> {
+/**
+ * Locks the current row of a resource until the transaction ends; concurrent writers of it wait here. An
+ * update takes FOR NO KEY UPDATE, which the key-share locks of writes naming the resource (`existing` with
+ * lock) do not wait for; a deletion takes FOR UPDATE, which waits for them (referential integrity).
+ */
+async function lockCurrent(tx: SqlExecutor, resourceType: string, id: string, forDeletion = false): Promise<CurrentRow | undefined> {
   const { rows } = await tx.query<CurrentRow>(
-    `SELECT version_id, deleted FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE`,
+    `SELECT version_id, deleted FROM resource WHERE resource_type = $1 AND id = $2 ${forDeletion ? 'FOR UPDATE' : 'FOR NO KEY UPDATE'}`,
     [resourceType, id],
   );
   return rows[0];

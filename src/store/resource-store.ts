@@ -5,11 +5,11 @@ import type { SearchRequest } from '../search/types.ts';
 import type { AccessContext } from './access.ts';
 import type { ChangePage } from './change-feed.ts';
 import type { RecordPage, RecordQuery } from './patient-record.ts';
-import type { DeleteResult, HistoryPage, HistoryQuery, StoredBinary, StoredResource, UpdateResult, WriteOptions } from './repository.ts';
+import type { DeleteResult, HistoryPage, HistoryQuery, Referrer, StoredBinary, StoredResource, UpdateResult, WriteOptions } from './repository.ts';
 
 export type { Change, ChangePage } from './change-feed.ts';
 export type { RecordPage, RecordQuery } from './patient-record.ts';
-export type { DeleteResult, HistoryEntry, HistoryPage, HistoryQuery, UpdateResult, WriteMethod, WriteOptions } from './repository.ts';
+export type { DeleteResult, HistoryEntry, HistoryPage, HistoryQuery, Referrer, UpdateResult, WriteMethod, WriteOptions } from './repository.ts';
 export { StoredBinary, StoredResource } from './repository.ts';
 export { ALL_ACCESS, type AccessContext, type CompartmentRef } from './access.ts';
 
@@ -67,9 +67,24 @@ export interface ResourceStore {
   /**
    * Of `references` (`Type/id`), those naming a live resource this store's access sees (a hidden one is
    * as unknown as it reads), in one query however many: what a write's referential integrity checks.
-   * Inside a unit of work its own writes count, those not yet flushed included.
+   * Inside a unit of work its own writes count, those not yet flushed included. With `lock` (inside a
+   * unitOfWork), the live ones found are held against their deletion until the unit ends (see `referrers`).
    */
-  existing(references: readonly string[]): Promise<Set<string>>;
+  existing(references: readonly string[], options?: { lock?: boolean }): Promise<Set<string>>;
+  /**
+   * Live resources whose current version references one of `targets` (`Type/id`) through a reference
+   * search parameter (the index of every write), at most `limit` of them: what refuses the delete of a
+   * resource others still name (referential integrity on delete). Looked up whatever this store's access
+   * hides, since a hidden resource's reference dangles as much as a visible one's; each says whether the
+   * access sees it, so that a refusal names only those. Inside a unit of work its own writes count.
+   *
+   * Integrity against concurrent writers, with referential integrity on: a write checks its targets with
+   * `existing(…, { lock: true })` in the unit that writes it, a delete runs `referrers` in the unit that
+   * deleted, after the delete. The lock holds each live target until the unit ends against its deletion
+   * (not against updates): a delete of it waits, then finds the new reference; a write that waits on a
+   * delete finds the target gone. So a write naming a resource and that resource's delete never both commit.
+   */
+  referrers(targets: readonly string[], limit: number): Promise<Referrer[]>;
   /** A searchset Bundle: matches, `_include`/`_revinclude` targets, total as `request.total` asks (estimate included). */
   search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle>;
   /**

@@ -13,7 +13,7 @@ import { CreateCoalescer } from './create-coalescer.ts';
 import type { Database } from './database.ts';
 import { SearchIndexWriter, type IndexWriter } from './index-writer.ts';
 import { migrate } from './migrate.ts';
-import { BufferedTransaction, Repository, type DeleteResult, type HistoryPage, type HistoryQuery, type StoredBinary, type StoredResource, type UpdateResult, type WriteOptions } from './repository.ts';
+import { BufferedTransaction, Repository, type DeleteResult, type Referrer, type HistoryPage, type HistoryQuery, type StoredBinary, type StoredResource, type UpdateResult, type WriteOptions } from './repository.ts';
 import type { MatchCriteria, ResourceStore, SearchContext, ServerStore, StagedBinary, StoreSettings } from './resource-store.ts';
 import { readRecordPage, type RecordPage, type RecordQuery } from './patient-record.ts';
 import { planSearch, readPage, SearchEngine } from './search-executor.ts';
@@ -94,8 +94,13 @@ export class SqlResourceStore implements ServerStore {
     return this.repo.readBinary(id, versionId);
   }
 
-  existing(references: readonly string[]): Promise<Set<string>> {
-    return this.repo.existing(references);
+  existing(references: readonly string[], options: { lock?: boolean } = {}): Promise<Set<string>> {
+    if (options.lock && !this.unit) throw new Error('existing with lock runs inside a unitOfWork: the locks last until it ends');
+    return this.repo.existing(references, options.lock === true);
+  }
+
+  referrers(targets: readonly string[], limit: number): Promise<Referrer[]> {
+    return this.repo.referrers(targets, limit);
   }
 
   history(query: HistoryQuery): Promise<HistoryPage> {

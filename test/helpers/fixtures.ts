@@ -1,4 +1,4 @@
-import { minimalResource as generatedResource } from './minimal-resources.ts';
+import { generatedResource } from './minimal-resources.ts';
 
 /** Plain JSON as a client sends it. */
 export type ResourceJson = { resourceType: string; id?: string; [element: string]: unknown };

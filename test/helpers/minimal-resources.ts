@@ -73,6 +73,7 @@ const INVARIANT_FIELDS: Record<string, Json> = {
   Consent: { policyRule: { text: 'x' } }, // ppc-1
   EvidenceVariable: { characteristic: [{ definitionCodeableConcept: { text: 'x' } }] },
   ImmunizationRecommendation: { recommendation: [{ forecastStatus: { text: 'x' }, vaccineCode: [{ text: 'x' }] }] }, // imr-1
+  EventDefinition: { trigger: [{ type: 'named-event', name: 'x' }] }, // trd-3 (TriggerDefinition's own invariant)
   InsurancePlan: { name: 'x' }, // ipn-1
   Linkage: { item: [{ type: 'source', resource: { display: 'a' } }, { type: 'alternate', resource: { display: 'b' } }] }, // lnk-1
   Organization: { name: 'x' }, // org-1
@@ -84,7 +85,7 @@ const INVARIANT_FIELDS: Record<string, Json> = {
  * (min ≥ 1), recursively, with a value of its first type (codes from the required value set). Not meant to be
  * realistic: it is what a conformance tester sends to see that the type is served at all.
  */
-export function minimalResource(type: string): Json & { resourceType: string } {
+export function generatedResource(type: string): Json & { resourceType: string } {
   const definition = structures.get(type);
   if (!definition?.snapshot) throw new Error(`No R4 definition for ${type}`);
   return { resourceType: type, ...requiredChildren(definition.snapshot.element, type), ...structuredClone(INVARIANT_FIELDS[type] ?? {}) } as Json & { resourceType: string };

@@ -2,13 +2,13 @@
 // it gives these answers, whatever holds its data. Run it with `storeContract(t, open)`; each case uses
 // its own resources, so one store serves the whole suite.
 import { randomUUID } from 'node:crypto';
-import type { Patient, Resource } from 'fhir/r4';
+import type { Immunization, Patient, Resource } from 'fhir/r4';
 import type { Test } from 'tap';
 import { FhirError } from '../../src/fhir/outcome.ts';
 import type { ResponseBundle } from '../../src/fhir/resource-text.ts';
 import { parseSearch } from '../../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/registry.ts';
-import type { MatchCriteria, ResourceStore } from '../../src/store/resource-store.ts';
+import { ALL_ACCESS, type MatchCriteria, type ResourceStore } from '../../src/store/resource-store.ts';
 
 export type StoreFactory = () => Promise<{ store: ResourceStore; close(): Promise<void> }>;
 
@@ -35,6 +35,11 @@ function criteria(resourceType: string, query: string): MatchCriteria {
 
 function patient(value: string, extra: Partial<Patient> = {}): Patient {
   return { resourceType: 'Patient', identifier: [{ system: SYSTEM, value }], name: [{ family: 'Contract', given: [value] }], ...extra };
+}
+
+function immunization(patientReference: string): Resource {
+  const resource: Immunization = { resourceType: 'Immunization', status: 'completed', vaccineCode: { text: 'contract' }, patient: { reference: patientReference }, occurrenceDateTime: '2024-05-02' };
+  return resource;
 }
 
 function matchIds(bundle: ResponseBundle): string[] {
@@ -183,6 +188,96 @@ export function storeContract(t: Tap, open: StoreFactory): void {
       return { id: created.id, found: await unit.existing([`Patient/${created.id}`]) };
     });
     t.same([...inUnit.found], [`Patient/${inUnit.id}`]);
+  });
+
+  t.test('referrers: live resources whose current version references the targets; a referrer updated to drop it, or deleted, no longer is', async (t) => {
+    const target = await store.create(patient(`referred-${randomUUID()}`));
+    const other = await store.create(patient(`referred-${randomUUID()}`));
+    const first = await store.create(immunization(`Patient/${target.id}`));
+    const second = await store.create(immunization(`Patient/${target.id}`));
+    const elsewhere = await store.create(immunization(`Patient/${other.id}`));
+    const found = await store.referrers([`Patient/${target.id}`], 10);
+    t.same(found.map((r) => r.source).sort(), [`Immunization/${first.id}`, `Immunization/${second.id}`].sort());
+    t.ok(found.every((r) => r.target === `Patient/${target.id}` && r.param === 'patient' && r.visible), 'each with its target, parameter and visibility');
+    t.equal((await store.referrers([`Patient/${target.id}`, `Patient/${other.id}`], 1)).length, 1, 'at most limit');
+    await store.update({ ...immunization(`Patient/${other.id}`), id: first.id });
+    await store.delete('Immunization', second.id);
+    t.same(await store.referrers([`Patient/${target.id}`], 10), [], 'dropped and deleted referrers are gone');
+    t.same((await store.referrers([`Patient/${other.id}`], 10)).map((r) => r.source).sort(), [`Immunization/${first.id}`, `Immunization/${elsewhere.id}`].sort());
+    const inUnit = await store.unitOfWork(async (unit) => {
+      const created = await unit.create(immunization(`Patient/${target.id}`));
+      return { id: created.id, found: await unit.referrers([`Patient/${target.id}`], 10) };
+    });
+    t.same(inUnit.found.map((r) => r.source), [`Immunization/${inUnit.id}`], 'in a unit, its own (buffered) writes count');
+    t.same(await store.referrers([], 10), []);
+  });
+
+  t.test('referrers through a restricted store: a hidden referrer still counts, marked not visible', async (t) => {
+    const seen = await store.create(patient(`seen-${randomUUID()}`));
+    const withheld = await store.create(patient(`withheld-${randomUUID()}`));
+    const practitioner = await store.create({ resourceType: 'Practitioner', name: [{ family: 'Contract' }] } as Resource);
+    const performed = (patientId: string) => ({ ...immunization(`Patient/${patientId}`), performer: [{ actor: { reference: `Practitioner/${practitioner.id}` } }] }) as Resource;
+    const visible = await store.create(performed(seen.id));
+    const hidden = await store.create(performed(withheld.id));
+    const restricted = store.forAccess({ ...ALL_ACCESS, hiddenCompartments: [{ type: 'Patient', id: withheld.id }] });
+    const found = await restricted.referrers([`Practitioner/${practitioner.id}`], 10);
+    t.same(
+      found.map((r) => [r.source, r.visible]).sort(),
+      [[`Immunization/${visible.id}`, true], [`Immunization/${hidden.id}`, false]].sort(),
+    );
+  });
+
+  t.test('40 concurrent pairs of a write naming a resource (existing with lock) and its delete (then referrers): never both', async (t) => {
+    const pairs = 40;
+    const targets = await Promise.all(Array.from({ length: pairs }, () => store.create(patient(`raced-${randomUUID()}`))));
+    const jitter = () => sleep(Math.random() * 4);
+    const outcomes = await Promise.all(
+      targets.map(async (target, index) => {
+        const reference = `Patient/${target.id}`;
+        // Each side waits a little inside its unit, between its check and its commit: without the lock a
+        // delete would commit in that gap, and both would succeed.
+        const startWrite = () => store
+          .unitOfWork(async (unit) => {
+            await jitter();
+            const found = await unit.existing([reference], { lock: true });
+            if (!found.has(reference)) throw FhirError.notFound(`${reference} is gone`);
+            await jitter();
+            return (await unit.create(immunization(reference))).id;
+          })
+          .then((id) => ({ written: id }), (error: unknown) => ({ written: undefined, error }));
+        const startRemove = () => store
+          .unitOfWork(async (unit) => {
+            await jitter();
+            await unit.delete('Patient', target.id);
+            await jitter();
+            if ((await unit.referrers([reference], 1)).length > 0) throw new FhirError(409, [{ code: 'conflict', diagnostics: `${reference} is referenced` }]);
+            return true;
+          })
+          .then(() => ({ deleted: true }), (error: unknown) => ({ deleted: false, error }));
+        // Half the pairs start their delete first (a store that runs one unit at a time takes them in that order).
+        let write: ReturnType<typeof startWrite>;
+        let remove: ReturnType<typeof startRemove>;
+        if (index % 2 === 0) {
+          write = startWrite();
+          remove = startRemove();
+        } else {
+          remove = startRemove();
+          write = startWrite();
+        }
+        return { reference, ...(await write), ...(await remove) };
+      }),
+    );
+    const unexpected = outcomes.flatMap((o) => [o as { error?: unknown }].filter((x) => x.error !== undefined && !(x.error instanceof FhirError)).map((x) => String(x.error)));
+    t.same(unexpected, [], 'each side succeeds or is refused, nothing else');
+    const both = outcomes.filter((o) => o.written !== undefined && o.deleted);
+    t.same(both.map((o) => o.reference), [], 'no write and delete of its target both committed');
+    t.ok(outcomes.every((o) => o.written !== undefined || o.deleted), 'one of each pair always succeeds');
+    for (const outcome of outcomes) {
+      const live = (await store.existing([outcome.reference])).has(outcome.reference);
+      const referrers = await store.referrers([outcome.reference], 10);
+      if (referrers.length > 0 && !live) t.fail(`${outcome.reference} is deleted but still referenced`);
+    }
+    t.comment(`${outcomes.filter((o) => o.written !== undefined).length} writes and ${outcomes.filter((o) => o.deleted).length} deletes succeeded`);
   });
 
   t.test('a unitOfWork that throws leaves nothing: no resource, no version, nothing a search finds', async (t) => {

@@ -94,11 +94,27 @@ function compileExpression(path: string, expression: string): CompiledConstraint
 const DOM_3 = "contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | %resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#').exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#').exists()).not()).trace('unmatched', id).empty()";
 
 /**
+ * R4 ref-1 ("SHALL have a contained resource if a local reference is provided"), natively: run at every
+ * Reference, fhirpath.js would cost more than the rest of the Reference's checks. `#` alone is the
+ * container, as a contained resource names it (R4 references.html#contained; R5 says so in ref-1 itself).
+ */
+const REF_1 = "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))";
+
+function localReferenceResolves(node: unknown, env: ConstraintEnvironment): boolean {
+  const reference = (node as { reference?: unknown } | null)?.reference;
+  if (typeof reference !== 'string' || !reference.startsWith('#')) return true;
+  if (reference === '#') return env.rootResource !== env.resource;
+  const contained = (env.rootResource as { contained?: unknown } | null)?.contained;
+  return Array.isArray(contained) && contained.some((resource) => (resource as { id?: unknown } | null)?.id === reference.slice(1));
+}
+
+/**
  * The native evaluation of an expression when it is in the fast subset (fast-fhirpath.ts); fhirpath.js
  * (`slow`) decides whenever the fast path is unsure. Same verdicts, a fraction of the cost.
  */
 function fastPath(expression: string, slow: CompiledConstraint['holds']): CompiledConstraint['holds'] | undefined {
   if (expression === DOM_3) return () => true;
+  if (expression === REF_1) return localReferenceResolves;
   const fast = compileFast(expression);
   if (!fast) return undefined;
   return (node, env) => {

@@ -69,6 +69,8 @@ export class StructureValidator implements SliceOracle {
   private readonly compiled = new Map<string, CompiledProfile | null>();
   /** A datatype's child definitions by type code: looked up for every occurrence of every datatype. */
   private readonly typeChildren = new Map<string, ElementNode[]>();
+  /** A datatype's root definition by type code, for its invariants. */
+  private readonly typeRoots = new Map<string, ElementNode | null>();
 
   constructor(
     readonly registry: DefinitionRegistry,
@@ -160,8 +162,23 @@ export class StructureValidator implements SliceOracle {
       this.checkChildren(profile.root.children, object, item, scope);
       this.checkConstraints(profile.root, item, scope);
     }
+    // R4 snapshots give the elements that use a datatype ele-1 only: the type's own invariants (Reference's
+    // ref-1, Period's per-1, Quantity's qty-3…) are on its definition's root, checked for every occurrence,
+    // inside another datatype (Annotation.authorReference, Identifier.assigner) as in a resource. A profiled
+    // type's profile restates them.
+    if (!coveredByProfile) {
+      const root = this.typeRoot(item.type);
+      if (root && root !== node) this.checkConstraints(root, item, scope);
+    }
     const children = this.childrenOf(node, item.type);
     if (node.children.length > 0 || !coveredByProfile) this.checkChildren(children, object, item, scope);
+  }
+
+  /** The root of a datatype's base definition, with its invariants; undefined for an unknown type. */
+  private typeRoot(type: string): ElementNode | undefined {
+    let root = this.typeRoots.get(type);
+    if (root === undefined) this.typeRoots.set(type, (root = this.profile(`http://hl7.org/fhir/StructureDefinition/${type}`)?.root ?? null));
+    return root ?? undefined;
   }
 
   private checkPrimitive(node: ElementNode, item: Item, scope: Scope): void {
