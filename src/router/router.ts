@@ -26,15 +26,19 @@ export type { InteractionHook, RouterDependencies } from './context.ts';
  */
 export class FhirRouter {
   private readonly hooks: InteractionHook[];
+  /** Some hook keeps a trail: writes then run in a unit of work that their audit joins. */
+  private readonly auditing: boolean;
 
   constructor(private readonly deps: RouterDependencies) {
     this.hooks = deps.hooks ?? [];
+    this.auditing = this.hooks.some((hook) => hook.audit !== undefined);
   }
 
   /** Runs `request` on `store` (a bundle's), by default the server's store bound to the request's access. */
   async handle(request: FhirRequest, store: ResourceStore = this.deps.store.forAccess(request.access ?? ALL_ACCESS)): Promise<FhirResponse> {
     let interaction: Interaction | undefined;
     let response: FhirResponse;
+    let audited = false;
     try {
       interaction = parseInteraction(request);
       for (const hook of this.hooks) await hook.authorise?.(interaction, request);
@@ -43,30 +47,44 @@ export class FhirRouter {
       if (checked && this.deps.referentialIntegrity) {
         await checkReferences(checked.resource, { store, baseUrl: request.baseUrl, self: ownReference(interaction, request, checked.resource), defer: request.deferReferences });
       }
-      const context: HandlerContext = { deps: this.deps, store, handle: (r, s) => this.handle(r, s) };
       // The bytes of a Binary posted as itself are written before its version's transaction, which
       // then only claims them: a slow sender holds nothing the other requests need.
       const staged = checked && (await store.stageBinary(checked.resource));
-      let result: Outcome;
+      const parsed = interaction;
+      const run = async (on: ResourceStore): Promise<FhirResponse> => {
+        const context: HandlerContext = { deps: this.deps, store: on, handle: (r, s) => this.handle(r, s) };
+        const result = await execute(parsed, request, context, staged ? staged.resource : checked?.resource);
+        if (checked && result.outcome) result.outcome = withMoreIssues(result.outcome, checked.notes);
+        return respond(result, request, parsed);
+      };
       try {
-        result = await execute(interaction, request, context, staged ? staged.resource : checked?.resource);
+        if (this.auditing && WRITES.has(interaction.kind)) {
+          // A write and its audit are one transaction: an entry a transaction Bundle rolls back is never on
+          // record as a success (its failure is recorded instead, below, on the store outside the write).
+          response = await store.unitOfWork(async (unit) => {
+            const written = await run(unit);
+            for (const hook of this.hooks) await hook.audit?.(parsed, request, written, unit);
+            return written;
+          });
+          audited = true;
+        } else {
+          response = await run(store);
+        }
       } finally {
         // Failing here leaves the bytes to the sweep at start; the answer stays the write's own.
         if (staged) await staged.discardUnclaimed().catch(() => {});
       }
-      if (checked && result.outcome) result.outcome = withMoreIssues(result.outcome, checked.notes);
-      response = respond(result, request, interaction);
     } catch (error) {
       if (!(error instanceof FhirError)) {
         // The error handler answers (500, or 503 for an outage); the trail records the failure first.
         const { status, outcome, headers } = failureAnswer(error);
         const failed: FhirResponse = { status, body: outcome, headers };
-        for (const hook of this.hooks) await hook.audit?.(interaction, request, failed).catch(() => {});
+        for (const hook of this.hooks) await hook.audit?.(interaction, request, failed, store).catch(() => {});
         throw error;
       }
       response = { status: error.status, body: error.outcome, headers: error.headers };
     }
-    for (const hook of this.hooks) await hook.audit?.(interaction, request, response);
+    if (!audited) for (const hook of this.hooks) await hook.audit?.(interaction, request, response, store);
     return response;
   }
 
