@@ -4,7 +4,7 @@
 // trail reads newest first, emergency accesses marked; FHIR_AUDIT=off writes none.
 import type { AuditEvent } from 'fhir/r4';
 import type { FastifyRequest } from 'fastify';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { FhirError } from '../src/fhir/outcome.ts';
 import type { InteractionHook } from '../src/router/router.ts';
 import { ALL_ACCESS, type AccessContext } from '../src/store/access.ts';
@@ -45,7 +45,7 @@ async function newEvents(on: TestServer = server): Promise<AuditEvent[]> {
   if (rows.length > 0) lastSeq = Number(rows[rows.length - 1]!.seq);
   return rows.map((row) => JSON.parse(row.content) as AuditEvent);
 }
-async function oneEvent(tap: typeof t): Promise<AuditEvent> {
+async function oneEvent(tap: Test): Promise<AuditEvent> {
   const events = await newEvents();
   tap.equal(events.length, 1, 'exactly one AuditEvent');
   return events[0]!;
