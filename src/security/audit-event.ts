@@ -4,6 +4,7 @@ import type { Interaction } from '../router/interaction.ts';
 import { FormParameters, type FhirRequest, type FhirResponse } from '../router/request.ts';
 import { loadPatientCompartment } from '../search/compartment.ts';
 import { ALL_ACCESS, type AccessContext } from '../store/access.ts';
+import { StoredResource } from '../store/resource-store.ts';
 
 // The AuditEvent of one interaction as IHE BALP (Basic Audit Log Patterns, profiles.ihe.net/ITI/BALP)
 // describes a RESTful one: type `rest`, the FHIR interaction as subtype, the user (requestor), the client
@@ -169,7 +170,7 @@ function agentsOf(access: AccessContext, request: FhirRequest, source: AuditSour
  */
 function targetOf(interaction: Interaction | undefined, request: FhirRequest, response: FhirResponse): string | undefined {
   if (!interaction) return undefined;
-  const answered = response.status < 400 ? resourceOf(response.body) : undefined;
+  const answered = response.status < 400 ? identityOf(response.body) : undefined;
   switch (interaction.kind) {
     case 'create':
     case 'update':
@@ -178,8 +179,7 @@ function targetOf(interaction: Interaction | undefined, request: FhirRequest, re
     case 'read':
     case 'vread':
       if (answered && answered.resourceType === interaction.resourceType && answered.id) {
-        const version = answered.meta?.versionId;
-        return `${answered.resourceType}/${answered.id}${version ? `/_history/${version}` : ''}`;
+        return `${answered.resourceType}/${answered.id}${answered.versionId ? `/_history/${answered.versionId}` : ''}`;
       }
       if (interaction.kind === 'vread') return `${interaction.resourceType}/${interaction.id}/_history/${interaction.versionId}`;
       if ('id' in interaction) return `${interaction.resourceType}/${interaction.id}`;
@@ -199,6 +199,13 @@ function locationTarget(response: FhirResponse): string | undefined {
   const location = response.headers.location ?? response.headers.Location;
   const match = location ? /\/([A-Za-z]+\/[A-Za-z0-9\-.]{1,64}\/_history\/\d+)$/.exec(location) : null;
   return match?.[1];
+}
+
+/** Type, id and version of the one resource answered, without parsing a stored one's text. */
+function identityOf(body: ResponseResource | undefined): { resourceType: string; id?: string; versionId?: string } | undefined {
+  if (body instanceof StoredResource) return { resourceType: body.resourceType, id: body.id, versionId: String(body.versionId) };
+  const resource = resourceOf(body);
+  return resource && { resourceType: resource.resourceType, ...(resource.id ? { id: resource.id } : {}), ...(resource.meta?.versionId ? { versionId: resource.meta.versionId } : {}) };
 }
 
 /** The answered resource as an object, when the answer is one resource (not a Bundle of results). */
