@@ -57,9 +57,13 @@ const queryOf = (event: AuditEvent) => {
   return query === undefined ? undefined : Buffer.from(query, 'base64').toString('utf8');
 };
 
-const patient = { resourceType: 'Patient', id: 'p1', name: [{ family: 'Durand' }] };
-t.equal((await send('PUT', 'Patient/p1', patient)).statusCode, 201, 'setup: Patient/p1');
-t.equal((await send('PUT', 'Immunization/i1', { resourceType: 'Immunization', id: 'i1', status: 'completed', patient: { reference: 'Patient/p1' }, occurrenceDateTime: '2024-01-02', vaccineCode: { text: 'flu' } })).statusCode, 201);
+/** Setup outside any test case throws rather than asserts: the root test may end while it awaits. */
+async function put(resource: { resourceType: string; id: string }): Promise<void> {
+  const res = await send('PUT', `${resource.resourceType}/${resource.id}`, resource);
+  if (res.statusCode !== 201) throw new Error(`setup: PUT ${resource.resourceType}/${resource.id} answered ${res.statusCode} ${res.body}`);
+}
+await put({ resourceType: 'Patient', id: 'p1', name: [{ family: 'Durand' }] } as { resourceType: string; id: string });
+await put({ resourceType: 'Immunization', id: 'i1', status: 'completed', patient: { reference: 'Patient/p1' }, occurrenceDateTime: '2024-01-02', vaccineCode: { text: 'flu' } } as { resourceType: string; id: string });
 await newEvents();
 
 t.test('read: one event, BALP PatientRead, the resource and its patient as entities, the caller as requestor', async (t) => {
