@@ -144,7 +144,14 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
   },
   async 'history-type'(t, type) {
     const { id } = await seed(t, type);
-    const bundle = assertHistoryBundle(t, await get(`/fhir/${type}/_history?_count=1000`), 'type history');
+    // Type history lists a write once every transaction that began writing before it has ended, other
+    // sessions' on a shared PostgreSQL server included (change-feed.ts): wait for it rather than race them.
+    let response = await get(`/fhir/${type}/_history?_count=1000`);
+    for (let waited = 0; waited < 30_000 && !json(response).entry?.some((e: { resource?: { id: string } }) => e.resource?.id === id); waited += 100) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      response = await get(`/fhir/${type}/_history?_count=1000`);
+    }
+    const bundle = assertHistoryBundle(t, response, 'type history');
     t.ok(bundle.entry?.some((e) => e.resource?.id === id), 'includes the instance just created');
     // Deletion entries carry no resource: their type is in fullUrl.
     t.ok(bundle.entry?.every((e) => e.fullUrl.startsWith(`http://localhost:80/fhir/${type}/`)), `only ${type} versions`);
