@@ -33,12 +33,29 @@ const STORED_TYPE_CAPABILITIES = {
   operation: [{ name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' }],
 };
 
+/**
+ * The audit trail is written by the server and append-only (src/security/audit-trail.ts): read, searched
+ * and listed, never created, changed or deleted through the API.
+ */
+const AUDIT_EVENT_CAPABILITIES = {
+  ...STORED_TYPE_CAPABILITIES,
+  interaction: ['read', 'vread', 'history-instance', 'history-type', 'search-type'].map((code) => ({ code: code as never })),
+  versioning: 'versioned' as const,
+  readHistory: false,
+  updateCreate: false,
+  conditionalCreate: false,
+  conditionalUpdate: false,
+  conditionalDelete: 'not-supported' as const,
+};
+
 /** Where a type behaves beyond the common interactions. */
 const TYPE_DOCUMENTATION: Record<string, string> = {
   Binary:
     'Document content. Read with Accept other than FHIR JSON returns the raw bytes in their own media type; create/update also accept the raw bytes with their Content-Type.',
   Bundle:
     'Stored as a resource when its type is document, collection or message (as HAPI FHIR does); a transaction or batch is posted to the base, and a searchset or history is not stored (422).',
+  AuditEvent:
+    'The audit trail (IHE BALP): one AuditEvent per interaction, written by the server (FHIR_AUDIT=on), a write\'s in its own transaction. Append-only: a create is refused (403), an update, patch or delete is not allowed (405), and the database refuses them too. Searched newest first (_sort=-date) unless _sort is given; AuditEvent?patient= reads a patient\'s trail, emergency accesses labelled (meta.security v3-ActReason BTG/ETREAT).',
 };
 
 const file = new URL('../capability-statement.json', import.meta.url);
@@ -51,7 +68,7 @@ rest.resource = [
   ...SERVED_RESOURCE_TYPES.map((type): CapabilityStatementRestResource => ({
     type: type as CapabilityStatementRestResource['type'],
     ...(TYPE_DOCUMENTATION[type] ? { documentation: TYPE_DOCUMENTATION[type] } : {}),
-    ...STORED_TYPE_CAPABILITIES,
+    ...(type === 'AuditEvent' ? AUDIT_EVENT_CAPABILITIES : STORED_TYPE_CAPABILITIES),
     searchParam: registry
       .forType(type)
       .sort((a, b) => a.code.localeCompare(b.code))

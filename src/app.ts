@@ -12,6 +12,7 @@ import { healthRoutes } from './http/health.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
 import { defaultOperations } from './operations/index.ts';
 import { FhirRouter, type InteractionHook } from './router/router.ts';
+import { auditEventsAppendOnly, AuditTrail } from './security/audit-trail.ts';
 import { loadCompartments, prepareCompartments } from './search/compartment.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from './store/index-writer.ts';
@@ -21,7 +22,7 @@ import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
-    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'projectRules' | 'referentialIntegrity' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows'>>;
+    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'projectRules' | 'referentialIntegrity' | 'audit' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows'>>;
   /** Where the resources are kept (src/store/storage.ts opens it); the app opens its store on it, and does not close it. */
   storage: Storage;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
@@ -95,7 +96,8 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     limits: { maxEntries: config.bundleMaxEntries ?? 10_000, binaryInlineBytes: binaryInlineLimit },
     inputLimits,
     operations: defaultOperations(),
-    hooks,
+    // The trail's guard always (no client writes an AuditEvent), the trail itself last: it records what the others decided.
+    hooks: [auditEventsAppendOnly, ...(hooks ?? []), ...((config.audit ?? 'on') === 'on' ? [new AuditTrail()] : [])],
     referentialIntegrity: (config.referentialIntegrity ?? 'on') === 'on',
   });
 

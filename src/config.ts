@@ -25,6 +25,11 @@ export interface ServerConfig {
    * `urn:uuid:` ones must be resolved; `off` keeps whatever references are written (legacy data migrations).
    */
   referentialIntegrity: 'on' | 'off';
+  /**
+   * `on` (default): every interaction leaves an AuditEvent (IHE BALP), a write's in its own transaction;
+   * `off` keeps no trail (benchmarks, migrations of legacy data).
+   */
+  audit: 'on' | 'off';
   /** Public base URL of the FHIR API when behind a proxy; otherwise taken from the request's Host. */
   publicBaseUrl?: string;
   /** Deepest nesting of objects and arrays accepted in a JSON body. */
@@ -65,6 +70,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     unknownProfiles: oneOf(env.FHIR_UNKNOWN_PROFILES, ['warning', 'error'] as const, 'warning', 'FHIR_UNKNOWN_PROFILES'),
     projectRules: oneOf(env.FHIR_PROJECT_RULES, ['warning', 'error'] as const, 'warning', 'FHIR_PROJECT_RULES'),
     referentialIntegrity: oneOf(env.FHIR_REFERENTIAL_INTEGRITY, ['on', 'off'] as const, 'on', 'FHIR_REFERENTIAL_INTEGRITY'),
+    audit: oneOf(env.FHIR_AUDIT, ['on', 'off'] as const, 'on', 'FHIR_AUDIT'),
     resourceMaxDepth: integer(env.RESOURCE_MAX_DEPTH, DEFAULT_INPUT_LIMITS.maxDepth, 'RESOURCE_MAX_DEPTH'),
     resourceMaxArrayLength: integer(env.RESOURCE_MAX_ARRAY_LENGTH, DEFAULT_INPUT_LIMITS.maxArrayLength, 'RESOURCE_MAX_ARRAY_LENGTH'),
     resourceMaxIndexRows: integer(env.RESOURCE_MAX_INDEX_ROWS, DEFAULT_MAX_INDEX_ROWS, 'RESOURCE_MAX_INDEX_ROWS'),

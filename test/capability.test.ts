@@ -22,7 +22,8 @@ const declaredResources: CapabilityStatementRestResource[] = rest?.resource ?? [
 const declaredSystemCodes = (rest?.interaction ?? []).map((i) => i.code as string);
 const declaredCodes = (type: string) => (declaredResources.find((r) => r.type === type)?.interaction ?? []).map((i) => i.code as string);
 
-const server = await startTestServer(t);
+// With the audit trail on, as the server runs by default: AuditEvents exist only as the server records them.
+const server = await startTestServer(t, { audit: true });
 await createReferenceTargets(server);
 const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
   server.inject({ method: 'POST', url, payload: JSON.stringify(body), headers: { 'content-type': FHIR_JSON, ...headers } });
@@ -35,11 +36,26 @@ type Tap = Test;
 
 /** A fresh instance of `type`, created over HTTP; the setup of each interaction check. */
 async function seed(t: Tap, type: string): Promise<{ id: string; url: string }> {
+  if (type === 'AuditEvent') return seedAuditEvent(t);
   const res = await post(`/fhir/${type}`, minimalResource(type));
   t.equal(res.statusCode, 201, `setup: created a ${type}`);
   const id = json(res).id as string;
   return { id, url: `/fhir/${type}/${id}` };
 }
+
+let audited = 0;
+/** An AuditEvent, which no client may create: the server records one for a read, found by what was read. */
+async function seedAuditEvent(t: Tap): Promise<{ id: string; url: string }> {
+  const marker = `cap-audited-${++audited}`;
+  await get(`/fhir/Patient/${marker}`);
+  const bundle = json(await get(`/fhir/AuditEvent?entity=Patient/${marker}`));
+  t.equal(bundle.entry?.length, 1, 'setup: the read of an unknown Patient is on record');
+  const id = bundle.entry[0].resource.id as string;
+  return { id, url: `/fhir/AuditEvent/${id}` };
+}
+
+/** Writes the server refuses on its append-only audit trail (src/security/audit-trail.ts), with their status. */
+const REFUSED_AUDIT_WRITES: Record<string, number> = { create: 403, update: 405, patch: 405, delete: 405 };
 
 function assertHistoryBundle(t: Tap, res: LightMyRequestResponse, what: string) {
   t.equal(res.statusCode, 200, `${what} answers 200`);
@@ -93,6 +109,13 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
   },
   async 'history-instance'(t, type) {
     const { id, url } = await seed(t, type);
+    if (!declaredCodes(type).includes('update')) {
+      // Never updated (the audit trail): its history is its one version.
+      const bundle = assertHistoryBundle(t, await get(`${url}/_history`), 'instance history');
+      t.equal(bundle.total, 1);
+      t.ok(bundle.entry?.every((e) => e.fullUrl === `http://localhost:80/fhir/${type}/${id}` && e.resource?.id === id), 'only this instance');
+      return;
+    }
     t.equal((await put(url, { ...minimalResource(type), id })).statusCode, 200, 'setup: a second version');
     const bundle = assertHistoryBundle(t, await get(`${url}/_history`), 'instance history');
     t.equal(bundle.total, 2);
@@ -121,7 +144,14 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
   },
   async 'history-type'(t, type) {
     const { id } = await seed(t, type);
-    const bundle = assertHistoryBundle(t, await get(`/fhir/${type}/_history?_count=1000`), 'type history');
+    // Type history lists a write once every transaction that began writing before it has ended, other
+    // sessions' on a shared PostgreSQL server included (change-feed.ts): wait for it rather than race them.
+    let response = await get(`/fhir/${type}/_history?_count=1000`);
+    for (let waited = 0; waited < 30_000 && !json(response).entry?.some((e: { resource?: { id: string } }) => e.resource?.id === id); waited += 100) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      response = await get(`/fhir/${type}/_history?_count=1000`);
+    }
+    const bundle = assertHistoryBundle(t, response, 'type history');
     t.ok(bundle.entry?.some((e) => e.resource?.id === id), 'includes the instance just created');
     // Deletion entries carry no resource: their type is in fullUrl.
     t.ok(bundle.entry?.every((e) => e.fullUrl.startsWith(`http://localhost:80/fhir/${type}/`)), `only ${type} versions`);
@@ -232,6 +262,15 @@ t.test('(b) every route the router serves is declared, for every served type', a
       const code = CAPABILITY_CODE[kind];
       if (route.pattern.startsWith(':type')) {
         for (const type of SERVED_RESOURCE_TYPES) {
+          if (type === 'AuditEvent' && REFUSED_AUDIT_WRITES[code] !== undefined) {
+            // Not declared, and refused as such: the audit trail is the server's own and append-only.
+            t.notOk(declaredCodes(type).includes(code), `${code} is not declared on AuditEvent`);
+            const url = `/fhir/${route.pattern.replace(':type', type).replace(':id', 'cap-refused')}`;
+            const res = await server.inject({ method: method as 'PUT', url, payload: method === 'PATCH' ? '[]' : JSON.stringify({ resourceType: type }), headers: { 'content-type': method === 'PATCH' ? 'application/json-patch+json' : FHIR_JSON } });
+            t.equal(res.statusCode, REFUSED_AUDIT_WRITES[code], `${method} ${url} is refused`);
+            t.equal(json(res).resourceType, 'OperationOutcome');
+            continue;
+          }
           t.ok(declaredCodes(type).includes(code), `${method} ${route.pattern} (${code}) is declared on ${type}`);
         }
       } else if (kind === 'capabilities') {
@@ -452,7 +491,13 @@ t.test('(d) versioning, readHistory and updateCreate match behaviour', async (t)
     const type = resource.type;
     await t.test(type, async (t) => {
       t.ok(resource.versioning, 'versioning is declared');
-      if (resource.versioning === 'versioned' || resource.versioning === 'versioned-update') {
+      if (resource.versioning === 'versioned' && !declaredCodes(type).includes('update')) {
+        // Never updated (the audit trail): its one version is numbered all the same.
+        const { url } = await seed(t, type);
+        const read = await get(url);
+        t.equal(json(read).meta.versionId, '1', 'meta.versionId is maintained');
+        t.equal(read.headers.etag, 'W/"1"');
+      } else if (resource.versioning === 'versioned' || resource.versioning === 'versioned-update') {
         const { id, url } = await seed(t, type);
         const updated = await put(url, { ...minimalResource(type), id });
         t.equal(json(updated).meta.versionId, '2', 'meta.versionId is maintained');

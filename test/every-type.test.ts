@@ -15,6 +15,11 @@ import { sampleValue } from './helpers/search-values.ts';
 const server = await startTestServer(t);
 const registry = new SearchParameterRegistry(loadSearchParameters());
 const STRICT = { prefer: 'handling=strict' };
+/**
+ * The types a client writes: all but AuditEvent, the server's own append-only trail (a client's create is 403,
+ * test/audit.test.ts; test/capability.test.ts checks its read, vread, history and search).
+ */
+const CLIENT_WRITTEN_TYPES = SERVED_RESOURCE_TYPES.filter((type) => type !== 'AuditEvent');
 
 /** The response's JSON body; undefined when it has none (reported by the assertion that reads it). */
 function json(response: Parameters<typeof parse>[0]): any {
@@ -37,7 +42,9 @@ t.test('every R4 type but Parameters and the read-only conformance types is stor
 
 t.test('each type: create, read, vread, update, patch, history, _id search, $validate, delete', async (t) => {
   const failures: string[] = [];
-  for (const type of SERVED_RESOURCE_TYPES) {
+  const refused = await server.inject({ method: 'POST', url: '/fhir/AuditEvent', payload: generatedResource('AuditEvent'), headers: { 'content-type': FHIR_JSON } });
+  t.equal(refused.statusCode, 403, 'AuditEvent: the server writes it, a client may not');
+  for (const type of CLIENT_WRITTEN_TYPES) {
     const fail = (what: string, response: { statusCode: number; body: string }) => failures.push(`${type} ${what}: ${response.statusCode} ${response.body.slice(0, 300)}`);
     const resource = generatedResource(type);
     const created = await server.inject({ method: 'POST', url: `/fhir/${type}`, payload: resource, headers: { 'content-type': FHIR_JSON } });
@@ -85,19 +92,19 @@ t.test('each type: create, read, vread, update, patch, history, _id search, $val
     const gone = await server.inject({ method: 'GET', url: `/fhir/${type}/${id}`, headers: { accept: FHIR_JSON } });
     if (gone.statusCode !== 410) fail('read after delete', gone);
   }
-  t.same(failures, [], `all ${SERVED_RESOURCE_TYPES.length} types`);
+  t.same(failures, [], `all ${CLIENT_WRITTEN_TYPES.length} types a client writes`);
 });
 
 t.test('one transaction creates an instance of every type', async (t) => {
   const bundle = {
     resourceType: 'Bundle',
     type: 'transaction',
-    entry: SERVED_RESOURCE_TYPES.map((type) => ({ resource: generatedResource(type), request: { method: 'POST', url: type } })),
+    entry: CLIENT_WRITTEN_TYPES.map((type) => ({ resource: generatedResource(type), request: { method: 'POST', url: type } })),
   };
   const response = await server.inject({ method: 'POST', url: '/fhir', payload: bundle, headers: { 'content-type': FHIR_JSON } });
   t.equal(response.statusCode, 200, response.statusCode === 200 ? 'transaction' : response.body.slice(0, 500));
   const statuses = (json(response).entry ?? []).map((entry: { response: { status: string } }) => entry.response.status);
-  t.equal(statuses.length, SERVED_RESOURCE_TYPES.length);
+  t.equal(statuses.length, CLIENT_WRITTEN_TYPES.length);
   t.ok(statuses.every((status: string) => status.startsWith('201')), 'every entry created');
 });
 
@@ -119,7 +126,7 @@ t.test('every official search parameter of every type is understood', async (t) 
 
 t.test('a stored value of any parameter is found by :missing=false, and only then', async (t) => {
   const wrong: string[] = [];
-  for (const type of SERVED_RESOURCE_TYPES) {
+  for (const type of CLIENT_WRITTEN_TYPES) {
     const created = await server.inject({ method: 'POST', url: `/fhir/${type}`, payload: { ...generatedResource(type), meta: { tag: [{ system: 'http://example.org/run', code: 'missing' }] } }, headers: { 'content-type': FHIR_JSON } });
     const resource = json(created);
     const indexed = indexedParams(resource);

@@ -186,7 +186,7 @@ async function assignIdentities(entries: Entry[], store: ResourceStore, request:
           const stored = await store.read(type, id);
           responses[entry.index] = { status: 200, body: stored, headers: versionHeaders(stored, request.baseUrl) };
           // Answered here, not by the router: the trail still gets the entry, as the create it was.
-          for (const hook of ctx.deps.hooks ?? []) await hook.audit?.({ kind: 'create', resourceType: type }, entryRequest(entry, request), responses[entry.index]!);
+          for (const hook of ctx.deps.hooks ?? []) await hook.audit?.({ kind: 'create', resourceType: type }, entryRequest(entry, request), responses[entry.index]!, store);
         }
       }
       if (id === undefined) {

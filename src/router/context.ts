@@ -17,8 +17,13 @@ export interface InteractionHook {
   authorise?(interaction: Interaction, request: FhirRequest): Promise<void>;
   /** After validation, on the resource as it will be written: for a patch, the patched resource. */
   checkResource?(interaction: Interaction, request: FhirRequest, resource: Resource): Promise<void>;
-  /** Every outcome: successes, refusals and failures (a 500 too, before it goes on to the error handler). */
-  audit?(interaction: Interaction | undefined, request: FhirRequest, response: FhirResponse): Promise<void>;
+  /**
+   * Every outcome: successes, refusals and failures (a 500 too, before it goes on to the error handler).
+   * `store` is the one the interaction ran in: for a successful write, its unit of work, so that what the
+   * hook writes there commits with the write or not at all; otherwise the request's store (a transaction
+   * Bundle's for its entries).
+   */
+  audit?(interaction: Interaction | undefined, request: FhirRequest, response: FhirResponse, store: ResourceStore): Promise<void>;
 }
 
 export interface RouterDependencies {

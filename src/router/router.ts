@@ -27,15 +27,19 @@ export type { InteractionHook, RouterDependencies } from './context.ts';
  */
 export class FhirRouter {
   private readonly hooks: InteractionHook[];
+  /** Some hook keeps a trail: writes then run in a unit of work that their audit joins. */
+  private readonly auditing: boolean;
 
   constructor(private readonly deps: RouterDependencies) {
     this.hooks = deps.hooks ?? [];
+    this.auditing = this.hooks.some((hook) => hook.audit !== undefined);
   }
 
   /** Runs `request` on `store` (a bundle's), by default the server's store bound to the request's access. */
   async handle(request: FhirRequest, store: ResourceStore = this.deps.store.forAccess(request.access ?? ALL_ACCESS)): Promise<FhirResponse> {
     let interaction: Interaction | undefined;
     let response: FhirResponse;
+    let audited = false;
     try {
       const parsed = parseInteraction(request);
       interaction = parsed;
@@ -50,41 +54,52 @@ export class FhirRouter {
       }
       const targets = checked && this.deps.referentialIntegrity ? referencesToCheck(checked.resource, request.baseUrl, ownReference(interaction, request, checked.resource)) : [];
       if (targets.length > 0 && request.deferReferences) request.deferReferences(targets);
+      // The targets are looked up in the unit that writes, and held there against their deletion until it
+      // commits: a concurrent delete of one either waits and then sees this reference (409), or goes first
+      // and this write finds the target gone (422). Never both, never a dangling reference.
+      const holdTargets = targets.length > 0 && !request.deferReferences;
       // The bytes of a Binary posted as itself are written before its version's transaction, which
       // then only claims them: a slow sender holds nothing the other requests need.
       const staged = checked && (await store.stageBinary(checked.resource));
       const body = staged ? staged.resource : checked?.resource;
-      let result: Outcome;
+      const run = async (on: ResourceStore): Promise<FhirResponse> => {
+        if (holdTargets) {
+          const missing = await missingTargets(targets, on, true);
+          if (missing.length > 0) throw unknownTargets(missing);
+        }
+        const result = await execute(parsed, request, { ...context, store: on }, body);
+        if (checked && result.outcome) result.outcome = withMoreIssues(result.outcome, checked.notes);
+        return respond(result, request, parsed);
+      };
       try {
-        if (targets.length === 0 || request.deferReferences) {
-          result = await execute(interaction, request, context, body);
-        } else {
-          // The targets are looked up in the unit that writes, and held there against their deletion until
-          // it commits: a concurrent delete of one either waits and then sees this reference (409), or goes
-          // first and this write finds the target gone (422). Never both, never a dangling reference.
-          result = await store.unitOfWork(async (unit) => {
-            const missing = await missingTargets(targets, unit, true);
-            if (missing.length > 0) throw unknownTargets(missing);
-            return execute(parsed, request, { ...context, store: unit }, body);
+        const auditInUnit = this.auditing && WRITES.has(parsed.kind);
+        if (auditInUnit || holdTargets) {
+          // A write and its audit are one transaction: an entry a transaction Bundle rolls back is never on
+          // record as a success (its failure is recorded instead, below, on the store outside the write).
+          response = await store.unitOfWork(async (unit) => {
+            const written = await run(unit);
+            if (auditInUnit) for (const hook of this.hooks) await hook.audit?.(parsed, request, written, unit);
+            return written;
           });
+          audited = auditInUnit;
+        } else {
+          response = await run(store);
         }
       } finally {
         // Failing here leaves the bytes to the sweep at start; the answer stays the write's own.
         if (staged) await staged.discardUnclaimed().catch(() => {});
       }
-      if (checked && result.outcome) result.outcome = withMoreIssues(result.outcome, checked.notes);
-      response = respond(result, request, interaction);
     } catch (error) {
       if (!(error instanceof FhirError)) {
         // The error handler answers (500, or 503 for an outage); the trail records the failure first.
         const { status, outcome, headers } = failureAnswer(error);
         const failed: FhirResponse = { status, body: outcome, headers };
-        for (const hook of this.hooks) await hook.audit?.(interaction, request, failed).catch(() => {});
+        for (const hook of this.hooks) await hook.audit?.(interaction, request, failed, store).catch(() => {});
         throw error;
       }
       response = { status: error.status, body: error.outcome, headers: error.headers };
     }
-    for (const hook of this.hooks) await hook.audit?.(interaction, request, response);
+    if (!audited) for (const hook of this.hooks) await hook.audit?.(interaction, request, response, store);
     return response;
   }
 

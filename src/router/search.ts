@@ -17,6 +17,8 @@ export async function search(interaction: Extract<Interaction, { kind: `search-$
   } else if (request.body !== undefined) {
     throw FhirError.badRequest('A search is posted as application/x-www-form-urlencoded parameters, not as a resource');
   }
+  // A trail is read newest first (issue 18: the patient's own trail) unless the client sorts it otherwise.
+  if (interaction.kind !== 'search-system' && interaction.resourceType === 'AuditEvent' && !pairs.some(([name]) => name === '_sort')) pairs.push(['_sort', '-date']);
   const types = interaction.kind === 'search-system' ? [...SERVED_RESOURCE_TYPES] : [interaction.resourceType];
   const parsed = parseSearch(types, pairs, registry, { strict: strictHandling(request.prefer), baseUrl: request.baseUrl });
   if (interaction.kind === 'search-compartment') {

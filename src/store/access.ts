@@ -12,6 +12,8 @@ export interface CompartmentRef {
 export interface AccessContext {
   /** The user or client acting (`Practitioner/1`, `Device/app`), when known. */
   who?: string;
+  /** The SMART client (`client_id`/`azp` of the token) the request comes from, when known. */
+  clientId?: string;
   /** Granted scopes (SMART `patient/*.read`…). */
   scopes: readonly string[];
   /** The patient of the launch context (`Patient/123`), when there is one. */

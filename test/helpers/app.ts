@@ -135,6 +135,11 @@ export interface TestServerOptions {
   hooks?: InteractionHook[];
   /** Each request's access context (the server gives all access until authorisation builds one). */
   accessOf?: AppOptions['accessOf'];
+  /**
+   * FHIR_AUDIT: every interaction leaves an AuditEvent (the server's default). Off unless asked: many
+   * suites count exactly what system history, type history or a search over every type holds.
+   */
+  audit?: boolean;
 }
 
 /** A server on a fresh store for one test file, closed when the file's tests end. */
@@ -156,6 +161,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
       unknownProfiles: config.unknownProfiles,
       projectRules: config.projectRules,
       referentialIntegrity: config.referentialIntegrity,
+      audit: config.audit ? 'on' : 'off',
     },
     storage: sqlStorage(store.db),
     validator,
