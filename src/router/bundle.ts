@@ -9,7 +9,7 @@ import { parseCondition, severalMatches, type Condition } from './conditional.ts
 import { conditionalReferences } from './conditional-references.ts';
 import { versionHeaders } from './crud.ts';
 import type { HandlerContext } from './context.ts';
-import { missingTargets, REFERRERS_NAMED, stillReferenced, unknownTargets, type LocalReference } from './references.ts';
+import { missingTargets, REFERRERS_NAMED, stillReferenced, TRAIL_TYPES, unknownTargets, type LocalReference } from './references.ts';
 import { findReplacements, supersedeReplaced } from './replacements.ts';
 import type { FhirRequest, FhirResponse, HttpMethod } from './request.ts';
 
@@ -143,7 +143,7 @@ async function checkDeferredReferences(references: Map<Entry, LocalReference[]>,
  */
 async function checkDeletions(deletions: Map<string, Entry>, store: ResourceStore): Promise<void> {
   if (deletions.size === 0) return;
-  const referrers = await store.referrers([...deletions.keys()], REFERRERS_NAMED + 1);
+  const referrers = await store.referrers([...deletions.keys()], REFERRERS_NAMED + 1, TRAIL_TYPES);
   if (referrers.length === 0) return;
   const first = deletions.get(referrers[0]!.target)!;
   throw entryFailure(first, errorResponse(stillReferenced(referrers)));

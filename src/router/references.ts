@@ -63,6 +63,12 @@ export async function missingTargets(references: LocalReference[], store: Resour
 export const REFERRERS_NAMED = 10;
 
 /**
+ * Referrers that never hold a delete back: the audit trail records what was touched and outlives it (it is
+ * append-only, so a resource it names could otherwise never be deleted).
+ */
+export const TRAIL_TYPES: readonly string[] = ['AuditEvent'];
+
+/**
  * The delete side of referential integrity (as HAPI FHIR's "HAPI-0550: Unable to delete … because at least one
  * resource has a reference to this resource"): 409 Conflict when live resources still reference one of
  * `deleted`, naming those the caller may see (up to REFERRERS_NAMED) and counting the rest. Run in the unit
@@ -70,7 +76,7 @@ export const REFERRERS_NAMED = 10;
  */
 export async function refuseIfReferenced(deleted: readonly string[], store: ResourceStore): Promise<void> {
   if (deleted.length === 0) return;
-  const referrers = await store.referrers(deleted, REFERRERS_NAMED + 1);
+  const referrers = await store.referrers(deleted, REFERRERS_NAMED + 1, TRAIL_TYPES);
   if (referrers.length === 0) return;
   throw stillReferenced(referrers);
 }

@@ -212,7 +212,7 @@ export class Repository {
    * Resources whose indexed references name one of `targets`, from the reference index (its rows are the
    * current versions' only: a deletion removes them), at most `limit`, each with whether the scope sees it.
    */
-  async referrers(targets: readonly string[], limit: number): Promise<Referrer[]> {
+  async referrers(targets: readonly string[], limit: number, ignoredTypes: readonly string[] = []): Promise<Referrer[]> {
     const wanted = [...new Set(targets)];
     if (wanted.length === 0 || limit <= 0) return [];
     const binder = new Binder();
@@ -225,7 +225,7 @@ export class Repository {
     const { rows } = await this.db.query<{ resource_type: string; resource_id: string; target_type: string; target_id: string; param: string; visible: boolean }>(
       `SELECT s.resource_type, s.resource_id, s.target_type, s.target_id, s.param, ${scoped ?? 'true'} AS visible
          FROM search_reference s${scoped ? ' JOIN resource r ON r.resource_type = s.resource_type AND r.id = s.resource_id' : ''}
-        WHERE (s.target_type, s.target_id) IN (SELECT * FROM unnest(${types}, ${ids}))
+        WHERE (s.target_type, s.target_id) IN (SELECT * FROM unnest(${types}, ${ids}))${ignoredTypes.length > 0 ? ` AND s.resource_type <> ALL(${binder.bind([...ignoredTypes], 'text[]')})` : ''}
         LIMIT ${binder.bind(limit * REFERRER_ROWS_PER_RESOURCE)}`,
       binder.params,
     );

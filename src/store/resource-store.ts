@@ -83,8 +83,9 @@ export interface ResourceStore {
    * deleted, after the delete. The lock holds each live target until the unit ends against its deletion
    * (not against updates): a delete of it waits, then finds the new reference; a write that waits on a
    * delete finds the target gone. So a write naming a resource and that resource's delete never both commit.
+   * Referrers of the `ignoredTypes` are not looked at.
    */
-  referrers(targets: readonly string[], limit: number): Promise<Referrer[]>;
+  referrers(targets: readonly string[], limit: number, ignoredTypes?: readonly string[]): Promise<Referrer[]>;
   /** A searchset Bundle: matches, `_include`/`_revinclude` targets, total as `request.total` asks (estimate included). */
   search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle>;
   /**

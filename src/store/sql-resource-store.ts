@@ -99,8 +99,8 @@ export class SqlResourceStore implements ServerStore {
     return this.repo.existing(references, options.lock === true);
   }
 
-  referrers(targets: readonly string[], limit: number): Promise<Referrer[]> {
-    return this.repo.referrers(targets, limit);
+  referrers(targets: readonly string[], limit: number, ignoredTypes?: readonly string[]): Promise<Referrer[]> {
+    return this.repo.referrers(targets, limit, ignoredTypes);
   }
 
   history(query: HistoryQuery): Promise<HistoryPage> {
