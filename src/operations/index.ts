@@ -1,5 +1,6 @@
 import { OperationRegistry } from './registry.ts';
 import { expandOperation, lookupOperation, validateCodeOperation } from './terminology.ts';
+import { summaryOperation } from './summary.ts';
 import { validateOperation } from './validate.ts';
 
 /** The operations this server offers; each is declared in capability-statement.json (a test checks). */
@@ -8,5 +9,6 @@ export function defaultOperations(): OperationRegistry {
     .register(validateOperation)
     .register(expandOperation)
     .register(validateCodeOperation)
-    .register(lookupOperation);
+    .register(lookupOperation)
+    .register(summaryOperation);
 }
