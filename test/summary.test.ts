@@ -7,6 +7,7 @@ import { IPS_BUNDLE_PROFILE } from '../src/operations/summary.ts';
 import { FHIR_JSON, json, startTestServer, type TestServer } from './helpers/app.ts';
 import { frenchTransaction, INS_SYSTEM, patientNir } from './helpers/french-bundles.ts';
 import { syntheaBundles } from './helpers/synthea.ts';
+import { ALL_ACCESS } from '../src/store/resource-store.ts';
 import { practitioner } from './helpers/validation-fixtures.ts';
 
 /**
@@ -245,6 +246,8 @@ t.test('a French patient by INS: selected, escaped, in French or English, valid 
   const document = json(res);
   checkShape(t, document, 'French patient');
   t.same(ipsErrors(document), [], '0 errors against Bundle-uv-ips');
+  const validated = await server.inject({ method: 'POST', url: `/fhir/Bundle/$validate?profile=${encodeURIComponent(IPS_BUNDLE_PROFILE)}`, payload: JSON.stringify(document), headers: { 'content-type': FHIR_JSON } });
+  t.same(json(validated).issue.filter(isError).map((i: Json) => i.diagnostics), [], 'and through the server\'s own $validate, French profiles applied to its entries too');
   const included = new Set(document.entry.map((e: Json) => `${e.resource.resourceType}/${e.resource.id}`));
 
   for (const [fullUrl, name] of Object.entries(marks)) {
@@ -346,4 +349,51 @@ t.test('$summary refuses what it cannot answer', async (t) => {
     t.match(json(res).issue[0].diagnostics, diagnostics);
   }
   t.equal((await get(`/fhir/Patient/${one.id}/$summary?profile=${encodeURIComponent('http://hl7.org/fhir/uv/ips/StructureDefinition/Composition-uv-ips|2.0.0')}`)).statusCode, 200, 'the IPS Composition profile, versioned, is what it makes');
+});
+
+t.test("the summary reads through the caller's access context: a hidden patient is unknown, hidden resources are not followed", async (t) => {
+  const HIDE = 'x-test-hidden-patient';
+  const server = await startTestServer(t, {
+    accessOf: (request) => {
+      const hidden = request.headers[HIDE];
+      return typeof hidden === 'string' ? { ...ALL_ACCESS, hiddenCompartments: [{ type: 'Patient', id: hidden }] } : ALL_ACCESS;
+    },
+  });
+  const put = async (resource: Json) => {
+    const res = await server.inject({ method: 'PUT', url: `/fhir/${resource.resourceType}/${resource.id}`, payload: JSON.stringify(resource), headers: { 'content-type': FHIR_JSON } });
+    t.ok(res.statusCode < 300, `PUT ${resource.resourceType}/${resource.id}`);
+  };
+  await put({ resourceType: 'Patient', id: 'pat-b', identifier: [{ system: 'urn:test:mrn', value: 'b-1' }], name: [{ family: 'Bravo' }] });
+  await put({ resourceType: 'RelatedPerson', id: 'rel-b', patient: { reference: 'Patient/pat-b' }, name: [{ family: 'Bravo' }] });
+  await put({ resourceType: 'Patient', id: 'pat-a', name: [{ family: 'Alpha' }] });
+  // Asserted by someone in B's compartment: A's allergy is A's alone, the RelatedPerson is B's.
+  await put({ resourceType: 'AllergyIntolerance', id: 'alg-a', patient: { reference: 'Patient/pat-a' }, asserter: { reference: 'RelatedPerson/rel-b' }, code: { text: 'arachide' }, clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] } });
+
+  const summary = (url: string, hide?: string) => server.inject({ method: 'GET', url, headers: hide ? { [HIDE]: hide } : {} });
+  t.equal((await summary('/fhir/Patient/pat-b/$summary')).statusCode, 200, 'with all access, B has a summary');
+  t.equal((await summary('/fhir/Patient/pat-b/$summary', 'pat-b')).statusCode, 404, 'B hidden: unknown by id');
+  t.equal((await summary('/fhir/Patient/$summary?identifier=urn:test:mrn|b-1', 'pat-b')).statusCode, 404, 'and by identifier');
+  const types = async (hide?: string) => json(await summary('/fhir/Patient/pat-a/$summary', hide)).entry.map((e: Json) => `${e.resource.resourceType}/${e.resource.id}`);
+  t.ok((await types()).includes('RelatedPerson/rel-b'), "A's summary includes who asserted A's allergy");
+  const withBHidden = await types('pat-b');
+  t.notOk(withBHidden.includes('RelatedPerson/rel-b'), "not when B's compartment is hidden from the caller");
+  t.ok(withBHidden.includes('AllergyIntolerance/alg-a'), "A's own data is still there");
+});
+
+t.test('a record larger than one search page is read whole', async (t) => {
+  const server = await startTestServer(t);
+  const patient = json(await server.inject({ method: 'POST', url: '/fhir/Patient', payload: JSON.stringify({ resourceType: 'Patient', name: [{ family: 'Vaccinée' }] }), headers: { 'content-type': FHIR_JSON } }));
+  const immunization = (n: number) => ({
+    resource: { resourceType: 'Immunization', status: 'completed', patient: { reference: `Patient/${patient.id}` }, vaccineCode: { text: `vaccin ${n}` }, occurrenceDateTime: `20${String(n % 25).padStart(2, '0')}-01-01` },
+    request: { method: 'POST', url: 'Immunization' },
+  });
+  const total = 1_003; // more than MAX_PAGE_SIZE (1,000), the largest page the summary asks for
+  for (let start = 0; start < total; start += 500) {
+    const entry = Array.from({ length: Math.min(500, total - start) }, (_, i) => immunization(start + i));
+    await postTransaction(t, server, { resourceType: 'Bundle', type: 'transaction', entry }, `immunizations from ${start}`);
+  }
+  const document = json(await server.inject({ method: 'GET', url: `/fhir/Patient/${patient.id}/$summary` }));
+  const refs = sectionRefs(document, '11369-6');
+  t.equal(refs.length, total, 'every immunization');
+  t.equal(new Set(refs).size, total, 'each once');
 });
