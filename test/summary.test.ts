@@ -279,11 +279,13 @@ t.test('a French patient by INS: selected, escaped, in French or English, valid 
   t.match(contacts, /Paul LEFÈVRE.*\+33 6 12 34 56 78/, 'Patient.contact is shown');
   t.match(contacts, /Claire LEFÈVRE/, 'and the RelatedPerson');
   t.match(composition.text.div, /INS-NIR/, 'the INS named as such');
+  t.match(sectionOf(document, '11450-4')!.text.div, /Hypertension artérielle \(SNOMED CT 38341003\)<\/td><td>actif, confirmé/, 'statuses in French');
 
   const english = json(await server.inject({ method: 'GET', url: `/fhir/${reference.get(bundle.entry[0].fullUrl)}/$summary?language=en` }));
   t.match(english.entry[0].resource.title, /^Patient summary of/, 'English on request');
   t.equal(sectionOf(english, '48765-2')!.title, 'Allergies and intolerances');
   t.match(sectionOf(english, '30954-2')!.text.div, /2026-01-20/, 'dates written the English way');
+  t.match(sectionOf(english, '11450-4')!.text.div, /<td>active, confirmed<\/td>/, 'statuses in English');
   t.same(ipsErrors(english), [], 'the English one validates too');
 
   const posted = await server.inject({

@@ -41,6 +41,7 @@ const LABELS = {
     until: "jusqu'au",
     unknown: 'inconnu',
     asNeeded: 'si besoin',
+    results: (n: number) => (n === 1 ? '1 résultat' : `${n} résultats`),
   },
   en: {
     summaryOf: 'Patient summary of',
@@ -69,6 +70,7 @@ const LABELS = {
     until: 'until',
     unknown: 'unknown',
     asNeeded: 'as needed',
+    results: (n: number) => (n === 1 ? '1 result' : `${n} results`),
   },
 } as const;
 
@@ -179,4 +181,40 @@ export function formatDosage(dosages: Json[] | undefined, language: SummaryLangu
     })
     .filter((text) => text !== '')
     .join(' ; ');
+}
+
+/** Status codes (FHIR's, in English) as a French GP reads them; English keeps the code, spaced. */
+const FRENCH_STATUS: Record<string, string> = {
+  active: 'actif',
+  inactive: 'inactif',
+  resolved: 'résolu',
+  remission: 'en rémission',
+  recurrence: 'récidive',
+  relapse: 'rechute',
+  confirmed: 'confirmé',
+  unconfirmed: 'non confirmé',
+  provisional: 'provisoire',
+  differential: 'diagnostic différentiel',
+  completed: 'fait',
+  'in-progress': 'en cours',
+  intended: 'prévu',
+  'on-hold': 'suspendu',
+  stopped: 'arrêté',
+  unknown: 'inconnu',
+  final: 'validé',
+  amended: 'modifié',
+  corrected: 'corrigé',
+  preliminary: 'préliminaire',
+  partial: 'partiel',
+  draft: 'brouillon',
+  current: 'en vigueur',
+  high: 'élevée',
+  low: 'faible',
+  'unable-to-assess': 'non évaluable',
+  prescribed: 'prescrit',
+};
+
+export function statusText(code: string | undefined, language: SummaryLanguage): string {
+  if (code === undefined || code === '') return '';
+  return language === 'fr' ? FRENCH_STATUS[code] ?? code : code.replace(/-/g, ' ');
 }

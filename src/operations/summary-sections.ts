@@ -5,6 +5,7 @@ import {
   formatDosage,
   formatName,
   formatQuantity,
+  statusText,
   type Labels,
   type SummaryLanguage,
 } from './summary-narrative.ts';
@@ -120,7 +121,7 @@ const observationRow = (observation: Json, context: RowContext): string[] => [
   formatConcept(observation.code),
   observationValue(observation) + (observation.interpretation ? ` (${observation.interpretation.map(formatConcept).join(', ')})` : ''),
   formatDate(clinicalDate(observation), context.language),
-  observation.status ?? '',
+  statusText(observation.status, context.language),
 ];
 
 const observationsIn = (record: PatientRecord, category: string) =>
@@ -159,8 +160,8 @@ export const SECTIONS: readonly SectionSpec[] = [
     columns: (l) => [l.what, l.status, l.criticality, l.reaction, l.date],
     row: (a, c) => [
       formatConcept(a.code),
-      [clinicalStatus(a), verificationStatus(a)].filter(Boolean).join(', '),
-      a.criticality ?? '',
+      [clinicalStatus(a), verificationStatus(a)].map((code) => statusText(code, c.language)).filter(Boolean).join(', '),
+      statusText(a.criticality, c.language),
       (a.reaction ?? []).flatMap((r: Json) => (r.manifestation ?? []).map(formatConcept)).join(', '),
       formatDate(a.onsetDateTime ?? a.recordedDate, c.language),
     ],
@@ -181,7 +182,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     row: (m, c) => {
       const medication = m.medicationCodeableConcept ?? c.resolve(m.medicationReference?.reference)?.code;
       const dates = m.effectivePeriod ? period(m.effectivePeriod.start, m.effectivePeriod.end, c) : formatDate(m.effectiveDateTime ?? m.authoredOn ?? m.dateAsserted, c.language);
-      return [formatConcept(medication) || (m.medicationReference?.display ?? ''), formatDosage(m.dosage ?? m.dosageInstruction, c.language), dates, `${m.resourceType === 'MedicationRequest' ? 'Rx ' : ''}${m.status}`];
+      return [formatConcept(medication) || (m.medicationReference?.display ?? ''), formatDosage(m.dosage ?? m.dosageInstruction, c.language), dates, [m.resourceType === 'MedicationRequest' ? statusText('prescribed', c.language) : '', statusText(m.status, c.language)].filter(Boolean).join(', ')];
     },
   },
   {
@@ -193,7 +194,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     types: ['Condition'],
     select: (record) => newestFirst(of(record, 'Condition').filter((p) => verificationStatus(p) !== 'refuted' && ['active', 'recurrence', 'relapse'].includes(clinicalStatus(p) ?? ''))),
     columns: (l) => [l.what, l.status, l.date],
-    row: (p, c) => [formatConcept(p.code), [clinicalStatus(p), verificationStatus(p)].filter(Boolean).join(', '), formatDate(p.onsetDateTime ?? p.onsetPeriod?.start ?? p.recordedDate, c.language)],
+    row: (p, c) => [formatConcept(p.code), [clinicalStatus(p), verificationStatus(p)].map((code) => statusText(code, c.language)).filter(Boolean).join(', '), formatDate(p.onsetDateTime ?? p.onsetPeriod?.start ?? p.recordedDate, c.language)],
   },
   {
     key: 'sectionImmunizations',
@@ -204,7 +205,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     types: ['Immunization'],
     select: (record) => newestFirst(of(record, 'Immunization')),
     columns: (l) => [l.what, l.date, l.lot, l.status],
-    row: (i, c) => [formatConcept(i.vaccineCode), formatDate(i.occurrenceDateTime ?? i.occurrenceString, c.language), i.lotNumber ?? '', i.status ?? ''],
+    row: (i, c) => [formatConcept(i.vaccineCode), formatDate(i.occurrenceDateTime ?? i.occurrenceString, c.language), i.lotNumber ?? '', statusText(i.status, c.language)],
   },
   {
     key: 'sectionProceduresHx',
@@ -215,7 +216,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     types: ['Procedure'],
     select: (record) => newestFirst(of(record, 'Procedure').filter((p) => ['completed', 'in-progress'].includes(p.status))),
     columns: (l) => [l.what, l.date, l.status],
-    row: (p, c) => [formatConcept(p.code), formatDate(p.performedDateTime ?? p.performedPeriod?.start, c.language), p.status ?? ''],
+    row: (p, c) => [formatConcept(p.code), formatDate(p.performedDateTime ?? p.performedPeriod?.start, c.language), statusText(p.status, c.language)],
   },
   {
     key: 'sectionMedicalDevices',
@@ -228,7 +229,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     columns: (l) => [l.what, l.date, l.status],
     row: (d, c) => {
       const device = c.resolve(d.device?.reference);
-      return [formatConcept(device?.type) || (device?.deviceName?.[0]?.name ?? d.device?.display ?? ''), formatDate(d.timingPeriod?.start ?? d.timingDateTime ?? d.recordedOn, c.language), d.status ?? ''];
+      return [formatConcept(device?.type) || (device?.deviceName?.[0]?.name ?? d.device?.display ?? ''), formatDate(d.timingPeriod?.start ?? d.timingDateTime ?? d.recordedOn, c.language), statusText(d.status, c.language)];
     },
   },
   {
@@ -247,7 +248,7 @@ export const SECTIONS: readonly SectionSpec[] = [
       ),
     ],
     columns: (l) => [l.what, l.value, l.date, l.status],
-    row: (r, c) => (r.resourceType === 'DiagnosticReport' ? [formatConcept(r.code), r.conclusion ?? (r.result ?? []).length.toString(), formatDate(clinicalDate(r), c.language), r.status] : observationRow(r, c)),
+    row: (r, c) => (r.resourceType === 'DiagnosticReport' ? [formatConcept(r.code), r.conclusion ?? c.labels.results((r.result ?? []).length), formatDate(clinicalDate(r), c.language), statusText(r.status, c.language)] : observationRow(r, c)),
   },
   {
     key: 'sectionVitalSigns',
@@ -269,7 +270,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     types: ['Condition'],
     select: (record) => newestFirst(of(record, 'Condition').filter((p) => verificationStatus(p) !== 'refuted' && ['inactive', 'remission', 'resolved'].includes(clinicalStatus(p) ?? ''))),
     columns: (l) => [l.what, l.status, l.date],
-    row: (p, c) => [formatConcept(p.code), clinicalStatus(p) ?? '', period(p.onsetDateTime ?? p.onsetPeriod?.start, p.abatementDateTime ?? p.abatementPeriod?.end, c)],
+    row: (p, c) => [formatConcept(p.code), statusText(clinicalStatus(p), c.language), period(p.onsetDateTime ?? p.onsetPeriod?.start, p.abatementDateTime ?? p.abatementPeriod?.end, c)],
   },
   {
     key: 'sectionPregnancyHx',
@@ -302,7 +303,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     types: ['CarePlan'],
     select: (record) => newestFirst(of(record, 'CarePlan').filter((p) => ['active', 'on-hold', 'draft'].includes(p.status))),
     columns: (l) => [l.what, l.date, l.status],
-    row: (p, c) => [p.title ?? (p.category ?? []).map(formatConcept).join(', '), period(p.period?.start, p.period?.end, c), p.status ?? ''],
+    row: (p, c) => [p.title ?? (p.category ?? []).map(formatConcept).join(', '), period(p.period?.start, p.period?.end, c), statusText(p.status, c.language)],
   },
   {
     key: 'sectionAdvanceDirectives',
@@ -320,7 +321,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     row: (d, c) => [
       d.resourceType === 'Consent' ? (d.category ?? []).map(formatConcept).join(', ') || formatConcept(d.scope) : d.description ?? formatConcept(d.type),
       formatDate(d.dateTime ?? d.date, c.language),
-      d.status ?? '',
+      statusText(d.status, c.language),
     ],
   },
   {
