@@ -156,7 +156,8 @@ async function searchAll(call: OperationCall, type: string, params: Array<[strin
 }
 
 function matches(page: Awaited<ReturnType<OperationCall['ctx']['store']['search']>>): Json[] {
-  return (page.entry ?? []).filter((entry) => entry.search?.mode !== 'include' && entry.resource).map((entry) => resourceObject(entry.resource!) as Json);
+  // Matches only: not `_include`d resources, nor an OperationOutcome about the search.
+  return (page.entry ?? []).filter((entry) => (entry.search?.mode ?? 'match') === 'match' && entry.resource).map((entry) => resourceObject(entry.resource!) as Json);
 }
 
 /** `Type/id` for a reference to this server (relative, or absolute below its base), undefined otherwise. */
