@@ -1,6 +1,7 @@
 import { everythingOperation } from './everything.ts';
 import { OperationRegistry } from './registry.ts';
 import { expandOperation, lookupOperation, validateCodeOperation } from './terminology.ts';
+import { summaryOperation } from './summary.ts';
 import { validateOperation } from './validate.ts';
 
 /** The operations this server offers; each is declared in capability-statement.json (a test checks). */
@@ -10,5 +11,6 @@ export function defaultOperations(): OperationRegistry {
     .register(expandOperation)
     .register(validateCodeOperation)
     .register(lookupOperation)
-    .register(everythingOperation);
+    .register(everythingOperation)
+    .register(summaryOperation);
 }

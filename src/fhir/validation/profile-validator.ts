@@ -114,6 +114,17 @@ export class ProfileValidator implements ResourceValidator {
   private checkBundle(bundle: Json, nominated?: { profile?: CompiledProfile; issues: Issue[] }): ValidationResult {
     const entries = bundle.entry as unknown[];
     const shell = { ...bundle, entry: entries.map((entry) => (isObject(entry) && 'resource' in entry ? withoutResource(entry) : entry)) };
+    // The Bundle profiles that apply (nominated, claimed) may slice the entries by profile (IPS: the Composition
+    // slice takes a Composition-uv-ips): each entry's resource is then held to its slice's profile, and the slices
+    // are decided as for a transaction, without validating each resource twice.
+    const oracles = new Map<CompiledProfile, SliceOracle>();
+    const entryProfiles = entries.map((): string[] => []);
+    for (const profile of this.profilesFor(bundle as Json & { resourceType: string }, nominated).profiles) {
+      if (profile.type !== 'Bundle' || !(profile.byPath.get('Bundle.entry')?.slices.length ?? 0)) continue;
+      const oracle = this.entrySliceOracle(profile);
+      oracles.set(profile, oracle);
+      this.collectEntryProfiles(profile, entries, oracle, entryProfiles);
+    }
     const entryIssues: Issue[] = [];
     let entrySchemaFailed = false;
     entries.forEach((entry, index) => {
@@ -125,7 +136,8 @@ export class ProfileValidator implements ResourceValidator {
         entryIssues.push({ severity: 'error', code: 'structure', expression: [at], diagnostics: `${at}: must be a resource (a JSON object with a resourceType)` });
         return;
       }
-      const result = this.check(resource.resourceType, resource);
+      const required = entryProfiles[index]!;
+      const result = this.check(resource.resourceType, resource, required.length > 0 ? { requiredProfiles: required } : {});
       if (result.failedStage === 'schema') entrySchemaFailed = true;
       entryIssues.push(...result.issues.map((issue) => rebased(issue, resource.resourceType as string, at)));
     });
@@ -135,7 +147,7 @@ export class ProfileValidator implements ResourceValidator {
     if (schemaIssues.some(isError) || entrySchemaFailed) {
       return { issues: [...(nominated?.issues ?? []), ...schemaIssues, ...entryIssues], failedStage: 'schema' };
     }
-    const issues = [...schemaIssues, ...this.profileIssues('Bundle', bundle as Json & { resourceType: string }, nominated, shell), ...entryIssues];
+    const issues = [...schemaIssues, ...this.profileIssues('Bundle', bundle as Json & { resourceType: string }, nominated, shell, undefined, oracles), ...entryIssues];
     return { issues, failedStage: issues.some(isError) ? 'profile' : undefined };
   }
 
@@ -225,19 +237,24 @@ export class ProfileValidator implements ResourceValidator {
       }
       const oracle = this.entrySliceOracle(profile);
       issues.push(...this.structure.validate(object, profile, 'Bundle', { nestedResources: false, oracle }));
-      const sliced = profile.byPath.get('Bundle.entry');
-      if (!sliced || sliced.slices.length === 0) return;
-      entries.forEach((entry, position) => {
-        const slice = findSlice(sliced, { value: entry, type: 'BackboneElement', expression: `Bundle.entry[${position}]`, elementPath: 'Bundle.entry' }, oracle);
-        const resourceDefinition = slice?.children.find((child) => child.name === 'resource');
-        for (const type of resourceDefinition?.types ?? []) {
-          for (const required of type.profiles) {
-            if (stripVersion(required) !== `http://hl7.org/fhir/StructureDefinition/${type.code}` && !entryProfiles[position]!.includes(required)) entryProfiles[position]!.push(required);
-          }
-        }
-      });
+      this.collectEntryProfiles(profile, entries, oracle, entryProfiles);
     });
     return { issues, entryProfiles };
+  }
+
+  /** Adds to `entryProfiles` (by entry index) the profiles the slice each entry falls in requires of its resource. */
+  private collectEntryProfiles(bundleProfile: CompiledProfile, entries: unknown[], oracle: SliceOracle, entryProfiles: string[][]): void {
+    const sliced = bundleProfile.byPath.get('Bundle.entry');
+    if (!sliced || sliced.slices.length === 0) return;
+    entries.forEach((entry, position) => {
+      const slice = findSlice(sliced, { value: entry, type: 'BackboneElement', expression: `Bundle.entry[${position}]`, elementPath: 'Bundle.entry' }, oracle);
+      const resourceDefinition = slice?.children.find((child) => child.name === 'resource');
+      for (const type of resourceDefinition?.types ?? []) {
+        for (const required of type.profiles) {
+          if (stripVersion(required) !== `http://hl7.org/fhir/StructureDefinition/${type.code}` && !entryProfiles[position]!.includes(required)) entryProfiles[position]!.push(required);
+        }
+      }
+    });
   }
 
   /**
@@ -302,6 +319,7 @@ export class ProfileValidator implements ResourceValidator {
     nominated?: { profile?: CompiledProfile; issues: Issue[] },
     own: Json = resource,
     required?: readonly string[],
+    oracles?: ReadonlyMap<CompiledProfile, SliceOracle>,
   ): Issue[] {
     const { profiles, issues, relaxed } = this.profilesFor(resource as { resourceType: string; meta?: { profile?: string[] } }, nominated, required);
     const nestedResources = own === resource;
@@ -309,7 +327,7 @@ export class ProfileValidator implements ResourceValidator {
     // The message without its origin ` [label url, element id]`, whose id may hold a choice's `[x]`.
     const text = (issue: Issue) => issue.diagnostics.replace(/ \[[^[\]]*(?:\[x\][^[\]]*)*\]$/, '');
     for (const profile of profiles) {
-      for (const issue of this.structure.validate(resource, profile, resourceType, { nestedResources, relaxed: profile === relaxed ? this.projectRulesAsWarnings(profile) : undefined })) {
+      for (const issue of this.structure.validate(resource, profile, resourceType, { nestedResources, relaxed: profile === relaxed ? this.projectRulesAsWarnings(profile) : undefined, oracle: oracles?.get(profile) })) {
         // The same base rule fails the same way under each profile: report it once.
         const key = `${issue.severity}\u0000${text(issue)}`;
         if (seen.has(key)) continue;

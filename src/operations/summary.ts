@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import type { Bundle, Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
+import { resourceObject } from '../fhir/resource-text.ts';
+import { isServedResourceType } from '../fhir/resource-types.ts';
+import { parseSearch } from '../search/parse.ts';
+import { MAX_PAGE_SIZE } from '../router/history.ts';
+import type { Outcome } from '../router/context.ts';
+import { text } from './parameters.ts';
+import type { OperationCall, OperationDefinition } from './registry.ts';
+import { div, escapeXml, formatDate, formatName, labels, systemName, table, type SummaryLanguage } from './summary-narrative.ts';
+import { LOINC, patientContactRows, SECTIONS, type PatientRecord, type RowContext, type SectionSpec } from './summary-sections.ts';
+
+/**
+ * `Patient/$summary` (IPS 2.0.0 OperationDefinition http://hl7.org/fhir/uv/ips/OperationDefinition/summary):
+ * the GP's one page, composed on demand from what the sources pushed. A `document` Bundle whose first entry
+ * is an IPS Composition, then every resource its sections reference and every resource those reference in
+ * turn (a document contains what it references), each once.
+ *
+ * Everything is read through `call.ctx.store`, the store bound to the caller's access context: what the
+ * caller may not see is not in the summary either, and hidden references are not followed.
+ */
+export const summaryOperation: OperationDefinition = {
+  name: 'summary',
+  levels: ['type', 'instance'],
+  resourceTypes: ['Patient'],
+  affectsState: false,
+  invoke: summarise,
+};
+
+export const IPS_COMPOSITION_PROFILE = 'http://hl7.org/fhir/uv/ips/StructureDefinition/Composition-uv-ips';
+export const IPS_BUNDLE_PROFILE = 'http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips';
+const LIST_EMPTY_REASON = 'http://terminology.hl7.org/CodeSystem/list-empty-reason';
+/** The Device this server is as the summary's author (IPS: author is a Device when a system composed it). */
+const GENERATOR_NAME = 'dossier — synthèse patient';
+
+type Json = Record<string, any>;
+
+async function summarise(call: OperationCall): Promise<Outcome> {
+  const language = summaryLanguage(call);
+  const profile = text(call.parameters, 'profile');
+  if (profile !== undefined && profile.split('|')[0] !== IPS_COMPOSITION_PROFILE) {
+    throw FhirError.badRequest(`Profile ${profile} is not supported: this server composes summaries to ${IPS_COMPOSITION_PROFILE}`, ['profile'], 'not-supported');
+  }
+  const patient = await findPatient(call);
+  const baseUrl = call.request.baseUrl;
+  const record = await readRecord(call, patient.id);
+
+  const chosen = SECTIONS.map((spec) => ({ spec, entries: spec.select(record) }));
+  const contactRows = patientContactRows(patient);
+  const present = chosen.filter(({ spec, entries }) => spec.presence !== 'optional' || entries.length > 0 || (spec.key === 'sectionEmergencyContacts' && contactRows.length > 0));
+
+  // What the sections reference, and what that references in turn, read once each.
+  const included = new Map<string, Json>([[`Patient/${patient.id}`, patient]]);
+  for (const { entries } of present) for (const resource of entries) included.set(`${resource.resourceType}/${resource.id}`, resource);
+  await includeReferenced(call, included);
+
+  const resolve = (reference: string | undefined) => (reference === undefined ? undefined : included.get(localReference(reference, baseUrl) ?? ''));
+  const context: RowContext = { language, labels: labels(language), resolve };
+  const now = new Date().toISOString();
+  const generator = generatorDevice();
+  const generatorUrl = `urn:uuid:${generator.id}`;
+
+  const sections = present.map(({ spec, entries }) => section(spec, entries, context, spec.key === 'sectionEmergencyContacts' ? contactRows : []));
+  const composition: Json = {
+    resourceType: 'Composition',
+    id: randomUUID(),
+    meta: { profile: [IPS_COMPOSITION_PROFILE] },
+    language,
+    text: { status: 'generated', div: compositionNarrative(patient, present, context, now) },
+    status: 'final',
+    type: { coding: [{ system: LOINC, code: '60591-5', display: 'Patient summary Document' }] },
+    subject: { reference: `Patient/${patient.id}` },
+    date: now,
+    author: [{ reference: generatorUrl }],
+    title: language === 'fr' ? `Synthèse médicale de ${formatName(patient.name) || patient.id}` : `Patient summary of ${formatName(patient.name) || patient.id}`,
+    confidentiality: 'N',
+    section: sections,
+  };
+  const bundleId = randomUUID();
+  const bundle: Bundle = {
+    resourceType: 'Bundle',
+    id: bundleId,
+    meta: { profile: [IPS_BUNDLE_PROFILE] },
+    language,
+    identifier: { system: 'urn:ietf:rfc:3986', value: `urn:uuid:${bundleId}` },
+    type: 'document',
+    timestamp: now,
+    entry: [
+      { fullUrl: `urn:uuid:${composition.id}`, resource: composition as Resource },
+      ...[...included.entries()].map(([reference, resource]) => ({ fullUrl: `${baseUrl}/${reference}`, resource: resource as Resource })),
+      { fullUrl: generatorUrl, resource: generator as Resource },
+    ],
+  };
+  return { status: 200, resource: bundle };
+}
+
+/**
+ * `language` parameter (`fr`, `en`, or a tag of either such as `en-GB`); French by default. A parameter rather
+ * than Accept-Language: an operation is transport-free, and a bundle entry or a saved link asks the same way.
+ */
+function summaryLanguage(call: OperationCall): SummaryLanguage {
+  const asked = text(call.parameters, 'language');
+  if (asked === undefined) return 'fr';
+  const primary = asked.toLowerCase().split('-')[0];
+  if (primary !== 'fr' && primary !== 'en') throw FhirError.badRequest(`Parameter 'language' must be fr or en, not '${asked}'`, ['language'], 'value');
+  return primary;
+}
+
+/** The patient: by id at instance level, by `identifier` (system|value: an INS) at type level. */
+async function findPatient(call: OperationCall): Promise<Json> {
+  const identifier = text(call.parameters, 'identifier');
+  if (call.id !== undefined) {
+    if (identifier !== undefined) throw FhirError.badRequest("Parameter 'identifier' selects the patient at type level (Patient/$summary); here the id does", ['identifier']);
+    return (await call.ctx.store.read('Patient', call.id)).resource as Json;
+  }
+  if (identifier === undefined || identifier === '') {
+    throw FhirError.badRequest('Patient/$summary needs the patient: an identifier parameter (system|value), or invoke Patient/[id]/$summary', ['identifier'], 'required');
+  }
+  const search = parseSearch(['Patient'], [['identifier', identifier], ['_count', '2']], call.ctx.deps.registry, { strict: true, baseUrl: call.request.baseUrl });
+  const found = matches(await call.ctx.store.search(search, { baseUrl: call.request.baseUrl, path: 'Patient' }));
+  if (found.length === 0) throw FhirError.notFound(`No patient has the identifier ${identifier}`);
+  if (found.length > 1) throw new FhirError(422, [{ severity: 'error', code: 'multiple-matches', expression: ['identifier'], diagnostics: `Several patients have the identifier ${identifier}: name one by its id` }]);
+  return found[0]!;
+}
+
+/** The resources of the patient's compartment the sections read, entered-in-error ones left out. */
+async function readRecord(call: OperationCall, patientId: string): Promise<PatientRecord> {
+  const types = [...new Set(SECTIONS.flatMap((spec) => spec.types))];
+  const record = new Map<string, Json[]>();
+  for (const type of types) record.set(type, (await searchAll(call, type, [], patientId)).filter((resource) => !enteredInError(resource)));
+  return record;
+}
+
+/** IPS: entered-in-error never, whether it says so by status or by verification status. */
+function enteredInError(resource: Json): boolean {
+  return resource.status === 'entered-in-error' || resource.verificationStatus?.coding?.some((c: Json) => c.code === 'entered-in-error') === true;
+}
+
+/** Every match of a search (following pages), in the patient's compartment when `patientId` is given. */
+async function searchAll(call: OperationCall, type: string, params: Array<[string, string]>, patientId?: string): Promise<Json[]> {
+  const { registry } = call.ctx.deps;
+  const baseUrl = call.request.baseUrl;
+  const found: Json[] = [];
+  let cursor: string | undefined;
+  do {
+    const pairs: Array<[string, string]> = [...params, ['_count', String(MAX_PAGE_SIZE)], ...(cursor ? [['_cursor', cursor] as [string, string]] : [])];
+    const search = parseSearch([type], pairs, registry, { strict: true, baseUrl });
+    if (patientId !== undefined) search.filters.unshift({ kind: 'compartment', compartmentType: 'Patient', id: patientId });
+    const page = await call.ctx.store.search(search, { baseUrl, path: type });
+    found.push(...matches(page));
+    const next = page.link?.find((link) => link.relation === 'next')?.url;
+    cursor = next ? new URL(next).searchParams.get('_cursor') ?? undefined : undefined;
+  } while (cursor);
+  return found;
+}
+
+function matches(page: Awaited<ReturnType<OperationCall['ctx']['store']['search']>>): Json[] {
+  // Matches only: not `_include`d resources, nor an OperationOutcome about the search.
+  return (page.entry ?? []).filter((entry) => (entry.search?.mode ?? 'match') === 'match' && entry.resource).map((entry) => resourceObject(entry.resource!) as Json);
+}
+
+/** `Type/id` for a reference to this server (relative, or absolute below its base), undefined otherwise. */
+function localReference(reference: string, baseUrl: string): string | undefined {
+  const relative = reference.startsWith(`${baseUrl}/`) ? reference.slice(baseUrl.length + 1) : reference;
+  const match = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9.-]{1,64})(?:\/_history\/[^/]+)?$/.exec(relative);
+  return match && isServedResourceType(match[1]!) ? `${match[1]}/${match[2]}` : undefined;
+}
+
+function referencesIn(value: unknown, into: Set<string>, baseUrl: string): void {
+  if (Array.isArray(value)) {
+    for (const item of value) referencesIn(item, into, baseUrl);
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  for (const [key, child] of Object.entries(value)) {
+    if (key === 'reference' && typeof child === 'string') {
+      const local = localReference(child, baseUrl);
+      if (local) into.add(local);
+    } else if (key !== 'contained' && key !== 'text' && typeof child === 'object') referencesIn(child, into, baseUrl);
+  }
+}
+
+/**
+ * Adds to `included` what its resources reference, until nothing new is referenced: a document holds what it
+ * references (R4 bundle.html, document). Read by `_id` per type, through the caller's store: a reference to
+ * what the caller may not see (or to nothing) is left as it is.
+ */
+async function includeReferenced(call: OperationCall, included: Map<string, Json>): Promise<void> {
+  const baseUrl = call.request.baseUrl;
+  const looked = new Set<string>(included.keys());
+  let pending = [...included.values()];
+  while (pending.length > 0) {
+    const wanted = new Set<string>();
+    referencesIn(pending, wanted, baseUrl);
+    const missing = [...wanted].filter((reference) => !looked.has(reference));
+    for (const reference of missing) looked.add(reference);
+    const byType = new Map<string, string[]>();
+    for (const reference of missing) {
+      const [type, id] = reference.split('/') as [string, string];
+      byType.set(type, [...(byType.get(type) ?? []), id]);
+    }
+    pending = [];
+    for (const [type, ids] of byType) {
+      for (let start = 0; start < ids.length; start += 100) {
+        for (const resource of await searchAll(call, type, [['_id', ids.slice(start, start + 100).join(',')]])) {
+          included.set(`${type}/${resource.id}`, resource);
+          pending.push(resource);
+        }
+      }
+    }
+  }
+}
+
+function section(spec: SectionSpec, entries: Json[], context: RowContext, extraRows: string[][]): Json {
+  const rows = [...entries.map((resource) => spec.row(resource, context)), ...extraRows];
+  const title = spec.title[context.language];
+  const body = rows.length > 0 ? table(spec.columns(context.labels), rows) : `<p>${escapeXml(context.labels.noData)}</p>`;
+  return {
+    title,
+    code: { coding: [{ system: LOINC, code: spec.code, display: spec.display }] },
+    text: { status: 'generated', div: div(`<h3>${escapeXml(title)}</h3>${body}`, context.language) },
+    ...(entries.length > 0
+      ? { entry: entries.map((resource) => ({ reference: `${resource.resourceType}/${resource.id}` })) }
+      : rows.length > 0
+        ? {}
+        : { emptyReason: { coding: [{ system: LIST_EMPTY_REASON, code: 'unavailable', display: 'Unavailable' }] } }),
+  };
+}
+
+function compositionNarrative(patient: Json, present: Array<{ spec: SectionSpec; entries: Json[] }>, context: RowContext, now: string): string {
+  const l = context.labels;
+  const birth = patient.birthDate ? `, ${l.born} ${formatDate(patient.birthDate, context.language)}` : '';
+  const identifiers = (patient.identifier ?? []).filter((i: Json) => i.value).map((i: Json) => `${i.system ? `${systemName(i.system)} ` : ''}${i.value}`);
+  const items = present.map(({ spec, entries }) => `<li>${escapeXml(`${spec.title[context.language]} : ${l.entries(entries.length)}`)}</li>`).join('');
+  return div(
+    `<p><b>${escapeXml(`${l.summaryOf} ${formatName(patient.name) || patient.id}${birth}`)}</b></p>` +
+      (identifiers.length > 0 ? `<p>${escapeXml(`${l.identifier} : ${identifiers.join(', ')}`)}</p>` : '') +
+      `<p>${escapeXml(`${l.generated} ${formatDate(now, context.language)} ${l.by} ${GENERATOR_NAME}`)}</p>` +
+      `<p>${escapeXml(l.sections)}</p><ul>${items}</ul>`,
+    context.language,
+  );
+}
+
+/** This server, as the Device that composed the summary. */
+function generatorDevice(): Json {
+  const id = randomUUID();
+  return {
+    resourceType: 'Device',
+    id,
+    text: { status: 'generated', div: div(`<p>${escapeXml(GENERATOR_NAME)}</p>`, 'fr') },
+    deviceName: [{ name: GENERATOR_NAME, type: 'user-friendly-name' }],
+    type: { text: 'FHIR server composing patient summaries' },
+  };
+}
