@@ -48,6 +48,19 @@ const AUDIT_EVENT_CAPABILITIES = {
   conditionalDelete: 'not-supported' as const,
 };
 
+/** Operations of one type beyond `$validate` (src/operations; test/capability.test.ts checks them against the registry). */
+const TYPE_OPERATIONS: Record<string, { name: string; definition: string; documentation?: string }[]> = {
+  Patient: [
+    { name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' },
+    {
+      name: 'summary',
+      definition: 'http://hl7.org/fhir/uv/ips/OperationDefinition/summary',
+      documentation:
+        'IPS 2.0.0 patient summary, composed on demand (README § Patient summary). Beyond the IPS parameters (`identifier`, `profile`: Composition-uv-ips only), `language`: `fr` (default) or `en`, the narrative\'s language.',
+    },
+  ],
+};
+
 /** Where a type behaves beyond the common interactions. */
 const TYPE_DOCUMENTATION: Record<string, string> = {
   Binary:
@@ -69,6 +82,7 @@ rest.resource = [
     type: type as CapabilityStatementRestResource['type'],
     ...(TYPE_DOCUMENTATION[type] ? { documentation: TYPE_DOCUMENTATION[type] } : {}),
     ...(type === 'AuditEvent' ? AUDIT_EVENT_CAPABILITIES : STORED_TYPE_CAPABILITIES),
+    ...(TYPE_OPERATIONS[type] ? { operation: [...STORED_TYPE_CAPABILITIES.operation, ...TYPE_OPERATIONS[type]] } : {}),
     searchParam: registry
       .forType(type)
       .sort((a, b) => a.code.localeCompare(b.code))
