@@ -4,11 +4,13 @@ import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
 import type { AccessContext } from './access.ts';
 import type { ChangePage } from './change-feed.ts';
+import type { IssuerKey } from './issuer-keys.ts';
 import type { DeleteResult, HistoryPage, HistoryQuery, StoredBinary, StoredResource, UpdateResult, WriteOptions } from './repository.ts';
 
 export type { Change, ChangePage } from './change-feed.ts';
 export type { DeleteResult, HistoryEntry, HistoryPage, HistoryQuery, UpdateResult, WriteMethod, WriteOptions } from './repository.ts';
 export { StoredBinary, StoredResource } from './repository.ts';
+export type { IssuerKey } from './issuer-keys.ts';
 export { ALL_ACCESS, type AccessContext, type CompartmentRef } from './access.ts';
 
 /** Where a search's links point: the base the client used and the path below it that was searched. */
@@ -137,6 +139,8 @@ export interface ServerStore extends ResourceStore {
   migrate(): Promise<void>;
   /** Removes Binary bytes staged over `olderThanSeconds` ago that no version claimed (a server stopped mid-upload). */
   sweepStaleUploads(olderThanSeconds: number): Promise<number>;
+  /** The embedded token issuer's keys, signing one first; `generate` makes the first when there is none. */
+  issuerKeys(generate: () => Promise<IssuerKey>): Promise<IssuerKey[]>;
 }
 
 /** Where a server keeps its resources, opened by the process (src/main.ts) and handed to the app. */
