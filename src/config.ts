@@ -68,7 +68,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   return {
     port,
     // Without authentication the server answers only this machine unless told otherwise.
-    host: env.HOST ?? (auth === 'off' ? '127.0.0.1' : '0.0.0.0'),
+    host: env.HOST || (auth === 'off' ? '127.0.0.1' : '0.0.0.0'),
     databaseUrl: env.DATABASE_URL ?? './data/pglite',
     logLevel: logLevel as LevelWithSilent,
     bodyLimit,

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { onPostgres, TEST_DATABASE_URL } from './app.ts';
+import { embeddedTokenFor } from '../../scripts/lib/embedded-token.ts';
+import { DEFAULT_TEST_SCOPE, onPostgres, TEST_DATABASE_URL } from './app.ts';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -86,9 +87,31 @@ export async function startServerProcess(databaseUrl: string, options: { env?: R
   return server;
 }
 
+/**
+ * The token of each spawned server, by its origin: made as `npm run token` makes it (the embedded issuer's
+ * key in the server's database, audience http://localhost:$PORT/fhir), before the server starts (a PGlite
+ * directory belongs to the server once it runs), else at first use (a PostgreSQL that was down then).
+ */
+const serverTokens = new Map<string, { databaseUrl: string; port: number; token?: string }>();
+
+async function mintServerToken(entry: { databaseUrl: string; port: number; token?: string }): Promise<void> {
+  entry.token ??= await embeddedTokenFor(entry.databaseUrl, { audience: `http://localhost:${entry.port}/fhir`, scope: DEFAULT_TEST_SCOPE, clientId: 'dossier-tests' }).catch(() => undefined);
+}
+
+/** `{ authorization: 'Bearer …' }` for a request to a spawned server at `url` (none for another URL). */
+export async function authHeaders(url: string): Promise<Record<string, string>> {
+  const entry = serverTokens.get(new URL(url).origin);
+  if (!entry) return {};
+  await mintServerToken(entry);
+  return entry.token ? { authorization: `Bearer ${entry.token}` } : {};
+}
+
 /** Spawns the server on `databaseUrl` on a free port, without waiting for it to serve. */
 export async function spawnServerProcess(databaseUrl: string, options: { env?: Record<string, string> } = {}): Promise<ServerProcess> {
   const port = await freePort();
+  const entry = { databaseUrl, port };
+  serverTokens.set(`http://127.0.0.1:${port}`, entry);
+  await mintServerToken(entry);
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...options.env },
@@ -167,7 +190,7 @@ export function waitForLogLines(server: ServerProcess, matches: (line: string) =
 export async function postJson(url: string, body: unknown, init: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> {
   const response = await fetch(url, {
     method: init.method ?? 'POST',
-    headers: { 'content-type': 'application/fhir+json', accept: 'application/fhir+json', ...init.headers },
+    headers: { 'content-type': 'application/fhir+json', accept: 'application/fhir+json', ...(await authHeaders(url)), ...init.headers },
     body: JSON.stringify(body),
   });
   const text = await response.text();
@@ -181,7 +204,7 @@ export async function postJson(url: string, body: unknown, init: { method?: stri
 }
 
 export async function getJson(url: string): Promise<{ status: number; body: any }> {
-  const response = await fetch(url, { headers: { accept: 'application/fhir+json' } });
+  const response = await fetch(url, { headers: { accept: 'application/fhir+json', ...(await authHeaders(url)) } });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : undefined };
 }
