@@ -40,6 +40,7 @@ await put(observation('ob', 'pb'));
 await put(observation('ob', 'pb', { status: 'amended' }));
 await put(immunization('ia', 'pa'));
 await put(immunization('ib', 'pb', 'only-b'));
+await put(immunization('ib2', 'pb', 'only-b-in-transaction'));
 await put({ resourceType: 'Binary', id: 'bin-a', contentType: 'text/plain', securityContext: { reference: 'Observation/oa' }, data: Buffer.from('a').toString('base64') });
 await put({ resourceType: 'Binary', id: 'bin-b', contentType: 'text/plain', securityContext: { reference: 'Patient/pb' }, data: Buffer.from('b').toString('base64') });
 
@@ -137,7 +138,10 @@ t.test('history: instance, type and system list only what the token sees', async
 
 t.test('writes: the scope letters decide, and a patient-scoped write stays in its patient\'s compartment', async (t) => {
   t.equal((await send('patientA', 'POST', '/fhir/Observation', observation('x', 'pa'))).statusCode, 403, 'read scopes do not create');
-  t.equal((await send('userWrite', 'POST', '/fhir/Observation', observation('x', 'pb'))).statusCode, 201, 'user/*.write creates');
+  t.equal((await send('userWrite', 'POST', '/fhir/Practitioner', { resourceType: 'Practitioner', name: [{ family: 'Nouveau' }] })).statusCode, 201, 'user/*.write creates');
+  const blind = await send('userWrite', 'POST', '/fhir/Observation', observation('x', 'pb'));
+  t.equal(blind.statusCode, 422, 'but references only what it may see: a write-only token cannot learn, by writing, which resources exist');
+  t.match(json(blind).issue[0].diagnostics, /Patient\/pb|Practitioner\/dr/);
   const created = await send('immunizationWriterA', 'POST', '/fhir/Immunization', immunization('x', 'pa'));
   t.equal(created.statusCode, 201, 'patient/Immunization.c creates for its patient');
   t.equal((await send('immunizationWriterA', 'POST', '/fhir/Immunization', immunization('x', 'pb'))).statusCode, 403, 'not for another patient');
@@ -185,7 +189,7 @@ t.test('transaction and batch entries are each authorised and confined', async (
   const conditional = await send('immunizationWriterA', 'POST', '/fhir', {
     resourceType: 'Bundle',
     type: 'transaction',
-    entry: [{ request: { method: 'POST', url: 'Immunization', ifNoneExist: 'identifier=urn:test|only-b' }, resource: immunization('t3', 'pa', 'only-b') }],
+    entry: [{ request: { method: 'POST', url: 'Immunization', ifNoneExist: 'identifier=urn:test|only-b-in-transaction' }, resource: immunization('t3', 'pa', 'only-b-in-transaction') }],
   });
   t.equal(conditional.statusCode, 200);
   t.equal(json(conditional).entry[0].response.status.slice(0, 3), '201', 'a transaction\'s conditional create does not match the other patient\'s');

@@ -81,7 +81,7 @@ export interface ServerProcess {
  * Spawns the server on `databaseUrl` and waits until GET /health answers 200. Building the profile validator
  * takes seconds of CPU, more on a busy machine: `healthTimeoutMs` bounds the wait (default 150 s).
  */
-export async function startServerProcess(databaseUrl: string, options: { env?: Record<string, string>; healthTimeoutMs?: number } = {}): Promise<ServerProcess> {
+export async function startServerProcess(databaseUrl: string, options: { env?: Record<string, string>; healthTimeoutMs?: number; port?: number } = {}): Promise<ServerProcess> {
   const server = await spawnServerProcess(databaseUrl, options);
   await untilHealthy(server, options.healthTimeoutMs);
   return server;
@@ -107,8 +107,8 @@ export async function authHeaders(url: string): Promise<Record<string, string>> 
 }
 
 /** Spawns the server on `databaseUrl` on a free port, without waiting for it to serve. */
-export async function spawnServerProcess(databaseUrl: string, options: { env?: Record<string, string> } = {}): Promise<ServerProcess> {
-  const port = await freePort();
+export async function spawnServerProcess(databaseUrl: string, options: { env?: Record<string, string>; port?: number } = {}): Promise<ServerProcess> {
+  const port = options.port ?? (await freePort());
   const entry = { databaseUrl, port };
   serverTokens.set(`http://127.0.0.1:${port}`, entry);
   await mintServerToken(entry);
