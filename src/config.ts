@@ -64,7 +64,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   const logLevel = env.LOG_LEVEL ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
   const auth = oneOf(env.FHIR_AUTH, ['on', 'off'] as const, 'on', 'FHIR_AUTH');
-  const publicBaseUrl = env.PUBLIC_BASE_URL?.replace(/\/+$/, '');
+  const publicBaseUrl = env.PUBLIC_BASE_URL ? env.PUBLIC_BASE_URL.replace(/\/+$/, '') : undefined;
   return {
     port,
     // Without authentication the server answers only this machine unless told otherwise.

@@ -95,6 +95,8 @@ export async function startServerProcess(databaseUrl: string, options: { env?: R
 const serverTokens = new Map<string, { databaseUrl: string; port: number; token?: string }>();
 
 async function mintServerToken(entry: { databaseUrl: string; port: number; token?: string }): Promise<void> {
+  // An in-memory store is the server's alone: no other process can read its key.
+  if (entry.databaseUrl.startsWith('memory://')) return;
   entry.token ??= await embeddedTokenFor(entry.databaseUrl, { audience: `http://localhost:${entry.port}/fhir`, scope: DEFAULT_TEST_SCOPE, clientId: 'dossier-tests' }).catch(() => undefined);
 }
 
