@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
-import { configFromEnv, type ServerConfig } from './config.ts';
+import { authAudience, configFromEnv, type ServerConfig } from './config.ts';
 import { loadCapabilityStatement } from './fhir/capability.ts';
 import { DEFAULT_INPUT_LIMITS } from './fhir/input-limits.ts';
 import { DeferredValidator } from './fhir/validation/deferred-validator.ts';
@@ -9,6 +9,7 @@ import type { ResourceValidator } from './fhir/validation/validator.ts';
 import { answerClientError, frameworkErrors, registerErrorHandlers } from './http/errors.ts';
 import { fhirRoutes, type FhirRoutesOptions } from './http/fhir-routes.ts';
 import { healthRoutes } from './http/health.ts';
+import { bearerAuthenticator, smartDiscoveryRoutes } from './http/smart-auth.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
 import { defaultOperations } from './operations/index.ts';
 import { FhirRouter, type InteractionHook } from './router/router.ts';
@@ -17,12 +18,15 @@ import { loadCompartments, prepareCompartments } from './search/compartment.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from './store/index-writer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
+import { smartAuthorisation } from './security/authorisation.ts';
+import { generateIssuerKey, publicKeySet } from './security/embedded-issuer.ts';
+import { TokenVerifier } from './security/tokens.ts';
 import type { Storage } from './store/resource-store.ts';
 import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
-    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'projectRules' | 'referentialIntegrity' | 'audit' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows'>>;
+    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'projectRules' | 'referentialIntegrity' | 'audit' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows' | 'auth' | 'authAudience' | 'authIssuers'>>;
   /** Where the resources are kept (src/store/storage.ts opens it); the app opens its store on it, and does not close it. */
   storage: Storage;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
@@ -87,17 +91,32 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
   // The database steps come last: a server started during an outage has the rest ready when it returns.
   await startupStep(log, 'migrations', () => store.migrate(), { waitForStorage });
   await startupStep(log, 'sweep stale uploads', () => store.sweepStaleUploads(STALE_UPLOAD_SECONDS), { waitForStorage });
+  // SMART on FHIR, on unless FHIR_AUTH=off: the embedded issuer's keys (made at the first start, kept in the
+  // database) and the external issuers configured are the only ones whose tokens open /fhir.
+  const authOn = (config.auth ?? 'on') === 'on';
+  const audience = config.authAudience ?? authAudience(config.publicBaseUrl, configFromEnv({}).port);
+  const issuerKeys = authOn ? await startupStep(log, 'issuer keys', () => store.issuerKeys(generateIssuerKey), { waitForStorage }) : [];
+  const verifier = authOn
+    ? new TokenVerifier(audience, [{ issuer: audience, jwks: publicKeySet(issuerKeys) }, ...(config.authIssuers ?? []).map(({ issuer, jwksUri }) => ({ issuer, jwks: new URL(jwksUri) }))])
+    : undefined;
+  if (!authOn) {
+    log.warn('FHIR_AUTH=off: NO AUTHENTICATION, NO AUTHORISATION. Anyone who can reach this server reads and writes every record. For local development only.');
+  }
+  const capabilityStatement = loadCapabilityStatement();
+  // Without authentication the statement does not claim SMART security it does not apply.
+  if (!authOn) for (const rest of capabilityStatement.rest ?? []) delete rest.security;
   const router = new FhirRouter({
     store,
     validator: resourceValidator,
-    capabilityStatement: loadCapabilityStatement(),
+    capabilityStatement,
     registry,
     compartments: loadCompartments(),
     limits: { maxEntries: config.bundleMaxEntries ?? 10_000, binaryInlineBytes: binaryInlineLimit },
     inputLimits,
     operations: defaultOperations(),
-    // The trail's guard always (no client writes an AuditEvent), the trail itself last: it records what the others decided.
-    hooks: [auditEventsAppendOnly, ...(hooks ?? []), ...((config.audit ?? 'on') === 'on' ? [new AuditTrail()] : [])],
+    // Scopes first: an interaction they do not allow reaches no other hook but the trail. The trail's guard
+    // always (no client writes an AuditEvent), the trail itself last: it records what the others decided.
+    hooks: [smartAuthorisation(), auditEventsAppendOnly, ...(hooks ?? []), ...((config.audit ?? 'on') === 'on' ? [new AuditTrail()] : [])],
     referentialIntegrity: (config.referentialIntegrity ?? 'on') === 'on',
   });
 
@@ -107,7 +126,15 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
   registerErrorHandlers(app);
   await startupStep(log, 'routes', async () => {
     await app.register(healthRoutes, { store });
-    await app.register(fhirRoutes, { router, publicBaseUrl: config.publicBaseUrl, bundleBodyLimit: config.bundleBodyLimit, inputLimits, accessOf });
+    if (verifier) await app.register(smartDiscoveryRoutes, { issuer: audience, jwks: async () => publicKeySet(await store.issuerKeys(generateIssuerKey)) });
+    await app.register(fhirRoutes, {
+      router,
+      publicBaseUrl: config.publicBaseUrl,
+      bundleBodyLimit: config.bundleBodyLimit,
+      inputLimits,
+      accessOf,
+      ...(verifier ? { authenticate: bearerAuthenticator(verifier, audience) } : {}),
+    });
   });
   return app;
 }

@@ -50,6 +50,15 @@ export interface ServerConfig {
   idleTimeout: number;
   /** How long a kept-alive connection waits for its next request, in ms. */
   keepAliveTimeout: number;
+  /** FHIR_AUTH: `on` (default), every /fhir request but metadata needs a SMART token; `off` for local development only. */
+  auth: 'on' | 'off';
+  /**
+   * The FHIR base URL tokens must be issued for (`aud`), which is also the embedded issuer's identifier:
+   * PUBLIC_BASE_URL, else `http://localhost:$PORT/fhir` (what `npm run token` puts in its tokens).
+   */
+  authAudience: string;
+  /** FHIR_AUTH_ISSUERS: external issuers trusted besides the embedded one, each with its JWKS URL. */
+  authIssuers: Array<{ issuer: string; jwksUri: string }>;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -59,9 +68,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
   const bodyLimit = integer(env.BODY_LIMIT, 16 * 1024 * 1024, 'BODY_LIMIT');
   const logLevel = env.LOG_LEVEL ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  const auth = oneOf(env.FHIR_AUTH, ['on', 'off'] as const, 'on', 'FHIR_AUTH');
+  const publicBaseUrl = env.PUBLIC_BASE_URL ? env.PUBLIC_BASE_URL.replace(/\/+$/, '') : undefined;
   return {
     port,
-    host: env.HOST ?? '0.0.0.0',
+    // Without authentication the server answers only this machine unless told otherwise.
+    host: env.HOST || (auth === 'off' ? '127.0.0.1' : '0.0.0.0'),
     databaseUrl: env.DATABASE_URL ?? './data/pglite',
     logLevel: logLevel as LevelWithSilent,
     bodyLimit,
@@ -74,7 +86,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     resourceMaxDepth: integer(env.RESOURCE_MAX_DEPTH, DEFAULT_INPUT_LIMITS.maxDepth, 'RESOURCE_MAX_DEPTH'),
     resourceMaxArrayLength: integer(env.RESOURCE_MAX_ARRAY_LENGTH, DEFAULT_INPUT_LIMITS.maxArrayLength, 'RESOURCE_MAX_ARRAY_LENGTH'),
     resourceMaxIndexRows: integer(env.RESOURCE_MAX_INDEX_ROWS, DEFAULT_MAX_INDEX_ROWS, 'RESOURCE_MAX_INDEX_ROWS'),
-    publicBaseUrl: env.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
+    publicBaseUrl,
+    auth,
+    authAudience: authAudience(publicBaseUrl, port),
+    authIssuers: trustedIssuers(env.FHIR_AUTH_ISSUERS),
     workers: env.WORKERS === 'auto' ? availableParallelism() : integer(env.WORKERS, 1, 'WORKERS') || 1,
     binaryInlineLimit: integer(env.BINARY_INLINE_LIMIT, DEFAULT_BINARY_INLINE_LIMIT, 'BINARY_INLINE_LIMIT'),
     ...timeouts(env),
@@ -97,6 +112,29 @@ function timeouts(env: NodeJS.ProcessEnv): Pick<ServerConfig, 'requestTimeout' |
     idleTimeout: integer(env.IDLE_TIMEOUT, requestTimeout, 'IDLE_TIMEOUT'),
     keepAliveTimeout: integer(env.KEEP_ALIVE_TIMEOUT, 72_000, 'KEEP_ALIVE_TIMEOUT') || 1,
   };
+}
+
+/** The FHIR base URL tokens are issued for: the public one, else the one a client on this machine uses. */
+export function authAudience(publicBaseUrl: string | undefined, port: number): string {
+  return publicBaseUrl ?? `http://localhost:${port}/fhir`;
+}
+
+/** FHIR_AUTH_ISSUERS: a JSON list `[{"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks"}]`. */
+function trustedIssuers(value: string | undefined): ServerConfig['authIssuers'] {
+  if (value === undefined || value.trim() === '') return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new Error('FHIR_AUTH_ISSUERS must be a JSON list of {"issuer", "jwks_uri"}');
+  }
+  if (!Array.isArray(parsed)) throw new Error('FHIR_AUTH_ISSUERS must be a JSON list of {"issuer", "jwks_uri"}');
+  return parsed.map((entry: { issuer?: unknown; jwks_uri?: unknown }) => {
+    if (typeof entry?.issuer !== 'string' || typeof entry.jwks_uri !== 'string' || !/^https?:\/\//.test(entry.jwks_uri)) {
+      throw new Error('each FHIR_AUTH_ISSUERS entry needs an "issuer" and an http(s) "jwks_uri"');
+    }
+    return { issuer: entry.issuer, jwksUri: entry.jwks_uri };
+  });
 }
 
 function oneOf<T extends string>(value: string | undefined, allowed: readonly T[], fallback: T, name: string): T {

@@ -9,7 +9,7 @@ import type { Database, SqlExecutor } from '../src/store/database.ts';
 import { buildApp } from '../src/app.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
-import { FHIR_JSON, json, openTestDatabase, startTestServer } from './helpers/app.ts';
+import { bearer, FHIR_JSON, json, openTestDatabase, startTestServer, TEST_AUDIENCE } from './helpers/app.ts';
 import { createReferenceTargets } from './helpers/fixtures.ts';
 import { sqlStorage } from '../src/store/storage.ts';
 
@@ -161,12 +161,13 @@ t.test('Binaries stored before uploads were staged (migration 0006) keep their b
   for (const [n, part] of [bytes.subarray(0, CHUNK_SIZE), bytes.subarray(CHUNK_SIZE)].entries()) {
     await store.db.query(`INSERT INTO binary_chunk (binary_id, version_id, chunk_no, bytes) VALUES ('ancien', 1, $1, decode($2, 'base64'))`, [n, part.toString('base64')]);
   }
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: MB }, storage: sqlStorage(store.db), validator: createProfileValidator({ defaultProfiles: 'none' }) });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: MB, authAudience: TEST_AUDIENCE }, storage: sqlStorage(store.db), validator: createProfileValidator({ defaultProfiles: 'none' }) });
   t.teardown(() => app.close());
-  const raw = await app.inject({ method: 'GET', url: '/fhir/Binary/ancien' });
+  const authorization = await bearer(store.db);
+  const raw = await app.inject({ method: 'GET', url: '/fhir/Binary/ancien', headers: { authorization } });
   t.equal(raw.statusCode, 200);
   t.ok(raw.rawPayload.equals(bytes), 'downloaded byte for byte after the migration');
-  const asFhir = await app.inject({ method: 'GET', url: '/fhir/Binary/ancien?_format=json' });
+  const asFhir = await app.inject({ method: 'GET', url: '/fhir/Binary/ancien?_format=json', headers: { authorization } });
   t.ok(Buffer.from(json(asFhir).data, 'base64').equals(bytes), 'and as FHIR JSON');
 });
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { postJson, spawnServerProcess, startServerProcess, untilHealthy } from './helpers/server-process.ts';
+import { authHeaders, postJson, spawnServerProcess, startServerProcess, untilHealthy } from './helpers/server-process.ts';
 
 t.setTimeout(300_000);
 
@@ -32,12 +32,12 @@ t.test('a second server on a PGlite data directory in use refuses to start with 
   t.match(output, `the data directory ${dataDir} is in use by another server (process ${first.child.pid})`, 'and says which server holds the directory');
   t.notMatch(output, /\n\s+at /, 'in a log line, not a stack trace');
   t.equal(first.child.exitCode, null, 'the first server is still running');
-  t.equal((await fetch(`${first.base}/fhir/Patient/${kept.body.id}`)).status, 200, 'and still serving');
+  t.equal((await fetch(`${first.base}/fhir/Patient/${kept.body.id}`, { headers: await authHeaders(first.base) })).status, 200, 'and still serving');
 
   first.child.kill('SIGKILL');
   await first.exited;
   const third = await startServerProcess(dataDir);
   t.teardown(() => third.stop());
-  t.equal((await fetch(`${third.base}/fhir/Patient/${kept.body.id}`)).status, 200, 'a new server starts on the directory of the killed one, with its data');
+  t.equal((await fetch(`${third.base}/fhir/Patient/${kept.body.id}`, { headers: await authHeaders(third.base) })).status, 200, 'a new server starts on the directory of the killed one, with its data');
   t.equal((await postJson(`${third.base}/fhir/Patient`, { resourceType: 'Patient', name: [{ family: 'Suivant' }] })).status, 201, 'and writes to it');
 });

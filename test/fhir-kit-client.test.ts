@@ -13,7 +13,7 @@ const { app } = server;
 await createReferenceTargets(server);
 await app.listen({ port: 0, host: '127.0.0.1' });
 const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/fhir`;
-const client = new Client({ baseUrl });
+const client = new Client({ baseUrl, bearerToken: server.authorization.slice('Bearer '.length) });
 
 /** The HTTP status of the answer behind a resource the client returned. */
 const statusOf = (resource: FhirResource) => Client.httpFor(resource).response?.status;

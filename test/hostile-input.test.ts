@@ -36,7 +36,7 @@ const organizationWithIdentifiers = (count: number) =>
 /** Sends a request over the socket; `beforeLastByte` runs with all of the body sent but its last byte. */
 function rawPost(path: string, body: Buffer, beforeLastByte: () => Promise<void>): Promise<{ statusCode: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${base}${path}`, { method: 'POST', headers: { 'content-type': FHIR_JSON, 'content-length': body.length } }, (res) => {
+    const req = httpRequest(`${base}${path}`, { method: 'POST', headers: { 'content-type': FHIR_JSON, 'content-length': body.length, authorization: server.authorization } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => resolve({ statusCode: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
@@ -212,7 +212,7 @@ t.test('a body that is not UTF-8 (Latin-1 "Café"): 400, nothing stored', async 
 });
 
 t.test('a malformed percent-encoding in the path: 400 OperationOutcome', async (t) => {
-  const res = await fetch(`${base}/fhir/Patient/%FF`);
+  const res = await fetch(`${base}/fhir/Patient/%FF`, { headers: { authorization: server.authorization } });
   assertOutcome(t, { statusCode: res.status, headers: Object.fromEntries(res.headers), body: await res.text() }, 400, /URL is not valid/);
   t.ok(res.headers.get('x-request-id'), 'with its request id');
 });

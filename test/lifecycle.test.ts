@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
 import { onPostgres, openTestDatabase, startTestServer } from './helpers/app.ts';
-import { startServerProcess, waitForLogLines } from './helpers/server-process.ts';
+import { authHeaders, startServerProcess, waitForLogLines } from './helpers/server-process.ts';
 
 t.test('migrations apply once; running them again changes nothing', async (t) => {
   const store = await openTestDatabase({ unmigrated: true });
@@ -41,10 +41,10 @@ t.test('a long resource is stored compressed with lz4 where the database has it 
   t.same(version.json().alias, alias, 'and its version');
 });
 
-const createPatient = (base: string, family: string) =>
+const createPatient = async (base: string, family: string) =>
   fetch(`${base}/fhir/Patient`, {
     method: 'POST',
-    headers: { 'content-type': 'application/fhir+json' },
+    headers: { 'content-type': 'application/fhir+json', ...(await authHeaders(base)) },
     body: JSON.stringify({ resourceType: 'Patient', name: [{ family }] }),
   });
 
@@ -72,11 +72,11 @@ t.test('npm start path: SIGTERM finishes in-flight requests, closes PGlite clean
 
   const second = await startServerProcess(dataDir);
   t.teardown(() => second.stop());
-  const read = await fetch(`${second.base}/fhir/Patient/${kept.id}`);
+  const read = await fetch(`${second.base}/fhir/Patient/${kept.id}`, { headers: await authHeaders(second.base) });
   t.equal(read.status, 200, 'data written before the stop is there after restart');
   t.equal((await read.json()).name[0].family, 'Avant');
   for (const { body } of answered) {
-    t.equal((await fetch(`${second.base}/fhir/Patient/${body.id}`)).status, 200, `acknowledged ${body.id} kept`);
+    t.equal((await fetch(`${second.base}/fhir/Patient/${body.id}`, { headers: await authHeaders(second.base) })).status, 200, `acknowledged ${body.id} kept`);
   }
 });
 

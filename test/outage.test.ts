@@ -11,7 +11,7 @@ import t from 'tap';
 import { startThrowawayCluster } from '../scripts/bench/lib/pg-cluster.ts';
 import { isStorageUnavailable } from '../src/store/unavailable.ts';
 import { onPostgres } from './helpers/app.ts';
-import { childrenOf, existsProcess, logEntries, postJson, spawnServerProcess, startServerProcess, until, untilHealthy, type ServerProcess } from './helpers/server-process.ts';
+import { authHeaders, childrenOf, existsProcess, logEntries, postJson, spawnServerProcess, startServerProcess, until, untilHealthy, type ServerProcess } from './helpers/server-process.ts';
 
 t.setTimeout(300_000);
 
@@ -65,7 +65,7 @@ if (onPostgres) {
   async function send(kind: Answer['kind'], url: string, init?: RequestInit): Promise<Answer> {
     const sentAt = Date.now();
     try {
-      const response = await fetch(url, { ...init, headers: { accept: 'application/fhir+json', 'content-type': 'application/fhir+json' } });
+      const response = await fetch(url, { ...init, headers: { accept: 'application/fhir+json', 'content-type': 'application/fhir+json', ...(await authHeaders(url)) } });
       const text = await response.text();
       let body: unknown;
       try {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { buildApp } from '../src/app.ts';
 import { loadMigrations, migrate } from '../src/store/migrate.ts';
-import { FHIR_JSON, json, openTestDatabase, startTestServer } from './helpers/app.ts';
+import { bearer, FHIR_JSON, json, openTestDatabase, startTestServer, TEST_AUDIENCE } from './helpers/app.ts';
 import { sqlStorage } from '../src/store/storage.ts';
 
 // Searchable values longer than a btree index entry holds (about 2.7 KB) are stored and searched exactly:
@@ -103,12 +103,13 @@ t.test('a store indexed before migration 0011 keeps its rows searchable, and tak
   await store.db.query(`INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content) VALUES ('Patient', 'ancien', 1, '2026-01-02T03:04:05Z', false, $1)`, [stored]);
   await store.db.query(`INSERT INTO search_string (resource_type, resource_id, patient_id, param, value, normalized) VALUES ('Patient', 'ancien', 'ancien', 'family', 'Dupont', 'dupont')`);
   await store.db.query(`INSERT INTO search_token (resource_type, resource_id, patient_id, param, system, code) VALUES ('Patient', 'ancien', 'ancien', 'identifier', 'urn:x', 'A-1')`);
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, storage: sqlStorage(store.db), validator: { validate: () => [] } });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, authAudience: TEST_AUDIENCE }, storage: sqlStorage(store.db), validator: { validate: () => [] } });
   t.teardown(() => app.close());
-  const ids = async (query: string) => (json(await app.inject({ method: 'GET', url: `/fhir/Patient?${query}` })).entry ?? []).map((e: any) => e.resource.id);
+  const authorization = await bearer(store.db);
+  const ids = async (query: string) => (json(await app.inject({ method: 'GET', url: `/fhir/Patient?${query}`, headers: { authorization } })).entry ?? []).map((e: any) => e.resource.id);
   t.same(await ids('family=dup'), ['ancien']);
   t.same(await ids('identifier=urn:x|A-1'), ['ancien']);
-  const res = await app.inject({ method: 'POST', url: '/fhir/Patient', headers: { 'content-type': FHIR_JSON }, payload: JSON.stringify({ resourceType: 'Patient', name: [{ family: longA }] }) });
+  const res = await app.inject({ method: 'POST', url: '/fhir/Patient', headers: { 'content-type': FHIR_JSON, authorization }, payload: JSON.stringify({ resourceType: 'Patient', name: [{ family: longA }] }) });
   t.equal(res.statusCode, 201);
   t.same(await ids(`family:exact=${encodeURIComponent(longA)}`), [json(res).id]);
 });

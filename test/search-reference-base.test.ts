@@ -7,7 +7,7 @@
 import t, { type Test } from 'tap';
 import { buildApp } from '../src/app.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
-import { FHIR_JSON, json, openTestDatabase, type TestServer } from './helpers/app.ts';
+import { bearer, FHIR_JSON, json, openTestDatabase, TEST_AUDIENCE, type TestServer } from './helpers/app.ts';
 import { q, searchClient } from './helpers/search-client.ts';
 import { sqlStorage } from '../src/store/storage.ts';
 
@@ -21,11 +21,15 @@ const validator = createProfileValidator({ defaultProfiles: 'none' });
 /** A server on a fresh store, every request to it sent with `Host: host`. */
 async function startServer(t: Test, host: string, publicBaseUrl?: string): Promise<TestServer> {
   const store = await openTestDatabase();
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, publicBaseUrl }, storage: sqlStorage(store.db), validator });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, publicBaseUrl, authAudience: TEST_AUDIENCE }, storage: sqlStorage(store.db), validator });
+  const authorization = await bearer(store.db);
   const server: TestServer = {
     app,
     db: store.db,
-    inject: (options) => app.inject({ ...options, headers: { ...(options.headers as Record<string, string> | undefined), host } }),
+    authorization,
+    audience: TEST_AUDIENCE,
+    token: async (request) => (await bearer(store.db, request)).slice('Bearer '.length),
+    inject: (options) => app.inject({ ...options, headers: { authorization, ...(options.headers as Record<string, string> | undefined), host } }),
     async close() {
       await app.close();
       await store.drop();

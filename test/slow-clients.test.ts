@@ -38,12 +38,12 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 t.test('a client sending its body too slowly is cut off with 408, while the server answers others', async (t) => {
-  const head = `POST /fhir/Patient HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/fhir+json\r\nContent-Length: 100000\r\n\r\n{"resourceType":"Patient","text":"`;
+  const head = `POST /fhir/Patient HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${server.authorization}\r\nContent-Type: application/fhir+json\r\nContent-Length: 100000\r\n\r\n{"resourceType":"Patient","text":"`;
   const slow = slowSender(head, 100);
   // Others are served while the slow body is still arriving.
   let answeredMeanwhile = 0;
   while (!slow.isClosed() && answeredMeanwhile < 3) {
-    const response = await fetch(`${base}/fhir/Patient?_count=1`);
+    const response = await fetch(`${base}/fhir/Patient?_count=1`, { headers: { authorization: server.authorization } });
     await response.text();
     if (response.status === 200 && !slow.isClosed()) answeredMeanwhile++;
   }
@@ -54,7 +54,7 @@ t.test('a client sending its body too slowly is cut off with 408, while the serv
   const outcome = JSON.parse(slow.received().split('\r\n\r\n')[1]!);
   t.equal(outcome.resourceType, 'OperationOutcome');
   t.equal(outcome.issue[0].code, 'timeout');
-  const after = await fetch(`${base}/fhir/Patient?_count=1`);
+  const after = await fetch(`${base}/fhir/Patient?_count=1`, { headers: { authorization: server.authorization } });
   t.equal(after.status, 200, 'the server still answers afterwards');
 });
 
@@ -69,7 +69,7 @@ t.test('a body that arrives steadily within the timeout is stored', async (t) =>
   const socket = connect(port, '127.0.0.1');
   let received = '';
   socket.on('data', (chunk) => (received += chunk.toString()));
-  socket.write(`POST /fhir/Patient HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/fhir+json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+  socket.write(`POST /fhir/Patient HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${server.authorization}\r\nContent-Type: application/fhir+json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
   // Half the body now, half a little later: slow, but within the timeout.
   socket.write(body.slice(0, 20));
   await new Promise((resolve) => setTimeout(resolve, REQUEST_TIMEOUT / 4));

@@ -21,6 +21,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { embeddedTokenFor } from '../lib/embedded-token.ts';
 import { benchPostgres, freePort } from './lib/pg-cluster.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -91,6 +92,7 @@ interface Row {
 
 async function measure(workload: Workload, databaseUrl: string): Promise<Row> {
   const port = await freePort();
+  const authorization = `Bearer ${await embeddedTokenFor(databaseUrl, { audience: `http://localhost:${port}/fhir`, scope: 'system/*.cruds', clientId: 'bench' })}`;
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', FHIR_DEFAULT_PROFILES: 'none' },
@@ -103,7 +105,7 @@ async function measure(workload: Workload, databaseUrl: string): Promise<Row> {
       if (!ready) await new Promise((resolve) => setTimeout(resolve, 250));
     }
     // The inline documents name Patient/example, which a server checking references needs to hold.
-    const target = await fetch(`${base}/fhir/Patient/example`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify({ resourceType: 'Patient', id: 'example' }) });
+    const target = await fetch(`${base}/fhir/Patient/example`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json', authorization }, body: JSON.stringify({ resourceType: 'Patient', id: 'example' }) });
     if (!target.ok) throw new Error(`PUT Patient/example: ${target.status}`);
     const body = workload.body();
     const rssBefore = kib(server.pid!, 'VmRSS');
@@ -112,7 +114,7 @@ async function measure(workload: Workload, databaseUrl: string): Promise<Row> {
     const started = performance.now();
     for (let round = 0; round < ROUNDS; round++) {
       const sent = performance.now();
-      const response = await fetch(`${base}/fhir`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body });
+      const response = await fetch(`${base}/fhir`, { method: 'POST', headers: { 'content-type': 'application/fhir+json', authorization }, body });
       await response.arrayBuffer();
       latencies.push(performance.now() - sent);
       statuses.push(response.status);

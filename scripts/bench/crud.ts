@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
+import { embeddedToken } from '../lib/embedded-token.ts';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
 import { LoadClient } from './lib/load-client.ts';
@@ -116,6 +117,10 @@ async function measure(operation: string, run: PhaseRunner): Promise<Measurement
  * Sends `paths[i]` (with `bodies[i]`) through the load generator; every answer must have status `expected`, so
  * that errors are never mistaken for fast responses. Location headers are appended to `locations` when given.
  */
+/** The audience of the benchmarked server's tokens, and the token its requests carry. */
+const BENCH_AUDIENCE = 'http://localhost/fhir';
+let authorization: string | undefined;
+
 function overHttp(
   client: LoadClient,
   origin: string,
@@ -124,6 +129,7 @@ function overHttp(
   return async (phase) => {
     const result = await client.run({
       origin,
+      authorization,
       method: request.method,
       paths: phaseSlice(request.paths, phase),
       bodies: request.bodies && phaseSlice(request.bodies, phase),
@@ -333,8 +339,10 @@ async function benchStore(store: StoreTarget, client: LoadClient): Promise<Store
   const db = await openDatabase(store.url, { schema });
   const driver = await openRawDriver(store.url, schema);
   const documents = Array.from({ length: WARMUP + REQUESTS }, (_, index) => storedFrenchPatient(index));
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, audit: AUDIT === 'on' ? 'on' : 'off' }, storage: sqlStorage(db) });
-  const audited = AUDIT === 'compare' ? await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, audit: 'on' }, storage: sqlStorage(db) }) : undefined;
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, audit: AUDIT === 'on' ? 'on' : 'off', authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) });
+  const audited = AUDIT === 'compare' ? await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, audit: 'on', authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) }) : undefined;
+  // A token as clients get theirs (`npm run token`); the raw routes get it too, and ignore it.
+  authorization = `Bearer ${await embeddedToken(db, { audience: BENCH_AUDIENCE, scope: 'system/*.cruds', clientId: 'bench' })}`;
   const rawApp = rawRoutes(driver, new Map(documents.map((document) => [document.id, document.json])));
   try {
     await driver.query('CREATE TABLE bench_raw (id text PRIMARY KEY, content text NOT NULL)', []);

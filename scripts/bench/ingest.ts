@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { migrate } from '../../src/store/migrate.ts';
+import { embeddedTokenFor } from '../lib/embedded-token.ts';
 import { frenchTransaction } from '../../test/helpers/french-bundles.ts';
 import { syntheaBundles } from '../../test/helpers/synthea.ts';
 import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
@@ -288,11 +289,14 @@ function databaseUrl(url: string, name: string): string {
 interface Server {
   child: ChildProcess;
   origin: string;
+  /** `Bearer <token>` for it, made as `npm run token` makes one. */
+  authorization: string;
   stop(): Promise<void>;
 }
 
 async function startServer(url: string, env: Record<string, string>, profileDir?: string): Promise<Server> {
   const port = await freePort();
+  const authorization = `Bearer ${await embeddedTokenFor(url, { audience: `http://localhost:${port}/fhir`, scope: 'system/*.cruds', clientId: 'bench' })}`;
   const args = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), '--import', 'tsx', 'src/main.ts'];
   const child = spawn(process.execPath, args, {
     cwd: PROJECT_ROOT,
@@ -307,6 +311,7 @@ async function startServer(url: string, env: Record<string, string>, profileDir?
       return {
         child,
         origin,
+        authorization,
         async stop() {
           child.kill('SIGTERM');
           await exited;
@@ -343,7 +348,7 @@ async function measureServer(mode: 'french' | 'none', workers: number, clusterUr
   let profileWindow: { fromUs: number; toUs: number } | undefined;
   try {
     const send = async (work: Workload, concurrency: number) => {
-      const result = await client.run({ origin: server.origin, method: 'POST', paths: work.bodies.map(() => '/fhir'), bodies: work.bodies, concurrency });
+      const result = await client.run({ origin: server.origin, authorization: server.authorization, method: 'POST', paths: work.bodies.map(() => '/fhir'), bodies: work.bodies, concurrency });
       const unexpected = Object.entries(result.statuses).filter(([status]) => status !== '200');
       if (unexpected.length > 0) throw new Error(`${label}: expected only 200, got ${JSON.stringify(result.statuses)}`);
       return result;

@@ -19,6 +19,7 @@ import os from 'node:os';
 import pg from 'pg';
 import type { Bundle } from 'fhir/r4';
 import { buildApp } from '../../src/app.ts';
+import { embeddedToken } from '../lib/embedded-token.ts';
 import { planSearch, SearchEngine } from '../../src/store/search-executor.ts';
 import { parseSearch } from '../../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/registry.ts';
@@ -163,11 +164,15 @@ function buildQueries(plan: PopulationPlan): { queries: QuerySpec[]; representat
   return { queries, representative };
 }
 
+/** The audience of the benchmarked server's tokens, and the token its requests carry. */
+const BENCH_AUDIENCE = 'http://localhost/fhir';
+let authorization: string | undefined;
+
 /** One GET on a kept-alive connection, body parsed: for the paging walks and the sanity samples. */
 function getJson(agent: http.Agent, origin: URL, path: string): Promise<{ status: number; body: Bundle; ms: number }> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const request = http.request({ agent, host: origin.hostname, port: origin.port, path, headers: { accept: 'application/fhir+json' } }, (response) => {
+    const request = http.request({ agent, host: origin.hostname, port: origin.port, path, headers: { accept: 'application/fhir+json', ...(authorization ? { authorization } : {}) } }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (c: Buffer) => chunks.push(c));
       response.on('error', reject);
@@ -210,7 +215,7 @@ async function measureQuery(client: LoadClient, origin: string, agent: http.Agen
     return { ...m, targetMs: query.targetMs, met: m.p95Ms < query.targetMs, sampleMatches: matches / sampled, sampleIncludes: includes / sampled, sequentialOnly: true };
   }
   const run = async (paths: string[]) => {
-    const result = await client.run({ origin, method: 'GET', paths, concurrency: CONCURRENCY });
+    const result = await client.run({ origin, method: 'GET', paths, concurrency: CONCURRENCY, authorization });
     const unexpected = Object.keys(result.statuses).filter((s) => s !== '200');
     if (unexpected.length > 0) throw new Error(`${query.name}: expected only 200, got ${JSON.stringify(result.statuses)}`);
     return result;
@@ -468,7 +473,9 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
     }
     const databaseSize = (await pool.query('SELECT pg_size_pretty(pg_database_size(current_database())) AS s')).rows[0].s as string;
 
-    app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, storage: sqlStorage(db) });
+    app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) });
+    // A token as clients get theirs (`npm run token`), sent with every request.
+    authorization = `Bearer ${await embeddedToken(db, { audience: BENCH_AUDIENCE, scope: 'system/*.rs', clientId: 'bench' })}`;
     const origin = await app.listen({ host: '127.0.0.1', port: 0 });
     const registry = new SearchParameterRegistry(loadSearchParameters());
     const { queries, representative } = buildQueries(plan);

@@ -17,7 +17,16 @@ export interface FhirRoutesOptions {
    * SMART issue) builds it from the request's token; tests set it to prove the store applies it.
    */
   accessOf?: (request: FastifyRequest) => AccessContext;
+  /**
+   * Authentication (smart-auth.ts): the access context of a request's token, or a 401 FhirError. Run as
+   * soon as the request is routed, before its body is read: a caller without a token costs nothing.
+   * Absent with FHIR_AUTH=off, when every request has all access.
+   */
+  authenticate?: (request: FastifyRequest) => Promise<AccessContext>;
 }
+
+/** The access context each authenticated request was given. */
+const authenticated = new WeakMap<FastifyRequest, AccessContext>();
 
 export const FHIR_BASE_PATH = '/fhir';
 
@@ -27,12 +36,21 @@ export const FHIR_BASE_PATH = '/fhir';
  */
 export async function fhirRoutes(app: FastifyInstance, options: FhirRoutesOptions): Promise<void> {
   registerBodyParsers(app, options.inputLimits);
+  const { authenticate } = options;
+  if (authenticate) {
+    app.addHook('onRequest', async (request) => {
+      // The CapabilityStatement is public (R4 http.html#capabilities; SMART discovery starts from it).
+      const path = (request.params as { '*'?: string })['*'] ?? '';
+      if ((request.method === 'GET' || request.method === 'HEAD') && path === 'metadata') return;
+      authenticated.set(request, await authenticate(request));
+    });
+  }
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const fhirRequest = toFhirRequest(request, options.publicBaseUrl);
     const raw = wantsRawBinary(request, fhirRequest.path);
     const mediaType = raw ? FHIR_JSON : negotiateResponseType(request);
-    const access = options.accessOf?.(request);
+    const access = options.accessOf?.(request) ?? authenticated.get(request);
     const response = await options.router.handle({ ...fhirRequest, rawBinary: raw, streamBinary: true, ...(access ? { access } : {}) });
     reply.status(response.status).headers(response.headers);
     if (response.body === undefined) return reply.send();

@@ -340,6 +340,8 @@ function entryRequest(entry: Entry & { assignedId?: string }, bundleRequest: Fhi
     assignedId: entry.assignedId,
     prefer: bundleRequest.prefer,
     baseUrl: bundleRequest.baseUrl,
+    // Each entry is authorised as the bundle's caller: the hooks decide on the caller's access, not all access.
+    ...(bundleRequest.access ? { access: bundleRequest.access } : {}),
   };
 }
 

@@ -1,36 +1,81 @@
+import { loadPatientCompartment } from '../search/compartment.ts';
 import type { Binder, ScopePredicate } from '../search/sql-fragments.ts';
-import { restrictsReads, type AccessContext } from './access.ts';
+import { isConfined, isConfining, restrictsReads, type AccessContext } from './access.ts';
 
 /**
  * The SQL condition an access context puts on every resource row a read touches (`alias` names a row of
- * `resource` or `resource_history`: both have `resource_type` and `id`); undefined when it restricts
- * nothing, so that an all-access request runs the very statements it ran before contexts existed.
+ * `resource` or `resource_history`: both have `resource_type` and `id`; `resourceTypes` are the types the
+ * read is about, none for any); undefined when it restricts nothing, so that an all-access request runs the
+ * very statements it ran before contexts existed.
  *
  * A resource is hidden when it is a member of a hidden compartment (compartment_member, written with the
- * index rows: a patient is a member of its own). A Binary belongs to no compartment: R4 gives it the
- * access rules of its `securityContext` (binary.html#security), so a Binary whose securityContext is a
- * hidden resource, or a hidden compartment's own resource, is hidden too (local `Type/id` references).
+ * index rows: a patient is a member of its own), when its type is not readable, or when its type is
+ * confined to the launch patient's compartment and it is not a member of it. A Binary belongs to no
+ * compartment: R4 gives it the access rules of its `securityContext` (binary.html#security), so a Binary
+ * whose securityContext is a hidden resource, or a hidden compartment's own resource, is hidden too, and a
+ * confined Binary is seen only when its securityContext is a member of the patient's compartment (local
+ * `Type/id` references).
  */
 export function accessScope(access: AccessContext): ScopePredicate | undefined {
   if (!restrictsReads(access)) return undefined;
   const byType = new Map<string, string[]>();
   for (const { type, id } of access.hiddenCompartments) byType.set(type, [...(byType.get(type) ?? []), id]);
   const hidden = [...byType].sort(([a], [b]) => a.localeCompare(b));
+  const confinement = isConfining(access) ? patientConfinement(access) : undefined;
   return (alias: string, resourceTypes: string[], binder: Binder) => {
     const conditions: string[] = [];
+    const reaches = (type: string) => resourceTypes.length === 0 || resourceTypes.includes(type);
+    const securityContext = `(${alias}.content::jsonb #>> '{securityContext,reference}')`;
+    if (access.readableTypes) {
+      const readable = access.readableTypes;
+      if (resourceTypes.length === 0 || !resourceTypes.every((type) => readable.includes(type))) {
+        conditions.push(`${alias}.resource_type = ANY(${binder.bind([...readable], 'text[]')})`);
+      }
+    }
+    if (confinement) {
+      const { compartmentTypes, binary, patientId, unseenWithoutPatient } = confinement;
+      if (patientId === undefined) {
+        if (unseenWithoutPatient === '*') conditions.push(`${alias}.resource_type = ANY(${binder.bind([...(access.unconfinedTypes ?? [])], 'text[]')})`);
+        else if (unseenWithoutPatient.some(reaches)) conditions.push(`${alias}.resource_type <> ALL(${binder.bind(unseenWithoutPatient, 'text[]')})`);
+      } else {
+        const inPatient = (m: string) => `${m}.compartment_type = 'Patient' AND ${m}.compartment_id = ${binder.bind(patientId)}`;
+        if (compartmentTypes.some(reaches)) {
+          const m = binder.alias('access');
+          conditions.push(
+            `(${alias}.resource_type <> ALL(${binder.bind(compartmentTypes, 'text[]')}) OR EXISTS (SELECT 1 FROM compartment_member ${m} ` +
+              `WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id AND ${inPatient(m)}))`,
+          );
+        }
+        if (binary && reaches('Binary')) {
+          const b = binder.alias('access');
+          conditions.push(
+            `(${alias}.resource_type <> 'Binary' OR EXISTS (SELECT 1 FROM compartment_member ${b} ` +
+              `WHERE ${inPatient(b)} AND ${b}.resource_type = split_part(${securityContext}, '/', 1) AND ${b}.resource_id = split_part(${securityContext}, '/', 2)))`,
+          );
+        }
+      }
+    }
     for (const [type, ids] of hidden) {
       const inHidden = (m: string) => `${m}.compartment_type = ${binder.bind(type)} AND ${m}.compartment_id = ANY(${binder.bind(ids, 'text[]')})`;
       const m = binder.alias('access');
       conditions.push(`NOT EXISTS (SELECT 1 FROM compartment_member ${m} WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id AND ${inHidden(m)})`);
-      if (resourceTypes.length === 0 || resourceTypes.includes('Binary')) {
-        const reference = `(${alias}.content::jsonb #>> '{securityContext,reference}')`;
+      if (reaches('Binary')) {
         const b = binder.alias('access');
         conditions.push(
           `(${alias}.resource_type <> 'Binary' OR ${alias}.content IS NULL OR NOT EXISTS (SELECT 1 FROM compartment_member ${b} ` +
-            `WHERE ${inHidden(b)} AND ${b}.resource_type = split_part(${reference}, '/', 1) AND ${b}.resource_id = split_part(${reference}, '/', 2)))`,
+            `WHERE ${inHidden(b)} AND ${b}.resource_type = split_part(${securityContext}, '/', 1) AND ${b}.resource_id = split_part(${securityContext}, '/', 2)))`,
         );
       }
     }
     return conditions.length > 0 ? `(${conditions.join(' AND ')})` : undefined;
   };
+}
+
+/** The confined types that can belong to a patient's compartment, whether Binaries are confined, and the patient's id. */
+function patientConfinement(access: AccessContext) {
+  const patientTypes = ['Patient', ...loadPatientCompartment().keys()];
+  const compartmentTypes = [...new Set(patientTypes.filter((type) => isConfined(access, type)))].sort();
+  const patientId = access.patient?.startsWith('Patient/') ? access.patient.slice('Patient/'.length) : access.patient;
+  const unseenWithoutPatient: '*' | string[] = access.confinedTypes === '*' ? '*' : [...(access.confinedTypes ?? [])];
+  return { compartmentTypes, binary: isConfined(access, 'Binary'), patientId, unseenWithoutPatient };
 }

@@ -25,6 +25,22 @@ export interface AccessContext {
    * restriction the stores apply today; scopes and patient context will be turned into ones like it.
    */
   hiddenCompartments: readonly CompartmentRef[];
+  /**
+   * The only types whose resources the caller may see (read, search, include, history); undefined: every
+   * type. A type left out is absent from every result, as if it held nothing.
+   */
+  readableTypes?: readonly string[];
+  /**
+   * Types seen only within the compartment of `patient` (`*`: every type but `unconfinedTypes`), as a
+   * `patient/` SMART scope grants them. Of such a type that can belong to a patient's compartment (by the
+   * R4 Patient CompartmentDefinition) only the members of `patient`'s are seen; a Binary only when its
+   * securityContext is such a member; a type that never belongs to one (Practitioner, Organization,
+   * Medication) is seen whole, as reference data the patient's own resources point to.
+   * Without `patient`, confined types are not seen at all.
+   */
+  confinedTypes?: '*' | readonly string[];
+  /** With `confinedTypes: '*'`, the types seen whole all the same (granted by a `user/` or `system/` scope too). */
+  unconfinedTypes?: readonly string[];
 }
 
 /**
@@ -39,5 +55,16 @@ export const ALL_ACCESS: AccessContext = Object.freeze({
 
 /** Whether `access` narrows what is seen at all (ALL_ACCESS does not). */
 export function restrictsReads(access: AccessContext): boolean {
-  return access.hiddenCompartments.length > 0;
+  return access.hiddenCompartments.length > 0 || access.readableTypes !== undefined || isConfining(access);
+}
+
+/** Whether `access` confines some type to its patient's compartment. */
+export function isConfining(access: AccessContext): boolean {
+  return access.confinedTypes === '*' || (access.confinedTypes?.length ?? 0) > 0;
+}
+
+/** Whether resources of `resourceType` are seen only within the patient's compartment. */
+export function isConfined(access: AccessContext, resourceType: string): boolean {
+  if (access.confinedTypes === '*') return !(access.unconfinedTypes ?? []).includes(resourceType);
+  return (access.confinedTypes ?? []).includes(resourceType);
 }

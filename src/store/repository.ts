@@ -181,6 +181,20 @@ export class Repository {
   }
 
   /**
+   * Refuses, as unknown (404), a write to a resource that exists (deleted or not) but that the scope hides:
+   * an update would otherwise overwrite, and move into the caller's view, what the caller may not see.
+   */
+  async assertNotHidden(resourceType: string, id: string): Promise<void> {
+    const binder = new Binder();
+    binder.bind(resourceType);
+    binder.bind(id);
+    const scoped = this.scope?.('r', [resourceType], binder);
+    if (!scoped) return;
+    const { rows } = await this.db.query<{ seen: boolean }>(`SELECT (${scoped}) AS seen FROM resource r WHERE resource_type = $1 AND id = $2`, binder.params);
+    if (rows[0] && rows[0].seen !== true) throw FhirError.notFound(`${resourceType}/${id} is not known`);
+  }
+
+  /**
    * Of `references` (`Type/id`), those naming a live resource the scope lets through: one statement for them
    * all. `lock` takes a key-share lock on each live one until the transaction ends: a delete, which locks
    * its row FOR UPDATE, waits for the transaction (then sees its index rows), and this statement, waiting on

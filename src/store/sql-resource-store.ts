@@ -12,6 +12,7 @@ import { readChanges, type ChangePage } from './change-feed.ts';
 import { CreateCoalescer } from './create-coalescer.ts';
 import type { Database } from './database.ts';
 import { SearchIndexWriter, type IndexWriter } from './index-writer.ts';
+import { issuerKeys, type IssuerKey } from './issuer-keys.ts';
 import { migrate } from './migrate.ts';
 import { BufferedTransaction, Repository, type DeleteResult, type Referrer, type HistoryPage, type HistoryQuery, type StoredBinary, type StoredResource, type UpdateResult, type WriteOptions } from './repository.ts';
 import type { MatchCriteria, ResourceStore, SearchContext, ServerStore, StagedBinary, StoreSettings } from './resource-store.ts';
@@ -145,7 +146,8 @@ export class SqlResourceStore implements ServerStore {
     return this.repo.create(resource, id, options);
   }
 
-  update(resource: Resource & { id: string }, options?: WriteOptions): Promise<UpdateResult> {
+  async update(resource: Resource & { id: string }, options?: WriteOptions): Promise<UpdateResult> {
+    if (this.scope) await this.repo.assertNotHidden(resource.resourceType, resource.id);
     return this.repo.update(resource, options);
   }
 
@@ -167,8 +169,13 @@ export class SqlResourceStore implements ServerStore {
     });
   }
 
-  delete(resourceType: string, id: string, options?: WriteOptions): Promise<DeleteResult> {
+  async delete(resourceType: string, id: string, options?: WriteOptions): Promise<DeleteResult> {
+    if (this.scope) await this.repo.assertNotHidden(resourceType, id);
     return this.repo.delete(resourceType, id, options);
+  }
+
+  issuerKeys(generate: () => Promise<IssuerKey>): Promise<IssuerKey[]> {
+    return issuerKeys(this.db, generate);
   }
 
   async unitOfWork<T>(work: (store: ResourceStore) => Promise<T>): Promise<T> {

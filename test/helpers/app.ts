@@ -14,6 +14,7 @@ import { openDatabase } from '../../src/store/open-database.ts';
 import { loadMigrations, migrate } from '../../src/store/migrate.ts';
 import { pgliteDatabase } from '../../src/store/pglite.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
+import { embeddedToken, type EmbeddedTokenRequest } from '../../scripts/lib/embedded-token.ts';
 
 /**
  * Where the suite's data lives: `DATABASE_URL=postgres://…` runs it on that PostgreSQL server, each test
@@ -93,8 +94,27 @@ export function countingStatements(db: Database, pattern: RegExp): { db: Databas
 export interface TestServer {
   app: FastifyInstance;
   db: Database;
-  inject(options: InjectOptions): Promise<LightMyRequestResponse>;
+  /**
+   * A request as a client with a `system/*.cruds` token sends it, unless it carries its own Authorization
+   * header or `anonymous` asks for none.
+   */
+  inject(options: InjectOptions, as?: { anonymous?: boolean }): Promise<LightMyRequestResponse>;
+  /** `Bearer <token>` of that default token, for requests sent over a socket. */
+  authorization: string;
+  /** The FHIR base URL the server's tokens are for. */
+  audience: string;
+  /** Another token from the server's embedded issuer (as `npm run token` makes them): `system/*.cruds` unless told. */
+  token(request?: Partial<EmbeddedTokenRequest>): Promise<string>;
   close(): Promise<void>;
+}
+
+/** The audience of the test servers' tokens: the base `npm run token` would use on port 80. */
+export const TEST_AUDIENCE = 'http://localhost/fhir';
+export const DEFAULT_TEST_SCOPE = 'system/*.cruds';
+
+/** `Bearer <token>` from the embedded issuer of the store on `db`, for a server built with `authAudience: TEST_AUDIENCE`. */
+export async function bearer(db: Database, request: Partial<EmbeddedTokenRequest> = {}): Promise<string> {
+  return `Bearer ${await embeddedToken(db, { audience: TEST_AUDIENCE, scope: DEFAULT_TEST_SCOPE, clientId: 'dossier-tests', ...request })}`;
 }
 
 interface Tap {
@@ -133,13 +153,17 @@ export interface TestServerOptions {
   logStream?: DestinationStream;
   /** Interaction hooks (authorisation, checks, audit) the server runs. */
   hooks?: InteractionHook[];
-  /** Each request's access context (the server gives all access until authorisation builds one). */
+  /** Each request's access context, instead of the one its token gives (a token is still needed). */
   accessOf?: AppOptions['accessOf'];
   /**
    * FHIR_AUDIT: every interaction leaves an AuditEvent (the server's default). Off unless asked: many
    * suites count exactly what system history, type history or a search over every type holds.
    */
   audit?: boolean;
+  /** FHIR_AUTH: on (the server's default) every /fhir request but metadata needs a token. */
+  auth?: 'on' | 'off';
+  /** FHIR_AUTH_ISSUERS: issuers trusted besides the embedded one. */
+  authIssuers?: AppOptions['config']['authIssuers'];
 }
 
 /** A server on a fresh store for one test file, closed when the file's tests end. */
@@ -162,6 +186,9 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
       projectRules: config.projectRules,
       referentialIntegrity: config.referentialIntegrity,
       audit: config.audit ? 'on' : 'off',
+      auth: config.auth ?? 'on',
+      authAudience: TEST_AUDIENCE,
+      authIssuers: config.authIssuers,
     },
     storage: sqlStorage(store.db),
     validator,
@@ -169,10 +196,19 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
     hooks: config.hooks,
     accessOf: config.accessOf,
   });
+  const token = async (request: Partial<EmbeddedTokenRequest> = {}) => (await bearer(store.db, request)).slice('Bearer '.length);
+  const authorization = await bearer(store.db);
   const server: TestServer = {
     app,
     db: store.db,
-    inject: (options) => app.inject(options),
+    authorization,
+    audience: TEST_AUDIENCE,
+    token,
+    inject: (options, as = {}) => {
+      const headers = { ...(options.headers ?? {}) } as Record<string, string | string[] | undefined>;
+      if (!as.anonymous && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) headers.authorization = authorization;
+      return app.inject({ ...options, headers } as InjectOptions);
+    },
     async close() {
       await app.close();
       await store.drop();

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { onPostgres, TEST_DATABASE_URL } from './app.ts';
+import { embeddedTokenFor } from '../../scripts/lib/embedded-token.ts';
+import { DEFAULT_TEST_SCOPE, onPostgres, TEST_DATABASE_URL } from './app.ts';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -80,15 +81,39 @@ export interface ServerProcess {
  * Spawns the server on `databaseUrl` and waits until GET /health answers 200. Building the profile validator
  * takes seconds of CPU, more on a busy machine: `healthTimeoutMs` bounds the wait (default 150 s).
  */
-export async function startServerProcess(databaseUrl: string, options: { env?: Record<string, string>; healthTimeoutMs?: number } = {}): Promise<ServerProcess> {
+export async function startServerProcess(databaseUrl: string, options: { env?: Record<string, string>; healthTimeoutMs?: number; port?: number } = {}): Promise<ServerProcess> {
   const server = await spawnServerProcess(databaseUrl, options);
   await untilHealthy(server, options.healthTimeoutMs);
   return server;
 }
 
+/**
+ * The token of each spawned server, by its origin: made as `npm run token` makes it (the embedded issuer's
+ * key in the server's database, audience http://localhost:$PORT/fhir), before the server starts (a PGlite
+ * directory belongs to the server once it runs), else at first use (a PostgreSQL that was down then).
+ */
+const serverTokens = new Map<string, { databaseUrl: string; port: number; token?: string }>();
+
+async function mintServerToken(entry: { databaseUrl: string; port: number; token?: string }): Promise<void> {
+  // An in-memory store is the server's alone: no other process can read its key.
+  if (entry.databaseUrl.startsWith('memory://')) return;
+  entry.token ??= await embeddedTokenFor(entry.databaseUrl, { audience: `http://localhost:${entry.port}/fhir`, scope: DEFAULT_TEST_SCOPE, clientId: 'dossier-tests' }).catch(() => undefined);
+}
+
+/** `{ authorization: 'Bearer …' }` for a request to a spawned server at `url` (none for another URL). */
+export async function authHeaders(url: string): Promise<Record<string, string>> {
+  const entry = serverTokens.get(new URL(url).origin);
+  if (!entry) return {};
+  await mintServerToken(entry);
+  return entry.token ? { authorization: `Bearer ${entry.token}` } : {};
+}
+
 /** Spawns the server on `databaseUrl` on a free port, without waiting for it to serve. */
-export async function spawnServerProcess(databaseUrl: string, options: { env?: Record<string, string> } = {}): Promise<ServerProcess> {
-  const port = await freePort();
+export async function spawnServerProcess(databaseUrl: string, options: { env?: Record<string, string>; port?: number } = {}): Promise<ServerProcess> {
+  const port = options.port ?? (await freePort());
+  const entry = { databaseUrl, port };
+  serverTokens.set(`http://127.0.0.1:${port}`, entry);
+  await mintServerToken(entry);
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...options.env },
@@ -167,7 +192,7 @@ export function waitForLogLines(server: ServerProcess, matches: (line: string) =
 export async function postJson(url: string, body: unknown, init: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> {
   const response = await fetch(url, {
     method: init.method ?? 'POST',
-    headers: { 'content-type': 'application/fhir+json', accept: 'application/fhir+json', ...init.headers },
+    headers: { 'content-type': 'application/fhir+json', accept: 'application/fhir+json', ...(await authHeaders(url)), ...init.headers },
     body: JSON.stringify(body),
   });
   const text = await response.text();
@@ -181,7 +206,7 @@ export async function postJson(url: string, body: unknown, init: { method?: stri
 }
 
 export async function getJson(url: string): Promise<{ status: number; body: any }> {
-  const response = await fetch(url, { headers: { accept: 'application/fhir+json' } });
+  const response = await fetch(url, { headers: { accept: 'application/fhir+json', ...(await authHeaders(url)) } });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : undefined };
 }

@@ -13,9 +13,9 @@ interface Answer {
 }
 
 /** One request on a kept-alive connection; resolves once the whole response body has arrived. */
-function send(agent: http.Agent, origin: URL, method: string, path: string, body?: string): Promise<Answer> {
+function send(agent: http.Agent, origin: URL, method: string, path: string, body?: string, authorization?: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const headers: http.OutgoingHttpHeaders = { accept: 'application/fhir+json' };
+    const headers: http.OutgoingHttpHeaders = { accept: 'application/fhir+json', ...(authorization ? { authorization } : {}) };
     if (body !== undefined) {
       headers['content-type'] = 'application/fhir+json';
       headers['content-length'] = Buffer.byteLength(body);
@@ -39,7 +39,7 @@ async function run(job: HttpJob): Promise<HttpJobResult> {
   const cpuBefore = process.cpuUsage();
   try {
     const { latencies, elapsedMs } = await closedLoop(job.paths.length, job.concurrency, async (index) => {
-      const answer = await send(agent, origin, job.method, job.paths[index]!, job.bodies?.[index]);
+      const answer = await send(agent, origin, job.method, job.paths[index]!, job.bodies?.[index], job.authorization);
       statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
       locations[index] = answer.location ?? '';
     });

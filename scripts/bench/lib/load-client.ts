@@ -8,6 +8,8 @@ export interface HttpJob {
   paths: string[];
   bodies?: string[];
   concurrency: number;
+  /** `Bearer <token>`, sent with every request (the server's tokens come from its embedded issuer). */
+  authorization?: string;
 }
 
 export interface HttpJobResult extends LoopResult {

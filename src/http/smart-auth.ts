@@ -1,0 +1,84 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { FhirError, type IssueCode } from '../fhir/outcome.ts';
+import { accessFromToken } from '../security/authorisation.ts';
+import { CLOCK_SKEW_SECONDS, InvalidToken, type TokenVerifier } from '../security/tokens.ts';
+import type { AccessContext } from '../store/access.ts';
+
+/** Tokens verified lately, by their text: a client sends the same token with each request. */
+const MAX_CACHED_TOKENS = 10_000;
+
+/**
+ * The transport side of SMART authentication: the request's `Authorization: Bearer <JWT>` verified
+ * (tokens.ts) and turned into its access context, once per token (cached until it expires). Failures are
+ * 401 with `WWW-Authenticate` (RFC 6750 §3) and an OperationOutcome.
+ */
+export function bearerAuthenticator(verifier: TokenVerifier, realm: string): (request: FastifyRequest) => Promise<AccessContext> {
+  const cache = new Map<string, { access: AccessContext; expiresAt: number }>();
+  return async (request) => {
+    const header = request.headers.authorization;
+    if (header === undefined || header === '') throw unauthorised(realm, 'login', 'This server needs a SMART access token: Authorization: Bearer <token>');
+    const match = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header);
+    if (!match) throw unauthorised(realm, 'security', 'The Authorization header must be Bearer <token>', 'invalid_request');
+    const token = match[1]!;
+    const now = Date.now() / 1000;
+    const cached = cache.get(token);
+    if (cached && cached.expiresAt + CLOCK_SKEW_SECONDS > now) return cached.access;
+    if (cached) cache.delete(token);
+    try {
+      const verified = await verifier.verify(token);
+      const access = accessFromToken(verified);
+      if (cache.size >= MAX_CACHED_TOKENS) {
+        for (const [key, entry] of cache) if (entry.expiresAt + CLOCK_SKEW_SECONDS <= now) cache.delete(key);
+        // Still full: the oldest entries go (a Map iterates in insertion order).
+        for (const key of cache.keys()) {
+          if (cache.size < MAX_CACHED_TOKENS) break;
+          cache.delete(key);
+        }
+      }
+      cache.set(token, { access, expiresAt: verified.expiresAt });
+      return access;
+    } catch (error) {
+      if (!(error instanceof InvalidToken)) throw error;
+      request.log.info({ reason: error.message }, 'token refused');
+      throw unauthorised(realm, error.message === 'The token has expired' ? 'expired' : 'security', error.message, error.code);
+    }
+  };
+}
+
+function unauthorised(realm: string, code: IssueCode, diagnostics: string, error?: 'invalid_token' | 'invalid_request'): FhirError {
+  // RFC 6750 §3.1: a request without credentials gets the challenge without an error code.
+  const challenge = [`realm="${realm}"`, ...(error ? [`error="${error}"`, `error_description="${diagnostics.replace(/["\\]/g, '')}"`] : [])].join(', ');
+  return new FhirError(401, [{ code, diagnostics }], { 'www-authenticate': `Bearer ${challenge}` });
+}
+
+export interface SmartDiscoveryOptions {
+  /** The embedded issuer's identifier: the server's FHIR base URL. */
+  issuer: string;
+  /** The embedded issuer's public keys. */
+  jwks: () => Promise<{ keys: unknown[] }>;
+}
+
+/** Where the FHIR base publishes its SMART configuration and its issuer keys (both public, no token needed). */
+export const SMART_CONFIGURATION_PATHS = ['/fhir/.well-known/smart-configuration', '/.well-known/smart-configuration'];
+export const JWKS_PATH = '/fhir/.well-known/jwks.json';
+
+/**
+ * SMART App Launch 2.0 discovery (conformance.html#using-well-known): what tokens this server takes.
+ * There is no authorization or token endpoint yet (tokens come from `npm run token` or a trusted issuer),
+ * so none is advertised, and no grant type.
+ */
+export async function smartDiscoveryRoutes(app: FastifyInstance, options: SmartDiscoveryOptions): Promise<void> {
+  const configuration = {
+    issuer: options.issuer,
+    jwks_uri: `${options.issuer}/.well-known/jwks.json`,
+    grant_types_supported: [],
+    code_challenge_methods_supported: [],
+    token_endpoint_auth_signing_alg_values_supported: [],
+    scopes_supported: ['patient/*.rs', 'patient/*.cruds', 'user/*.rs', 'user/*.cruds', 'system/*.rs', 'system/*.cruds', 'patient/*.read', 'user/*.read', 'user/*.write', 'system/*.read', 'system/*.write'],
+    capabilities: ['permission-v1', 'permission-v2', 'permission-patient', 'permission-user'],
+  };
+  for (const path of SMART_CONFIGURATION_PATHS) {
+    app.get(path, async (_request, reply) => reply.header('cache-control', 'public, max-age=3600').send(configuration));
+  }
+  app.get(JWKS_PATH, async (_request, reply) => reply.type('application/jwk-set+json').header('cache-control', 'public, max-age=600').send(await options.jwks()));
+}

@@ -1,0 +1,158 @@
+import type { Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
+import type { InteractionHook } from '../router/context.ts';
+import type { Interaction } from '../router/interaction.ts';
+import { loadPatientCompartment } from '../search/compartment.ts';
+import type { AccessContext } from '../store/access.ts';
+import { Grants, type Permission } from './scopes.ts';
+
+/** Operations on terminology (code systems and value sets, no patient data): any authenticated caller. */
+const TERMINOLOGY_OPERATIONS = new Set(['lookup', 'expand', 'validate-code', 'subsumes', 'translate']);
+
+const grantsByAccess = new WeakMap<AccessContext, Grants>();
+
+/** The scopes of `access` parsed, once per context (the transport builds one per token, cached with it). */
+export function grantsOf(access: AccessContext): Grants {
+  let grants = grantsByAccess.get(access);
+  if (!grants) {
+    grants = new Grants(access.scopes, access.patient);
+    grantsByAccess.set(access, grants);
+  }
+  return grants;
+}
+
+function forbidden(diagnostics: string): FhirError {
+  return new FhirError(403, [{ code: 'forbidden', diagnostics }]);
+}
+
+/**
+ * SMART scopes applied to every interaction, bundle entries and the matches a transaction looks up first
+ * included (they come through the router's hooks). This decides whether the interaction is allowed at all
+ * (403 otherwise); what it then sees (types not granted, other patients' resources) the store leaves out
+ * inside its SQL, from the same scopes turned into the access context's readable and confined types.
+ *
+ * - read, vread, instance history: `r` on the type; search, type history: `s` on the type; system search and
+ *   history: `s` on some type (the results hold only the types granted).
+ * - create `c`; update, conditional update and patch `u` (an update that creates too); delete `d`.
+ * - `$validate` checks a resource before it is written and writes nothing: `c` or `u` on its type (at system
+ *   level, on some type). Terminology operations: any token. Any other operation: `r` on its type, or on
+ *   every type at system level.
+ * - A write granted only by a `patient/` scope must leave the resource in the launch patient's compartment.
+ */
+export function smartAuthorisation(): InteractionHook {
+  return {
+    async authorise(interaction, request) {
+      if (!request.access) return;
+      const grants = grantsOf(request.access);
+      const needs = (resourceType: string, ...permissions: Permission[]) => {
+        if (permissions.some((permission) => grants.grant(resourceType, permission) !== 'none')) return;
+        throw forbidden(`The token's scopes do not grant '${permissions.join("' or '")}' on ${resourceType}`);
+      };
+      const needsSome = (permission: Permission) => {
+        if (!grants.grantsAny(permission)) throw forbidden(`The token's scopes grant '${permission}' on no type`);
+      };
+      switch (interaction.kind) {
+        case 'capabilities':
+        case 'transaction':
+        case 'batch':
+          return;
+        case 'read':
+        case 'vread':
+        case 'history-instance':
+          return needs(interaction.resourceType, 'r');
+        case 'search-type':
+        case 'search-compartment':
+        case 'history-type':
+          return needs(interaction.resourceType, 's');
+        case 'search-system':
+        case 'history-system':
+          return needsSome('s');
+        case 'create':
+          return needs(interaction.resourceType, 'c');
+        case 'update':
+        case 'update-conditional':
+        case 'patch':
+          return needs(interaction.resourceType, 'u');
+        case 'delete':
+        case 'delete-conditional':
+          return needs(interaction.resourceType, 'd');
+        case 'operation':
+          return authoriseOperation(interaction, grants, needs);
+      }
+    },
+    async checkResource(interaction, request, resource) {
+      if (!request.access) return;
+      const grants = grantsOf(request.access);
+      const permission: Permission = interaction.kind === 'create' ? 'c' : 'u';
+      if (grants.grant(resource.resourceType, permission) !== 'patient') return;
+      assertInPatientCompartment(resource, grants.patient!);
+    },
+  };
+}
+
+function authoriseOperation(interaction: Extract<Interaction, { kind: 'operation' }>, grants: Grants, needs: (type: string, ...p: Permission[]) => void): void {
+  if (TERMINOLOGY_OPERATIONS.has(interaction.name)) return;
+  if (interaction.name === 'validate') {
+    if (interaction.resourceType) return needs(interaction.resourceType, 'c', 'u');
+    if (!grants.grantsAny('c') && !grants.grantsAny('u')) throw forbidden("The token's scopes grant no create or update: $validate checks what is about to be written");
+    return;
+  }
+  if (interaction.resourceType) return needs(interaction.resourceType, 'r');
+  if (!grants.grantsEveryType('r')) throw forbidden(`$${interaction.name} at system level needs read on every type`);
+}
+
+/**
+ * A resource written under a `patient/` scope stays in that patient's record: the patient itself, or a
+ * resource that can belong to a patient's compartment and names this patient, and no other. Resources of
+ * types that never belong to one (Practitioner, Organization) are reference data and may be written as the
+ * scope says. A Binary must name the patient as its securityContext.
+ */
+function assertInPatientCompartment(resource: Resource, patient: string): void {
+  const patientId = patient.replace(/^Patient\//, '');
+  if (resource.resourceType === 'Patient') {
+    if (resource.id === patientId) return;
+    throw forbidden(`A patient-scoped token writes only its own patient, Patient/${patientId}`);
+  }
+  if (resource.resourceType === 'Binary') {
+    const context = (resource as { securityContext?: { reference?: string } }).securityContext?.reference;
+    if (context === `Patient/${patientId}`) return;
+    throw forbidden(`A Binary written with a patient-scoped token must have Patient/${patientId} as its securityContext`);
+  }
+  if (!loadPatientCompartment().has(resource.resourceType)) return;
+  const patients = new Set<string>();
+  collectPatientReferences(resource, patients);
+  if (patients.size === 1 && patients.has(patientId)) return;
+  throw forbidden(`A ${resource.resourceType} written with a patient-scoped token must name Patient/${patientId}, and no other patient`);
+}
+
+function collectPatientReferences(value: unknown, found: Set<string>): void {
+  if (Array.isArray(value)) {
+    for (const item of value) collectPatientReferences(item, found);
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  for (const [key, item] of Object.entries(value)) {
+    if (key === 'reference' && typeof item === 'string') {
+      const match = /(?:^|\/)Patient\/([^/]+)(?:\/_history\/[^/]+)?$/.exec(item);
+      if (match) found.add(match[1]!);
+    } else collectPatientReferences(item, found);
+  }
+}
+
+/** The access context a verified token gives: who, the scopes, the patient, and what the store must leave out. */
+export function accessFromToken(token: { scopes: string[]; patient?: string; fhirUser?: string; clientId?: string; purposeOfUse: string[] }): AccessContext {
+  const grants = new Grants(token.scopes, token.patient);
+  const { readable, confined, unconfined } = grants.visibility();
+  const access: AccessContext = {
+    ...(token.fhirUser ? { who: token.fhirUser } : {}),
+    ...(token.clientId ? { clientId: token.clientId } : {}),
+    scopes: token.scopes,
+    ...(token.patient ? { patient: token.patient } : {}),
+    purposeOfUse: token.purposeOfUse,
+    hiddenCompartments: [],
+    ...(readable ? { readableTypes: readable } : {}),
+    ...(confined === '*' || confined.length > 0 ? { confinedTypes: confined, unconfinedTypes: unconfined } : {}),
+  };
+  grantsByAccess.set(access, grants);
+  return access;
+}
