@@ -1,6 +1,6 @@
 /**
  * Patient operations benchmark (issue 19, item 6) on PostgreSQL: latency of the patient-level operations
- * (OPERATIONS below: the first page of `Patient/$everything`; `$summary` joins the list when it is merged)
+ * (OPERATIONS below: `Patient/$summary` and the first page of `Patient/$everything`)
  * for patients of 200 resources each, in the 1M-resource population `npm run bench:search` loads.
  *
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres BENCH_SCHEMA=bench1m npm run bench:patient
@@ -19,6 +19,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import pg from 'pg';
 import { buildApp } from '../../src/app.ts';
+import { embeddedToken } from '../lib/embedded-token.ts';
 import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
@@ -40,6 +41,7 @@ const RESULTS_DIR = new URL('./results/', import.meta.url);
  * (`{ name: 'Patient/{id}/$summary', targetMs: 50, path: (id) => `/fhir/Patient/${id}/$summary` }`).
  */
 const OPERATIONS: Array<{ name: string; targetMs?: number; path: (patientId: string) => string }> = [
+  { name: 'Patient/{id}/$summary (IPS document, French narrative)', targetMs: 50, path: (id) => `/fhir/Patient/${id}/$summary` },
   { name: 'Patient/{id}/$everything (first page, _count 50 by default)', targetMs: 50, path: (id) => `/fhir/Patient/${id}/$everything` },
   { name: 'Patient/{id}/$everything?_count=1000 (the whole record in one page)', path: (id) => `/fhir/Patient/${id}/$everything?_count=1000` },
   // Not an operation: a search returning a page of the same size, measured in the same conditions, as a yardstick.
@@ -117,7 +119,10 @@ async function main(): Promise<void> {
   const db = await openDatabase(url, { schema });
   const pool = new pg.Pool({ connectionString: url, max: 1, options: `-c search_path=${schema}` });
   const client = LoadClient.start();
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024 }, storage: sqlStorage(db), validator: createProfileValidator({ defaultProfiles: 'none' }) });
+  const audience = 'http://localhost/fhir';
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, authAudience: audience }, storage: sqlStorage(db), validator: createProfileValidator({ defaultProfiles: 'none' }) });
+  // A token as clients get theirs (`npm run token`).
+  const authorization = `Bearer ${await embeddedToken(db, { audience, scope: 'system/*.cruds', clientId: 'bench' })}`;
   try {
     const population = Number((await pool.query(`SELECT count(*) AS n FROM resource WHERE id NOT LIKE '${PREFIX}-%'`)).rows[0].n);
     if (population === 0) throw new Error(`schema ${schema} holds no population: load one with npm run bench:search (BENCH_SCHEMA keeps it)`);
@@ -126,7 +131,7 @@ async function main(): Promise<void> {
 
     // Written once: a patient whose compartment already holds its 200 resources is left as it is.
     const put = async (resource: Json) => {
-      const res = await app.inject({ method: 'PUT', url: `/fhir/${resource.resourceType}/${resource.id}`, headers: { 'content-type': 'application/fhir+json' }, payload: resource });
+      const res = await app.inject({ method: 'PUT', url: `/fhir/${resource.resourceType}/${resource.id}`, headers: { 'content-type': 'application/fhir+json', authorization }, payload: resource });
       if (res.statusCode >= 300) throw new Error(`PUT ${resource.resourceType}/${resource.id}: ${res.statusCode} ${res.body.slice(0, 500)}`);
     };
     let written = 0;
@@ -148,15 +153,15 @@ async function main(): Promise<void> {
     const rows: Array<Measurement & { targetMs?: number; entries: number }> = [];
     for (const operation of OPERATIONS) for (const inFlight of [...new Set([CONCURRENCY, 1])]) {
       // A sample answer: the operation must return the record, or its speed means nothing.
-      const sample = await app.inject({ method: 'GET', url: operation.path(patientIds[0]!), headers: { accept: 'application/fhir+json' } });
+      const sample = await app.inject({ method: 'GET', url: operation.path(patientIds[0]!), headers: { accept: 'application/fhir+json', authorization } });
       if (sample.statusCode !== 200) throw new Error(`${operation.name}: ${sample.statusCode} ${sample.body.slice(0, 500)}`);
       const entries = (JSON.parse(sample.body) as { entry?: unknown[] }).entry?.length ?? 0;
       const paths = (count: number) => Array.from({ length: count }, (_, k) => operation.path(patientIds[k % patientIds.length]!));
-      await client.run({ origin, method: 'GET', paths: paths(WARMUP), concurrency: inFlight });
+      await client.run({ origin, method: 'GET', paths: paths(WARMUP), concurrency: inFlight, authorization });
       let peak = process.memoryUsage.rss();
       const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 10);
       const cpuBefore = process.cpuUsage();
-      const result = await client.run({ origin, method: 'GET', paths: paths(REQUESTS), concurrency: inFlight });
+      const result = await client.run({ origin, method: 'GET', paths: paths(REQUESTS), concurrency: inFlight, authorization });
       clearInterval(sampler);
       const cpu = process.cpuUsage(cpuBefore);
       const unexpected = Object.keys(result.statuses).filter((status) => status !== '200');
