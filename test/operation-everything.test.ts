@@ -306,3 +306,18 @@ t.test('bounded: no statement of a page reads more rows than the page holds, plu
   t.same(read.sort(), [...p1.members, ...p1.referenced].sort(), `${p1.members.length} members and ${p1.referenced.length} referenced in ${pages} pages`);
   t.ok(most <= 4, `at most 4 rows from any statement (${most})`);
 });
+
+t.test('the audit trail is not part of the record: its AuditEvents only with _type asking for them', async (t) => {
+  const audited = await startTestServer(t, { audit: true });
+  const send = (method: string, url: string, payload?: unknown) =>
+    audited.inject({ method: method as 'GET', url, headers: { accept: FHIR_JSON, ...(payload ? { 'content-type': FHIR_JSON } : {}) }, ...(payload ? { payload: payload as object } : {}) });
+  t.equal((await send('PUT', '/fhir/Patient/trail', { resourceType: 'Patient', id: 'trail' })).statusCode, 201);
+  t.equal((await send('PUT', '/fhir/Observation/trail-obs', { resourceType: 'Observation', id: 'trail-obs', status: 'final', code: code('8867-4'), subject: ref('Patient/trail') })).statusCode, 201);
+  for (let i = 0; i < 3; i++) t.equal((await send('GET', '/fhir/Patient/trail')).statusCode, 200);
+  const trail = json(await send('GET', '/fhir/AuditEvent?patient=Patient/trail&_count=100'));
+  t.ok((trail.entry?.length ?? 0) >= 5, `the trail holds the patient's events (${trail.entry?.length})`);
+  const record = json(await send('GET', '/fhir/Patient/trail/$everything?_count=1000'));
+  t.same(keys(record), ['Observation/trail-obs', 'Patient/trail'], 'the record without its trail');
+  const asked = json(await send('GET', '/fhir/Patient/trail/$everything?_type=AuditEvent&_count=1000'));
+  t.ok(keys(asked).length >= 5 && keys(asked).every((key) => key.startsWith('AuditEvent/')), `_type=AuditEvent gives the trail (${keys(asked).length})`);
+});

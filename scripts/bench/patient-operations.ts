@@ -124,7 +124,7 @@ async function main(): Promise<void> {
   // A token as clients get theirs (`npm run token`).
   const authorization = `Bearer ${await embeddedToken(db, { audience, scope: 'system/*.cruds', clientId: 'bench' })}`;
   try {
-    const population = Number((await pool.query(`SELECT count(*) AS n FROM resource WHERE id NOT LIKE '${PREFIX}-%'`)).rows[0].n);
+    const population = Number((await pool.query(`SELECT count(*) AS n FROM resource WHERE id NOT LIKE '${PREFIX}-%' AND resource_type <> 'AuditEvent'`)).rows[0].n);
     if (population === 0) throw new Error(`schema ${schema} holds no population: load one with npm run bench:search (BENCH_SCHEMA keeps it)`);
     const plan = planPopulation(population);
     const patientIds = Array.from({ length: PATIENTS }, (_, n) => `${PREFIX}-${n}`);
@@ -136,7 +136,7 @@ async function main(): Promise<void> {
     };
     let written = 0;
     for (const [n, id] of patientIds.entries()) {
-      const { rows } = await pool.query(`SELECT count(*)::int AS n FROM compartment_member WHERE compartment_type = 'Patient' AND compartment_id = $1`, [id]);
+      const { rows } = await pool.query(`SELECT count(*)::int AS n FROM compartment_member WHERE compartment_type = 'Patient' AND compartment_id = $1 AND resource_type <> 'AuditEvent'`, [id]);
       if (rows[0].n === RECORD_SIZE) continue;
       if (written === 0) for (const resource of shared()) await put(resource);
       for (const resource of record(n, plan.practitioners, plan.organizations)) await put(resource);

@@ -435,8 +435,9 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   try {
     await migrate(db);
-    // The patient operations bench (patient-operations.ts) adds records of its own (`bench-po-…`) to a kept schema.
-    const existing = Number((await pool.query(`SELECT count(*) AS n FROM resource WHERE id NOT LIKE 'bench-po-%'`)).rows[0].n);
+    // The patient operations bench (patient-operations.ts) adds records of its own (`bench-po-…`) to a kept schema, and the
+    // audit trail (on, as by default) an AuditEvent per request: neither is the population.
+    const existing = Number((await pool.query(`SELECT count(*) AS n FROM resource WHERE id NOT LIKE 'bench-po-%' AND resource_type <> 'AuditEvent'`)).rows[0].n);
     let load: SearchReport['load'];
     let plan = planPopulation(RESOURCES);
     if (existing > 0) {

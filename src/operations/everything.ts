@@ -19,7 +19,7 @@ import type { OperationCall, OperationDefinition } from './registry.ts';
  * patient's record (`include`: practitioners, organisations, medications, locations…), each once across
  * the pages a walk of `next` links reads (ResourceStore.readRecord). `start`/`end` keep the resources whose
  * clinical date (CARE_DATE_PARAMS) meets the period, or that have none; `_since` those updated since;
- * `_type` those of the listed types. A Binary is not part of the answer: it belongs to no compartment, and
+ * `_type` those of the listed types (the audit trail only then). A Binary is not part of the answer: it belongs to no compartment, and
  * a DocumentReference's attachment `url` reads it (with its own access rule, its securityContext).
  */
 export const everythingOperation: OperationDefinition = {
@@ -46,6 +46,13 @@ const CARE_DATE_PARAMS: Record<string, string> = {
   Claim: 'created',
   ExplanationOfBenefit: 'created',
 };
+
+/**
+ * Left out unless `_type` asks for them: the audit trail is in the Patient compartment (R4 gives AuditEvent a
+ * `patient` parameter), but it is the record of who read the record, not part of it, and it grows with each
+ * read, $everything's own included.
+ */
+const TRAIL_TYPES: readonly string[] = ['AuditEvent'];
 
 const careDateParamsByRegistry = new WeakMap<SearchParameterRegistry, Map<string, string>>();
 
@@ -91,7 +98,7 @@ async function everything(call: OperationCall): Promise<Outcome> {
   const compartment = deps.compartments.get('Patient')!;
   const query: RecordQuery = {
     patients,
-    ...(types ? { types } : {}),
+    ...(types ? { types } : { exceptTypes: TRAIL_TYPES }),
     ...(since ? { since: since.toISOString() } : {}),
     ...(start || end ? { careDates: { params: careDateParams(deps.registry, compartment), from: start?.low.toISOString(), to: end?.high.toISOString() } } : {}),
     count,

@@ -15,6 +15,8 @@ export interface RecordQuery {
   patients: readonly string[] | 'all';
   /** Only resources of these types (`_type`); every type when absent. */
   types?: readonly string[];
+  /** Never resources of these types, as members nor as what references others in. */
+  exceptTypes?: readonly string[];
   /** Only resources last updated at or after this instant (`_since`, ISO 8601). */
   since?: string;
   /**
@@ -110,6 +112,7 @@ function rowConditions(query: RecordQuery, r: string, after: [string, string] | 
   const conditions = [`NOT ${r}.deleted`];
   if (after) conditions.push(`(${r}.resource_type, ${r}.id) > (${binder.bind(after[0])}, ${binder.bind(after[1])})`);
   if (query.types) conditions.push(`${r}.resource_type = ANY(${binder.bind(query.types, 'text[]')})`);
+  if (query.exceptTypes?.length) conditions.push(`${r}.resource_type <> ALL(${binder.bind(query.exceptTypes, 'text[]')})`);
   if (query.since) conditions.push(`${r}.last_updated >= ${binder.bind(query.since)}::timestamptz`);
   const scoped = scope?.(r, query.types ? [...query.types] : [], binder);
   if (scoped) conditions.push(scoped);
@@ -162,6 +165,7 @@ function memberStatement(query: RecordQuery, after: [string, string] | undefined
 function referencedStatement(query: RecordQuery, after: [string, string] | undefined, limit: number, scope: ScopePredicate | undefined) {
   const binder = new Binder();
   const sourceConditions = ['NOT s.deleted'];
+  if (query.exceptTypes?.length) sourceConditions.push(`s.resource_type <> ALL(${binder.bind(query.exceptTypes, 'text[]')})`);
   const sourceScope = scope?.('s', [], binder);
   if (sourceScope) sourceConditions.push(sourceScope);
   const care = careDateCondition(query, 's', binder);
