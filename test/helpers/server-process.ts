@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { embeddedTokenFor } from '../../scripts/lib/embedded-token.ts';
+import { embeddedIssuerKeysFor, signEmbeddedToken } from '../../scripts/lib/embedded-token.ts';
+import type { IssuerKey } from '../../src/store/issuer-keys.ts';
 import { DEFAULT_TEST_SCOPE, onPostgres, TEST_DATABASE_URL } from './app.ts';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -92,12 +93,24 @@ export async function startServerProcess(databaseUrl: string, options: { env?: R
  * key in the server's database, audience http://localhost:$PORT/fhir), before the server starts (a PGlite
  * directory belongs to the server once it runs), else at first use (a PostgreSQL that was down then).
  */
-const serverTokens = new Map<string, { databaseUrl: string; port: number; token?: string }>();
+interface ServerToken {
+  databaseUrl: string;
+  port: number;
+  keys?: IssuerKey[];
+  token?: string;
+}
 
-async function mintServerToken(entry: { databaseUrl: string; port: number; token?: string }): Promise<void> {
+const serverTokens = new Map<string, ServerToken>();
+
+async function readIssuerKeys(entry: ServerToken): Promise<void> {
   // An in-memory store is the server's alone: no other process can read its key.
   if (entry.databaseUrl.startsWith('memory://')) return;
-  entry.token ??= await embeddedTokenFor(entry.databaseUrl, { audience: `http://localhost:${entry.port}/fhir`, scope: DEFAULT_TEST_SCOPE, clientId: 'dossier-tests' }).catch(() => undefined);
+  entry.keys ??= await embeddedIssuerKeysFor(entry.databaseUrl).catch(() => undefined);
+}
+
+async function mintServerToken(entry: ServerToken): Promise<void> {
+  await readIssuerKeys(entry);
+  if (entry.keys) entry.token ??= await signEmbeddedToken(entry.keys, { audience: `http://localhost:${entry.port}/fhir`, scope: DEFAULT_TEST_SCOPE, clientId: 'dossier-tests' });
 }
 
 /** `{ authorization: 'Bearer …' }` for a request to a spawned server at `url` (none for another URL). */
@@ -110,8 +123,12 @@ export async function authHeaders(url: string): Promise<Record<string, string>> 
 
 /** Spawns the server on `databaseUrl` on a free port, without waiting for it to serve. */
 export async function spawnServerProcess(databaseUrl: string, options: { env?: Record<string, string>; port?: number } = {}): Promise<ServerProcess> {
+  const entry: ServerToken = { databaseUrl, port: 0 };
+  // The key is read before a port is chosen: opening a store takes seconds, in which a port found free may be
+  // taken by another suite's server, whose answers this one's client would then get.
+  await readIssuerKeys(entry);
   const port = options.port ?? (await freePort());
-  const entry = { databaseUrl, port };
+  entry.port = port;
   serverTokens.set(`http://127.0.0.1:${port}`, entry);
   await mintServerToken(entry);
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
