@@ -143,9 +143,12 @@ function memberStatement(query: RecordQuery, after: [string, string] | undefined
     // One patient: its memberships in (type, id) order straight from the compartment index, each row joined
     // to its resource until the page is full (a member is in one patient's compartment once).
     const keyAfter = after ? ` AND (m.resource_type, m.resource_id) > (${binder.bind(after[0])}, ${binder.bind(after[1])})` : '';
+    // Left-out types are skipped in the index itself, not row by row after the join: a patient's audit trail
+    // holds thousands of members, read through before the next type's.
+    const skipped = query.exceptTypes?.length ? ` AND m.resource_type <> ALL(${binder.bind(query.exceptTypes, 'text[]')})` : '';
     sql = `SELECT r.resource_type, r.id, r.content FROM compartment_member m
       JOIN resource r ON r.resource_type = m.resource_type AND r.id = m.resource_id
-      WHERE ${membershipOf(query, binder)}${keyAfter} AND ${conditions.join(' AND ')}`;
+      WHERE ${membershipOf(query, binder)}${keyAfter}${skipped} AND ${conditions.join(' AND ')}`;
   } else {
     // Several patients share members (an Appointment is in each participant's): resources in key order,
     // each once, that are members of any of them.
