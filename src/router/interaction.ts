@@ -29,6 +29,7 @@ export type Interaction =
 export type InteractionKind = Interaction['kind'];
 
 /** The R4 CapabilityStatement code of each interaction (TypeRestfulInteraction / SystemRestfulInteraction). */
+// The same codes name the interaction in an AuditEvent's subtype (http://hl7.org/fhir/restful-interaction).
 export const CAPABILITY_CODE: Record<InteractionKind, string> = {
   capabilities: 'capabilities',
   create: 'create',

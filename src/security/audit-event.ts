@@ -1,6 +1,6 @@
 import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding, OperationOutcome, Resource } from 'fhir/r4';
 import { ResourceText, type ResponseResource } from '../fhir/resource-text.ts';
-import type { Interaction } from '../router/interaction.ts';
+import { CAPABILITY_CODE, type Interaction } from '../router/interaction.ts';
 import { FormParameters, type FhirRequest, type FhirResponse } from '../router/request.ts';
 import { loadPatientCompartment } from '../search/compartment.ts';
 import { ALL_ACCESS, type AccessContext } from '../store/access.ts';
@@ -56,28 +56,6 @@ const ACTION: Record<Kind, AuditEvent['action']> = {
   'search-compartment': 'E',
 };
 
-/** The http://hl7.org/fhir/restful-interaction code of each interaction (R4 codesystem-restful-interaction). */
-const SUBTYPE: Record<Kind, string> = {
-  capabilities: 'capabilities',
-  create: 'create',
-  read: 'read',
-  vread: 'vread',
-  update: 'update',
-  'update-conditional': 'update',
-  patch: 'patch',
-  delete: 'delete',
-  'delete-conditional': 'delete',
-  transaction: 'transaction',
-  batch: 'batch',
-  operation: 'operation',
-  'history-instance': 'history-instance',
-  'history-type': 'history-type',
-  'history-system': 'history-system',
-  'search-type': 'search-type',
-  'search-system': 'search-system',
-  'search-compartment': 'search-type',
-};
-
 /** The BALP profile an event of this action is, when it succeeded (BALP profiles successes only). */
 const PROFILE: Partial<Record<NonNullable<AuditEvent['action']>, string>> = { C: 'Create', R: 'Read', U: 'Update', D: 'Delete', E: 'Query' };
 
@@ -121,7 +99,7 @@ export function auditEventOf(interaction: Interaction | undefined, request: Fhir
       ...(emergency.length > 0 ? { security: emergency.map((code) => coding(ACT_REASON, code, code === 'BTG' ? 'break the glass' : 'emergency treatment')) } : {}),
     },
     type: coding(AUDIT_EVENT_TYPE, 'rest', 'Restful Operation'),
-    subtype: [coding(RESTFUL_INTERACTION, interaction ? SUBTYPE[interaction.kind] : 'operation')],
+    subtype: [coding(RESTFUL_INTERACTION, interaction ? CAPABILITY_CODE[interaction.kind] : 'operation')],
     action,
     recorded: recorded.toISOString(),
     outcome,
