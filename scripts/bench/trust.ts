@@ -1,0 +1,312 @@
+/**
+ * The cost of trust (issue 17 item 7, issue 18 item 5): read, search and ingest on servers that differ only by
+ * their security settings, in the same run, on the same kind of store:
+ *   - `off`: FHIR_AUTH=off and no audit trail (local development; what every number before SMART measured),
+ *   - `auth`: SMART tokens verified and scopes applied (target: at most 10 % slower than `off`),
+ *   - `trust`: authentication, authorisation, the audit trail, the patient's consent and encryption at rest, as
+ *     the server runs by default (target: at most 25 % slower than `off`).
+ * Each configuration has a schema (or PGlite) of its own, filled the same way, so that one's audit trail or
+ * keys do not weigh on another; the configurations are measured alternately, operation by operation, in each
+ * of BENCH_ROUNDS rounds, and each ratio is the median of the rounds' own ratios.
+ *
+ *   npm run bench:trust
+ *
+ * Environment: BENCH_DATABASE_URL (postgres://…; without it a throwaway PostgreSQL 15 cluster is started and
+ * removed), BENCH_STORES (`postgres,pglite`), BENCH_PATIENTS (300 patients of BENCH_OBSERVATIONS (10)
+ * Observations each, ingested before measuring), BENCH_REQUESTS (1500 per measurement), BENCH_WARMUP (200),
+ * BENCH_CONCURRENCY (16 for reads and searches), BENCH_SENDERS (8 for ingest), BENCH_ROUNDS (3),
+ * PG_POOL_SIZE (10, read by the server's pool). Results: scripts/bench/results/trust.md.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import type { FastifyInstance } from 'fastify';
+import { buildApp, type AppOptions } from '../../src/app.ts';
+import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
+import { openDatabase } from '../../src/store/open-database.ts';
+import { sqlStorage } from '../../src/store/storage.ts';
+import type { Database } from '../../src/store/database.ts';
+import { embeddedToken } from '../lib/embedded-token.ts';
+import { LoadClient } from './lib/load-client.ts';
+import { frenchPatient, INS_NIR_SYSTEM } from './lib/patients.ts';
+import { benchPostgres } from './lib/pg-cluster.ts';
+import { machine, summarise, type Measurement } from './lib/report.ts';
+
+const PATIENTS = positiveInteger('BENCH_PATIENTS', 300);
+const OBSERVATIONS = positiveInteger('BENCH_OBSERVATIONS', 10);
+const REQUESTS = positiveInteger('BENCH_REQUESTS', 1500);
+const WARMUP = positiveInteger('BENCH_WARMUP', 200);
+const CONCURRENCY = positiveInteger('BENCH_CONCURRENCY', 16);
+const SENDERS = positiveInteger('BENCH_SENDERS', 8);
+const ROUNDS = positiveInteger('BENCH_ROUNDS', 3);
+const STORES = (process.env.BENCH_STORES ?? 'postgres,pglite').split(',').map((name) => name.trim());
+const RESULTS_DIR = new URL('./results/', import.meta.url);
+const AUDIENCE = 'http://localhost/fhir';
+const LOINC = 'http://loinc.org';
+/** Laboratory codes the Observations cycle through; searches ask for the first. */
+const CODES = [
+  ['2339-0', 'Glucose [Mass/volume] in Blood', 'g/L'],
+  ['2160-0', 'Creatinine [Mass/volume] in Serum or Plasma', 'mg/L'],
+  ['718-7', 'Hemoglobin [Mass/volume] in Blood', 'g/dL'],
+] as const;
+
+interface Configuration {
+  name: 'off' | 'auth' | 'trust';
+  description: string;
+  /** The share of `off`'s throughput this configuration must keep. */
+  targetShare?: number;
+  config: Partial<AppOptions['config']>;
+  /** The token clients send (none when authentication is off). */
+  token?: (db: Database) => Promise<string>;
+}
+
+const systemToken = (db: Database) => embeddedToken(db, { audience: AUDIENCE, scope: 'system/*.cruds', clientId: 'bench-feed' });
+
+const CONFIGURATIONS: Configuration[] = [
+  { name: 'off', description: 'FHIR_AUTH=off, no audit trail', config: { auth: 'off', audit: 'off' } },
+  { name: 'auth', description: 'SMART token verified, scopes applied', targetShare: 0.9, config: { auth: 'on', audit: 'off' }, token: systemToken },
+  { name: 'trust', description: 'SMART, audit trail (as by default)', targetShare: 0.75, config: { auth: 'on', audit: 'on' }, token: systemToken },
+];
+
+function positiveInteger(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer`);
+  return value;
+}
+
+/** A transaction Bundle as a lab feed sends it: a patient (created unless known by INS) and its results. */
+function labBundle(index: number): string {
+  const patientUrn = `urn:uuid:${randomUUID()}`;
+  const patient = frenchPatient(index);
+  const observations = Array.from({ length: OBSERVATIONS }, (_, k) => {
+    const [code, display, unit] = CODES[k % CODES.length]!;
+    return {
+      fullUrl: `urn:uuid:${randomUUID()}`,
+      resource: {
+        resourceType: 'Observation',
+        status: 'final',
+        category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory' }] }],
+        code: { coding: [{ system: LOINC, code, display }] },
+        subject: { reference: patientUrn },
+        effectiveDateTime: `2026-${String(1 + (k % 12)).padStart(2, '0')}-${String(1 + (index % 28)).padStart(2, '0')}T08:00:00+01:00`,
+        valueQuantity: { value: 1 + ((index + k) % 50) / 10, unit, system: 'http://unitsofmeasure.org', code: unit },
+      },
+      request: { method: 'POST', url: 'Observation' },
+    };
+  });
+  return JSON.stringify({
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [{ fullUrl: patientUrn, resource: patient, request: { method: 'POST', url: 'Patient' } }, ...observations],
+  });
+}
+
+interface Target {
+  configuration: Configuration;
+  app: FastifyInstance;
+  origin: string;
+  authorization?: string;
+  db: Database;
+  close(): Promise<void>;
+  patientIds: string[];
+  identifiers: string[];
+  ingested: number;
+}
+
+async function openTarget(storeUrl: string, configuration: Configuration, validator: AppOptions['validator']): Promise<Target> {
+  const schema = storeUrl.startsWith('postgres') ? `bench_trust_${configuration.name}_${randomBytes(3).toString('hex')}` : undefined;
+  const db = await openDatabase(storeUrl, schema ? { schema } : {});
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 16 * 1024 * 1024, authAudience: AUDIENCE, ...configuration.config }, storage: sqlStorage(db), validator });
+  const origin = await app.listen({ host: '127.0.0.1', port: 0 });
+  const authorization = configuration.token ? `Bearer ${await configuration.token(db)}` : undefined;
+  return {
+    configuration,
+    app,
+    origin,
+    authorization,
+    db,
+    patientIds: [],
+    identifiers: [],
+    ingested: 0,
+    async close() {
+      await app.close();
+      if (schema) await db.exec(`DROP SCHEMA ${schema} CASCADE`);
+      await db.close();
+    },
+  };
+}
+
+/** Fills a target with PATIENTS lab bundles through its own API, and notes the patients' ids and INS. */
+async function populate(client: LoadClient, target: Target): Promise<void> {
+  const bundles = Array.from({ length: PATIENTS }, (_, index) => labBundle(index));
+  const result = await client.run({ origin: target.origin, authorization: target.authorization, method: 'POST', paths: bundles.map(() => '/fhir'), bodies: bundles, concurrency: SENDERS });
+  if (Object.keys(result.statuses).some((status) => status !== '200')) throw new Error(`populating ${target.configuration.name}: ${JSON.stringify(result.statuses)}`);
+  const response = await fetch(`${target.origin}/fhir/Patient?_count=1000&_elements=identifier`, { headers: { accept: 'application/fhir+json', ...(target.authorization ? { authorization: target.authorization } : {}) } });
+  const bundle = (await response.json()) as { entry?: Array<{ resource: { id: string; identifier: Array<{ value: string }> } }> };
+  for (const entry of bundle.entry ?? []) {
+    target.patientIds.push(entry.resource.id);
+    target.identifiers.push(entry.resource.identifier[0]!.value);
+  }
+  if (target.patientIds.length !== PATIENTS) throw new Error(`populating ${target.configuration.name}: ${target.patientIds.length} patients found, ${PATIENTS} sent`);
+}
+
+interface Operation {
+  name: string;
+  concurrency: number;
+  /** Entries a request carries (ingest), to state the rate in resources/s too. */
+  resourcesPerRequest?: number;
+  method: 'GET' | 'POST';
+  paths(target: Target, count: number): string[];
+  bodies?(target: Target, count: number): string[];
+  expected: number;
+}
+
+const cycle = <T>(items: T[], count: number, offset = 0) => Array.from({ length: count }, (_, index) => items[(index * 7 + offset) % items.length]!);
+
+const OPERATIONS: Operation[] = [
+  { name: 'read Patient/{id}', concurrency: CONCURRENCY, method: 'GET', expected: 200, paths: (t, n) => cycle(t.patientIds, n).map((id) => `/fhir/Patient/${id}`) },
+  {
+    name: 'search Patient?identifier=INS',
+    concurrency: CONCURRENCY,
+    method: 'GET',
+    expected: 200,
+    paths: (t, n) => cycle(t.identifiers, n, 3).map((value) => `/fhir/Patient?identifier=${encodeURIComponent(`${INS_NIR_SYSTEM}|${value}`)}`),
+  },
+  {
+    name: 'search Observation?patient&code',
+    concurrency: CONCURRENCY,
+    method: 'GET',
+    expected: 200,
+    paths: (t, n) => cycle(t.patientIds, n, 5).map((id) => `/fhir/Observation?patient=${id}&code=${encodeURIComponent(`${LOINC}|${CODES[0][0]}`)}`),
+  },
+  {
+    name: `ingest transaction (1 Patient + ${OBSERVATIONS} Observations)`,
+    concurrency: SENDERS,
+    resourcesPerRequest: 1 + OBSERVATIONS,
+    method: 'POST',
+    expected: 200,
+    paths: (_t, n) => Array.from({ length: n }, () => '/fhir'),
+    bodies: (t, n) => Array.from({ length: n }, () => labBundle(PATIENTS + t.ingested++)),
+  },
+];
+
+async function measure(client: LoadClient, target: Target, operation: Operation): Promise<Measurement> {
+  const requests = operation.bodies ? Math.max(100, Math.round(REQUESTS / 5)) : REQUESTS;
+  const warmup = operation.bodies ? Math.max(20, Math.round(WARMUP / 5)) : WARMUP;
+  const job = (count: number) => ({
+    origin: target.origin,
+    authorization: target.authorization,
+    method: operation.method,
+    paths: operation.paths(target, count),
+    ...(operation.bodies ? { bodies: operation.bodies(target, count) } : {}),
+    concurrency: operation.concurrency,
+  });
+  await client.run(job(warmup));
+  let peak = process.memoryUsage.rss();
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
+  const cpuBefore = process.cpuUsage();
+  const result = await client.run(job(requests));
+  clearInterval(sampler);
+  const cpu = process.cpuUsage(cpuBefore);
+  const unexpected = Object.keys(result.statuses).filter((status) => Number(status) !== operation.expected);
+  if (unexpected.length > 0) throw new Error(`${operation.name} on ${target.configuration.name}: ${JSON.stringify(result.statuses)}`);
+  return summarise(`${operation.name} [${target.configuration.name}]`, result, { peakRssBytes: peak, processCpuMs: (cpu.user + cpu.system) / 1000, clientCpuMs: result.cpuMs });
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+};
+
+async function benchStore(store: string, url: string, client: LoadClient): Promise<string[]> {
+  console.error(`${store}: opening ${CONFIGURATIONS.length} stores and populating them (${PATIENTS} patients × ${1 + OBSERVATIONS} resources each)`);
+  const validator = createProfileValidator();
+  const targets: Target[] = [];
+  const loadBefore = os.loadavg()[0]!;
+  try {
+    // PGlite holds the whole database on this thread: one target at a time, in a process of its own each round.
+    for (const configuration of CONFIGURATIONS) targets.push(await openTarget(url, configuration, validator));
+    for (const target of targets) await populate(client, target);
+    const rounds: Measurement[][] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      const measurements: Measurement[] = [];
+      for (const operation of OPERATIONS) {
+        // Alternate the order from round to round, so no configuration always runs first (or on a warmer cache).
+        const order = round % 2 ? targets : [...targets].reverse();
+        for (const target of order) {
+          const measurement = await measure(client, target, operation);
+          console.error(`  round ${round} ${measurement.operation}: ${measurement.opsPerSec.toFixed(0)} ops/s, p95 ${measurement.p95Ms.toFixed(1)} ms`);
+          measurements.push(measurement);
+        }
+      }
+      rounds.push(measurements);
+    }
+    return report(store, rounds, loadBefore, os.loadavg()[0]!);
+  } finally {
+    for (const target of targets) await target.close();
+  }
+}
+
+function report(store: string, rounds: Measurement[][], loadBefore: number, loadAfter: number): string[] {
+  const of = (round: Measurement[], operation: Operation, configuration: Configuration) => round.find((m) => m.operation === `${operation.name} [${configuration.name}]`)!;
+  const lines = [
+    `## ${store}`,
+    '',
+    `${new Date().toISOString()} · Node ${process.version} · ${machine().cpu} × ${machine().cores} cores · ${ROUNDS} rounds`,
+    `Load average (1 min) before/after: ${loadBefore.toFixed(2)} / ${loadAfter.toFixed(2)}${loadBefore > 1.5 || loadAfter > 1.5 ? ' (**the machine was busy: numbers are pessimistic and noisy**)' : ''}`,
+    '',
+    '| operation | configuration | ops/s (median round) | range | resources/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | share of `off` (median of rounds) | target | met? |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const operation of OPERATIONS) {
+    for (const configuration of CONFIGURATIONS) {
+      const all = rounds.map((round) => of(round, operation, configuration));
+      const middle = [...all].sort((a, b) => a.opsPerSec - b.opsPerSec)[Math.floor(all.length / 2)]!;
+      const shares = rounds.map((round) => of(round, operation, configuration).opsPerSec / of(round, operation, CONFIGURATIONS[0]!).opsPerSec);
+      const share = median(shares);
+      const target = configuration.targetShare;
+      lines.push(
+        `| ${operation.name} | ${configuration.name}: ${configuration.description} | ${middle.opsPerSec.toFixed(0)} | ${Math.min(...all.map((m) => m.opsPerSec)).toFixed(0)}–${Math.max(...all.map((m) => m.opsPerSec)).toFixed(0)} | ` +
+          `${operation.resourcesPerRequest ? (middle.opsPerSec * operation.resourcesPerRequest).toFixed(0) : ''} | ${middle.p50Ms.toFixed(1)} | ${middle.p95Ms.toFixed(1)} | ${middle.p99Ms.toFixed(1)} | ${middle.peakRssMiB.toFixed(0)} | ` +
+          `${configuration.name === 'off' ? '—' : `${(share * 100).toFixed(1)} % (${(Math.min(...shares) * 100).toFixed(0)}–${(Math.max(...shares) * 100).toFixed(0)} %)`} | ` +
+          `${target ? `≥ ${target * 100} %` : ''} | ${target ? (share >= target ? 'yes' : '**no**') : ''} |`,
+      );
+    }
+  }
+  lines.push('');
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const postgres = STORES.includes('postgres') ? await benchPostgres() : undefined;
+  const client = LoadClient.start();
+  const sections: string[] = [];
+  try {
+    for (const store of STORES) {
+      if (store === 'postgres') sections.push(...(await benchStore(store, postgres!.url, client)));
+      else if (store === 'pglite') sections.push(...(await benchStore(store, 'memory://', client)));
+      else throw new Error(`BENCH_STORES: unknown store '${store}'`);
+    }
+  } finally {
+    client.stop();
+    postgres?.stop();
+  }
+  const text = [
+    '# The cost of trust (npm run bench:trust)',
+    '',
+    `Read, search and ingest over HTTP on servers that differ only by their security settings, each on a store of its own filled the same way (${PATIENTS} patients of ${OBSERVATIONS} Observations, ingested as lab transaction Bundles through its API); ` +
+      `${REQUESTS} requests per read or search measurement (${CONCURRENCY} in flight), ${Math.max(100, Math.round(REQUESTS / 5))} ingest Bundles (${SENDERS} senders), after warm-up; the configurations measured alternately in each round. ` +
+      'Targets: authentication and authorisation at most 10 % slower than FHIR_AUTH=off (issue 17); with everything on, at most 25 % (issue 18).',
+    '',
+    ...sections,
+  ].join('\n');
+  console.log(text);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = new URL('trust.md', RESULTS_DIR);
+  writeFileSync(file, text);
+  console.error(`wrote ${file.pathname}`);
+}
+
+await main();
