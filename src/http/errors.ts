@@ -26,6 +26,7 @@ export function registerErrorHandlers(app: FastifyInstance): void {
     if (status >= 500 || isStorageUnavailable(error)) {
       const failure = failureAnswer(error, request.id);
       if (failure.status === 503) request.log.warn({ err: error }, 'storage unavailable');
+      else if (failure.status === 409) request.log.warn({ err: error }, 'undone for a concurrent request');
       else request.log.error({ err: error }, 'request failed');
       return reply.status(failure.status).headers(failure.headers).type(FHIR_JSON).send(failure.outcome);
     }

@@ -42,15 +42,31 @@ export function isStorageUnavailable(error: unknown): boolean {
   return error.cause !== undefined && isStorageUnavailable(error.cause);
 }
 
+/**
+ * SQLSTATEs of a transaction the server undid because it met a concurrent one: serialization_failure (40001)
+ * and deadlock_detected (40P01), as when two transactions delete resources that reference each other in
+ * opposite orders. Nothing of the request was written, and the same request sent again will most likely
+ * succeed: the client's conflict, not a fault of the server.
+ */
+const CONFLICT_SQLSTATES = new Set(['40001', '40P01']);
+
+export function isConcurrencyConflict(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && CONFLICT_SQLSTATES.has(code)) return true;
+  return error.cause !== undefined && isConcurrencyConflict(error.cause);
+}
+
 export interface FailureAnswer {
-  status: 500 | 503;
+  status: 409 | 500 | 503;
   outcome: OperationOutcome;
   headers: Record<string, string>;
 }
 
 /**
  * The answer to a failure that is not a FhirError: 503 with Retry-After while the database is unreachable,
- * else 500, saying nothing of the internals. The HTTP error handler sends it (with the request's id, to
+ * 409 when the database undid the request for a concurrent one (R4 http.html: a conflict the client may
+ * resolve by sending it again), else 500, saying nothing of the internals. The HTTP error handler sends it (with the request's id, to
  * find it in the log); the router records it in the audit trail before.
  */
 export function failureAnswer(error: unknown, requestId?: string): FailureAnswer {
@@ -60,6 +76,19 @@ export function failureAnswer(error: unknown, requestId?: string): FailureAnswer
       status: 503,
       outcome: operationOutcome([{ severity: 'error', code: 'transient', diagnostics: `The database is unreachable; retry in a few seconds${request}` }]),
       headers: { 'retry-after': String(STORAGE_RETRY_AFTER_SECONDS) },
+    };
+  }
+  if (isConcurrencyConflict(error)) {
+    return {
+      status: 409,
+      outcome: operationOutcome([
+        {
+          severity: 'error',
+          code: 'conflict',
+          diagnostics: `This request met a concurrent one on the same resources and was undone, nothing of it written: send it again${request}`,
+        },
+      ]),
+      headers: {},
     };
   }
   return { status: 500, outcome: operationOutcome([{ severity: 'fatal', code: 'exception', diagnostics: `Internal server error${request}` }]), headers: {} };
