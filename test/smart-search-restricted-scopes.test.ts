@@ -40,7 +40,10 @@ const tokens = {
   userLab: await bearer('user/Observation.rs?category=laboratory'),
   // Patient.r: the observation's subject must be a resource the writer sees (referential integrity).
   labWriterA: await bearer('patient/Observation.crus?category=laboratory patient/Patient.r', 'Patient/rs-pa'),
-  unusable: await bearer('patient/Observation.rs?date=ge2020 patient/Observation.rs?unknown-param=1 patient/Observation.rs?_count=5', 'Patient/rs-pa'),
+  unusable: await bearer(
+    'patient/Observation.rs?date=ge2020 patient/Observation.rs?unknown-param=1 patient/Observation.rs?_count=5 patient/*.rs?_tag=x patient/Observation.read?category=laboratory',
+    'Patient/rs-pa',
+  ),
 };
 type Who = keyof typeof tokens;
 
@@ -89,7 +92,7 @@ t.test('search, _total and _include: only the matching resources', async (t) => 
 
   const unusable = await get('unusable', '/fhir/Observation?_total=accurate');
   t.equal(unusable.statusCode, 200);
-  t.equal(unusable.json().total, 0, 'a restriction the server cannot apply (a date, an unknown parameter, _count) grants nothing');
+  t.equal(unusable.json().total, 0, 'a restriction the server cannot apply (a date, an unknown parameter, _count, on *, on a v1 scope) grants nothing');
 });
 
 t.test('create and update: a resource that matches is written, one that does not is 403 and not written', async (t) => {
