@@ -116,7 +116,7 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     operations: defaultOperations(),
     // Scopes first: an interaction they do not allow reaches no other hook but the trail. The trail's guard
     // always (no client writes an AuditEvent), the trail itself last: it records what the others decided.
-    hooks: [smartAuthorisation(), auditEventsAppendOnly, ...(hooks ?? []), ...((config.audit ?? 'on') === 'on' ? [new AuditTrail()] : [])],
+    hooks: [smartAuthorisation(registry), auditEventsAppendOnly, ...(hooks ?? []), ...((config.audit ?? 'on') === 'on' ? [new AuditTrail()] : [])],
     referentialIntegrity: (config.referentialIntegrity ?? 'on') === 'on',
   });
 

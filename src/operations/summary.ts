@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { Bundle, Resource } from 'fhir/r4';
+import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
-import { resourceObject } from '../fhir/resource-text.ts';
+import { resourceObject, ResourceText, type ResponseBundle, type ResponseResource } from '../fhir/resource-text.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
 import { parseSearch } from '../search/parse.ts';
 import { MAX_PAGE_SIZE } from '../router/history.ts';
@@ -42,20 +42,21 @@ async function summarise(call: OperationCall): Promise<Outcome> {
   if (profile !== undefined && profile.split('|')[0] !== IPS_COMPOSITION_PROFILE) {
     throw FhirError.badRequest(`Profile ${profile} is not supported: this server composes summaries to ${IPS_COMPOSITION_PROFILE}`, ['profile'], 'not-supported');
   }
-  const patient = await findPatient(call);
+  const patientText = await findPatient(call);
+  const patient = patientText.resource as Json;
   const baseUrl = call.request.baseUrl;
-  const record = await readRecord(call, patient.id);
+  const { record, texts } = await readRecord(call, patient.id);
 
   const chosen = SECTIONS.map((spec) => ({ spec, entries: spec.select(record) }));
   const contactRows = patientContactRows(patient);
   const present = chosen.filter(({ spec, entries }) => spec.presence !== 'optional' || entries.length > 0 || (spec.key === 'sectionEmergencyContacts' && contactRows.length > 0));
 
   // What the sections reference, and what that references in turn, read once each.
-  const included = new Map<string, Json>([[`Patient/${patient.id}`, patient]]);
-  for (const { entries } of present) for (const resource of entries) included.set(`${resource.resourceType}/${resource.id}`, resource);
+  const included = new Map<string, ResourceText>([[`Patient/${patient.id}`, patientText]]);
+  for (const { entries } of present) for (const resource of entries) included.set(`${resource.resourceType}/${resource.id}`, texts.get(resource)!);
   await includeReferenced(call, included);
 
-  const resolve = (reference: string | undefined) => (reference === undefined ? undefined : included.get(localReference(reference, baseUrl) ?? ''));
+  const resolve = (reference: string | undefined) => (reference === undefined ? undefined : (included.get(localReference(reference, baseUrl) ?? '')?.resource as Json | undefined));
   const context: RowContext = { language, labels: labels(language), resolve };
   const now = new Date().toISOString();
   const generator = generatorDevice();
@@ -78,7 +79,7 @@ async function summarise(call: OperationCall): Promise<Outcome> {
     section: sections,
   };
   const bundleId = randomUUID();
-  const bundle: Bundle = {
+  const bundle: ResponseBundle = {
     resourceType: 'Bundle',
     id: bundleId,
     meta: { profile: [IPS_BUNDLE_PROFILE] },
@@ -88,7 +89,8 @@ async function summarise(call: OperationCall): Promise<Outcome> {
     timestamp: now,
     entry: [
       { fullUrl: `urn:uuid:${composition.id}`, resource: composition as Resource },
-      ...[...included.entries()].map(([reference, resource]) => ({ fullUrl: `${baseUrl}/${reference}`, resource: resource as Resource })),
+      // The stored texts, written out as they are: no resource of the record is serialised again.
+      ...[...included.entries()].map(([reference, resource]) => ({ fullUrl: `${baseUrl}/${reference}`, resource })),
       { fullUrl: generatorUrl, resource: generator as Resource },
     ],
   };
@@ -108,11 +110,11 @@ function summaryLanguage(call: OperationCall): SummaryLanguage {
 }
 
 /** The patient: by id at instance level, by `identifier` (system|value: an INS) at type level. */
-async function findPatient(call: OperationCall): Promise<Json> {
+async function findPatient(call: OperationCall): Promise<ResourceText> {
   const identifier = text(call.parameters, 'identifier');
   if (call.id !== undefined) {
     if (identifier !== undefined) throw FhirError.badRequest("Parameter 'identifier' selects the patient at type level (Patient/$summary); here the id does", ['identifier']);
-    return (await call.ctx.store.read('Patient', call.id)).resource as Json;
+    return call.ctx.store.read('Patient', call.id);
   }
   if (identifier === undefined || identifier === '') {
     throw FhirError.badRequest('Patient/$summary needs the patient: an identifier parameter (system|value), or invoke Patient/[id]/$summary', ['identifier'], 'required');
@@ -124,12 +126,33 @@ async function findPatient(call: OperationCall): Promise<Json> {
   return found[0]!;
 }
 
-/** The resources of the patient's compartment the sections read, entered-in-error ones left out. */
-async function readRecord(call: OperationCall, patientId: string): Promise<PatientRecord> {
-  const types = [...new Set(SECTIONS.flatMap((spec) => spec.types))];
-  const record = new Map<string, Json[]>();
-  for (const type of types) record.set(type, (await searchAll(call, type, [], patientId)).filter((resource) => !enteredInError(resource)));
-  return record;
+/**
+ * The resources of the patient's compartment the sections read, entered-in-error ones left out: one
+ * statement for the whole record (the compartment index, members only), not a search per type. Each is
+ * kept as its stored text, parsed once, and written out as it was stored.
+ */
+async function readRecord(call: OperationCall, patientId: string): Promise<RecordResources> {
+  const types = [...new Set(SECTIONS.flatMap((spec) => spec.types))].sort();
+  const record = new Map<string, Json[]>(types.map((type) => [type, []]));
+  const texts = new Map<Json, ResourceText>();
+  let cursor: string | undefined;
+  do {
+    const page = await call.ctx.store.readRecord({ patients: [patientId], types, count: MAX_PAGE_SIZE, membersOnly: true, ...(cursor ? { cursor } : {}) });
+    for (const { resource: text } of page.entries) {
+      const resource = text.resource as Json;
+      if (enteredInError(resource)) continue;
+      record.get(text.resourceType)?.push(resource);
+      texts.set(resource, text);
+    }
+    cursor = page.next;
+  } while (cursor);
+  return { record, texts };
+}
+
+/** The record by type, and the stored text of each of its resources (what the Bundle carries). */
+interface RecordResources {
+  record: PatientRecord;
+  texts: ReadonlyMap<Json, ResourceText>;
 }
 
 /** IPS: entered-in-error never, whether it says so by status or by verification status. */
@@ -137,27 +160,15 @@ function enteredInError(resource: Json): boolean {
   return resource.status === 'entered-in-error' || resource.verificationStatus?.coding?.some((c: Json) => c.code === 'entered-in-error') === true;
 }
 
-/** Every match of a search (following pages), in the patient's compartment when `patientId` is given. */
-async function searchAll(call: OperationCall, type: string, params: Array<[string, string]>, patientId?: string): Promise<Json[]> {
-  const { registry } = call.ctx.deps;
-  const baseUrl = call.request.baseUrl;
-  const found: Json[] = [];
-  let cursor: string | undefined;
-  do {
-    const pairs: Array<[string, string]> = [...params, ['_count', String(MAX_PAGE_SIZE)], ...(cursor ? [['_cursor', cursor] as [string, string]] : [])];
-    const search = parseSearch([type], pairs, registry, { strict: true, baseUrl });
-    if (patientId !== undefined) search.filters.unshift({ kind: 'compartment', compartmentType: 'Patient', id: patientId });
-    const page = await call.ctx.store.search(search, { baseUrl, path: type });
-    found.push(...matches(page));
-    const next = page.link?.find((link) => link.relation === 'next')?.url;
-    cursor = next ? new URL(next).searchParams.get('_cursor') ?? undefined : undefined;
-  } while (cursor);
-  return found;
+/** The matches of a search page as stored texts: not `_include`d resources, nor an OperationOutcome about the search. */
+function matches(page: ResponseBundle): ResourceText[] {
+  return (page.entry ?? []).filter((entry) => (entry.search?.mode ?? 'match') === 'match' && entry.resource).map((entry) => asText(entry.resource!));
 }
 
-function matches(page: Awaited<ReturnType<OperationCall['ctx']['store']['search']>>): Json[] {
-  // Matches only: not `_include`d resources, nor an OperationOutcome about the search.
-  return (page.entry ?? []).filter((entry) => (entry.search?.mode ?? 'match') === 'match' && entry.resource).map((entry) => resourceObject(entry.resource!) as Json);
+function asText(resource: ResponseResource): ResourceText {
+  if (resource instanceof ResourceText) return resource;
+  const object = resourceObject(resource);
+  return new ResourceText(object.resourceType, object.id!, JSON.stringify(object), object);
 }
 
 /** `Type/id` for a reference to this server (relative, or absolute below its base), undefined otherwise. */
@@ -183,33 +194,64 @@ function referencesIn(value: unknown, into: Set<string>, baseUrl: string): void 
 
 /**
  * Adds to `included` what its resources reference, until nothing new is referenced: a document holds what it
- * references (R4 bundle.html, document). Read by `_id` per type, through the caller's store: a reference to
- * what the caller may not see (or to nothing) is left as it is.
+ * references (R4 bundle.html, document). Each round reads every new reference in one search by `_id` over
+ * their types, through the caller's store: a reference to what the caller may not see (or to nothing) is
+ * left as it is. Resources come in the order they were first referenced by type, each type's in id order.
  */
-async function includeReferenced(call: OperationCall, included: Map<string, Json>): Promise<void> {
+async function includeReferenced(call: OperationCall, included: Map<string, ResourceText>): Promise<void> {
   const baseUrl = call.request.baseUrl;
   const looked = new Set<string>(included.keys());
   let pending = [...included.values()];
   while (pending.length > 0) {
     const wanted = new Set<string>();
-    referencesIn(pending, wanted, baseUrl);
-    const missing = [...wanted].filter((reference) => !looked.has(reference));
-    for (const reference of missing) looked.add(reference);
+    for (const text of pending) referencesIn(text.resource, wanted, baseUrl);
     const byType = new Map<string, string[]>();
-    for (const reference of missing) {
+    for (const reference of wanted) {
+      if (looked.has(reference)) continue;
+      looked.add(reference);
       const [type, id] = reference.split('/') as [string, string];
-      byType.set(type, [...(byType.get(type) ?? []), id]);
+      const ids = byType.get(type);
+      if (ids) ids.push(id);
+      else byType.set(type, [id]);
     }
     pending = [];
-    for (const [type, ids] of byType) {
-      for (let start = 0; start < ids.length; start += 100) {
-        for (const resource of await searchAll(call, type, [['_id', ids.slice(start, start + 100).join(',')]])) {
-          included.set(`${type}/${resource.id}`, resource);
-          pending.push(resource);
-        }
+    if (byType.size === 0) break;
+    const found = new Map<string, ResourceText[]>();
+    const ids = [...new Set([...byType.values()].flat())];
+    for (let start = 0; start < ids.length; start += MAX_PAGE_SIZE) {
+      // Types and ids searched together may pair up more than was asked for (an Organization whose id a
+      // Practitioner has): only what was referenced is kept.
+      for (const text of await readByIds(call, [...byType.keys()], ids.slice(start, start + MAX_PAGE_SIZE))) {
+        if (!byType.get(text.resourceType)?.includes(text.id)) continue;
+        const ofType = found.get(text.resourceType);
+        if (ofType) ofType.push(text);
+        else found.set(text.resourceType, [text]);
+      }
+    }
+    for (const type of byType.keys()) {
+      for (const text of found.get(type) ?? []) {
+        included.set(`${type}/${text.id}`, text);
+        pending.push(text);
       }
     }
   }
+}
+
+/** The resources of `types` having one of `ids`, as the caller's store shows them (one search, every page). */
+async function readByIds(call: OperationCall, types: string[], ids: string[]): Promise<ResourceText[]> {
+  const { registry } = call.ctx.deps;
+  const baseUrl = call.request.baseUrl;
+  const found: ResourceText[] = [];
+  let cursor: string | undefined;
+  do {
+    const pairs: Array<[string, string]> = [['_id', ids.join(',')], ['_count', String(MAX_PAGE_SIZE)], ['_total', 'none'], ...(cursor ? [['_cursor', cursor] as [string, string]] : [])];
+    const path = types.length === 1 ? types[0]! : '';
+    const page = await call.ctx.store.search(parseSearch(types, pairs, registry, { strict: true, baseUrl }), { baseUrl, path });
+    found.push(...matches(page));
+    const next = page.link?.find((link) => link.relation === 'next')?.url;
+    cursor = next ? new URL(next).searchParams.get('_cursor') ?? undefined : undefined;
+  } while (cursor);
+  return found;
 }
 
 function section(spec: SectionSpec, entries: Json[], context: RowContext, extraRows: string[][]): Json {

@@ -203,6 +203,11 @@ export function whereClause(alias: string, types: string[], filters: Filter[], b
   return conditions.join(' AND ');
 }
 
+/** `alias`, a resource of `resourceType`, matches every filter: a search restriction of an access context (search/restriction.ts). */
+export function filtersCondition(alias: string, resourceType: string, filters: Filter[], binder: Binder): string {
+  return filters.length === 0 ? 'true' : filterConditions(filters, alias, [resourceType], binder).join(' AND ');
+}
+
 /**
  * The conditions of a search limited to a list of ids (`_id`, or a `_has` read first). The other filters
  * are checked on the ids alone, in a subquery kept apart (OFFSET 0), before any resource row is read; and

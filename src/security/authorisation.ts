@@ -3,8 +3,10 @@ import { FhirError } from '../fhir/outcome.ts';
 import type { InteractionHook } from '../router/context.ts';
 import type { Interaction } from '../router/interaction.ts';
 import { loadPatientCompartment } from '../search/compartment.ts';
+import type { SearchParameterRegistry } from '../search/registry.ts';
+import { meetsRestriction, RestrictionCache } from '../search/restriction.ts';
 import type { AccessContext } from '../store/access.ts';
-import { Grants, type Permission } from './scopes.ts';
+import { Grants, type Permission, type ResourceScope } from './scopes.ts';
 
 /** Operations on terminology (code systems and value sets, no patient data): any authenticated caller. */
 const TERMINOLOGY_OPERATIONS = new Set(['lookup', 'expand', 'validate-code', 'subsumes', 'translate']);
@@ -37,9 +39,12 @@ function forbidden(diagnostics: string): FhirError {
  * - `$validate` checks a resource before it is written and writes nothing: `c` or `u` on its type (at system
  *   level, on some type). Terminology operations: any token. Any other operation: `r` on its type, or on
  *   every type at system level.
- * - A write granted only by a `patient/` scope must leave the resource in the launch patient's compartment.
+ * - A write must be what one of the scopes granting it allows: under a `patient/` scope, a resource left in
+ *   the launch patient's compartment; under a search-restricted scope (`patient/Observation.cu?category=
+ *   laboratory`), a resource matching its query, decided on the index rows it will have (search/restriction.ts).
  */
-export function smartAuthorisation(): InteractionHook {
+export function smartAuthorisation(registry: SearchParameterRegistry): InteractionHook {
+  const restrictions = new RestrictionCache(registry);
   return {
     async authorise(interaction, request) {
       if (!request.access) return;
@@ -84,10 +89,45 @@ export function smartAuthorisation(): InteractionHook {
       if (!request.access) return;
       const grants = grantsOf(request.access);
       const permission: Permission = interaction.kind === 'create' ? 'c' : 'u';
-      if (grants.grant(resource.resourceType, permission) !== 'patient') return;
-      assertInPatientCompartment(resource, grants.patient!);
+      const scopes = grants.scopesGranting(resource.resourceType, permission);
+      if (scopes.some((scope) => scope.context !== 'patient' && scope.restriction === undefined)) return;
+      // Scopes add up: the write is allowed when one of them allows it, by its context and by its query.
+      const refusals: Refusal[] = [];
+      for (const scope of scopes) {
+        const refusal = scopeRefusal(scope, resource, grants.patient, (query) => {
+          const restriction = restrictions.get(resource.resourceType, query);
+          return restriction !== undefined && meetsRestriction(resource, restriction, registry);
+        });
+        if (!refusal) return;
+        refusals.push(refusal);
+      }
+      // Leaving the patient's compartment is the first thing to say when one of the scopes refuses that.
+      throw (refusals.find((refusal) => refusal.compartment) ?? refusals[0])?.error ?? forbidden(`The token's scopes do not grant '${permission}' on ${resource.resourceType}`);
     },
   };
+}
+
+interface Refusal {
+  error: FhirError;
+  /** The resource would leave the launch patient's compartment. */
+  compartment: boolean;
+}
+
+/** Why `scope` does not allow writing `resource`; undefined when it does. */
+function scopeRefusal(scope: ResourceScope, resource: Resource, patient: string | undefined, matches: (query: string) => boolean): Refusal | undefined {
+  if (scope.context === 'patient') {
+    try {
+      assertInPatientCompartment(resource, patient!);
+    } catch (error) {
+      if (error instanceof FhirError) return { error, compartment: true };
+      throw error;
+    }
+  }
+  if (scope.restriction !== undefined && !matches(scope.restriction)) {
+    const error = forbidden(`The ${resource.resourceType} does not match the search restriction of the token's scope ${scope.context}/${scope.resourceType}?${scope.restriction}`);
+    return { error, compartment: false };
+  }
+  return undefined;
 }
 
 function authoriseOperation(interaction: Extract<Interaction, { kind: 'operation' }>, grants: Grants, needs: (type: string, ...p: Permission[]) => void): void {
@@ -142,7 +182,7 @@ function collectPatientReferences(value: unknown, found: Set<string>): void {
 /** The access context a verified token gives: who, the scopes, the patient, and what the store must leave out. */
 export function accessFromToken(token: { scopes: string[]; patient?: string; fhirUser?: string; clientId?: string; purposeOfUse: string[] }): AccessContext {
   const grants = new Grants(token.scopes, token.patient);
-  const { readable, confined, unconfined } = grants.visibility();
+  const { readable, confined, unconfined, restricted } = grants.visibility();
   const access: AccessContext = {
     ...(token.fhirUser ? { who: token.fhirUser } : {}),
     ...(token.clientId ? { clientId: token.clientId } : {}),
@@ -152,6 +192,7 @@ export function accessFromToken(token: { scopes: string[]; patient?: string; fhi
     hiddenCompartments: [],
     ...(readable ? { readableTypes: readable } : {}),
     ...(confined === '*' || confined.length > 0 ? { confinedTypes: confined, unconfinedTypes: unconfined } : {}),
+    ...(restricted.length > 0 ? { restrictedTypes: restricted } : {}),
   };
   grantsByAccess.set(access, grants);
   return access;

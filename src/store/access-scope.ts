@@ -1,5 +1,7 @@
 import { loadPatientCompartment } from '../search/compartment.ts';
+import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { Binder, ScopePredicate } from '../search/sql-fragments.ts';
+import { restrictionScope } from './access-restrictions.ts';
 import { isConfined, isConfining, restrictsReads, type AccessContext } from './access.ts';
 
 /**
@@ -14,10 +16,11 @@ import { isConfined, isConfining, restrictsReads, type AccessContext } from './a
  * compartment: R4 gives it the access rules of its `securityContext` (binary.html#security), so a Binary
  * whose securityContext is a hidden resource, or a hidden compartment's own resource, is hidden too, and a
  * confined Binary is seen only when its securityContext is a member of the patient's compartment (local
- * `Type/id` references).
+ * `Type/id` references). A type under search restrictions is seen where it matches one (access-restrictions.ts).
  */
-export function accessScope(access: AccessContext): ScopePredicate | undefined {
+export function accessScope(access: AccessContext, registry: SearchParameterRegistry): ScopePredicate | undefined {
   if (!restrictsReads(access)) return undefined;
+  const restriction = restrictionScope(access, registry);
   const byType = new Map<string, string[]>();
   for (const { type, id } of access.hiddenCompartments) byType.set(type, [...(byType.get(type) ?? []), id]);
   const hidden = [...byType].sort(([a], [b]) => a.localeCompare(b));
@@ -67,6 +70,8 @@ export function accessScope(access: AccessContext): ScopePredicate | undefined {
         );
       }
     }
+    const restricted = restriction?.(alias, resourceTypes, binder);
+    if (restricted) conditions.push(restricted);
     return conditions.length > 0 ? `(${conditions.join(' AND ')})` : undefined;
   };
 }

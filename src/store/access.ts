@@ -41,6 +41,12 @@ export interface AccessContext {
   confinedTypes?: '*' | readonly string[];
   /** With `confinedTypes: '*'`, the types seen whole all the same (granted by a `user/` or `system/` scope too). */
   unconfinedTypes?: readonly string[];
+  /**
+   * Types seen only where they match a search query (SMART v2 search-restricted scopes:
+   * `patient/Observation.rs?category=laboratory`): a resource of `type` is seen when it matches one of
+   * `queries` (search/restriction.ts; a query that cannot apply matches nothing), besides the other rules.
+   */
+  restrictedTypes?: ReadonlyArray<{ type: string; queries: readonly string[] }>;
 }
 
 /**
@@ -55,7 +61,7 @@ export const ALL_ACCESS: AccessContext = Object.freeze({
 
 /** Whether `access` narrows what is seen at all (ALL_ACCESS does not). */
 export function restrictsReads(access: AccessContext): boolean {
-  return access.hiddenCompartments.length > 0 || access.readableTypes !== undefined || isConfining(access);
+  return access.hiddenCompartments.length > 0 || access.readableTypes !== undefined || isConfining(access) || (access.restrictedTypes?.length ?? 0) > 0;
 }
 
 /** Whether `access` confines some type to its patient's compartment. */

@@ -27,6 +27,8 @@ export interface RecordQuery {
   careDates?: { params: ReadonlyMap<string, string>; from?: string; to?: string };
   /** Entries per page. */
   count: number;
+  /** The members only, no referenced resources: for a caller that follows the references it needs itself ($summary). */
+  membersOnly?: boolean;
   /** Where the previous page ended (RecordPage.next); the first page without it. */
   cursor?: string;
 }
@@ -73,11 +75,13 @@ interface Row {
 export async function readRecordPage(db: SqlExecutor, query: RecordQuery, scope: ScopePredicate | undefined): Promise<RecordPage> {
   if ((Array.isArray(query.patients) && query.patients.length === 0) || query.count <= 0) return { entries: [] };
   let cursor = decode(query.cursor);
+  if (query.membersOnly && cursor.phase !== 'member') return { entries: [] };
   const entries: RecordPage['entries'] = [];
   if (cursor.phase === 'member') {
     const rows = await run(db, memberStatement(query, cursor.after, query.count + 1, scope));
     for (const row of rows.slice(0, query.count)) entries.push({ resource: new ResourceText(row.resource_type, row.id, row.content), mode: 'match' });
     if (rows.length > query.count) return { entries, next: encode({ phase: 'member', after: lastKey(entries) }) };
+    if (query.membersOnly) return { entries };
     cursor = { phase: 'referenced' };
   }
   // What room the members left goes to the referenced resources; with none left, one is read to know whether a next page has any.

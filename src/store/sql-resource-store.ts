@@ -57,7 +57,7 @@ export class SqlResourceStore implements ServerStore {
     private readonly coalescer: CreateCoalescer | undefined = unit ? undefined : new CreateCoalescer(db),
   ) {
     const binaryInlineLimit = settings.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
-    this.scope = accessScope(access);
+    this.scope = accessScope(access, settings.registry);
     // Creates outside transactions share statements under load; a unit's creates are its own.
     this.repo = new Repository(db, settings.indexWriter, unit ?? coalescer, binaryInlineLimit, this.scope);
     this.engine = new SearchEngine(db, settings.registry, this.scope);
