@@ -81,7 +81,7 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
   const [status, reason, diagnostics] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad Request', 'Malformed HTTP request'];
   if (socket.writable) {
     const body = JSON.stringify(operationOutcome([{ code: status === 408 ? 'timeout' : status === 431 ? 'too-long' : 'structure', diagnostics }]));
-    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${FHIR_JSON}; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${FHIR_JSON}; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy(error);
 }
