@@ -193,7 +193,7 @@ function trustedProxies(value: string | undefined): Pick<ServerConfig, 'trustPro
   const proxies = list(value);
   if (proxies.length === 0) return {};
   for (const proxy of proxies) {
-    if (!/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(proxy) && !['loopback', 'linklocal', 'uniquelocal'].includes(proxy)) {
+    if (!/^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:.]*)(\/\d{1,3})?$/.test(proxy) && !['loopback', 'linklocal', 'uniquelocal'].includes(proxy)) {
       throw new Error(`TRUST_PROXY must list addresses, CIDRs, loopback, linklocal or uniquelocal, not '${proxy}'`);
     }
   }

@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { FhirError, operationOutcome, type IssueCode } from '../fhir/outcome.ts';
 import { failureAnswer, isStorageUnavailable } from '../store/unavailable.ts';
 import { FHIR_JSON } from './content.ts';
+import { API_CONTENT_SECURITY_POLICY, SECURITY_HEADERS } from './security-headers.ts';
 
 const CODE_BY_STATUS: Record<number, IssueCode> = {
   400: 'invalid',
@@ -50,7 +51,12 @@ export function registerErrorHandlers(app: FastifyInstance): void {
 export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const status = error.statusCode && error.statusCode < 500 ? error.statusCode : 400;
   const diagnostics = error.code === 'FST_ERR_BAD_URL' ? `The URL is not valid: ${error.message}` : error.message;
-  reply.status(status).type(FHIR_JSON).header('x-request-id', request.id).send(operationOutcome([{ code: CODE_BY_STATUS[status] ?? 'invalid', diagnostics }]));
+  // Sent before any route, so without the onSend hooks: their headers are set here.
+  reply
+    .status(status)
+    .type(FHIR_JSON)
+    .headers({ ...SECURITY_HEADERS, 'content-security-policy': API_CONTENT_SECURITY_POLICY, 'x-request-id': request.id })
+    .send(operationOutcome([{ code: CODE_BY_STATUS[status] ?? 'invalid', diagnostics }]));
 }
 
 function clientMessage(error: FastifyError, bodyLimit: number | undefined): string {

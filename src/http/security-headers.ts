@@ -9,6 +9,12 @@ export const API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 
 /** A Binary of an active type, served raw: a unique opaque origin, no script, nothing loaded. */
 export const ACTIVE_CONTENT_SECURITY_POLICY = "sandbox; default-src 'none'; frame-ancestors 'none'";
 
+/** What every answer carries, whatever its request (HSTS aside, which depends on how the client came). */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+});
+
 /** One year, as OWASP advises; not `includeSubDomains`, which would speak for the deployer's other hosts. */
 const STRICT_TRANSPORT_SECURITY = 'max-age=31536000';
 
@@ -76,8 +82,7 @@ export interface SecurityHeadersOptions {
 export function registerSecurityHeaders(app: FastifyInstance, options: SecurityHeadersOptions): void {
   const httpsBase = options.publicBaseUrl?.startsWith('https:') ?? false;
   app.addHook('onSend', async (request, reply) => {
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('referrer-policy', 'no-referrer');
+    reply.headers(SECURITY_HEADERS);
     if (!reply.hasHeader('content-security-policy') && !passiveContent.has(reply)) reply.header('content-security-policy', API_CONTENT_SECURITY_POLICY);
     // Over plain HTTP a browser ignores it (RFC 6797 §8.1); request.protocol follows X-Forwarded-Proto only with TRUST_PROXY.
     if (httpsBase || request.protocol === 'https') reply.header('strict-transport-security', STRICT_TRANSPORT_SECURITY);
