@@ -1,7 +1,8 @@
 // Rebuilds the search index of every current resource, after a SearchParameter definition changed.
 // Usage: DATABASE_URL=… npm run reindex [-- Patient Immunization]   (no types: every served type)
-// PUBLIC_BASE_URL is the server's own base: absolute references to it are indexed as local ones. Set it
-// for this run to the base clients use even when the server takes its base from the request's Host.
+// The server's own base (PUBLIC_BASE_URL, else http://localhost:$PORT/fhir, as the server's): absolute
+// references to it are indexed as local ones. Set PUBLIC_BASE_URL for this run to the base clients use,
+// even when the server builds its base from the Hosts FHIR_ALLOWED_HOSTS lists.
 import { configFromEnv } from '../src/config.ts';
 import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { SearchIndexWriter } from '../src/store/index-writer.ts';
@@ -18,7 +19,7 @@ const writer = new SearchIndexWriter(new SearchParameterRegistry(loadSearchParam
 const started = Date.now();
 console.log(`reindexing ${types.join(', ')}`);
 const done = await reindex(db, writer, types, {
-  baseUrl: config.publicBaseUrl,
+  baseUrl: config.authAudience,
   onProgress: ({ done, total }) => {
     const rate = done / Math.max((Date.now() - started) / 1000, 0.001);
     console.log(`${done}/${total} (${((100 * done) / Math.max(total, 1)).toFixed(1)}%), ${rate.toFixed(0)} resources/s`);

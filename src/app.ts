@@ -1,13 +1,17 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
-import { authAudience, configFromEnv, type ServerConfig } from './config.ts';
+import { authAudience, configFromEnv, DEFAULT_RATE_LIMIT, type ServerConfig } from './config.ts';
 import { loadCapabilityStatement } from './fhir/capability.ts';
 import { DEFAULT_INPUT_LIMITS } from './fhir/input-limits.ts';
 import { DeferredValidator } from './fhir/validation/deferred-validator.ts';
 import { createProfileValidator, loadValidationContext } from './fhir/validation/profile-validator.ts';
 import type { ResourceValidator } from './fhir/validation/validator.ts';
 import { answerClientError, frameworkErrors, registerErrorHandlers } from './http/errors.ts';
-import { fhirRoutes, type FhirRoutesOptions } from './http/fhir-routes.ts';
+import { baseUrlResolver, registerHostCheck } from './http/base-url.ts';
+import { registerCors } from './http/cors.ts';
+import { authenticatedAccess, FHIR_BASE_PATH, fhirRoutes, type FhirRoutesOptions } from './http/fhir-routes.ts';
+import { registerRateLimit } from './http/rate-limit.ts';
+import { registerSecurityHeaders } from './http/security-headers.ts';
 import { healthRoutes } from './http/health.ts';
 import { bearerAuthenticator, smartDiscoveryRoutes } from './http/smart-auth.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
@@ -26,7 +30,7 @@ import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
   config: Pick<ServerConfig, 'logLevel' | 'bodyLimit' | 'publicBaseUrl'> &
-    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'projectRules' | 'referentialIntegrity' | 'audit' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows' | 'auth' | 'authAudience' | 'authIssuers'>>;
+    Partial<Pick<ServerConfig, 'bundleMaxEntries' | 'bundleBodyLimit' | 'unknownProfiles' | 'projectRules' | 'referentialIntegrity' | 'audit' | 'binaryInlineLimit' | 'requestTimeout' | 'headersTimeout' | 'idleTimeout' | 'keepAliveTimeout' | 'resourceMaxDepth' | 'resourceMaxArrayLength' | 'resourceMaxIndexRows' | 'auth' | 'authAudience' | 'authIssuers' | 'allowedHosts' | 'corsOrigins' | 'rateLimit' | 'trustProxy'>>;
   /** Where the resources are kept (src/store/storage.ts opens it); the app opens its store on it, and does not close it. */
   storage: Storage;
   /** Defaults to the profile validator; shared between app instances because building it takes seconds. */
@@ -63,6 +67,8 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     ...connectionTimeouts({ ...configFromEnv({}), ...definedOnly(config) }),
     frameworkErrors,
     clientErrorHandler: answerClientError,
+    // X-Forwarded-* are anyone's to write: believed only from the proxies TRUST_PROXY names.
+    trustProxy: config.trustProxy ?? false,
   });
   // Each step logs its duration: a start takes seconds, most of them building the validator.
   const log = startupLog ?? app.log;
@@ -103,8 +109,12 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     log.warn('FHIR_AUTH=off: NO AUTHENTICATION, NO AUTHORISATION. Anyone who can reach this server reads and writes every record. For local development only.');
   }
   const capabilityStatement = loadCapabilityStatement();
-  // Without authentication the statement does not claim SMART security it does not apply.
-  if (!authOn) for (const rest of capabilityStatement.rest ?? []) delete rest.security;
+  const corsOrigins = config.corsOrigins ?? [];
+  for (const rest of capabilityStatement.rest ?? []) {
+    // Without authentication the statement does not claim SMART security it does not apply.
+    if (!authOn) delete rest.security;
+    else if (rest.security && corsOrigins.length > 0) rest.security.cors = true;
+  }
   const router = new FhirRouter({
     store,
     validator: resourceValidator,
@@ -124,12 +134,19 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     reply.header('x-request-id', request.id);
   });
   registerErrorHandlers(app);
+  // Web hygiene, in this order: every answer's headers, then the Host check, CORS preflights (answered
+  // before authentication), and the rate limit (after it, on each route registered below).
+  const allowedHosts = config.allowedHosts ?? [];
+  registerSecurityHeaders(app, { publicBaseUrl: config.publicBaseUrl });
+  registerHostCheck(app, allowedHosts);
   await startupStep(log, 'routes', async () => {
+    await registerCors(app, corsOrigins);
+    await registerRateLimit(app, { perMinute: config.rateLimit ?? DEFAULT_RATE_LIMIT, accessOf: authenticatedAccess });
     await app.register(healthRoutes, { store });
     if (verifier) await app.register(smartDiscoveryRoutes, { issuer: audience, jwks: async () => publicKeySet(await store.issuerKeys(generateIssuerKey)) });
     await app.register(fhirRoutes, {
       router,
-      publicBaseUrl: config.publicBaseUrl,
+      baseUrl: baseUrlResolver({ publicBaseUrl: config.publicBaseUrl, allowedHosts, defaultBaseUrl: audience, basePath: FHIR_BASE_PATH }),
       bundleBodyLimit: config.bundleBodyLimit,
       inputLimits,
       accessOf,

@@ -30,8 +30,27 @@ export interface ServerConfig {
    * `off` keeps no trail (benchmarks, migrations of legacy data).
    */
   audit: 'on' | 'off';
-  /** Public base URL of the FHIR API when behind a proxy; otherwise taken from the request's Host. */
+  /**
+   * PUBLIC_BASE_URL: the FHIR base URL put in `Location`, `fullUrl` and links (and tokens' audience). Without
+   * it, the base is built from a Host of `allowedHosts`, else it is `http://localhost:$PORT/fhir`: never
+   * from a Host header nobody vouched for.
+   */
   publicBaseUrl?: string;
+  /**
+   * FHIR_ALLOWED_HOSTS: the only `Host` headers (`host` any port, or `host:port`) the server answers to
+   * (400 otherwise); without PUBLIC_BASE_URL, the base URL is built from the request's one. Empty: any Host,
+   * never used in a URL.
+   */
+  allowedHosts: string[];
+  /** FHIR_CORS_ORIGINS: origins (`https://app.example`) whose browser apps may call the API, or `*`; none: no CORS. */
+  corsOrigins: string[];
+  /** FHIR_RATE_LIMIT: requests per minute one client (one token's client and subject, else one address) may make; 0: no limit. */
+  rateLimit: number;
+  /**
+   * TRUST_PROXY: the proxies whose `X-Forwarded-For`/`-Proto`/`-Host` are believed (addresses or CIDRs);
+   * none by default, when those headers are ignored.
+   */
+  trustProxy?: string[];
   /** Deepest nesting of objects and arrays accepted in a JSON body. */
   resourceMaxDepth: number;
   /** Most items accepted in one array of a JSON body (a Bundle's own entries aside). */
@@ -61,6 +80,12 @@ export interface ServerConfig {
   authIssuers: Array<{ issuer: string; jwksUri: string }>;
 }
 
+/**
+ * Requests per minute per client by default: 100 a second sustained, bursts of up to 6,000 within a minute,
+ * far above what an application or a user's browser sends; an integration pushing more raises it.
+ */
+export const DEFAULT_RATE_LIMIT = 6000;
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
@@ -87,6 +112,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     resourceMaxArrayLength: integer(env.RESOURCE_MAX_ARRAY_LENGTH, DEFAULT_INPUT_LIMITS.maxArrayLength, 'RESOURCE_MAX_ARRAY_LENGTH'),
     resourceMaxIndexRows: integer(env.RESOURCE_MAX_INDEX_ROWS, DEFAULT_MAX_INDEX_ROWS, 'RESOURCE_MAX_INDEX_ROWS'),
     publicBaseUrl,
+    allowedHosts: allowedHosts(env.FHIR_ALLOWED_HOSTS),
+    corsOrigins: corsOrigins(env.FHIR_CORS_ORIGINS),
+    rateLimit: integer(env.FHIR_RATE_LIMIT, DEFAULT_RATE_LIMIT, 'FHIR_RATE_LIMIT'),
+    ...trustedProxies(env.TRUST_PROXY),
     auth,
     authAudience: authAudience(publicBaseUrl, port),
     authIssuers: trustedIssuers(env.FHIR_AUTH_ISSUERS),
@@ -117,6 +146,58 @@ function timeouts(env: NodeJS.ProcessEnv): Pick<ServerConfig, 'requestTimeout' |
 /** The FHIR base URL tokens are issued for: the public one, else the one a client on this machine uses. */
 export function authAudience(publicBaseUrl: string | undefined, port: number): string {
   return publicBaseUrl ?? `http://localhost:${port}/fhir`;
+}
+
+/** A comma-separated list, its items trimmed, empty ones dropped. */
+function list(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
+}
+
+/** FHIR_ALLOWED_HOSTS: `host` or `host:port` items, an IPv6 address in brackets; compared in lower case. */
+function allowedHosts(value: string | undefined): string[] {
+  return list(value).map((host) => {
+    const lower = host.toLowerCase();
+    if (!/^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)(:\d{1,5})?$/.test(lower)) {
+      throw new Error(`FHIR_ALLOWED_HOSTS must list hosts as host or host:port, not '${host}'`);
+    }
+    return lower;
+  });
+}
+
+/** FHIR_CORS_ORIGINS: origins as browsers send them (`https://app.example:8443`, no path), or `*` alone. */
+function corsOrigins(value: string | undefined): string[] {
+  const origins = list(value);
+  if (origins.includes('*')) {
+    if (origins.length > 1) throw new Error('FHIR_CORS_ORIGINS is either * alone or a list of origins');
+    return origins;
+  }
+  return origins.map((origin) => {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, '').toLowerCase()) {
+      throw new Error(`FHIR_CORS_ORIGINS must list origins as scheme://host[:port], not '${origin}'`);
+    }
+    return parsed.origin;
+  });
+}
+
+/**
+ * TRUST_PROXY: the proxies' addresses and CIDRs (Fastify's trustProxy, through proxy-addr). Not `true` nor a
+ * number of hops: either believes a client that writes X-Forwarded-For itself (Fastify refuses hop counts).
+ */
+function trustedProxies(value: string | undefined): Pick<ServerConfig, 'trustProxy'> {
+  const proxies = list(value);
+  if (proxies.length === 0) return {};
+  for (const proxy of proxies) {
+    if (!/^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:.]*)(\/\d{1,3})?$/.test(proxy) && !['loopback', 'linklocal', 'uniquelocal'].includes(proxy)) {
+      throw new Error(`TRUST_PROXY must list addresses, CIDRs, loopback, linklocal or uniquelocal, not '${proxy}'`);
+    }
+  }
+  return { trustProxy: proxies };
 }
 
 /** FHIR_AUTH_ISSUERS: a JSON list `[{"issuer": "https://idp.example", "jwks_uri": "https://idp.example/jwks"}]`. */

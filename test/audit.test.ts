@@ -83,7 +83,7 @@ t.test('read: one event, BALP PatientRead, the resource and its patient as entit
   t.equal(user?.role?.[0]?.coding?.[0]?.code, 'Practitioner');
   const client = event.agent.find((a) => a.type?.coding?.[0]?.code === '110153');
   t.equal(client?.who?.identifier?.value, 'gp-app', 'the client it came from');
-  t.equal(event.agent.find((a) => a.type?.coding?.[0]?.code === '110152')?.network?.address, 'http://localhost:80/fhir', 'this server');
+  t.equal(event.agent.find((a) => a.type?.coding?.[0]?.code === '110152')?.network?.address, 'http://localhost/fhir', 'this server');
   t.equal(event.source.type?.[0]?.code, '4');
 });
 

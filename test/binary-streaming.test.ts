@@ -427,7 +427,7 @@ t.test('over BINARY_INLINE_LIMIT: reads, searches and history over HTTP stream t
   const left = searched.resource.entry[0].resource;
   t.notOk('data' in left, 'searched in a batch: no data');
   t.same(left.meta.tag, [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'SUBSETTED' }], 'and marked as a subset');
-  t.equal(searched.resource.entry[0].fullUrl, `http://localhost:80/fhir/Binary/${id}`, 'whose fullUrl reads it whole');
+  t.equal(searched.resource.entry[0].fullUrl, `http://localhost/fhir/Binary/${id}`, 'whose fullUrl reads it whole');
   t.equal(readInBatch.response.status, '406');
   t.match(readInBatch.response.outcome.issue[0].diagnostics, new RegExp(`GET Binary/${id}`), 'read in a batch: 406, saying how to read it');
 });

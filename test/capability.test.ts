@@ -76,7 +76,7 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
     const body = json(res);
     t.equal(body.resourceType, type);
     t.match(body.id, /^[A-Za-z0-9\-.]{1,64}$/);
-    t.equal(res.headers.location, `http://localhost:80/fhir/${type}/${body.id}/_history/1`);
+    t.equal(res.headers.location, `http://localhost/fhir/${type}/${body.id}/_history/1`);
   },
   async read(t, type) {
     const { id, url } = await seed(t, type);
@@ -113,14 +113,14 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
       // Never updated (the audit trail): its history is its one version.
       const bundle = assertHistoryBundle(t, await get(`${url}/_history`), 'instance history');
       t.equal(bundle.total, 1);
-      t.ok(bundle.entry?.every((e) => e.fullUrl === `http://localhost:80/fhir/${type}/${id}` && e.resource?.id === id), 'only this instance');
+      t.ok(bundle.entry?.every((e) => e.fullUrl === `http://localhost/fhir/${type}/${id}` && e.resource?.id === id), 'only this instance');
       return;
     }
     t.equal((await put(url, { ...minimalResource(type), id })).statusCode, 200, 'setup: a second version');
     const bundle = assertHistoryBundle(t, await get(`${url}/_history`), 'instance history');
     t.equal(bundle.total, 2);
     t.same(bundle.entry?.map((e) => e.request.method), ['PUT', 'POST'], 'both versions, newest first');
-    t.ok(bundle.entry?.every((e) => e.fullUrl === `http://localhost:80/fhir/${type}/${id}` && e.resource?.id === id), 'only this instance');
+    t.ok(bundle.entry?.every((e) => e.fullUrl === `http://localhost/fhir/${type}/${id}` && e.resource?.id === id), 'only this instance');
   },
   async patch(t, type) {
     const { url } = await seed(t, type);
@@ -154,7 +154,7 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
     const bundle = assertHistoryBundle(t, response, 'type history');
     t.ok(bundle.entry?.some((e) => e.resource?.id === id), 'includes the instance just created');
     // Deletion entries carry no resource: their type is in fullUrl.
-    t.ok(bundle.entry?.every((e) => e.fullUrl.startsWith(`http://localhost:80/fhir/${type}/`)), `only ${type} versions`);
+    t.ok(bundle.entry?.every((e) => e.fullUrl.startsWith(`http://localhost/fhir/${type}/`)), `only ${type} versions`);
   },
 };
 
@@ -483,7 +483,7 @@ t.test('(d) /metadata serves the declared statement', async (t) => {
   t.same(served.format, declared.format);
   t.same(served.rest, declared.rest, 'the served rest section is the file, unchanged');
   t.equal(served.kind, 'instance');
-  t.equal(served.implementation?.url, 'http://localhost:80/fhir', 'an instance statement names its base URL');
+  t.equal(served.implementation?.url, 'http://localhost/fhir', 'an instance statement names its base URL');
 });
 
 t.test('(d) versioning, readHistory and updateCreate match behaviour', async (t) => {

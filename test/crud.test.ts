@@ -19,7 +19,7 @@ t.test('create assigns the id and version and answers 201 with Location, ETag an
   t.match(body.id, /^[A-Za-z0-9\-.]{1,64}$/);
   t.equal(body.meta.versionId, '1');
   t.ok(Date.parse(body.meta.lastUpdated));
-  t.equal(res.headers.location, `http://localhost:80/fhir/Patient/${body.id}/_history/1`);
+  t.equal(res.headers.location, `http://localhost/fhir/Patient/${body.id}/_history/1`);
   t.equal(res.headers.etag, 'W/"1"');
   t.equal(res.headers['last-modified'], new Date(body.meta.lastUpdated).toUTCString());
   t.match(res.headers['content-type'], /^application\/fhir\+json/);
@@ -58,7 +58,7 @@ t.test('update makes a new version and keeps the old one readable by vread', asy
 t.test('update of an unknown id creates it with the client id (update-as-create)', async (t) => {
   const res = await put('/fhir/Patient/ins-1234', { ...patient, id: 'ins-1234' });
   t.equal(res.statusCode, 201);
-  t.equal(res.headers.location, 'http://localhost:80/fhir/Patient/ins-1234/_history/1');
+  t.equal(res.headers.location, 'http://localhost/fhir/Patient/ins-1234/_history/1');
   t.equal(json(res).id, 'ins-1234');
   t.equal(json(res).meta.versionId, '1');
 });
@@ -177,7 +177,7 @@ t.test('/metadata serves the capability statement with the package version', asy
   t.equal(cs.fhirVersion, '4.0.1');
   const { version } = JSON.parse((await import('node:fs')).readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   t.equal(cs.software.version, version);
-  t.equal(cs.implementation.url, 'http://localhost:80/fhir');
+  t.equal(cs.implementation.url, 'http://localhost/fhir');
 });
 
 t.test('GET /health reports the storage reachable; responses carry a request id', async (t) => {

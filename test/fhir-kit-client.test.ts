@@ -8,7 +8,9 @@ import { createReferenceTargets, minimalResource } from './helpers/fixtures.ts';
  * The server as a stock FHIR client sees it: a listening server driven by the npm `fhir-kit-client`,
  * unchanged and unconfigured beyond its base URL. What it needs is what any generic client needs.
  */
-const server = await startTestServer(t);
+// Its Location and links name the address it is called by, which FHIR_ALLOWED_HOSTS lets the server use
+// (localhost: the set-up's requests, injected).
+const server = await startTestServer(t, { allowedHosts: ['127.0.0.1', 'localhost'] });
 const { app } = server;
 await createReferenceTargets(server);
 await app.listen({ port: 0, host: '127.0.0.1' });

@@ -43,7 +43,7 @@ t.test('instance history lists every version newest first, deletions included', 
   t.equal(bundle.entry[1].resource.gender, 'other');
   t.equal(bundle.entry[2].request.url, 'Patient');
   t.equal(bundle.entry[1].request.url, `Patient/${patient.id}`);
-  t.equal(bundle.entry[1].fullUrl, `http://localhost:80/fhir/Patient/${patient.id}`);
+  t.equal(bundle.entry[1].fullUrl, `http://localhost/fhir/Patient/${patient.id}`);
   t.ok(bundle.entry.every((e: any) => Date.parse(e.response.lastModified)));
 });
 

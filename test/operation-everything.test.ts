@@ -134,7 +134,7 @@ t.test('one page: every member of the compartment as match, what they reference 
   t.notOk(keys(bundle).some((k) => k.includes('p2')), 'nothing of p2');
   t.notOk(keys(bundle).includes('Observation/p1-obs-deleted'), 'a deleted member is absent');
   const obs = bundle.entry.find((e: Entry) => keyOf(e) === 'Observation/p1-obs-2024');
-  t.equal(obs.fullUrl, 'http://localhost:80/fhir/Observation/p1-obs-2024');
+  t.equal(obs.fullUrl, 'http://localhost/fhir/Observation/p1-obs-2024');
   t.equal(obs.resource.status, 'final', 'whole resources');
   t.notOk(bundle.link.some((l: { relation: string }) => l.relation === 'next'), 'no next page');
   // The other way round, the official Patient CompartmentDefinition puts a patient linking to p2 in p2's compartment.
@@ -155,9 +155,9 @@ t.test('_count pages: walking next to the end gives each resource exactly once, 
   }
   const first = json(await get('/fhir/Patient/p1/$everything?_count=5&_type=Observation'));
   const relations = Object.fromEntries(first.link.map((l: { relation: string; url: string }) => [l.relation, l.url]));
-  t.equal(relations.self, 'http://localhost:80/fhir/Patient/p1/$everything?_type=Observation&_count=5');
+  t.equal(relations.self, 'http://localhost/fhir/Patient/p1/$everything?_type=Observation&_count=5');
   t.equal(relations.first, relations.self);
-  t.match(relations.next, /^http:\/\/localhost:80\/fhir\/Patient\/p1\/\$everything\?_type=Observation&_count=5&_cursor=/);
+  t.match(relations.next, /^http:\/\/localhost\/fhir\/Patient\/p1\/\$everything\?_type=Observation&_count=5&_cursor=/);
   t.equal(first.total, undefined, 'no total on a page that is not the whole answer');
 });
 
@@ -224,7 +224,7 @@ t.test('POST with Parameters: the same answer, links as GET', async (t) => {
   });
   t.equal(res.statusCode, 200);
   t.same(keys(json(res)), ['Encounter/p1-enc', 'Location/p1-loc']);
-  t.equal(json(res).link[0].url, 'http://localhost:80/fhir/Patient/p1/$everything?_type=Encounter%2CLocation&_count=50');
+  t.equal(json(res).link[0].url, 'http://localhost/fhir/Patient/p1/$everything?_type=Encounter%2CLocation&_count=50');
 });
 
 t.test('unknown patient 404, deleted patient 410, made-up cursor 400', async (t) => {

@@ -46,7 +46,7 @@ t.test('conformance resources are searchable by url, name, version and _id', asy
   t.equal(byUrl.resourceType, 'Bundle');
   t.equal(byUrl.type, 'searchset');
   t.equal(byUrl.total, 1);
-  t.same(byUrl.entry.map((e: any) => [e.fullUrl, e.search.mode]), [['http://localhost:80/fhir/StructureDefinition/fr-core-patient', 'match']]);
+  t.same(byUrl.entry.map((e: any) => [e.fullUrl, e.search.mode]), [['http://localhost/fhir/StructureDefinition/fr-core-patient', 'match']]);
 
   const byName = json(await get('/fhir/CodeSystem?name=FRCoreCodeSystemv2_02'));
   t.same(byName.entry.map((e: any) => e.resource.id), ['fr-core-cs-v2-0203'], 'name: case-insensitive prefix');
@@ -66,7 +66,7 @@ t.test('conformance resources are searchable by url, name, version and _id', asy
   t.equal(frenchValueSets.entry.length, 5, '_count pages');
   const next = frenchValueSets.link.find((l: any) => l.relation === 'next');
   t.match(next.url, /_offset=5/);
-  const page2 = json(await get(next.url.replace('http://localhost:80', '')));
+  const page2 = json(await get(next.url.replace('http://localhost', '')));
   t.equal(page2.entry.length, 5);
   t.notOk(page2.entry.some((e: any) => frenchValueSets.entry.some((f: any) => f.resource.id === e.resource.id)), 'the next page holds other value sets');
 

@@ -6,7 +6,7 @@ import { minimalResource } from './helpers/fixtures.ts';
 const server = await startTestServer(t, { bundleMaxEntries: 50 });
 const relaxed = await startTestServer(t, { referentialIntegrity: 'off' });
 
-const BASE = 'http://localhost:80/fhir';
+const BASE = 'http://localhost/fhir';
 
 function sender(on: TestServer) {
   return (method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH', url: string, body?: unknown, headers: Record<string, string> = {}) =>

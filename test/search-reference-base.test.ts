@@ -2,8 +2,9 @@
 // full URL... if the URL is the server's own base, it is the same as a relative reference"). Written with
 // the base (by PUT, POST, transaction and PATCH), they are found by relative search, by absolute search with
 // the base, through chains, _include, _revinclude, _has, composites and the patient compartment, as a
-// relative reference is. Another server's URL stays a URL. Run twice: with PUBLIC_BASE_URL, and with the
-// base taken from the request's Host; each server treats the other's base as foreign.
+// relative reference is. Another server's URL stays a URL. Run three times: with PUBLIC_BASE_URL, with the
+// base taken from the request's Host (listed in FHIR_ALLOWED_HOSTS), and with neither, when the base is the
+// tokens' audience whatever the Host; each server treats the others' bases as foreign.
 import t, { type Test } from 'tap';
 import { buildApp } from '../src/app.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
@@ -19,9 +20,9 @@ const OTHER_SERVER = 'https://autre-ght.example.fr/fhir';
 const validator = createProfileValidator({ defaultProfiles: 'none' });
 
 /** A server on a fresh store, every request to it sent with `Host: host`. */
-async function startServer(t: Test, host: string, publicBaseUrl?: string): Promise<TestServer> {
+async function startServer(t: Test, host: string, base: { publicBaseUrl?: string; allowedHosts?: string[] } = {}): Promise<TestServer> {
   const store = await openTestDatabase();
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, publicBaseUrl, authAudience: TEST_AUDIENCE }, storage: sqlStorage(store.db), validator });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, ...base, rateLimit: 0, authAudience: TEST_AUDIENCE }, storage: sqlStorage(store.db), validator });
   const authorization = await bearer(store.db);
   const server: TestServer = {
     app,
@@ -120,11 +121,16 @@ async function ownBaseIsLocal(t: Test, server: TestServer, own: string, foreign:
 }
 
 t.test('with PUBLIC_BASE_URL: its references are local, the Host\'s are not', async (t) => {
-  const server = await startServer(t, HOST, PUBLIC_BASE);
+  const server = await startServer(t, HOST, { publicBaseUrl: PUBLIC_BASE });
   await ownBaseIsLocal(t, server, PUBLIC_BASE, HOST_BASE);
 });
 
-t.test('without it, the base the request came in by (Host) is the own base', async (t) => {
-  const server = await startServer(t, HOST);
+t.test('without it, with FHIR_ALLOWED_HOSTS, the base the request came in by (an allowed Host) is the own base', async (t) => {
+  const server = await startServer(t, HOST, { allowedHosts: [HOST] });
   await ownBaseIsLocal(t, server, HOST_BASE, PUBLIC_BASE);
+});
+
+t.test('with neither, the own base is the tokens\' audience, whatever the Host says', async (t) => {
+  const server = await startServer(t, HOST);
+  await ownBaseIsLocal(t, server, TEST_AUDIENCE, HOST_BASE);
 });

@@ -82,7 +82,7 @@ t.test('Type/id, bare id, :[type] (spec: subject=Patient/23, subject:Patient=23)
 });
 
 t.test('absolute references: this server\'s own base is local, others are matched as URLs', async (t) => {
-  t.same(await api.ids(`/fhir/DocumentReference?${q('subject', 'http://localhost:80/fhir/Patient/helene')}`), ['cr-hospit']);
+  t.same(await api.ids(`/fhir/DocumentReference?${q('subject', 'http://localhost/fhir/Patient/helene')}`), ['cr-hospit']);
   t.same(await api.ids(`/fhir/DocumentReference?${q('subject', 'https://autre-ght.example.fr/fhir/Patient/99')}`), ['cr-externe']);
   t.same(await api.ids('/fhir/DocumentReference?subject=Patient/99'), []);
 });

@@ -222,7 +222,7 @@ t.test('_include, _revinclude, :iterate, * and search.mode', async (t) => {
 
   const modes = inc.body.entry.map((e: any) => e.search.mode);
   t.same(modes, ['match', 'match', 'match', 'include', 'include'], 'matches first, then includes');
-  for (const entry of inc.body.entry) t.match(entry.fullUrl, /^http:\/\/localhost:80\/fhir\/(Immunization|Patient)\/[^/]+$/);
+  for (const entry of inc.body.entry) t.match(entry.fullUrl, /^http:\/\/localhost\/fhir\/(Immunization|Patient)\/[^/]+$/);
 
   t.equal((await api.get('/fhir/Immunization?_include=Immunization:nothing')).status, 400);
   t.equal((await api.get('/fhir/Immunization?_include=Parameters:subject')).status, 400);

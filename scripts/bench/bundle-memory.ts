@@ -95,7 +95,7 @@ async function measure(workload: Workload, databaseUrl: string): Promise<Row> {
   const authorization = `Bearer ${await embeddedTokenFor(databaseUrl, { audience: `http://localhost:${port}/fhir`, scope: 'system/*.cruds', clientId: 'bench' })}`;
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: PROJECT_ROOT,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', FHIR_DEFAULT_PROFILES: 'none' },
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', FHIR_DEFAULT_PROFILES: 'none', FHIR_RATE_LIMIT: '0' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const base = `http://127.0.0.1:${port}`;

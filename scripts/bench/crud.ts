@@ -339,8 +339,8 @@ async function benchStore(store: StoreTarget, client: LoadClient): Promise<Store
   const db = await openDatabase(store.url, { schema });
   const driver = await openRawDriver(store.url, schema);
   const documents = Array.from({ length: WARMUP + REQUESTS }, (_, index) => storedFrenchPatient(index));
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, audit: AUDIT === 'on' ? 'on' : 'off', authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) });
-  const audited = AUDIT === 'compare' ? await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, audit: 'on', authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) }) : undefined;
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, audit: AUDIT === 'on' ? 'on' : 'off', authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) });
+  const audited = AUDIT === 'compare' ? await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, audit: 'on', authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) }) : undefined;
   // A token as clients get theirs (`npm run token`); the raw routes get it too, and ignore it.
   authorization = `Bearer ${await embeddedToken(db, { audience: BENCH_AUDIENCE, scope: 'system/*.cruds', clientId: 'bench' })}`;
   const rawApp = rawRoutes(driver, new Map(documents.map((document) => [document.id, document.json])));

@@ -120,7 +120,7 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: url, max: 1, options: `-c search_path=${schema}` });
   const client = LoadClient.start();
   const audience = 'http://localhost/fhir';
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, authAudience: audience }, storage: sqlStorage(db), validator: createProfileValidator({ defaultProfiles: 'none' }) });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, authAudience: audience }, storage: sqlStorage(db), validator: createProfileValidator({ defaultProfiles: 'none' }) });
   // A token as clients get theirs (`npm run token`).
   const authorization = `Bearer ${await embeddedToken(db, { audience, scope: 'system/*.cruds', clientId: 'bench' })}`;
   try {

@@ -474,7 +474,7 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
     }
     const databaseSize = (await pool.query('SELECT pg_size_pretty(pg_database_size(current_database())) AS s')).rows[0].s as string;
 
-    app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) });
+    app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) });
     // A token as clients get theirs (`npm run token`), sent with every request.
     authorization = `Bearer ${await embeddedToken(db, { audience: BENCH_AUDIENCE, scope: 'system/*.rs', clientId: 'bench' })}`;
     const origin = await app.listen({ host: '127.0.0.1', port: 0 });

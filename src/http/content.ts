@@ -6,6 +6,7 @@ import { FhirError } from '../fhir/outcome.ts';
 import { jsonPieces, jsonText, ResourceText, type ResponseResource } from '../fhir/resource-text.ts';
 import { FormParameters, JsonPatchBody, RawBody, UnsupportedBody } from '../router/request.ts';
 import type { StoredBinary } from '../store/repository.ts';
+import { setRawContentHeaders } from './security-headers.ts';
 
 export const FHIR_JSON = 'application/fhir+json';
 const BINARY_PATH = /^\/fhir\/Binary(?:\/[A-Za-z0-9\-.]{1,64})?(?:\?|$)/;
@@ -151,10 +152,13 @@ export function negotiateResponseType(request: FastifyRequest): string {
 
 /**
  * Sends a Binary's content as itself, in its own media type, streamed from the store chunk by chunk as
- * the client takes it. HEAD gets the headers only.
+ * the client takes it; an active type (HTML, SVG…) as a sandboxed attachment (security-headers.ts). HEAD
+ * gets the headers only.
  */
 export function sendRawBinary(request: FastifyRequest, reply: FastifyReply, binary: StoredBinary): FastifyReply {
-  reply.type((binary.resource as Binary).contentType ?? 'application/octet-stream').header('content-length', binary.content.size);
+  const contentType = (binary.resource as Binary).contentType ?? 'application/octet-stream';
+  setRawContentHeaders(reply, contentType);
+  reply.type(contentType).header('content-length', binary.content.size);
   if (request.method === 'HEAD') return reply.send();
   return reply.send(Readable.from(binary.content.chunks(), { objectMode: false }));
 }

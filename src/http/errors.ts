@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { FhirError, operationOutcome, type IssueCode } from '../fhir/outcome.ts';
 import { failureAnswer, isStorageUnavailable } from '../store/unavailable.ts';
 import { FHIR_JSON } from './content.ts';
+import { API_CONTENT_SECURITY_POLICY, SECURITY_HEADERS } from './security-headers.ts';
 
 const CODE_BY_STATUS: Record<number, IssueCode> = {
   400: 'invalid',
@@ -51,7 +52,12 @@ export function registerErrorHandlers(app: FastifyInstance): void {
 export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const status = error.statusCode && error.statusCode < 500 ? error.statusCode : 400;
   const diagnostics = error.code === 'FST_ERR_BAD_URL' ? `The URL is not valid: ${error.message}` : error.message;
-  reply.status(status).type(FHIR_JSON).header('x-request-id', request.id).send(operationOutcome([{ code: CODE_BY_STATUS[status] ?? 'invalid', diagnostics }]));
+  // Sent before any route, so without the onSend hooks: their headers are set here.
+  reply
+    .status(status)
+    .type(FHIR_JSON)
+    .headers({ ...SECURITY_HEADERS, 'content-security-policy': API_CONTENT_SECURITY_POLICY, 'x-request-id': request.id })
+    .send(operationOutcome([{ code: CODE_BY_STATUS[status] ?? 'invalid', diagnostics }]));
 }
 
 function clientMessage(error: FastifyError, bodyLimit: number | undefined): string {
@@ -82,7 +88,7 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
   const [status, reason, diagnostics] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad Request', 'Malformed HTTP request'];
   if (socket.writable) {
     const body = JSON.stringify(operationOutcome([{ code: status === 408 ? 'timeout' : status === 431 ? 'too-long' : 'structure', diagnostics }]));
-    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${FHIR_JSON}; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: ${FHIR_JSON}; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy(error);
 }

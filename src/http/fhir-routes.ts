@@ -8,7 +8,8 @@ import { FHIR_JSON, negotiateResponseType, registerBodyParsers, sendRawBinary, s
 
 export interface FhirRoutesOptions {
   router: FhirRouter;
-  publicBaseUrl?: string;
+  /** The FHIR base URL of a request (base-url.ts): PUBLIC_BASE_URL, an allowed Host, or the default; never any Host. */
+  baseUrl: (request: FastifyRequest) => string;
   /** Body limit of POSTs to the base (transaction and batch Bundles), which may exceed other requests'. */
   bundleBodyLimit?: number;
   inputLimits: InputLimits;
@@ -27,6 +28,11 @@ export interface FhirRoutesOptions {
 
 /** The access context each authenticated request was given. */
 const authenticated = new WeakMap<FastifyRequest, AccessContext>();
+
+/** The access context a request's token gave it, once authenticated (the rate limit's client). */
+export function authenticatedAccess(request: FastifyRequest): AccessContext | undefined {
+  return authenticated.get(request);
+}
 
 export const FHIR_BASE_PATH = '/fhir';
 
@@ -47,7 +53,7 @@ export async function fhirRoutes(app: FastifyInstance, options: FhirRoutesOption
   }
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    const fhirRequest = toFhirRequest(request, options.publicBaseUrl);
+    const fhirRequest = toFhirRequest(request, options.baseUrl(request));
     const raw = wantsRawBinary(request, fhirRequest.path);
     const mediaType = raw ? FHIR_JSON : negotiateResponseType(request);
     const access = options.accessOf?.(request) ?? authenticated.get(request);
@@ -61,7 +67,7 @@ export async function fhirRoutes(app: FastifyInstance, options: FhirRoutesOption
   app.all(`${FHIR_BASE_PATH}/*`, handler);
 }
 
-function toFhirRequest(request: FastifyRequest, publicBaseUrl: string | undefined): FhirRequest {
+function toFhirRequest(request: FastifyRequest, baseUrl: string): FhirRequest {
   const header = (name: string) => {
     const value = request.headers[name];
     return Array.isArray(value) ? value.join(', ') : value;
@@ -75,6 +81,6 @@ function toFhirRequest(request: FastifyRequest, publicBaseUrl: string | undefine
     ifNoneExist: header('if-none-exist'),
     securityContext: header('x-security-context'),
     prefer: header('prefer'),
-    baseUrl: publicBaseUrl ?? `${request.protocol}://${request.host}${FHIR_BASE_PATH}`,
+    baseUrl,
   };
 }

@@ -180,12 +180,13 @@ function collectPatientReferences(value: unknown, found: Set<string>): void {
 }
 
 /** The access context a verified token gives: who, the scopes, the patient, and what the store must leave out. */
-export function accessFromToken(token: { scopes: string[]; patient?: string; fhirUser?: string; clientId?: string; purposeOfUse: string[] }): AccessContext {
+export function accessFromToken(token: { scopes: string[]; patient?: string; fhirUser?: string; clientId?: string; subject?: string; purposeOfUse: string[] }): AccessContext {
   const grants = new Grants(token.scopes, token.patient);
   const { readable, confined, unconfined, restricted } = grants.visibility();
   const access: AccessContext = {
     ...(token.fhirUser ? { who: token.fhirUser } : {}),
     ...(token.clientId ? { clientId: token.clientId } : {}),
+    ...(token.subject ? { subject: token.subject } : {}),
     scopes: token.scopes,
     ...(token.patient ? { patient: token.patient } : {}),
     purposeOfUse: token.purposeOfUse,

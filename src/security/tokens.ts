@@ -27,6 +27,8 @@ export interface VerifiedToken {
   patient?: string;
   fhirUser?: string;
   clientId?: string;
+  /** `sub`: whom the token was issued for. */
+  subject?: string;
   purposeOfUse: string[];
   /** Seconds since the epoch. */
   expiresAt: number;
@@ -119,6 +121,7 @@ function claimsOf(payload: JWTPayload): VerifiedToken {
     ...(patient ? { patient: patient.startsWith('Patient/') ? patient : `Patient/${patient}` } : {}),
     ...(text(payload.fhirUser) ? { fhirUser: text(payload.fhirUser) } : {}),
     ...(text(payload.client_id) ?? text(payload.azp) ? { clientId: text(payload.client_id) ?? text(payload.azp) } : {}),
+    ...(text(payload.sub) ? { subject: text(payload.sub) } : {}),
     purposeOfUse: list(payload.purpose_of_use),
     expiresAt: payload.exp!,
   };

@@ -14,6 +14,8 @@ export interface AccessContext {
   who?: string;
   /** The SMART client (`client_id`/`azp` of the token) the request comes from, when known. */
   clientId?: string;
+  /** The token's subject (`sub`), when it has one: with `clientId`, whose request budget it spends (rate limit). */
+  subject?: string;
   /** Granted scopes (SMART `patient/*.read`…). */
   scopes: readonly string[];
   /** The patient of the launch context (`Patient/123`), when there is one. */

@@ -164,6 +164,16 @@ export interface TestServerOptions {
   auth?: 'on' | 'off';
   /** FHIR_AUTH_ISSUERS: issuers trusted besides the embedded one. */
   authIssuers?: AppOptions['config']['authIssuers'];
+  /** PUBLIC_BASE_URL; without it (nor allowedHosts) the base is the tokens' audience, TEST_AUDIENCE. */
+  publicBaseUrl?: string;
+  /** FHIR_ALLOWED_HOSTS: the Hosts the server answers to, and builds its base URL from. */
+  allowedHosts?: string[];
+  /** FHIR_CORS_ORIGINS: none, no CORS, by default. */
+  corsOrigins?: string[];
+  /** FHIR_RATE_LIMIT: requests a minute per client. Off unless asked: suites send thousands of requests. */
+  rateLimit?: number;
+  /** TRUST_PROXY: the proxies whose X-Forwarded-* are believed. */
+  trustProxy?: string[];
 }
 
 /** A server on a fresh store for one test file, closed when the file's tests end. */
@@ -189,6 +199,11 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
       auth: config.auth ?? 'on',
       authAudience: TEST_AUDIENCE,
       authIssuers: config.authIssuers,
+      publicBaseUrl: config.publicBaseUrl,
+      allowedHosts: config.allowedHosts,
+      corsOrigins: config.corsOrigins,
+      rateLimit: config.rateLimit ?? 0,
+      trustProxy: config.trustProxy,
     },
     storage: sqlStorage(store.db),
     validator,
