@@ -1,6 +1,7 @@
 import { loadPatientCompartment } from '../search/compartment.ts';
 import type { Binder, ScopePredicate } from '../search/sql-fragments.ts';
 import { isConfined, isConfining, restrictsReads, type AccessContext } from './access.ts';
+import { consentScope } from './consent-scope.ts';
 
 /**
  * The SQL condition an access context puts on every resource row a read touches (`alias` names a row of
@@ -14,7 +15,8 @@ import { isConfined, isConfining, restrictsReads, type AccessContext } from './a
  * compartment: R4 gives it the access rules of its `securityContext` (binary.html#security), so a Binary
  * whose securityContext is a hidden resource, or a hidden compartment's own resource, is hidden too, and a
  * confined Binary is seen only when its securityContext is a member of the patient's compartment (local
- * `Type/id` references).
+ * `Type/id` references). The patients' consent (oppositions, closed records, visibility labels) is
+ * consentScope's condition, added to these.
  */
 export function accessScope(access: AccessContext): ScopePredicate | undefined {
   if (!restrictsReads(access)) return undefined;
@@ -22,6 +24,7 @@ export function accessScope(access: AccessContext): ScopePredicate | undefined {
   for (const { type, id } of access.hiddenCompartments) byType.set(type, [...(byType.get(type) ?? []), id]);
   const hidden = [...byType].sort(([a], [b]) => a.localeCompare(b));
   const confinement = isConfining(access) ? patientConfinement(access) : undefined;
+  const consent = consentScope(access);
   return (alias: string, resourceTypes: string[], binder: Binder) => {
     const conditions: string[] = [];
     const reaches = (type: string) => resourceTypes.length === 0 || resourceTypes.includes(type);
@@ -67,6 +70,7 @@ export function accessScope(access: AccessContext): ScopePredicate | undefined {
         );
       }
     }
+    if (consent) conditions.push(consent(alias, resourceTypes, binder));
     return conditions.length > 0 ? `(${conditions.join(' AND ')})` : undefined;
   };
 }
