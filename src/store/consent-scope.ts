@@ -82,7 +82,8 @@ function hiddenFor(caller: ConsentCaller, binder: Binder): Hidden {
     }
     case 'user': {
       const actors = identities(caller.who, binder, true);
-      const authors = identities(caller.who, binder, false);
+      // Every value bound must be used: an emergency has no masking condition, so no authors.
+      const authors = caller.emergency ? '' : identities(caller.who, binder, false);
       const deniesMe = (c: string) => `(${c}.actor IS NULL OR ${c}.actor = ANY(${actors}))`;
       return (type, id) => {
         const [v, c, g] = [binder.alias('consent'), binder.alias('consent'), binder.alias('consent')];
