@@ -58,6 +58,8 @@ if ((counted[0]?.n ?? 0) === 0) {
   console.log(`loaded ${PATIENTS} patients in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }
 
+// A rerun measures "no rule in play" again: the rules of the previous run's Consents go (their next write remakes them).
+await db.query(`DELETE FROM consent_rule WHERE consent_id LIKE 'bench-%'`);
 const professional: AccessContext = accessFromToken({ scopes: ['user/*.rs'], fhirUser: 'Practitioner/other', clientId: 'gp', purposeOfUse: [] });
 const SEARCHES: Array<[string, string]> = [
   ['Immunization', 'vaccine-code=http://hl7.org/fhir/sid/cvx|107&_total=accurate&_count=20'],

@@ -26,7 +26,8 @@ export function consentCaller(access: AccessContext): ConsentCaller | undefined 
   return { kind: 'system', clientId: access.clientId ?? null };
 }
 
-type Hidden = (resourceType: string, id: string, binder: Binder) => string;
+/** The EXISTS conditions, any of which hides a resource. */
+type Hidden = (resourceType: string, id: string, binder: Binder) => string[];
 
 /**
  * The condition the patients' consent puts on a resource row (`alias`: a row of `resource` or
@@ -50,11 +51,12 @@ export function consentScope(access: AccessContext): ((alias: string, resourceTy
   if (!caller) return undefined;
   return (alias, resourceTypes, binder) => {
     const hidden = hiddenFor(caller, binder);
-    const conditions = [`NOT ${hidden(`${alias}.resource_type`, `${alias}.id`, binder)}`];
+    // Each its own NOT EXISTS at the top of the condition, which the planner may turn into an anti-join.
+    const conditions = hidden(`${alias}.resource_type`, `${alias}.id`, binder).map((exists) => `NOT ${exists}`);
     if (resourceTypes.length === 0 || resourceTypes.includes('Binary')) {
       const b = binder.alias('consent');
       conditions.push(
-        `(${alias}.resource_type <> 'Binary' OR NOT EXISTS (SELECT 1 FROM binary_context ${b} WHERE ${b}.binary_id = ${alias}.id AND ${hidden(`${b}.context_type`, `${b}.context_id`, binder)}))`,
+        `(${alias}.resource_type <> 'Binary' OR NOT EXISTS (SELECT 1 FROM binary_context ${b} WHERE ${b}.binary_id = ${alias}.id AND (${hidden(`${b}.context_type`, `${b}.context_id`, binder).join(' OR ')})))`,
       );
     }
     return conditions.join(' AND ');
@@ -67,7 +69,7 @@ function hiddenFor(caller: ConsentCaller, binder: Binder): Hidden {
       const client = binder.bind(caller.clientId, 'text');
       return (type, id) => {
         const v = binder.alias('consent');
-        return `EXISTS (SELECT 1 FROM resource_visibility ${v} WHERE ${v}.resource_type = ${type} AND ${v}.resource_id = ${id} AND ${v}.masked AND ${v}.sent_by IS DISTINCT FROM ${client})`;
+        return [`EXISTS (SELECT 1 FROM resource_visibility ${v} WHERE ${v}.resource_type = ${type} AND ${v}.resource_id = ${id} AND ${v}.masked AND ${v}.sent_by IS DISTINCT FROM ${client})`];
       };
     }
     case 'patient': {
@@ -77,7 +79,7 @@ function hiddenFor(caller: ConsentCaller, binder: Binder): Hidden {
         const [v, c] = [binder.alias('consent'), binder.alias('consent')];
         const labelled = `EXISTS (SELECT 1 FROM resource_visibility ${v} WHERE ${v}.resource_type = ${type} AND ${v}.resource_id = ${id} AND (${v}.hidden_from_patient ` +
           `OR (${v}.masked AND ${v}.patient_id IS DISTINCT FROM ${self}) OR EXISTS (SELECT 1 FROM consent_rule ${c} WHERE ${c}.patient_id = ${v}.patient_id AND ${closedToMe(c)})))`;
-        return `(${inDeniedRecord(type, id, closedToMe, binder)} OR ${labelled})`;
+        return [inDeniedRecord(type, id, closedToMe, binder), labelled];
       };
     }
     case 'user': {
@@ -95,21 +97,18 @@ function hiddenFor(caller: ConsentCaller, binder: Binder): Hidden {
             ];
         const labelled = `EXISTS (SELECT 1 FROM resource_visibility ${v} WHERE ${v}.resource_type = ${type} AND ${v}.resource_id = ${id} AND (` +
           [...masked, `EXISTS (SELECT 1 FROM consent_rule ${c} WHERE ${c}.patient_id = ${v}.patient_id AND ${deniesMe(c)})`].join(' OR ') + '))';
-        return `(${inDeniedRecord(type, id, deniesMe, binder)} OR ${labelled})`;
+        return [inDeniedRecord(type, id, deniesMe, binder), labelled];
       };
     }
   }
 }
 
-/**
- * Whether the resource belongs to a record whose consent rules (`applies`) hide it. The rule table is looked at
- * once per statement first (an InitPlan): with no rule in play for the caller, no row pays for a lookup.
- */
+/** Whether the resource belongs to a record whose consent rules (`applies`) hide it. */
 function inDeniedRecord(type: string, id: string, applies: (c: string) => string, binder: Binder): string {
-  const [any, m, c] = [binder.alias('consent'), binder.alias('consent'), binder.alias('consent')];
+  const [m, c] = [binder.alias('consent'), binder.alias('consent')];
   return (
-    `(EXISTS (SELECT 1 FROM consent_rule ${any} WHERE ${applies(any)}) AND EXISTS (SELECT 1 FROM compartment_member ${m} JOIN consent_rule ${c} ON ${c}.patient_id = ${m}.compartment_id ` +
-    `WHERE ${m}.resource_type = ${type} AND ${m}.resource_id = ${id} AND ${m}.compartment_type = 'Patient' AND ${applies(c)}))`
+    `EXISTS (SELECT 1 FROM compartment_member ${m} JOIN consent_rule ${c} ON ${c}.patient_id = ${m}.compartment_id ` +
+    `WHERE ${m}.resource_type = ${type} AND ${m}.resource_id = ${id} AND ${m}.compartment_type = 'Patient' AND ${applies(c)})`
   );
 }
 
