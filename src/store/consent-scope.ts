@@ -27,7 +27,7 @@ export function consentCaller(access: AccessContext): ConsentCaller | undefined 
 }
 
 /** The EXISTS conditions, any of which hides a resource. */
-type Hidden = (resourceType: string, id: string, binder: Binder) => string[];
+type Hidden = (resourceType: string, id: string) => string[];
 
 /**
  * The condition the patients' consent puts on a resource row (`alias`: a row of `resource` or
@@ -52,11 +52,11 @@ export function consentScope(access: AccessContext): ((alias: string, resourceTy
   return (alias, resourceTypes, binder) => {
     const hidden = hiddenFor(caller, binder);
     // Each its own NOT EXISTS at the top of the condition, which the planner may turn into an anti-join.
-    const conditions = hidden(`${alias}.resource_type`, `${alias}.id`, binder).map((exists) => `NOT ${exists}`);
+    const conditions = hidden(`${alias}.resource_type`, `${alias}.id`).map((exists) => `NOT ${exists}`);
     if (resourceTypes.length === 0 || resourceTypes.includes('Binary')) {
       const b = binder.alias('consent');
       conditions.push(
-        `(${alias}.resource_type <> 'Binary' OR NOT EXISTS (SELECT 1 FROM binary_context ${b} WHERE ${b}.binary_id = ${alias}.id AND (${hidden(`${b}.context_type`, `${b}.context_id`, binder).join(' OR ')})))`,
+        `(${alias}.resource_type <> 'Binary' OR NOT EXISTS (SELECT 1 FROM binary_context ${b} WHERE ${b}.binary_id = ${alias}.id AND (${hidden(`${b}.context_type`, `${b}.context_id`).join(' OR ')})))`,
       );
     }
     return conditions.join(' AND ');
