@@ -1,6 +1,6 @@
 // Prints a SMART access token for the server on the same DATABASE_URL, signed by its embedded issuer
 // (whose key this makes, as the server would, on a new store).
-// Usage: npm run token -- --scope "system/*.cruds" [--patient Patient/123] [--user Practitioner/7] [--client my-app] [--expires 3600]
+// Usage: npm run token -- --scope "system/*.cruds" [--patient Patient/123] [--user Practitioner/7] [--client my-app] [--purpose BTG] [--expires 3600]
 // The audience is the server's FHIR base: PUBLIC_BASE_URL, else http://localhost:$PORT/fhir (PORT 8080 by
 // default), as the server expects. With the embedded PGlite store, whose directory one process holds at a
 // time, run it while the server is stopped: the token stays valid across restarts until it expires.
@@ -15,11 +15,12 @@ const { values } = parseArgs({
     patient: { type: 'string' },
     user: { type: 'string' },
     client: { type: 'string' },
+    purpose: { type: 'string' },
     expires: { type: 'string', default: '3600' },
   },
 });
 if (!values.scope) {
-  console.error('usage: npm run token -- --scope "system/*.cruds" [--patient Patient/123] [--user Practitioner/7] [--client id] [--expires seconds]');
+  console.error('usage: npm run token -- --scope "system/*.cruds" [--patient Patient/123] [--user Practitioner/7] [--client id] [--purpose BTG,ETREAT] [--expires seconds]');
   process.exit(2);
 }
 const expiresIn = Number(values.expires);
@@ -36,6 +37,7 @@ try {
     ...(values.patient ? { patient: values.patient } : {}),
     ...(values.user ? { fhirUser: values.user } : {}),
     ...(values.client ? { clientId: values.client } : {}),
+    ...(values.purpose ? { purposeOfUse: values.purpose.split(',').map((code) => code.trim()).filter(Boolean) } : {}),
   });
   console.log(token);
 } catch (error) {

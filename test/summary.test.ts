@@ -241,7 +241,9 @@ t.test('a French patient by INS: selected, escaped, in French or English, valid 
   const referencesMarked = (name: string) => Object.entries(marks).filter(([, mark]) => mark === name).map(([fullUrl]) => reference.get(fullUrl)!);
   const ins = patientNir(7);
 
-  const res = await server.inject({ method: 'GET', url: `/fhir/Patient/$summary?identifier=${encodeURIComponent(`${INS_SYSTEM}|${ins}`)}` });
+  // Asked by a professional who neither wrote the masked document nor is the médecin traitant: the store hides it (consent-scope.ts).
+  const professional = `Bearer ${await server.token({ scope: 'openid fhirUser user/*.rs', fhirUser: 'Practitioner/another-professional' })}`;
+  const res = await server.inject({ method: 'GET', url: `/fhir/Patient/$summary?identifier=${encodeURIComponent(`${INS_SYSTEM}|${ins}`)}`, headers: { authorization: professional } });
   t.equal(res.statusCode, 200, 'type level, by INS');
   const document = json(res);
   checkShape(t, document, 'French patient');

@@ -3,6 +3,7 @@ import type { InputLimits } from '../fhir/input-limits.ts';
 import type { FhirRouter } from '../router/router.ts';
 import type { FhirRequest, HttpMethod } from '../router/request.ts';
 import type { AccessContext } from '../store/access.ts';
+import { PURPOSE_OF_USE_HEADER, withAssertedPurpose } from '../security/authorisation.ts';
 import { StoredBinary } from '../store/repository.ts';
 import { FHIR_JSON, negotiateResponseType, registerBodyParsers, sendRawBinary, sendResource, wantsRawBinary } from './content.ts';
 
@@ -48,7 +49,7 @@ export async function fhirRoutes(app: FastifyInstance, options: FhirRoutesOption
       // The CapabilityStatement is public (R4 http.html#capabilities; SMART discovery starts from it).
       const path = (request.params as { '*'?: string })['*'] ?? '';
       if ((request.method === 'GET' || request.method === 'HEAD') && path === 'metadata') return;
-      authenticated.set(request, await authenticate(request));
+      authenticated.set(request, withAssertedPurpose(await authenticate(request), request.headers[PURPOSE_OF_USE_HEADER]));
     });
   }
 

@@ -22,8 +22,6 @@ type Json = Record<string, any>;
 export const LOINC = 'http://loinc.org';
 const OBSERVATION_CATEGORY = 'http://terminology.hl7.org/CodeSystem/observation-category';
 const CONSENT_SCOPE = 'http://terminology.hl7.org/CodeSystem/consentscope';
-/** DMP visibility (TRE_A07): a document the patient masked from professionals stays out of a GP's summary. */
-const MASKED_FROM_PROFESSIONALS = 'MASQUE_PS';
 
 /** The patient's record, by resource type, entered-in-error resources already left out. */
 export type PatientRecord = ReadonlyMap<string, readonly Json[]>;
@@ -130,9 +128,6 @@ const observationsIn = (record: PatientRecord, category: string) =>
 /** Pregnancy status, outcome and expected delivery date: the LOINC codes of the IPS pregnancy profiles. */
 const PREGNANCY_CODES = ['82810-3', '11449-6', '11778-8', '11779-6', '11780-4', '11636-8', '11637-6', '11638-4', '11639-2', '11640-0', '11612-9', '11613-7', '11614-5', '33065-4'];
 const ADVANCE_DIRECTIVE_DOCUMENTS = ['42348-3', '75320-2'];
-
-const isMasked = (resource: Json): boolean =>
-  [...(resource.meta?.security ?? []), ...(resource.securityLabel ?? []).flatMap((label: Json) => label.coding ?? [])].some((coding: Json) => coding.code === MASKED_FROM_PROFESSIONALS);
 
 /** How many documents the "recent documents" section lists: what a GP scans at a glance. */
 export const RECENT_DOCUMENTS = 20;
@@ -315,7 +310,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     select: (record) =>
       newestFirst([
         ...of(record, 'Consent').filter((c) => c.status === 'active' && hasCode(c.scope, CONSENT_SCOPE, ['adr'])),
-        ...of(record, 'DocumentReference').filter((d) => d.status === 'current' && hasCode(d.type, LOINC, ADVANCE_DIRECTIVE_DOCUMENTS) && !isMasked(d)),
+        ...of(record, 'DocumentReference').filter((d) => d.status === 'current' && hasCode(d.type, LOINC, ADVANCE_DIRECTIVE_DOCUMENTS)),
       ]),
     columns: (l) => [l.what, l.date, l.status],
     row: (d, c) => [
@@ -333,7 +328,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     title: { fr: 'Documents récents', en: 'Recent documents' },
     presence: 'optional',
     types: ['DocumentReference'],
-    select: (record) => newestFirst(of(record, 'DocumentReference').filter((d) => d.status === 'current' && !isMasked(d))).slice(0, RECENT_DOCUMENTS),
+    select: (record) => newestFirst(of(record, 'DocumentReference').filter((d) => d.status === 'current')).slice(0, RECENT_DOCUMENTS),
     columns: (l) => [l.type, l.author, l.date, l.details],
     row: (d, c) => [formatConcept(d.type), documentAuthors(d, c), formatDate(clinicalDate(d), c.language), d.description ?? d.content?.[0]?.attachment?.title ?? ''],
   },

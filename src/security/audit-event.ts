@@ -3,7 +3,7 @@ import { ResourceText, type ResponseResource } from '../fhir/resource-text.ts';
 import { CAPABILITY_CODE, type Interaction } from '../router/interaction.ts';
 import { FormParameters, type FhirRequest, type FhirResponse } from '../router/request.ts';
 import { loadPatientCompartment } from '../search/compartment.ts';
-import { ALL_ACCESS, type AccessContext } from '../store/access.ts';
+import { ALL_ACCESS, EMERGENCY_PURPOSES, type AccessContext } from '../store/access.ts';
 import { StoredResource } from '../store/resource-store.ts';
 
 // The AuditEvent of one interaction as IHE BALP (Basic Audit Log Patterns, profiles.ihe.net/ITI/BALP)
@@ -21,8 +21,8 @@ const PARTICIPATION_TYPE = 'http://terminology.hl7.org/CodeSystem/v3-Participati
 const SOURCE_TYPE = 'http://terminology.hl7.org/CodeSystem/security-source-type';
 /** HL7 PurposeOfUse (v3 ActReason), for purposeOfEvent and the emergency label. */
 export const ACT_REASON = 'http://terminology.hl7.org/CodeSystem/v3-ActReason';
-/** Purposes of use that break the glass: such accesses are labelled so that they stand out in a patient's trail. */
-export const EMERGENCY_PURPOSES: ReadonlySet<string> = new Set(['BTG', 'ETREAT']);
+/** Purposes of use that break the glass (store/access.ts): such accesses are labelled so that they stand out in a patient's trail. */
+export { EMERGENCY_PURPOSES };
 
 const BALP = 'https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.';
 

@@ -5,7 +5,7 @@ import type { Interaction } from '../router/interaction.ts';
 import { loadPatientCompartment } from '../search/compartment.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import { meetsRestriction, RestrictionCache } from '../search/restriction.ts';
-import type { AccessContext } from '../store/access.ts';
+import { EMERGENCY_PURPOSES, type AccessContext } from '../store/access.ts';
 import { Grants, type Permission, type ResourceScope } from './scopes.ts';
 
 /** Operations on terminology (code systems and value sets, no patient data): any authenticated caller. */
@@ -194,7 +194,41 @@ export function accessFromToken(token: { scopes: string[]; patient?: string; fhi
     ...(readable ? { readableTypes: readable } : {}),
     ...(confined === '*' || confined.length > 0 ? { confinedTypes: confined, unconfinedTypes: unconfined } : {}),
     ...(restricted.length > 0 ? { restrictedTypes: restricted } : {}),
+    // Whoever a token names sees records as their patients' consent says (store/consent-scope.ts).
+    subjectToConsent: true,
   };
   grantsByAccess.set(access, grants);
   return access;
+}
+
+/** The request header by which a professional asserts an emergency (break the glass) for one request. */
+export const PURPOSE_OF_USE_HEADER = 'x-purpose-of-use';
+
+const ACT_REASON_PREFIX = 'http://terminology.hl7.org/CodeSystem/v3-ActReason|';
+
+/**
+ * `access` with the purposes of use a request asserts in `X-Purpose-Of-Use` (comma-separated HL7 PurposeOfUse
+ * codes, bare or as `http://terminology.hl7.org/CodeSystem/v3-ActReason|BTG`): `BTG` or `ETREAT`, for one
+ * request rather than a token's lifetime. Honoured for a professional (fhirUser Practitioner or
+ * PractitionerRole) only: anyone else's access is left as it is, as the patient's consent does not let them
+ * break the glass (store/consent-scope.ts). Any other code is a 400.
+ */
+export function withAssertedPurpose(access: AccessContext, header: string | string[] | undefined): AccessContext {
+  if (header === undefined) return access;
+  const codes = (Array.isArray(header) ? header.join(',') : header)
+    .split(',')
+    .map((code) => code.trim())
+    .filter((code) => code !== '')
+    .map((code) => (code.startsWith(ACT_REASON_PREFIX) ? code.slice(ACT_REASON_PREFIX.length) : code));
+  const unknown = codes.find((code) => !EMERGENCY_PURPOSES.has(code));
+  if (unknown !== undefined) {
+    throw new FhirError(400, [{ code: 'value', diagnostics: `X-Purpose-Of-Use takes BTG or ETREAT (HL7 v3 ActReason), not '${unknown.slice(0, 100)}'` }]);
+  }
+  const professional = access.who?.startsWith('Practitioner/') === true || access.who?.startsWith('PractitionerRole/') === true;
+  if (codes.length === 0 || !professional) return access;
+  const purposeOfUse = [...new Set([...access.purposeOfUse, ...codes])];
+  if (purposeOfUse.length === access.purposeOfUse.length) return access;
+  const asserted = { ...access, purposeOfUse };
+  grantsByAccess.set(asserted, grantsOf(access));
+  return asserted;
 }

@@ -34,6 +34,8 @@ export interface TokenRequest {
   /** `fhirUser`: the professional or patient the token speaks for (`Practitioner/7`). */
   fhirUser?: string;
   clientId?: string;
+  /** `purpose_of_use`: HL7 PurposeOfUse codes the user asserts for the token's lifetime (`BTG`: break the glass). */
+  purposeOfUse?: string[];
   /** Lifetime in seconds. */
   expiresIn: number;
 }
@@ -47,6 +49,7 @@ export async function signToken(keys: readonly IssuerKey[], request: TokenReques
   const claims: Record<string, unknown> = { scope: request.scope, client_id: clientId };
   if (request.patient) claims.patient = request.patient.replace(/^Patient\//, '');
   if (request.fhirUser) claims.fhirUser = request.fhirUser;
+  if (request.purposeOfUse?.length) claims.purpose_of_use = request.purposeOfUse;
   return new SignJWT(claims)
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
     .setIssuer(request.issuer)

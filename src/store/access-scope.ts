@@ -3,6 +3,7 @@ import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { Binder, ScopePredicate } from '../search/sql-fragments.ts';
 import { restrictionScope } from './access-restrictions.ts';
 import { isConfined, isConfining, restrictsReads, type AccessContext } from './access.ts';
+import { consentScope } from './consent-scope.ts';
 
 /**
  * The SQL condition an access context puts on every resource row a read touches (`alias` names a row of
@@ -17,6 +18,7 @@ import { isConfined, isConfining, restrictsReads, type AccessContext } from './a
  * whose securityContext is a hidden resource, or a hidden compartment's own resource, is hidden too, and a
  * confined Binary is seen only when its securityContext is a member of the patient's compartment (local
  * `Type/id` references). A type under search restrictions is seen where it matches one (access-restrictions.ts).
+ * The patients' consent (oppositions, closed records, visibility labels) is consentScope's condition, added to these.
  */
 export function accessScope(access: AccessContext, registry: SearchParameterRegistry): ScopePredicate | undefined {
   if (!restrictsReads(access)) return undefined;
@@ -25,6 +27,7 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
   for (const { type, id } of access.hiddenCompartments) byType.set(type, [...(byType.get(type) ?? []), id]);
   const hidden = [...byType].sort(([a], [b]) => a.localeCompare(b));
   const confinement = isConfining(access) ? patientConfinement(access) : undefined;
+  const consent = consentScope(access);
   return (alias: string, resourceTypes: string[], binder: Binder) => {
     const conditions: string[] = [];
     const reaches = (type: string) => resourceTypes.length === 0 || resourceTypes.includes(type);
@@ -72,6 +75,7 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
     }
     const restricted = restriction?.(alias, resourceTypes, binder);
     if (restricted) conditions.push(restricted);
+    if (consent) conditions.push(consent(alias, resourceTypes, binder));
     return conditions.length > 0 ? `(${conditions.join(' AND ')})` : undefined;
   };
 }

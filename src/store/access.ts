@@ -1,3 +1,6 @@
+/** HL7 PurposeOfUse (v3 ActReason) codes of an emergency access: break the glass, emergency treatment. */
+export const EMERGENCY_PURPOSES: ReadonlySet<string> = new Set(['BTG', 'ETREAT']);
+
 /** One compartment: `Patient/123` is `{ type: 'Patient', id: '123' }`. */
 export interface CompartmentRef {
   type: string;
@@ -49,6 +52,11 @@ export interface AccessContext {
    * `queries` (search/restriction.ts; a query that cannot apply matches nothing), besides the other rules.
    */
   restrictedTypes?: ReadonlyArray<{ type: string; queries: readonly string[] }>;
+  /**
+   * Whether the patients' consent applies (oppositions, closed records, DMP visibility labels: consent-scope.ts):
+   * for every caller a token names; not for the server itself (ALL_ACCESS, `FHIR_AUTH=off`).
+   */
+  subjectToConsent?: boolean;
 }
 
 /**
@@ -63,7 +71,13 @@ export const ALL_ACCESS: AccessContext = Object.freeze({
 
 /** Whether `access` narrows what is seen at all (ALL_ACCESS does not). */
 export function restrictsReads(access: AccessContext): boolean {
-  return access.hiddenCompartments.length > 0 || access.readableTypes !== undefined || isConfining(access) || (access.restrictedTypes?.length ?? 0) > 0;
+  return (
+    access.hiddenCompartments.length > 0 ||
+    access.readableTypes !== undefined ||
+    isConfining(access) ||
+    (access.restrictedTypes?.length ?? 0) > 0 ||
+    access.subjectToConsent === true
+  );
 }
 
 /** Whether `access` confines some type to its patient's compartment. */

@@ -1,6 +1,7 @@
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { SqlExecutor } from './database.ts';
+import { CONSENT_DELETE_CTES, CONSENT_DELETION_CTES, consentInsertCtes, consentParams, consentRowsOf, type ConsentRows, type ConsentRowsOptions } from './consent-rows.ts';
 import { membersOf, recordPatientOf } from '../search/compartment.ts';
 import { extractIndexRows, type ExtractOptions, type IndexRows, type IndexTable } from '../search/extract.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
@@ -37,11 +38,17 @@ const TABLE_NAMES = Object.keys(TABLES) as IndexTable[];
 /** Search index rows one resource may have unless configured otherwise (RESOURCE_MAX_INDEX_ROWS). */
 export const DEFAULT_MAX_INDEX_ROWS = 10_000;
 
+/** What a write keeps beside the resource: its search index rows and what its consent rules need (consent-rows.ts). */
+export type WrittenRows = IndexRows & { consent?: ConsentRows };
+
+/** What the writer is told of a write: the server's base as reached, and the SMART client writing. */
+export type WriteRowsOptions = ExtractOptions & ConsentRowsOptions;
+
 /** A resource's identity and the index rows extracted from it. */
 export interface IndexedResource {
   resourceType: string;
   id: string;
-  rows: IndexRows;
+  rows: WrittenRows;
 }
 
 /** Extracts a resource's search index rows and writes them inside the caller's transaction. */
@@ -50,9 +57,9 @@ export interface IndexWriter {
    * The index rows of a resource, computed without touching the database; `options.baseUrl` is the
    * server's own base as the writer reached it, so references to it index as local ones.
    */
-  rowsOf(resource: Resource, options?: ExtractOptions): IndexRows;
+  rowsOf(resource: Resource, options?: WriteRowsOptions): WrittenRows;
   /** Replaces a resource's index rows; `rows` undefined removes them (a deletion). */
-  replace(tx: SqlExecutor, resourceType: string, id: string, rows: IndexRows | undefined): Promise<void>;
+  replace(tx: SqlExecutor, resourceType: string, id: string, rows: WrittenRows | undefined): Promise<void>;
 }
 
 export class SearchIndexWriter implements IndexWriter {
@@ -65,18 +72,21 @@ export class SearchIndexWriter implements IndexWriter {
     private readonly maxRows = Infinity,
   ) {}
 
-  rowsOf(resource: Resource, options: ExtractOptions = {}): IndexRows {
-    const rows = extractIndexRows(resource, this.registry, options);
+  rowsOf(resource: Resource, options: WriteRowsOptions = {}): WrittenRows {
+    const rows = extractIndexRows(resource, this.registry, { ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}) });
     const count = TABLE_NAMES.reduce((sum, table) => sum + rows[table].length, 0);
     if (count > this.maxRows) {
       throw new FhirError(413, [{ code: 'too-long', diagnostics: `This ${resource.resourceType} has ${count} search index entries; this server accepts at most ${this.maxRows} per resource (RESOURCE_MAX_INDEX_ROWS)` }]);
     }
-    return rows;
+    return { ...rows, consent: consentRowsOf(resource, rows, options) };
   }
 
-  async replace(tx: SqlExecutor, resourceType: string, id: string, rows: IndexRows | undefined): Promise<void> {
-    const params = [resourceType, id, ...indexParams(rows ? [{ resourceType, id, rows }] : [])];
-    await tx.query(REPLACE_STATEMENT, params, 'dossier_index_replace');
+  async replace(tx: SqlExecutor, resourceType: string, id: string, rows: WrittenRows | undefined): Promise<void> {
+    if (!rows) {
+      await tx.query(DELETE_STATEMENT, [resourceType, id], 'dossier_index_delete');
+      return;
+    }
+    await tx.query(REPLACE_STATEMENT, [resourceType, id, ...indexParams([{ resourceType, id, rows }])], 'dossier_index_replace');
   }
 }
 
@@ -92,7 +102,7 @@ export class SearchIndexWriter implements IndexWriter {
 export function indexParams(resources: IndexedResource[]): string[] {
   const patients = resources.map(({ resourceType, id, rows }) => recordPatientOf(resourceType, id, rows.reference));
   const members = resources.flatMap(({ resourceType, id, rows }) => membersOf(resourceType, id, rows.reference).map(([type, member]) => [type, member, resourceType, id]));
-  return [...indexTableParams(resources, patients), JSON.stringify(members)];
+  return [...indexTableParams(resources, patients), JSON.stringify(members), ...consentParams(resources.map(({ resourceType, id, rows }) => ({ resourceType, id, ...(rows.consent ? { consent: rows.consent } : {}) })))];
 }
 
 function indexTableParams(resources: IndexedResource[], patients: Array<string | null>): string[] {
@@ -111,11 +121,14 @@ function indexTableParams(resources: IndexedResource[], patients: Array<string |
   });
 }
 
-/** Data-modifying CTEs inserting the rows `indexParams` produced, read from `$first`, `$first + 1`, …. */
-export function indexInsertCtes(first: number): string[] {
+/**
+ * Data-modifying CTEs inserting the rows `indexParams` produced, read from `$first`, `$first + 1`, ….
+ * `rewrite`: the statement replaces a resource's rows (REPLACE_STATEMENT), whose deleted ones it may read.
+ */
+export function indexInsertCtes(first: number, rewrite = false): string[] {
   const member = `i_compartment AS (INSERT INTO compartment_member (compartment_type, compartment_id, resource_type, resource_id) ` +
     `SELECT x->>0, x->>1, x->>2, x->>3 FROM jsonb_array_elements($${first + TABLE_NAMES.length}::jsonb) AS x)`;
-  return [...indexTableCtes(first), member];
+  return [...indexTableCtes(first), member, ...consentInsertCtes(first + TABLE_NAMES.length + 1, rewrite)];
 }
 
 function indexTableCtes(first: number): string[] {
@@ -136,10 +149,16 @@ function indexTableCtes(first: number): string[] {
  * (membersOf), so they are found by the compartment index from the reference rows the statement deletes:
  * a second index on compartment_member, by resource, would cost every write one more index entry per member.
  */
-const REPLACE_STATEMENT = `WITH ${[
+const INDEX_DELETE_CTES = [
   ...TABLE_NAMES.map((table) => `d_${table} AS (DELETE FROM search_${table} WHERE resource_type = $1 AND resource_id = $2${table === 'reference' ? ' RETURNING target_type, target_id' : ''})`),
   `d_compartment AS (DELETE FROM compartment_member WHERE resource_type = $1 AND resource_id = $2
-      AND (compartment_type, compartment_id) IN (SELECT target_type, target_id FROM d_reference WHERE target_id IS NOT NULL UNION ALL SELECT $1, $2))`,
-  ...indexInsertCtes(3),
-].join(',\n')}
+      AND (compartment_type, compartment_id) IN (SELECT target_type, target_id FROM d_reference WHERE target_id IS NOT NULL UNION ALL SELECT $1, $2)
+      RETURNING compartment_type, compartment_id)`,
+];
+
+const REPLACE_STATEMENT = `WITH ${[...INDEX_DELETE_CTES, ...CONSENT_DELETE_CTES, ...indexInsertCtes(3, true)].join(',\n')}
+SELECT 1`;
+
+/** A deletion: the index rows and memberships go; what consent needs of the deleted resource's history stays (consent-rows.ts). */
+const DELETE_STATEMENT = `WITH ${[...INDEX_DELETE_CTES, ...CONSENT_DELETION_CTES].join(',\n')}
 SELECT 1`;

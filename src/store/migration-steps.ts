@@ -1,5 +1,8 @@
 import { COMPARTMENT_TYPES, compartmentParams, recordPatientParams } from '../search/compartment.ts';
+import type { Resource } from 'fhir/r4';
+import { emptyRows } from '../search/extract.ts';
 import type { SqlExecutor } from './database.ts';
+import { consentInsertCtes, consentParams, consentRowsOf, INVISIBLE_TO_PATIENT, MASKED_FROM_PROFESSIONALS } from './consent-rows.ts';
 
 /**
  * Steps run after a migration's SQL, in its transaction, for what the SQL cannot say without copying data
@@ -7,6 +10,7 @@ import type { SqlExecutor } from './database.ts';
  */
 export const MIGRATION_STEPS: Readonly<Record<number, (tx: SqlExecutor) => Promise<void>>> = {
   12: backfillCompartments,
+  17: backfillConsent,
 };
 
 const INDEX_TABLES = ['token', 'string', 'date', 'reference', 'uri', 'number', 'quantity', 'composite'];
@@ -54,5 +58,43 @@ export async function backfillCompartments(tx: SqlExecutor): Promise<void> {
       `UPDATE search_${table} t SET patient_id = NULL
         WHERE t.patient_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM record_patient_0012 p WHERE p.resource_type = t.resource_type AND p.resource_id = t.resource_id)`,
     );
+  }
+}
+
+/**
+ * Migration 0017 on a store that has data: the consent rows (consent-rows.ts) of the Consents, Binaries and
+ * labelled resources already stored, computed as a write computes them, from their content and their reference
+ * index rows, in batches. The client that sent a labelled resource is not known: no system client sees it as its
+ * own (a professional's update keeps it so).
+ */
+export async function backfillConsent(tx: SqlExecutor): Promise<void> {
+  const { rows: labelled } = await tx.query<{ resource_type: string; resource_id: string }>(
+    `SELECT DISTINCT resource_type, resource_id FROM search_token WHERE param IN ('_security', 'security-label') AND code = ANY($1::text[])`,
+    [[MASKED_FROM_PROFESSIONALS, INVISIBLE_TO_PATIENT]],
+  );
+  const { rows: others } = await tx.query<{ resource_type: string; resource_id: string }>(
+    `SELECT resource_type, id AS resource_id FROM resource WHERE resource_type IN ('Consent', 'Binary') AND NOT deleted`,
+  );
+  const keys = [...new Map([...labelled, ...others].map((row) => [`${row.resource_type}/${row.resource_id}`, row])).values()];
+  for (let start = 0; start < keys.length; start += 500) {
+    const batch = keys.slice(start, start + 500);
+    const types = batch.map((row) => row.resource_type);
+    const ids = batch.map((row) => row.resource_id);
+    const { rows: resources } = await tx.query<{ resource_type: string; id: string; content: string }>(
+      `SELECT resource_type, id, content FROM resource WHERE (resource_type, id) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND NOT deleted`,
+      [types, ids],
+    );
+    const { rows: references } = await tx.query<{ resource_type: string; resource_id: string; param: string; target_type: string | null; target_id: string | null }>(
+      `SELECT resource_type, resource_id, param, target_type, target_id FROM search_reference WHERE (resource_type, resource_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+      [types, ids],
+    );
+    const written = resources.map((row) => {
+      const rows = emptyRows();
+      rows.reference = references
+        .filter((ref) => ref.resource_type === row.resource_type && ref.resource_id === row.id)
+        .map((ref) => ({ param: ref.param, targetType: ref.target_type, targetId: ref.target_id, url: null, identifierSystem: null, identifierValue: null }));
+      return { resourceType: row.resource_type, id: row.id, consent: consentRowsOf(JSON.parse(row.content) as Resource, rows) };
+    });
+    await tx.query(`WITH ${consentInsertCtes(1, false).join(',\n')} SELECT 1`, consentParams(written));
   }
 }

@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText } from '../fhir/resource-text.ts';
-import type { IndexRows } from '../search/extract.ts';
-import { indexInsertCtes, indexParams, type IndexWriter } from './index-writer.ts';
+import { indexInsertCtes, indexParams, type IndexWriter, type WrittenRows } from './index-writer.ts';
 import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import { FEED_HORIZON, formatPosition, parsePosition, type FeedPosition } from './change-feed.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
@@ -101,6 +100,8 @@ export interface WriteOptions {
   ifMatch?: number;
   /** The server's own base URL as the writer reached it: references below it are indexed as local ones. */
   baseUrl?: string;
+  /** The SMART client writing (its `client_id`): a labelled resource remembers which one sent it (consent-rows.ts). */
+  clientId?: string;
 }
 
 /** Index rows read per referrer asked for: a resource references one target under a few parameters at most. */
@@ -135,11 +136,11 @@ export class Repository {
    * Creates a resource under a new server id (or `id`, chosen by a transaction that needed it first).
    * Through `creates` the write may wait, to go out with other creates in one statement.
    */
-  async create(resource: Resource, id: string = randomUUID(), options: Pick<WriteOptions, 'baseUrl'> = {}): Promise<StoredResource> {
+  async create(resource: Resource, id: string = randomUUID(), options: Pick<WriteOptions, 'baseUrl' | 'clientId'> = {}): Promise<StoredResource> {
     const binary = binaryWriteOf(resource);
     if (binary) return this.createBinary(binary, id, options);
     const stamped = stamp(resource, id, 1);
-    const rows = this.index?.rowsOf(stamped.resource, { baseUrl: options.baseUrl });
+    const rows = this.index?.rowsOf(stamped.resource, rowOptions(options));
     // The answer keeps the text only: the object, which shares its parts with the request's body, can go.
     const stored = new StoredResource(stamped.resourceType, id, 1, stamped.lastUpdated, stamped.json);
     const created: NewResource = { stored, ...(rows ? { rows } : {}) };
@@ -288,7 +289,7 @@ export class Repository {
         );
         if (inserted.rowCount === 1) {
           await insertHistory(tx, stored, 'PUT');
-          await this.writeIndex(tx, stored, options.baseUrl);
+          await this.writeIndex(tx, stored, options);
           return { resource: stored, created: true };
         }
         // A concurrent writer created it between our lock attempt and our insert: update its version instead.
@@ -305,7 +306,7 @@ export class Repository {
         [resourceType, id, stored.versionId, stored.lastUpdated, stored.json],
       );
       await insertHistory(tx, stored, 'PUT');
-      await this.writeIndex(tx, stored, options.baseUrl);
+      await this.writeIndex(tx, stored, options);
       return { resource: stored, created: current.deleted };
     });
   }
@@ -414,7 +415,7 @@ export class Repository {
   }
 
   /** A Binary's bytes go out of line, tied to its version in the transaction that writes it. */
-  private async createBinary(binary: BinaryWrite, id: string, options: Pick<WriteOptions, 'baseUrl'>): Promise<StoredResource> {
+  private async createBinary(binary: BinaryWrite, id: string, options: Pick<WriteOptions, 'baseUrl' | 'clientId'>): Promise<StoredResource> {
     return this.db.transaction(async (tx) => {
       const stored = await this.joining(tx).create(binary.resource, id, options);
       await writeBinaryContent(tx, id, stored.versionId, binary.content);
@@ -445,8 +446,8 @@ export class Repository {
     return withData(stored, await binaryData(this.db, stored.id, stored.versionId, this.binaryInlineLimit));
   }
 
-  private async writeIndex(tx: SqlExecutor, stored: StoredResource, baseUrl: string | undefined): Promise<void> {
-    await this.index?.replace(tx, stored.resourceType, stored.id, this.index.rowsOf(stored.resource, { baseUrl }));
+  private async writeIndex(tx: SqlExecutor, stored: StoredResource, options: WriteOptions): Promise<void> {
+    await this.index?.replace(tx, stored.resourceType, stored.id, this.index.rowsOf(stored.resource, rowOptions(options)));
   }
 
   /** Liveness of the storage: resolves when a query round-trips. */
@@ -458,7 +459,11 @@ export class Repository {
 /** A first version about to be written: its stored form and, when the store is indexed, its index rows. */
 export interface NewResource {
   stored: StoredResource;
-  rows?: IndexRows;
+  rows?: WrittenRows;
+}
+
+function rowOptions(options: Pick<WriteOptions, 'baseUrl' | 'clientId'>): { baseUrl?: string; clientId?: string } {
+  return { ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}), ...(options.clientId !== undefined ? { clientId: options.clientId } : {}) };
 }
 
 /**

@@ -143,12 +143,18 @@ export class SqlResourceStore implements ServerStore {
   }
 
   create(resource: Resource, id?: string, options?: Pick<WriteOptions, 'baseUrl'>): Promise<StoredResource> {
-    return this.repo.create(resource, id, options);
+    return this.repo.create(resource, id, this.writing(options));
   }
 
   async update(resource: Resource & { id: string }, options?: WriteOptions): Promise<UpdateResult> {
     if (this.scope) await this.repo.assertNotHidden(resource.resourceType, resource.id);
-    return this.repo.update(resource, options);
+    return this.repo.update(resource, this.writing(options));
+  }
+
+  /** A write's options with the client writing, which a labelled resource remembers (consent-rows.ts). */
+  private writing<T extends Pick<WriteOptions, 'baseUrl'>>(options: T | undefined): T & Pick<WriteOptions, 'clientId'> {
+    const clientId = this.access.clientId;
+    return { ...(options ?? ({} as T)), ...(clientId !== undefined ? { clientId } : {}) };
   }
 
   patch(
@@ -165,7 +171,7 @@ export class SqlResourceStore implements ServerStore {
       }
       const next = await transform(current, store);
       if (next.resourceType !== resourceType || next.id !== id) throw FhirError.badRequest(`A patch of ${resourceType}/${id} may not change its type or id`);
-      return repo.update(next as Resource & { id: string }, { ifMatch: current.versionId, baseUrl: options.baseUrl });
+      return repo.update(next as Resource & { id: string }, this.writing({ ifMatch: current.versionId, ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}) }));
     });
   }
 
