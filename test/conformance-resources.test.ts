@@ -113,3 +113,20 @@ t.test('a built-in definition is read-only; a reference to one needs no stored t
   const invalidBody = await send('POST', '/fhir/CodeSystem', { resourceType: 'CodeSystem', status: 'nonsense' });
   t.equal(invalidBody.statusCode, 400, 'a stored definition is validated as any resource is');
 });
+
+t.test('at start, the definitions stored before are in use again (a new process knows only the built-in ones)', async (t) => {
+  const { loadValidationContext } = await import('../src/fhir/validation/profile-validator.ts');
+  const { loadStoredDefinitions } = await import('../src/operations/conformance.ts');
+  const { sqlStorage } = await import('../src/store/storage.ts');
+  const { registry } = await import('./helpers/search.ts');
+  const url = 'http://example.org/fhir/StructureDefinition/conformance-restart-patient';
+  const created = await send('POST', '/fhir/StructureDefinition', { ...profile(1), url, name: 'ConformanceRestartPatient' });
+  t.equal(created.statusCode, 201);
+  const key = `StructureDefinition/${json(created).id}`;
+  // What a process started afresh knows: the built-in definitions only.
+  loadValidationContext().registry.putStored(key, undefined);
+  t.same((await errorsAgainst(url, patient)).map((i: any) => i.code), ['not-supported'], 'forgotten');
+  const store = await sqlStorage(server.db).open({ registry, maxIndexRows: 10_000, binaryInlineLimit: 1024 * 1024 });
+  t.ok((await loadStoredDefinitions(store, registry)) >= 1, 'the stored definitions are loaded');
+  t.equal((await errorsAgainst(url, patient)).length, 1, 'and the stored profile validates again');
+});
