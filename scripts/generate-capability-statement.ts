@@ -6,10 +6,9 @@
 // Interactions and operations stay hand-written; test/capability.test.ts checks both against behaviour.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4';
-import { CONFORMANCE_RESOURCE_TYPES, isServedResourceType, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { isServedResourceType, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { FRENCH_DEFAULT_PROFILES } from '../src/fhir/validation/default-profiles.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
-import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
 import { loadCompartments } from '../src/search/compartment.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 
@@ -50,6 +49,11 @@ const AUDIT_EVENT_CAPABILITIES = {
 
 /** Operations of one type beyond `$validate` (src/operations; test/capability.test.ts checks them against the registry). */
 const TYPE_OPERATIONS: Record<string, { name: string; definition: string; documentation?: string }[]> = {
+  CodeSystem: [{ name: 'lookup', definition: 'http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup' }],
+  ValueSet: [
+    { name: 'expand', definition: 'http://hl7.org/fhir/OperationDefinition/ValueSet-expand' },
+    { name: 'validate-code', definition: 'http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code' },
+  ],
   Patient: [
     { name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' },
     {
@@ -67,6 +71,9 @@ const TYPE_DOCUMENTATION: Record<string, string> = {
     'Document content. Read with Accept other than FHIR JSON returns the raw bytes in their own media type; create/update also accept the raw bytes with their Content-Type.',
   Bundle:
     'Stored as a resource when its type is document, collection or message (as HAPI FHIR does); a transaction or batch is posted to the base, and a searchset or history is not stored (422).',
+  CodeSystem: 'Stored like any other type, and in use by the validator and the terminology operations once written (a profile without a snapshot gets one from its differential). Besides the stored ones, the built-in base R4 code systems (HL7 FHIR, v2, v3) and the French ones (FR Core, ANS), read-only (update, patch, delete: 405), are read by their id and found by a search using only _id, url, name and version, after the stored ones.',
+  StructureDefinition: 'Stored like any other type, and in use by the validator and the terminology operations once written (a profile without a snapshot gets one from its differential). Besides the stored ones, the built-in base R4 types, resources and extensions and the profiles the validator loads (FR Core, PDSm, IPS, dossier), read-only (update, patch, delete: 405), are read by their id and found by a search using only _id, url, name and version, after the stored ones.',
+  ValueSet: 'Stored like any other type, and in use by the validator and the terminology operations once written (a profile without a snapshot gets one from its differential). Besides the stored ones, the built-in base R4 value sets and the French ones (FR Core, ANS), read-only (update, patch, delete: 405), are read by their id and found by a search using only _id, url, name and version, after the stored ones.',
   AuditEvent:
     'The audit trail (IHE BALP): one AuditEvent per interaction, written by the server (FHIR_AUDIT=on), a write\'s in its own transaction. Append-only: a create is refused (403), an update, patch or delete is not allowed (405), and the database refuses them too. Searched newest first (_sort=-date) unless _sort is given; AuditEvent?patient= reads a patient\'s trail, emergency accesses labelled (meta.security v3-ActReason BTG/ETREAT).',
 };
@@ -75,7 +82,6 @@ const file = new URL('../capability-statement.json', import.meta.url);
 const statement = JSON.parse(readFileSync(file, 'utf8')) as CapabilityStatement;
 const registry = new SearchParameterRegistry(loadSearchParameters());
 const rest = statement.rest![0]!;
-const conformanceEntries = rest.resource!.filter((r) => (CONFORMANCE_RESOURCE_TYPES as readonly string[]).includes(r.type));
 // Every stored type admits the same interactions (the router has no code per type); only the search parameters differ.
 rest.resource = [
   ...SERVED_RESOURCE_TYPES.map((type): CapabilityStatementRestResource => ({
@@ -88,13 +94,7 @@ rest.resource = [
       .sort((a, b) => a.code.localeCompare(b.code))
       .map((p) => ({ name: p.code, definition: p.url, type: p.type as never, ...(p.type === 'quantity' ? { documentation: QUANTITY_DOCUMENTATION } : {}) })),
   })),
-  ...conformanceEntries,
 ];
-// Conformance resources (read-only, from the loaded definitions) are searched by the conformance parameters.
-for (const type of CONFORMANCE_RESOURCE_TYPES) {
-  const resource = rest.resource!.find((r) => r.type === type);
-  if (resource) resource.searchParam = CONFORMANCE_SEARCH_PARAMS.map((p) => ({ ...p, type: p.type as never }));
-}
 // The profiles each served type's resources are held to, as the server starts (the French default profiles).
 const validator = createProfileValidator({ defaultProfiles: FRENCH_DEFAULT_PROFILES });
 rest.resource = rest.resource!.map((resource) => {

@@ -15,6 +15,7 @@ import { registerSecurityHeaders } from './http/security-headers.ts';
 import { healthRoutes } from './http/health.ts';
 import { bearerAuthenticator, smartDiscoveryRoutes } from './http/smart-auth.ts';
 import { loggerOptions, requestId } from './http/logging.ts';
+import { loadStoredDefinitions } from './operations/conformance.ts';
 import { defaultOperations } from './operations/index.ts';
 import { FhirRouter, type InteractionHook } from './router/router.ts';
 import { auditEventsAppendOnly, AuditTrail } from './security/audit-trail.ts';
@@ -25,7 +26,7 @@ import { loadSearchParameters, SearchParameterRegistry } from './search/registry
 import { smartAuthorisation } from './security/authorisation.ts';
 import { generateIssuerKey, publicKeySet } from './security/embedded-issuer.ts';
 import { TokenVerifier } from './security/tokens.ts';
-import type { Storage } from './store/resource-store.ts';
+import { ALL_ACCESS, type Storage } from './store/resource-store.ts';
 import { startupStep, type StartupLog } from './startup.ts';
 
 export interface AppOptions {
@@ -97,6 +98,8 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
   // The database steps come last: a server started during an outage has the rest ready when it returns.
   await startupStep(log, 'migrations', () => store.migrate(), { waitForStorage });
   await startupStep(log, 'sweep stale uploads', () => store.sweepStaleUploads(STALE_UPLOAD_SECONDS), { waitForStorage });
+  // Profiles, value sets and code systems written through the API are what the validator uses from the first request.
+  await startupStep(log, 'stored definitions', () => loadStoredDefinitions(store.forAccess(ALL_ACCESS), registry), { waitForStorage });
   // SMART on FHIR, on unless FHIR_AUTH=off: the embedded issuer's keys (made at the first start, kept in the
   // database) and the external issuers configured are the only ones whose tokens open /fhir.
   const authOn = (config.auth ?? 'on') === 'on';

@@ -2,10 +2,9 @@ import { readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
 import type { CapabilityStatement, CapabilityStatementRestResource } from 'fhir/r4';
-import { CONFORMANCE_RESOURCE_TYPES, isConformanceResourceType, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
+import { CONFORMANCE_RESOURCE_TYPES, isServedResourceType, SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import { FRENCH_DEFAULT_PROFILES } from '../src/fhir/validation/default-profiles.ts';
 import { loadValidationContext } from '../src/fhir/validation/profile-validator.ts';
-import { CONFORMANCE_SEARCH_PARAMS } from '../src/operations/conformance.ts';
 import { CAPABILITY_CODE, ROUTES } from '../src/router/interaction.ts';
 import { loadCompartments } from '../src/search/compartment.ts';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
@@ -158,30 +157,11 @@ const PERFORM: Record<string, (t: Tap, type: string) => Promise<void>> = {
   },
 };
 
-/** A definition each read-only conformance type serves (from the loaded definitions, not the database). */
+/** A built-in definition of each conformance type (loaded from files, not stored). */
 const KNOWN_CONFORMANCE: Record<string, { id: string; url: string }> = {
   CodeSystem: { id: 'administrative-gender', url: 'http://hl7.org/fhir/administrative-gender' },
   StructureDefinition: { id: 'fr-core-patient', url: 'https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient' },
   ValueSet: { id: 'administrative-gender', url: 'http://hl7.org/fhir/ValueSet/administrative-gender' },
-};
-
-/** The conformance types' interactions: they cannot be created, so each check uses a loaded definition. */
-const PERFORM_CONFORMANCE: Record<string, (t: Tap, type: string) => Promise<void>> = {
-  async read(t, type) {
-    const { id, url } = KNOWN_CONFORMANCE[type]!;
-    const res = await get(`/fhir/${type}/${id}`);
-    t.equal(res.statusCode, 200);
-    t.equal(json(res).resourceType, type);
-    t.equal(json(res).id, id);
-    t.equal(json(res).url, url);
-  },
-  async 'search-type'(t, type) {
-    const { id, url } = KNOWN_CONFORMANCE[type]!;
-    const res = await get(`/fhir/${type}?url=${encodeURIComponent(url)}`);
-    t.equal(res.statusCode, 200);
-    t.equal(json(res).type, 'searchset');
-    t.same(json(res).entry.map((e: any) => e.resource.id), [id], 'finds the definition by url');
-  },
 };
 
 const PERFORM_SYSTEM: Record<string, (t: Tap) => Promise<void>> = {
@@ -236,7 +216,7 @@ t.test('(a) every declared type-level interaction is really served', async (t) =
     t.equal(new Set(codes).size, codes.length, `${type} declares each interaction once`);
     for (const code of codes) {
       await t.test(`${type} ${code}`, async (t) => {
-        const perform = (isConformanceResourceType(type) ? PERFORM_CONFORMANCE : PERFORM)[code];
+        const perform = PERFORM[code];
         if (!perform) return t.fail(`capability-statement.json declares ${code} on ${type}, which no test exercises`);
         await perform(t, type);
       });
@@ -363,7 +343,7 @@ t.test('(b) every declared search parameter is accepted, and every one the engin
   const { registry } = await import('./helpers/search.ts');
   for (const resource of declaredResources) {
     const declaredParams = resource.searchParam ?? [];
-    const engineParams = (isConformanceResourceType(resource.type) ? CONFORMANCE_SEARCH_PARAMS.map((p) => ({ code: p.name, type: p.type })) : registry.forType(resource.type))
+    const engineParams = registry.forType(resource.type)
       .map((p) => `${p.code}:${p.type}`)
       .sort();
     t.same(declaredParams.map((p) => `${p.name}:${p.type}`).sort(), engineParams, `${resource.type}: declared = engine's parameters, with their types`);
@@ -419,29 +399,29 @@ t.test("(b) each type's supportedProfile is every profile the validator holds it
 t.test('(c) the declared resource types are exactly the served ones', async (t) => {
   const types = declaredResources.map((r) => r.type);
   t.equal(new Set(types).size, types.length, 'each type declared once');
-  t.same([...types].sort(), [...SERVED_RESOURCE_TYPES, ...CONFORMANCE_RESOURCE_TYPES].sort(), 'the stored types and the read-only conformance types');
-  for (const type of CONFORMANCE_RESOURCE_TYPES) {
-    t.same(declaredCodes(type).sort(), ['read', 'search-type'], `${type} is declared read-only`);
-  }
+  t.same([...types].sort(), [...SERVED_RESOURCE_TYPES].sort(), 'the stored types, conformance types included');
+  for (const type of CONFORMANCE_RESOURCE_TYPES) t.ok(isServedResourceType(type), `${type} is stored like any other type`);
 });
 
-t.test('(c) the conformance types are read-only: writes answer 405, nothing else is served', async (t) => {
+t.test('(c) the built-in conformance resources are read and searched beside the stored ones, and are read-only', async (t) => {
   for (const type of CONFORMANCE_RESOURCE_TYPES) {
-    const { id } = KNOWN_CONFORMANCE[type]!;
+    const { id, url } = KNOWN_CONFORMANCE[type]!;
+    const read = await get(`/fhir/${type}/${id}`);
+    t.equal(read.statusCode, 200, `the built-in ${type}/${id} is read`);
+    t.equal(json(read).url, url);
+    const byUrl = json(await get(`/fhir/${type}?url=${encodeURIComponent(url)}`));
+    t.same(byUrl.entry.map((e: any) => e.resource.id), [id], `the built-in ${type} is found by url`);
     const body = { resourceType: type, id, status: 'draft' };
-    for (const [res, allow] of [
-      [await post(`/fhir/${type}`, body), 'GET'],
-      [await put(`/fhir/${type}/${id}`, body), 'GET'],
-      [await put(`/fhir/${type}?url=x`, body), 'GET'],
-      [await del(`/fhir/${type}/${id}`), 'GET'],
-      [await server.inject({ method: 'PATCH', url: `/fhir/${type}/${id}`, payload: '[]', headers: { 'content-type': 'application/json-patch+json' } }), 'GET'],
-    ] as const) {
-      t.equal(res.statusCode, 405, `${res.raw.req.method} on ${type}`);
+    for (const res of [
+      await put(`/fhir/${type}/${id}`, body),
+      await del(`/fhir/${type}/${id}`),
+      await server.inject({ method: 'PATCH', url: `/fhir/${type}/${id}`, payload: '[]', headers: { 'content-type': 'application/json-patch+json' } }),
+    ]) {
+      t.equal(res.statusCode, 405, `${res.raw.req.method} on the built-in ${type}/${id}`);
       t.equal(json(res).resourceType, 'OperationOutcome');
-      t.equal(res.headers.allow, allow);
+      t.equal(res.headers.allow, 'GET');
     }
-    t.equal((await get(`/fhir/${type}/${id}/_history`)).statusCode, 404, `${type} has no history`);
-    t.equal((await get(`/fhir/${type}/_history`)).statusCode, 404);
+    t.equal((await get(`/fhir/${type}/${id}/_history`)).statusCode, 404, `the built-in ${type} has no stored history`);
     t.equal((await get(`/fhir/${type}/no-such-definition`)).statusCode, 404);
   }
 });
@@ -522,7 +502,7 @@ t.test('(d) versioning, readHistory and updateCreate match behaviour', async (t)
         t.equal(json(res).id, id, 'with the client-chosen id');
         t.equal((await get(`/fhir/${type}/${id}`)).statusCode, 200);
       } else {
-        const body = isConformanceResourceType(type) ? { resourceType: type, status: 'draft' } : minimalResource(type);
+        const body = minimalResource(type);
         t.ok((await put(`/fhir/${type}/cap-no-create`, { ...body, id: 'cap-no-create' })).statusCode >= 400, 'PUT of a new id is refused');
       }
       t.ok(resource.conditionalRead === undefined || resource.conditionalRead === 'not-supported', 'conditionalRead is not claimed');

@@ -222,3 +222,27 @@ t.test('relatesTo replaces: an unknown target, or a failure elsewhere, leaves ev
   t.equal(Number(old.meta.versionId), version);
   t.same(await documentsWith(failing), []);
 });
+
+t.test('relatesTo replaces a document created in the same transaction: refused, nothing written (ITI-65 replaces an existing current document)', async (t) => {
+  // IHE MHD 4.2 ITI-65 §2:3.65.4.1.3: a replacement names a document the Document Recipient already holds as
+  // current. One created by the same Bundle is not yet held: the transaction is refused (422), as for an unknown one.
+  const first = 'urn:oid:1.2.250.1.213.1.4.8.99999.76';
+  const second = 'urn:oid:1.2.250.1.213.1.4.8.99999.77';
+  const bundle = provideBundle(REPLACEMENT, second);
+  bundle.entry = bundle.entry.filter((entry: Json) => entry.request.method !== 'PATCH');
+  const replacing = bundle.entry.find((entry: Json) => entry.resource.resourceType === 'DocumentReference');
+  const created = structuredClone(replacing);
+  created.fullUrl = 'urn:uuid:bbbbbbbb-0000-0000-0000-000000000009';
+  created.resource.masterIdentifier.value = first;
+  delete created.resource.relatesTo;
+  bundle.entry.splice(1, 0, created);
+  bundle.entry[0].resource.entry.push({ item: { reference: created.fullUrl } });
+  replacing.resource.relatesTo = [{ code: 'replaces', target: { reference: created.fullUrl } }];
+  const res = await send('POST', '/fhir', bundle);
+  t.equal(res.statusCode, 422, JSON.stringify(json(res).issue?.[0]));
+  const issue = json(res).issue.find((i: Json) => i.severity === 'error');
+  t.equal(issue.code, 'not-found');
+  t.match(issue.diagnostics, /relatesTo\[0\]\.target.*is not known/);
+  t.same(await documentsWith(first), [], 'the document to be replaced is not written either');
+  t.same(await documentsWith(second), []);
+});

@@ -261,6 +261,47 @@ t.test('composite ending with a quantity: Observation component-code-value-quant
   t.same(res.body.issue[0].expression, ['component-code-value-quantity']);
 });
 
+t.test('composite ending with a date: Observation code-value-date, with prefixes and date ranges (as a date parameter)', async (t) => {
+  const LOINC = 'http://loinc.org';
+  // LOINC 21112-8 birth date, 11778-8 delivery date (estimated): an Observation whose value is a date or a period.
+  const dated = (id: string, code: string, value: Record<string, unknown>) => ({
+    resourceType: 'Observation',
+    id,
+    status: 'final',
+    code: { coding: [{ system: LOINC, code }] },
+    subject: { reference: 'Patient/helene' },
+    ...value,
+  });
+  await api.putAll([
+    dated('naissance-1980', '21112-8', { valueDateTime: '1980-06-15' }),
+    dated('naissance-1984-03', '21112-8', { valueDateTime: '1984-03' }),
+    dated('naissance-2001', '21112-8', { valueDateTime: '2001-11-02T08:30:00+01:00' }),
+    dated('terme-2024', '11778-8', { valueDateTime: '2024-09-20' }),
+    dated('periode', '21112-8', { valuePeriod: { start: '1990-01-01', end: '1990-12-31' } }),
+    dated('sans-date', '21112-8', { valueString: 'inconnue' }),
+  ]);
+  const observations = (value: string) => api.ids(`/fhir/Observation?${q('code-value-date', value)}`);
+  t.same(await observations(`${LOINC}|21112-8$1980-06-15`), ['naissance-1980'], 'eq a day');
+  t.same(await observations(`21112-8$1984`), ['naissance-1984-03'], 'eq a year contains the month written (a code without its system)');
+  t.same(await observations(`21112-8$1984-03-10`), [], 'a day does not contain a whole month (eq: the value range within the parameter range)');
+  t.same(await observations(`21112-8$ge1985`), ['naissance-2001', 'periode']);
+  t.same(await observations(`21112-8$lt1984-03-01`), ['naissance-1980']);
+  t.same(await observations(`21112-8$le1980-06-15`), ['naissance-1980'], 'le: the day itself');
+  t.same(await observations(`21112-8$1990-06`), [], 'a period is not within one month of it...');
+  t.same(await observations(`21112-8$ap1990-06`), ['periode'], '...but overlaps it (ap, approximately)');
+  t.same(await observations(`21112-8$sa2000`), ['naissance-2001'], 'sa: starts after 2000');
+  t.same(await observations(`21112-8$eb1981`), ['naissance-1980'], 'eb: ends before 1981');
+  t.same(await observations(`21112-8$2001-11-02T07:30:00Z`), ['naissance-2001'], 'the same instant in UTC');
+  t.same(await observations(`21112-8$2001-11-02T08:30:00Z`), [], 'an hour later');
+  t.same(await observations(`21112-8$2001-11-02`), ['naissance-2001'], 'the time zone applied');
+  t.same(await observations(`21112-8$gt1979,11778-8$gt2024-01-01`), ['naissance-1980', 'naissance-1984-03', 'naissance-2001', 'periode', 'terme-2024'], 'values ORed, each with its own code');
+  t.same(await observations(`11778-8$lt2000`), [], 'the code and the date of one observation');
+  t.same(await api.ids('/fhir/Observation?code-value-date:missing=true&code=21112-8'), ['sans-date']);
+  const res = await api.get(`/fhir/Observation?${q('code-value-date', '21112-8$hier')}`);
+  t.equal(res.status, 400, 'a date component that is not a date');
+  t.same(res.body.issue[0].expression, ['code-value-date']);
+});
+
 t.test('_sort on a quantity orders UCUM quantities in base units (50 µg, 5400 µg, 0.075 g, 500 mg, 1 g, 1000 mg)', async (t) => {
   const mass = q('dose-quantity', `ge0|${UCUM}|g`);
   const inOrder = async (url: string) => (await api.get(url)).matches.map((m) => m.split('/')[1]);

@@ -224,6 +224,32 @@ t.test('type level stays limited to the types $validate is offered on', async (t
   const unknownType = await post('/fhir/Praticien/$validate', fr.practitioner());
   t.equal(unknownType.statusCode, 404);
   t.match(json(unknownType).issue[0].diagnostics, /Resource type 'Praticien' is not served/);
-  t.equal((await post('/fhir/StructureDefinition/$validate', fr.practitioner())).statusCode, 404, 'nor the read-only conformance types');
+  t.equal((await post('/fhir/Parameters/$validate', { resourceType: 'Parameters' })).statusCode, 404, 'nor Parameters, which has no endpoint');
   t.equal((await post('/fhir/Praticien/$expand', {})).statusCode, 404, 'another operation on an unknown type');
+});
+
+t.test('$validate of a PDSm ITI-65 bundle checks each resource once, against the profile that holds it', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const { StructureValidator } = await import('../src/fhir/validation/structure-validator.ts');
+  const bundle = JSON.parse(readFileSync(new URL('./fixtures/pdsm/Bundle-example-td2-iti65-lot-soumission.json', import.meta.url), 'utf8'));
+  const checks: string[] = [];
+  const original = StructureValidator.prototype.validate;
+  // Counts the profile checks, not a stand-in for them: the real validator runs underneath.
+  StructureValidator.prototype.validate = function (this: InstanceType<typeof StructureValidator>, ...args: Parameters<typeof original>) {
+    checks.push(`${args[0].resourceType} ${args[1].url}`);
+    return original.apply(this, args);
+  };
+  t.teardown(() => {
+    StructureValidator.prototype.validate = original;
+  });
+  const res = await server.inject({ method: 'POST', url: '/fhir/Bundle/$validate', payload: JSON.stringify(bundle), headers: { 'content-type': FHIR_JSON } });
+  t.equal(res.statusCode, 200);
+  t.same(json(res).issue.filter((i: any) => i.severity === 'error'), [], 'the example is valid');
+  const PDSM = 'https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition';
+  t.same(checks.sort(), [
+    `Binary http://hl7.org/fhir/StructureDefinition/Binary`,
+    `Bundle ${PDSM}/pdsm-comprehensive-provide-document-bundle`,
+    `DocumentReference ${PDSM}/pdsm-comprehensive-document-reference`,
+    `List ${PDSM}/pdsm-submissionset-comprehensive`,
+  ], 'no resource is checked again against its base type: the PDSm profiles carry base R4 in their snapshots');
 });

@@ -5,9 +5,9 @@ export const R4_RESOURCE_TYPES: readonly string[] = JSON.parse(readFileSync(new 
 
 /**
  * R4 types the REST API does not store: Parameters has no RESTful endpoint (R4 parameters.html: it is only an
- * operation's input or output), and the conformance types are served read-only from the loaded definitions.
+ * operation's input or output).
  */
-const NOT_STORED = new Set<string>(['Parameters', 'CodeSystem', 'StructureDefinition', 'ValueSet']);
+const NOT_STORED = new Set<string>(['Parameters']);
 
 /**
  * The resource types this server stores and serves through the REST API: every other R4 type. Bundle is
@@ -22,8 +22,10 @@ export function isServedResourceType(type: string): boolean {
 }
 
 /**
- * Conformance resources served read-only (read, search, their operations) from the definitions the
- * validator and terminology service load: never stored, never written through the API.
+ * Conformance types that also have built-in resources: the definitions the validator and terminology service
+ * load (R4 core, FR Core, ANS, IPS, the project's profiles). These types are stored like any other; the
+ * built-in ones are read and searched (by `_id`, `url`, `name`, `version`) beside the stored ones, and are
+ * read-only (operations/conformance.ts).
  */
 export const CONFORMANCE_RESOURCE_TYPES = ['CodeSystem', 'StructureDefinition', 'ValueSet'] as const;
 

@@ -1,18 +1,27 @@
 import { randomUUID } from 'node:crypto';
-import type { Bundle, BundleEntry, BundleLink, Resource } from 'fhir/r4';
+import type { Bundle, BundleEntry, BundleLink } from 'fhir/r4';
 import { FhirError, operationOutcome, type Issue } from '../fhir/outcome.ts';
-import { CONFORMANCE_RESOURCE_TYPES, isValidId } from '../fhir/resource-types.ts';
-import { loadValidationContext, type ValidationContext } from '../fhir/validation/profile-validator.ts';
+import { resourceObject, type ResponseBundle, type ResponseResource } from '../fhir/resource-text.ts';
+import { builtInDefinitions, type BuiltInDefinition, type BuiltInDefinitions } from '../fhir/built-in-definitions.ts';
+import { CONFORMANCE_RESOURCE_TYPES, isConformanceResourceType } from '../fhir/resource-types.ts';
+import type { CodeSystemResource, ValueSetResource } from '../fhir/terminology/terminology-service.ts';
+import type { DefinitionRegistry, StructureDefinition } from '../fhir/validation/definitions.ts';
+import { loadValidationContext } from '../fhir/validation/profile-validator.ts';
+import { generateSnapshot } from '../fhir/validation/snapshot-generator.ts';
 import type { Outcome } from '../router/context.ts';
 import { DEFAULT_PAGE_SIZE, parseCount } from '../router/history.ts';
+import type { Interaction } from '../router/interaction.ts';
 import { strictHandling } from '../router/prefer.ts';
 import { FormParameters, UnsupportedBody, type FhirRequest } from '../router/request.ts';
+import { parseSearch } from '../search/parse.ts';
+import type { SearchParameterRegistry } from '../search/registry.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
 
-type Conformance = Resource & { id: string; url?: string; name?: string; version?: string };
+type Conformance = BuiltInDefinition;
 
 /**
- * The search parameters of the conformance types (R4 `conformance-*` SearchParameters, shared by
- * CodeSystem, ValueSet and StructureDefinition), as declared in capability-statement.json.
+ * The search parameters the built-in conformance resources answer to (R4 `conformance-*` SearchParameters,
+ * shared by CodeSystem, ValueSet and StructureDefinition). Stored ones answer to every parameter of their type.
  */
 export const CONFORMANCE_SEARCH_PARAMS = [
   { name: '_id', type: 'token', definition: 'http://hl7.org/fhir/SearchParameter/Resource-id' },
@@ -23,44 +32,32 @@ export const CONFORMANCE_SEARCH_PARAMS = [
 
 const RESULT_PARAMETERS = new Set(['_count', '_offset', '_summary', '_total', '_format', '_pretty']);
 
-/**
- * ValueSets, CodeSystems and StructureDefinitions served read-only from what the validator and the
- * terminology service loaded (base R4 and the French definitions), not from the database. Each type's
- * resources are indexed by id; a resource without an id (or whose id another already took) gets one
- * from its canonical URL.
- */
+/** Search over the built-in definitions (fhir/built-in-definitions.ts), as the router serves them beside the stored ones. */
 export class ConformanceCatalogue {
-  private readonly byType = new Map<string, { list: Conformance[]; byId: Map<string, Conformance> }>();
+  constructor(private readonly definitions: BuiltInDefinitions) {}
 
-  constructor(context: ValidationContext) {
-    const sources: Record<string, readonly object[]> = {
-      ValueSet: context.terminology.valueSetList(),
-      CodeSystem: context.terminology.codeSystemList(),
-      StructureDefinition: context.registry.all(),
-    };
-    for (const type of CONFORMANCE_RESOURCE_TYPES) {
-      const byId = new Map<string, Conformance>();
-      for (const source of sources[type] ?? []) {
-        const resource = source as Conformance;
-        let id = typeof resource.id === 'string' && isValidId(resource.id) ? resource.id : idFromUrl(resource.url);
-        for (let n = 2; byId.has(id); n++) id = `${idFromUrl(resource.url)}-${n}`.slice(-64);
-        byId.set(id, id === resource.id ? resource : ({ ...resource, id } as Conformance));
-      }
-      this.byType.set(type, { list: [...byId.values()], byId });
-    }
+  find(type: string, id: string): Conformance | undefined {
+    return this.definitions.find(type, id);
   }
 
-  read(type: string, id: string): Conformance {
-    const resource = this.byType.get(type)?.byId.get(id);
-    if (!resource) throw FhirError.notFound(`${type}/${id} is not known`);
-    return resource;
+  /** The built-in resources matching every parameter of `pairs`, or undefined when one is not `_id`, `url`, `name` or `version`. */
+  matching(type: string, pairs: ReadonlyArray<[string, string]>): readonly Conformance[] | undefined {
+    let matches: readonly Conformance[] = this.definitions.list(type);
+    for (const [name, value] of pairs) {
+      const [code, modifier] = name.split(':') as [string, string | undefined];
+      if (RESULT_PARAMETERS.has(code) || code === '_cursor') continue;
+      const matcher = valueMatcher(code, modifier, value.split(',').map(unescape));
+      if (!matcher) return undefined;
+      matches = matches.filter(matcher);
+    }
+    return matches;
   }
 
   /** Search by `_id`, `url`, `name` and `version` (comma: OR; repeated: AND), paged with `_count` and `_offset`. */
   search(type: string, request: FhirRequest): Bundle {
-    const pairs = searchPairs(request);
+    const pairs = searchPairs(request).filter(([name]) => name !== '_cursor');
     const strict = strictHandling(request.prefer);
-    let matches = this.byType.get(type)?.list ?? [];
+    let matches: readonly Conformance[] = this.definitions.list(type);
     let count = DEFAULT_PAGE_SIZE;
     let offset = 0;
     let summaryCount = false;
@@ -166,24 +163,139 @@ function searchPairs(request: FhirRequest): Array<[string, string]> {
   return pairs;
 }
 
-function idFromUrl(url: string | undefined): string {
-  const last = (url ?? '').split('|')[0]!.split('/').pop() ?? '';
-  const id = last.replace(/[^A-Za-z0-9\-.]/g, '-').slice(0, 64);
-  return id.length > 0 ? id : randomUUID();
-}
-
 let shared: ConformanceCatalogue | undefined;
 
-/** The catalogue over the shared validation context (the one the server's validator uses). */
+/** The catalogue of built-in definitions over the shared validation context (the one the server's validator uses). */
 export function conformanceCatalogue(): ConformanceCatalogue {
-  return (shared ??= new ConformanceCatalogue(loadValidationContext()));
+  return (shared ??= new ConformanceCatalogue(builtInDefinitions()));
 }
 
-/** read and search-type on a conformance type, for the router. */
-export function conformanceRead(resourceType: string, id: string): Outcome {
-  return { status: 200, resource: conformanceCatalogue().read(resourceType, id) };
+type Of<K extends Interaction['kind']> = Extract<Interaction, { kind: K }>;
+
+/** A built-in definition is read-only: its id is never taken by a stored resource, so that reads name one thing. */
+export function refuseBuiltInWrite(interaction: Interaction): void {
+  if (interaction.kind !== 'update' && interaction.kind !== 'patch' && interaction.kind !== 'delete' && interaction.kind !== 'history-instance' && interaction.kind !== 'vread') return;
+  if (!isConformanceResourceType(interaction.resourceType) || !conformanceCatalogue().find(interaction.resourceType, interaction.id)) return;
+  const target = `${interaction.resourceType}/${interaction.id}`;
+  if (interaction.kind === 'history-instance' || interaction.kind === 'vread') throw FhirError.notFound(`${target} is a built-in definition: it has no stored versions (read it as ${target})`);
+  throw FhirError.methodNotAllowed(`${target} is a built-in definition, read-only: store yours under another id (POST creates one)`, ['GET']);
 }
 
-export function conformanceSearch(resourceType: string, request: FhirRequest): Outcome {
-  return { status: 200, resource: conformanceCatalogue().search(resourceType, request) };
+/** read of a conformance type: the built-in resource of that id, else the stored one. */
+export function builtInRead(interaction: Of<'read'>): Outcome | undefined {
+  const resource = conformanceCatalogue().find(interaction.resourceType, interaction.id);
+  return resource && { status: 200, resource };
+}
+
+/**
+ * search-type on a conformance type: the stored resources (the search engine, every parameter of the type),
+ * then the built-in ones, when the search uses only `_id`, `url`, `name` and `version` (the ones built-in
+ * definitions answer to; any other parameter searches the stored ones only). Stored ones come first, paged
+ * by the engine's cursor; the page that ends them is filled with built-in ones, and the built-in pages after
+ * it are paged by `_offset` into the built-in list.
+ */
+export async function searchWithBuiltIns(type: string, request: FhirRequest, storedSearch: (pairs: Array<[string, string]>) => Promise<ResponseBundle>): Promise<Outcome> {
+  const catalogue = conformanceCatalogue();
+  const pairs = searchPairs(request);
+  const builtIns = catalogue.matching(type, pairs);
+  if (!builtIns) return { status: 200, resource: await storedSearch(pairs) };
+  const withoutPaging = pairs.filter(([name]) => name !== '_offset' && name !== '_cursor' && name !== '_count' && name !== '_summary' && name !== '_total');
+  if (pairs.some(([name]) => name === '_offset')) {
+    // A page past the stored ones: built-in resources only, counted with the stored ones.
+    const page = catalogue.search(type, request);
+    const stored = await storedSearch([...withoutPaging, ['_summary', 'count'], ['_total', 'accurate']]);
+    return { status: 200, resource: { ...page, total: (page.total ?? 0) + (stored.total ?? 0) } };
+  }
+  const stored = await storedSearch(pairs);
+  const total = stored.total === undefined ? undefined : stored.total + builtIns.length;
+  const summaryCount = pairs.some(([name, value]) => name === '_summary' && value === 'count');
+  if (summaryCount || stored.link?.some((link) => link.relation === 'next')) return { status: 200, resource: { ...stored, ...(total === undefined ? {} : { total }) } };
+  const countPair = pairs.find(([name]) => name === '_count');
+  const count = countPair ? parseCount(countPair[1]) : DEFAULT_PAGE_SIZE;
+  const storedMatches = (stored.entry ?? []).filter((entry) => entry.search?.mode === 'match').length;
+  const room = Math.max(0, count - storedMatches);
+  const base = `${request.baseUrl}/${type}`;
+  const added = builtIns.slice(0, room).map((resource) => ({ fullUrl: `${base}/${resource.id}`, resource, search: { mode: 'match' as const } }));
+  const link = [...(stored.link ?? [])];
+  if (builtIns.length > room) {
+    const params = new URLSearchParams(pairs.filter(([name]) => name !== '_cursor' && name !== '_format' && name !== '_pretty'));
+    params.set('_offset', String(room));
+    link.push({ relation: 'next', url: `${base}?${params.toString()}` });
+  }
+  const entry = [...(stored.entry ?? []), ...added];
+  return { status: 200, resource: { ...stored, ...(total === undefined ? {} : { total }), link, ...(entry.length > 0 ? { entry } : {}) } };
+}
+
+/**
+ * After a write of a StructureDefinition, ValueSet or CodeSystem: the validator and the terminology service use
+ * what is stored from now on (`resource` undefined: deleted). Definitions are process-wide, as the validation
+ * context is: a server process serves one store.
+ */
+export function noteStoredDefinition(type: string, id: string, resource: ResponseResource | undefined): void {
+  if (!isConformanceResourceType(type)) return;
+  const context = loadValidationContext();
+  const key = `${type}/${id}`;
+  const object = resource === undefined ? undefined : resourceObject(resource);
+  if (type === 'StructureDefinition') context.registry.putStored(key, object && withSnapshot(object as StructureDefinition, context.registry));
+  else context.terminology.putStored(key, object as CodeSystemResource | ValueSetResource | undefined);
+}
+
+/** The written resource's id, when an interaction wrote or deleted a definition the validator should see. */
+export function noteDefinitionWrite(interaction: Interaction, outcome: Outcome): void {
+  if (!('resourceType' in interaction) || !interaction.resourceType || !isConformanceResourceType(interaction.resourceType) || outcome.status >= 300) return;
+  switch (interaction.kind) {
+    case 'create':
+    case 'update':
+    case 'update-conditional':
+    case 'patch': {
+      const resource = outcome.resource && resourceObject(outcome.resource);
+      if (resource?.id) noteStoredDefinition(interaction.resourceType, resource.id, outcome.resource);
+      return;
+    }
+    case 'delete':
+      noteStoredDefinition(interaction.resourceType, interaction.id, undefined);
+      return;
+    default:
+      return;
+  }
+}
+
+/**
+ * At start: the StructureDefinitions, ValueSets and CodeSystems stored before, in effect for the validator and the
+ * terminology operations as those written since. A store without any costs three empty searches (the validation
+ * context is then left to be built after listening, as usual).
+ */
+export async function loadStoredDefinitions(store: ResourceStore, registry: SearchParameterRegistry): Promise<number> {
+  let loaded = 0;
+  for (const type of CONFORMANCE_RESOURCE_TYPES) {
+    let cursor: string | undefined;
+    do {
+      const pairs: Array<[string, string]> = [['_count', '500'], ['_total', 'none'], ...(cursor ? [['_cursor', cursor] as [string, string]] : [])];
+      const page = await store.search(parseSearch([type], pairs, registry, { strict: true, baseUrl: 'http://localhost' }), { baseUrl: 'http://localhost', path: type });
+      for (const entry of page.entry ?? []) {
+        const resource = entry.resource && resourceObject(entry.resource);
+        if (entry.search?.mode !== 'match' || !resource?.id) continue;
+        noteStoredDefinition(type, resource.id, resource);
+        loaded++;
+      }
+      const next = page.link?.find((link) => link.relation === 'next')?.url;
+      cursor = next === undefined ? undefined : (new URL(next).searchParams.get('_cursor') ?? undefined);
+    } while (cursor !== undefined);
+  }
+  return loaded;
+}
+
+/**
+ * A stored constraint without a snapshot gets one from its differential over its base (snapshot-generator.ts),
+ * when the base is known and the generator can build it; otherwise it stays unusable for validation.
+ */
+function withSnapshot(definition: StructureDefinition, registry: DefinitionRegistry): StructureDefinition {
+  if (definition.snapshot || !definition.differential || definition.derivation === 'specialization' || !definition.baseDefinition) return definition;
+  const base = registry.get(definition.baseDefinition);
+  if (!base?.snapshot) return definition;
+  try {
+    return { ...definition, snapshot: { element: generateSnapshot(definition, base, (type) => registry.baseOf(type)) } };
+  } catch {
+    return definition;
+  }
 }

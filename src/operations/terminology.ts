@@ -4,7 +4,8 @@ import { FhirError } from '../fhir/outcome.ts';
 import { loadValidationContext } from '../fhir/validation/profile-validator.ts';
 import type { TerminologyService } from '../fhir/terminology/terminology-service.ts';
 import type { Outcome } from '../router/context.ts';
-import { conformanceCatalogue } from './conformance.ts';
+import { conformanceCatalogue, noteStoredDefinition } from './conformance.ts';
+import { resourceObject } from '../fhir/resource-text.ts';
 import { complex, entries, integer, outputParameters, text, type ParameterEntry } from './parameters.ts';
 import type { OperationCall, OperationDefinition } from './registry.ts';
 
@@ -14,9 +15,17 @@ function terminology(): TerminologyService {
 }
 
 /** The value set an operation is about: the instance (`ValueSet/[id]/$op`) or the `url` parameter. */
-function valueSetUrl(call: OperationCall, operation: string): string {
+async function valueSetUrl(call: OperationCall, operation: string): Promise<string> {
   if (call.id) {
-    const url = (conformanceCatalogue().read('ValueSet', call.id) as { url?: string }).url;
+    let valueSet: Resource | undefined = conformanceCatalogue().find('ValueSet', call.id);
+    if (!valueSet) {
+      const stored = await call.ctx.store.read('ValueSet', call.id);
+      valueSet = resourceObject(stored);
+      // One this process has not seen written (another worker's write, before a restart) is in effect from its first use here.
+      const storedUrl = (valueSet as { url?: string }).url;
+      if (storedUrl && !terminology().hasValueSet(storedUrl)) noteStoredDefinition('ValueSet', call.id, stored);
+    }
+    const url = (valueSet as { url?: string }).url;
     if (!url) throw FhirError.notFound(`ValueSet/${call.id} has no canonical URL`);
     return url;
   }
@@ -42,7 +51,7 @@ export const expandOperation: OperationDefinition = {
   resourceTypes: ['ValueSet'],
   affectsState: false,
   async invoke(call): Promise<Outcome> {
-    const url = valueSetUrl(call, '$expand');
+    const url = await valueSetUrl(call, '$expand');
     const expansion = terminology().expandValueSet(url)!;
     if (!expansion.complete) {
       throw new FhirError(422, [{ code: 'too-costly', diagnostics: `ValueSet ${url} cannot be expanded by this server: it draws on code systems or filters that are not available locally` }]);
@@ -92,7 +101,7 @@ export const validateCodeOperation: OperationDefinition = {
   resourceTypes: ['ValueSet'],
   affectsState: false,
   async invoke(call): Promise<Outcome> {
-    const url = valueSetUrl(call, '$validate-code');
+    const url = await valueSetUrl(call, '$validate-code');
     const codings = codingsOf(call.parameters);
     const service = terminology();
     const messages: string[] = [];

@@ -1,5 +1,5 @@
 import { FhirError } from '../fhir/outcome.ts';
-import { isConformanceResourceType, isServedResourceType, isValidId } from '../fhir/resource-types.ts';
+import { isServedResourceType, isValidId } from '../fhir/resource-types.ts';
 import { isCompartmentType } from '../search/compartment.ts';
 import { ROUTES, type Interaction, type InteractionKind } from './interaction.ts';
 import type { FhirRequest, HttpMethod } from './request.ts';
@@ -10,9 +10,6 @@ interface CompiledRoute {
 }
 
 const COMPILED: CompiledRoute[] = ROUTES.map((route) => ({ segments: route.pattern === '' ? [] : route.pattern.split('/'), methods: route.methods }));
-
-/** What a conformance resource type (read-only, not stored) admits. */
-const READ_ONLY_KINDS = new Set<InteractionKind>(['read', 'search-type', 'operation']);
 
 /** Which interaction a request asks for: 404 for an unknown path or type, 405 for a method the path lacks. */
 export function parseInteraction(request: FhirRequest): Interaction {
@@ -25,22 +22,15 @@ export function parseInteraction(request: FhirRequest): Interaction {
     if (segment.startsWith(':')) params[segment.slice(1)] = segments[index] as string;
     else if (segment.startsWith('$:')) params[segment.slice(2)] = (segments[index] as string).slice(1);
   });
-  // Conformance resources (ValueSet, CodeSystem, StructureDefinition) are served read-only from the loaded definitions.
-  const readOnly = params.type !== undefined && isConformanceResourceType(params.type);
   // A compartment is searched by its id (`Encounter/7/DocumentReference`) whether or not its type is stored here.
   const compartment = params.compartmentType !== undefined && params.type !== undefined && isCompartmentType(params.type);
   // An operation names the types it is offered on (`Bundle/$validate`); the registry answers for the others.
   const operation = params.operation !== undefined;
-  for (const type of [readOnly || compartment || operation ? undefined : params.type, params.compartmentType]) {
+  for (const type of [compartment || operation ? undefined : params.type, params.compartmentType]) {
     if (type !== undefined && !isServedResourceType(type)) throw FhirError.notFound(`Resource type '${type}' is not served by this server`);
   }
   const method = request.method === 'HEAD' ? 'GET' : request.method;
   const kind = route.methods[method];
-  if (readOnly && !(kind && READ_ONLY_KINDS.has(kind))) {
-    const allow = Object.entries(route.methods).filter(([, k]) => READ_ONLY_KINDS.has(k)).map(([m]) => m);
-    if (allow.length === 0) throw FhirError.notFound(`${params.type} is served read-only: /${request.path} is not available`);
-    throw FhirError.methodNotAllowed(`${params.type} resources are read-only here (loaded definitions): ${request.method} is not allowed on /${request.path}; allowed: ${allow.join(', ')}`, allow);
-  }
   if (!kind) {
     const allow = Object.keys(route.methods);
     throw FhirError.methodNotAllowed(`${request.method} is not allowed on /${request.path}; allowed: ${allow.join(', ')}`, allow);

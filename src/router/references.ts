@@ -1,6 +1,7 @@
 import type { Resource } from 'fhir/r4';
 import { FhirError, type Issue } from '../fhir/outcome.ts';
 import { isConformanceResourceType, isServedResourceType, isValidId } from '../fhir/resource-types.ts';
+import { builtInDefinitions } from '../fhir/built-in-definitions.ts';
 import { relativeToBase } from '../search/extract.ts';
 import type { Referrer, ResourceStore } from '../store/resource-store.ts';
 
@@ -172,7 +173,7 @@ export function referencesOf(resource: Resource, baseUrl: string): { local: Loca
       return;
     }
     const type = parts[1]!;
-    if (isConformanceResourceType(type)) return; // served from the definitions, never stored
+    if (isConformanceResourceType(type) && builtInDefinitions().find(type, parts[2]!)) return; // a built-in definition, not stored
     if (!isServedResourceType(type)) {
       invalid.push({ code: 'invalid', diagnostics: `${path}: '${reference}' names a ${type}, which is not a resource type this server holds`, expression: [path] });
       return;

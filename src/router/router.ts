@@ -2,7 +2,7 @@ import type { Resource } from 'fhir/r4';
 import { instanceCapabilityStatement } from '../fhir/capability.ts';
 import { FhirError, withMoreIssues } from '../fhir/outcome.ts';
 import { isConformanceResourceType } from '../fhir/resource-types.ts';
-import { conformanceRead, conformanceSearch } from '../operations/conformance.ts';
+import { builtInRead, noteDefinitionWrite, refuseBuiltInWrite, searchWithBuiltIns } from '../operations/conformance.ts';
 import { processBundle, rewriteReferences } from './bundle.ts';
 import { resolveConditionalReferences } from './conditional-references.ts';
 import { ALL_ACCESS, type ResourceStore } from '../store/resource-store.ts';
@@ -44,6 +44,8 @@ export class FhirRouter {
       const parsed = parseInteraction(request);
       interaction = parsed;
       for (const hook of this.hooks) await hook.authorise?.(interaction, request);
+      // A built-in definition is read-only whatever the body says: refused before it is validated.
+      refuseBuiltInWrite(interaction);
       const checked = this.validate(interaction, request);
       if (checked) for (const hook of this.hooks) await hook.checkResource?.(interaction, request, checked.resource);
       const context: HandlerContext = { deps: this.deps, store, handle: (r, s) => this.handle(r, s) };
@@ -68,6 +70,7 @@ export class FhirRouter {
           if (missing.length > 0) throw unknownTargets(missing);
         }
         const result = await execute(parsed, request, { ...context, store: on }, body);
+        noteDefinitionWrite(parsed, result);
         if (checked && result.outcome) result.outcome = withMoreIssues(result.outcome, checked.notes);
         return respond(result, request, parsed);
       };
@@ -130,8 +133,7 @@ async function execute(interaction: Interaction, request: FhirRequest, ctx: Hand
     case 'create':
       return crud.create(interaction, request, ctx, body!);
     case 'read':
-      if (isConformanceResourceType(interaction.resourceType)) return conformanceRead(interaction.resourceType, interaction.id);
-      return crud.read(interaction, request, ctx);
+      return (isConformanceResourceType(interaction.resourceType) && builtInRead(interaction)) || crud.read(interaction, request, ctx);
     case 'vread':
       return crud.vread(interaction, request, ctx);
     case 'update':
@@ -149,7 +151,7 @@ async function execute(interaction: Interaction, request: FhirRequest, ctx: Hand
     case 'history-system':
       return { status: 200, resource: await history(interaction, request, ctx.store, ctx.deps.limits.binaryInlineBytes) };
     case 'search-type':
-      if (isConformanceResourceType(interaction.resourceType)) return conformanceSearch(interaction.resourceType, request);
+      if (isConformanceResourceType(interaction.resourceType)) return searchWithBuiltIns(interaction.resourceType, request, (pairs) => search(interaction, request, ctx, pairs));
       return { status: 200, resource: await search(interaction, request, ctx) };
     case 'search-system':
     case 'search-compartment':

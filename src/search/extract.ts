@@ -2,7 +2,7 @@ import type { Resource } from 'fhir/r4';
 import { parseDateRange } from './dates.ts';
 import IMPLICIT_CODE_SYSTEMS_JSON from './implicit-code-systems.json' with { type: 'json' };
 import { normalizeString } from './normalize.ts';
-import { isQuantityComposite, type PathNode, type SearchParamDefinition, type SearchParameterRegistry } from './registry.ts';
+import { isDateComposite, isQuantityComposite, type PathNode, type SearchParamDefinition, type SearchParameterRegistry } from './registry.ts';
 import { uriRows } from './types/uri.ts';
 import { toCanonical, UCUM_SYSTEM } from './ucum.ts';
 import type { IndexRows, IndexTable, ReferenceValue } from './index-rows.ts';
@@ -25,7 +25,7 @@ export interface ExtractOptions {
 }
 
 export function emptyRows(): IndexRows {
-  return { token: [], string: [], date: [], reference: [], uri: [], number: [], quantity: [], composite: [] };
+  return { token: [], string: [], date: [], reference: [], uri: [], number: [], quantity: [], composite: [], position: [] };
 }
 
 /**
@@ -75,7 +75,7 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode,
       return;
     case 'date': {
       const range = dateRangeOf(type, data);
-      if (range) rows.date.push({ param: code, low: range.low, high: range.high });
+      if (range) rows.date.push({ param: code, low: range.low, high: range.high, compositeKey: null });
       return;
     }
     case 'reference': {
@@ -98,7 +98,19 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode,
     case 'quantity':
       addQuantity(rows, code, data, null);
       return;
+    case 'special': {
+      // `near`: Location.position, a WGS84 point (decimal degrees); one outside the earth's range indexes nothing.
+      const latitude = coordinate(data?.latitude);
+      const longitude = coordinate(data?.longitude);
+      if (latitude !== undefined && longitude !== undefined && Math.abs(latitude) <= 90 && Math.abs(longitude) <= 180) rows.position.push({ param: code, latitude, longitude });
+      return;
+    }
   }
+}
+
+function coordinate(value: unknown): number | undefined {
+  const number = typeof value === 'number' ? value : typeof (value as { value?: unknown } | null)?.value === 'number' ? (value as { value: number }).value : undefined;
+  return number !== undefined && Number.isFinite(number) ? number : undefined;
 }
 
 function addQuantity(rows: IndexRows, param: string, data: any, compositeKey: string | null): void {
@@ -209,6 +221,14 @@ function referenceOf(type: string, data: any, baseUrl: string | undefined): Refe
  */
 function addComposite(rows: IndexRows, param: SearchParamDefinition, node: PathNode, registry: SearchParameterRegistry, baseUrl: string | undefined): void {
   const components = param.components ?? [];
+  if (isDateComposite(param)) {
+    // Compared by the date's prefix and range (`code$ge2020`): a date row per key of the other components.
+    const [date] = components[components.length - 1]!.evaluate(node);
+    const range = date && dateRangeOf(date.fhirNodeDataType ?? typeof date.data, date.data);
+    if (!range) return;
+    for (const key of compositeKeys(components.slice(0, -1), node, registry, baseUrl)) rows.date.push({ param: param.code, low: range.low, high: range.high, compositeKey: key });
+    return;
+  }
   if (!isQuantityComposite(param)) {
     for (const key of compositeKeys(components, node, registry, baseUrl)) rows.composite.push({ param: param.code, key });
     return;

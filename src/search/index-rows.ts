@@ -2,7 +2,8 @@
 export interface IndexRows {
   token: Array<{ param: string; system: string | null; code: string | null; text: string | null }>;
   string: Array<{ param: string; value: string; normalized: string }>;
-  date: Array<{ param: string; low: string; high: string }>;
+  /** A composite ending with a date (`code-value-date`) puts its date here too, with `compositeKey` the key of its other components. */
+  date: Array<{ param: string; low: string; high: string; compositeKey: string | null }>;
   reference: Array<{ param: string } & ReferenceValue>;
   uri: Array<{ param: string; uri: string }>;
   number: Array<{ param: string; value: string }>;
@@ -22,6 +23,8 @@ export interface IndexRows {
     compositeKey: string | null;
   }>;
   composite: Array<{ param: string; key: string }>;
+  /** A WGS84 point (Location.position), for `near`. */
+  position: Array<{ param: string; latitude: number; longitude: number }>;
 }
 
 export type IndexTable = keyof IndexRows;

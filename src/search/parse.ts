@@ -3,8 +3,8 @@ import { FhirError } from '../fhir/outcome.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
 import { loadValidationContext } from '../fhir/validation/profile-validator.ts';
 import { DEFAULT_PAGE_SIZE, parseCount } from '../router/history.ts';
-import { parseDateRange } from './dates.ts';
-import { isQuantityComposite, type SearchParamDefinition, type SearchParameterRegistry } from './registry.ts';
+import { parseDateRange, type DateRange } from './dates.ts';
+import { isDateComposite, isQuantityComposite, type SearchParamDefinition, type SearchParameterRegistry } from './registry.ts';
 import { halfUnitOfLastDigit } from './decimal.ts';
 import { compositeKey, relativeToBase } from './extract.ts';
 import type { Filter, IncludeRule, Prefix, QuantityValue, ReferenceValue, SearchRequest, SortRule, SummaryMode, TokenValue, TotalMode } from './types.ts';
@@ -149,6 +149,9 @@ function parseFilter(
     case 'quantity':
       if (modifier) throw badModifier(name, modifier, 'quantity');
       return { kind: 'quantity', param, values: values.map((v) => parseQuantity(name, v)) };
+    case 'special':
+      if (modifier) throw badModifier(name, modifier, 'special');
+      return { kind: 'near', param, values: values.map((v) => parseNear(name, v)) };
     case 'uri':
       if (modifier && !URI_MODIFIERS.has(modifier)) throw badModifier(name, modifier, 'uri');
       return uriFilter(param, modifier, values.map(unescape));
@@ -169,6 +172,9 @@ function parseFilter(
       if (modifier) throw badModifier(name, modifier, 'composite');
       if (isQuantityComposite(param)) {
         return { kind: 'composite', param, quantities: values.map((v) => compositeQuantity(name, v, param, registry, options.baseUrl)) };
+      }
+      if (isDateComposite(param)) {
+        return { kind: 'composite', param, dates: values.map((v) => compositeDate(name, v, param, registry, options.baseUrl)) };
       }
       return { kind: 'composite', param, values: values.map((v) => compositeKey(compositeParts(name, v, param, registry, options.baseUrl))) };
     default:
@@ -427,7 +433,7 @@ function compositeParts(name: string, raw: string, param: SearchParamDefinition,
         if (token.system === undefined) return token.code ?? '';
         return `${token.system ?? ''}|${token.code ?? ''}`;
       }
-      if (definition?.type === 'quantity') return part;
+      if (definition?.type === 'quantity' || definition?.type === 'date') return part;
       return unescape(part);
   });
 }
@@ -436,6 +442,12 @@ function compositeParts(name: string, raw: string, param: SearchParamDefinition,
 function compositeQuantity(name: string, raw: string, param: SearchParamDefinition, registry: SearchParameterRegistry, baseUrl: string): { key: string; quantity: QuantityValue } {
   const parts = compositeParts(name, raw, param, registry, baseUrl);
   return { key: compositeKey(parts.slice(0, -1)), quantity: parseQuantity(name, parts[parts.length - 1]!) };
+}
+
+/** A value of a composite ending with a date (`http://loinc.org|21112-8$ge1980-01-01`): the key of its other components, and the date. */
+function compositeDate(name: string, raw: string, param: SearchParamDefinition, registry: SearchParameterRegistry, baseUrl: string): { key: string; prefix: Prefix; range: DateRange } {
+  const parts = compositeParts(name, raw, param, registry, baseUrl);
+  return { key: compositeKey(parts.slice(0, -1)), ...prefixedDate(name, parts[parts.length - 1]!) };
 }
 
 // ---- paging cursor --------------------------------------------------------------------------------
@@ -461,4 +473,29 @@ export const invalidCursor = () => FhirError.badRequest('_cursor is not a cursor
 
 function badModifier(name: string, modifier: string, type: string): FhirError {
   return FhirError.badRequest(`Search parameter ${name}: modifier :${modifier} is not supported on a ${type} parameter`, [name]);
+}
+
+/** What `near` takes when a search gives no distance: R4 leaves "near" to the server. */
+export const DEFAULT_NEAR_KM = 10;
+
+/**
+ * `near=latitude|longitude|distance|units` (R4 search.html#special, Location `near`): WGS84 decimal degrees, a
+ * distance in a UCUM length unit, km when the units are left out, DEFAULT_NEAR_KM when the distance is.
+ */
+function parseNear(name: string, value: string): { latitude: number; longitude: number; km: number } {
+  const [lat, long, distance, units, ...rest] = value.split('|');
+  const bad = (why: string) => FhirError.badRequest(`Search parameter ${name}: '${value}' ${why}; near takes latitude|longitude|distance|units (WGS84 degrees; units a UCUM length, km by default)`, [name]);
+  if (rest.length > 0 || lat === undefined || long === undefined) throw bad('is not a point');
+  if (!NUMBER.test(lat) || !NUMBER.test(long)) throw bad('is not a point');
+  const latitude = Number(lat);
+  const longitude = Number(long);
+  if (Math.abs(latitude) > 90 || Math.abs(longitude) > 180) throw bad('is not on the earth (latitude within ±90, longitude within ±180)');
+  if (distance === undefined || distance === '') {
+    if (units) throw bad('gives units without a distance');
+    return { latitude, longitude, km: DEFAULT_NEAR_KM };
+  }
+  if (!NUMBER.test(distance) || Number(distance) < 0) throw bad('has no valid distance');
+  const metres = toCanonical(distance, units || 'km');
+  if (!metres || metres.unit !== 'm') throw bad(`has units '${units}', which is not a UCUM length`);
+  return { latitude, longitude, km: Number(metres.value) / 1000 };
 }

@@ -5,7 +5,7 @@ import { followsRecordPatient } from './compartment.ts';
 import { normalizeString } from './normalize.ts';
 import { invalidCursor } from './parse.ts';
 import { IDS_AS_ONE_STRING_FROM, intersectsOnIds, isNarrow, MAX_COUNTED_IN_PAGE } from './planning.ts';
-import { isQuantityComposite, type SearchParamDefinition } from './registry.ts';
+import { isDateComposite, isQuantityComposite, type SearchParamDefinition } from './registry.ts';
 import { anyOf, Binder, INDEXED_PREFIX, indexedAmong, indexedEqual, indexedStartsWith, likePrefix, type IndexRows, type ScopePredicate } from './sql-fragments.ts';
 import type { Filter, Prefix, QuantityValue, SearchRequest, SortRule, TokenValue } from './types.ts';
 import { uriIndexRows } from './types/uri.ts';
@@ -59,6 +59,7 @@ const TABLE_OF_TYPE: Record<string, string> = {
   number: 'search_number',
   quantity: 'search_quantity',
   composite: 'search_composite',
+  special: 'search_position',
 };
 
 /** Builds the page statements (keyset-paged, no OFFSET) and the count query of a parsed search. */
@@ -400,6 +401,12 @@ function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredica
     case 'quantity':
       return index('search_quantity', filter.param.code, (i) => anyOf(filter.values.map((value) => quantityCondition(value, i, binder))));
     case 'composite':
+      if ('dates' in filter) {
+        // Indexed as date rows beside the key of the other components (extract.ts).
+        return index('search_date', filter.param.code, (i) =>
+          anyOf(filter.dates.map(({ key, prefix, range }) => `(${i}.composite_key = ${binder.bind(key)} AND ${dateCondition(prefix, range, `${i}.low`, `${i}.high`, binder)})`)),
+        );
+      }
       if ('quantities' in filter) {
         // Indexed as quantity rows beside the key of the other components (extract.ts).
         return index('search_quantity', filter.param.code, (i) =>
@@ -407,8 +414,10 @@ function indexRowsOf(filter: IndexedFilter, binder: Binder, scope?: ScopePredica
         );
       }
       return index('search_composite', filter.param.code, (i) => indexedAmong(`${i}.key`, filter.values, binder));
+    case 'near':
+      return index('search_position', filter.param.code, (i) => anyOf(filter.values.map((point) => nearCondition(point, i, binder))));
     case 'missing': {
-      const table = isQuantityComposite(filter.param) ? 'search_quantity' : TABLE_OF_TYPE[filter.param.type]!;
+      const table = isQuantityComposite(filter.param) ? 'search_quantity' : isDateComposite(filter.param) ? 'search_date' : TABLE_OF_TYPE[filter.param.type]!;
       return index(table, filter.param.code, () => 'true', filter.missing);
     }
     case 'chain':
@@ -669,4 +678,29 @@ function keysetAfter(keys: SortKey[], values: Array<string | null>, binder: Bind
     return `(${k} ${beyond} ${v}${nullsAfter} OR (${k} = ${v} AND ${rest}))`;
   };
   return after(0);
+}
+
+/** Mean earth radius (IUGG, km), for the great-circle distance: WGS84 points, within about 0.5 % of the ellipsoid's. */
+const EARTH_RADIUS_KM = 6371.0088;
+const KM_PER_DEGREE = (Math.PI * EARTH_RADIUS_KM) / 180;
+
+/**
+ * A position within `km` of a point: first a latitude/longitude box the index reads (search_position_point),
+ * then the haversine distance. The longitude bound is left out where the box would reach a pole or cross
+ * the antimeridian (the distance alone decides there).
+ */
+function nearCondition(point: { latitude: number; longitude: number; km: number }, i: string, binder: Binder): string {
+  const dLat = point.km / KM_PER_DEGREE;
+  const parts = [`${i}.latitude BETWEEN ${binder.bind(point.latitude - dLat, 'float8')} AND ${binder.bind(point.latitude + dLat, 'float8')}`];
+  const cosLat = Math.cos((point.latitude * Math.PI) / 180);
+  const dLong = cosLat > 0 ? point.km / (KM_PER_DEGREE * cosLat) : Infinity;
+  if (Math.abs(point.latitude) + dLat < 90 && point.longitude - dLong >= -180 && point.longitude + dLong <= 180) {
+    parts.push(`${i}.longitude BETWEEN ${binder.bind(point.longitude - dLong, 'float8')} AND ${binder.bind(point.longitude + dLong, 'float8')}`);
+  }
+  const lat = binder.bind(point.latitude, 'float8');
+  const long = binder.bind(point.longitude, 'float8');
+  parts.push(
+    `2 * ${EARTH_RADIUS_KM} * asin(least(1, sqrt(power(sin(radians(${i}.latitude - ${lat}) / 2), 2) + cos(radians(${lat})) * cos(radians(${i}.latitude)) * power(sin(radians(${i}.longitude - ${long}) / 2), 2)))) <= ${binder.bind(point.km, 'float8')}`,
+  );
+  return `(${parts.join(' AND ')})`;
 }

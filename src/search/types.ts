@@ -40,6 +40,10 @@ export type Filter =
   | { kind: 'composite'; param: SearchParamDefinition; values: string[] }
   /** Ending with a quantity: the key of the other components, and the quantity compared as a quantity parameter's. */
   | { kind: 'composite'; param: SearchParamDefinition; quantities: Array<{ key: string; quantity: QuantityValue }> }
+  /** Ending with a date: the key of the other components, and the date compared as a date parameter's (prefix, range). */
+  | { kind: 'composite'; param: SearchParamDefinition; dates: Array<{ key: string; prefix: Prefix; range: DateRange }> }
+  /** `near=latitude|longitude|distance|units` (Location.position): within `km` of the point, great-circle. */
+  | { kind: 'near'; param: SearchParamDefinition; values: Array<{ latitude: number; longitude: number; km: number }> }
   | { kind: 'id'; values: string[]; not?: boolean }
   | { kind: 'lastUpdated'; values: Array<{ prefix: Prefix; range: DateRange }> }
   | { kind: 'missing'; param: SearchParamDefinition; missing: boolean }

@@ -10,7 +10,7 @@ import type { SearchParameterRegistry } from '../search/registry.ts';
 const TABLES: Record<IndexTable, Array<[column: string, sqlType: string, field: string]>> = {
   token: [['param', 'text', 'param'], ['system', 'text', 'system'], ['code', 'text', 'code'], ['text', 'text', 'text']],
   string: [['param', 'text', 'param'], ['value', 'text', 'value'], ['normalized', 'text', 'normalized']],
-  date: [['param', 'text', 'param'], ['low', 'timestamptz', 'low'], ['high', 'timestamptz', 'high']],
+  date: [['param', 'text', 'param'], ['low', 'timestamptz', 'low'], ['high', 'timestamptz', 'high'], ['composite_key', 'text', 'compositeKey']],
   reference: [
     ['param', 'text', 'param'],
     ['target_type', 'text', 'targetType'],
@@ -32,6 +32,7 @@ const TABLES: Record<IndexTable, Array<[column: string, sqlType: string, field: 
     ['composite_key', 'text', 'compositeKey'],
   ],
   composite: [['param', 'text', 'param'], ['key', 'text', 'key']],
+  position: [['param', 'text', 'param'], ['latitude', 'float8', 'latitude'], ['longitude', 'float8', 'longitude']],
 };
 const TABLE_NAMES = Object.keys(TABLES) as IndexTable[];
 

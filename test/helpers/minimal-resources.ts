@@ -77,6 +77,18 @@ const INVARIANT_FIELDS: Record<string, Json> = {
   InsurancePlan: { name: 'x' }, // ipn-1
   Linkage: { item: [{ type: 'source', resource: { display: 'a' } }, { type: 'alternate', resource: { display: 'b' } }] }, // lnk-1
   Organization: { name: 'x' }, // org-1
+  // sdf-6 (a differential or a snapshot), sdf-0 (a name usable as an identifier), a type defined-types knows:
+  // a profile on Patient asking for a birth date.
+  StructureDefinition: {
+    url: 'http://example.org/fhir/StructureDefinition/test-patient',
+    name: 'TestPatient',
+    kind: 'resource',
+    abstract: false,
+    type: 'Patient',
+    baseDefinition: 'http://hl7.org/fhir/StructureDefinition/Patient',
+    derivation: 'constraint',
+    differential: { element: [{ id: 'Patient.birthDate', path: 'Patient.birthDate', min: 1 }] },
+  },
   TerminologyCapabilities: { kind: 'capability', software: { name: 'x' } }, // tcp-2, tcp-3
 };
 

@@ -15,6 +15,8 @@ export function sampleValue(param: SearchParamDefinition, registry: SearchParame
       return 'gt0||mg';
     case 'uri':
       return 'http://example.org/x';
+    case 'special':
+      return '43.6|3.9|10|km';
     case 'reference':
       return param.targets.length > 0 ? `${param.targets[0]}/x` : 'http://example.org/fhir/Patient/x';
     case 'composite':

@@ -92,18 +92,54 @@ export function stripVersion(canonical: string): string {
 }
 
 export class TerminologyService {
+  /** What is in effect: a stored resource (written through the API) over the built-in one of the same URL. */
   private readonly codeSystems = new Map<string, CodeSystemResource>();
   private readonly valueSets = new Map<string, ValueSetResource>();
   private readonly expansions = new Map<string, Expansion>();
+  /** The loaded (built-in) definitions, for the conformance catalogue and to fall back on when a stored one goes. */
+  private readonly builtInCodeSystems = new Map<string, CodeSystemResource>();
+  private readonly builtInValueSets = new Map<string, ValueSetResource>();
+  /** Stored CodeSystems and ValueSets by `Type/id`, in the order written (the last written of a URL wins). */
+  private readonly stored = new Map<string, CodeSystemResource | ValueSetResource>();
 
   add(resource: CodeSystemResource | ValueSetResource): void {
     if (!resource.url) return;
     // First one wins: the loader adds the most specific sources first.
     if (resource.resourceType === 'CodeSystem') {
+      if (!this.builtInCodeSystems.has(resource.url)) this.builtInCodeSystems.set(resource.url, resource);
       if (!this.codeSystems.has(resource.url)) this.codeSystems.set(resource.url, resource);
-    } else if (!this.valueSets.has(resource.url)) {
-      this.valueSets.set(resource.url, resource);
+    } else {
+      if (!this.builtInValueSets.has(resource.url)) this.builtInValueSets.set(resource.url, resource);
+      if (!this.valueSets.has(resource.url)) this.valueSets.set(resource.url, resource);
     }
+  }
+
+  /**
+   * A CodeSystem or ValueSet stored through the API (`Type/id`), in effect for its URL from now on; undefined
+   * removes what `Type/id` held (deleted, or rewritten without a URL), restoring what was there before it.
+   */
+  putStored(key: string, resource: CodeSystemResource | ValueSetResource | undefined): void {
+    const previous = this.stored.get(key);
+    this.stored.delete(key);
+    if (resource?.url) this.stored.set(key, resource);
+    for (const url of new Set([previous?.url, resource?.url])) if (url) this.refresh(url);
+    // An expansion may draw on any value set or code system: drop them all, they are rebuilt on use.
+    this.expansions.clear();
+    this.systemCodeCache.clear();
+  }
+
+  private refresh(url: string): void {
+    let codeSystem: CodeSystemResource | undefined = this.builtInCodeSystems.get(url);
+    let valueSet: ValueSetResource | undefined = this.builtInValueSets.get(url);
+    for (const resource of this.stored.values()) {
+      if (resource.url !== url) continue;
+      if (resource.resourceType === 'CodeSystem') codeSystem = resource;
+      else valueSet = resource;
+    }
+    if (codeSystem) this.codeSystems.set(url, codeSystem);
+    else this.codeSystems.delete(url);
+    if (valueSet) this.valueSets.set(url, valueSet);
+    else this.valueSets.delete(url);
   }
 
   hasValueSet(url: string): boolean {
@@ -137,13 +173,13 @@ export class TerminologyService {
     return expansion.complete ? 'invalid' : 'unknown';
   }
 
-  /** Every value set and code system known, once each (the first loaded wins, as for membership). */
+  /** Every built-in value set and code system, once each (the first loaded wins, as for membership); not the stored ones. */
   valueSetList(): ValueSetResource[] {
-    return [...this.valueSets.values()];
+    return [...this.builtInValueSets.values()];
   }
 
   codeSystemList(): CodeSystemResource[] {
-    return [...this.codeSystems.values()];
+    return [...this.builtInCodeSystems.values()];
   }
 
   valueSet(url: string): ValueSetResource | undefined {

@@ -63,7 +63,13 @@ export function jsonFilesUnder(dir: string): unknown[] {
  * Canonicals are looked up without their `|version`: one version of each is loaded.
  */
 export class DefinitionRegistry {
+  /** The built-in definitions (loaded from files). */
   private readonly byUrl = new Map<string, StructureDefinition>();
+  /** StructureDefinitions stored through the API, by `StructureDefinition/id`: they win over a built-in of the same URL. */
+  private readonly stored = new Map<string, StructureDefinition>();
+  private readonly storedByUrl = new Map<string, StructureDefinition>();
+  /** Changes with every stored definition written or removed: what was compiled from the registry is stale. */
+  generation = 0;
   readonly codeSystems: CodeSystemResource[] = [];
   readonly valueSets: ValueSetResource[] = [];
 
@@ -87,7 +93,17 @@ export class DefinitionRegistry {
   }
 
   get(canonical: string): StructureDefinition | undefined {
-    return this.byUrl.get(stripVersion(canonical));
+    const url = stripVersion(canonical);
+    return this.storedByUrl.get(url) ?? this.byUrl.get(url);
+  }
+
+  /** A StructureDefinition stored through the API (`StructureDefinition/id`), or undefined when it was deleted. */
+  putStored(key: string, definition: StructureDefinition | undefined): void {
+    this.stored.delete(key);
+    if (definition?.url) this.stored.set(key, definition);
+    this.storedByUrl.clear();
+    for (const stored of this.stored.values()) this.storedByUrl.set(stored.url, stored);
+    this.generation++;
   }
 
   /** The base definition of a type or resource, e.g. `Patient` or `HumanName`. */
@@ -95,7 +111,7 @@ export class DefinitionRegistry {
     return this.byUrl.get(type.includes('/') ? type : `http://hl7.org/fhir/StructureDefinition/${type}`);
   }
 
-  /** Profiles shipped in `profiles/` (not the base definitions), for listing and tests. */
+  /** The built-in definitions (base R4 and those shipped in `profiles/`), not the stored ones. */
   all(): StructureDefinition[] {
     return [...this.byUrl.values()];
   }

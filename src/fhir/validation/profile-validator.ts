@@ -287,6 +287,10 @@ export class ProfileValidator implements ResourceValidator {
 
   /** Whether `url` is `ancestor` or constrains it, through baseDefinition (snapshots carry every inherited rule). */
   private derivesFrom(url: string, ancestor: string): boolean {
+    // A constraint's snapshot carries every rule of its type's base definition, whether or not each profile
+    // between them is loaded (PDSm's SubmissionSet constrains IHE MHD's, which is not shipped).
+    const definition = this.context.registry.get(url);
+    if (definition?.derivation === 'constraint' && definition.snapshot && ancestor === `http://hl7.org/fhir/StructureDefinition/${definition.type}`) return true;
     for (let current: string | undefined = url; current; current = this.context.registry.get(current)?.baseDefinition) {
       if (stripVersion(current) === ancestor) return true;
     }

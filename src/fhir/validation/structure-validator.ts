@@ -71,6 +71,7 @@ export class StructureValidator implements SliceOracle {
   private readonly typeChildren = new Map<string, ElementNode[]>();
   /** A datatype's root definition by type code, for its invariants. */
   private readonly typeRoots = new Map<string, ElementNode | null>();
+  private compiledGeneration = 0;
 
   constructor(
     readonly registry: DefinitionRegistry,
@@ -80,6 +81,13 @@ export class StructureValidator implements SliceOracle {
 
   /** The compiled profile for a canonical URL (version ignored), or undefined when it is not loaded. */
   profile(canonical: string): CompiledProfile | undefined {
+    if (this.compiledGeneration !== this.registry.generation) {
+      // A StructureDefinition was stored or deleted since: compile again what may have changed.
+      this.compiled.clear();
+      this.typeChildren.clear();
+      this.typeRoots.clear();
+      this.compiledGeneration = this.registry.generation;
+    }
     const url = stripVersion(canonical);
     let profile = this.compiled.get(url);
     if (profile === undefined) {
