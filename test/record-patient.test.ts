@@ -9,10 +9,13 @@ import { SearchEngine } from '../src/store/search-executor.ts';
 import { parseSearch } from '../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { splitStatements } from '../src/store/migrate.ts';
+import { ALL_ACCESS } from '../src/store/access.ts';
 import { countingStatements, startTestServer } from './helpers/app.ts';
 import { searchClient } from './helpers/search-client.ts';
 
-const server = await startTestServer(t);
+// The record-patient columns are what the unrestricted `_has` plan reads: this file asks as the server itself
+// (all access), since a token's caller is subject to consent and takes the access-checked plan (consent tests).
+const server = await startTestServer(t, { accessOf: () => ALL_ACCESS });
 
 // The record parameters of the DMP's types, as the server derives them from the definitions.
 const DMP_TYPES = ['Immunization', 'AllergyIntolerance', 'MedicationStatement', 'DocumentReference', 'Consent'];
