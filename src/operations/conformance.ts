@@ -12,8 +12,10 @@ import type { Outcome } from '../router/context.ts';
 import { DEFAULT_PAGE_SIZE, parseCount } from '../router/history.ts';
 import type { Interaction } from '../router/interaction.ts';
 import { strictHandling } from '../router/prefer.ts';
-import { FormParameters, UnsupportedBody, type FhirRequest } from '../router/request.ts';
+import type { FhirRequest } from '../router/request.ts';
+import { searchPairs } from '../router/search.ts';
 import { parseSearch } from '../search/parse.ts';
+import { normalizeString } from '../search/normalize.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 
@@ -128,9 +130,9 @@ function valueMatcher(code: string, modifier: string | undefined, values: string
     case 'name': {
       if (modifier && modifier !== 'exact' && modifier !== 'contains') return undefined;
       if (modifier === 'exact') return (resource) => values.includes(resource.name ?? '\u0000');
-      const wanted = values.map(normalise);
+      const wanted = values.map((value) => normalizeString(value));
       return (resource) => {
-        const name = normalise(resource.name ?? '');
+        const name = normalizeString(resource.name ?? '');
         return wanted.some((w) => (modifier === 'contains' ? name.includes(w) : name.startsWith(w)));
       };
     }
@@ -142,25 +144,8 @@ function valueMatcher(code: string, modifier: string | undefined, values: string
   }
 }
 
-/** R4 string search: case- and accent-insensitive. */
-function normalise(text: string): string {
-  return text.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
-}
-
 function unescape(value: string): string {
   return value.replace(/\\([,$|\\])/g, '$1');
-}
-
-function searchPairs(request: FhirRequest): Array<[string, string]> {
-  const pairs: Array<[string, string]> = [];
-  for (const [name, value] of Object.entries(request.query)) for (const v of Array.isArray(value) ? value : [value]) pairs.push([name, v]);
-  if (request.body instanceof FormParameters) pairs.push(...request.body.entries);
-  else if (request.body instanceof UnsupportedBody) {
-    throw new FhirError(415, [{ code: 'not-supported', diagnostics: `A search is posted as application/x-www-form-urlencoded, not '${request.body.mediaType}'` }]);
-  } else if (request.body !== undefined) {
-    throw FhirError.badRequest('A search is posted as application/x-www-form-urlencoded parameters, not as a resource');
-  }
-  return pairs;
 }
 
 let shared: ConformanceCatalogue | undefined;
