@@ -253,3 +253,24 @@ t.test('$validate of a PDSm ITI-65 bundle checks each resource once, against the
     `List ${PDSM}/pdsm-submissionset-comprehensive`,
   ], 'no resource is checked again against its base type: the PDSm profiles carry base R4 in their snapshots');
 });
+
+t.test("a transaction's claimed Bundle profile: its warnings come back in the entries' response.outcome", async (t) => {
+  const UNKNOWN = 'https://example.org/fhir/StructureDefinition/unpublished-bundle';
+  for (const type of ['transaction', 'batch']) {
+    const bundle = transaction();
+    bundle.type = type;
+    bundle.meta = { profile: [UNKNOWN] };
+    if (type === 'batch') bundle.entry = bundle.entry.slice(0, 2);
+    const res = await post('/fhir', bundle);
+    t.equal(res.statusCode, 200, `${type}: an unknown Bundle profile does not refuse it`);
+    const [first, ...others] = json(res).entry;
+    t.equal(first.response.status, '201 Created', `${type}: the first entry is written`);
+    t.equal(first.resource?.resourceType, 'Patient', `${type}: and returned`);
+    t.match(first.response.outcome?.issue, [{ severity: 'warning', code: 'not-supported', expression: ['Bundle.meta.profile[0]'] }],
+      `${type}: the warning about the Bundle itself is at the first entry (R4 has no Bundle-level outcome)`);
+    t.ok(others.every((entry: any) => entry.response.outcome === undefined), `${type}: no other entry repeats it`);
+  }
+
+  const plain = json(await post('/fhir', transaction()));
+  t.ok(plain.entry.every((entry: any) => entry.response.outcome === undefined), 'no claimed profile: no outcome added');
+});

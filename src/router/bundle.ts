@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from 'fhir/r4';
-import { FhirError, type Issue } from '../fhir/outcome.ts';
+import { FhirError, operationOutcome, withMoreIssues, type Issue } from '../fhir/outcome.ts';
 import { ResourceText, resourceObject, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import { isServedResourceType } from '../fhir/resource-types.ts';
 import { isError } from '../fhir/validation/validator.ts';
@@ -50,20 +50,36 @@ interface Entry {
  * references (`urn:uuid:`, `urn:oid:`, conditional `Type?criteria`) to `Type/id`.
  */
 export async function processBundle(kind: 'transaction' | 'batch', request: FhirRequest, ctx: HandlerContext): Promise<ResponseBundle> {
-  const entryProfiles = checkClaimedProfiles(request.body, ctx);
+  const claimed = checkClaimedProfiles(request.body, ctx);
   const entries = readEntries(request.body, request.baseUrl, ctx.deps.limits.maxEntries);
   entries.forEach((entry, index) => {
-    const required = entryProfiles?.[index];
+    const required = claimed?.entryProfiles[index];
     if (required?.length && (entry.method === 'POST' || entry.method === 'PUT')) entry.requiredProfiles = required;
   });
   const responses = kind === 'batch' ? await runBatch(entries, request, ctx) : await runTransaction(entries, request, ctx);
+  const warnings = warningsByEntry(claimed?.warnings ?? [], responses.length);
   return {
     resourceType: 'Bundle',
     id: randomUUID(),
     meta: { lastUpdated: new Date().toISOString() },
     type: kind === 'batch' ? 'batch-response' : 'transaction-response',
-    entry: responses.map(toResponseEntry),
+    entry: responses.map((response, index) => toResponseEntry(response, warnings[index])),
   };
+}
+
+/**
+ * R4 has no Bundle-level outcome in a transaction-response: `entry.response.outcome` carries "hints and warnings
+ * produced as part of processing this entry" (bundle.html), so each warning of the Bundle's claimed profile goes to
+ * the entry its expression names, and one about the Bundle itself to the first entry.
+ */
+function warningsByEntry(warnings: Issue[], count: number): Issue[][] {
+  const byEntry = Array.from({ length: count }, (): Issue[] => []);
+  for (const issue of warnings) {
+    const named = /^Bundle\.entry\[(\d+)\]/.exec(issue.expression?.[0] ?? '');
+    const index = named ? Number(named[1]) : 0;
+    byEntry[index < count ? index : 0]?.push(issue);
+  }
+  return byEntry;
 }
 
 /**
@@ -71,12 +87,12 @@ export async function processBundle(kind: 'transaction' | 'batch', request: Fhir
  * its slices, cardinalities and constraints (422 with the issues otherwise). Its entries' resources are not
  * validated here: each is when its entry runs, against the profile its slice requires besides its own claims.
  */
-function checkClaimedProfiles(body: unknown, ctx: HandlerContext): string[][] | undefined {
+function checkClaimedProfiles(body: unknown, ctx: HandlerContext): { entryProfiles: string[][]; warnings: Issue[] } | undefined {
   const claims = (body as Bundle | undefined)?.meta?.profile;
   if (!Array.isArray(claims) || claims.length === 0 || !ctx.deps.validator.checkBundleProfiles) return undefined;
   const { issues, entryProfiles } = ctx.deps.validator.checkBundleProfiles(body);
   if (issues.some(isError)) throw new FhirError(422, issues);
-  return entryProfiles;
+  return { entryProfiles, warnings: issues };
 }
 
 async function runBatch(entries: Entry[], request: FhirRequest, ctx: HandlerContext): Promise<FhirResponse[]> {
@@ -375,9 +391,11 @@ function errorResponse(error: unknown): FhirResponse {
   throw error;
 }
 
-function toResponseEntry(response: FhirResponse): ResponseBundleEntry {
+function toResponseEntry(response: FhirResponse, warnings: Issue[] = []): ResponseBundleEntry {
   const resource = response.body;
   const isOutcome = resource?.resourceType === 'OperationOutcome';
+  const outcome = isOutcome ? withMoreIssues(resourceObject(resource) as OperationOutcome, warnings)
+    : warnings.length > 0 ? operationOutcome(warnings) : undefined;
   const lastUpdated = isOutcome ? undefined
     : resource instanceof StoredResource ? resource.lastUpdated
     : resource instanceof ResourceText ? resource.resource.meta?.lastUpdated
@@ -389,7 +407,7 @@ function toResponseEntry(response: FhirResponse): ResponseBundleEntry {
       ...(response.headers.location ? { location: response.headers.location } : {}),
       ...(response.headers.etag ? { etag: response.headers.etag } : {}),
       ...(lastUpdated ? { lastModified: lastUpdated } : {}),
-      ...(isOutcome ? { outcome: resourceObject(resource) } : {}),
+      ...(outcome ? { outcome } : {}),
     },
   };
 }
