@@ -75,5 +75,7 @@ export function likePrefix(value: string): string {
 /**
  * A condition every query adds for each resource it reads (`alias` is the resource table's alias):
  * how access control and consent narrow a search inside the SQL, so paging and counts stay right.
+ * `versioned`: `alias` is a row of resource_history, judged as that version was (its own compartments and
+ * label, migration 0022) rather than as its resource is now.
  */
-export type ScopePredicate = (alias: string, resourceTypes: string[], binder: Binder) => string | undefined;
+export type ScopePredicate = (alias: string, resourceTypes: string[], binder: Binder, versioned?: boolean) => string | undefined;

@@ -10,18 +10,22 @@ const caches = new WeakMap<SearchParameterRegistry, RestrictionCache>();
  * The condition an access context's search restrictions (`restrictedTypes`) put on a row (`alias`): a
  * resource of a restricted type is seen when it matches one of its queries, decided on its index rows by
  * the search's own SQL; a query that cannot apply matches nothing. Undefined when nothing is restricted.
+ * Of a history row (`versioned`), only a current version can match: the index holds no earlier one's rows.
  */
 export function restrictionScope(access: AccessContext, registry: SearchParameterRegistry): ScopePredicate | undefined {
   if (!access.restrictedTypes || access.restrictedTypes.length === 0) return undefined;
   let cache = caches.get(registry);
   if (!cache) caches.set(registry, (cache = new RestrictionCache(registry)));
   const restrictions = access.restrictedTypes.map(({ type, queries }) => ({ type, filters: queries.map((query) => cache.get(type, query)) }));
-  return (alias, resourceTypes, binder) => {
+  return (alias, resourceTypes, binder, versioned = false) => {
     const conditions: string[] = [];
     for (const { type, filters } of restrictions) {
       if (resourceTypes.length > 0 && !resourceTypes.includes(type)) continue;
       const matches = filters.map((each) => (each ? `(${filtersCondition(alias, type, each, binder)})` : 'false'));
-      conditions.push(`(${alias}.resource_type <> ${binder.bind(type)} OR ${anyOf(matches)})`);
+      // The index rows are the current version's: what an earlier version matched is not known, so of a
+      // history (`versioned`) only the current version is seen, when it matches.
+      const current = versioned ? ` AND ${alias}.version_id = (SELECT c.version_id FROM resource c WHERE c.resource_type = ${alias}.resource_type AND c.id = ${alias}.id)` : '';
+      conditions.push(`(${alias}.resource_type <> ${binder.bind(type)} OR (${anyOf(matches)}${current}))`);
     }
     return conditions.length > 0 ? conditions.join(' AND ') : undefined;
   };

@@ -12,7 +12,7 @@ import { consentScope } from './consent-scope.ts';
  * very statements it ran before contexts existed.
  *
  * A resource is hidden when it is a member of a hidden compartment (compartment_member, written with the
- * index rows: a patient is a member of its own), when its type is not readable, or when its type is
+ * index rows: a patient is a member of its own; of a history row, `versioned`, its version's version_member), when its type is not readable, or when its type is
  * confined to the launch patient's compartment and it is not a member of it. A Binary belongs to no
  * compartment: R4 gives it the access rules of its `securityContext` (binary.html#security), so a Binary
  * whose securityContext is a hidden resource, or a hidden compartment's own resource, is hidden too, and a
@@ -28,9 +28,14 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
   const hidden = [...byType].sort(([a], [b]) => a.localeCompare(b));
   const confinement = isConfining(access) ? patientConfinement(access) : undefined;
   const consent = consentScope(access);
-  return (alias: string, resourceTypes: string[], binder: Binder) => {
+  return (alias: string, resourceTypes: string[], binder: Binder, versioned = false) => {
     const conditions: string[] = [];
     const reaches = (type: string) => resourceTypes.length === 0 || resourceTypes.includes(type);
+    // The compartments of the row (`m` the alias of a membership): a history row's are its version's own.
+    const membership = (m: string) =>
+      versioned
+        ? `version_member ${m} WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id AND ${m}.version_id = ${alias}.version_id`
+        : `compartment_member ${m} WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id`;
     const securityContext = `(${alias}.content::jsonb #>> '{securityContext,reference}')`;
     if (access.readableTypes) {
       const readable = access.readableTypes;
@@ -47,10 +52,7 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
         const inPatient = (m: string) => `${m}.compartment_type = 'Patient' AND ${m}.compartment_id = ${binder.bind(patientId)}`;
         if (compartmentTypes.some(reaches)) {
           const m = binder.alias('access');
-          conditions.push(
-            `(${alias}.resource_type <> ALL(${binder.bind(compartmentTypes, 'text[]')}) OR EXISTS (SELECT 1 FROM compartment_member ${m} ` +
-              `WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id AND ${inPatient(m)}))`,
-          );
+          conditions.push(`(${alias}.resource_type <> ALL(${binder.bind(compartmentTypes, 'text[]')}) OR EXISTS (SELECT 1 FROM ${membership(m)} AND ${inPatient(m)}))`);
         }
         if (binary && reaches('Binary')) {
           const b = binder.alias('access');
@@ -64,7 +66,7 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
     for (const [type, ids] of hidden) {
       const inHidden = (m: string) => `${m}.compartment_type = ${binder.bind(type)} AND ${m}.compartment_id = ANY(${binder.bind(ids, 'text[]')})`;
       const m = binder.alias('access');
-      conditions.push(`NOT EXISTS (SELECT 1 FROM compartment_member ${m} WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id AND ${inHidden(m)})`);
+      conditions.push(`NOT EXISTS (SELECT 1 FROM ${membership(m)} AND ${inHidden(m)})`);
       if (reaches('Binary')) {
         const b = binder.alias('access');
         conditions.push(
@@ -73,9 +75,9 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
         );
       }
     }
-    const restricted = restriction?.(alias, resourceTypes, binder);
+    const restricted = restriction?.(alias, resourceTypes, binder, versioned);
     if (restricted) conditions.push(restricted);
-    if (consent) conditions.push(consent(alias, resourceTypes, binder));
+    if (consent) conditions.push(consent(alias, resourceTypes, binder, versioned));
     return conditions.length > 0 ? `(${conditions.join(' AND ')})` : undefined;
   };
 }

@@ -134,7 +134,8 @@ export function consentParams(resources: Array<{ resourceType: string; id: strin
 }
 
 /**
- * Data-modifying CTEs inserting what consentParams produced, read from `$first` to `$first + 2`. In a rewrite
+ * Data-modifying CTEs inserting what consentParams produced, read from `$first` to `$first + 2`
+ * (`i_visibility` returns its rows, which version-rows.ts stamps with the version). In a rewrite
  * (`rewrite`: the statement also has `d_visibility`, the rows it deleted) a labelled resource keeps the client
  * that first labelled it.
  */
@@ -143,7 +144,7 @@ export function consentInsertCtes(first: number, rewrite: boolean): string[] {
   return [
     `i_consent_rule AS (INSERT INTO consent_rule (consent_id, patient_id, actor) SELECT x->>0, x->>1, x->>2 FROM jsonb_array_elements($${first}::jsonb) AS x)`,
     `i_visibility AS (INSERT INTO resource_visibility (resource_type, resource_id, patient_id, masked, hidden_from_patient, authors, sent_by) ` +
-      `SELECT x->>0, x->>1, x->>2, (x->>3)::boolean, (x->>4)::boolean, ARRAY(SELECT jsonb_array_elements_text(x->5)), ${sentBy} FROM jsonb_array_elements($${first + 1}::jsonb) AS x)`,
+      `SELECT x->>0, x->>1, x->>2, (x->>3)::boolean, (x->>4)::boolean, ARRAY(SELECT jsonb_array_elements_text(x->5)), ${sentBy} FROM jsonb_array_elements($${first + 1}::jsonb) AS x RETURNING *)`,
     `i_binary_context AS (INSERT INTO binary_context (binary_id, context_type, context_id) SELECT x->>0, x->>1, x->>2 FROM jsonb_array_elements($${first + 2}::jsonb) AS x)`,
   ];
 }

@@ -26,8 +26,11 @@ export function consentCaller(access: AccessContext): ConsentCaller | undefined 
   return { kind: 'system', clientId: access.clientId ?? null };
 }
 
-/** The EXISTS conditions, any of which hides a resource. */
-type Hidden = (resourceType: string, id: string) => string[];
+/**
+ * The EXISTS conditions, any of which hides a resource; `version`, a history row's version_id, judges that
+ * version by its own compartments and label (version_member, version_visibility) instead of the resource's.
+ */
+type Hidden = (resourceType: string, id: string, version?: string) => string[];
 
 /**
  * The condition the patients' consent puts on a resource row (`alias`: a row of `resource` or
@@ -43,16 +46,17 @@ type Hidden = (resourceType: string, id: string) => string[];
  * - `system`: when it is labelled MASQUE_PS and the client did not send it (a feeding system matches and
  *   updates what it sent; no one reads masked documents without a user). Oppositions and closures name
  *   people, not feeding systems.
- * A Binary is hidden as its securityContext is (binary.html#security). Labels and records are those of the
- * resource's current version (a deleted one keeps its last), so its whole history follows them.
+ * A Binary is hidden as its securityContext is now (binary.html#security). Labels and records are those of the
+ * resource's current version (a deleted one keeps its last), or, for a history row (`versioned`), those of
+ * its own version (a deletion's are those of the version it deleted); the consent rules are the patients' now.
  */
-export function consentScope(access: AccessContext): ((alias: string, resourceTypes: readonly string[], binder: Binder) => string) | undefined {
+export function consentScope(access: AccessContext): ((alias: string, resourceTypes: readonly string[], binder: Binder, versioned?: boolean) => string) | undefined {
   const caller = consentCaller(access);
   if (!caller) return undefined;
-  return (alias, resourceTypes, binder) => {
+  return (alias, resourceTypes, binder, versioned = false) => {
     const hidden = hiddenFor(caller, binder);
     // Each its own NOT EXISTS at the top of the condition, which the planner may turn into an anti-join.
-    const conditions = hidden(`${alias}.resource_type`, `${alias}.id`).map((exists) => `NOT ${exists}`);
+    const conditions = hidden(`${alias}.resource_type`, `${alias}.id`, versioned ? `${alias}.version_id` : undefined).map((exists) => `NOT ${exists}`);
     if (resourceTypes.length === 0 || resourceTypes.includes('Binary')) {
       const b = binder.alias('consent');
       conditions.push(
@@ -67,19 +71,19 @@ function hiddenFor(caller: ConsentCaller, binder: Binder): Hidden {
   switch (caller.kind) {
     case 'system': {
       const client = binder.bind(caller.clientId, 'text');
-      return (type, id) => {
+      return (type, id, version) => {
         const v = binder.alias('consent');
-        return [`EXISTS (SELECT 1 FROM resource_visibility ${v} WHERE ${v}.resource_type = ${type} AND ${v}.resource_id = ${id} AND ${v}.masked AND ${v}.sent_by IS DISTINCT FROM ${client})`];
+        return [`EXISTS (SELECT 1 FROM ${labelOf(v, type, id, version)} AND ${v}.masked AND ${v}.sent_by IS DISTINCT FROM ${client})`];
       };
     }
     case 'patient': {
       const self = binder.bind(caller.patientId, 'text');
       const closedToMe = (c: string) => `${c}.actor IS NULL AND ${c}.patient_id <> ${self}`;
-      return (type, id) => {
+      return (type, id, version) => {
         const [v, c] = [binder.alias('consent'), binder.alias('consent')];
-        const labelled = `EXISTS (SELECT 1 FROM resource_visibility ${v} WHERE ${v}.resource_type = ${type} AND ${v}.resource_id = ${id} AND (${v}.hidden_from_patient ` +
+        const labelled = `EXISTS (SELECT 1 FROM ${labelOf(v, type, id, version)} AND (${v}.hidden_from_patient ` +
           `OR (${v}.masked AND ${v}.patient_id IS DISTINCT FROM ${self}) OR EXISTS (SELECT 1 FROM consent_rule ${c} WHERE ${c}.patient_id = ${v}.patient_id AND ${closedToMe(c)})))`;
-        return [inDeniedRecord(type, id, closedToMe, binder), labelled];
+        return [inDeniedRecord(type, id, version, closedToMe, binder), labelled];
       };
     }
     case 'user': {
@@ -87,7 +91,7 @@ function hiddenFor(caller: ConsentCaller, binder: Binder): Hidden {
       // Every value bound must be used: an emergency has no masking condition, so no authors.
       const authors = caller.emergency ? '' : identities(caller.who, binder, false);
       const deniesMe = (c: string) => `(${c}.actor IS NULL OR ${c}.actor = ANY(${actors}))`;
-      return (type, id) => {
+      return (type, id, version) => {
         const [v, c, g] = [binder.alias('consent'), binder.alias('consent'), binder.alias('consent')];
         const masked = caller.emergency
           ? []
@@ -95,20 +99,28 @@ function hiddenFor(caller: ConsentCaller, binder: Binder): Hidden {
               `(${v}.masked AND NOT (${v}.authors && ${authors}) AND NOT EXISTS (SELECT 1 FROM search_reference ${g} WHERE ${g}.resource_type = 'Patient' AND ${g}.resource_id = ${v}.patient_id ` +
                 `AND ${g}.param = 'general-practitioner' AND ${g}.target_id IS NOT NULL AND (${g}.target_type || '/' || ${g}.target_id) = ANY(${authors})))`,
             ];
-        const labelled = `EXISTS (SELECT 1 FROM resource_visibility ${v} WHERE ${v}.resource_type = ${type} AND ${v}.resource_id = ${id} AND (` +
+        const labelled = `EXISTS (SELECT 1 FROM ${labelOf(v, type, id, version)} AND (` +
           [...masked, `EXISTS (SELECT 1 FROM consent_rule ${c} WHERE ${c}.patient_id = ${v}.patient_id AND ${deniesMe(c)})`].join(' OR ') + '))';
-        return [inDeniedRecord(type, id, deniesMe, binder), labelled];
+        return [inDeniedRecord(type, id, version, deniesMe, binder), labelled];
       };
     }
   }
 }
 
-/** Whether the resource belongs to a record whose consent rules (`applies`) hide it. */
-function inDeniedRecord(type: string, id: string, applies: (c: string) => string, binder: Binder): string {
+/** The label row (`v`) of a resource, or of one of its versions: `FROM` this, then more conditions with AND. */
+function labelOf(v: string, type: string, id: string, version: string | undefined): string {
+  return version === undefined
+    ? `resource_visibility ${v} WHERE ${v}.resource_type = ${type} AND ${v}.resource_id = ${id}`
+    : `version_visibility ${v} WHERE ${v}.resource_type = ${type} AND ${v}.resource_id = ${id} AND ${v}.version_id = ${version}`;
+}
+
+/** Whether the resource (of `version`, when given) belongs to a record whose consent rules (`applies`) hide it. */
+function inDeniedRecord(type: string, id: string, version: string | undefined, applies: (c: string) => string, binder: Binder): string {
   const [m, c] = [binder.alias('consent'), binder.alias('consent')];
+  const members = version === undefined ? `compartment_member ${m}` : `version_member ${m}`;
   return (
-    `EXISTS (SELECT 1 FROM compartment_member ${m} JOIN consent_rule ${c} ON ${c}.patient_id = ${m}.compartment_id ` +
-    `WHERE ${m}.resource_type = ${type} AND ${m}.resource_id = ${id} AND ${m}.compartment_type = 'Patient' AND ${applies(c)})`
+    `EXISTS (SELECT 1 FROM ${members} JOIN consent_rule ${c} ON ${c}.patient_id = ${m}.compartment_id ` +
+    `WHERE ${m}.resource_type = ${type} AND ${m}.resource_id = ${id}${version === undefined ? '' : ` AND ${m}.version_id = ${version}`} AND ${m}.compartment_type = 'Patient' AND ${applies(c)})`
   );
 }
 

@@ -3,6 +3,7 @@ import { FhirError } from '../fhir/outcome.ts';
 import type { SqlExecutor } from './database.ts';
 import { CONSENT_DELETE_CTES, CONSENT_DELETION_CTES, consentInsertCtes, consentParams, consentRowsOf, type ConsentRows, type ConsentRowsOptions } from './consent-rows.ts';
 import { membersOf, recordPatientOf } from '../search/compartment.ts';
+import { CURRENT_VERSION, VERSION_DELETE_CTES, VERSION_DELETION_CTES, versionInsertCtes } from './version-rows.ts';
 import { extractIndexRows, type ExtractOptions, type IndexRows, type IndexTable } from '../search/extract.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 
@@ -124,12 +125,13 @@ function indexTableParams(resources: IndexedResource[], patients: Array<string |
 
 /**
  * Data-modifying CTEs inserting the rows `indexParams` produced, read from `$first`, `$first + 1`, ….
- * `rewrite`: the statement replaces a resource's rows (REPLACE_STATEMENT), whose deleted ones it may read.
+ * `rewrite`: the statement replaces a resource's rows (REPLACE_STATEMENT), whose deleted ones it may read;
+ * else it writes first versions. Either way the version written gets its own rows too (version-rows.ts).
  */
 export function indexInsertCtes(first: number, rewrite = false): string[] {
   const member = `i_compartment AS (INSERT INTO compartment_member (compartment_type, compartment_id, resource_type, resource_id) ` +
-    `SELECT x->>0, x->>1, x->>2, x->>3 FROM jsonb_array_elements($${first + TABLE_NAMES.length}::jsonb) AS x)`;
-  return [...indexTableCtes(first), member, ...consentInsertCtes(first + TABLE_NAMES.length + 1, rewrite)];
+    `SELECT x->>0, x->>1, x->>2, x->>3 FROM jsonb_array_elements($${first + TABLE_NAMES.length}::jsonb) AS x RETURNING *)`;
+  return [...indexTableCtes(first), member, ...consentInsertCtes(first + TABLE_NAMES.length + 1, rewrite), ...versionInsertCtes(rewrite ? CURRENT_VERSION : '1')];
 }
 
 function indexTableCtes(first: number): string[] {
@@ -157,9 +159,9 @@ const INDEX_DELETE_CTES = [
       RETURNING compartment_type, compartment_id)`,
 ];
 
-const REPLACE_STATEMENT = `WITH ${[...INDEX_DELETE_CTES, ...CONSENT_DELETE_CTES, ...indexInsertCtes(3, true)].join(',\n')}
+const REPLACE_STATEMENT = `WITH ${[...INDEX_DELETE_CTES, ...CONSENT_DELETE_CTES, ...VERSION_DELETE_CTES, ...indexInsertCtes(3, true)].join(',\n')}
 SELECT 1`;
 
 /** A deletion: the index rows and memberships go; what consent needs of the deleted resource's history stays (consent-rows.ts). */
-const DELETE_STATEMENT = `WITH ${[...INDEX_DELETE_CTES, ...CONSENT_DELETION_CTES].join(',\n')}
+const DELETE_STATEMENT = `WITH ${[...INDEX_DELETE_CTES, ...CONSENT_DELETION_CTES, ...VERSION_DELETION_CTES].join(',\n')}
 SELECT 1`;

@@ -1,6 +1,7 @@
-import { COMPARTMENT_TYPES, compartmentParams, recordPatientParams } from '../search/compartment.ts';
+import { COMPARTMENT_TYPES, compartmentParams, membersOf, recordPatientParams } from '../search/compartment.ts';
 import type { Resource } from 'fhir/r4';
-import { emptyRows } from '../search/extract.ts';
+import { emptyRows, extractIndexRows } from '../search/extract.ts';
+import { loadSearchParameters, SearchParameterRegistry } from '../search/registry.ts';
 import type { SqlExecutor } from './database.ts';
 import { consentInsertCtes, consentParams, consentRowsOf, INVISIBLE_TO_PATIENT, MASKED_FROM_PROFESSIONALS } from './consent-rows.ts';
 
@@ -11,6 +12,7 @@ import { consentInsertCtes, consentParams, consentRowsOf, INVISIBLE_TO_PATIENT, 
 export const MIGRATION_STEPS: Readonly<Record<number, (tx: SqlExecutor) => Promise<void>>> = {
   12: backfillCompartments,
   17: backfillConsent,
+  22: backfillVersionAccess,
 };
 
 const INDEX_TABLES = ['token', 'string', 'date', 'reference', 'uri', 'number', 'quantity', 'composite'];
@@ -97,4 +99,64 @@ export async function backfillConsent(tx: SqlExecutor): Promise<void> {
     });
     await tx.query(`WITH ${consentInsertCtes(1, false).join(',\n')} SELECT 1`, consentParams(written));
   }
+}
+
+/** Stored versions read per batch by the backfill of migration 0022. */
+const VERSION_BATCH = 500;
+
+/**
+ * Migration 0022 on a store that has data: every stored version's compartments and visibility label
+ * (version_member, version_visibility), computed from its own content as a write computes them (its reference
+ * index rows, extracted now: membersOf, consentRowsOf), in batches in history key order. A labelled version
+ * remembers the client that labelled its resource, when known; a deletion's version gets the rows of the
+ * version it deleted. Absolute references to the server's own base (not known here) are not taken for
+ * local ones: as `npm run reindex` without `--base-url`.
+ */
+export async function backfillVersionAccess(tx: SqlExecutor): Promise<void> {
+  // Membership and labels need a version's reference rows only: no other parameter is evaluated.
+  const registry = new SearchParameterRegistry(loadSearchParameters().filter((definition) => definition.type === 'reference'));
+  let after: [string, string, number] = ['', '', 0];
+  for (;;) {
+    const { rows } = await tx.query<{ resource_type: string; id: string; version_id: number; content: string }>(
+      `SELECT resource_type, id, version_id, content FROM resource_history
+        WHERE content IS NOT NULL AND (resource_type, id, version_id) > ($1, $2, $3::int)
+        ORDER BY resource_type, id, version_id LIMIT $4::int`,
+      [...after, VERSION_BATCH],
+    );
+    if (rows.length === 0) break;
+    const members: unknown[][] = [];
+    const labels: unknown[][] = [];
+    for (const row of rows) {
+      const resource = JSON.parse(row.content) as Resource;
+      const references = extractIndexRows(resource, registry).reference;
+      for (const [type, id] of membersOf(row.resource_type, row.id, references)) members.push([row.resource_type, row.id, row.version_id, type, id]);
+      const indexRows = { ...emptyRows(), reference: references };
+      const { label } = consentRowsOf({ ...resource, id: row.id }, indexRows);
+      if (label) labels.push([row.resource_type, row.id, row.version_id, label.patientId, label.masked, label.hiddenFromPatient, label.authors]);
+    }
+    await tx.query(
+      `WITH m AS (INSERT INTO version_member (resource_type, resource_id, version_id, compartment_type, compartment_id)
+                  SELECT x->>0, x->>1, (x->>2)::int, x->>3, x->>4 FROM jsonb_array_elements($1::jsonb) AS x)
+       INSERT INTO version_visibility (resource_type, resource_id, version_id, patient_id, masked, hidden_from_patient, authors, sent_by)
+       SELECT x->>0, x->>1, (x->>2)::int, x->>3, (x->>4)::boolean, (x->>5)::boolean, ARRAY(SELECT jsonb_array_elements_text(x->6)),
+              (SELECT o.sent_by FROM resource_visibility o WHERE o.resource_type = x->>0 AND o.resource_id = x->>1 AND o.sent_by IS NOT NULL LIMIT 1)
+         FROM jsonb_array_elements($2::jsonb) AS x`,
+      [JSON.stringify(members), JSON.stringify(labels)],
+    );
+    const last = rows[rows.length - 1]!;
+    after = [last.resource_type, last.id, last.version_id];
+  }
+  // A resource is never deleted twice in a row: the version before a deletion has content, and rows now.
+  await tx.query(
+    `INSERT INTO version_member (resource_type, resource_id, version_id, compartment_type, compartment_id)
+     SELECT m.resource_type, m.resource_id, h.version_id, m.compartment_type, m.compartment_id
+       FROM resource_history h JOIN version_member m ON m.resource_type = h.resource_type AND m.resource_id = h.id AND m.version_id = h.version_id - 1
+      WHERE h.content IS NULL`,
+  );
+  await tx.query(
+    `INSERT INTO version_visibility (resource_type, resource_id, version_id, patient_id, masked, hidden_from_patient, authors, sent_by)
+     SELECT v.resource_type, v.resource_id, h.version_id, v.patient_id, v.masked, v.hidden_from_patient, v.authors, v.sent_by
+       FROM resource_history h JOIN version_visibility v ON v.resource_type = h.resource_type AND v.resource_id = h.id AND v.version_id = h.version_id - 1
+      WHERE h.content IS NULL`,
+  );
 }

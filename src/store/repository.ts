@@ -261,7 +261,8 @@ export class Repository {
   private async vreadStored(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
     const binder = new Binder();
     for (const value of [resourceType, id, versionId]) binder.bind(value);
-    const scoped = this.scope?.('h', [resourceType], binder);
+    // The version is judged as it was (its own compartments and label), not as the resource is now.
+    const scoped = this.scope?.('h', [resourceType], binder, true);
     const { rows } = await this.db.query<{ last_updated: string; content: string | null }>(
       `SELECT ${LAST_UPDATED_TEXT} AS last_updated, content FROM resource_history${scoped ? ` h` : ''}
         WHERE resource_type = $1 AND id = $2 AND version_id = $3${scoped ? ` AND ${scoped}` : ''}`,
@@ -354,8 +355,8 @@ export class Repository {
     if (query.resourceType) conditions.push(`resource_type = ${bind(query.resourceType)}`);
     if (query.id) conditions.push(`id = ${bind(query.id)}`);
     if (query.since) conditions.push(`last_updated >= ${bind(query.since)}`);
-    // Hidden versions are neither listed nor counted; `h` names the history row.
-    const scoped = this.scope?.('h', query.resourceType ? [query.resourceType] : [], binder);
+    // Hidden versions are neither listed nor counted; `h` names the history row, each judged as its version was.
+    const scoped = this.scope?.('h', query.resourceType ? [query.resourceType] : [], binder, true);
     if (scoped) conditions.push(scoped);
     const from = scoped ? 'resource_history h' : 'resource_history';
     const where = (all: string[]) => (all.length ? `WHERE ${all.join(' AND ')}` : '');
