@@ -4,11 +4,13 @@
 import t from 'tap';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../src/fhir/outcome.ts';
+import { parseSearch } from '../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { accessFromToken } from '../src/security/authorisation.ts';
 import { accessScope } from '../src/store/access-scope.ts';
 import { ALL_ACCESS, type AccessContext } from '../src/store/access.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT } from '../src/store/binary-store.ts';
+import { VISIBILITY_SYSTEM } from '../src/store/consent-rows.ts';
 import { joinTransaction, type Database } from '../src/store/database.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from '../src/store/index-writer.ts';
 import { preparedName, Repository } from '../src/store/repository.ts';
@@ -32,7 +34,9 @@ const store = await open(database.db);
 for (const x of ['a', 'b', 'c']) {
   await store.update({ resourceType: 'Patient', id: `pat-${x}`, name: [{ family: x }] } as Resource & { id: string });
   await store.update({ resourceType: 'Immunization', id: `imm-${x}`, status: 'completed', patient: { reference: `Patient/pat-${x}` }, occurrenceDateTime: '2024-01-02',
-    vaccineCode: { coding: [{ system: 'http://hl7.org/fhir/sid/cvx', code: '140' }] } } as Resource & { id: string });
+    vaccineCode: { coding: [{ system: 'http://hl7.org/fhir/sid/cvx', code: '140' }] },
+    // C's immunization is masked from professionals (MASQUE_PS) who did not write it.
+    ...(x === 'c' ? { meta: { security: [{ system: VISIBILITY_SYSTEM, code: 'MASQUE_PS' }] } } : {}) } as Resource & { id: string });
 }
 
 const hiding = (id: string): AccessContext => ({ ...ALL_ACCESS, hiddenCompartments: [{ type: 'Patient', id }] });
@@ -82,4 +86,29 @@ t.test('on the driver: the statement is prepared on the connection under that na
     const { rows } = await tx.query<{ statement: string }>('SELECT statement FROM pg_prepared_statements WHERE name = $1', [statements[0]!.name]);
     t.same(rows.map((row) => row.statement), [statements[0]!.sql], 'prepared once on this connection, under the name of its text');
   });
+});
+
+t.test('a restricted _has filters its sources on their index rows and fences its counting page; what it finds is unchanged', async (t) => {
+  const { db, statements } = recording(database.db);
+  const viewOf = async (access: AccessContext) => (await open(db)).forAccess(access);
+  const patientsHaving = async (access: AccessContext) => {
+    const request = parseSearch(['Patient'], [['_has:Immunization:patient:vaccine-code', 'http://hl7.org/fhir/sid/cvx|140']], registry, { strict: true, baseUrl: 'http://x/fhir' });
+    const bundle = await (await viewOf(access)).search(request, { baseUrl: 'http://x/fhir', path: 'Patient' });
+    return { ids: (bundle.entry ?? []).map((entry) => entry.resource!.id).sort(), total: bundle.total };
+  };
+  t.same(await patientsHaving(ALL_ACCESS), { ids: ['pat-a', 'pat-b', 'pat-c'], total: 3 });
+  const allAccess = statements.splice(0);
+  t.same(await patientsHaving(professional), { ids: ['pat-a', 'pat-b'], total: 2 }, 'a masked source counts for nothing');
+  const restricted = statements.splice(0);
+  t.same(await patientsHaving(hiding('pat-b')), { ids: ['pat-a', 'pat-c'], total: 2 }, 'a hidden source and its patient count for nothing');
+  const hidingB = statements.splice(0);
+
+  const sources = (run: typeof statements) => run.find((s) => s.sql.includes('string_agg'))!.sql;
+  for (const [name, run] of [['consent', restricted], ['hidden compartment', hidingB]] as const) {
+    t.match(sources(run), /SELECT h1\.patient_id AS target_id FROM search_token h1 WHERE/, `${name}: the sources read their patient off the index rows, as with all access`);
+    t.notMatch(sources(run), /JOIN resource/, `${name}: no source's resource row is read`);
+    const page = run[run.length - 1]!.sql;
+    t.match(page, /FROM \(SELECT \* FROM resource r WHERE .* OFFSET 0\) r WHERE/, `${name}: the counting page finds its ids behind a fence, then checks the access`);
+  }
+  t.notMatch(allAccess[allAccess.length - 1]!.sql, /OFFSET 0/, 'all access: the page statement it always ran');
 });

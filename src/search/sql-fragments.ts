@@ -76,4 +76,16 @@ export function likePrefix(value: string): string {
  * A condition every query adds for each resource it reads (`alias` is the resource table's alias):
  * how access control and consent narrow a search inside the SQL, so paging and counts stay right.
  */
-export type ScopePredicate = (alias: string, resourceTypes: string[], binder: Binder) => string | undefined;
+export interface ScopePredicate {
+  (alias: string, resourceTypes: string[], binder: Binder): string | undefined;
+  /**
+   * The same condition on a resource's keys alone (`type`, `id`: SQL expressions, an index row's columns),
+   * for resources of `resourceTypes`; undefined when it needs the resource row itself (a Binary's
+   * securityContext, a search restriction). A `_has` then filters its sources on their index rows, without
+   * reading each source's resource row.
+   */
+  onKeys?(resourceTypes: string[]): KeyPredicate | undefined;
+}
+
+/** A condition on a resource's keys (ScopePredicate.onKeys); undefined when it restricts nothing. */
+export type KeyPredicate = (type: string, id: string, binder: Binder) => string | undefined;

@@ -28,34 +28,36 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
   const hidden = [...byType].sort(([a], [b]) => a.localeCompare(b));
   const confinement = isConfining(access) ? patientConfinement(access) : undefined;
   const consent = consentScope(access);
-  return (alias: string, resourceTypes: string[], binder: Binder) => {
+  const reaching = (resourceTypes: string[]) => (type: string) => resourceTypes.length === 0 || resourceTypes.includes(type);
+  /** The condition on a resource whose type and id are `type` and `id`, and its JSON `content` (needed for Binaries and restrictions only). */
+  const condition = (keys: { type: string; id: string; content?: string; alias?: string }, resourceTypes: string[], binder: Binder) => {
     const conditions: string[] = [];
-    const reaches = (type: string) => resourceTypes.length === 0 || resourceTypes.includes(type);
-    const securityContext = `(${alias}.content::jsonb #>> '{securityContext,reference}')`;
+    const reaches = reaching(resourceTypes);
+    const securityContext = `(${keys.content}::jsonb #>> '{securityContext,reference}')`;
     if (access.readableTypes) {
       const readable = access.readableTypes;
       if (resourceTypes.length === 0 || !resourceTypes.every((type) => readable.includes(type))) {
-        conditions.push(`${alias}.resource_type = ANY(${binder.bind([...readable], 'text[]')})`);
+        conditions.push(`${keys.type} = ANY(${binder.bind([...readable], 'text[]')})`);
       }
     }
     if (confinement) {
       const { compartmentTypes, binary, patientId, unseenWithoutPatient } = confinement;
       if (patientId === undefined) {
-        if (unseenWithoutPatient === '*') conditions.push(`${alias}.resource_type = ANY(${binder.bind([...(access.unconfinedTypes ?? [])], 'text[]')})`);
-        else if (unseenWithoutPatient.some(reaches)) conditions.push(`${alias}.resource_type <> ALL(${binder.bind(unseenWithoutPatient, 'text[]')})`);
+        if (unseenWithoutPatient === '*') conditions.push(`${keys.type} = ANY(${binder.bind([...(access.unconfinedTypes ?? [])], 'text[]')})`);
+        else if (unseenWithoutPatient.some(reaches)) conditions.push(`${keys.type} <> ALL(${binder.bind(unseenWithoutPatient, 'text[]')})`);
       } else {
         const inPatient = (m: string) => `${m}.compartment_type = 'Patient' AND ${m}.compartment_id = ${binder.bind(patientId)}`;
         if (compartmentTypes.some(reaches)) {
           const m = binder.alias('access');
           conditions.push(
-            `(${alias}.resource_type <> ALL(${binder.bind(compartmentTypes, 'text[]')}) OR EXISTS (SELECT 1 FROM compartment_member ${m} ` +
-              `WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id AND ${inPatient(m)}))`,
+            `(${keys.type} <> ALL(${binder.bind(compartmentTypes, 'text[]')}) OR EXISTS (SELECT 1 FROM compartment_member ${m} ` +
+              `WHERE ${m}.resource_type = ${keys.type} AND ${m}.resource_id = ${keys.id} AND ${inPatient(m)}))`,
           );
         }
         if (binary && reaches('Binary')) {
           const b = binder.alias('access');
           conditions.push(
-            `(${alias}.resource_type <> 'Binary' OR EXISTS (SELECT 1 FROM compartment_member ${b} ` +
+            `(${keys.type} <> 'Binary' OR EXISTS (SELECT 1 FROM compartment_member ${b} ` +
               `WHERE ${inPatient(b)} AND ${b}.resource_type = split_part(${securityContext}, '/', 1) AND ${b}.resource_id = split_part(${securityContext}, '/', 2)))`,
           );
         }
@@ -64,20 +66,30 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
     for (const [type, ids] of hidden) {
       const inHidden = (m: string) => `${m}.compartment_type = ${binder.bind(type)} AND ${m}.compartment_id = ANY(${binder.bind(ids, 'text[]')})`;
       const m = binder.alias('access');
-      conditions.push(`NOT EXISTS (SELECT 1 FROM compartment_member ${m} WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id AND ${inHidden(m)})`);
+      conditions.push(`NOT EXISTS (SELECT 1 FROM compartment_member ${m} WHERE ${m}.resource_type = ${keys.type} AND ${m}.resource_id = ${keys.id} AND ${inHidden(m)})`);
       if (reaches('Binary')) {
         const b = binder.alias('access');
         conditions.push(
-          `(${alias}.resource_type <> 'Binary' OR ${alias}.content IS NULL OR NOT EXISTS (SELECT 1 FROM compartment_member ${b} ` +
+          `(${keys.type} <> 'Binary' OR ${keys.content} IS NULL OR NOT EXISTS (SELECT 1 FROM compartment_member ${b} ` +
             `WHERE ${inHidden(b)} AND ${b}.resource_type = split_part(${securityContext}, '/', 1) AND ${b}.resource_id = split_part(${securityContext}, '/', 2)))`,
         );
       }
     }
-    const restricted = restriction?.(alias, resourceTypes, binder);
+    const restricted = keys.alias !== undefined ? restriction?.(keys.alias, resourceTypes, binder) : undefined;
     if (restricted) conditions.push(restricted);
-    if (consent) conditions.push(consent(alias, resourceTypes, binder));
+    if (consent) conditions.push(consent(keys.type, keys.id, resourceTypes, binder));
     return conditions.length > 0 ? `(${conditions.join(' AND ')})` : undefined;
   };
+  const scope: ScopePredicate = (alias, resourceTypes, binder) =>
+    condition({ type: `${alias}.resource_type`, id: `${alias}.id`, content: `${alias}.content`, alias }, resourceTypes, binder);
+  scope.onKeys = (resourceTypes) => {
+    const reaches = reaching(resourceTypes);
+    // A Binary is judged by its securityContext, a restricted type by its search: both read the resource row.
+    const binaryByContent = reaches('Binary') && (hidden.length > 0 || confinement?.binary === true);
+    if (binaryByContent || (restriction && (access.restrictedTypes ?? []).some(({ type }) => reaches(type)))) return undefined;
+    return (type, id, binder) => condition({ type, id }, resourceTypes, binder);
+  };
+  return scope;
 }
 
 /** The confined types that can belong to a patient's compartment, whether Binaries are confined, and the patient's id. */
