@@ -78,4 +78,16 @@ export function likePrefix(value: string): string {
  * `versioned`: `alias` is a row of resource_history, judged as that version was (its own compartments and
  * label, migration 0022) rather than as its resource is now.
  */
-export type ScopePredicate = (alias: string, resourceTypes: string[], binder: Binder, versioned?: boolean) => string | undefined;
+export interface ScopePredicate {
+  (alias: string, resourceTypes: string[], binder: Binder, versioned?: boolean): string | undefined;
+  /**
+   * The same condition on a resource's keys alone (`type`, `id`: SQL expressions, an index row's columns),
+   * for resources of `resourceTypes`; undefined when it needs the resource row itself (a Binary's
+   * securityContext, a search restriction). A `_has` then filters its sources on their index rows, without
+   * reading each source's resource row.
+   */
+  onKeys?(resourceTypes: string[]): KeyPredicate | undefined;
+}
+
+/** A condition on a resource's keys (ScopePredicate.onKeys); undefined when it restricts nothing. */
+export type KeyPredicate = (type: string, id: string, binder: Binder) => string | undefined;

@@ -28,36 +28,41 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
   const hidden = [...byType].sort(([a], [b]) => a.localeCompare(b));
   const confinement = isConfining(access) ? patientConfinement(access) : undefined;
   const consent = consentScope(access);
-  return (alias: string, resourceTypes: string[], binder: Binder, versioned = false) => {
+  const reaching = (resourceTypes: string[]) => (type: string) => resourceTypes.length === 0 || resourceTypes.includes(type);
+  /**
+   * The condition on a resource whose type and id are `type` and `id`, and its JSON `content` (needed for Binaries and
+   * restrictions only); `alias` names its row, and `versioned` says it is a row of resource_history, judged by its
+   * version's own compartments and label (migration 0022) rather than by its resource's current ones.
+   */
+  const condition = (keys: { type: string; id: string; content?: string; alias?: string; versioned?: boolean }, resourceTypes: string[], binder: Binder) => {
     const conditions: string[] = [];
-    const reaches = (type: string) => resourceTypes.length === 0 || resourceTypes.includes(type);
-    // The compartments of the row (`m` the alias of a membership): a history row's are its version's own.
+    const reaches = reaching(resourceTypes);
     const membership = (m: string) =>
-      versioned
-        ? `version_member ${m} WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id AND ${m}.version_id = ${alias}.version_id`
-        : `compartment_member ${m} WHERE ${m}.resource_type = ${alias}.resource_type AND ${m}.resource_id = ${alias}.id`;
-    const securityContext = `(${alias}.content::jsonb #>> '{securityContext,reference}')`;
+      keys.versioned
+        ? `version_member ${m} WHERE ${m}.resource_type = ${keys.type} AND ${m}.resource_id = ${keys.id} AND ${m}.version_id = ${keys.alias}.version_id`
+        : `compartment_member ${m} WHERE ${m}.resource_type = ${keys.type} AND ${m}.resource_id = ${keys.id}`;
+    const securityContext = `(${keys.content}::jsonb #>> '{securityContext,reference}')`;
     if (access.readableTypes) {
       const readable = access.readableTypes;
       if (resourceTypes.length === 0 || !resourceTypes.every((type) => readable.includes(type))) {
-        conditions.push(`${alias}.resource_type = ANY(${binder.bind([...readable], 'text[]')})`);
+        conditions.push(`${keys.type} = ANY(${binder.bind([...readable], 'text[]')})`);
       }
     }
     if (confinement) {
       const { compartmentTypes, binary, patientId, unseenWithoutPatient } = confinement;
       if (patientId === undefined) {
-        if (unseenWithoutPatient === '*') conditions.push(`${alias}.resource_type = ANY(${binder.bind([...(access.unconfinedTypes ?? [])], 'text[]')})`);
-        else if (unseenWithoutPatient.some(reaches)) conditions.push(`${alias}.resource_type <> ALL(${binder.bind(unseenWithoutPatient, 'text[]')})`);
+        if (unseenWithoutPatient === '*') conditions.push(`${keys.type} = ANY(${binder.bind([...(access.unconfinedTypes ?? [])], 'text[]')})`);
+        else if (unseenWithoutPatient.some(reaches)) conditions.push(`${keys.type} <> ALL(${binder.bind(unseenWithoutPatient, 'text[]')})`);
       } else {
         const inPatient = (m: string) => `${m}.compartment_type = 'Patient' AND ${m}.compartment_id = ${binder.bind(patientId)}`;
         if (compartmentTypes.some(reaches)) {
           const m = binder.alias('access');
-          conditions.push(`(${alias}.resource_type <> ALL(${binder.bind(compartmentTypes, 'text[]')}) OR EXISTS (SELECT 1 FROM ${membership(m)} AND ${inPatient(m)}))`);
+          conditions.push(`(${keys.type} <> ALL(${binder.bind(compartmentTypes, 'text[]')}) OR EXISTS (SELECT 1 FROM ${membership(m)} AND ${inPatient(m)}))`);
         }
         if (binary && reaches('Binary')) {
           const b = binder.alias('access');
           conditions.push(
-            `(${alias}.resource_type <> 'Binary' OR EXISTS (SELECT 1 FROM compartment_member ${b} ` +
+            `(${keys.type} <> 'Binary' OR EXISTS (SELECT 1 FROM compartment_member ${b} ` +
               `WHERE ${inPatient(b)} AND ${b}.resource_type = split_part(${securityContext}, '/', 1) AND ${b}.resource_id = split_part(${securityContext}, '/', 2)))`,
           );
         }
@@ -70,16 +75,26 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
       if (reaches('Binary')) {
         const b = binder.alias('access');
         conditions.push(
-          `(${alias}.resource_type <> 'Binary' OR ${alias}.content IS NULL OR NOT EXISTS (SELECT 1 FROM compartment_member ${b} ` +
+          `(${keys.type} <> 'Binary' OR ${keys.content} IS NULL OR NOT EXISTS (SELECT 1 FROM compartment_member ${b} ` +
             `WHERE ${inHidden(b)} AND ${b}.resource_type = split_part(${securityContext}, '/', 1) AND ${b}.resource_id = split_part(${securityContext}, '/', 2)))`,
         );
       }
     }
-    const restricted = restriction?.(alias, resourceTypes, binder, versioned);
+    const restricted = keys.alias !== undefined ? restriction?.(keys.alias, resourceTypes, binder, keys.versioned) : undefined;
     if (restricted) conditions.push(restricted);
-    if (consent) conditions.push(consent(alias, resourceTypes, binder, versioned));
+    if (consent) conditions.push(consent(keys.type, keys.id, resourceTypes, binder, keys.versioned ? `${keys.alias}.version_id` : undefined));
     return conditions.length > 0 ? `(${conditions.join(' AND ')})` : undefined;
   };
+  const scope: ScopePredicate = (alias, resourceTypes, binder, versioned) =>
+    condition({ type: `${alias}.resource_type`, id: `${alias}.id`, content: `${alias}.content`, alias, versioned }, resourceTypes, binder);
+  scope.onKeys = (resourceTypes) => {
+    const reaches = reaching(resourceTypes);
+    // A Binary is judged by its securityContext, a restricted type by its search: both read the resource row.
+    const binaryByContent = reaches('Binary') && (hidden.length > 0 || confinement?.binary === true);
+    if (binaryByContent || (restriction && (access.restrictedTypes ?? []).some(({ type }) => reaches(type)))) return undefined;
+    return (type, id, binder) => condition({ type, id }, resourceTypes, binder);
+  };
+  return scope;
 }
 
 /** The confined types that can belong to a patient's compartment, whether Binaries are confined, and the patient's id. */

@@ -33,8 +33,8 @@ export function consentCaller(access: AccessContext): ConsentCaller | undefined 
 type Hidden = (resourceType: string, id: string, version?: string) => string[];
 
 /**
- * The condition the patients' consent puts on a resource row (`alias`: a row of `resource` or
- * `resource_history`), read from the tables the writes keep (migration 0017, consent-rows.ts); undefined when
+ * The condition the patients' consent puts on a resource (`type` and `id`: the columns of a row of `resource`,
+ * `resource_history` or an index table), read from the tables the writes keep (migration 0017, consent-rows.ts); undefined when
  * consent does not apply to the caller. A resource is hidden from the caller:
  * - `user`: when it belongs to the record of a patient who opposed the caller (the caller's fhirUser, a
  *   PractitionerRole of that Practitioner or the Practitioner and Organization of that PractitionerRole, the
@@ -50,17 +50,20 @@ type Hidden = (resourceType: string, id: string, version?: string) => string[];
  * resource's current version (a deleted one keeps its last), or, for a history row (`versioned`), those of
  * its own version (a deletion's are those of the version it deleted); the consent rules are the patients' now.
  */
-export function consentScope(access: AccessContext): ((alias: string, resourceTypes: readonly string[], binder: Binder, versioned?: boolean) => string) | undefined {
+export function consentScope(access: AccessContext): ((type: string, id: string, resourceTypes: readonly string[], binder: Binder, version?: string) => string) | undefined {
   const caller = consentCaller(access);
   if (!caller) return undefined;
-  return (alias, resourceTypes, binder, versioned = false) => {
+  // On the resource's keys alone (`type`, `id`: a row's columns, or an index row's): the rows the writes keep
+  // say the rest, so the condition holds as well on a `_has` source's index row as on its resource row.
+  // `version`: a history row's version_id, judged by that version's own rows.
+  return (type, id, resourceTypes, binder, version) => {
     const hidden = hiddenFor(caller, binder);
     // Each its own NOT EXISTS at the top of the condition, which the planner may turn into an anti-join.
-    const conditions = hidden(`${alias}.resource_type`, `${alias}.id`, versioned ? `${alias}.version_id` : undefined).map((exists) => `NOT ${exists}`);
+    const conditions = hidden(type, id, version).map((exists) => `NOT ${exists}`);
     if (resourceTypes.length === 0 || resourceTypes.includes('Binary')) {
       const b = binder.alias('consent');
       conditions.push(
-        `(${alias}.resource_type <> 'Binary' OR NOT EXISTS (SELECT 1 FROM binary_context ${b} WHERE ${b}.binary_id = ${alias}.id AND (${hidden(`${b}.context_type`, `${b}.context_id`).join(' OR ')})))`,
+        `(${type} <> 'Binary' OR NOT EXISTS (SELECT 1 FROM binary_context ${b} WHERE ${b}.binary_id = ${id} AND (${hidden(`${b}.context_type`, `${b}.context_id`).join(' OR ')})))`,
       );
     }
     return conditions.join(' AND ');

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText } from '../fhir/resource-text.ts';
@@ -104,6 +104,15 @@ export interface WriteOptions {
   clientId?: string;
 }
 
+/**
+ * The name a statement is prepared under, from its text: an access-checked read or vread has one text per
+ * shape of access (its values are parameters), so a connection plans each shape once and reuses the plan
+ * for every later caller of that shape, instead of replanning the consent's sub-plans on every read.
+ */
+export function preparedName(sql: string): string {
+  return `dossier_${createHash('sha1').update(sql).digest('hex').slice(0, 32)}`;
+}
+
 /** Index rows read per referrer asked for: a resource references one target under a few parameters at most. */
 const REFERRER_ROWS_PER_RESOURCE = 4;
 
@@ -167,11 +176,12 @@ export class Repository {
     binder.bind(resourceType);
     binder.bind(id);
     const scoped = this.scope?.('r', [resourceType], binder);
+    const sql = `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource${scoped ? ` r` : ''} WHERE resource_type = $1 AND id = $2${scoped ? ` AND ${scoped}` : ''}${forUpdate ? ' FOR NO KEY UPDATE' : ''}`;
     const { rows } = await this.db.query<{ version_id: number; last_updated: string; deleted: boolean; content: string | null }>(
-      `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource${scoped ? ` r` : ''} WHERE resource_type = $1 AND id = $2${scoped ? ` AND ${scoped}` : ''}${forUpdate ? ' FOR NO KEY UPDATE' : ''}`,
+      sql,
       binder.params,
-      // A prepared statement's name stands for one text: a scoped read is not the named one.
-      scoped ? undefined : forUpdate ? 'dossier_read_for_update' : 'dossier_read',
+      // A prepared statement's name stands for one text: a scoped read is named by its own.
+      scoped ? preparedName(sql) : forUpdate ? 'dossier_read_for_update' : 'dossier_read',
     );
     const row = rows[0];
     if (!row) throw FhirError.notFound(`${resourceType}/${id} is not known`);
@@ -263,11 +273,9 @@ export class Repository {
     for (const value of [resourceType, id, versionId]) binder.bind(value);
     // The version is judged as it was (its own compartments and label), not as the resource is now.
     const scoped = this.scope?.('h', [resourceType], binder, true);
-    const { rows } = await this.db.query<{ last_updated: string; content: string | null }>(
-      `SELECT ${LAST_UPDATED_TEXT} AS last_updated, content FROM resource_history${scoped ? ` h` : ''}
-        WHERE resource_type = $1 AND id = $2 AND version_id = $3${scoped ? ` AND ${scoped}` : ''}`,
-      binder.params,
-    );
+    const sql = `SELECT ${LAST_UPDATED_TEXT} AS last_updated, content FROM resource_history${scoped ? ` h` : ''}
+        WHERE resource_type = $1 AND id = $2 AND version_id = $3${scoped ? ` AND ${scoped}` : ''}`;
+    const { rows } = await this.db.query<{ last_updated: string; content: string | null }>(sql, binder.params, scoped ? preparedName(sql) : 'dossier_vread');
     const row = rows[0];
     if (!row) throw FhirError.notFound(`${resourceType}/${id}/_history/${versionId} is not known`);
     if (row.content === null) throw FhirError.gone(`${resourceType}/${id}/_history/${versionId} is a deletion`);
