@@ -11,6 +11,7 @@ import { DEFAULT_BINARY_INLINE_LIMIT } from '../src/store/binary-store.ts';
 import { FEED_HORIZON } from '../src/store/change-feed.ts';
 import { VISIBILITY_SYSTEM } from '../src/store/consent-rows.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from '../src/store/index-writer.ts';
+import { migrate } from '../src/store/migrate.ts';
 import { backfillVersionAccess } from '../src/store/migration-steps.ts';
 import { ALL_ACCESS } from '../src/store/resource-store.ts';
 import { sqlStorage } from '../src/store/storage.ts';
@@ -187,6 +188,14 @@ t.test('migration 0022 on a store that has data fills every version\'s rows as t
   t.equal(await status('patientB', 'Observation/moved/_history/2'), 404, 'without its rows no version is in a compartment (so this test can fail)');
   await server.db.transaction((tx) => backfillVersionAccess(tx));
   t.same(await snapshot(), written, 'the same rows');
+  // The whole migration, as at the first start of a store that has data.
+  await server.db.transaction(async (tx) => {
+    await tx.query('DROP TABLE version_member');
+    await tx.query('DROP TABLE version_visibility');
+    await tx.query('DELETE FROM schema_migration WHERE version = 22');
+  });
+  t.same(await migrate(server.db), ['0022_version_access']);
+  t.same(await snapshot(), written, 'migration 0022: the same rows');
   t.equal(await status('patientB', 'Observation/moved/_history/2'), 200);
   t.equal(await status('patientB', 'Observation/moved/_history/1'), 404);
   t.equal(await status('other', 'DocumentReference/was-masked/_history/1'), 404);
