@@ -15,7 +15,8 @@ import { joinTransaction, type Database } from '../src/store/database.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from '../src/store/index-writer.ts';
 import { preparedName, Repository } from '../src/store/repository.ts';
 import { sqlStorage } from '../src/store/storage.ts';
-import { onPostgres, openTestDatabase } from './helpers/app.ts';
+import { buildApp } from '../src/app.ts';
+import { bearer, json, onPostgres, openTestDatabase, TEST_AUDIENCE } from './helpers/app.ts';
 
 const registry = new SearchParameterRegistry(loadSearchParameters());
 const database = await openTestDatabase();
@@ -111,4 +112,26 @@ t.test('a restricted _has filters its sources on their index rows and fences its
     t.match(page, /FROM \(SELECT \* FROM resource r WHERE .* OFFSET 0\) r WHERE/, `${name}: the counting page finds its ids behind a fence, then checks the access`);
   }
   t.notMatch(allAccess[allAccess.length - 1]!.sql, /OFFSET 0/, 'all access: the page statement it always ran');
+});
+
+t.test('a request resolves its caller\'s identities once, after authorisation, and its statements bind them instead of looking them up', async (t) => {
+  const { db, statements } = recording(database.db);
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, authAudience: TEST_AUDIENCE, rateLimit: 0 }, storage: sqlStorage(db), validator: { validate: () => [] }, accessOf: () => professional });
+  t.teardown(() => app.close());
+  const authorization = await bearer(database.db);
+  const get = async (url: string) => json(await app.inject({ method: 'GET', url, headers: { authorization } }));
+  const lookups = () => statements.filter((s) => /AS opposable/.test(s.sql)).length;
+  // The access-checked reads: those the consent is in (not the writes of the audit trail).
+  const subPlans = () => statements.filter((s) => /consent_rule/.test(s.sql) && !/INSERT/.test(s.sql) && /ARRAY\(SELECT/.test(s.sql)).length;
+
+  statements.splice(0);
+  const found = await get('/fhir/Patient?_has:Immunization:patient:vaccine-code=http://hl7.org/fhir/sid/cvx|140');
+  t.same(found.entry.map((entry: { resource: { id: string } }) => entry.resource.id).sort(), ['pat-a', 'pat-b'], 'what the professional sees: C\'s masked immunization counts for nothing');
+  t.equal(lookups(), 1, 'one lookup of the caller for the request');
+  t.equal(subPlans(), 0, 'no statement looks the caller up again');
+  t.ok(statements.some((s) => /consent_rule/.test(s.sql)), 'the consent is still in the statements');
+  t.equal((await get('/fhir/Immunization/imm-a')).id, 'imm-a');
+  t.equal((await get('/fhir/Immunization/imm-c')).resourceType, 'OperationOutcome', 'the masked immunization reads as unknown');
+  t.equal(lookups(), 1, 'the next requests of the caller, within seconds: no lookup at all');
+  t.equal(subPlans(), 0);
 });

@@ -60,7 +60,8 @@ if ((counted[0]?.n ?? 0) === 0) {
 
 // A rerun measures "no rule in play" again: the rules of the previous run's Consents go (their next write remakes them).
 await db.query(`DELETE FROM consent_rule WHERE consent_id LIKE 'bench-%'`);
-const professional: AccessContext = accessFromToken({ scopes: ['user/*.rs'], fhirUser: 'Practitioner/other', clientId: 'gp', purposeOfUse: [] });
+// As the router binds it: the caller's identities resolved once for the request (ResourceStore.resolveCaller).
+const professional: AccessContext = await store.resolveCaller(accessFromToken({ scopes: ['user/*.rs'], fhirUser: 'Practitioner/other', clientId: 'gp', purposeOfUse: [] }));
 const SEARCHES: Array<[string, string]> = [
   ['Immunization', 'vaccine-code=http://hl7.org/fhir/sid/cvx|107&_total=accurate&_count=20'],
   ['Patient', '_has:Immunization:patient:vaccine-code=http://hl7.org/fhir/sid/cvx|107&_count=20'],
@@ -68,7 +69,7 @@ const SEARCHES: Array<[string, string]> = [
 ];
 
 /** EXPLAIN (ANALYZE, BUFFERS) of every statement a search runs with `access`: total execution ms and shared buffers. */
-async function explain(access: AccessContext, type: string, query: string): Promise<{ ms: number; buffers: number }> {
+async function explain(access: AccessContext, type: string, query: string): Promise<{ ms: number; buffers: number; statements: number }> {
   const statements: Array<[string, unknown[] | undefined]> = [];
   const recording: Database = { ...db, query: (sql, params, name) => (statements.push([sql, params]), db.query(sql, params, name)) } as Database;
   const recorded = await sqlStorage(recording).open({ registry, maxIndexRows: DEFAULT_MAX_INDEX_ROWS, binaryInlineLimit: DEFAULT_BINARY_INLINE_LIMIT });
@@ -76,8 +77,10 @@ async function explain(access: AccessContext, type: string, query: string): Prom
   await recorded.forAccess(access).search(request, { baseUrl: 'http://x/fhir', path: type });
   let ms = 0;
   let buffers = 0;
+  let count = 0;
   for (const [sql, params] of statements) {
     if (!/^\s*(WITH|SELECT)/i.test(sql)) continue;
+    count++;
     const best = { ms: Infinity, buffers: 0 };
     for (let run = 0; run < 5; run++) {
       const { rows } = await db.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${sql}`, params);
@@ -88,13 +91,15 @@ async function explain(access: AccessContext, type: string, query: string): Prom
     ms += best.ms;
     buffers += best.buffers;
   }
-  return { ms, buffers };
+  return { ms, buffers, statements: count };
 }
+
+const cell = (r: { ms: number; buffers: number; statements: number }) => `${r.ms.toFixed(2)} ms, ${r.buffers} buffers, ${r.statements} statements`;
 
 const lines = [`# Consent in the search SQL: EXPLAIN ANALYZE (best of 5 per statement), ${PATIENTS} patients, ${PATIENTS * (IMMUNIZATIONS + 2)} resources, PostgreSQL`, '',
   '| search | all access (no condition) | professional, no rule in play | professional, rules in play (1% opposed them, 1% closed) |', '|---|---|---|---|'];
 const results = new Map<string, string[]>();
-for (const [type, query] of SEARCHES) results.set(`${type}?${query}`, [await explain(ALL_ACCESS, type, query), await explain(professional, type, query)].map((r) => `${r.ms.toFixed(2)} ms, ${r.buffers} buffers`));
+for (const [type, query] of SEARCHES) results.set(`${type}?${query}`, [await explain(ALL_ACCESS, type, query), await explain(professional, type, query)].map(cell));
 
 for (let n = 7; n < PATIENTS; n += 100) {
   const closing = n % 200 === 7;
@@ -103,8 +108,7 @@ for (let n = 7; n < PATIENTS; n += 100) {
 }
 await db.query('ANALYZE consent_rule');
 for (const [type, query] of SEARCHES) {
-  const r = await explain(professional, type, query);
-  results.get(`${type}?${query}`)!.push(`${r.ms.toFixed(2)} ms, ${r.buffers} buffers`);
+  results.get(`${type}?${query}`)!.push(cell(await explain(professional, type, query)));
 }
 for (const [search, cells] of results) lines.push(`| \`${search}\` | ${cells.join(' | ')} |`);
 const text = lines.join('\n') + '\n';

@@ -44,6 +44,12 @@ export class FhirRouter {
       const parsed = parseInteraction(request);
       interaction = parsed;
       for (const hook of this.hooks) await hook.authorise?.(interaction, request);
+      // Allowed: who the caller is to the patients' consent (roles, organisations) is looked up once for the
+      // request, not in each of its statements. The request keeps its access; the store binds the resolved one.
+      if (request.access) {
+        const resolved = await store.resolveCaller(request.access);
+        if (resolved !== request.access) store = store.forAccess(resolved);
+      }
       // A built-in definition is read-only whatever the body says: refused before it is validated.
       refuseBuiltInWrite(interaction);
       const checked = this.validate(interaction, request);

@@ -57,6 +57,21 @@ export interface AccessContext {
    * for every caller a token names; not for the server itself (ALL_ACCESS, `FHIR_AUTH=off`).
    */
   subjectToConsent?: boolean;
+  /**
+   * Who the patients' consent sees in a user caller, resolved once per request (ResourceStore.resolveCaller)
+   * and bound to every statement as arrays, instead of being looked up again in each: `opposable`, whom an
+   * opposition may name (the fhirUser, a Practitioner's PractitionerRoles and their Organizations, a
+   * PractitionerRole's Practitioner and Organization); `authoring`, who counts as an author or the médecin
+   * traitant (the same, without a Practitioner's roles' Organizations). Absent: looked up in each statement.
+   */
+  callerIdentities?: CallerIdentities;
+}
+
+export interface CallerIdentities {
+  /** The fhirUser these identities are of. */
+  who: string;
+  opposable: readonly string[];
+  authoring: readonly string[];
 }
 
 /**

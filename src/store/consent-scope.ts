@@ -1,5 +1,5 @@
-import type { Binder } from '../search/sql-fragments.ts';
-import { EMERGENCY_PURPOSES, type AccessContext } from './access.ts';
+import { Binder } from '../search/sql-fragments.ts';
+import { EMERGENCY_PURPOSES, type AccessContext, type CallerIdentities } from './access.ts';
 
 /**
  * Who the patients' consent sees a caller as:
@@ -9,7 +9,7 @@ import { EMERGENCY_PURPOSES, type AccessContext } from './access.ts';
  * - `system`: a backend service (no fhirUser, no patient): a feeding system.
  */
 export type ConsentCaller =
-  | { kind: 'user'; who: string; professional: boolean; emergency: boolean }
+  | { kind: 'user'; who: string; professional: boolean; emergency: boolean; identities?: CallerIdentities }
   | { kind: 'patient'; patientId: string }
   | { kind: 'system'; clientId: string | null };
 
@@ -22,7 +22,11 @@ export function consentCaller(access: AccessContext): ConsentCaller | undefined 
     if (who?.startsWith('Patient/')) return { kind: 'patient', patientId: who.slice('Patient/'.length) };
     if (access.patient) return { kind: 'patient', patientId: access.patient.replace(/^Patient\//, '') };
   }
-  if (who) return { kind: 'user', who, professional, emergency: professional && access.purposeOfUse.some((code) => EMERGENCY_PURPOSES.has(code)) };
+  if (who) {
+    const emergency = professional && access.purposeOfUse.some((code) => EMERGENCY_PURPOSES.has(code));
+    const identities = access.callerIdentities?.who === who ? access.callerIdentities : undefined;
+    return { kind: 'user', who, professional, emergency, ...(identities ? { identities } : {}) };
+  }
   return { kind: 'system', clientId: access.clientId ?? null };
 }
 
@@ -90,9 +94,10 @@ function hiddenFor(caller: ConsentCaller, binder: Binder): Hidden {
       };
     }
     case 'user': {
-      const actors = identities(caller.who, binder, true);
+      const resolved = caller.identities;
+      const actors = resolved ? binder.bind([...resolved.opposable], 'text[]') : identities(caller.who, binder, true);
       // Every value bound must be used: an emergency has no masking condition, so no authors.
-      const authors = caller.emergency ? '' : identities(caller.who, binder, false);
+      const authors = caller.emergency ? '' : resolved ? binder.bind([...resolved.authoring], 'text[]') : identities(caller.who, binder, false);
       const deniesMe = (c: string) => `(${c}.actor IS NULL OR ${c}.actor = ANY(${actors}))`;
       return (type, id, version) => {
         const [v, c, g] = [binder.alias('consent'), binder.alias('consent'), binder.alias('consent')];
@@ -152,3 +157,19 @@ function identities(who: string, binder: Binder, opposable: boolean): string {
   }
   return `ARRAY[${binder.bind(who, 'text')}]`;
 }
+
+/**
+ * The statement resolving a user caller's identities once (ResourceStore.resolveCaller): one row of two
+ * text[] columns, `opposable` and `authoring` (no statement for a user who is not a professional: itself
+ * alone); undefined for a caller consent does not see as a user.
+ */
+export function callerIdentitiesStatement(access: AccessContext): { who: string; sql?: string; params: unknown[] } | undefined {
+  const caller = consentCaller(access);
+  if (caller?.kind !== 'user') return undefined;
+  // Any other user is itself alone: nothing to look up.
+  if (!caller.professional) return { who: caller.who, params: [] };
+  const binder = new Binder();
+  const sql = `SELECT ${identities(caller.who, binder, true)} AS opposable, ${identities(caller.who, binder, false)} AS authoring`;
+  return { who: caller.who, sql, params: binder.params };
+}
+

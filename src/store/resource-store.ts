@@ -54,6 +54,13 @@ export interface ResourceStore {
    * queries, and a hidden resource reads as unknown (404). Its units of work stay bound to `access`.
    */
   forAccess(access: AccessContext): ResourceStore;
+  /**
+   * `access` with its caller's identities as the patients' consent sees them (`callerIdentities`: a
+   * professional's roles and organisations), looked up once for a request rather than in each of its
+   * statements, and kept a few seconds for the caller's next requests (a PractitionerRole written through the
+   * store is seen at once). `access` as it is when there is nothing to resolve (all access, a patient, a system).
+   */
+  resolveCaller(access: AccessContext): Promise<AccessContext>;
   read(resourceType: string, id: string): Promise<StoredResource>;
   vread(resourceType: string, id: string, versionId: number): Promise<StoredResource>;
   /** A Binary as stored (without `data`) with its bytes to stream; the current version or `versionId`. */

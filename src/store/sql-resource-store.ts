@@ -6,6 +6,7 @@ import type { SearchRequest } from '../search/types.ts';
 import type { ScopePredicate } from '../search/sql-fragments.ts';
 import { ALL_ACCESS, restrictsReads, type AccessContext } from './access.ts';
 import { accessScope } from './access-scope.ts';
+import { CallerCache, changesIdentities } from './caller-identities.ts';
 import { withBinaryData } from './binary-data.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT, discardUnclaimedContent, stageStreamedBytes, sweepStaleUploads } from './binary-store.ts';
 import { readChanges, type ChangePage } from './change-feed.ts';
@@ -55,6 +56,8 @@ export class SqlResourceStore implements ServerStore {
     private readonly access: AccessContext = ALL_ACCESS,
     /** The store's statement-sharing creates, which every caller's view of the store shares. */
     private readonly coalescer: CreateCoalescer | undefined = unit ? undefined : new CreateCoalescer(db),
+    /** Callers' identities resolved lately, which every view of the store shares. */
+    private readonly callers: CallerCache = new CallerCache(),
   ) {
     const binaryInlineLimit = settings.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
     this.scope = accessScope(access, settings.registry);
@@ -80,8 +83,26 @@ export class SqlResourceStore implements ServerStore {
   forAccess(access: AccessContext): ResourceStore {
     // All access is this store itself: the same statements, the same shared creates.
     if (!restrictsReads(access) && !restrictsReads(this.access)) return this;
-    return new SqlResourceStore(this.db, this.settings, this.unit, access, this.coalescer);
+    return new SqlResourceStore(this.db, this.settings, this.unit, access, this.coalescer, this.callers);
   }
+
+  async resolveCaller(access: AccessContext): Promise<AccessContext> {
+    // A bundle's entries: the store is bound to the bundle's caller, resolved already.
+    const known = this.access.callerIdentities;
+    if (known && access.who === known.who && access.callerIdentities === undefined) return { ...access, callerIdentities: known };
+    // Inside a unit its own uncommitted roles may be read: used, not kept.
+    return this.callers.resolve(this.db, access, !this.unit);
+  }
+
+  /** A PractitionerRole written: callers' identities are read again (once more after its unit commits). */
+  private wrote(resourceType: string): void {
+    if (!changesIdentities(resourceType)) return;
+    this.callers.forget();
+    this.rolesWritten = true;
+  }
+
+  /** Whether this store (a unit's) wrote a PractitionerRole. */
+  private rolesWritten = false;
 
   read(resourceType: string, id: string): Promise<StoredResource> {
     return this.repo.read(resourceType, id);
@@ -142,13 +163,17 @@ export class SqlResourceStore implements ServerStore {
     return matches;
   }
 
-  create(resource: Resource, id?: string, options?: Pick<WriteOptions, 'baseUrl'>): Promise<StoredResource> {
-    return this.repo.create(resource, id, this.writing(options));
+  async create(resource: Resource, id?: string, options?: Pick<WriteOptions, 'baseUrl'>): Promise<StoredResource> {
+    const created = await this.repo.create(resource, id, this.writing(options));
+    this.wrote(resource.resourceType);
+    return created;
   }
 
   async update(resource: Resource & { id: string }, options?: WriteOptions): Promise<UpdateResult> {
     if (this.scope) await this.repo.assertNotHidden(resource.resourceType, resource.id);
-    return this.repo.update(resource, this.writing(options));
+    const updated = await this.repo.update(resource, this.writing(options));
+    this.wrote(resource.resourceType);
+    return updated;
   }
 
   /** A write's options with the client writing, which a labelled resource remembers (consent-rows.ts). */
@@ -157,13 +182,13 @@ export class SqlResourceStore implements ServerStore {
     return { ...(options ?? ({} as T)), ...(clientId !== undefined ? { clientId } : {}) };
   }
 
-  patch(
+  async patch(
     resourceType: string,
     id: string,
     transform: (current: StoredResource, store: ResourceStore) => Promise<Resource>,
     options: WriteOptions = {},
   ): Promise<UpdateResult> {
-    return this.unitOfWork(async (store) => {
+    const patched = await this.unitOfWork(async (store) => {
       const { repo } = store as SqlResourceStore;
       const current = await repo.readForUpdate(resourceType, id);
       if (options.ifMatch !== undefined && options.ifMatch !== current.versionId) {
@@ -173,11 +198,15 @@ export class SqlResourceStore implements ServerStore {
       if (next.resourceType !== resourceType || next.id !== id) throw FhirError.badRequest(`A patch of ${resourceType}/${id} may not change its type or id`);
       return repo.update(next as Resource & { id: string }, this.writing({ ifMatch: current.versionId, ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}) }));
     });
+    this.wrote(resourceType);
+    return patched;
   }
 
   async delete(resourceType: string, id: string, options?: WriteOptions): Promise<DeleteResult> {
     if (this.scope) await this.repo.assertNotHidden(resourceType, id);
-    return this.repo.delete(resourceType, id, options);
+    const deleted = await this.repo.delete(resourceType, id, options);
+    this.wrote(resourceType);
+    return deleted;
   }
 
   issuerKeys(generate: () => Promise<IssuerKey>): Promise<IssuerKey[]> {
@@ -186,13 +215,18 @@ export class SqlResourceStore implements ServerStore {
 
   async unitOfWork<T>(work: (store: ResourceStore) => Promise<T>): Promise<T> {
     if (this.unit) return work(this);
-    return this.db.transaction(async (tx) => {
+    let unitStore: SqlResourceStore | undefined;
+    const result = await this.db.transaction(async (tx) => {
       // Creates are held back and written together: a bundle of fifty creates is one statement, not fifty.
       const unit = new BufferedTransaction(tx, this.db.driver);
-      const result = await work(new SqlResourceStore(unit, this.settings, unit, this.access));
+      unitStore = new SqlResourceStore(unit, this.settings, unit, this.access, undefined, this.callers);
+      const result = await work(unitStore);
       await unit.flush();
       return result;
     });
+    // Committed: a lookup that ran meanwhile may have read the roles as they were before.
+    if (unitStore?.rolesWritten) this.callers.forget();
+    return result;
   }
 
   async stageBinary(resource: Resource): Promise<StagedBinary | undefined> {

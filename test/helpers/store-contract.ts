@@ -8,7 +8,7 @@ import { FhirError } from '../../src/fhir/outcome.ts';
 import type { ResponseBundle } from '../../src/fhir/resource-text.ts';
 import { parseSearch } from '../../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/registry.ts';
-import { ALL_ACCESS, type MatchCriteria, type ResourceStore } from '../../src/store/resource-store.ts';
+import { ALL_ACCESS, type AccessContext, type MatchCriteria, type ResourceStore } from '../../src/store/resource-store.ts';
 
 export type StoreFactory = () => Promise<{ store: ResourceStore; close(): Promise<void> }>;
 
@@ -478,5 +478,28 @@ export function storeContract(t: Tap, open: StoreFactory): void {
     await failsWith(t, store.patch('Patient', created.id, async () => { throw FhirError.badRequest('the patch does not apply'); }), 400);
     t.equal((await store.read('Patient', created.id)).versionId, 11, 'a failing transform writes nothing');
     await failsWith(t, store.patch('Patient', randomUUID(), async (current) => current.resource), 404, 'patching an unknown resource: 404');
+  });
+
+  t.test('resolveCaller: a professional\'s identities as consent sees them, a role written through the store seen at once; others as they are', async (t) => {
+    const [practitioner, role, organization] = [randomUUID(), randomUUID(), randomUUID()];
+    const caller = (who: string): AccessContext => ({ ...ALL_ACCESS, who, subjectToConsent: true });
+    await store.update({ resourceType: 'PractitionerRole', id: role, practitioner: { reference: `Practitioner/${practitioner}` }, organization: { reference: `Organization/${organization}` } } as Resource & { id: string });
+    const resolved = await store.resolveCaller(caller(`Practitioner/${practitioner}`));
+    t.equal(resolved.who, `Practitioner/${practitioner}`);
+    t.same([...(resolved.callerIdentities?.opposable ?? [])].sort(), [`Organization/${organization}`, `Practitioner/${practitioner}`, `PractitionerRole/${role}`].sort(), 'an opposition may name the practitioner, its role or the role\'s organisation');
+    t.same([...(resolved.callerIdentities?.authoring ?? [])].sort(), [`Practitioner/${practitioner}`, `PractitionerRole/${role}`].sort(), 'authors: the practitioner or its role');
+    const asRole = await store.resolveCaller(caller(`PractitionerRole/${role}`));
+    t.same([...(asRole.callerIdentities?.opposable ?? [])].sort(), [`Organization/${organization}`, `Practitioner/${practitioner}`, `PractitionerRole/${role}`].sort(), 'a role: itself, its practitioner and organisation');
+
+    await store.update({ resourceType: 'PractitionerRole', id: role, practitioner: { reference: `Practitioner/${practitioner}` } } as Resource & { id: string });
+    const again = await store.resolveCaller(caller(`Practitioner/${practitioner}`));
+    t.same([...(again.callerIdentities?.opposable ?? [])].sort(), [`Practitioner/${practitioner}`, `PractitionerRole/${role}`].sort(), 'the organisation dropped from the role is no longer one of its identities');
+    await store.unitOfWork((unit) => unit.delete('PractitionerRole', role));
+    t.same((await store.resolveCaller(caller(`Practitioner/${practitioner}`))).callerIdentities?.opposable, [`Practitioner/${practitioner}`], 'its role deleted in a unit: the practitioner alone');
+    t.same((await store.resolveCaller(caller('Device/robot'))).callerIdentities?.authoring, ['Device/robot'], 'another user: itself');
+
+    for (const access of [ALL_ACCESS, { ...ALL_ACCESS, who: 'Patient/p', subjectToConsent: true }, { ...ALL_ACCESS, clientId: 'feeder', subjectToConsent: true }, { ...ALL_ACCESS, who: `Practitioner/${practitioner}` }]) {
+      t.equal(await store.resolveCaller(access), access, `nothing to resolve: ${access.who ?? access.clientId ?? 'all access'}${access.subjectToConsent ? '' : ' (not subject to consent)'}`);
+    }
   });
 }
