@@ -12,6 +12,7 @@ import { readChanges, type ChangePage } from './change-feed.ts';
 import { CreateCoalescer } from './create-coalescer.ts';
 import type { Database } from './database.ts';
 import { openingDatabase, type DataKeys } from './encryption.ts';
+import { eraseRecord, type ErasedRecord } from './erase.ts';
 import { SearchIndexWriter, type IndexWriter } from './index-writer.ts';
 import { issuerKeys, type IssuerKey } from './issuer-keys.ts';
 import { migrate } from './migrate.ts';
@@ -182,6 +183,12 @@ export class SqlResourceStore implements ServerStore {
   async delete(resourceType: string, id: string, options?: WriteOptions): Promise<DeleteResult> {
     if (this.scope) await this.repo.assertNotHidden(resourceType, id);
     return this.repo.delete(resourceType, id, options);
+  }
+
+  async eraseRecord(patientId: string): Promise<ErasedRecord> {
+    // Vacuuming runs outside any transaction: an erasure is a request of its own, never a bundle entry.
+    if (this.unit) throw FhirError.badRequest('Patient/$erase cannot run inside a transaction or batch Bundle');
+    return eraseRecord(this.db, patientId, this.settings.dataKeys);
   }
 
   issuerKeys(generate: () => Promise<IssuerKey>): Promise<IssuerKey[]> {
