@@ -83,7 +83,7 @@ export interface ServerConfig {
    * as base64 (FHIR_MASTER_KEY) or in a file (FHIR_MASTER_KEY_FILE). Without one, an embedded store generates
    * its own beside its data directory (with a warning) and a PostgreSQL server refuses to start.
    */
-  encryption?: { mode: 'on' | 'off'; masterKey?: string; masterKeyFile?: string };
+  encryption?: { mode: 'on' | 'off'; masterKey?: string; masterKeyFile?: string; previousMasterKeys?: string };
 }
 
 /**
@@ -131,6 +131,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
       mode: oneOf(env.FHIR_ENCRYPTION, ['on', 'off'] as const, 'on', 'FHIR_ENCRYPTION'),
       ...(env.FHIR_MASTER_KEY ? { masterKey: env.FHIR_MASTER_KEY } : {}),
       ...(env.FHIR_MASTER_KEY_FILE ? { masterKeyFile: env.FHIR_MASTER_KEY_FILE } : {}),
+      ...(env.FHIR_PREVIOUS_MASTER_KEYS ? { previousMasterKeys: env.FHIR_PREVIOUS_MASTER_KEYS } : {}),
     },
     ...timeouts(env),
   };

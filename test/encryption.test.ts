@@ -2,7 +2,11 @@ import t from 'tap';
 import { DataKeys, LocalKeyWrapper } from '../src/store/encryption.ts';
 import { SqlResourceStore } from '../src/store/sql-resource-store.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
-import { FHIR_JSON, json, startTestServer, testDataKeys } from './helpers/app.ts';
+import type { Resource } from 'fhir/r4';
+import { FHIR_JSON, json, openTestDatabase, startTestServer, testDataKeys, TEST_MASTER_KEY } from './helpers/app.ts';
+import { encryptExisting, rewrapDataKeys } from '../src/store/key-maintenance.ts';
+import { SearchIndexWriter } from '../src/store/index-writer.ts';
+import { migrate } from '../src/store/migrate.ts';
 
 // Encryption at rest (issue 18 item 3): what the tables hold of a resource's content, history and Binary
 // bytes is sealed; what the API gives back is the resource.
@@ -128,4 +132,52 @@ t.test('a transaction that rolls back leaves no key behind that later writes wou
   t.equal(put.statusCode, 201);
   const store = SqlResourceStore.over(server.rawDb, { registry: new SearchParameterRegistry(loadSearchParameters()), dataKeys: testDataKeys() });
   t.equal(((await store.read('Patient', 'rolled-back')).resource as any).name?.[0]?.family, 'Back');
+});
+
+t.test('npm run encrypt-existing seals what a store wrote in clear, AuditEvents and Binary bytes included', async (t) => {
+  const database = await openTestDatabase();
+  t.teardown(() => database.drop());
+  await migrate(database.db);
+  const registry = new SearchParameterRegistry(loadSearchParameters());
+  const clear = SqlResourceStore.over(database.db, { registry, indexWriter: new SearchIndexWriter(registry) });
+  const old = await clear.create({ resourceType: 'Patient', name: [{ family: 'Legacyman' }] } as Resource);
+  await clear.update({ resourceType: 'Patient', id: old.id, name: [{ family: 'Legacyman' }], gender: 'male' } as Resource & { id: string });
+  const obs = await clear.create({ resourceType: 'Observation', status: 'final', code: { text: 'legacy' }, subject: { reference: `Patient/${old.id}` } } as Resource);
+  const audit = await clear.create({ resourceType: 'AuditEvent', type: { code: 'rest' }, recorded: '2026-01-01T00:00:00Z', agent: [{ requestor: true }], source: { observer: { display: 'x' } }, entity: [{ what: { reference: `Patient/${old.id}` } }] } as Resource);
+  const bin = await clear.create({ resourceType: 'Binary', contentType: 'text/plain', securityContext: { reference: `Patient/${old.id}` }, data: Buffer.from('Legacyman letter').toString('base64') } as Resource);
+  const keys = testDataKeys();
+  const counts = await encryptExisting(database.db, keys, registry);
+  t.equal(counts.versions, 9, 'four current rows, five history rows');
+  t.equal(counts.chunks, 1);
+  const { rows } = await database.db.query<{ content: string }>(`SELECT content FROM resource UNION ALL SELECT content FROM resource_history`);
+  t.ok(rows.every((row) => row.content.startsWith('$e1$')));
+  const { rows: chunks } = await database.db.query<{ key_id: string | null; bytes: string }>(`SELECT key_id::text AS key_id, encode(bytes, 'escape') AS bytes FROM binary_chunk`);
+  t.ok(chunks.every((chunk) => chunk.key_id !== null && !chunk.bytes.includes('Legacyman')));
+  const { rows: owners } = await database.db.query<{ owner: string }>('SELECT DISTINCT owner FROM data_key');
+  t.same(owners.map((row) => row.owner), [`Patient/${old.id}`], 'the AuditEvent and the Binary are the patient\'s');
+  const sealed = SqlResourceStore.over(database.db, { registry, dataKeys: testDataKeys() });
+  t.equal(((await sealed.read('Patient', old.id)).resource as any).gender, 'male');
+  t.equal(((await sealed.vread('Patient', old.id, 1)).resource as any).name[0].family, 'Legacyman');
+  t.equal(((await sealed.read('Observation', obs.id)).resource as any).code.text, 'legacy');
+  t.equal((await sealed.read('AuditEvent', audit.id)).resource.resourceType, 'AuditEvent');
+  t.equal(Buffer.from(((await sealed.read('Binary', bin.id)).resource as any).data, 'base64').toString(), 'Legacyman letter');
+});
+
+t.test('npm run rotate-master-key rewraps the data keys and leaves the data as it was', async (t) => {
+  const before = await server.rawDb.query<{ content: string }>('SELECT content FROM resource ORDER BY resource_type, id');
+  const next = new LocalKeyWrapper(Buffer.alloc(32, 42));
+  const { rows: keyRows } = await server.rawDb.query<{ n: number }>('SELECT count(*)::int AS n FROM data_key');
+  t.equal(await rewrapDataKeys(server.rawDb, server.dataKeys.wrapper, next), keyRows[0]!.n);
+  t.equal(await rewrapDataKeys(server.rawDb, server.dataKeys.wrapper, next), 0, 'a second run has nothing left to do');
+  const after = await server.rawDb.query<{ content: string }>('SELECT content FROM resource ORDER BY resource_type, id');
+  t.same(after.rows, before.rows, 'no content re-encrypted');
+  const { rows } = await server.rawDb.query<{ master_key_id: string }>('SELECT DISTINCT master_key_id FROM data_key');
+  t.same(rows.map((row) => row.master_key_id), [next.currentKeyId]);
+  const registry = new SearchParameterRegistry(loadSearchParameters());
+  const rotated = SqlResourceStore.over(server.rawDb, { registry, dataKeys: new DataKeys(next) });
+  t.equal(((await rotated.read('Patient', patient.id)).resource as any).name[0].family, NAME);
+  const stale = SqlResourceStore.over(server.rawDb, { registry, dataKeys: testDataKeys() });
+  await t.rejects(stale.read('Patient', patient.id), /master key/, 'the old master key no longer opens anything');
+  const both = SqlResourceStore.over(server.rawDb, { registry, dataKeys: new DataKeys(new LocalKeyWrapper(Buffer.alloc(32, 42), [Buffer.from(TEST_MASTER_KEY, 'base64')])) });
+  t.equal(((await both.read('Observation', observation.id)).resource as any).code.text, `${NAME} glycaemia`);
 });

@@ -9,6 +9,16 @@ export interface EncryptionSettings {
   masterKey?: string;
   /** A file holding it (FHIR_MASTER_KEY_FILE). */
   masterKeyFile?: string;
+  /** Earlier master keys, base64, comma-separated (FHIR_PREVIOUS_MASTER_KEYS): still unwrap keys not yet rotated. */
+  previousMasterKeys?: string;
+}
+
+/** The configured master key (and earlier ones), when there is one. */
+export function keyWrapperFor(settings: Omit<EncryptionSettings, 'mode'> | undefined, names = { key: 'FHIR_MASTER_KEY', file: 'FHIR_MASTER_KEY_FILE' }): LocalKeyWrapper | undefined {
+  const previous = (settings?.previousMasterKeys ?? '').split(',').map((key) => key.trim()).filter((key) => key !== '').map((key) => parseMasterKey(key, 'FHIR_PREVIOUS_MASTER_KEYS'));
+  if (settings?.masterKey) return new LocalKeyWrapper(parseMasterKey(settings.masterKey, names.key), previous);
+  if (settings?.masterKeyFile) return new LocalKeyWrapper(parseMasterKey(readFileSync(settings.masterKeyFile, 'utf8'), `${names.file} (${settings.masterKeyFile})`), previous);
+  return undefined;
 }
 
 /** Where an embedded store without a configured master key keeps the one it generated: beside its data directory. */
@@ -24,9 +34,9 @@ export function generatedMasterKeyFile(dataDir: string): string {
  * whoever copies both has the data); a PostgreSQL store refuses to start, since its data lives elsewhere.
  */
 export function dataKeysFor(settings: EncryptionSettings | undefined, databaseUrl: string, warn: (message: string) => void): DataKeys | undefined {
+  const wrapper = keyWrapperFor(settings);
   if (settings?.mode === 'off') return undefined;
-  if (settings?.masterKey) return new DataKeys(new LocalKeyWrapper(parseMasterKey(settings.masterKey, 'FHIR_MASTER_KEY')));
-  if (settings?.masterKeyFile) return new DataKeys(new LocalKeyWrapper(parseMasterKey(readFileSync(settings.masterKeyFile, 'utf8'), `FHIR_MASTER_KEY_FILE (${settings.masterKeyFile})`)));
+  if (wrapper) return new DataKeys(wrapper);
   if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new Error('Encryption at rest needs a master key: set FHIR_MASTER_KEY (openssl rand -base64 32) or FHIR_MASTER_KEY_FILE, or FHIR_ENCRYPTION=off');
   }
