@@ -62,6 +62,12 @@ const TYPE_OPERATIONS: Record<string, { name: string; definition: string; docume
       documentation:
         'IPS 2.0.0 patient summary, composed on demand (README § Patient summary). Beyond the IPS parameters (`identifier`, `profile`: Composition-uv-ips only), `language`: `fr` (default) or `en`, the narrative\'s language.',
     },
+    {
+      name: 'erase',
+      definition: 'https://dossier.example.org/fhir/OperationDefinition/Patient-erase',
+      documentation:
+        'POST Patient/{id}/$erase closes the record for good (README § Encryption at rest): the patient, its compartment\'s members and their Binaries are deleted with their history, index and consent rows, and its data key is destroyed, so that the AuditEvents about it (append-only) are left unreadable. Allowed to the patient (token fhirUser = this Patient, a scope granting d on Patient) and to an administrator (a system/ scope granting d on every type). Answers an OperationOutcome.',
+    },
   ],
 };
 

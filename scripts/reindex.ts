@@ -10,10 +10,15 @@ import { reindex } from '../src/store/reindex.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { openDatabase } from '../src/store/open-database.ts';
 import { migrate } from '../src/store/migrate.ts';
+import { openingDatabase } from '../src/store/encryption.ts';
+import { dataKeysFor } from '../src/store/master-key.ts';
 
 const config = configFromEnv();
 const types = process.argv.slice(2).length > 0 ? process.argv.slice(2) : [...SERVED_RESOURCE_TYPES];
-const db = await openDatabase(config.databaseUrl);
+// Resources are read as the server reads them: opened with its master key (README, Encryption at rest).
+const keys = dataKeysFor(config.encryption, config.databaseUrl, (message) => console.warn(message));
+const stored = await openDatabase(config.databaseUrl);
+const db = keys ? openingDatabase(stored, keys) : stored;
 await migrate(db);
 const writer = new SearchIndexWriter(new SearchParameterRegistry(loadSearchParameters()));
 const started = Date.now();

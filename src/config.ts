@@ -78,6 +78,12 @@ export interface ServerConfig {
   authAudience: string;
   /** FHIR_AUTH_ISSUERS: external issuers trusted besides the embedded one, each with its JWKS URL. */
   authIssuers: Array<{ issuer: string; jwksUri: string }>;
+  /**
+   * Encryption at rest (src/store/encryption.ts, README): FHIR_ENCRYPTION `on` (default) or `off`; the master key
+   * as base64 (FHIR_MASTER_KEY) or in a file (FHIR_MASTER_KEY_FILE). Without one, an embedded store generates
+   * its own beside its data directory (with a warning) and a PostgreSQL server refuses to start.
+   */
+  encryption?: { mode: 'on' | 'off'; masterKey?: string; masterKeyFile?: string; previousMasterKeys?: string };
 }
 
 /**
@@ -121,6 +127,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     authIssuers: trustedIssuers(env.FHIR_AUTH_ISSUERS),
     workers: env.WORKERS === 'auto' ? availableParallelism() : integer(env.WORKERS, 1, 'WORKERS') || 1,
     binaryInlineLimit: integer(env.BINARY_INLINE_LIMIT, DEFAULT_BINARY_INLINE_LIMIT, 'BINARY_INLINE_LIMIT'),
+    encryption: {
+      mode: oneOf(env.FHIR_ENCRYPTION, ['on', 'off'] as const, 'on', 'FHIR_ENCRYPTION'),
+      ...(env.FHIR_MASTER_KEY ? { masterKey: env.FHIR_MASTER_KEY } : {}),
+      ...(env.FHIR_MASTER_KEY_FILE ? { masterKeyFile: env.FHIR_MASTER_KEY_FILE } : {}),
+      ...(env.FHIR_PREVIOUS_MASTER_KEYS ? { previousMasterKeys: env.FHIR_PREVIOUS_MASTER_KEYS } : {}),
+    },
     ...timeouts(env),
   };
 }

@@ -22,7 +22,15 @@ async function runServer(config: ServerConfig): Promise<void> {
     log.info({ node: process.version }, 'starting');
     await startupStep(log, 'check port', () => assertCanListen(config.host, config.port));
   }
-  const storage = await startupStep(log, 'open store', () => openStorage(config.databaseUrl));
+  const dataKeys = await startupStep(log, 'master key', async () => {
+    const { dataKeysFor } = await import('./store/master-key.ts');
+    try {
+      return dataKeysFor(config.encryption, config.databaseUrl, (message) => log.warn(message));
+    } catch (error) {
+      throw new StartupRefused((error as Error).message);
+    }
+  });
+  const storage = await startupStep(log, 'open store', () => openStorage(config.databaseUrl, {}, dataKeys));
   // Loaded here rather than imported at the top: compiling the server's modules is a step of its own.
   const { buildApp } = await startupStep(log, 'load modules', () => import('./app.ts'));
   const app = await buildApp({ config, storage, waitForStorage: true, startupLog: log });

@@ -8,7 +8,8 @@
 import t, { type Test } from 'tap';
 import { buildApp } from '../src/app.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
-import { bearer, FHIR_JSON, json, openTestDatabase, TEST_AUDIENCE, type TestServer } from './helpers/app.ts';
+import { bearer, FHIR_JSON, json, openTestDatabase, TEST_AUDIENCE, testDataKeys, type TestServer } from './helpers/app.ts';
+import { openingDatabase } from '../src/store/encryption.ts';
 import { q, searchClient } from './helpers/search-client.ts';
 import { sqlStorage } from '../src/store/storage.ts';
 
@@ -22,11 +23,14 @@ const validator = createProfileValidator({ defaultProfiles: 'none' });
 /** A server on a fresh store, every request to it sent with `Host: host`. */
 async function startServer(t: Test, host: string, base: { publicBaseUrl?: string; allowedHosts?: string[] } = {}): Promise<TestServer> {
   const store = await openTestDatabase();
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, ...base, rateLimit: 0, authAudience: TEST_AUDIENCE }, storage: sqlStorage(store.db), validator });
+  const dataKeys = testDataKeys();
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, ...base, rateLimit: 0, authAudience: TEST_AUDIENCE }, storage: sqlStorage(store.db, dataKeys), validator });
   const authorization = await bearer(store.db);
   const server: TestServer = {
     app,
-    db: store.db,
+    db: openingDatabase(store.db, dataKeys),
+    rawDb: store.db,
+    dataKeys,
     authorization,
     audience: TEST_AUDIENCE,
     token: async (request) => (await bearer(store.db, request)).slice('Bearer '.length),

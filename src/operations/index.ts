@@ -1,3 +1,4 @@
+import { eraseOperation } from './erase.ts';
 import { everythingOperation } from './everything.ts';
 import { OperationRegistry } from './registry.ts';
 import { expandOperation, lookupOperation, validateCodeOperation } from './terminology.ts';
@@ -12,5 +13,6 @@ export function defaultOperations(): OperationRegistry {
     .register(validateCodeOperation)
     .register(lookupOperation)
     .register(everythingOperation)
-    .register(summaryOperation);
+    .register(summaryOperation)
+    .register(eraseOperation);
 }

@@ -82,7 +82,7 @@ export function smartAuthorisation(registry: SearchParameterRegistry): Interacti
         case 'delete-conditional':
           return needs(interaction.resourceType, 'd');
         case 'operation':
-          return authoriseOperation(interaction, grants, needs);
+          return authoriseOperation(interaction, grants, needs, request.access.who);
       }
     },
     async checkResource(interaction, request, resource) {
@@ -130,15 +130,28 @@ function scopeRefusal(scope: ResourceScope, resource: Resource, patient: string 
   return undefined;
 }
 
-function authoriseOperation(interaction: Extract<Interaction, { kind: 'operation' }>, grants: Grants, needs: (type: string, ...p: Permission[]) => void): void {
+function authoriseOperation(interaction: Extract<Interaction, { kind: 'operation' }>, grants: Grants, needs: (type: string, ...p: Permission[]) => void, who: string | undefined): void {
   if (TERMINOLOGY_OPERATIONS.has(interaction.name)) return;
   if (interaction.name === 'validate') {
     if (interaction.resourceType) return needs(interaction.resourceType, 'c', 'u');
     if (!grants.grantsAny('c') && !grants.grantsAny('u')) throw forbidden("The token's scopes grant no create or update: $validate checks what is about to be written");
     return;
   }
+  if (interaction.name === 'erase') return authoriseErase(interaction, grants, who);
   if (interaction.resourceType) return needs(interaction.resourceType, 'r');
   if (!grants.grantsEveryType('r')) throw forbidden(`$${interaction.name} at system level needs read on every type`);
+}
+
+/**
+ * `Patient/{id}/$erase` destroys a record for good: allowed to the patient itself (the token's user is this
+ * Patient, its fhirUser, and a scope grants `d` on Patient: `patient/Patient.d`, `patient/*.cruds`) and to an
+ * administrator (a `system/` scope granting `d` on every type: `system/*.d`, `system/*.cruds`). Nobody else,
+ * a practitioner with `user/*.cruds` included.
+ */
+function authoriseErase(interaction: Extract<Interaction, { kind: 'operation' }>, grants: Grants, who: string | undefined): void {
+  if (grants.isAdministrator('d')) return;
+  if (interaction.id !== undefined && who === `Patient/${interaction.id}` && grants.grant('Patient', 'd') !== 'none') return;
+  throw forbidden('Patient/$erase is allowed to the patient themselves and to an administrator (a system/ scope granting d on every type)');
 }
 
 /**

@@ -88,6 +88,11 @@ export class Grants {
     return this.scopes.some((scope) => scope.resourceType === '*' && scope.permissions.has(permission));
   }
 
+  /** Whether a `system/` scope grants `permission` on every type, unrestricted: an administrator's token. */
+  isAdministrator(permission: Permission): boolean {
+    return this.scopes.some((scope) => scope.context === 'system' && scope.resourceType === '*' && scope.restriction === undefined && scope.permissions.has(permission));
+  }
+
   /** The scopes granting `permission` on `resourceType` (named, or `*`), restricted or not. */
   scopesGranting(resourceType: string, permission: Permission): ResourceScope[] {
     return this.scopes.filter((scope) => scope.permissions.has(permission) && (scope.resourceType === '*' || scope.resourceType === resourceType));

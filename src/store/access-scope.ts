@@ -41,7 +41,8 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
       keys.versioned
         ? `version_member ${m} WHERE ${m}.resource_type = ${keys.type} AND ${m}.resource_id = ${keys.id} AND ${m}.version_id = ${keys.alias}.version_id`
         : `compartment_member ${m} WHERE ${m}.resource_type = ${keys.type} AND ${m}.resource_id = ${keys.id}`;
-    const securityContext = `(${keys.content}::jsonb #>> '{securityContext,reference}')`;
+    // A Binary's securityContext is read from binary_context (consent-rows.ts), not from its content, which is sealed (encryption.ts).
+    const inContext = (b: string, c: string) => `${c}.binary_id = ${keys.id} AND ${b}.resource_type = ${c}.context_type AND ${b}.resource_id = ${c}.context_id`;
     if (access.readableTypes) {
       const readable = access.readableTypes;
       if (resourceTypes.length === 0 || !resourceTypes.every((type) => readable.includes(type))) {
@@ -61,9 +62,10 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
         }
         if (binary && reaches('Binary')) {
           const b = binder.alias('access');
+          const c = binder.alias('access');
           conditions.push(
-            `(${keys.type} <> 'Binary' OR EXISTS (SELECT 1 FROM compartment_member ${b} ` +
-              `WHERE ${inPatient(b)} AND ${b}.resource_type = split_part(${securityContext}, '/', 1) AND ${b}.resource_id = split_part(${securityContext}, '/', 2)))`,
+            `(${keys.type} <> 'Binary' OR EXISTS (SELECT 1 FROM binary_context ${c} JOIN compartment_member ${b} ON ${inContext(b, c)} ` +
+              `WHERE ${inPatient(b)}))`,
           );
         }
       }
@@ -74,9 +76,10 @@ export function accessScope(access: AccessContext, registry: SearchParameterRegi
       conditions.push(`NOT EXISTS (SELECT 1 FROM ${membership(m)} AND ${inHidden(m)})`);
       if (reaches('Binary')) {
         const b = binder.alias('access');
+        const c = binder.alias('access');
         conditions.push(
-          `(${keys.type} <> 'Binary' OR ${keys.content} IS NULL OR NOT EXISTS (SELECT 1 FROM compartment_member ${b} ` +
-            `WHERE ${inHidden(b)} AND ${b}.resource_type = split_part(${securityContext}, '/', 1) AND ${b}.resource_id = split_part(${securityContext}, '/', 2)))`,
+          `(${keys.type} <> 'Binary' OR ${keys.content} IS NULL OR NOT EXISTS (SELECT 1 FROM binary_context ${c} JOIN compartment_member ${b} ON ${inContext(b, c)} ` +
+            `WHERE ${inHidden(b)}))`,
         );
       }
     }

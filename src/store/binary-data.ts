@@ -4,6 +4,7 @@ import { SUBSETTED } from './search-executor.ts';
 import { binaryDataWithin, readBinaryContent } from './binary-store.ts';
 import { StoredBinary, StoredResource } from './repository.ts';
 import type { SqlExecutor } from './database.ts';
+import type { DataKeys } from './encryption.ts';
 
 /**
  * A search or history page reads resources as stored, and a stored Binary has no `data`: its bytes go
@@ -16,7 +17,7 @@ import type { SqlExecutor } from './database.ts';
  *   SUBSETTED, as `_elements` would leave it (R4 search.html#summary): R4's Binary has no element to
  *   point at its content, but the entry's fullUrl reads it whole, streamed (R4 binary.html).
  */
-export async function withBinaryData(bundle: ResponseBundle, db: SqlExecutor, limit: number, streamed = false): Promise<ResponseBundle> {
+export async function withBinaryData(bundle: ResponseBundle, db: SqlExecutor, limit: number, streamed = false, keys?: DataKeys): Promise<ResponseBundle> {
   for (const entry of bundle.entry ?? []) {
     if (entry.resource?.resourceType !== 'Binary') continue;
     const binary = resourceObject(entry.resource) as Binary;
@@ -26,10 +27,10 @@ export async function withBinaryData(bundle: ResponseBundle, db: SqlExecutor, li
     if (streamed) {
       const text = entry.resource instanceof ResourceText ? entry.resource.json : JSON.stringify(binary);
       const stored = new StoredResource('Binary', binary.id, versionId, binary.meta.lastUpdated ?? '', text);
-      entry.resource = new StoredBinary(stored, await readBinaryContent(db, binary.id, versionId, text));
+      entry.resource = new StoredBinary(stored, await readBinaryContent(db, binary.id, versionId, text, keys));
       continue;
     }
-    const { size, data } = await binaryDataWithin(db, binary.id, versionId, limit);
+    const { size, data } = await binaryDataWithin(db, binary.id, versionId, limit, keys);
     if (data !== undefined) entry.resource = { ...binary, data } as Binary;
     else if (size > limit) entry.resource = { ...binary, meta: { ...binary.meta, tag: [...(binary.meta.tag ?? []), SUBSETTED] } } as Binary;
   }

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Binary, Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { SqlExecutor } from './database.ts';
+import { binaryOwner, openChunk, sealChunk, type DataKey, type DataKeys } from './encryption.ts';
 
 /**
  * Bytes per stored chunk: a 100 MB document is two hundred rows, and an upload or a download holds no
@@ -66,14 +67,19 @@ export interface BinaryContent {
 
 // Bytes cross both drivers as base64 text, decoded and encoded by PostgreSQL: PGlite would otherwise
 // turn each byte of a bytea parameter or result into a JavaScript string of its own.
-const INSERT_CHUNK = `INSERT INTO binary_chunk (content_id, chunk_no, bytes) VALUES ($1, $2, decode($3, 'base64'))`;
+const INSERT_CHUNK = `INSERT INTO binary_chunk (content_id, chunk_no, bytes, key_id) VALUES ($1, $2, decode($3, 'base64'), $4::uuid)`;
 const INSERT_CONTENT = `INSERT INTO binary_content (binary_id, version_id, content_id, size, sha1, chunk_count) VALUES ($1, $2, $3, $4, $5, $6)`;
 const SELECT_CONTENT = `SELECT content_id, size, sha1, chunk_count FROM binary_content WHERE binary_id = $1 AND version_id = $2`;
-const SELECT_CHUNK = `SELECT encode(bytes, 'base64') AS bytes FROM binary_chunk WHERE content_id = $1 AND chunk_no = $2`;
+const SELECT_CHUNK = `SELECT encode(bytes, 'base64') AS bytes, key_id::text AS key_id FROM binary_chunk WHERE content_id = $1 AND chunk_no = $2`;
 // PostgreSQL's base64 breaks lines every 76 characters; FHIR's base64Binary has none.
 const SELECT_DATA = `SELECT c.size, CASE WHEN c.size <= $3 THEN (
     SELECT translate(encode(string_agg(k.bytes, ''::bytea ORDER BY k.chunk_no), 'base64'), chr(10), '') FROM binary_chunk k WHERE k.content_id = c.content_id
   ) END AS data
+  FROM binary_content c WHERE c.binary_id = $1 AND c.version_id = $2`;
+// Sealed chunks are opened one by one: each with its data key's id, in order.
+const SELECT_SEALED_DATA = `SELECT c.size, CASE WHEN c.size <= $3 THEN (
+    SELECT json_agg(json_build_array(k.key_id::text, translate(encode(k.bytes, 'base64'), chr(10), '')) ORDER BY k.chunk_no) FROM binary_chunk k WHERE k.content_id = c.content_id
+  ) END AS chunks
   FROM binary_content c WHERE c.binary_id = $1 AND c.version_id = $2`;
 
 /**
@@ -90,13 +96,15 @@ export const DEFAULT_BINARY_INLINE_LIMIT = 1024 * 1024;
  * Returns the Binary carrying them as staged content, and the content id; undefined for any other
  * resource. If the bytes fail (a body over the limit, a client gone), what was written is removed.
  */
-export async function stageStreamedBytes(db: SqlExecutor, resource: Resource): Promise<{ resource: Resource; contentId: string } | undefined> {
+export async function stageStreamedBytes(db: SqlExecutor, resource: Resource, keys?: DataKeys): Promise<{ resource: Resource; contentId: string } | undefined> {
   const { [STREAMED_BYTES]: streamed, ...rest } = resource as CarryingBinary;
   if (!streamed) return undefined;
+  // Outside any transaction: a data key created here is committed at once.
+  const key = keys ? await keys.keyFor(db, await binaryOwner(db, rest as Resource), true) : undefined;
   const contentId = randomUUID();
   await db.query('INSERT INTO binary_upload (content_id) VALUES ($1)', [contentId]);
   try {
-    const staged = await writeChunks(db, contentId, streamed);
+    const staged = await writeChunks(db, contentId, streamed, key);
     return { resource: { ...rest, [STAGED_CONTENT]: staged } as CarryingBinary, contentId };
   } catch (error) {
     await discardUnclaimedContent(db, contentId).catch(() => {});
@@ -122,19 +130,19 @@ export async function sweepStaleUploads(db: SqlExecutor, olderThanSeconds: numbe
  * version. Staged bytes are claimed; bytes in hand or still arriving are written there and then, so they
  * commit or roll back with the version.
  */
-export async function writeBinaryContent(tx: SqlExecutor, id: string, versionId: number, content: BinaryWrite['content']): Promise<void> {
+export async function writeBinaryContent(tx: SqlExecutor, id: string, versionId: number, content: BinaryWrite['content'], key?: DataKey): Promise<void> {
   let staged: StagedContent;
   if ('contentId' in content) {
     staged = content;
     await tx.query('DELETE FROM binary_upload WHERE content_id = $1', [staged.contentId]);
   } else {
-    staged = await writeChunks(tx, randomUUID(), content);
+    staged = await writeChunks(tx, randomUUID(), content, key);
   }
   await tx.query(INSERT_CONTENT, [id, versionId, staged.contentId, staged.size, staged.sha1, staged.chunkCount]);
 }
 
-/** Writes `bytes` as chunk rows of `contentId`, working out their size and SHA-1 on the way. */
-async function writeChunks(db: SqlExecutor, contentId: string, bytes: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<StagedContent> {
+/** Writes `bytes` as chunk rows of `contentId` (sealed with `key` when given), working out their size and SHA-1 on the way. */
+async function writeChunks(db: SqlExecutor, contentId: string, bytes: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, key?: DataKey): Promise<StagedContent> {
   const hash = createHash('sha1');
   let size = 0;
   let chunkCount = 0;
@@ -144,7 +152,8 @@ async function writeChunks(db: SqlExecutor, contentId: string, bytes: Iterable<U
     const chunk = Buffer.concat(pending, pendingSize);
     pending = [];
     pendingSize = 0;
-    await db.query(INSERT_CHUNK, [contentId, chunkCount++, chunk.toString('base64')], 'dossier_binary_chunk_insert');
+    const stored = key ? sealChunk(key, chunk) : chunk;
+    await db.query(INSERT_CHUNK, [contentId, chunkCount++, stored.toString('base64'), key?.keyId ?? null], 'dossier_binary_chunk_insert');
   };
   for await (const piece of bytes) {
     hash.update(piece);
@@ -166,7 +175,7 @@ async function writeChunks(db: SqlExecutor, contentId: string, bytes: Iterable<U
  * its bytes moved out of line still has them inline, as `data`; one without content has none.
  * `db` must still be open when the chunks are read: outside a transaction, or before it ends.
  */
-export async function readBinaryContent(db: SqlExecutor, id: string, versionId: number, json: string): Promise<BinaryContent> {
+export async function readBinaryContent(db: SqlExecutor, id: string, versionId: number, json: string, keys?: DataKeys): Promise<BinaryContent> {
   const { rows } = await db.query<{ content_id: string; size: number | string; sha1: string; chunk_count: number }>(SELECT_CONTENT, [id, versionId], 'dossier_binary_content_of');
   const row = rows[0];
   if (row) {
@@ -175,9 +184,9 @@ export async function readBinaryContent(db: SqlExecutor, id: string, versionId: 
       sha1: row.sha1,
       async *chunks() {
         for (let chunkNo = 0; chunkNo < row.chunk_count; chunkNo++) {
-          const chunk = await db.query<{ bytes: string }>(SELECT_CHUNK, [row.content_id, chunkNo], 'dossier_binary_chunk_of');
+          const chunk = await db.query<{ bytes: string; key_id: string | null }>(SELECT_CHUNK, [row.content_id, chunkNo], 'dossier_binary_chunk_of');
           if (!chunk.rows[0]) throw new Error(`Binary/${id}/_history/${versionId}: chunk ${chunkNo} of ${row.chunk_count} is missing`);
-          yield Buffer.from(chunk.rows[0].bytes, 'base64');
+          yield await openStoredChunk(db, keys, chunk.rows[0].key_id, chunk.rows[0].bytes, id);
         }
       },
     };
@@ -198,8 +207,8 @@ export async function readBinaryContent(db: SqlExecutor, id: string, versionId: 
  * none. Over `limit` bytes, 406: the Binary exists, but not as JSON (R4 http.html: the server cannot
  * give the representation asked for); its own media type still downloads it.
  */
-export async function binaryData(db: SqlExecutor, id: string, versionId: number, limit = DEFAULT_BINARY_INLINE_LIMIT): Promise<string | undefined> {
-  const { size, data } = await binaryDataWithin(db, id, versionId, limit);
+export async function binaryData(db: SqlExecutor, id: string, versionId: number, limit = DEFAULT_BINARY_INLINE_LIMIT, keys?: DataKeys): Promise<string | undefined> {
+  const { size, data } = await binaryDataWithin(db, id, versionId, limit, keys);
   if (size > limit) {
     throw new FhirError(406, [
       { code: 'too-costly', diagnostics: `Binary/${id}/_history/${versionId} holds ${size} bytes, over the ${limit} that can be returned as FHIR JSON here: read it alone (GET Binary/${id}), as FHIR JSON or with Accept set to its content type` },
@@ -209,10 +218,33 @@ export async function binaryData(db: SqlExecutor, id: string, versionId: number,
 }
 
 /** The size of a Binary version's bytes, and their base64 when there are some and no more than `limit`. */
-export async function binaryDataWithin(db: SqlExecutor, id: string, versionId: number, limit: number): Promise<{ size: number; data?: string }> {
+export async function binaryDataWithin(db: SqlExecutor, id: string, versionId: number, limit: number, keys?: DataKeys): Promise<{ size: number; data?: string }> {
+  if (keys) {
+    const sealed = await db.query<{ size: number | string; chunks: Array<[string | null, string]> | null }>(SELECT_SEALED_DATA, [id, versionId, limit], 'dossier_binary_sealed_data_within');
+    const row = sealed.rows[0];
+    const size = Number(row?.size ?? 0);
+    if (!row?.chunks || row.chunks.length === 0) return { size };
+    const found = await keys.keysById(db, row.chunks.flatMap(([keyId]) => (keyId ? [keyId] : [])));
+    const bytes = row.chunks.map(([keyId, base64]) => openWith(found, keyId, base64, id));
+    return { size, data: Buffer.concat(bytes).toString('base64') };
+  }
   const { rows } = await db.query<{ size: number | string; data: string | null }>(SELECT_DATA, [id, versionId, limit], 'dossier_binary_data_within');
   const row = rows[0];
   return { size: Number(row?.size ?? 0), ...(row?.data ? { data: row.data } : {}) };
+}
+
+/** A stored chunk's bytes: opened with its data key, or as they are when written in clear. */
+async function openStoredChunk(db: SqlExecutor, keys: DataKeys | undefined, keyId: string | null, base64: string, id: string): Promise<Buffer> {
+  if (keyId === null) return Buffer.from(base64, 'base64');
+  if (!keys) throw new Error(`Binary/${id} is encrypted and this store has no master key configured`);
+  return openWith(await keys.keysById(db, [keyId]), keyId, base64, id);
+}
+
+function openWith(found: Map<string, Buffer>, keyId: string | null, base64: string, id: string): Buffer {
+  if (keyId === null) return Buffer.from(base64, 'base64');
+  const key = found.get(keyId);
+  if (!key) throw FhirError.gone(`Binary/${id} belongs to an erased record`);
+  return openChunk(key, Buffer.from(base64, 'base64'));
 }
 
 /** The JSON text of a stored Binary (which has no `data`) with `data` added, as its last element. */

@@ -7,6 +7,8 @@ import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, r
 import { FEED_HORIZON, formatPosition, parsePosition, type FeedPosition } from './change-feed.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
 import { Binder, type ScopePredicate } from '../search/sql-fragments.ts';
+import { recordPatientOf } from '../search/compartment.ts';
+import { binaryOwner, ownerOf, type DataKeys } from './encryption.ts';
 
 /** Writes first versions some other way than one statement each: shared between requests, or held back to the commit. */
 export interface CreateWriter {
@@ -139,6 +141,8 @@ export class Repository {
      * unknown, never 403: a refusal would tell the caller that it exists.
      */
     private readonly scope?: ScopePredicate,
+    /** Seals what is written (encryption.ts); reads get clear content from the database itself (openingDatabase). */
+    private readonly keys?: DataKeys,
   ) {}
 
   /**
@@ -152,7 +156,10 @@ export class Repository {
     const rows = this.index?.rowsOf(stamped.resource, rowOptions(options));
     // The answer keeps the text only: the object, which shares its parts with the request's body, can go.
     const stored = new StoredResource(stamped.resourceType, id, 1, stamped.lastUpdated, stamped.json);
-    const created: NewResource = { stored, ...(rows ? { rows } : {}) };
+    // Creates shared between requests run outside any transaction: a key they create commits at once.
+    const autocommit = this.creates !== undefined && !(this.creates instanceof BufferedTransaction);
+    const sealed = await this.seal(this.db, stamped, rows, autocommit);
+    const created: NewResource = { stored, ...(rows ? { rows } : {}), ...(sealed !== stamped.json ? { sealed } : {}) };
     if (this.creates) await this.creates.write(created);
     else await insertNew(this.db, [created]);
     return stored;
@@ -186,6 +193,7 @@ export class Repository {
     const row = rows[0];
     if (!row) throw FhirError.notFound(`${resourceType}/${id} is not known`);
     if (row.deleted || row.content === null) {
+      if (!row.deleted) throw FhirError.gone(`${resourceType}/${id} belongs to an erased record`, { etag: `W/"${row.version_id}"` });
       throw FhirError.gone(`${resourceType}/${id} was deleted`, { etag: `W/"${row.version_id}"` });
     }
     return new StoredResource(resourceType, id, row.version_id, row.last_updated, row.content);
@@ -291,14 +299,16 @@ export class Repository {
       let current = await lockCurrent(tx, resourceType, id);
       if (!current && options.ifMatch === undefined) {
         const stored = stamp(resource, id, 1);
+        const rows = this.index?.rowsOf(stored.resource, rowOptions(options));
+        const sealed = await this.seal(tx, stored, rows, false);
         const inserted = await tx.query(
           `INSERT INTO resource (resource_type, id, version_id, last_updated, content) VALUES ($1, $2, 1, $3, $4)
            ON CONFLICT (resource_type, id) DO NOTHING`,
-          [resourceType, id, stored.lastUpdated, stored.json],
+          [resourceType, id, stored.lastUpdated, sealed],
         );
         if (inserted.rowCount === 1) {
-          await insertHistory(tx, stored, 'PUT');
-          await this.writeIndex(tx, stored, options);
+          await insertHistory(tx, stored, 'PUT', sealed);
+          await this.index?.replace(tx, resourceType, id, rows);
           return { resource: stored, created: true };
         }
         // A concurrent writer created it between our lock attempt and our insert: update its version instead.
@@ -309,13 +319,15 @@ export class Repository {
       }
       if (!current) throw new Error(`${resourceType}/${id} vanished while locked`);
       const stored = stamp(resource, id, current.version_id + 1);
+      const rows = this.index?.rowsOf(stored.resource, rowOptions(options));
+      const sealed = await this.seal(tx, stored, rows, false);
       await tx.query(
         `UPDATE resource SET version_id = $3, last_updated = $4, deleted = false, content = $5
           WHERE resource_type = $1 AND id = $2`,
-        [resourceType, id, stored.versionId, stored.lastUpdated, stored.json],
+        [resourceType, id, stored.versionId, stored.lastUpdated, sealed],
       );
-      await insertHistory(tx, stored, 'PUT');
-      await this.writeIndex(tx, stored, options);
+      await insertHistory(tx, stored, 'PUT', sealed);
+      await this.index?.replace(tx, resourceType, id, rows);
       return { resource: stored, created: current.deleted };
     });
   }
@@ -420,14 +432,14 @@ export class Repository {
    */
   async readBinary(id: string, versionId?: number): Promise<StoredBinary> {
     const stored = versionId === undefined ? await this.readStored('Binary', id) : await this.vreadStored('Binary', id, versionId);
-    return new StoredBinary(stored, await readBinaryContent(this.db, id, stored.versionId, stored.json));
+    return new StoredBinary(stored, await readBinaryContent(this.db, id, stored.versionId, stored.json, this.keys));
   }
 
   /** A Binary's bytes go out of line, tied to its version in the transaction that writes it. */
   private async createBinary(binary: BinaryWrite, id: string, options: Pick<WriteOptions, 'baseUrl' | 'clientId'>): Promise<StoredResource> {
     return this.db.transaction(async (tx) => {
       const stored = await this.joining(tx).create(binary.resource, id, options);
-      await writeBinaryContent(tx, id, stored.versionId, binary.content);
+      await writeBinaryContent(tx, id, stored.versionId, binary.content, await this.chunkKey(tx, binary.resource));
       return withData(stored, binary.data);
     });
   }
@@ -435,7 +447,7 @@ export class Repository {
   private async updateBinary(binary: BinaryWrite, id: string, options: WriteOptions): Promise<UpdateResult> {
     return this.db.transaction(async (tx) => {
       const result = await this.joining(tx).update({ ...binary.resource, id }, options);
-      await writeBinaryContent(tx, id, result.resource.versionId, binary.content);
+      await writeBinaryContent(tx, id, result.resource.versionId, binary.content, await this.chunkKey(tx, binary.resource));
       return { ...result, resource: withData(result.resource, binary.data) };
     });
   }
@@ -446,17 +458,31 @@ export class Repository {
    */
   private joining(tx: SqlExecutor): Repository {
     if (tx === this.db) return this;
-    return new Repository(joinTransaction(tx, this.db.driver), this.index, undefined, this.binaryInlineLimit, this.scope);
+    return new Repository(joinTransaction(tx, this.db.driver), this.index, undefined, this.binaryInlineLimit, this.scope, this.keys);
   }
 
   /** A Binary read as a resource has its bytes back as base64 `data`. */
   private async withBinaryData(stored: StoredResource): Promise<StoredResource> {
     if (stored.resourceType !== 'Binary') return stored;
-    return withData(stored, await binaryData(this.db, stored.id, stored.versionId, this.binaryInlineLimit));
+    return withData(stored, await binaryData(this.db, stored.id, stored.versionId, this.binaryInlineLimit, this.keys));
   }
 
-  private async writeIndex(tx: SqlExecutor, stored: StoredResource, options: WriteOptions): Promise<void> {
-    await this.index?.replace(tx, stored.resourceType, stored.id, this.index.rowsOf(stored.resource, rowOptions(options)));
+  /**
+   * The text stored for a version: its JSON sealed with its owner's data key (encryption.ts), or as it is
+   * without encryption. `autocommit`: `db` runs each statement on its own (a key it creates is committed).
+   */
+  private async seal(db: SqlExecutor, stored: StoredResource, rows: WrittenRows | undefined, autocommit: boolean): Promise<string> {
+    if (!this.keys) return stored.json;
+    const resource = stored.resource;
+    const owner = resource.resourceType === 'Binary'
+      ? await binaryOwner(db, resource)
+      : ownerOf(resource, rows ? recordPatientOf(stored.resourceType, stored.id, rows.reference) : null);
+    return this.keys.seal(await this.keys.keyFor(db, owner, autocommit), stored.json);
+  }
+
+  /** The data key a Binary's bytes are sealed with, when the store encrypts. */
+  private async chunkKey(tx: SqlExecutor, resource: Resource) {
+    return this.keys ? this.keys.keyFor(tx, await binaryOwner(tx, resource)) : undefined;
   }
 
   /** Liveness of the storage: resolves when a query round-trips. */
@@ -469,6 +495,8 @@ export class Repository {
 export interface NewResource {
   stored: StoredResource;
   rows?: WrittenRows;
+  /** The text stored, when not the JSON itself: sealed with its owner's data key. */
+  sealed?: string;
 }
 
 function rowOptions(options: Pick<WriteOptions, 'baseUrl' | 'clientId'>): { baseUrl?: string; clientId?: string } {
@@ -480,7 +508,7 @@ function rowOptions(options: Pick<WriteOptions, 'baseUrl' | 'clientId'>): { base
  * atomic without BEGIN/COMMIT. History rows keep the order of `created`.
  */
 export async function insertNew(db: SqlExecutor, created: NewResource[]): Promise<void> {
-  const resources = JSON.stringify(created.map(({ stored }) => [stored.resourceType, stored.id, stored.lastUpdated, stored.json]));
+  const resources = JSON.stringify(created.map(({ stored, sealed }) => [stored.resourceType, stored.id, stored.lastUpdated, sealed ?? stored.json]));
   const indexed = created.flatMap(({ stored, rows }) => (rows ? [{ resourceType: stored.resourceType, id: stored.id, rows }] : []));
   await db.query(INSERT_NEW_STATEMENT, [resources, ...indexParams(indexed)], 'dossier_insert_new');
 }
@@ -585,10 +613,10 @@ function preconditionFailed(resourceType: string, id: string, expected: number, 
   );
 }
 
-async function insertHistory(tx: SqlExecutor, stored: StoredResource, method: WriteMethod): Promise<void> {
+async function insertHistory(tx: SqlExecutor, stored: StoredResource, method: WriteMethod, content: string): Promise<void> {
   await tx.query(
     `INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content)
      VALUES ($1, $2, $3, $4, $5, $6)`,
-    [stored.resourceType, stored.id, stored.versionId, stored.lastUpdated, method, stored.json],
+    [stored.resourceType, stored.id, stored.versionId, stored.lastUpdated, method, content],
   );
 }

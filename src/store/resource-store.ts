@@ -7,12 +7,14 @@ import type { ChangePage } from './change-feed.ts';
 import type { RecordPage, RecordQuery } from './patient-record.ts';
 import type { DeleteResult, HistoryPage, HistoryQuery, Referrer, StoredBinary, StoredResource, UpdateResult, WriteOptions } from './repository.ts';
 import type { IssuerKey } from './issuer-keys.ts';
+import type { ErasedRecord } from './erase.ts';
 
 export type { Change, ChangePage } from './change-feed.ts';
 export type { RecordPage, RecordQuery } from './patient-record.ts';
 export type { DeleteResult, HistoryEntry, HistoryPage, HistoryQuery, Referrer, UpdateResult, WriteMethod, WriteOptions } from './repository.ts';
 export { StoredBinary, StoredResource } from './repository.ts';
 export type { IssuerKey } from './issuer-keys.ts';
+export type { ErasedRecord } from './erase.ts';
 export { ALL_ACCESS, type AccessContext, type CompartmentRef } from './access.ts';
 
 /** Where a search's links point: the base the client used and the path below it that was searched. */
@@ -147,6 +149,14 @@ export interface ResourceStore {
    * (the transport writes it as the page goes out), else inline up to `limit` bytes (larger: SUBSETTED).
    */
   withBinaryData(bundle: ResponseBundle, limit: number, streamed?: boolean): Promise<ResponseBundle>;
+
+  /**
+   * Closes a patient's record for good (`Patient/{id}/$erase`): the patient, its record's members and their
+   * Binaries are deleted with their history, index and consent rows, and the record's data keys destroyed, so
+   * that nothing of it stays readable, the append-only AuditEvents about it included (encryption.ts). Not in a
+   * unit of work. 404 when the patient was never known.
+   */
+  eraseRecord(patientId: string): Promise<ErasedRecord>;
 
   // readChanges(cursor, limit): the change feed in commit order (issue 15, item 5; src/store/change-feed.ts)
   // goes here when it is merged.

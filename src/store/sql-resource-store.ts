@@ -12,6 +12,8 @@ import { DEFAULT_BINARY_INLINE_LIMIT, discardUnclaimedContent, stageStreamedByte
 import { readChanges, type ChangePage } from './change-feed.ts';
 import { CreateCoalescer } from './create-coalescer.ts';
 import type { Database } from './database.ts';
+import { openingDatabase, type DataKeys } from './encryption.ts';
+import { eraseRecord, type ErasedRecord } from './erase.ts';
 import { SearchIndexWriter, type IndexWriter } from './index-writer.ts';
 import { issuerKeys, type IssuerKey } from './issuer-keys.ts';
 import { migrate } from './migrate.ts';
@@ -26,6 +28,8 @@ export interface SqlStoreSettings {
   indexWriter?: IndexWriter;
   /** The largest Binary a read gives with its `data` put together (a larger one is 406; HTTP streams it instead). */
   binaryInlineLimit?: number;
+  /** Encryption at rest (encryption.ts): content and Binary bytes sealed with data keys; none, stored in clear. */
+  dataKeys?: DataKeys;
 }
 
 /** The settings a server opens its store with, as the SQL store takes them. */
@@ -62,12 +66,13 @@ export class SqlResourceStore implements ServerStore {
     const binaryInlineLimit = settings.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
     this.scope = accessScope(access, settings.registry);
     // Creates outside transactions share statements under load; a unit's creates are its own.
-    this.repo = new Repository(db, settings.indexWriter, unit ?? coalescer, binaryInlineLimit, this.scope);
+    this.repo = new Repository(db, settings.indexWriter, unit ?? coalescer, binaryInlineLimit, this.scope, settings.dataKeys);
     this.engine = new SearchEngine(db, settings.registry, this.scope);
   }
 
   static over(db: Database, settings: SqlStoreSettings): SqlResourceStore {
-    return new SqlResourceStore(db, settings);
+    // Every statement's `content` column comes back opened: the readers of resources never see a sealed one.
+    return new SqlResourceStore(settings.dataKeys ? openingDatabase(db, settings.dataKeys) : db, settings);
   }
 
   /** Brings the schema up to date (migrations). */
@@ -209,6 +214,12 @@ export class SqlResourceStore implements ServerStore {
     return deleted;
   }
 
+  async eraseRecord(patientId: string): Promise<ErasedRecord> {
+    // Vacuuming runs outside any transaction: an erasure is a request of its own, never a bundle entry.
+    if (this.unit) throw FhirError.badRequest('Patient/$erase cannot run inside a transaction or batch Bundle');
+    return eraseRecord(this.db, patientId, this.settings.dataKeys);
+  }
+
   issuerKeys(generate: () => Promise<IssuerKey>): Promise<IssuerKey[]> {
     return issuerKeys(this.db, generate);
   }
@@ -230,13 +241,13 @@ export class SqlResourceStore implements ServerStore {
   }
 
   async stageBinary(resource: Resource): Promise<StagedBinary | undefined> {
-    const staged = await stageStreamedBytes(this.db, resource);
+    const staged = await stageStreamedBytes(this.db, resource, this.settings.dataKeys);
     if (!staged) return undefined;
     return { resource: staged.resource, discardUnclaimed: () => discardUnclaimedContent(this.db, staged.contentId) };
   }
 
   withBinaryData(bundle: ResponseBundle, limit: number, streamed = false): Promise<ResponseBundle> {
-    return withBinaryData(bundle, this.db, limit, streamed);
+    return withBinaryData(bundle, this.db, limit, streamed, this.settings.dataKeys);
   }
 
   ping(): Promise<void> {

@@ -1,20 +1,21 @@
 import { type Database, type DatabaseOptions } from './database.ts';
+import type { DataKeys } from './encryption.ts';
 import { openDatabase } from './open-database.ts';
 import type { ServerStore, Storage } from './resource-store.ts';
 
-/** The SQL storage over an open Database (either driver). */
-export function sqlStorage(db: Database): Storage {
+/** The SQL storage over an open Database (either driver); `dataKeys` encrypts what it stores (encryption.ts). */
+export function sqlStorage(db: Database, dataKeys?: DataKeys): Storage {
   return {
     async open(settings): Promise<ServerStore> {
       // Loaded when the app opens its store: opening the storage itself needs only the driver.
       const { SqlResourceStore, sqlStoreSettings } = await import('./sql-resource-store.ts');
-      return SqlResourceStore.over(db, sqlStoreSettings(settings));
+      return SqlResourceStore.over(db, { ...sqlStoreSettings(settings), ...(dataKeys ? { dataKeys } : {}) });
     },
     close: () => db.close(),
   };
 }
 
 /** `postgres://…` selects a PostgreSQL server; anything else is a PGlite data directory (`memory://` for RAM). */
-export async function openStorage(url: string, options?: DatabaseOptions): Promise<Storage> {
-  return sqlStorage(await openDatabase(url, options));
+export async function openStorage(url: string, options?: DatabaseOptions, dataKeys?: DataKeys): Promise<Storage> {
+  return sqlStorage(await openDatabase(url, options), dataKeys);
 }

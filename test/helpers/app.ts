@@ -14,6 +14,7 @@ import { openDatabase } from '../../src/store/open-database.ts';
 import { loadMigrations, migrate } from '../../src/store/migrate.ts';
 import { pgliteDatabase } from '../../src/store/pglite.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
+import { DataKeys, LocalKeyWrapper, openingDatabase } from '../../src/store/encryption.ts';
 import { embeddedToken, type EmbeddedTokenRequest } from '../../scripts/lib/embedded-token.ts';
 
 /**
@@ -23,6 +24,14 @@ import { embeddedToken, type EmbeddedTokenRequest } from '../../scripts/lib/embe
 export const TEST_DATABASE_URL = process.env.DATABASE_URL?.startsWith('postgres') ? process.env.DATABASE_URL : 'memory://';
 
 export const onPostgres = TEST_DATABASE_URL.startsWith('postgres');
+
+/** The master key test servers encrypt with (FHIR_MASTER_KEY), fixed so that a test can reopen what it wrote. */
+export const TEST_MASTER_KEY = Buffer.alloc(32, 7).toString('base64');
+
+/** The data keys of a test store, under TEST_MASTER_KEY. */
+export function testDataKeys(): DataKeys {
+  return new DataKeys(new LocalKeyWrapper(Buffer.from(TEST_MASTER_KEY, 'base64')));
+}
 
 export interface TestDatabase {
   db: Database;
@@ -93,7 +102,12 @@ export function countingStatements(db: Database, pattern: RegExp): { db: Databas
 
 export interface TestServer {
   app: FastifyInstance;
+  /** The server's database, its resources' content read in clear (encryption.ts, openingDatabase). */
   db: Database;
+  /** The same database as stored: content sealed. */
+  rawDb: Database;
+  /** The data keys the server encrypts with. */
+  dataKeys: DataKeys;
   /**
    * A request as a client with a `system/*.cruds` token sends it, unless it carries its own Authorization
    * header or `anonymous` asks for none.
@@ -179,6 +193,7 @@ export interface TestServerOptions {
 /** A server on a fresh store for one test file, closed when the file's tests end. */
 export async function startTestServer(t: Tap, config: TestServerOptions = {}): Promise<TestServer> {
   const store = await openTestDatabase();
+  const dataKeys = testDataKeys();
   const validator = config.frenchProfiles ? undefined : (baseOnly ??= createProfileValidator({ defaultProfiles: 'none' }));
   const app = await buildApp({
     config: {
@@ -205,7 +220,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
       rateLimit: config.rateLimit ?? 0,
       trustProxy: config.trustProxy,
     },
-    storage: sqlStorage(store.db),
+    storage: sqlStorage(store.db, dataKeys),
     validator,
     logStream: config.logStream,
     hooks: config.hooks,
@@ -215,7 +230,9 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
   const authorization = await bearer(store.db);
   const server: TestServer = {
     app,
-    db: store.db,
+    db: openingDatabase(store.db, dataKeys),
+    rawDb: store.db,
+    dataKeys,
     authorization,
     audience: TEST_AUDIENCE,
     token,

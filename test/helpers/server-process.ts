@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { embeddedIssuerKeysFor, signEmbeddedToken } from '../../scripts/lib/embedded-token.ts';
 import type { IssuerKey } from '../../src/store/issuer-keys.ts';
-import { DEFAULT_TEST_SCOPE, onPostgres, TEST_DATABASE_URL } from './app.ts';
+import { DEFAULT_TEST_SCOPE, onPostgres, TEST_DATABASE_URL, TEST_MASTER_KEY } from './app.ts';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -133,7 +133,7 @@ export async function spawnServerProcess(databaseUrl: string, options: { env?: R
   await mintServerToken(entry);
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: PROJECT_ROOT,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...options.env },
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', FHIR_MASTER_KEY: TEST_MASTER_KEY, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];

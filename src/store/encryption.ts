@@ -1,0 +1,305 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { AuditEvent, Resource } from 'fhir/r4';
+import type { Database, QueryResult, SqlExecutor } from './database.ts';
+
+/**
+ * Encryption at rest (issue 18): every resource version's content, and every Binary chunk, is sealed with
+ * AES-256-GCM under a data key of its own patient's record (one per patient, `Patient/{id}`), or under the
+ * shared system data key for what belongs to no patient (Practitioner, Organization…). Data keys are stored
+ * wrapped by a master key (KeyWrapper): rotating the master key rewraps data keys, never data. Destroying a
+ * patient's data keys (`Patient/{id}/$erase`) leaves whatever was sealed under them unreadable for good,
+ * the append-only AuditEvents about that patient included.
+ */
+
+/** Wraps and unwraps data keys with a master key: the local one below, or a KMS behind the same interface. */
+export interface KeyWrapper {
+  /** Id of the master key new data keys are wrapped with (stored beside each wrapped key). */
+  readonly currentKeyId: string;
+  wrap(dataKey: Buffer): Promise<{ masterKeyId: string; wrapped: Buffer }>;
+  /** Fails when the master key `masterKeyId` is not one this wrapper holds. */
+  unwrap(wrapped: Buffer, masterKeyId: string): Promise<Buffer>;
+}
+
+/** Bytes of an AES-256 key; of a GCM nonce; of its tag. */
+const KEY_BYTES = 32;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+/** AES-256-GCM: nonce, tag, then ciphertext, in one buffer. */
+export function sealBytes(key: Buffer, plain: Buffer, aad?: Buffer): Buffer {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  if (aad) cipher.setAAD(aad);
+  const body = Buffer.concat([cipher.update(plain), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), body]);
+}
+
+export function openBytes(key: Buffer, sealed: Buffer, aad?: Buffer): Buffer {
+  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV_BYTES));
+  if (aad) decipher.setAAD(aad);
+  decipher.setAuthTag(sealed.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+  return Buffer.concat([decipher.update(sealed.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+}
+
+const WRAP_AAD = Buffer.from('dossier data key');
+
+/** A master key's id: a fingerprint that names it without revealing it. */
+export function masterKeyId(key: Buffer): string {
+  return `local:${createHash('sha256').update('dossier master key id\u0000').update(key).digest('hex').slice(0, 16)}`;
+}
+
+/** Master keys held in memory (FHIR_MASTER_KEY / FHIR_MASTER_KEY_FILE): the current one and older ones still unwrapping. */
+export class LocalKeyWrapper implements KeyWrapper {
+  private readonly keys = new Map<string, Buffer>();
+  readonly currentKeyId: string;
+
+  constructor(current: Buffer, previous: Buffer[] = []) {
+    for (const key of [current, ...previous]) {
+      if (key.length !== KEY_BYTES) throw new Error(`A master key is ${KEY_BYTES} bytes (base64 of 32 random bytes: openssl rand -base64 32), not ${key.length}`);
+      this.keys.set(masterKeyId(key), key);
+    }
+    this.currentKeyId = masterKeyId(current);
+  }
+
+  async wrap(dataKey: Buffer): Promise<{ masterKeyId: string; wrapped: Buffer }> {
+    return { masterKeyId: this.currentKeyId, wrapped: sealBytes(this.keys.get(this.currentKeyId)!, dataKey, WRAP_AAD) };
+  }
+
+  async unwrap(wrapped: Buffer, id: string): Promise<Buffer> {
+    const key = this.keys.get(id);
+    if (!key) throw new Error(`A data key is wrapped by master key ${id}, which is not configured (FHIR_MASTER_KEY, FHIR_PREVIOUS_MASTER_KEYS)`);
+    return openBytes(key, wrapped, WRAP_AAD);
+  }
+}
+
+/** Parses a master key given as base64 (32 bytes). */
+export function parseMasterKey(text: string, where: string): Buffer {
+  const key = Buffer.from(text.trim(), 'base64');
+  if (key.length !== KEY_BYTES) throw new Error(`${where} must be the base64 of ${KEY_BYTES} bytes (openssl rand -base64 32)`);
+  return key;
+}
+
+export interface DataKey {
+  keyId: string;
+  key: Buffer;
+}
+
+/** Whose data key seals a resource: `Patient/{id}` for a patient's record, SYSTEM_OWNER for the rest. */
+export const SYSTEM_OWNER = 'system';
+
+/** Sealed content is text (the `content` columns): this prefix, the data key's id, `$`, then base64. Clear JSON starts with `{`. */
+const SEALED_PREFIX = '$e1$';
+const KEY_ID_LENGTH = 36;
+
+export function isSealed(text: string): boolean {
+  return text.startsWith(SEALED_PREFIX);
+}
+
+function sealedKeyId(text: string): string {
+  return text.slice(SEALED_PREFIX.length, SEALED_PREFIX.length + KEY_ID_LENGTH);
+}
+
+/** Unwrapped data keys held at most this long, so that a key destroyed by another process stops being used. */
+const CACHE_TTL_MS = 5 * 60_000;
+const DEFAULT_CACHE_SIZE = 10_000;
+
+interface CachedKey extends DataKey {
+  owner: string;
+  at: number;
+}
+
+/** Own keys not committed yet (created by this transaction), per transaction executor. */
+const uncommitted = new WeakMap<object, Map<string, DataKey>>();
+
+const KEY_BY_OWNER = `SELECT key_id::text AS key_id, master_key_id, wrapped,
+    COALESCE(xmin::text::bigint = pg_current_xact_id_if_assigned()::text::bigint % 4294967296, false) AS own
+  FROM data_key WHERE owner = $1 ORDER BY created, key_id LIMIT 1`;
+const KEYS_BY_ID = `SELECT key_id::text AS key_id, owner, master_key_id, wrapped FROM data_key WHERE key_id = ANY($1::uuid[])`;
+const INSERT_KEY = `INSERT INTO data_key (key_id, owner, master_key_id, wrapped) VALUES ($1, $2, $3, $4)`;
+
+/**
+ * The data keys of a store: unwrapped ones cached in memory (bounded, least recently used out first), so
+ * that a read or write of a known patient costs no statement of its own; a key not cached is read in one
+ * statement for a whole page of rows.
+ */
+export class DataKeys {
+  private readonly byId = new Map<string, CachedKey>();
+  private readonly byOwner = new Map<string, CachedKey>();
+
+  constructor(
+    readonly wrapper: KeyWrapper,
+    private readonly capacity = DEFAULT_CACHE_SIZE,
+  ) {}
+
+  /**
+   * The data key sealing what `owner` writes, created when there is none. `db` is the executor the write
+   * runs on: inside a transaction, a key it creates commits or rolls back with it, and is remembered for
+   * that transaction only until it is read back committed. `autocommit`: `db` runs each statement on its own.
+   */
+  async keyFor(db: SqlExecutor, owner: string, autocommit = false): Promise<DataKey> {
+    const cached = this.fresh(this.byOwner.get(owner));
+    if (cached) return cached;
+    const own = uncommitted.get(db)?.get(owner);
+    if (own) return own;
+    const { rows } = await db.query<{ key_id: string; master_key_id: string; wrapped: string; own: boolean }>(KEY_BY_OWNER, [owner], 'dossier_data_key_of');
+    const row = rows[0];
+    if (row) {
+      const key = { keyId: row.key_id, key: await this.wrapper.unwrap(Buffer.from(row.wrapped, 'base64'), row.master_key_id) };
+      if (row.own) this.rememberUncommitted(db, owner, key);
+      else this.remember(owner, key, true);
+      return key;
+    }
+    const key = { keyId: randomUUID(), key: randomBytes(KEY_BYTES) };
+    const { masterKeyId, wrapped } = await this.wrapper.wrap(key.key);
+    await db.query(INSERT_KEY, [key.keyId, owner, masterKeyId, wrapped.toString('base64')], 'dossier_data_key_insert');
+    // Created in the caller's transaction, which may yet roll back: not shared with other writers until committed.
+    if (!autocommit) this.rememberUncommitted(db, owner, key);
+    this.remember(owner, key, autocommit);
+    return key;
+  }
+
+  /** The keys of `keyIds` known (cached or stored); a key absent from the result was destroyed. */
+  async keysById(db: SqlExecutor, keyIds: Iterable<string>): Promise<Map<string, Buffer>> {
+    const found = new Map<string, Buffer>();
+    const missing: string[] = [];
+    for (const keyId of new Set(keyIds)) {
+      const cached = this.fresh(this.byId.get(keyId));
+      if (cached) found.set(keyId, cached.key);
+      else missing.push(keyId);
+    }
+    if (missing.length === 0) return found;
+    const { rows } = await db.query<{ key_id: string; owner: string; master_key_id: string; wrapped: string }>(KEYS_BY_ID, [missing]);
+    for (const row of rows) {
+      const key = await this.wrapper.unwrap(Buffer.from(row.wrapped, 'base64'), row.master_key_id);
+      // A key read by id, even one not committed yet, only ever opens what was sealed with it.
+      this.remember(row.owner, { keyId: row.key_id, key }, false);
+      found.set(row.key_id, key);
+    }
+    return found;
+  }
+
+  /** Drops an owner's keys from memory (its record was erased). */
+  forget(owner: string): void {
+    this.byOwner.delete(owner);
+    for (const [keyId, cached] of this.byId) if (cached.owner === owner) this.byId.delete(keyId);
+  }
+
+  seal(key: DataKey, json: string): string {
+    return `${SEALED_PREFIX}${key.keyId}$${sealBytes(key.key, Buffer.from(json, 'utf8')).toString('base64')}`;
+  }
+
+  /** The clear text of each of `texts` (clear ones as they are); null for one whose data key was destroyed. */
+  async openAll(db: SqlExecutor, texts: ReadonlyArray<string | null>): Promise<Array<string | null>> {
+    const keyIds = texts.filter((text): text is string => text !== null && isSealed(text)).map(sealedKeyId);
+    if (keyIds.length === 0) return [...texts];
+    const keys = await this.keysById(db, keyIds);
+    return texts.map((text) => {
+      if (text === null || !isSealed(text)) return text;
+      const key = keys.get(sealedKeyId(text));
+      if (!key) return null;
+      return openBytes(key, Buffer.from(text.slice(SEALED_PREFIX.length + KEY_ID_LENGTH + 1), 'base64')).toString('utf8');
+    });
+  }
+
+  private fresh(cached: CachedKey | undefined): CachedKey | undefined {
+    if (!cached) return undefined;
+    if (Date.now() - cached.at > CACHE_TTL_MS) {
+      this.byId.delete(cached.keyId);
+      if (this.byOwner.get(cached.owner) === cached) this.byOwner.delete(cached.owner);
+      return undefined;
+    }
+    // Least recently used goes first: a Map iterates in insertion order.
+    this.byId.delete(cached.keyId);
+    this.byId.set(cached.keyId, cached);
+    return cached;
+  }
+
+  private remember(owner: string, key: DataKey, sealing: boolean): void {
+    const cached = { ...key, owner, at: Date.now() };
+    this.byId.set(key.keyId, cached);
+    if (sealing) this.byOwner.set(owner, cached);
+    while (this.byId.size > this.capacity) {
+      const oldest = this.byId.keys().next().value as string;
+      const evicted = this.byId.get(oldest)!;
+      this.byId.delete(oldest);
+      if (this.byOwner.get(evicted.owner) === evicted) this.byOwner.delete(evicted.owner);
+    }
+  }
+
+  private rememberUncommitted(db: SqlExecutor, owner: string, key: DataKey): void {
+    let keys = uncommitted.get(db);
+    if (!keys) uncommitted.set(db, (keys = new Map()));
+    keys.set(owner, key);
+  }
+}
+
+/**
+ * `db` whose results have their `content` column (a resource version's JSON) opened: every reader of
+ * resources (reads, history, search pages, includes, $everything, reindex) gets clear JSON without
+ * knowing about keys, and a page's unknown keys are read in one statement. Content whose key was
+ * destroyed comes back NULL, as a deletion's does.
+ */
+export function openingDatabase(db: Database, keys: DataKeys): Database {
+  return {
+    driver: db.driver,
+    query: openingQuery(db, keys),
+    transaction: (work) => db.transaction((tx) => work({ query: openingQuery(tx, keys) })),
+    exec: (sql) => db.exec(sql),
+    close: () => db.close(),
+  };
+}
+
+function openingQuery(db: SqlExecutor, keys: DataKeys): SqlExecutor['query'] {
+  return async <Row>(sql: string, params?: unknown[], name?: string): Promise<QueryResult<Row>> => {
+    const result = await db.query<Row>(sql, params, name);
+    const rows = result.rows as Array<Row & { content?: unknown }>;
+    if (rows.length === 0 || typeof rows[0] !== 'object' || rows[0] === null || !('content' in rows[0])) return result;
+    if (!rows.some((row) => typeof row.content === 'string' && isSealed(row.content))) return result;
+    const opened = await keys.openAll(db, rows.map((row) => (typeof row.content === 'string' ? row.content : null)));
+    rows.forEach((row, n) => {
+      if (typeof row.content === 'string') row.content = opened[n];
+    });
+    return result;
+  };
+}
+
+/** The owner whose data key seals a resource, when its content alone tells (a Binary's may need the database). */
+export function ownerOf(resource: Resource, recordPatient: string | null): string {
+  if (resource.resourceType === 'Patient' && resource.id) return `Patient/${resource.id}`;
+  if (recordPatient) return `Patient/${recordPatient}`;
+  if (resource.resourceType === 'AuditEvent') {
+    // An AuditEvent about one patient is that patient's: erasing the record leaves its trail unreadable.
+    const patients = new Set(
+      ((resource as AuditEvent).entity ?? [])
+        .map((entity) => entity.what?.reference)
+        .filter((reference): reference is string => typeof reference === 'string' && /^Patient\/[A-Za-z0-9\-.]{1,64}$/.test(reference)),
+    );
+    if (patients.size === 1) return [...patients][0]!;
+  }
+  return SYSTEM_OWNER;
+}
+
+const CONTEXT_PATIENT = `SELECT patient_id FROM search_token WHERE resource_type = $1 AND resource_id = $2 AND patient_id IS NOT NULL
+  UNION ALL SELECT patient_id FROM search_reference WHERE resource_type = $1 AND resource_id = $2 AND patient_id IS NOT NULL LIMIT 1`;
+
+/**
+ * A Binary is its securityContext's (R4 binary.html#security): the patient it names, or the patient whose
+ * record holds the resource it names (read from that resource's index rows); otherwise the system's.
+ */
+export async function binaryOwner(db: SqlExecutor, resource: Resource): Promise<string> {
+  const reference = (resource as { securityContext?: { reference?: string } }).securityContext?.reference;
+  const match = typeof reference === 'string' ? /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/.exec(reference) : null;
+  if (!match) return SYSTEM_OWNER;
+  if (match[1] === 'Patient') return reference!;
+  const { rows } = await db.query<{ patient_id: string }>(CONTEXT_PATIENT, [match[1], match[2]], 'dossier_binary_context_patient');
+  return rows[0] ? `Patient/${rows[0].patient_id}` : SYSTEM_OWNER;
+}
+
+/** Binary chunk bytes sealed with a data key (binary_chunk.key_id names it): nonce, tag, ciphertext. */
+export function sealChunk(key: DataKey, bytes: Buffer): Buffer {
+  return sealBytes(key.key, bytes);
+}
+
+export function openChunk(key: Buffer, sealed: Buffer): Buffer {
+  return openBytes(key, sealed);
+}
