@@ -190,6 +190,23 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
   };
   const provider = new Provider(issuer, configuration);
   provider.proxy = options.proxy ?? false;
+  // SMART lets a public app refresh with the refresh token alone (no client_id), which the provider needs
+  // to find the client: it is read from the refresh token, for a public client only.
+  provider.use(async (ctx, next) => {
+    if (ctx.path === AUTHORIZATION_ENDPOINTS.token && ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded') && !ctx.get('authorization')) {
+      const form = new URLSearchParams(await readForm(ctx.req));
+      const token = form.get('refresh_token');
+      if (form.get('grant_type') === 'refresh_token' && token && !form.has('client_id') && !form.has('client_assertion')) {
+        const record = await store.record('RefreshToken', token);
+        const clientId = typeof record?.payload.clientId === 'string' ? record.payload.clientId : undefined;
+        const client = clientId ? await store.client(clientId) : undefined;
+        if (client && client.metadata.token_endpoint_auth_method === 'none') form.set('client_id', client.clientId);
+      }
+      // Read already: the provider takes the parsed form (its documented fallback for an upstream parser).
+      (ctx.req as typeof ctx.req & { body?: unknown }).body = Object.fromEntries(form);
+    }
+    await next();
+  });
   // OpenID Connect grants offline_access only with prompt=consent, which SMART apps do not send: the
   // registered client's user approves by logging in (no consent screen), so the prompt is implied.
   provider.use(async (ctx, next) => {
@@ -223,6 +240,18 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
     if (typeof claims.encounter === 'string') body.encounter = claims.encounter;
   });
   return provider;
+}
+
+/** The token endpoint's form, at most as long as the provider itself reads (56 KiB). */
+async function readForm(request: AsyncIterable<Buffer>): Promise<string> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of request) {
+    length += chunk.length;
+    if (length > 56 * 1024) throw new errors.InvalidRequest('the request body is too large');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** The scopes asked for: the request's, else (code exchange, refresh) those of the code or token it comes from. */
