@@ -34,7 +34,8 @@ export async function authorizationRoutes(app: FastifyInstance, { provider, stor
     raw.url = raw.url!.slice(AUTHORIZATION_PATH.length) || '/';
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) reply.raw.setHeader(name, value);
     reply.raw.setHeader('x-request-id', String(reply.request.id));
-    callback(raw, reply.raw);
+    // The provider answers (and logs) its own errors; the promise never rejects.
+    void callback(raw, reply.raw);
   };
   app.route({ method: ['GET', 'POST', 'DELETE'], url: `${AUTHORIZATION_PATH}/*`, onRequest: handOver, handler: async () => undefined });
 
