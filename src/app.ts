@@ -107,6 +107,8 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
   const authOn = (config.auth ?? 'on') === 'on';
   const audience = config.authAudience ?? authAudience(config.publicBaseUrl, configFromEnv({}).port);
   const issuerKeys = authOn ? await startupStep(log, 'issuer keys', () => store.issuerKeys(generateIssuerKey), { waitForStorage }) : [];
+  // The authorization server's expired sessions, codes and tokens, forgotten at each start.
+  if (authOn) await startupStep(log, 'sweep expired authorizations', () => store.authorization().sweepExpiredRecords(), { waitForStorage });
   // The embedded authorization server (/auth) signs with the same keys, under its own issuer identifier.
   const authOrigin = new URL(audience).origin;
   const verifier = authOn
