@@ -9,6 +9,7 @@ import type { ResourceValidator } from './fhir/validation/validator.ts';
 import { answerClientError, frameworkErrors, registerErrorHandlers } from './http/errors.ts';
 import { baseUrlResolver, registerHostCheck } from './http/base-url.ts';
 import { registerCors } from './http/cors.ts';
+import { authorizationRoutes } from './http/authorization-routes.ts';
 import { authenticatedAccess, FHIR_BASE_PATH, fhirRoutes, type FhirRoutesOptions } from './http/fhir-routes.ts';
 import { registerRateLimit } from './http/rate-limit.ts';
 import { registerSecurityHeaders } from './http/security-headers.ts';
@@ -24,6 +25,7 @@ import { DEFAULT_BINARY_INLINE_LIMIT } from './store/binary-store.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from './store/index-writer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from './search/registry.ts';
 import { smartAuthorisation } from './security/authorisation.ts';
+import { authorizationIssuer, createAuthorizationServer, resolveOAuthUris } from './security/authorization-server.ts';
 import { generateIssuerKey, publicKeySet } from './security/embedded-issuer.ts';
 import { TokenVerifier } from './security/tokens.ts';
 import { ALL_ACCESS, type Storage } from './store/resource-store.ts';
@@ -105,8 +107,16 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
   const authOn = (config.auth ?? 'on') === 'on';
   const audience = config.authAudience ?? authAudience(config.publicBaseUrl, configFromEnv({}).port);
   const issuerKeys = authOn ? await startupStep(log, 'issuer keys', () => store.issuerKeys(generateIssuerKey), { waitForStorage }) : [];
+  // The authorization server's expired sessions, codes and tokens, forgotten at each start.
+  if (authOn) await startupStep(log, 'sweep expired authorizations', () => store.authorization().sweepExpiredRecords(), { waitForStorage });
+  // The embedded authorization server (/auth) signs with the same keys, under its own issuer identifier.
+  const authOrigin = new URL(audience).origin;
   const verifier = authOn
-    ? new TokenVerifier(audience, [{ issuer: audience, jwks: publicKeySet(issuerKeys) }, ...(config.authIssuers ?? []).map(({ issuer, jwksUri }) => ({ issuer, jwks: new URL(jwksUri) }))])
+    ? new TokenVerifier(audience, [
+        { issuer: audience, jwks: publicKeySet(issuerKeys) },
+        { issuer: authorizationIssuer(authOrigin), jwks: publicKeySet(issuerKeys) },
+        ...(config.authIssuers ?? []).map(({ issuer, jwksUri }) => ({ issuer, jwks: new URL(jwksUri) })),
+      ])
     : undefined;
   if (!authOn) {
     log.warn('FHIR_AUTH=off: NO AUTHENTICATION, NO AUTHORISATION. Anyone who can reach this server reads and writes every record. For local development only.');
@@ -116,7 +126,10 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
   for (const rest of capabilityStatement.rest ?? []) {
     // Without authentication the statement does not claim SMART security it does not apply.
     if (!authOn) delete rest.security;
-    else if (rest.security && corsOrigins.length > 0) rest.security.cors = true;
+    else if (rest.security) {
+      if (corsOrigins.length > 0) rest.security.cors = true;
+      resolveOAuthUris(rest.security, authOrigin);
+    }
   }
   const router = new FhirRouter({
     store,
@@ -146,7 +159,11 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     await registerCors(app, corsOrigins);
     await registerRateLimit(app, { perMinute: config.rateLimit ?? DEFAULT_RATE_LIMIT, accessOf: authenticatedAccess });
     await app.register(healthRoutes, { store });
-    if (verifier) await app.register(smartDiscoveryRoutes, { issuer: audience, jwks: async () => publicKeySet(await store.issuerKeys(generateIssuerKey)) });
+    if (verifier) {
+      await app.register(smartDiscoveryRoutes, { issuer: audience, authorizationServer: authorizationIssuer(authOrigin), jwks: async () => publicKeySet(await store.issuerKeys(generateIssuerKey)) });
+      const provider = createAuthorizationServer({ origin: authOrigin, fhirBase: audience, keys: issuerKeys, store: store.authorization(), proxy: (config.trustProxy ?? []).length > 0 });
+      await app.register(authorizationRoutes, { provider, store: store.authorization() });
+    }
     await app.register(fhirRoutes, {
       router,
       baseUrl: baseUrlResolver({ publicBaseUrl: config.publicBaseUrl, allowedHosts, defaultBaseUrl: audience, basePath: FHIR_BASE_PATH }),

@@ -7,6 +7,7 @@ import { FRENCH_DEFAULT_PROFILES } from '../src/fhir/validation/default-profiles
 import { loadValidationContext } from '../src/fhir/validation/profile-validator.ts';
 import { CAPABILITY_CODE, ROUTES } from '../src/router/interaction.ts';
 import { loadCompartments } from '../src/search/compartment.ts';
+import { resolveOAuthUris } from '../src/security/authorization-server.ts';
 import { FHIR_JSON, json, startTestServer } from './helpers/app.ts';
 import { createReferenceTargets, minimalResource } from './helpers/fixtures.ts';
 import { sampleValue } from './helpers/search-values.ts';
@@ -461,7 +462,10 @@ t.test('(d) /metadata serves the declared statement', async (t) => {
   const served = json<CapabilityStatement>(await get('/fhir/metadata'));
   t.equal(served.fhirVersion, declared.fhirVersion);
   t.same(served.format, declared.format);
-  t.same(served.rest, declared.rest, 'the served rest section is the file, unchanged');
+  // Only the SMART oauth-uris, paths in the file, are served absolute on the server's origin.
+  const expected = structuredClone(declared.rest!);
+  resolveOAuthUris(expected[0]!.security!, 'http://localhost');
+  t.same(served.rest, expected, 'the served rest section is the file, its endpoints on the server origin');
   t.equal(served.kind, 'instance');
   t.equal(served.implementation?.url, 'http://localhost/fhir', 'an instance statement names its base URL');
 });

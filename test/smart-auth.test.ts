@@ -82,10 +82,10 @@ t.test('without a token: 401 with a bare challenge, an OperationOutcome, and no 
   const discovery = await server.inject({ method: 'GET', url: '/fhir/.well-known/smart-configuration' }, { anonymous: true });
   t.equal(discovery.statusCode, 200);
   const configuration = json(discovery);
-  t.equal(configuration.issuer, TEST_AUDIENCE);
+  t.equal(configuration.issuer, 'http://localhost/auth', 'the embedded authorization server issues the ID tokens');
   t.ok(configuration.capabilities.includes('permission-v2'));
-  t.same(configuration.grant_types_supported, [], 'no grant type: no token endpoint is served');
-  t.notOk('token_endpoint' in configuration, 'and none advertised');
+  t.same(configuration.grant_types_supported, ['authorization_code', 'client_credentials', 'refresh_token']);
+  t.equal(configuration.token_endpoint, 'http://localhost/auth/token', 'its token endpoint (test/authorization-server.test.ts uses it)');
   t.equal((await server.inject({ method: 'GET', url: '/.well-known/smart-configuration' }, { anonymous: true })).statusCode, 200);
   const jwks = json(await server.inject({ method: 'GET', url: '/fhir/.well-known/jwks.json' }, { anonymous: true }));
   t.notOk(jwks.keys.some((key: JWK) => key.d !== undefined), 'the JWKS holds no private part');

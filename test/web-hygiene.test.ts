@@ -177,7 +177,7 @@ t.test('without PUBLIC_BASE_URL nor FHIR_ALLOWED_HOSTS, no URL is built from the
   t.ok(search.entry.every((entry: { fullUrl: string }) => entry.fullUrl.startsWith(`${TEST_AUDIENCE}/`)), 'fullUrls on the base');
   t.match(json(answers[4]![1]).link.find((link: { relation: string }) => link.relation === 'next').url, new RegExp(`^${TEST_AUDIENCE}/Patient/${id}/\\$everything\\?`));
   t.equal(json(answers[7]![1]).implementation.url, TEST_AUDIENCE);
-  t.equal(json(answers[8]![1]).issuer, TEST_AUDIENCE);
+  t.equal(json(answers[8]![1]).issuer, `${new URL(TEST_AUDIENCE).origin}/auth`);
   t.match(answers[10]![1].headers['www-authenticate'], `realm="${TEST_AUDIENCE}"`);
 
   const behindProxy = await published.inject({ method: 'POST', url: '/fhir/Patient', payload: JSON.stringify({ resourceType: 'Patient' }), headers: { ...asAttacker, 'content-type': FHIR_JSON } });

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FhirError, type IssueCode } from '../fhir/outcome.ts';
 import { accessFromToken } from '../security/authorisation.ts';
+import { AUTHORIZATION_ENDPOINTS, CLIENT_ASSERTION_ALGORITHMS, NAMED_SCOPES } from '../security/authorization-server.ts';
 import { CLOCK_SKEW_SECONDS, InvalidToken, type TokenVerifier } from '../security/tokens.ts';
 import type { AccessContext } from '../store/access.ts';
 
@@ -54,6 +55,8 @@ function unauthorised(realm: string, code: IssueCode, diagnostics: string, error
 export interface SmartDiscoveryOptions {
   /** The embedded issuer's identifier: the server's FHIR base URL. */
   issuer: string;
+  /** The embedded authorization server's issuer identifier (`https://dmp.example/auth`). */
+  authorizationServer: string;
   /** The embedded issuer's public keys. */
   jwks: () => Promise<{ keys: unknown[] }>;
 }
@@ -62,20 +65,45 @@ export interface SmartDiscoveryOptions {
 export const SMART_CONFIGURATION_PATHS = ['/fhir/.well-known/smart-configuration', '/.well-known/smart-configuration'];
 export const JWKS_PATH = '/fhir/.well-known/jwks.json';
 
+/** SMART's scopes, in v2 and v1 form, besides the resource-specific ones (`patient/Observation.rs`). */
+const SCOPES_SUPPORTED = ['patient/*.rs', 'patient/*.cruds', 'user/*.rs', 'user/*.cruds', 'system/*.rs', 'system/*.cruds', 'patient/*.read', 'user/*.read', 'user/*.write', 'system/*.read', 'system/*.write'];
+
 /**
- * SMART App Launch 2.0 discovery (conformance.html#using-well-known): what tokens this server takes.
- * There is no authorization or token endpoint yet (tokens come from `npm run token` or a trusted issuer),
- * so none is advertised, and no grant type.
+ * SMART App Launch 2.0 discovery (conformance.html#using-well-known): the embedded authorization server's
+ * endpoints (src/security/authorization-server.ts), what it grants, and the keys tokens are signed with.
  */
 export async function smartDiscoveryRoutes(app: FastifyInstance, options: SmartDiscoveryOptions): Promise<void> {
+  const endpoint = (name: keyof typeof AUTHORIZATION_ENDPOINTS) => `${options.authorizationServer}${AUTHORIZATION_ENDPOINTS[name]}`;
   const configuration = {
-    issuer: options.issuer,
+    issuer: options.authorizationServer,
     jwks_uri: `${options.issuer}/.well-known/jwks.json`,
-    grant_types_supported: [],
-    code_challenge_methods_supported: [],
-    token_endpoint_auth_signing_alg_values_supported: [],
-    scopes_supported: ['patient/*.rs', 'patient/*.cruds', 'user/*.rs', 'user/*.cruds', 'system/*.rs', 'system/*.cruds', 'patient/*.read', 'user/*.read', 'user/*.write', 'system/*.read', 'system/*.write'],
-    capabilities: ['permission-v1', 'permission-v2', 'permission-patient', 'permission-user'],
+    authorization_endpoint: endpoint('authorization'),
+    token_endpoint: endpoint('token'),
+    introspection_endpoint: endpoint('introspection'),
+    revocation_endpoint: endpoint('revocation'),
+    userinfo_endpoint: endpoint('userinfo'),
+    grant_types_supported: ['authorization_code', 'client_credentials', 'refresh_token'],
+    response_types_supported: ['code'],
+    code_challenge_methods_supported: ['S256'],
+    token_endpoint_auth_methods_supported: ['private_key_jwt', 'none'],
+    token_endpoint_auth_signing_alg_values_supported: CLIENT_ASSERTION_ALGORITHMS,
+    scopes_supported: [...NAMED_SCOPES, ...SCOPES_SUPPORTED],
+    capabilities: [
+      'launch-ehr',
+      'launch-standalone',
+      'client-public',
+      'client-confidential-asymmetric',
+      'context-ehr-patient',
+      'context-standalone-patient',
+      'sso-openid-connect',
+      'permission-offline',
+      'permission-online',
+      'permission-v1',
+      'permission-v2',
+      'permission-patient',
+      'permission-user',
+      'authorize-post',
+    ],
   };
   for (const path of SMART_CONFIGURATION_PATHS) {
     app.get(path, async (_request, reply) => reply.header('cache-control', 'public, max-age=3600').send(configuration));

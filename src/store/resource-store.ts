@@ -6,6 +6,7 @@ import type { AccessContext } from './access.ts';
 import type { ChangePage } from './change-feed.ts';
 import type { RecordPage, RecordQuery } from './patient-record.ts';
 import type { DeleteResult, HistoryPage, HistoryQuery, Referrer, StoredBinary, StoredResource, UpdateResult, WriteOptions } from './repository.ts';
+import type { AuthorizationStore } from './authorization.ts';
 import type { IssuerKey } from './issuer-keys.ts';
 import type { ErasedRecord } from './erase.ts';
 
@@ -15,6 +16,7 @@ export type { DeleteResult, HistoryEntry, HistoryPage, HistoryQuery, Referrer, U
 export { StoredBinary, StoredResource } from './repository.ts';
 export type { IssuerKey } from './issuer-keys.ts';
 export type { ErasedRecord } from './erase.ts';
+export type { AuthorizationClient, AuthorizationRecord, AuthorizationStore, LocalAccount } from './authorization.ts';
 export { ALL_ACCESS, type AccessContext, type CompartmentRef } from './access.ts';
 
 /** Where a search's links point: the base the client used and the path below it that was searched. */
@@ -183,6 +185,8 @@ export interface ServerStore extends ResourceStore {
   sweepStaleUploads(olderThanSeconds: number): Promise<number>;
   /** The embedded token issuer's keys, signing one first; `generate` makes the first when there is none. */
   issuerKeys(generate: () => Promise<IssuerKey>): Promise<IssuerKey[]>;
+  /** The embedded authorization server's clients, local accounts and records. */
+  authorization(): AuthorizationStore;
 }
 
 /** Where a server keeps its resources, opened by the process (src/main.ts) and handed to the app. */

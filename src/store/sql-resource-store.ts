@@ -15,6 +15,7 @@ import type { Database } from './database.ts';
 import { openingDatabase, type DataKeys } from './encryption.ts';
 import { eraseRecord, type ErasedRecord } from './erase.ts';
 import { SearchIndexWriter, type IndexWriter } from './index-writer.ts';
+import { authorizationStore, type AuthorizationStore } from './authorization.ts';
 import { issuerKeys, type IssuerKey } from './issuer-keys.ts';
 import { migrate } from './migrate.ts';
 import { BufferedTransaction, Repository, type DeleteResult, type Referrer, type HistoryPage, type HistoryQuery, type StoredBinary, type StoredResource, type UpdateResult, type WriteOptions } from './repository.ts';
@@ -222,6 +223,10 @@ export class SqlResourceStore implements ServerStore {
 
   issuerKeys(generate: () => Promise<IssuerKey>): Promise<IssuerKey[]> {
     return issuerKeys(this.db, generate);
+  }
+
+  authorization(): AuthorizationStore {
+    return authorizationStore(this.db);
   }
 
   async unitOfWork<T>(work: (store: ResourceStore) => Promise<T>): Promise<T> {

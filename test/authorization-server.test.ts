@@ -1,0 +1,402 @@
+// The embedded authorization server (issue 17, items 3 and 6), on a listening server, as SMART clients use it:
+// a lab's feed (backend services: client_credentials with a private_key_jwt assertion), and an app run with
+// the stock SMART client from npm (fhirclient) through the login page, standalone and from an EHR launch,
+// with PKCE and a refresh token. Their tokens open /fhir within their scopes, and nothing else gets one.
+import { randomBytes, createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import fastify from 'fastify';
+import smart from 'fhirclient';
+import { decodeJwt, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
+import t from 'tap';
+import { buildApp } from '../src/app.ts';
+import { authorizationRoutes } from '../src/http/authorization-routes.ts';
+import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
+import { createAuthorizationServer } from '../src/security/authorization-server.ts';
+import { generateIssuerKey } from '../src/security/embedded-issuer.ts';
+import { authorizationStore } from '../src/store/authorization.ts';
+import { issuerKeys } from '../src/store/issuer-keys.ts';
+import { migrate } from '../src/store/migrate.ts';
+import { sqlStorage } from '../src/store/storage.ts';
+import { registerAccount, registerClient, registerLaunch } from '../scripts/lib/authorization-admin.ts';
+import { FHIR_JSON, openTestDatabase } from './helpers/app.ts';
+import { freePort } from './helpers/server-process.ts';
+
+const port = await freePort();
+const origin = `http://127.0.0.1:${port}`;
+const fhirBase = `${origin}/fhir`;
+const tokenEndpoint = `${origin}/auth/token`;
+
+// A second issuer, with keys of its own, that the server trusts by configuration only (FHIR_AUTH_ISSUERS),
+// as a deployment trusts Pro Santé Connect or FranceConnect.
+const otherPort = await freePort();
+const otherOrigin = `http://127.0.0.1:${otherPort}`;
+
+const database = await openTestDatabase();
+const app = await buildApp({
+  config: {
+    logLevel: 'silent',
+    bodyLimit: 1024 * 1024,
+    audit: 'off',
+    authAudience: fhirBase,
+    authIssuers: [{ issuer: `${otherOrigin}/auth`, jwksUri: `${otherOrigin}/auth/jwks` }],
+    rateLimit: 0,
+  },
+  storage: sqlStorage(database.db),
+  validator: createProfileValidator({ defaultProfiles: 'none' }),
+});
+await app.listen({ port, host: '127.0.0.1' });
+t.teardown(async () => {
+  await app.close();
+  await database.drop();
+});
+
+// The records the tests read: two patients, an observation of the first, a practitioner.
+async function signedSetupToken(): Promise<string> {
+  const [key] = await issuerKeys(database.db, generateIssuerKey);
+  return new SignJWT({ scope: 'system/*.cruds', client_id: 'setup' })
+    .setProtectedHeader({ alg: key!.alg, kid: key!.kid })
+    .setIssuer(fhirBase)
+    .setAudience(fhirBase)
+    .setExpirationTime('5m')
+    .sign(await importJWK(key!.privateJwk as JWK, key!.alg));
+}
+const setup = await signedSetupToken();
+
+async function create(resource: Record<string, unknown>): Promise<string> {
+  const response = await fetch(`${fhirBase}/${resource.resourceType}`, { method: 'POST', headers: { authorization: `Bearer ${setup}`, 'content-type': FHIR_JSON }, body: JSON.stringify(resource) });
+  if (response.status !== 201) throw new Error(`setup: ${response.status} ${await response.text()}`);
+  return ((await response.json()) as { id: string }).id;
+}
+const jeanne = await create({ resourceType: 'Patient', name: [{ family: 'Martin', given: ['Jeanne'] }] });
+const paul = await create({ resourceType: 'Patient', name: [{ family: 'Durand', given: ['Paul'] }] });
+await create({ resourceType: 'Observation', status: 'final', code: { text: 'glycémie' }, subject: { reference: `Patient/${jeanne}` } });
+const practitioner = await create({ resourceType: 'Practitioner', name: [{ family: 'Lefèvre' }] });
+
+// --- Backend services -------------------------------------------------------------------------------
+
+const labKeys = await generateKeyPair('ES384', { extractable: true });
+const labJwk = { ...(await exportJWK(labKeys.publicKey)), kid: 'lab-1', alg: 'ES384', use: 'sig' };
+await registerClient(database.db, { clientId: 'lab-feed', scope: 'system/Patient.rs system/Observation.cruds', jwks: { keys: [labJwk] } });
+
+function assertion(clientId: string, key: CryptoKey, options: { jti?: string; aud?: string; alg?: string; kid?: string } = {}): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: options.alg ?? 'ES384', kid: options.kid ?? 'lab-1', typ: 'JWT' })
+    .setIssuer(clientId)
+    .setSubject(clientId)
+    .setAudience(options.aud ?? tokenEndpoint)
+    .setJti(options.jti ?? randomBytes(16).toString('hex'))
+    .setExpirationTime('5m')
+    .sign(key);
+}
+
+async function clientCredentials(scope: string, clientAssertion: string, endpoint = tokenEndpoint): Promise<{ status: number; body: Record<string, any> }> {
+  const response = await fetch(endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', scope, client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: clientAssertion }),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, any> };
+}
+
+/** A fhirclient Client on the FHIR base with `accessToken`, as an app holding a token uses it. */
+function fhirClientWith(accessToken: string) {
+  return smart({} as IncomingMessage, {} as ServerResponse).client({ serverUrl: fhirBase, tokenResponse: { access_token: accessToken } });
+}
+
+async function fhirStatus(accessToken: string, path: string, init: { method?: string; body?: unknown } = {}): Promise<number> {
+  const response = await fetch(`${fhirBase}/${path}`, {
+    method: init.method ?? 'GET',
+    headers: { authorization: `Bearer ${accessToken}`, ...(init.body ? { 'content-type': FHIR_JSON } : {}) },
+    ...(init.body ? { body: JSON.stringify(init.body) } : {}),
+  });
+  await response.arrayBuffer();
+  return response.status;
+}
+
+// --- App launch, with fhirclient -----------------------------------------------------------------------
+
+const APP_SCOPE = 'launch launch/patient openid fhirUser offline_access patient/*.rs';
+const appServer = await startApp();
+t.teardown(() => new Promise<void>((resolve) => appServer.server.close(() => resolve())));
+await registerClient(database.db, { clientId: 'dossier-app', scope: APP_SCOPE, redirectUris: [`${appServer.url}/callback`] });
+await registerAccount(database.db, { username: 'jeanne', password: 'correct horse battery', fhirUser: `Patient/${jeanne}`, patient: `Patient/${jeanne}` });
+await registerAccount(database.db, { username: 'dr-lefevre', password: 'stéthoscope 2026', fhirUser: `Practitioner/${practitioner}` });
+
+/**
+ * The app: a Node server using fhirclient's own Node API, as its README shows. `/launch` authorizes
+ * (standalone, or with the EHR's `iss` and `launch`), `/callback` completes and reads with the token.
+ */
+async function startApp(): Promise<{ server: Server; url: string; last: Record<string, any> }> {
+  const memory = new Map<string, unknown>();
+  const storage = {
+    get: async (key: string) => memory.get(key),
+    set: async (key: string, value: unknown) => {
+      memory.set(key, value);
+      return value;
+    },
+    unset: async (key: string) => memory.delete(key),
+  };
+  const state = { server: undefined as unknown as Server, url: '', last: {} as Record<string, any> };
+  state.server = createServer((request, response) => {
+    const url = new URL(request.url!, state.url);
+    const api = smart(request, response, storage as never);
+    void (async () => {
+      try {
+        if (url.pathname === '/launch') {
+          await api.authorize({ clientId: 'dossier-app', scope: APP_SCOPE, redirectUri: '/callback', ...(url.searchParams.has('iss') ? {} : { iss: fhirBase }) });
+          return;
+        }
+        const client = await api.ready();
+        const patient = client.patient.id ? await client.patient.read() : undefined;
+        state.last = { client, tokenResponse: client.state.tokenResponse, patient };
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ patient: patient?.id ?? null }));
+      } catch (error) {
+        state.last = { error };
+        response.writeHead(500, { 'content-type': 'text/plain' });
+        response.end(String(error));
+      }
+    })();
+  });
+  await new Promise<void>((resolve) => state.server.listen(0, '127.0.0.1', resolve));
+  state.url = `http://127.0.0.1:${(state.server.address() as AddressInfo).port}`;
+  return state;
+}
+
+t.test('discovery: smart-configuration names the endpoints, grants, PKCE S256 and capabilities', async (t) => {
+  const configuration = (await (await fetch(`${fhirBase}/.well-known/smart-configuration`)).json()) as Record<string, any>;
+  t.equal(configuration.token_endpoint, tokenEndpoint);
+  t.equal(configuration.authorization_endpoint, `${origin}/auth/authorize`);
+  t.same(configuration.code_challenge_methods_supported, ['S256']);
+  t.ok(configuration.grant_types_supported.includes('client_credentials') && configuration.grant_types_supported.includes('authorization_code'));
+  t.ok(configuration.token_endpoint_auth_signing_alg_values_supported.includes('RS384') && configuration.token_endpoint_auth_signing_alg_values_supported.includes('ES384'));
+  for (const capability of ['launch-ehr', 'launch-standalone', 'client-public', 'client-confidential-asymmetric', 'context-ehr-patient', 'permission-v2']) {
+    t.ok(configuration.capabilities.includes(capability), capability);
+  }
+  const metadata = (await (await fetch(`${fhirBase}/metadata`)).json()) as Record<string, any>;
+  const oauthUris = metadata.rest[0].security.extension.find((extension: { url: string }) => extension.url === 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris');
+  t.ok(oauthUris, 'the CapabilityStatement carries the SMART oauth-uris extension');
+  t.equal(oauthUris.extension.find((e: { url: string }) => e.url === 'token').valueUri, tokenEndpoint, 'with the token endpoint of this server');
+  t.equal(oauthUris.extension.find((e: { url: string }) => e.url === 'authorize').valueUri, `${origin}/auth/authorize`);
+});
+
+t.test('backend services: a registered feed gets a token with its key and writes within its scopes', async (t) => {
+  const { status, body } = await clientCredentials('system/Patient.rs system/Observation.cruds', await assertion('lab-feed', labKeys.privateKey));
+  t.equal(status, 200, JSON.stringify(body));
+  t.equal(body.token_type, 'Bearer');
+  t.equal(body.scope, 'system/Patient.rs system/Observation.cruds');
+  const claims = decodeJwt(body.access_token);
+  t.equal(claims.aud, fhirBase, 'the token is for this FHIR base');
+  t.equal(claims.iss, `${origin}/auth`);
+  t.equal(claims.client_id, 'lab-feed');
+
+  const client = fhirClientWith(body.access_token);
+  const patient = await client.request(`Patient/${jeanne}`);
+  t.equal(patient.id, jeanne, 'fhirclient reads with the token');
+  const observation = await client.create({ resourceType: 'Observation', status: 'final', code: { text: 'potassium' }, subject: { reference: `Patient/${jeanne}` } });
+  t.equal(observation.resourceType, 'Observation', 'and writes an Observation');
+  t.equal(await fhirStatus(body.access_token, 'Patient', { method: 'POST', body: { resourceType: 'Patient' } }), 403, 'but creates no Patient: system/Patient.rs');
+  t.equal(await fhirStatus(body.access_token, `Practitioner/${practitioner}`), 403, 'nor reads a type it was not given');
+});
+
+t.test('backend services: a narrower request gets a narrower token, one beyond the registration gets none', async (t) => {
+  const narrow = await clientCredentials('system/Patient.rs', await assertion('lab-feed', labKeys.privateKey));
+  t.equal(narrow.status, 200);
+  t.equal(narrow.body.scope, 'system/Patient.rs');
+  t.equal(await fhirStatus(narrow.body.access_token, `Observation?subject=Patient/${jeanne}`), 403, 'the token reads no Observation');
+  const beyond = await clientCredentials('system/*.cruds', await assertion('lab-feed', labKeys.privateKey));
+  t.equal(beyond.status, 400);
+  t.equal(beyond.body.error, 'invalid_scope');
+});
+
+t.test('backend services: wrong key, replayed jti, wrong audience, unknown client are refused', async (t) => {
+  const stranger = await generateKeyPair('ES384', { extractable: true });
+  const forged = await clientCredentials('system/Patient.rs', await assertion('lab-feed', stranger.privateKey));
+  t.equal(forged.status, 401, 'an assertion signed by another key');
+  t.equal(forged.body.error, 'invalid_client');
+
+  const jti = randomBytes(16).toString('hex');
+  t.equal((await clientCredentials('system/Patient.rs', await assertion('lab-feed', labKeys.privateKey, { jti }))).status, 200, 'a first assertion');
+  const replayed = await clientCredentials('system/Patient.rs', await assertion('lab-feed', labKeys.privateKey, { jti }));
+  t.equal(replayed.status, 401, 'the same jti again');
+  t.equal(replayed.body.error, 'invalid_client');
+
+  const elsewhere = await clientCredentials('system/Patient.rs', await assertion('lab-feed', labKeys.privateKey, { aud: 'https://other.example/token' }));
+  t.equal(elsewhere.status, 401, 'an assertion for another server');
+
+  const unknown = await clientCredentials('system/Patient.rs', await assertion('nobody', labKeys.privateKey));
+  t.equal(unknown.status, 401, 'a client nobody registered');
+  t.equal(unknown.body.error, 'invalid_client');
+});
+
+/** A user's browser: follows redirects by hand, keeps the authorization server's cookies. */
+class Browser {
+  private readonly cookies = new Map<string, string>();
+
+  async go(url: string, init: { method?: string; form?: Record<string, string> } = {}): Promise<{ status: number; url: string; location?: string; text: string }> {
+    const response = await fetch(url, {
+      method: init.method ?? 'GET',
+      redirect: 'manual',
+      headers: {
+        ...(this.cookies.size ? { cookie: [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ') } : {}),
+        ...(init.form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
+      },
+      ...(init.form ? { body: new URLSearchParams(init.form) } : {}),
+    });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(';');
+      const at = pair!.indexOf('=');
+      const name = pair!.slice(0, at).trim();
+      const value = pair!.slice(at + 1);
+      if (/expires=Thu, 01 Jan 1970/i.test(line) || value === '') this.cookies.delete(name);
+      else this.cookies.set(name, value);
+    }
+    const location = response.headers.get('location') ?? undefined;
+    return { status: response.status, url, ...(location ? { location: new URL(location, url).href } : {}), text: await response.text() };
+  }
+
+  /** Follows redirects from `url` until a page that is no redirect, or `stop` says so. */
+  async follow(url: string, stop: (url: string) => boolean = () => false): Promise<{ status: number; url: string; location?: string; text: string }> {
+    let page = await this.go(url);
+    for (let hops = 0; page.location && !stop(page.location) && hops < 10; hops++) page = await this.go(page.location);
+    return page;
+  }
+}
+
+async function logIn(browser: Browser, start: string, username: string, password: string) {
+  const login = await browser.follow(start);
+  if (!/\/auth\/interaction\//.test(login.url)) throw new Error(`expected the login page, got ${login.status} ${login.url}: ${login.text.slice(0, 300)}`);
+  const posted = await browser.go(login.url, { method: 'POST', form: { username, password } });
+  return { login, posted };
+}
+
+t.test('standalone launch with fhirclient: log in, PKCE, the patient in context, a refresh token', async (t) => {
+  const browser = new Browser();
+  const { login, posted } = await logIn(browser, `${appServer.url}/launch`, 'jeanne', 'correct horse battery');
+  t.equal(login.status, 200, 'the login page');
+  t.match(login.text, /<form method="post"/);
+  t.equal(posted.status, 303, 'the password is accepted');
+  const done = await browser.follow(posted.location!);
+  t.equal(done.status, 200, `the app completed: ${done.text.slice(0, 300)}`);
+  t.same(JSON.parse(done.text), { patient: jeanne }, 'and read its patient with the token');
+
+  const { client, tokenResponse } = appServer.last;
+  t.equal(tokenResponse.patient, jeanne, 'the token response names the patient');
+  t.ok(tokenResponse.refresh_token, 'offline_access: a refresh token');
+  t.ok(tokenResponse.id_token, 'openid: an ID token');
+  t.equal(decodeJwt(tokenResponse.id_token).fhirUser, `${fhirBase}/Patient/${jeanne}`, 'whose fhirUser is the patient');
+  t.equal(client.getFhirUser(), `Patient/${jeanne}`, 'as fhirclient reads it');
+  t.match(tokenResponse.scope, /patient\/\*\.rs/);
+
+  t.equal(await fhirStatus(tokenResponse.access_token, `Observation?subject=Patient/${jeanne}`), 200, 'her observations');
+  t.equal(await fhirStatus(tokenResponse.access_token, `Patient/${paul}`), 404, 'not another patient: patient/ scopes stay in her compartment');
+  t.equal(await fhirStatus(tokenResponse.access_token, 'Observation', { method: 'POST', body: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${jeanne}` } } }), 403, 'and no write: .rs');
+
+  const before = tokenResponse.access_token;
+  await client.refresh();
+  const after = client.state.tokenResponse;
+  t.not(after.access_token, before, 'the refresh token gives a new access token');
+  t.equal(after.patient, jeanne, 'with the same launch context');
+  t.equal(((await client.request(`Patient/${jeanne}`)) as { id: string }).id, jeanne, 'which works');
+});
+
+t.test('EHR launch with fhirclient: the launch id brings the EHR patient into the app', async (t) => {
+  const launch = await registerLaunch(database.db, { patient: `Patient/${paul}` });
+  const browser = new Browser();
+  const { posted } = await logIn(browser, `${appServer.url}/launch?iss=${encodeURIComponent(fhirBase)}&launch=${launch}`, 'dr-lefevre', 'stéthoscope 2026');
+  t.equal(posted.status, 303);
+  const done = await browser.follow(posted.location!);
+  t.equal(done.status, 200, done.text.slice(0, 300));
+  t.same(JSON.parse(done.text), { patient: paul }, 'the app reads the launch patient');
+  const { tokenResponse } = appServer.last;
+  t.equal(decodeJwt(tokenResponse.access_token).fhirUser, `Practitioner/${practitioner}`, 'the token speaks for the practitioner');
+
+  const unknown = await new Browser().follow(`${appServer.url}/launch?iss=${encodeURIComponent(fhirBase)}&launch=not-a-launch`);
+  // Refused before or after login: either way no code reaches the app.
+  t.notMatch(unknown.url, /code=/, 'an unknown launch gives no code');
+});
+
+t.test('login page: a wrong password is refused and the page is inert', async (t) => {
+  const browser = new Browser();
+  const { login, posted } = await logIn(browser, `${appServer.url}/launch`, 'jeanne', 'wrong password');
+  t.equal(posted.status, 401, 'wrong password');
+  t.notOk(posted.location, 'no redirect to the app');
+  t.match(posted.text, /incorrect/);
+  const unknownUser = await browser.go(login.url, { method: 'POST', form: { username: 'mallory', password: 'correct horse battery' } });
+  t.equal(unknownUser.status, 401, 'unknown user');
+  const head = await fetch(login.url);
+  t.match(head.headers.get('content-security-policy') ?? '', /default-src 'none'/, 'no script, style or load allowed');
+  t.notMatch(login.text, /<script|<style|https?:\/\/(?!127\.0\.0\.1)/, 'and none in the page');
+});
+
+// --- PKCE, by hand ----------------------------------------------------------------------------------------
+
+t.test('authorization code: a wrong PKCE verifier, or none, gets no token', async (t) => {
+  const verifier = randomBytes(32).toString('base64url');
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  const redirectUri = `${appServer.url}/callback`;
+  const authorize = new URL(`${origin}/auth/authorize`);
+  for (const [name, value] of Object.entries({ response_type: 'code', client_id: 'dossier-app', redirect_uri: redirectUri, scope: 'openid patient/*.rs', state: 'xyz', aud: fhirBase, code_challenge: challenge, code_challenge_method: 'S256' })) {
+    authorize.searchParams.set(name, value);
+  }
+  const browser = new Browser();
+  const { posted } = await logIn(browser, authorize.href, 'jeanne', 'correct horse battery');
+  const back = await browser.follow(posted.location!, (url) => url.startsWith(redirectUri));
+  const code = new URL(back.location!).searchParams.get('code');
+  t.ok(code, 'a code');
+  const exchange = (codeVerifier?: string) =>
+    fetch(tokenEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code: code!, redirect_uri: redirectUri, client_id: 'dossier-app', ...(codeVerifier ? { code_verifier: codeVerifier } : {}) }),
+    }).then(async (response) => ({ status: response.status, body: (await response.json()) as Record<string, any> }));
+  const wrong = await exchange(randomBytes(32).toString('base64url'));
+  t.equal(wrong.status, 400, 'a wrong verifier');
+  t.equal(wrong.body.error, 'invalid_grant');
+  const missing = await exchange();
+  t.equal(missing.status, 400, 'no verifier');
+
+  const noChallenge = new URL(authorize);
+  noChallenge.searchParams.delete('code_challenge');
+  noChallenge.searchParams.delete('code_challenge_method');
+  const refused = await new Browser().go(noChallenge.href);
+  t.match(refused.location ?? '', /error=invalid_request/, 'an authorization request without PKCE is refused');
+
+  const otherServer = new URL(authorize);
+  otherServer.searchParams.set('aud', 'https://other.example/fhir');
+  const confused = await new Browser().go(otherServer.href);
+  t.match(confused.location ?? '', /error=invalid_request/, 'an authorization request for another FHIR server is refused');
+});
+
+// --- A second issuer, trusted by configuration only --------------------------------------------------------
+
+t.test('a second issuer with its own keys, trusted by FHIR_AUTH_ISSUERS, opens /fhir; its keys do not make it the embedded one', async (t) => {
+  const other = await openTestDatabase();
+  const keys = [await generateIssuerKey()];
+  await migrate(other.db);
+  const otherStore = authorizationStore(other.db);
+  const provider = createAuthorizationServer({ origin: otherOrigin, fhirBase, keys, store: otherStore });
+  const idp: FastifyInstance = fastify();
+  await idp.register(authorizationRoutes, { provider, store: otherStore });
+  await idp.listen({ port: otherPort, host: '127.0.0.1' });
+  t.teardown(async () => {
+    await idp.close();
+    await other.drop();
+  });
+  await registerClient(other.db, { clientId: 'lab-feed', scope: 'system/Patient.rs', jwks: { keys: [labJwk] } });
+  const { status, body } = await clientCredentials('system/Patient.rs', await assertion('lab-feed', labKeys.privateKey, { aud: `${otherOrigin}/auth/token` }), `${otherOrigin}/auth/token`);
+  t.equal(status, 200, JSON.stringify(body));
+  t.equal(decodeJwt(body.access_token).iss, `${otherOrigin}/auth`);
+  t.equal(await fhirStatus(body.access_token, `Patient/${jeanne}`), 200, 'the configured issuer\'s token is accepted');
+
+  // The same keys, claiming the embedded issuer: refused (the embedded issuer's key is not theirs).
+  const impostor = await new SignJWT({ scope: 'system/*.cruds', client_id: 'x' })
+    .setProtectedHeader({ alg: 'ES256', kid: keys[0]!.kid })
+    .setIssuer(`${origin}/auth`)
+    .setAudience(fhirBase)
+    .setExpirationTime('5m')
+    .sign(await importJWK(keys[0]!.privateJwk as JWK, 'ES256'));
+  t.equal(await fhirStatus(impostor, `Patient/${jeanne}`), 401);
+});
