@@ -53,6 +53,7 @@ async function writeRecord(name: string, secret: string, letter: string) {
 const TABLES = [
   'resource', 'resource_history', 'search_token', 'search_string', 'search_date', 'search_reference', 'search_uri', 'search_number', 'search_quantity',
   'search_composite', 'search_position', 'compartment_member', 'consent_rule', 'resource_visibility', 'binary_context', 'binary_content', 'binary_chunk', 'data_key',
+  'version_member', 'version_visibility', 'authz_account',
 ];
 
 /** Rows of every table of the store, as text, that hold one of `needles`. */
@@ -95,6 +96,8 @@ t.test('the patient erases their own record: nothing of it is readable afterward
     [record.patient.id],
   );
   t.ok(auditBefore.length >= 2, 'the trail has events about the patient');
+  // The patient's login for the embedded authorization server (npm run account), named after them.
+  await server.rawDb.query(`INSERT INTO authz_account (username, password_hash, fhir_user, patient) VALUES ($1, 'scrypt$hash', $2, $2)`, [`${NAME}.Aurelia`, `Patient/${record.patient.id}`]);
   const own = await server.token({ scope: 'patient/*.cruds', patient: record.patient.id, fhirUser: `Patient/${record.patient.id}` });
   const erased = await server.inject({ method: 'POST', url: `/fhir/Patient/${record.patient.id}/$erase`, headers: { authorization: `Bearer ${own}` } });
   t.equal(erased.statusCode, 200, erased.body);
@@ -108,7 +111,7 @@ t.test('the patient erases their own record: nothing of it is readable afterward
   const audit = await server.inject({ method: 'GET', url: `/fhir/AuditEvent/${auditBefore[0]!.id}` });
   t.equal(audit.statusCode, 410, 'an AuditEvent about the patient is kept, unreadable');
 
-  t.same(await rowsHolding(server.rawDb, NEEDLES), [], 'no row of any table holds the record in clear');
+  t.same(await rowsHolding(server.rawDb, NEEDLES), [], 'no row of any table holds the record in clear, the patient\'s login account included');
   // With the master key and a cold cache, what is left cannot be opened to the record either.
   const fresh = new DataKeys(new LocalKeyWrapper(Buffer.from(TEST_MASTER_KEY, 'base64')));
   const { rows } = await server.rawDb.query<{ content: string }>(`SELECT content FROM resource WHERE content IS NOT NULL UNION ALL SELECT content FROM resource_history WHERE content IS NOT NULL`);

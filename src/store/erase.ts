@@ -28,6 +28,7 @@ const TOUCHED_TABLES = [
   'binary_content',
   'binary_chunk',
   'data_key',
+  'authz_account',
 ];
 
 const TARGETS = `SELECT * FROM unnest($2::text[], $3::text[])`;
@@ -81,6 +82,8 @@ export async function eraseRecord(db: Database, patientId: string, keys: DataKey
     await tx.query(`DELETE FROM binary_context WHERE binary_id = ANY($4::text[]) OR (context_type, context_id) IN (${TARGETS}) OR (context_type = 'Patient' AND context_id = $1)`, [...params, binaryIds]);
     await tx.query(`DELETE FROM binary_chunk WHERE content_id IN (SELECT content_id FROM binary_content WHERE binary_id = ANY($1::text[]))`, [binaryIds]);
     await tx.query(`DELETE FROM binary_content WHERE binary_id = ANY($1::text[])`, [binaryIds]);
+    // The patient's own login accounts (the embedded authorization server's): their user names are often their names.
+    await tx.query(`DELETE FROM authz_account WHERE patient IN ($1, $2) OR fhir_user = $2`, [patientId, owner]);
     const destroyed = await tx.query(`DELETE FROM data_key WHERE owner = $1`, [owner]);
     return { resources: deleted.rowCount, auditEvents: audit[0]?.n ?? 0, dataKeys: destroyed.rowCount };
   });
