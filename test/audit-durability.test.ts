@@ -10,6 +10,8 @@
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { openDatabase } from '../src/store/open-database.ts';
+import { openingDatabase } from '../src/store/encryption.ts';
+import { testDataKeys } from './helpers/app.ts';
 import { createScratchStore, getJson, postJson, startServerProcess, type ServerProcess } from './helpers/server-process.ts';
 
 const READERS = 6;
@@ -79,11 +81,12 @@ t.test(`SIGKILL during reads under load (${READERS} readers) on ${process.env.DA
   t.equal(after.status, 200, 'the restarted server answers');
   await server.stop();
 
-  const db = await openDatabase(store.url);
+  // AuditEvents are sealed (encryption at rest): read them opened with the server's master key.
+  const db = openingDatabase(await openDatabase(store.url), testDataKeys());
   try {
-    const { rows } = await db.query<{ content: string }>(`SELECT content FROM resource WHERE resource_type = 'AuditEvent' AND content LIKE $1`, [`%audit-kill-${RUN}-%`]);
+    const { rows } = await db.query<{ content: string }>(`SELECT content FROM resource WHERE resource_type = 'AuditEvent'`);
     const audited = new Set<number>();
-    for (const { content } of rows) {
+    for (const { content } of rows.filter((row) => row.content.includes(`audit-kill-${RUN}-`))) {
       const event = JSON.parse(content);
       if (event.action !== 'R' || event.outcome !== '0' || event.subtype?.[0]?.code !== 'read') continue;
       for (const entity of event.entity ?? []) {

@@ -10,6 +10,8 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import t from 'tap';
 import { openDatabase } from '../src/store/open-database.ts';
+import { openingDatabase } from '../src/store/encryption.ts';
+import { testDataKeys } from './helpers/app.ts';
 import { clinicalCounts, CLINICAL_TYPES, frenchTransaction, INS_SYSTEM, MARKER_SYSTEM, patientNir } from './helpers/french-bundles.ts';
 import { createScratchStore, getJson, postJson, startServerProcess, type ServerProcess } from './helpers/server-process.ts';
 
@@ -154,17 +156,14 @@ t.test(`SIGKILL during a stream of transaction bundles (${SENDERS} senders) on $
 
   // --- the rows themselves, read straight from the store once the server has stopped cleanly ----------
   await server.stop();
-  const db = await openDatabase(store.url);
+  // Content is sealed (encryption at rest): read it opened with the server's master key, then look for the markers.
+  const db = openingDatabase(await openDatabase(store.url), testDataKeys());
   try {
-    const markers = sent.map((s) => s.marker);
-    const { rows } = await db.query<{ marker: string; resources: number; versions: number }>(
-      `SELECT m.marker,
-              (SELECT count(*)::int FROM resource r WHERE r.content LIKE '%"' || m.marker || '"%') AS resources,
-              (SELECT count(*)::int FROM resource_history h WHERE h.content LIKE '%"' || m.marker || '"%') AS versions
-         FROM unnest($1::text[]) AS m(marker)`,
-      [markers],
-    );
-    const byMarker = new Map(rows.map((row) => [row.marker, row]));
+    const contents = async (table: string) => (await db.query<{ content: string }>(`SELECT content FROM ${table} WHERE content IS NOT NULL`)).rows.map((row) => row.content);
+    const current = await contents('resource');
+    const history = await contents('resource_history');
+    const holding = (texts: string[], marker: string) => texts.filter((text) => text.includes(`"${marker}"`)).length;
+    const byMarker = new Map(sent.map((s) => [s.marker, { resources: holding(current, s.marker), versions: holding(history, s.marker) }]));
     for (const s of sent) {
       const row = byMarker.get(s.marker)!;
       if (s.fate === 'acknowledged') t.same([row.resources, row.versions], [CLINICAL, CLINICAL], `bundle ${s.index}: ${CLINICAL} current rows and ${CLINICAL} history rows`);

@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { dataKeysFor, generatedMasterKeyFile } from '../src/store/master-key.ts';
 import t from 'tap';
 import { DataKeys, LocalKeyWrapper } from '../src/store/encryption.ts';
 import { SqlResourceStore } from '../src/store/sql-resource-store.ts';
@@ -180,4 +184,21 @@ t.test('npm run rotate-master-key rewraps the data keys and leaves the data as i
   await t.rejects(stale.read('Patient', patient.id), /master key/, 'the old master key no longer opens anything');
   const both = SqlResourceStore.over(server.rawDb, { registry, dataKeys: new DataKeys(new LocalKeyWrapper(Buffer.alloc(32, 42), [Buffer.from(TEST_MASTER_KEY, 'base64')])) });
   t.equal(((await both.read('Observation', observation.id)).resource as any).code.text, `${NAME} glycaemia`);
+});
+
+t.test('without a configured master key: an embedded store generates one beside its data, PostgreSQL refuses to start', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dossier-key-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const warnings: string[] = [];
+  const first = dataKeysFor({ mode: 'on' }, join(dir, 'pglite'), (message) => warnings.push(message));
+  const file = generatedMasterKeyFile(join(dir, 'pglite'));
+  t.equal(file, join(dir, 'pglite.master-key'), 'beside the data directory, not in it');
+  t.equal((statSync(file).mode & 0o777).toString(8), '600');
+  t.match(warnings[0], /generated .*pglite\.master-key/);
+  const again = dataKeysFor({ mode: 'on' }, join(dir, 'pglite'), (message) => warnings.push(message));
+  t.equal(again!.wrapper.currentKeyId, first!.wrapper.currentKeyId, 'the next start uses the same key');
+  t.throws(() => dataKeysFor({ mode: 'on' }, 'postgres://db/dossier', () => {}), /FHIR_MASTER_KEY/);
+  t.equal(dataKeysFor({ mode: 'off' }, 'postgres://db/dossier', () => {}), undefined, 'FHIR_ENCRYPTION=off');
+  t.equal(dataKeysFor({ mode: 'on', masterKey: TEST_MASTER_KEY }, 'postgres://db/dossier', () => {})!.wrapper.currentKeyId, testDataKeys().wrapper.currentKeyId);
+  t.throws(() => dataKeysFor({ mode: 'on', masterKey: 'c2hvcnQ=' }, 'memory://', () => {}), /32 bytes/);
 });

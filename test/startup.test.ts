@@ -10,7 +10,7 @@ import { freePort, logEntries, spawnServerProcess, startServerProcess } from './
 t.setTimeout(300_000);
 
 // The validator is built once the server listens, between requests (DeferredValidator).
-const STEPS = ['check port', 'open store', 'load modules', 'search registry', 'migrations', 'sweep stale uploads', 'stored definitions', 'issuer keys', 'sweep expired authorizations', 'routes', 'listen', 'validator and profiles (after listening)'];
+const STEPS = ['check port', 'master key', 'open store', 'load modules', 'search registry', 'migrations', 'sweep stale uploads', 'stored definitions', 'issuer keys', 'sweep expired authorizations', 'routes', 'listen', 'validator and profiles (after listening)'];
 
 t.test('a start logs each step with its duration, in order', async (t) => {
   const server = await startServerProcess('memory://', { env: { LOG_LEVEL: 'info' } });

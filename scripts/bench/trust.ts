@@ -25,6 +25,7 @@ import { buildApp, type AppOptions } from '../../src/app.ts';
 import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
+import { DataKeys, LocalKeyWrapper } from '../../src/store/encryption.ts';
 import type { Database } from '../../src/store/database.ts';
 import { embeddedToken } from '../lib/embedded-token.ts';
 import { LoadClient } from './lib/load-client.ts';
@@ -58,6 +59,8 @@ interface Configuration {
   config: Partial<AppOptions['config']>;
   /** The token clients send (none when authentication is off). */
   token?: (db: Database) => Promise<string>;
+  /** Encryption at rest (a master key of the run's own); off unless said. */
+  encryption?: boolean;
 }
 
 const systemToken = (db: Database) => embeddedToken(db, { audience: AUDIENCE, scope: 'system/*.cruds', clientId: 'bench-feed' });
@@ -65,7 +68,7 @@ const systemToken = (db: Database) => embeddedToken(db, { audience: AUDIENCE, sc
 const CONFIGURATIONS: Configuration[] = [
   { name: 'off', description: 'FHIR_AUTH=off, no audit trail', config: { auth: 'off', audit: 'off' } },
   { name: 'auth', description: 'SMART token verified, scopes applied', targetShare: 0.9, config: { auth: 'on', audit: 'off' }, token: systemToken },
-  { name: 'trust', description: 'SMART, audit trail (as by default)', targetShare: 0.75, config: { auth: 'on', audit: 'on' }, token: systemToken },
+  { name: 'trust', description: 'SMART, audit trail, encryption at rest (as by default)', targetShare: 0.75, config: { auth: 'on', audit: 'on' }, token: systemToken, encryption: true },
 ];
 
 function positiveInteger(name: string, fallback: number): number {
@@ -118,7 +121,7 @@ interface Target {
 async function openTarget(storeUrl: string, configuration: Configuration, validator: AppOptions['validator']): Promise<Target> {
   const schema = storeUrl.startsWith('postgres') ? `bench_trust_${configuration.name}_${randomBytes(3).toString('hex')}` : undefined;
   const db = await openDatabase(storeUrl, schema ? { schema } : {});
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 16 * 1024 * 1024, authAudience: AUDIENCE, ...configuration.config }, storage: sqlStorage(db), validator });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 16 * 1024 * 1024, authAudience: AUDIENCE, ...configuration.config }, storage: sqlStorage(db, configuration.encryption ? new DataKeys(new LocalKeyWrapper(randomBytes(32))) : undefined), validator });
   const origin = await app.listen({ host: '127.0.0.1', port: 0 });
   const authorization = configuration.token ? `Bearer ${await configuration.token(db)}` : undefined;
   return {

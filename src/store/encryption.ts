@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { AuditEvent, Resource } from 'fhir/r4';
 import type { Database, QueryResult, SqlExecutor } from './database.ts';
 
@@ -87,16 +88,24 @@ export interface DataKey {
 /** Whose data key seals a resource: `Patient/{id}` for a patient's record, SYSTEM_OWNER for the rest. */
 export const SYSTEM_OWNER = 'system';
 
-/** Sealed content is text (the `content` columns): this prefix, the data key's id, `$`, then base64. Clear JSON starts with `{`. */
+/**
+ * Sealed content is text (the `content` columns): a prefix, the data key's id, `$`, then base64. Clear JSON
+ * starts with `{`. Ciphertext does not compress, so the database's own compression of large values (TOAST,
+ * lz4 since migration 0010) no longer applies: JSON over COMPRESS_ABOVE characters is deflated before it is
+ * sealed (prefix `$z1$`), as PostgreSQL would have compressed it; smaller JSON is sealed as it is (`$e1$`).
+ */
 const SEALED_PREFIX = '$e1$';
+const DEFLATED_PREFIX = '$z1$';
+const PREFIX_LENGTH = 4;
 const KEY_ID_LENGTH = 36;
+const COMPRESS_ABOVE = 2000;
 
 export function isSealed(text: string): boolean {
-  return text.startsWith(SEALED_PREFIX);
+  return text.startsWith(SEALED_PREFIX) || text.startsWith(DEFLATED_PREFIX);
 }
 
 function sealedKeyId(text: string): string {
-  return text.slice(SEALED_PREFIX.length, SEALED_PREFIX.length + KEY_ID_LENGTH);
+  return text.slice(PREFIX_LENGTH, PREFIX_LENGTH + KEY_ID_LENGTH);
 }
 
 /** Unwrapped data keys held at most this long, so that a key destroyed by another process stops being used. */
@@ -185,7 +194,9 @@ export class DataKeys {
   }
 
   seal(key: DataKey, json: string): string {
-    return `${SEALED_PREFIX}${key.keyId}$${sealBytes(key.key, Buffer.from(json, 'utf8')).toString('base64')}`;
+    const plain = Buffer.from(json, 'utf8');
+    if (json.length > COMPRESS_ABOVE) return `${DEFLATED_PREFIX}${key.keyId}$${sealBytes(key.key, deflateRawSync(plain, { level: 1 })).toString('base64')}`;
+    return `${SEALED_PREFIX}${key.keyId}$${sealBytes(key.key, plain).toString('base64')}`;
   }
 
   /** The clear text of each of `texts` (clear ones as they are); null for one whose data key was destroyed. */
@@ -197,7 +208,8 @@ export class DataKeys {
       if (text === null || !isSealed(text)) return text;
       const key = keys.get(sealedKeyId(text));
       if (!key) return null;
-      return openBytes(key, Buffer.from(text.slice(SEALED_PREFIX.length + KEY_ID_LENGTH + 1), 'base64')).toString('utf8');
+      const plain = openBytes(key, Buffer.from(text.slice(PREFIX_LENGTH + KEY_ID_LENGTH + 1), 'base64'));
+      return (text.startsWith(DEFLATED_PREFIX) ? inflateRawSync(plain) : plain).toString('utf8');
     });
   }
 
