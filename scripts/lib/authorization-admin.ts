@@ -1,6 +1,6 @@
 // Registering the embedded authorization server's clients and local accounts, and minting EHR launches:
 // what `npm run client`, `npm run account` and `npm run launch` do, and how the tests set up theirs.
-import { createLaunch, type LaunchContext } from '../../src/security/authorization-server.ts';
+import { createLaunch, type LaunchContext } from '../../src/security/launch.ts';
 import { hashPassword } from '../../src/security/passwords.ts';
 import { parseScopes } from '../../src/security/scopes.ts';
 import { authorizationStore } from '../../src/store/authorization.ts';

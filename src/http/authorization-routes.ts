@@ -16,6 +16,9 @@ export interface AuthorizationRoutesOptions {
  */
 const LOGIN_PAGE_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
+/** What the provider's own answers may do in a browser. */
+const PROVIDER_POLICY = "default-src 'none'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /** Longest username or password read from the login form. */
 const MAX_CREDENTIAL_LENGTH = 256;
 
@@ -33,6 +36,8 @@ export async function authorizationRoutes(app: FastifyInstance, { provider, stor
     raw.originalUrl = raw.url;
     raw.url = raw.url!.slice(AUTHORIZATION_PATH.length) || '/';
     for (const [name, value] of Object.entries(SECURITY_HEADERS)) reply.raw.setHeader(name, value);
+    // The provider's pages (errors, form_post) load nothing; form_post adds its inline script's hash to script-src.
+    reply.raw.setHeader('content-security-policy', PROVIDER_POLICY);
     reply.raw.setHeader('x-request-id', String(reply.request.id));
     // The provider answers (and logs) its own errors; the promise never rejects.
     void callback(raw, reply.raw);

@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import Provider, { errors, type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorizationClient, AuthorizationStore, IssuerKey } from '../store/resource-store.ts';
 import { EMBEDDED_ALGORITHM } from './embedded-issuer.ts';
+import { LAUNCH, withoutPrefix, type LaunchContext } from './launch.ts';
 import { parseScopes, type ResourceScope } from './scopes.ts';
 
 /** The endpoints, below the issuer (`https://dmp.example/auth`), as the provider's `routes` puts them. */
@@ -30,15 +31,12 @@ export const CLIENT_ASSERTION_ALGORITHMS = ['RS384', 'ES384', 'RS256', 'ES256', 
  */
 export const NAMED_SCOPES = ['openid', 'profile', 'fhirUser', 'offline_access', 'online_access', 'launch', 'launch/patient', 'launch/encounter'];
 
-/** Models of the provider's records kept by this server besides the provider's own. */
-const LAUNCH = 'Launch';
+/** The records of each authorization's launch context, by grant id. */
 const LAUNCH_CONTEXT = 'LaunchContext';
 
 /** Lifetimes, in seconds. */
 const ACCESS_TOKEN_TTL = 3600;
 const GRANT_TTL = 30 * 24 * 3600;
-/** An EHR's launch id is used at once, when the app it opens asks for authorization. */
-export const LAUNCH_TTL = 300;
 
 export interface AuthorizationServerOptions {
   /** The FHIR server's origin (`https://dmp.example`): the provider's issuer is its `/auth`. */
@@ -52,23 +50,9 @@ export interface AuthorizationServerOptions {
   proxy?: boolean;
 }
 
-/** The launch context an authorization carries into its tokens. */
-export interface LaunchContext {
-  /** The patient's id (no `Patient/`), as SMART's `patient` token response parameter. */
-  patient?: string;
-  encounter?: string;
-}
-
 /** The issuer identifier of the embedded authorization server. */
 export function authorizationIssuer(origin: string): string {
   return `${origin}${AUTHORIZATION_PATH}`;
-}
-
-/** An EHR launch: a launch id bound to a patient (and encounter), given to the app it opens as `launch`. */
-export async function createLaunch(store: AuthorizationStore, context: LaunchContext, expiresIn = LAUNCH_TTL): Promise<string> {
-  const launch = randomBytes(16).toString('base64url');
-  await store.saveRecord(LAUNCH, launch, { ...withoutPrefix(context) }, expiresIn);
-  return launch;
 }
 
 /**
@@ -321,13 +305,6 @@ function recordsAdapter(store: AuthorizationStore): new (model: string) => Adapt
 function payloadOf(record: Awaited<ReturnType<AuthorizationStore['record']>>): AdapterPayload | undefined {
   if (!record) return undefined;
   return { ...record.payload, ...(record.consumed ? { consumed: true } : {}) } as AdapterPayload;
-}
-
-function withoutPrefix(context: LaunchContext): LaunchContext {
-  return {
-    ...(context.patient ? { patient: context.patient.replace(/^Patient\//, '') } : {}),
-    ...(context.encounter ? { encounter: context.encounter.replace(/^Encounter\//, '') } : {}),
-  };
 }
 
 /**
