@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { MAX_BUFFERED_JSON } from '../src/store/repository.ts';
 import type { SqlExecutor } from '../src/store/database.ts';
@@ -7,10 +8,10 @@ const MB = 1024 * 1024;
 const BUNDLE_BODY_LIMIT = 24 * MB;
 const server = await startTestServer(t, { bodyLimit: MB, bundleBodyLimit: BUNDLE_BODY_LIMIT, bundleMaxEntries: 100 });
 
-/** Sizes of the statements that write new resources, in transactions too. */
+/** Sizes of the statements that write new resources, in transactions too (on the driver's handle, under the store's opening wrapper). */
 const insertSizes: number[] = [];
-const { transaction } = server.db;
-server.db.transaction = (work) =>
+const { transaction } = server.rawDb;
+server.rawDb.transaction = (work) =>
   transaction((tx) =>
     work({
       query<Row>(sql: string, params?: unknown[], name?: string) {
@@ -20,8 +21,8 @@ server.db.transaction = (work) =>
     } satisfies SqlExecutor),
   );
 
-/** A Patient of about `size` characters of JSON. */
-const patient = (family: string, size: number) => ({ resourceType: 'Patient', name: [{ family }], extension: [{ url: 'http://example.org/note', valueString: 'x'.repeat(size) }] });
+/** A Patient of about `size` characters of JSON, random so that they stay about that size once compressed and sealed. */
+const patient = (family: string, size: number) => ({ resourceType: 'Patient', name: [{ family }], extension: [{ url: 'http://example.org/note', valueString: randomBytes(size / 2).toString('hex') }] });
 
 const transactionOf = (resources: object[]) => ({ resourceType: 'Bundle', type: 'transaction', entry: resources.map((resource) => ({ resource, request: { method: 'POST', url: 'Patient' } })) });
 
