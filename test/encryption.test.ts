@@ -24,6 +24,9 @@ const post = async (body: Record<string, unknown>) => {
   return json(response);
 };
 
+const postTransaction = (entry: unknown[]) =>
+  server.inject({ method: 'POST', url: '/fhir', payload: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry }), headers: { 'content-type': FHIR_JSON } });
+
 const patient = await post({ resourceType: 'Patient', name: [{ family: NAME }], identifier: [{ system: 'urn:test:ins', value: SECRET }] });
 const observation = await post({ resourceType: 'Observation', status: 'final', code: { text: `${NAME} glycaemia` }, subject: { reference: `Patient/${patient.id}` } });
 const practitioner = await post({ resourceType: 'Practitioner', name: [{ family: 'Publicus' }] });
@@ -91,19 +94,10 @@ t.test('without the master key nothing opens', async (t) => {
 });
 
 t.test('a transaction bundle creating a new patient and its records seals them all under the new key', async (t) => {
-  const response = await server.inject({
-    method: 'POST',
-    url: '/fhir',
-    payload: JSON.stringify({
-      resourceType: 'Bundle',
-      type: 'transaction',
-      entry: [
-        { fullUrl: 'urn:uuid:6a3c1f7e-0000-4000-8000-000000000001', resource: { resourceType: 'Patient', name: [{ family: 'Bundlewick' }] }, request: { method: 'POST', url: 'Patient' } },
-        { resource: { resourceType: 'Observation', status: 'final', code: { text: 'bundled' }, subject: { reference: 'urn:uuid:6a3c1f7e-0000-4000-8000-000000000001' } }, request: { method: 'POST', url: 'Observation' } },
-      ],
-    }),
-    headers: { 'content-type': FHIR_JSON },
-  });
+  const response = await postTransaction([
+    { fullUrl: 'urn:uuid:6a3c1f7e-0000-4000-8000-000000000001', resource: { resourceType: 'Patient', name: [{ family: 'Bundlewick' }] }, request: { method: 'POST', url: 'Patient' } },
+    { resource: { resourceType: 'Observation', status: 'final', code: { text: 'bundled' }, subject: { reference: 'urn:uuid:6a3c1f7e-0000-4000-8000-000000000001' } }, request: { method: 'POST', url: 'Observation' } },
+  ]);
   t.equal(response.statusCode, 200, response.body);
   const [patientEntry, observationEntry] = json(response).entry;
   const patientId = patientEntry.resource.id;
@@ -117,19 +111,10 @@ t.test('a transaction bundle creating a new patient and its records seals them a
 });
 
 t.test('a transaction that rolls back leaves no key behind that later writes would seal with', async (t) => {
-  const response = await server.inject({
-    method: 'POST',
-    url: '/fhir',
-    payload: JSON.stringify({
-      resourceType: 'Bundle',
-      type: 'transaction',
-      entry: [
-        { resource: { resourceType: 'Patient', id: 'rolled-back', name: [{ family: 'Gone' }] }, request: { method: 'PUT', url: 'Patient/rolled-back' } },
-        { resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' } }, request: { method: 'PUT', url: 'Observation/x', ifMatch: 'W/"9"' } },
-      ],
-    }),
-    headers: { 'content-type': FHIR_JSON },
-  });
+  const response = await postTransaction([
+    { resource: { resourceType: 'Patient', id: 'rolled-back', name: [{ family: 'Gone' }] }, request: { method: 'PUT', url: 'Patient/rolled-back' } },
+    { resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' } }, request: { method: 'PUT', url: 'Observation/x', ifMatch: 'W/"9"' } },
+  ]);
   t.not(response.statusCode, 200);
   t.equal((await server.rawDb.query(`SELECT 1 FROM data_key WHERE owner = 'Patient/rolled-back'`)).rows.length, 0);
   const put = await server.inject({ method: 'PUT', url: '/fhir/Patient/rolled-back', payload: JSON.stringify({ resourceType: 'Patient', id: 'rolled-back', name: [{ family: 'Back' }] }), headers: { 'content-type': FHIR_JSON } });

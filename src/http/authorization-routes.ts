@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type Provider from 'oidc-provider';
-import { AUTHORIZATION_PATH, escapeHtml, INTERACTION_PATH, page } from '../security/authorization-server.ts';
+import { escapeXml } from '../fhir/xml-text.ts';
+import { AUTHORIZATION_PATH, INTERACTION_PATH, page } from '../security/authorization-server.ts';
 import { verifyPassword } from '../security/passwords.ts';
 import type { AuthorizationStore } from '../store/resource-store.ts';
 import { SECURITY_HEADERS } from './security-headers.ts';
@@ -94,7 +95,7 @@ function htmlPage(reply: FastifyReply, title: string, body: string): FastifyRepl
 }
 
 function loginForm(uid: string, clientId: string): string {
-  return `<p>L’application <strong>${escapeHtml(clientId)}</strong> demande l’accès au dossier.</p>
+  return `<p>L’application <strong>${escapeXml(clientId)}</strong> demande l’accès au dossier.</p>
 <form method="post" action="${INTERACTION_PATH}/${encodeURIComponent(uid)}">
 <p><label>Identifiant <input name="username" autocomplete="username" required autofocus></label></p>
 <p><label>Mot de passe <input name="password" type="password" autocomplete="current-password" required></label></p>

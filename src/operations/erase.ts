@@ -1,4 +1,4 @@
-import type { OperationOutcome } from 'fhir/r4';
+import { informational } from '../fhir/outcome.ts';
 import type { Outcome } from '../router/context.ts';
 import type { OperationCall, OperationDefinition } from './registry.ts';
 
@@ -19,15 +19,8 @@ export const eraseOperation: OperationDefinition = {
 
 async function erase(call: OperationCall): Promise<Outcome> {
   const erased = await call.ctx.store.eraseRecord(call.id!);
-  const outcome: OperationOutcome = {
-      resourceType: 'OperationOutcome',
-      issue: [
-        {
-          severity: 'information',
-          code: 'informational',
-          diagnostics: `The record of Patient/${call.id} is erased: ${erased.resources} resources deleted with their history, ${erased.dataKeys} data keys destroyed, ${erased.auditEvents} AuditEvents about it kept unreadable`,
-        },
-      ],
-  };
+  const outcome = informational(
+    `The record of Patient/${call.id} is erased: ${erased.resources} resources deleted with their history, ${erased.dataKeys} data keys destroyed, ${erased.auditEvents} AuditEvents about it kept unreadable`,
+  );
   return { status: 200, resource: outcome };
 }

@@ -5,6 +5,7 @@
  */
 
 import { INS_NIA, INS_NIR, INS_NIR_DEMO, INS_NIR_TEST } from '../fhir/validation/french-identifiers.ts';
+import { escapeXml } from '../fhir/xml-text.ts';
 
 export type SummaryLanguage = 'fr' | 'en';
 
@@ -78,11 +79,6 @@ export type Labels = (typeof LABELS)[SummaryLanguage];
 
 export function labels(language: SummaryLanguage): Labels {
   return LABELS[language];
-}
-
-/** Text as XML character data or attribute value: the five predefined entities. */
-export function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
 /** A narrative `div` around already-escaped markup. */

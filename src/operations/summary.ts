@@ -8,8 +8,9 @@ import { MAX_PAGE_SIZE } from '../router/history.ts';
 import type { Outcome } from '../router/context.ts';
 import { text } from './parameters.ts';
 import type { OperationCall, OperationDefinition } from './registry.ts';
-import { div, escapeXml, formatDate, formatName, labels, systemName, table, type SummaryLanguage } from './summary-narrative.ts';
+import { div, formatDate, formatName, labels, systemName, table, type SummaryLanguage } from './summary-narrative.ts';
 import { LOINC, patientContactRows, SECTIONS, type PatientRecord, type RowContext, type SectionSpec } from './summary-sections.ts';
+import { escapeXml } from '../fhir/xml-text.ts';
 
 /**
  * `Patient/$summary` (IPS 2.0.0 OperationDefinition http://hl7.org/fhir/uv/ips/OperationDefinition/summary):

@@ -5,6 +5,7 @@ import type { AuthorizationClient, AuthorizationStore, IssuerKey } from '../stor
 import { EMBEDDED_ALGORITHM } from './embedded-issuer.ts';
 import { LAUNCH, withoutPrefix, type LaunchContext } from './launch.ts';
 import { parseScopes, type ResourceScope } from './scopes.ts';
+import { escapeXml } from '../fhir/xml-text.ts';
 
 /** The endpoints, below the issuer (`https://dmp.example/auth`), as the provider's `routes` puts them. */
 export const AUTHORIZATION_ENDPOINTS = {
@@ -169,7 +170,7 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
     },
     renderError: (ctx, out) => {
       ctx.type = 'html';
-      ctx.body = page('Authorization failed', `<p>${escapeHtml(String(out.error))}: ${escapeHtml(String(out.error_description ?? ''))}</p>`);
+      ctx.body = page('Authorization failed', `<p>${escapeXml(String(out.error))}: ${escapeXml(String(out.error_description ?? ''))}</p>`);
     },
   };
   const provider = new Provider(issuer, configuration);
@@ -315,13 +316,9 @@ function absolute(fhirBase: string, reference: string): string {
   return /^https?:\/\//.test(reference) ? reference : `${fhirBase}/${reference}`;
 }
 
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (character) => `&#${character.charCodeAt(0)};`);
-}
-
 /** A minimal HTML page: no script, no style, nothing loaded (the login page's policy allows nothing else). */
 export function page(title: string, body: string): string {
-  return `<!doctype html>\n<html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${escapeHtml(title)}</title></head>\n<body><h1>${escapeHtml(title)}</h1>\n${body}\n</body></html>\n`;
+  return `<!doctype html>\n<html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${escapeXml(title)}</title></head>\n<body><h1>${escapeXml(title)}</h1>\n${body}\n</body></html>\n`;
 }
 
 const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
