@@ -87,6 +87,16 @@ t.test('only the patient themselves or an administrator may erase a record, by P
   t.equal((await as(readOnly)).statusCode, 403, 'a system client that may not delete');
   const get = await server.inject({ method: 'GET', url: `/fhir/Patient/${record.patient.id}/$erase` });
   t.equal(get.statusCode, 405);
+  // It vacuums outside any transaction: not a transaction's entry, not even an administrator's (a batch's entries run each on its own).
+  const admin = await server.token({ scope: 'system/*.cruds' });
+  const inTransaction = await server.inject({
+    method: 'POST',
+    url: '/fhir',
+    payload: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: { resourceType: 'Parameters' }, request: { method: 'POST', url: `Patient/${record.patient.id}/$erase` } }] }),
+    headers: { 'content-type': FHIR_JSON, authorization: `Bearer ${admin}` },
+  });
+  t.equal(inTransaction.statusCode, 400, 'refused as a transaction entry');
+  t.match(json(inTransaction).issue[0].diagnostics, /cannot run inside a transaction Bundle/);
   t.equal((await server.inject({ method: 'GET', url: `/fhir/Patient/${record.patient.id}` })).statusCode, 200, 'nothing was erased');
 });
 

@@ -216,8 +216,8 @@ export class SqlResourceStore implements ServerStore {
   }
 
   async eraseRecord(patientId: string): Promise<ErasedRecord> {
-    // Vacuuming runs outside any transaction: an erasure is a request of its own, never a bundle entry.
-    if (this.unit) throw FhirError.badRequest('Patient/$erase cannot run inside a transaction or batch Bundle');
+    // Vacuuming runs outside any transaction: never a transaction Bundle's entry (a batch's entries run each on its own).
+    if (this.unit) throw FhirError.badRequest('Patient/$erase cannot run inside a transaction Bundle: send it on its own');
     return eraseRecord(this.db, patientId, this.settings.dataKeys);
   }
 
