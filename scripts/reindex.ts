@@ -12,6 +12,7 @@ import { openDatabase } from '../src/store/open-database.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { openingDatabase } from '../src/store/encryption.ts';
 import { dataKeysFor } from '../src/store/master-key.ts';
+import { prepareIndexKey } from '../src/store/index-key.ts';
 
 const config = configFromEnv();
 const types = process.argv.slice(2).length > 0 ? process.argv.slice(2) : [...SERVED_RESOURCE_TYPES];
@@ -20,7 +21,10 @@ const keys = dataKeysFor(config.encryption, config.databaseUrl, (message) => con
 const stored = await openDatabase(config.databaseUrl);
 const db = keys ? openingDatabase(stored, keys) : stored;
 await migrate(db);
-const writer = new SearchIndexWriter(new SearchParameterRegistry(loadSearchParameters()));
+const registry = new SearchParameterRegistry(loadSearchParameters());
+// With encryption, identifiers are indexed hashed under the store's index key, as the server indexes them.
+if (keys) await prepareIndexKey(db, keys, registry);
+const writer = new SearchIndexWriter(registry, Infinity, keys?.hashIdentifier);
 const started = Date.now();
 console.log(`reindexing ${types.join(', ')}`);
 const done = await reindex(db, writer, types, {

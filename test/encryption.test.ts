@@ -11,6 +11,8 @@ import { FHIR_JSON, json, openTestDatabase, startTestServer, testDataKeys, TEST_
 import { encryptExisting, rewrapDataKeys } from '../src/store/key-maintenance.ts';
 import { SearchIndexWriter } from '../src/store/index-writer.ts';
 import { migrate } from '../src/store/migrate.ts';
+import { INDEX_KEY_OWNER } from '../src/store/index-key.ts';
+import { parseSearch } from '../src/search/parse.ts';
 
 // Encryption at rest (issue 18 item 3): what the tables hold of a resource's content, history and Binary
 // bytes is sealed; what the API gives back is the resource.
@@ -129,8 +131,8 @@ t.test('npm run encrypt-existing seals what a store wrote in clear, AuditEvents 
   await migrate(database.db);
   const registry = new SearchParameterRegistry(loadSearchParameters());
   const clear = SqlResourceStore.over(database.db, { registry, indexWriter: new SearchIndexWriter(registry) });
-  const old = await clear.create({ resourceType: 'Patient', name: [{ family: 'Legacyman' }] } as Resource);
-  await clear.update({ resourceType: 'Patient', id: old.id, name: [{ family: 'Legacyman' }], gender: 'male' } as Resource & { id: string });
+  const old = await clear.create({ resourceType: 'Patient', name: [{ family: 'Legacyman' }], identifier: [{ system: 'urn:test:ins', value: 'LEGACY-INS-4410' }] } as Resource);
+  await clear.update({ resourceType: 'Patient', id: old.id, name: [{ family: 'Legacyman' }], identifier: [{ system: 'urn:test:ins', value: 'LEGACY-INS-4410' }], gender: 'male' } as Resource & { id: string });
   const obs = await clear.create({ resourceType: 'Observation', status: 'final', code: { text: 'legacy' }, subject: { reference: `Patient/${old.id}` } } as Resource);
   const audit = await clear.create({ resourceType: 'AuditEvent', type: { code: 'rest' }, recorded: '2026-01-01T00:00:00Z', agent: [{ requestor: true }], source: { observer: { display: 'x' } }, entity: [{ what: { reference: `Patient/${old.id}` } }] } as Resource);
   const bin = await clear.create({ resourceType: 'Binary', contentType: 'text/plain', securityContext: { reference: `Patient/${old.id}` }, data: Buffer.from('Legacyman letter').toString('base64') } as Resource);
@@ -138,13 +140,19 @@ t.test('npm run encrypt-existing seals what a store wrote in clear, AuditEvents 
   const counts = await encryptExisting(database.db, keys, registry);
   t.equal(counts.versions, 9, 'four current rows, five history rows');
   t.equal(counts.chunks, 1);
+  t.equal(counts.identifierRows, 1, 'the patient\'s identifier row, hashed under a new index key');
+  const { rows: tokens } = await database.db.query<{ code: string }>(`SELECT code FROM search_token WHERE param = 'identifier'`);
+  t.same(tokens.map((row) => row.code), [keys.hashIdentifier('LEGACY-INS-4410')]);
   const { rows } = await database.db.query<{ content: string }>(`SELECT content FROM resource UNION ALL SELECT content FROM resource_history`);
   t.ok(rows.every((row) => row.content.startsWith('$e1$')));
   const { rows: chunks } = await database.db.query<{ key_id: string | null; bytes: string }>(`SELECT key_id::text AS key_id, encode(bytes, 'escape') AS bytes FROM binary_chunk`);
   t.ok(chunks.every((chunk) => chunk.key_id !== null && !chunk.bytes.includes('Legacyman')));
   const { rows: owners } = await database.db.query<{ owner: string }>('SELECT DISTINCT owner FROM data_key');
-  t.same(owners.map((row) => row.owner), [`Patient/${old.id}`], 'the AuditEvent and the Binary are the patient\'s');
+  t.same(owners.map((row) => row.owner).sort(), [`Patient/${old.id}`, INDEX_KEY_OWNER].sort(), 'the AuditEvent and the Binary are the patient\'s; and the index key');
   const sealed = SqlResourceStore.over(database.db, { registry, dataKeys: testDataKeys() });
+  await sealed.migrate();
+  const found = await sealed.search(parseSearch(['Patient'], [['identifier', 'urn:test:ins|LEGACY-INS-4410']], registry, { strict: true, baseUrl: '' }), { baseUrl: '', path: 'Patient' });
+  t.same(found.entry?.map((entry) => (entry.resource as unknown as Resource).id), [old.id], 'found by its identifier');
   t.equal(((await sealed.read('Patient', old.id)).resource as any).gender, 'male');
   t.equal(((await sealed.vread('Patient', old.id, 1)).resource as any).name[0].family, 'Legacyman');
   t.equal(((await sealed.read('Observation', obs.id)).resource as any).code.text, 'legacy');
@@ -165,6 +173,10 @@ t.test('npm run rotate-master-key rewraps the data keys and leaves the data as i
   const registry = new SearchParameterRegistry(loadSearchParameters());
   const rotated = SqlResourceStore.over(server.rawDb, { registry, dataKeys: new DataKeys(next) });
   t.equal(((await rotated.read('Patient', patient.id)).resource as any).name[0].family, NAME);
+  // The index key was rewrapped with the data keys: a server started with the new master key finds identifiers as before.
+  await rotated.migrate();
+  const byIdentifier = await rotated.search(parseSearch(['Patient'], [['identifier', `urn:test:ins|${SECRET}`]], registry, { strict: true, baseUrl: '' }), { baseUrl: '', path: 'Patient' });
+  t.same(byIdentifier.entry?.map((entry) => (entry.resource as unknown as Resource).id), [patient.id], 'identifier search after rotation');
   const stale = SqlResourceStore.over(server.rawDb, { registry, dataKeys: testDataKeys() });
   await t.rejects(stale.read('Patient', patient.id), /master key/, 'the old master key no longer opens anything');
   const both = SqlResourceStore.over(server.rawDb, { registry, dataKeys: new DataKeys(new LocalKeyWrapper(Buffer.alloc(32, 42), [Buffer.from(TEST_MASTER_KEY, 'base64')])) });

@@ -3,6 +3,7 @@ import { parseDateRange } from './dates.ts';
 import IMPLICIT_CODE_SYSTEMS_JSON from './implicit-code-systems.json' with { type: 'json' };
 import { normalizeString } from './normalize.ts';
 import { isDateComposite, isQuantityComposite, type PathNode, type SearchParamDefinition, type SearchParameterRegistry } from './registry.ts';
+import type { IdentifierHash } from './identifier-hash.ts';
 import { uriRows } from './types/uri.ts';
 import { toCanonical, UCUM_SYSTEM } from './ucum.ts';
 import type { IndexRows, IndexTable, ReferenceValue } from './index-rows.ts';
@@ -22,6 +23,11 @@ export interface ExtractOptions {
    * reference below it is indexed as the local `Type/id` it stands for (R4 search.html#reference).
    */
   baseUrl?: string;
+  /**
+   * With encryption at rest, the store's keyed hash of identifiers (identifier-hash.ts): the values of a token
+   * parameter on identifiers, and the identifiers of references, are indexed hashed.
+   */
+  identifierHash?: IdentifierHash;
 }
 
 export function emptyRows(): IndexRows {
@@ -47,26 +53,28 @@ export function extractIndexRows(resource: Resource, registry: SearchParameterRe
       for (const node of nodes) addComposite(rows, param, node, registry, options.baseUrl);
       continue;
     }
-    for (const node of nodes) addValue(rows, param, node, options.baseUrl);
+    for (const node of nodes) addValue(rows, param, node, options);
   }
   return dedupe(rows);
 }
 
-function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode, baseUrl: string | undefined): void {
+function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode, { baseUrl, identifierHash }: ExtractOptions): void {
   const code = param.code;
+  // Hashed for every value of a parameter on identifiers, whatever node carries it, as a search hashes every value it compares.
+  const hashed = identifierHash && param.identifier ? identifierHash : (value: string) => value;
   const type = node.fhirNodeDataType ?? typeof node.data;
   const data = node.data as any;
   if (data === null || data === undefined) return;
   switch (param.type) {
     case 'token':
       for (const token of tokensOf(type, data, implicitSystem(node))) {
-        rows.token.push({ param: code, system: token.system, code: token.code, text: token.text === null ? null : normalizeString(token.text) });
+        rows.token.push({ param: code, system: token.system, code: typeof token.code === 'string' ? hashed(token.code) : token.code, text: token.text === null ? null : normalizeString(token.text) });
       }
       if (type === 'Identifier' && typeof data.value === 'string') {
         // :of-type needs the type's system and code together with the value: three parts the token
         // table cannot hold in one row, so they go to the composite table under a parameter of their own.
         for (const coding of data.type?.coding ?? []) {
-          if (typeof coding.code === 'string') rows.composite.push({ param: ofTypeParam(code), key: ofTypeKey(coding.system ?? '', coding.code, data.value) });
+          if (typeof coding.code === 'string') rows.composite.push({ param: ofTypeParam(code), key: ofTypeKey(coding.system ?? '', coding.code, hashed(data.value)) });
         }
       }
       return;
@@ -82,7 +90,8 @@ function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode,
       const reference = referenceOf(type, data, baseUrl);
       if (reference) {
         const { targetType, targetId, url, identifierSystem, identifierValue } = reference;
-        rows.reference.push({ param: code, targetType, targetId, url, identifierSystem, identifierValue });
+        const value = typeof identifierValue === 'string' && identifierHash ? identifierHash(identifierValue) : identifierValue;
+        rows.reference.push({ param: code, targetType, targetId, url, identifierSystem, identifierValue: value });
       }
       return;
     }

@@ -5,6 +5,7 @@ import r4Model from 'fhirpath/fhir-context/r4';
 import { r4Resources } from '../fhir/r4/r4-definitions.ts';
 import { SERVED_RESOURCE_TYPES } from '../fhir/resource-types.ts';
 import { compileFastPath } from './fast-path.ts';
+import { reachesOnlyIdentifiers } from './identifier-elements.ts';
 import { splitTopLevel, type CompiledPath, type PathNode } from './paths.ts';
 
 export type { CompiledPath, PathNode } from './paths.ts';
@@ -27,6 +28,11 @@ export interface SearchParamDefinition {
    * path and gives one row (a date, a dateTime, a Period; not a Timing). Filters AND-ed on it hold on the same row.
    */
   singleRow?: boolean;
+  /**
+   * A token parameter on Identifier elements only (`Patient.identifier`): with encryption at rest its values
+   * are indexed, and searched, as keyed hashes (identifier-hash.ts).
+   */
+  identifier?: boolean;
   /**
    * Composite parameters: the component parameters (their canonical URL and, when this server has the
    * definition, their type) and the expression locating each within the element.
@@ -109,6 +115,7 @@ export class SearchParameterRegistry {
       targets: (definition.target ?? []) as string[],
       singleRow: definition.type === 'date' && expression !== undefined && isSingleDateElement(resourceType, expression),
     };
+    if (definition.type === 'token' && expression !== undefined && reachesOnlyIdentifiers(expression)) param.identifier = true;
     if (definition.type === 'composite' && expression) {
       param.components = (definition.component ?? []).map((component) => ({
         definition: component.definition,
@@ -124,6 +131,24 @@ export class SearchParameterRegistry {
     // A composite's components are evaluated by fhirpath.js on its nodes, which must then be fhirpath.js's own.
     if (composite) return compilePath(expression);
     return (this.fastPaths && compileFastPath(expression)) || asNodes(compilePath(expression));
+  }
+
+  /**
+   * Every (type, code) of a token parameter on identifiers (`identifier` above), read from the definitions
+   * without compiling them: the rows a store hashes when it gets its index key (store/index-key.ts).
+   */
+  identifierParams(): Array<[resourceType: string, code: string]> {
+    // As paramsOf: a later definition of a code replaces an earlier one.
+    const onIdentifiers = new Map<string, boolean>();
+    for (const definition of this.definitions) {
+      if (SPECIAL_PARAMETERS.has(definition.code)) continue;
+      for (const resourceType of this.resourceTypes) {
+        if (!definition.base.includes(resourceType as never) && !definition.base.includes('Resource' as never)) continue;
+        const expression = definition.type === 'token' && definition.expression ? expressionFor(definition.expression, resourceType) : undefined;
+        onIdentifiers.set(`${resourceType}/${definition.code}`, expression !== undefined && reachesOnlyIdentifiers(expression));
+      }
+    }
+    return [...onIdentifiers].filter(([, yes]) => yes).map(([key]) => key.split('/') as [string, string]);
   }
 
   /** The definition a composite's component refers to. */

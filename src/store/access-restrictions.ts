@@ -1,7 +1,9 @@
+import { hashedFilters, type IdentifierHash } from '../search/identifier-hash.ts';
 import { RestrictionCache } from '../search/restriction.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import { filtersCondition, type ScopePredicate } from '../search/sql.ts';
 import { anyOf } from '../search/sql-fragments.ts';
+import type { Filter } from '../search/types.ts';
 import type { AccessContext } from './access.ts';
 
 const caches = new WeakMap<SearchParameterRegistry, RestrictionCache>();
@@ -12,11 +14,13 @@ const caches = new WeakMap<SearchParameterRegistry, RestrictionCache>();
  * the search's own SQL; a query that cannot apply matches nothing. Undefined when nothing is restricted.
  * Of a history row (`versioned`), only a current version can match: the index holds no earlier one's rows.
  */
-export function restrictionScope(access: AccessContext, registry: SearchParameterRegistry): ScopePredicate | undefined {
+export function restrictionScope(access: AccessContext, registry: SearchParameterRegistry, identifierHash?: IdentifierHash): ScopePredicate | undefined {
   if (!access.restrictedTypes || access.restrictedTypes.length === 0) return undefined;
   let cache = caches.get(registry);
   if (!cache) caches.set(registry, (cache = new RestrictionCache(registry)));
-  const restrictions = access.restrictedTypes.map(({ type, queries }) => ({ type, filters: queries.map((query) => cache.get(type, query)) }));
+  // Parsed and cached in clear (a write is checked on the clear rows it will have: restriction.ts); compared with the index, hashed.
+  const indexed = (filters: Filter[] | undefined) => (filters && identifierHash ? hashedFilters(filters, identifierHash) : filters);
+  const restrictions = access.restrictedTypes.map(({ type, queries }) => ({ type, filters: queries.map((query) => indexed(cache.get(type, query))) }));
   return (alias, resourceTypes, binder, versioned = false) => {
     const conditions: string[] = [];
     for (const { type, filters } of restrictions) {

@@ -1,4 +1,5 @@
 import { loadPatientCompartment } from '../search/compartment.ts';
+import type { IdentifierHash } from '../search/identifier-hash.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { Binder, ScopePredicate } from '../search/sql-fragments.ts';
 import { restrictionScope } from './access-restrictions.ts';
@@ -19,10 +20,11 @@ import { consentScope } from './consent-scope.ts';
  * confined Binary is seen only when its securityContext is a member of the patient's compartment (local
  * `Type/id` references). A type under search restrictions is seen where it matches one (access-restrictions.ts).
  * The patients' consent (oppositions, closed records, visibility labels) is consentScope's condition, added to these.
+ * `identifierHash`: the store's, when its index holds identifiers hashed (a restriction on one compares the hash).
  */
-export function accessScope(access: AccessContext, registry: SearchParameterRegistry): ScopePredicate | undefined {
+export function accessScope(access: AccessContext, registry: SearchParameterRegistry, identifierHash?: IdentifierHash): ScopePredicate | undefined {
   if (!restrictsReads(access)) return undefined;
-  const restriction = restrictionScope(access, registry);
+  const restriction = restrictionScope(access, registry, identifierHash);
   const byType = new Map<string, string[]>();
   for (const { type, id } of access.hiddenCompartments) byType.set(type, [...(byType.get(type) ?? []), id]);
   const hidden = [...byType].sort(([a], [b]) => a.localeCompare(b));

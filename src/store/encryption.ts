@@ -1,6 +1,7 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { AuditEvent, Resource } from 'fhir/r4';
+import type { IdentifierHash } from '../search/identifier-hash.ts';
 import type { Database, QueryResult, SqlExecutor } from './database.ts';
 
 /**
@@ -21,10 +22,11 @@ export interface KeyWrapper {
   unwrap(wrapped: Buffer, masterKeyId: string): Promise<Buffer>;
 }
 
-/** Bytes of an AES-256 key; of a GCM nonce; of its tag. */
-const KEY_BYTES = 32;
+/** Bytes of an AES-256 key; of a GCM nonce; of its tag; of an identifier's hash in the search index. */
+export const KEY_BYTES = 32;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
+const IDENTIFIER_HASH_BYTES = 16;
 
 /** AES-256-GCM: nonce, tag, then ciphertext, in one buffer. */
 export function sealBytes(key: Buffer, plain: Buffer, aad?: Buffer): Buffer {
@@ -78,6 +80,18 @@ export function parseMasterKey(text: string, where: string): Buffer {
   const key = Buffer.from(text.trim(), 'base64');
   if (key.length !== KEY_BYTES) throw new Error(`${where} must be the base64 of ${KEY_BYTES} bytes (openssl rand -base64 32)`);
   return key;
+}
+
+/**
+ * An identifier's value as the search index holds it (search/identifier-hash.ts): HMAC-SHA-256 under `key`,
+ * its first 128 bits in base64url (22 characters). Truncated because 128 bits are plenty here: two different
+ * identifiers share a hash with odds of about n²/2¹²⁹ (1.5e-21 for a billion values), which would only make a
+ * search find one resource too many, never miss one; and guessing a value from its hash needs the key, whatever
+ * the length. It halves what each identifier costs the token index (22 characters instead of 43).
+ */
+export function identifierHashUnder(key: Buffer): IdentifierHash {
+  const secret: KeyObject = createSecretKey(key);
+  return (value) => createHmac('sha256', secret).update(value, 'utf8').digest().subarray(0, IDENTIFIER_HASH_BYTES).toString('base64url');
 }
 
 export interface DataKey {
@@ -134,11 +148,24 @@ const INSERT_KEY = `INSERT INTO data_key (key_id, owner, master_key_id, wrapped)
 export class DataKeys {
   private readonly byId = new Map<string, CachedKey>();
   private readonly byOwner = new Map<string, CachedKey>();
+  /** The hash under the store's search index key (index-key.ts), once the key is loaded at start. */
+  private indexHash: IdentifierHash | undefined;
 
   constructor(
     readonly wrapper: KeyWrapper,
     private readonly capacity = DEFAULT_CACHE_SIZE,
   ) {}
+
+  /** Takes the store's search index key, unwrapped (index-key.ts loads it at start). */
+  useIndexKey(key: Buffer): void {
+    this.indexHash = identifierHashUnder(key);
+  }
+
+  /** An identifier's value as the search index holds it (identifierHashUnder the store's index key). */
+  readonly hashIdentifier = (value: string): string => {
+    if (!this.indexHash) throw new Error('The search index key is not loaded: a store loads it as it migrates (index-key.ts, prepareIndexKey)');
+    return this.indexHash(value);
+  };
 
   /**
    * The data key sealing what `owner` writes, created when there is none. `db` is the executor the write

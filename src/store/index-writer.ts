@@ -5,6 +5,7 @@ import { CONSENT_DELETE_CTES, CONSENT_DELETION_CTES, consentInsertCtes, consentP
 import { membersOf, recordPatientOf } from '../search/compartment.ts';
 import { CURRENT_VERSION, VERSION_DELETE_CTES, VERSION_DELETION_CTES, versionInsertCtes } from './version-rows.ts';
 import { extractIndexRows, type ExtractOptions, type IndexRows, type IndexTable } from '../search/extract.ts';
+import type { IdentifierHash } from '../search/identifier-hash.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 
 /** Per index table: its columns after (resource_type, resource_id), their SQL types, and the row fields. */
@@ -44,7 +45,7 @@ export const DEFAULT_MAX_INDEX_ROWS = 10_000;
 export type WrittenRows = IndexRows & { consent?: ConsentRows };
 
 /** What the writer is told of a write: the server's base as reached, and the SMART client writing. */
-export type WriteRowsOptions = ExtractOptions & ConsentRowsOptions;
+export type WriteRowsOptions = Omit<ExtractOptions, 'identifierHash'> & ConsentRowsOptions;
 
 /** A resource's identity and the index rows extracted from it. */
 export interface IndexedResource {
@@ -68,14 +69,20 @@ export class SearchIndexWriter implements IndexWriter {
   /**
    * `maxRows`: most index rows one resource may have; a write beyond is refused (413), as its rows would
    * hold up every other write while they go in (a reindex of stored resources passes none).
+   * `identifierHash`: with encryption at rest, the store's keyed hash identifiers are indexed under
+   * (DataKeys.hashIdentifier); without, identifiers are indexed in clear.
    */
   constructor(
     private readonly registry: SearchParameterRegistry,
     private readonly maxRows = Infinity,
+    private readonly identifierHash?: IdentifierHash,
   ) {}
 
   rowsOf(resource: Resource, options: WriteRowsOptions = {}): WrittenRows {
-    const rows = extractIndexRows(resource, this.registry, { ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}) });
+    const rows = extractIndexRows(resource, this.registry, {
+      ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}),
+      ...(this.identifierHash ? { identifierHash: this.identifierHash } : {}),
+    });
     const count = TABLE_NAMES.reduce((sum, table) => sum + rows[table].length, 0);
     if (count > this.maxRows) {
       throw new FhirError(413, [{ code: 'too-long', diagnostics: `This ${resource.resourceType} has ${count} search index entries; this server accepts at most ${this.maxRows} per resource (RESOURCE_MAX_INDEX_ROWS)` }]);

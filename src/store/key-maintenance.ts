@@ -3,6 +3,7 @@ import { recordPatientOf } from '../search/compartment.ts';
 import { extractIndexRows } from '../search/extract.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { Database } from './database.ts';
+import { prepareIndexKey } from './index-key.ts';
 import { binaryOwner, isSealed, ownerOf, sealChunk, SYSTEM_OWNER, type DataKeys, type KeyWrapper } from './encryption.ts';
 
 /**
@@ -38,6 +39,8 @@ export async function rewrapDataKeys(db: Database, from: KeyWrapper, to: KeyWrap
 export interface EncryptedCounts {
   versions: number;
   chunks: number;
+  /** Index rows whose identifier was hashed (index-key.ts): those of a store that had no index key yet. */
+  identifierRows: number;
 }
 
 const BATCH = 200;
@@ -48,13 +51,16 @@ const AUDIT_TRIGGERS = [
 
 /**
  * `npm run encrypt-existing`: seals what a store wrote in clear (before encryption at rest, or with
- * FHIR_ENCRYPTION=off): resource content and history in batches, each its own transaction, then Binary chunks.
+ * FHIR_ENCRYPTION=off): first the identifiers of its search index, hashed under a new index key in one
+ * transaction (index-key.ts: a store that has its key has them hashed already), then resource content and
+ * history in batches, each its own transaction, then Binary chunks.
  * The AuditEvents' append-only guard (migration 0016) is lifted inside each batch's transaction only, to seal
  * their text as it is. Meant for a store no server is writing to. Then vacuums, so that the clear rows' bytes
  * leave the table files (VACUUM FULL on PGlite).
  */
 export async function encryptExisting(db: Database, keys: DataKeys, registry: SearchParameterRegistry, onProgress: (counts: EncryptedCounts) => void = () => {}): Promise<EncryptedCounts> {
-  const counts: EncryptedCounts = { versions: 0, chunks: 0 };
+  const { hashedRows } = await prepareIndexKey(db, keys, registry);
+  const counts: EncryptedCounts = { versions: 0, chunks: 0, identifierRows: hashedRows };
   for (const table of ['resource', 'resource_history'] as const) {
     const versionColumn = table === 'resource' ? '0' : 'version_id';
     for (;;) {

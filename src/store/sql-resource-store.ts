@@ -1,6 +1,7 @@
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { ResponseBundle } from '../fhir/resource-text.ts';
+import { withHashedIdentifiers } from '../search/identifier-hash.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
 import type { ScopePredicate } from '../search/sql-fragments.ts';
@@ -14,6 +15,7 @@ import { CreateCoalescer } from './create-coalescer.ts';
 import type { Database } from './database.ts';
 import { openingDatabase, type DataKeys } from './encryption.ts';
 import { eraseRecord, type ErasedRecord } from './erase.ts';
+import { prepareIndexKey } from './index-key.ts';
 import { SearchIndexWriter, type IndexWriter } from './index-writer.ts';
 import { authorizationStore, type AuthorizationStore } from './authorization.ts';
 import { issuerKeys, type IssuerKey } from './issuer-keys.ts';
@@ -33,12 +35,13 @@ export interface SqlStoreSettings {
   dataKeys?: DataKeys;
 }
 
-/** The settings a server opens its store with, as the SQL store takes them. */
-export function sqlStoreSettings(settings: StoreSettings): SqlStoreSettings {
+/** The settings a server opens its store with, as the SQL store takes them; `dataKeys` when it encrypts (its index hashes identifiers). */
+export function sqlStoreSettings(settings: StoreSettings, dataKeys?: DataKeys): SqlStoreSettings {
   return {
     registry: settings.registry,
-    indexWriter: new SearchIndexWriter(settings.registry, settings.maxIndexRows),
+    indexWriter: new SearchIndexWriter(settings.registry, settings.maxIndexRows, dataKeys?.hashIdentifier),
     binaryInlineLimit: settings.binaryInlineLimit,
+    ...(dataKeys ? { dataKeys } : {}),
   };
 }
 
@@ -65,7 +68,7 @@ export class SqlResourceStore implements ServerStore {
     private readonly callers: CallerCache = new CallerCache(),
   ) {
     const binaryInlineLimit = settings.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
-    this.scope = accessScope(access, settings.registry);
+    this.scope = accessScope(access, settings.registry, settings.dataKeys?.hashIdentifier);
     // Creates outside transactions share statements under load; a unit's creates are its own.
     this.repo = new Repository(db, settings.indexWriter, unit ?? coalescer, binaryInlineLimit, this.scope, settings.dataKeys);
     this.engine = new SearchEngine(db, settings.registry, this.scope);
@@ -76,9 +79,15 @@ export class SqlResourceStore implements ServerStore {
     return new SqlResourceStore(settings.dataKeys ? openingDatabase(db, settings.dataKeys) : db, settings);
   }
 
-  /** Brings the schema up to date (migrations). */
+  /** Brings the schema up to date (migrations), and loads the search index key of an encrypting store (index-key.ts). */
   async migrate(): Promise<void> {
     await migrate(this.db);
+    if (this.settings.dataKeys) await prepareIndexKey(this.db, this.settings.dataKeys, this.settings.registry);
+  }
+
+  /** `request` as the index is searched: identifiers hashed when the store hashes them (search/identifier-hash.ts). */
+  private indexed(request: SearchRequest): SearchRequest {
+    return this.settings.dataKeys ? withHashedIdentifiers(request, this.settings.dataKeys.hashIdentifier) : request;
   }
 
   /** Removes Binary bytes staged over `olderThanSeconds` ago that no version claimed (a server stopped mid-upload). */
@@ -143,7 +152,7 @@ export class SqlResourceStore implements ServerStore {
   }
 
   search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle> {
-    return this.engine.search(request, context);
+    return this.engine.search(this.indexed(request), context);
   }
 
   readRecord(query: RecordQuery): Promise<RecordPage> {
@@ -163,7 +172,7 @@ export class SqlResourceStore implements ServerStore {
       // A resource the caller may not see does not match: a conditional create whose criteria only a hidden
       // resource meets creates another one (as it would for a caller who never saw the first), and a
       // conditional update or delete cannot reach a hidden resource through its criteria.
-      const rows = await readPage<{ id: string }>(this.db, await planSearch(this.db, search, this.scope), search.count);
+      const rows = await readPage<{ id: string }>(this.db, await planSearch(this.db, this.indexed(search), this.scope), search.count);
       matches.push(rows.slice(0, search.count).map((row) => row.id));
     }
     return matches;

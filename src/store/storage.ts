@@ -9,7 +9,7 @@ export function sqlStorage(db: Database, dataKeys?: DataKeys): Storage {
     async open(settings): Promise<ServerStore> {
       // Loaded when the app opens its store: opening the storage itself needs only the driver.
       const { SqlResourceStore, sqlStoreSettings } = await import('./sql-resource-store.ts');
-      return SqlResourceStore.over(db, { ...sqlStoreSettings(settings), ...(dataKeys ? { dataKeys } : {}) });
+      return SqlResourceStore.over(db, sqlStoreSettings(settings, dataKeys));
     },
     close: () => db.close(),
   };
