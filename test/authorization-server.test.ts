@@ -497,6 +497,125 @@ t.test('authorization code: a wrong PKCE verifier, or none, gets no token', asyn
   t.match(confused.location ?? '', /error=invalid_request/, 'an authorization request for another FHIR server is refused');
 });
 
+// --- Patient picker, approval, a confidential app ---------------------------------------------------------
+
+t.test('standalone launch by a professional: a patient picker (family name or INS), escaped, whose choice is the context', async (t) => {
+  const lea = await create({ resourceType: 'Patient', name: [{ family: 'Durand-<i>Test</i>', given: ['Léa'] }], birthDate: '1979-03-05', identifier: [{ system: 'urn:oid:1.2.250.1.213.1.4.8', value: '279035121518989' }] });
+  const browser = new Browser();
+  const { posted } = await logIn(browser, `${appServer.url}/launch`, 'dr-lefevre', 'stéthoscope 2026');
+  const picker = await browser.follow(posted.location!);
+  t.equal(picker.status, 200);
+  t.match(picker.text, /<title>Choix du patient<\/title>/, 'a professional has no record of their own: the picker');
+  t.match(picker.text, /<form method="get"/, 'with a search form');
+
+  const byName = await browser.go(`${picker.url}?q=${encodeURIComponent('Dur')}`);
+  t.match(byName.text, /DURAND Paul/, 'a family name prefix finds Paul');
+  t.match(byName.text, /DURAND-&lt;I&gt;TEST&lt;\/I&gt; Léa, né\(e\) le 05\/03\/1979, INS 279035121518989/, 'and Léa, escaped');
+  t.notMatch(byName.text, /<i>|<I>/i, 'no markup from the record');
+  t.notMatch(byName.text, /MARTIN/, 'not Jeanne');
+  const byIns = await browser.go(`${picker.url}?q=${encodeURIComponent('2 79 03 51 215 189 89')}`);
+  t.same([...byIns.text.matchAll(/name="patient" value="([^"]+)"/g)].map((match) => match[1]), [lea], 'an INS finds its patient only');
+  const nothing = await browser.go(`${picker.url}?q=${encodeURIComponent('<script>')}`);
+  t.match(nothing.text, /Aucun patient trouvé pour « &lt;script&gt; »/, 'an empty result, the query escaped');
+
+  const forged = await browser.go(picker.url, { method: 'POST', form: { patient: paul } });
+  t.equal(forged.status, 403, 'a choice without the anti-forgery token');
+  const unknown = await browser.go(picker.url, { method: 'POST', form: { csrf: formValue(byName, 'csrf'), patient: 'nobody' } });
+  t.equal(unknown.status, 400, 'a patient that does not exist');
+  const chosen = await browser.go(picker.url, { method: 'POST', form: { csrf: formValue(byName, 'csrf'), patient: paul } });
+  t.equal(chosen.status, 303, 'Paul chosen');
+  // dr-lefevre approved this app's scopes at the EHR launch above: not asked again.
+  const done = await browser.follow(chosen.location!);
+  t.equal(done.status, 200, done.text.slice(0, 300));
+  t.same(JSON.parse(done.text), { patient: paul }, 'the app reads the chosen patient');
+  t.equal(decodeJwt(appServer.last.tokenResponse.access_token).patient, paul, 'the token carries him');
+  t.equal(await fhirStatus(appServer.last.tokenResponse.access_token, `Patient/${jeanne}`), 404, 'and only him');
+});
+
+/** An authorization request of `clientId` by hand (PKCE S256); its code verifier. */
+function authorizationRequest(clientId: string, redirectUri: string, scope: string): { url: string; verifier: string } {
+  const verifier = randomBytes(32).toString('base64url');
+  const url = new URL(`${origin}/auth/authorize`);
+  const params = { response_type: 'code', client_id: clientId, redirect_uri: redirectUri, scope, state: 'st4te', aud: fhirBase, code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' };
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+  return { url: url.href, verifier };
+}
+
+async function tokenRequest(form: Record<string, string>, authorization?: string): Promise<{ status: number; body: Record<string, any> }> {
+  const response = await fetch(tokenEndpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(authorization ? { authorization } : {}) },
+    body: new URLSearchParams(form),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, any> };
+}
+
+const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+
+t.test('a confidential app with a secret: the approval as given (never beyond it or the registration), right secret tokens, wrong secret 401', async (t) => {
+  const secret = randomBytes(32).toString('base64url');
+  const redirectUri = `${appServer.url}/web-callback`;
+  await registerClient(database.db, { clientId: 'web-app', name: 'Cabinet <Lefèvre>', secret, scope: 'openid fhirUser user/Patient.rs user/Observation.rs', redirectUris: [redirectUri] });
+  const stored = await authorizationStore(database.db).client('web-app');
+  t.equal(stored?.metadata.token_endpoint_auth_method, 'client_secret_basic');
+  t.notMatch(JSON.stringify(stored), new RegExp(secret), 'the secret is not stored, its hash is');
+
+  const browser = new Browser();
+  const first = authorizationRequest('web-app', redirectUri, 'openid fhirUser user/Patient.rs user/Observation.rs user/Practitioner.rs');
+  const { posted } = await logIn(browser, first.url, 'dr-lefevre', 'stéthoscope 2026');
+  const approval = await browser.follow(posted.location!);
+  t.match(approval.text, /Cabinet &lt;Lefèvre&gt;/, 'the app by its name, escaped');
+  t.same(offeredScopes(approval).sort(), ['user/Observation.rs', 'user/Patient.rs'], 'a scope beyond the registration is not even offered');
+  const back = await browser.follow((await answer(browser, approval, 'approve', ['user/Observation.rs'])).location!, (url) => url.startsWith(redirectUri));
+  const code = new URL(back.location!).searchParams.get('code')!;
+  t.ok(code, 'a code');
+  const exchange = { grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: first.verifier };
+
+  const wrong = await tokenRequest(exchange, basic('web-app', `${secret}x`));
+  t.equal(wrong.status, 401, 'a wrong secret');
+  t.equal(wrong.body.error, 'invalid_client');
+  const none = await tokenRequest({ ...exchange, client_id: 'web-app' });
+  t.equal(none.status, 401, 'no secret');
+  const right = await tokenRequest(exchange, basic('web-app', secret));
+  t.equal(right.status, 200, JSON.stringify(right.body));
+  const claims = decodeJwt(right.body.access_token);
+  t.equal(claims.scope, 'user/Patient.rs', 'the token carries what was approved, not the box left unticked nor what the registration does not cover');
+  t.equal(claims.fhirUser, `Practitioner/${practitioner}`);
+  t.equal(await fhirStatus(right.body.access_token, `Patient/${jeanne}`), 200);
+  t.equal(await fhirStatus(right.body.access_token, `Observation?subject=Patient/${jeanne}`), 403, 'no Observation: not approved');
+
+  // Asked again, for what was not approved; then approved, with client_secret_post.
+  const second = authorizationRequest('web-app', redirectUri, 'openid fhirUser user/Patient.rs user/Observation.rs');
+  const asked = await browser.follow(second.url);
+  t.match(asked.text, /<title>Autorisation<\/title>/, 'a scope not approved before: asked again');
+  const code2 = new URL((await browser.follow((await answer(browser, asked, 'approve')).location!, (url) => url.startsWith(redirectUri))).location!).searchParams.get('code')!;
+  const posted2 = await tokenRequest({ grant_type: 'authorization_code', code: code2, redirect_uri: redirectUri, code_verifier: second.verifier, client_id: 'web-app', client_secret: secret });
+  t.equal(posted2.status, 200, 'client_secret_post');
+  t.equal(decodeJwt(posted2.body.access_token).scope, 'user/Patient.rs user/Observation.rs');
+  const wrongPost = await tokenRequest({ grant_type: 'authorization_code', code: code2, redirect_uri: redirectUri, code_verifier: second.verifier, client_id: 'web-app', client_secret: 'not the secret' });
+  t.equal(wrongPost.status, 401);
+  t.equal(wrongPost.body.error, 'invalid_client');
+
+  const third = authorizationRequest('web-app', redirectUri, 'openid fhirUser user/Patient.rs user/Observation.rs');
+  const direct = await browser.follow(third.url, (url) => url.startsWith(redirectUri));
+  t.match(direct.location ?? '', /code=/, 'everything approved before: straight back to the app with a code');
+});
+
+t.test('Deny on the approval page: access_denied to the app, no code', async (t) => {
+  const redirectUri = `${appServer.url}/deny-callback`;
+  await registerClient(database.db, { clientId: 'deny-app', scope: 'openid patient/*.rs', redirectUris: [redirectUri] });
+  const browser = new Browser();
+  const { posted } = await logIn(browser, authorizationRequest('deny-app', redirectUri, 'openid patient/*.rs').url, 'jeanne', 'correct horse battery');
+  const approval = await browser.follow(posted.location!);
+  const back = await browser.follow((await answer(browser, approval, 'deny')).location!, (url) => url.startsWith(redirectUri));
+  const answerUrl = new URL(back.location!);
+  t.equal(answerUrl.searchParams.get('error'), 'access_denied');
+  t.equal(answerUrl.searchParams.get('state'), 'st4te');
+  t.notOk(answerUrl.searchParams.has('code'));
+  const again = await browser.follow(authorizationRequest('deny-app', redirectUri, 'openid patient/*.rs').url);
+  t.match(again.text, /<title>Autorisation<\/title>/, 'nothing was remembered: asked again');
+});
+
 // --- A second issuer, trusted by configuration only --------------------------------------------------------
 
 t.test('a second issuer with its own keys, trusted by FHIR_AUTH_ISSUERS, opens /fhir; its keys do not make it the embedded one', async (t) => {
