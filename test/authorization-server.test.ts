@@ -172,7 +172,8 @@ t.test('discovery: smart-configuration names the endpoints, grants, PKCE S256 an
   t.same(configuration.code_challenge_methods_supported, ['S256']);
   t.ok(configuration.grant_types_supported.includes('client_credentials') && configuration.grant_types_supported.includes('authorization_code'));
   t.ok(configuration.token_endpoint_auth_signing_alg_values_supported.includes('RS384') && configuration.token_endpoint_auth_signing_alg_values_supported.includes('ES384'));
-  for (const capability of ['launch-ehr', 'launch-standalone', 'client-public', 'client-confidential-asymmetric', 'context-ehr-patient', 'permission-v2']) {
+  t.same(configuration.token_endpoint_auth_methods_supported, ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none']);
+  for (const capability of ['launch-ehr', 'launch-standalone', 'client-public', 'client-confidential-asymmetric', 'client-confidential-symmetric', 'context-ehr-patient', 'context-ehr-encounter', 'context-standalone-patient', 'permission-v2']) {
     t.ok(configuration.capabilities.includes(capability), capability);
   }
   const metadata = (await (await fetch(`${fhirBase}/metadata`)).json()) as Record<string, any>;

@@ -94,7 +94,7 @@ export async function registerAccount(db: Database, account: AccountRegistration
  * An EHR launch id, as `POST /auth/launch` mints one: `request` is that endpoint's body (`patient`,
  * `encounter`, `fhirUser`, `expires_in`), checked alike; the references are the operator's word (not looked up).
  */
-export function registerLaunch(db: Database, request: Record<string, unknown>): Promise<string> {
+export async function registerLaunch(db: Database, request: Record<string, unknown>): Promise<string> {
   const launch = parseLaunchRequest(request);
   return createLaunch(authorizationStore(db), launch, launch.expiresIn);
 }
