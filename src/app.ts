@@ -10,6 +10,7 @@ import { answerClientError, frameworkErrors, registerErrorHandlers } from './htt
 import { baseUrlResolver, registerHostCheck } from './http/base-url.ts';
 import { registerCors } from './http/cors.ts';
 import { authorizationRoutes } from './http/authorization-routes.ts';
+import { ehrLaunchRoutes } from './http/ehr-launch.ts';
 import { authenticatedAccess, FHIR_BASE_PATH, fhirRoutes, type FhirRoutesOptions } from './http/fhir-routes.ts';
 import { registerRateLimit } from './http/rate-limit.ts';
 import { registerSecurityHeaders } from './http/security-headers.ts';
@@ -27,6 +28,7 @@ import { loadSearchParameters, SearchParameterRegistry } from './search/registry
 import { smartAuthorisation } from './security/authorisation.ts';
 import { authorizationIssuer, createAuthorizationServer, resolveOAuthUris } from './security/authorization-server.ts';
 import { generateIssuerKey, publicKeySet } from './security/embedded-issuer.ts';
+import { storePatientDirectory } from './security/patient-directory.ts';
 import { TokenVerifier } from './security/tokens.ts';
 import { ALL_ACCESS, type Storage } from './store/resource-store.ts';
 import { startupStep, type StartupLog } from './startup.ts';
@@ -162,7 +164,9 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     if (verifier) {
       await app.register(smartDiscoveryRoutes, { issuer: audience, authorizationServer: authorizationIssuer(authOrigin), jwks: async () => publicKeySet(await store.issuerKeys(generateIssuerKey)) });
       const provider = createAuthorizationServer({ origin: authOrigin, fhirBase: audience, keys: issuerKeys, store: store.authorization(), proxy: (config.trustProxy ?? []).length > 0 });
-      await app.register(authorizationRoutes, { provider, store: store.authorization() });
+      const directory = storePatientDirectory(store, registry);
+      await app.register(authorizationRoutes, { provider, store: store.authorization(), fhirBase: audience, directory });
+      await app.register(ehrLaunchRoutes, { verifier, realm: audience, embeddedIssuers: [audience, authorizationIssuer(authOrigin)], store: store.authorization(), directory });
     }
     await app.register(fhirRoutes, {
       router,

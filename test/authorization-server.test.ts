@@ -19,7 +19,7 @@ import { authorizationStore } from '../src/store/authorization.ts';
 import { issuerKeys } from '../src/store/issuer-keys.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { sqlStorage } from '../src/store/storage.ts';
-import { registerAccount, registerClient, registerLaunch } from '../scripts/lib/authorization-admin.ts';
+import { registerAccount, registerClient } from '../scripts/lib/authorization-admin.ts';
 import { FHIR_JSON, openTestDatabase } from './helpers/app.ts';
 import { freePort } from './helpers/server-process.ts';
 
@@ -53,16 +53,16 @@ t.teardown(async () => {
 });
 
 // The records the tests read: two patients, an observation of the first, a practitioner.
-async function signedSetupToken(): Promise<string> {
+async function signedToken(claims: Record<string, unknown>): Promise<string> {
   const [key] = await issuerKeys(database.db, generateIssuerKey);
-  return new SignJWT({ scope: 'system/*.cruds', client_id: 'setup' })
+  return new SignJWT(claims)
     .setProtectedHeader({ alg: key!.alg, kid: key!.kid })
     .setIssuer(fhirBase)
     .setAudience(fhirBase)
     .setExpirationTime('5m')
     .sign(await importJWK(key!.privateJwk as JWK, key!.alg));
 }
-const setup = await signedSetupToken();
+const setup = await signedToken({ scope: 'system/*.cruds', client_id: 'setup' });
 
 async function create(resource: Record<string, unknown>): Promise<string> {
   const response = await fetch(`${fhirBase}/${resource.resourceType}`, { method: 'POST', headers: { authorization: `Bearer ${setup}`, 'content-type': FHIR_JSON }, body: JSON.stringify(resource) });
@@ -120,7 +120,7 @@ async function fhirStatus(accessToken: string, path: string, init: { method?: st
 const APP_SCOPE = 'launch launch/patient openid fhirUser offline_access patient/*.rs';
 const appServer = await startApp();
 t.teardown(() => new Promise<void>((resolve) => appServer.server.close(() => resolve())));
-await registerClient(database.db, { clientId: 'dossier-app', scope: APP_SCOPE, redirectUris: [`${appServer.url}/callback`] });
+await registerClient(database.db, { clientId: 'dossier-app', name: 'Dossier du patient', scope: APP_SCOPE, redirectUris: [`${appServer.url}/callback`] });
 await registerAccount(database.db, { username: 'jeanne', password: 'correct horse battery', fhirUser: `Patient/${jeanne}`, patient: `Patient/${jeanne}` });
 await registerAccount(database.db, { username: 'dr-lefevre', password: 'stéthoscope 2026', fhirUser: `Practitioner/${practitioner}` });
 
@@ -172,7 +172,8 @@ t.test('discovery: smart-configuration names the endpoints, grants, PKCE S256 an
   t.same(configuration.code_challenge_methods_supported, ['S256']);
   t.ok(configuration.grant_types_supported.includes('client_credentials') && configuration.grant_types_supported.includes('authorization_code'));
   t.ok(configuration.token_endpoint_auth_signing_alg_values_supported.includes('RS384') && configuration.token_endpoint_auth_signing_alg_values_supported.includes('ES384'));
-  for (const capability of ['launch-ehr', 'launch-standalone', 'client-public', 'client-confidential-asymmetric', 'context-ehr-patient', 'permission-v2']) {
+  t.same(configuration.token_endpoint_auth_methods_supported, ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none']);
+  for (const capability of ['launch-ehr', 'launch-standalone', 'client-public', 'client-confidential-asymmetric', 'client-confidential-symmetric', 'context-ehr-patient', 'context-ehr-encounter', 'context-standalone-patient', 'permission-v2']) {
     t.ok(configuration.capabilities.includes(capability), capability);
   }
   const metadata = (await (await fetch(`${fhirBase}/metadata`)).json()) as Record<string, any>;
@@ -235,7 +236,7 @@ t.test('backend services: wrong key, replayed jti, wrong audience, unknown clien
 class Browser {
   private readonly cookies = new Map<string, string>();
 
-  async go(url: string, init: { method?: string; form?: Record<string, string> } = {}): Promise<{ status: number; url: string; location?: string; text: string }> {
+  async go(url: string, init: { method?: string; form?: Record<string, string>; body?: URLSearchParams } = {}): Promise<{ status: number; url: string; location?: string; text: string }> {
     const response = await fetch(url, {
       method: init.method ?? 'GET',
       redirect: 'manual',
@@ -243,7 +244,7 @@ class Browser {
         ...(this.cookies.size ? { cookie: [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ') } : {}),
         ...(init.form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
       },
-      ...(init.form ? { body: new URLSearchParams(init.form) } : {}),
+      ...(init.form ? { body: init.body ?? new URLSearchParams(init.form) } : {}),
     });
     for (const line of response.headers.getSetCookie()) {
       const [pair] = line.split(';');
@@ -265,11 +266,30 @@ class Browser {
   }
 }
 
+/** A hidden or named field's value in a page's form (the anti-forgery token, say). */
+function formValue(page: { text: string }, name: string): string {
+  const match = new RegExp(`name="${name}" value="([^"]*)"`).exec(page.text);
+  if (!match) throw new Error(`no ${name} in the page: ${page.text.slice(0, 300)}`);
+  return match[1]!;
+}
+
 async function logIn(browser: Browser, start: string, username: string, password: string) {
   const login = await browser.follow(start);
   if (!/\/auth\/interaction\//.test(login.url)) throw new Error(`expected the login page, got ${login.status} ${login.url}: ${login.text.slice(0, 300)}`);
-  const posted = await browser.go(login.url, { method: 'POST', form: { username, password } });
+  const posted = await browser.go(login.url, { method: 'POST', form: { csrf: formValue(login, 'csrf'), username, password } });
   return { login, posted };
+}
+
+/** The approval page's boxes: the scopes offered, ticked. */
+function offeredScopes(page: { text: string }): string[] {
+  return [...page.text.matchAll(/name="scope" value="([^"]*)"/g)].map((match) => match[1]!.replace(/&amp;/g, '&'));
+}
+
+/** Answers the approval page (Approve with the boxes but `untick`, or Deny); returns the next page, not followed. */
+async function answer(browser: Browser, approval: { url: string; text: string }, decision: 'approve' | 'deny', untick: readonly string[] = []) {
+  const form = new URLSearchParams({ csrf: formValue(approval, 'csrf'), decision });
+  for (const scope of offeredScopes(approval)) if (!untick.includes(scope)) form.append('scope', scope);
+  return browser.go(approval.url, { method: 'POST', form: Object.fromEntries(form) as Record<string, string>, body: form });
 }
 
 t.test('standalone launch with fhirclient: log in, PKCE, the patient in context, a refresh token', async (t) => {
@@ -278,7 +298,15 @@ t.test('standalone launch with fhirclient: log in, PKCE, the patient in context,
   t.equal(login.status, 200, 'the login page');
   t.match(login.text, /<form method="post"/);
   t.equal(posted.status, 303, 'the password is accepted');
-  const done = await browser.follow(posted.location!);
+  const approval = await browser.follow(posted.location!);
+  t.equal(approval.status, 200, 'then the approval page');
+  t.match(approval.text, /Dossier du patient/, 'naming the app');
+  t.match(approval.text, /lire et rechercher toutes les données dans le dossier du patient concerné/, 'what it asks, in plain words');
+  t.match(approval.text, /garder cet accès 30 jours/);
+  t.same(offeredScopes(approval).sort(), ['offline_access', 'patient/*.rs'], 'access and its keeping may be left out, identity and context not');
+  const approved = await answer(browser, approval, 'approve');
+  t.equal(approved.status, 303);
+  const done = await browser.follow(approved.location!);
   t.equal(done.status, 200, `the app completed: ${done.text.slice(0, 300)}`);
   t.same(JSON.parse(done.text), { patient: jeanne }, 'and read its patient with the token');
 
@@ -300,22 +328,117 @@ t.test('standalone launch with fhirclient: log in, PKCE, the patient in context,
   t.not(after.access_token, before, 'the refresh token gives a new access token');
   t.equal(after.patient, jeanne, 'with the same launch context');
   t.equal(((await client.request(`Patient/${jeanne}`)) as { id: string }).id, jeanne, 'which works');
+
+  // A second launch, in another browser: log in, and no approval asked again.
+  const again = new Browser();
+  const second = await logIn(again, `${appServer.url}/launch`, 'jeanne', 'correct horse battery');
+  const back = await again.follow(second.posted.location!);
+  t.equal(back.status, 200, `the approval was remembered: ${back.text.slice(0, 200)}`);
+  t.same(JSON.parse(back.text), { patient: jeanne });
 });
 
-t.test('EHR launch with fhirclient: the launch id brings the EHR patient into the app', async (t) => {
-  const launch = await registerLaunch(database.db, { patient: `Patient/${paul}` });
+// --- EHR launch over HTTP ------------------------------------------------------------------------------
+
+const ehrKeys = await generateKeyPair('ES384', { extractable: true });
+await registerClient(database.db, { clientId: 'ehr', ehr: true, scope: 'system/Patient.rs system/Encounter.rs', jwks: { keys: [{ ...(await exportJWK(ehrKeys.publicKey)), kid: 'ehr-1', alg: 'ES384', use: 'sig' }] } });
+const encounter = await create({ resourceType: 'Encounter', status: 'finished', class: { code: 'AMB' }, subject: { reference: `Patient/${paul}` } });
+
+/** The EHR's token, as a backend service gets one. */
+async function ehrToken(): Promise<string> {
+  const { status, body } = await clientCredentials('system/Patient.rs', await assertion('ehr', ehrKeys.privateKey, { kid: 'ehr-1' }));
+  if (status !== 200) throw new Error(JSON.stringify(body));
+  return body.access_token as string;
+}
+
+async function mintLaunch(token: string | undefined, body: unknown): Promise<{ status: number; body: Record<string, any>; headers: Headers }> {
+  const response = await fetch(`${origin}/auth/launch`, {
+    method: 'POST',
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, any>, headers: response.headers };
+}
+
+t.test('EHR launch over HTTP: the EHR mints a launch, the app gets its patient, the token stays in that record', async (t) => {
+  const minted = await mintLaunch(await ehrToken(), { patient: `Patient/${paul}`, encounter: `Encounter/${encounter}`, fhirUser: `Practitioner/${practitioner}` });
+  t.equal(minted.status, 200, JSON.stringify(minted.body));
+  t.type(minted.body.launch, 'string');
+  t.equal(minted.body.expires_in, 300, 'short-lived: 5 minutes');
+  t.equal(minted.headers.get('cache-control'), 'no-store');
+
   const browser = new Browser();
-  const { posted } = await logIn(browser, `${appServer.url}/launch?iss=${encodeURIComponent(fhirBase)}&launch=${launch}`, 'dr-lefevre', 'stéthoscope 2026');
+  const start = `${appServer.url}/launch?iss=${encodeURIComponent(fhirBase)}&launch=${minted.body.launch}`;
+  const { posted } = await logIn(browser, start, 'dr-lefevre', 'stéthoscope 2026');
   t.equal(posted.status, 303);
-  const done = await browser.follow(posted.location!);
+  const approval = await browser.follow(posted.location!);
+  t.match(approval.text, /DURAND Paul/, 'the approval names the launch patient');
+  const done = await browser.follow((await answer(browser, approval, 'approve')).location!);
   t.equal(done.status, 200, done.text.slice(0, 300));
   t.same(JSON.parse(done.text), { patient: paul }, 'the app reads the launch patient');
   const { tokenResponse } = appServer.last;
-  t.equal(decodeJwt(tokenResponse.access_token).fhirUser, `Practitioner/${practitioner}`, 'the token speaks for the practitioner');
+  t.equal(tokenResponse.patient, paul, 'the token response carries the patient');
+  t.equal(tokenResponse.encounter, encounter, 'and the encounter');
+  const claims = decodeJwt(tokenResponse.access_token);
+  t.equal(claims.patient, paul);
+  t.equal(claims.fhirUser, `Practitioner/${practitioner}`, 'the token speaks for the practitioner');
+  t.equal(await fhirStatus(tokenResponse.access_token, `Patient/${paul}`), 200, 'the launch patient is read');
+  t.equal(await fhirStatus(tokenResponse.access_token, `Patient/${jeanne}`), 404, 'another patient is not: patient/ scopes stay in the launch record');
+
+  // Single use: the same launch id again opens nothing.
+  const reused = await new Browser().follow(start);
+  t.notMatch(reused.url, /code=/, 'a used launch gives no code');
+  t.match(reused.url, /error=invalid_request/, 'but an error to the app');
 
   const unknown = await new Browser().follow(`${appServer.url}/launch?iss=${encodeURIComponent(fhirBase)}&launch=not-a-launch`);
-  // Refused before or after login: either way no code reaches the app.
   t.notMatch(unknown.url, /code=/, 'an unknown launch gives no code');
+});
+
+t.test('EHR launch over HTTP: only the user it names may log in', async (t) => {
+  const minted = await mintLaunch(await ehrToken(), { patient: paul, fhirUser: 'Practitioner/someone-else' });
+  t.equal(minted.status, 422, 'a user that does not exist');
+  const other = await create({ resourceType: 'Practitioner', name: [{ family: 'Autre' }] });
+  const forOther = await mintLaunch(await ehrToken(), { patient: paul, fhirUser: `Practitioner/${other}` });
+  t.equal(forOther.status, 200);
+  const { posted } = await logIn(new Browser(), `${appServer.url}/launch?iss=${encodeURIComponent(fhirBase)}&launch=${forOther.body.launch}`, 'dr-lefevre', 'stéthoscope 2026');
+  t.equal(posted.status, 403, 'another user is refused');
+  t.match(posted.text, /un autre utilisateur/);
+});
+
+t.test('EHR launch over HTTP: no token, a bad token, a client that is no EHR, a bad body, an unknown patient', async (t) => {
+  const outcome = (body: Record<string, any>) => body.resourceType === 'OperationOutcome' && body.issue?.length > 0;
+  const none = await mintLaunch(undefined, { patient: paul });
+  t.equal(none.status, 401, 'no token');
+  t.ok(outcome(none.body));
+  t.match(none.headers.get('www-authenticate') ?? '', /^Bearer realm=/);
+  const garbage = await mintLaunch('not.a.token', { patient: paul });
+  t.equal(garbage.status, 401, 'a token that is no JWT');
+  t.match(garbage.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+
+  const lab = await clientCredentials('system/Patient.rs', await assertion('lab-feed', labKeys.privateKey));
+  const notEhr = await mintLaunch(lab.body.access_token, { patient: paul });
+  t.equal(notEhr.status, 403, 'a registered client not marked as an EHR');
+  t.ok(outcome(notEhr.body));
+  t.match(notEhr.body.issue[0].diagnostics, /--ehr/);
+  const patientToken = await signedToken({ scope: 'patient/*.rs', client_id: 'ehr', patient: paul });
+  t.equal((await mintLaunch(patientToken, { patient: paul })).status, 403, "the EHR's token without a system/ scope reading Patient");
+
+  const token = await ehrToken();
+  const missing = await mintLaunch(token, undefined);
+  t.equal(missing.status, 400, 'no body');
+  t.ok(outcome(missing.body));
+  const empty = await mintLaunch(token, '');
+  t.equal(empty.status, 400, 'an empty JSON body');
+  t.equal((await mintLaunch(token, {})).status, 400, 'no patient');
+  t.equal((await mintLaunch(token, [paul])).status, 400, 'not an object');
+  const malformed = await mintLaunch(token, { patient: 'Observation/1' });
+  t.equal(malformed.status, 400, 'not a patient reference');
+  t.same(malformed.body.issue[0].expression, ['patient']);
+  t.equal((await mintLaunch(token, { patient: paul, expires_in: 86400 })).status, 400, 'a lifetime beyond an hour');
+  t.equal((await mintLaunch(token, { patient: paul, extra: 1 })).status, 400, 'an unknown field');
+  const unknown = await mintLaunch(token, { patient: 'Patient/nobody' });
+  t.equal(unknown.status, 422, 'a patient that does not exist');
+  t.equal(unknown.body.issue[0].code, 'not-found');
+  t.equal((await mintLaunch(token, { patient: paul, encounter: 'Encounter/nothing' })).status, 422, 'an encounter that does not exist');
 });
 
 t.test('login page: a wrong password is refused and the page is inert', async (t) => {
@@ -324,8 +447,13 @@ t.test('login page: a wrong password is refused and the page is inert', async (t
   t.equal(posted.status, 401, 'wrong password');
   t.notOk(posted.location, 'no redirect to the app');
   t.match(posted.text, /incorrect/);
-  const unknownUser = await browser.go(login.url, { method: 'POST', form: { username: 'mallory', password: 'correct horse battery' } });
+  const unknownUser = await browser.go(login.url, { method: 'POST', form: { csrf: formValue(login, 'csrf'), username: 'mallory', password: 'correct horse battery' } });
   t.equal(unknownUser.status, 401, 'unknown user');
+  const forged = await browser.go(login.url, { method: 'POST', form: { username: 'jeanne', password: 'correct horse battery' } });
+  t.equal(forged.status, 403, 'a form without the page\'s anti-forgery token');
+  t.notOk(forged.location);
+  const otherToken = await browser.go(login.url, { method: 'POST', form: { csrf: 'x'.repeat(32), username: 'jeanne', password: 'correct horse battery' } });
+  t.equal(otherToken.status, 403, 'or with another one');
   const head = await fetch(login.url);
   t.match(head.headers.get('content-security-policy') ?? '', /default-src 'none'/, 'no script, style or load allowed');
   t.notMatch(login.text, /<script|<style|https?:\/\/(?!127\.0\.0\.1)/, 'and none in the page');
@@ -370,6 +498,125 @@ t.test('authorization code: a wrong PKCE verifier, or none, gets no token', asyn
   t.match(confused.location ?? '', /error=invalid_request/, 'an authorization request for another FHIR server is refused');
 });
 
+// --- Patient picker, approval, a confidential app ---------------------------------------------------------
+
+t.test('standalone launch by a professional: a patient picker (family name or INS), escaped, whose choice is the context', async (t) => {
+  const lea = await create({ resourceType: 'Patient', name: [{ family: 'Durand-<i>Test</i>', given: ['Léa'] }], birthDate: '1979-03-05', identifier: [{ system: 'urn:oid:1.2.250.1.213.1.4.8', value: '279035121518989' }] });
+  const browser = new Browser();
+  const { posted } = await logIn(browser, `${appServer.url}/launch`, 'dr-lefevre', 'stéthoscope 2026');
+  const picker = await browser.follow(posted.location!);
+  t.equal(picker.status, 200);
+  t.match(picker.text, /<title>Choix du patient<\/title>/, 'a professional has no record of their own: the picker');
+  t.match(picker.text, /<form method="get"/, 'with a search form');
+
+  const byName = await browser.go(`${picker.url}?q=${encodeURIComponent('Dur')}`);
+  t.match(byName.text, /DURAND Paul/, 'a family name prefix finds Paul');
+  t.match(byName.text, /DURAND-&lt;I&gt;TEST&lt;\/I&gt; Léa, né\(e\) le 05\/03\/1979, INS 279035121518989/, 'and Léa, escaped');
+  t.notMatch(byName.text, /<i>|<I>/i, 'no markup from the record');
+  t.notMatch(byName.text, /MARTIN/, 'not Jeanne');
+  const byIns = await browser.go(`${picker.url}?q=${encodeURIComponent('2 79 03 51 215 189 89')}`);
+  t.same([...byIns.text.matchAll(/name="patient" value="([^"]+)"/g)].map((match) => match[1]), [lea], 'an INS finds its patient only');
+  const nothing = await browser.go(`${picker.url}?q=${encodeURIComponent('<script>')}`);
+  t.match(nothing.text, /Aucun patient trouvé pour « &lt;script&gt; »/, 'an empty result, the query escaped');
+
+  const forged = await browser.go(picker.url, { method: 'POST', form: { patient: paul } });
+  t.equal(forged.status, 403, 'a choice without the anti-forgery token');
+  const unknown = await browser.go(picker.url, { method: 'POST', form: { csrf: formValue(byName, 'csrf'), patient: 'nobody' } });
+  t.equal(unknown.status, 400, 'a patient that does not exist');
+  const chosen = await browser.go(picker.url, { method: 'POST', form: { csrf: formValue(byName, 'csrf'), patient: paul } });
+  t.equal(chosen.status, 303, 'Paul chosen');
+  // dr-lefevre approved this app's scopes at the EHR launch above: not asked again.
+  const done = await browser.follow(chosen.location!);
+  t.equal(done.status, 200, done.text.slice(0, 300));
+  t.same(JSON.parse(done.text), { patient: paul }, 'the app reads the chosen patient');
+  t.equal(decodeJwt(appServer.last.tokenResponse.access_token).patient, paul, 'the token carries him');
+  t.equal(await fhirStatus(appServer.last.tokenResponse.access_token, `Patient/${jeanne}`), 404, 'and only him');
+});
+
+/** An authorization request of `clientId` by hand (PKCE S256); its code verifier. */
+function authorizationRequest(clientId: string, redirectUri: string, scope: string): { url: string; verifier: string } {
+  const verifier = randomBytes(32).toString('base64url');
+  const url = new URL(`${origin}/auth/authorize`);
+  const params = { response_type: 'code', client_id: clientId, redirect_uri: redirectUri, scope, state: 'st4te', aud: fhirBase, code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' };
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+  return { url: url.href, verifier };
+}
+
+async function tokenRequest(form: Record<string, string>, authorization?: string): Promise<{ status: number; body: Record<string, any> }> {
+  const response = await fetch(tokenEndpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(authorization ? { authorization } : {}) },
+    body: new URLSearchParams(form),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, any> };
+}
+
+const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+
+t.test('a confidential app with a secret: the approval as given (never beyond it or the registration), right secret tokens, wrong secret 401', async (t) => {
+  const secret = randomBytes(32).toString('base64url');
+  const redirectUri = `${appServer.url}/web-callback`;
+  await registerClient(database.db, { clientId: 'web-app', name: 'Cabinet <Lefèvre>', secret, scope: 'openid fhirUser user/Patient.rs user/Observation.rs', redirectUris: [redirectUri] });
+  const stored = await authorizationStore(database.db).client('web-app');
+  t.equal(stored?.metadata.token_endpoint_auth_method, 'client_secret_basic');
+  t.notMatch(JSON.stringify(stored), new RegExp(secret), 'the secret is not stored, its hash is');
+
+  const browser = new Browser();
+  const first = authorizationRequest('web-app', redirectUri, 'openid fhirUser user/Patient.rs user/Observation.rs user/Practitioner.rs');
+  const { posted } = await logIn(browser, first.url, 'dr-lefevre', 'stéthoscope 2026');
+  const approval = await browser.follow(posted.location!);
+  t.match(approval.text, /Cabinet &lt;Lefèvre&gt;/, 'the app by its name, escaped');
+  t.same(offeredScopes(approval).sort(), ['user/Observation.rs', 'user/Patient.rs'], 'a scope beyond the registration is not even offered');
+  const back = await browser.follow((await answer(browser, approval, 'approve', ['user/Observation.rs'])).location!, (url) => url.startsWith(redirectUri));
+  const code = new URL(back.location!).searchParams.get('code')!;
+  t.ok(code, 'a code');
+  const exchange = { grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: first.verifier };
+
+  const wrong = await tokenRequest(exchange, basic('web-app', `${secret}x`));
+  t.equal(wrong.status, 401, 'a wrong secret');
+  t.equal(wrong.body.error, 'invalid_client');
+  const none = await tokenRequest({ ...exchange, client_id: 'web-app' });
+  t.equal(none.status, 401, 'no secret');
+  const right = await tokenRequest(exchange, basic('web-app', secret));
+  t.equal(right.status, 200, JSON.stringify(right.body));
+  const claims = decodeJwt(right.body.access_token);
+  t.equal(claims.scope, 'user/Patient.rs', 'the token carries what was approved, not the box left unticked nor what the registration does not cover');
+  t.equal(claims.fhirUser, `Practitioner/${practitioner}`);
+  t.equal(await fhirStatus(right.body.access_token, `Patient/${jeanne}`), 200);
+  t.equal(await fhirStatus(right.body.access_token, `Observation?subject=Patient/${jeanne}`), 403, 'no Observation: not approved');
+
+  // Asked again, for what was not approved; then approved, with client_secret_post.
+  const second = authorizationRequest('web-app', redirectUri, 'openid fhirUser user/Patient.rs user/Observation.rs');
+  const asked = await browser.follow(second.url);
+  t.match(asked.text, /<title>Autorisation<\/title>/, 'a scope not approved before: asked again');
+  const code2 = new URL((await browser.follow((await answer(browser, asked, 'approve')).location!, (url) => url.startsWith(redirectUri))).location!).searchParams.get('code')!;
+  const posted2 = await tokenRequest({ grant_type: 'authorization_code', code: code2, redirect_uri: redirectUri, code_verifier: second.verifier, client_id: 'web-app', client_secret: secret });
+  t.equal(posted2.status, 200, 'client_secret_post');
+  t.equal(decodeJwt(posted2.body.access_token).scope, 'user/Patient.rs user/Observation.rs');
+  const wrongPost = await tokenRequest({ grant_type: 'authorization_code', code: code2, redirect_uri: redirectUri, code_verifier: second.verifier, client_id: 'web-app', client_secret: 'not the secret' });
+  t.equal(wrongPost.status, 401);
+  t.equal(wrongPost.body.error, 'invalid_client');
+
+  const third = authorizationRequest('web-app', redirectUri, 'openid fhirUser user/Patient.rs user/Observation.rs');
+  const direct = await browser.follow(third.url, (url) => url.startsWith(redirectUri));
+  t.match(direct.location ?? '', /code=/, 'everything approved before: straight back to the app with a code');
+});
+
+t.test('Deny on the approval page: access_denied to the app, no code', async (t) => {
+  const redirectUri = `${appServer.url}/deny-callback`;
+  await registerClient(database.db, { clientId: 'deny-app', scope: 'openid patient/*.rs', redirectUris: [redirectUri] });
+  const browser = new Browser();
+  const { posted } = await logIn(browser, authorizationRequest('deny-app', redirectUri, 'openid patient/*.rs').url, 'jeanne', 'correct horse battery');
+  const approval = await browser.follow(posted.location!);
+  const back = await browser.follow((await answer(browser, approval, 'deny')).location!, (url) => url.startsWith(redirectUri));
+  const answerUrl = new URL(back.location!);
+  t.equal(answerUrl.searchParams.get('error'), 'access_denied');
+  t.equal(answerUrl.searchParams.get('state'), 'st4te');
+  t.notOk(answerUrl.searchParams.has('code'));
+  const again = await browser.follow(authorizationRequest('deny-app', redirectUri, 'openid patient/*.rs').url);
+  t.match(again.text, /<title>Autorisation<\/title>/, 'nothing was remembered: asked again');
+});
+
 // --- A second issuer, trusted by configuration only --------------------------------------------------------
 
 t.test('a second issuer with its own keys, trusted by FHIR_AUTH_ISSUERS, opens /fhir; its keys do not make it the embedded one', async (t) => {
@@ -379,7 +626,7 @@ t.test('a second issuer with its own keys, trusted by FHIR_AUTH_ISSUERS, opens /
   const otherStore = authorizationStore(other.db);
   const provider = createAuthorizationServer({ origin: otherOrigin, fhirBase, keys, store: otherStore });
   const idp: FastifyInstance = fastify();
-  await idp.register(authorizationRoutes, { provider, store: otherStore });
+  await idp.register(authorizationRoutes, { provider, store: otherStore, fhirBase });
   await idp.listen({ port: otherPort, host: '127.0.0.1' });
   t.teardown(async () => {
     await idp.close();

@@ -2,7 +2,9 @@
 // what oidc-provider relies on (records that expire, are used once, go with their grant) and what the login
 // page relies on (accounts whose passwords are only hashes).
 import t from 'tap';
-import { registerAccount, registerClient } from '../scripts/lib/authorization-admin.ts';
+import { registerAccount, registerClient, registerLaunch } from '../scripts/lib/authorization-admin.ts';
+import { pendingLaunch } from '../src/security/authorization-grants.ts';
+import { LAUNCH } from '../src/security/launch.ts';
 import { verifyPassword } from '../src/security/passwords.ts';
 import { authorizationStore } from '../src/store/authorization.ts';
 import { migrate } from '../src/store/migrate.ts';
@@ -61,4 +63,30 @@ t.test('clients and accounts', async (t) => {
   t.ok(await verifyPassword('correct horse battery', account!.passwordHash));
   t.notOk(await verifyPassword('correct horse batterY', account!.passwordHash));
   await t.rejects(registerAccount(database.db, { username: 'x', password: 'short' }), /8 characters/);
+});
+
+t.test('a confidential client keeps only its secret\'s hash; an EHR needs credentials', async (t) => {
+  const secret = 'a-secret-of-thirty-two-characters-or-more';
+  await registerClient(database.db, { clientId: 'web', scope: 'openid user/*.rs', secret, redirectUris: ['https://web.example/cb'], name: 'Web' });
+  const client = await store.client('web');
+  t.equal(client?.metadata.token_endpoint_auth_method, 'client_secret_basic');
+  t.same(client?.metadata.grant_types, ['authorization_code', 'refresh_token', 'client_credentials']);
+  t.equal(client?.metadata.client_name, 'Web');
+  t.ok(await verifyPassword(secret, String(client?.metadata.client_secret)), 'a scrypt hash of the secret');
+  t.notMatch(JSON.stringify(client), /a-secret-of/, 'not the secret');
+  await t.rejects(registerClient(database.db, { clientId: 'x', scope: 'openid', secret: 'short', redirectUris: ['https://x.example/cb'] }), /32 characters/);
+  await t.rejects(registerClient(database.db, { clientId: 'x', scope: 'openid', secret, jwksUri: 'https://x.example/jwks' }), /not both/);
+  await t.rejects(registerClient(database.db, { clientId: 'x', scope: 'openid', ehr: true, redirectUris: ['https://x.example/cb'] }), /backend service/);
+  await registerClient(database.db, { clientId: 'ehr', scope: 'system/Patient.rs', ehr: true, jwksUri: 'https://ehr.example/jwks' });
+  t.equal((await store.client('ehr'))?.metadata.ehr_launch, true);
+});
+
+t.test('an EHR launch (npm run launch): checked as the endpoint checks it, used once', async (t) => {
+  const launch = await registerLaunch(database.db, { patient: '123', encounter: 'Encounter/9', fhirUser: 'Practitioner/7', expires_in: 60 });
+  t.same(await pendingLaunch(store, launch), { patient: '123', encounter: '9', fhirUser: 'Practitioner/7' });
+  t.equal(await store.consumeRecord(LAUNCH, launch), true);
+  t.equal(await pendingLaunch(store, launch), undefined, 'used: no longer pending');
+  await t.rejects(registerLaunch(database.db, { encounter: 'Encounter/9', expires_in: 60 }), /'patient' is required/);
+  await t.rejects(registerLaunch(database.db, { patient: 'Patient/1', fhirUser: '7', expires_in: 60 }), /fhirUser/);
+  await t.rejects(registerLaunch(database.db, { patient: 'Patient/1', expires_in: 0 }), /expires_in/);
 });

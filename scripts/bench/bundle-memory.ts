@@ -21,7 +21,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { embeddedTokenFor } from '../lib/embedded-token.ts';
+import { backendToken, registerBackendClientAt } from './lib/backend-token.ts';
 import { benchPostgres, freePort } from './lib/pg-cluster.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -92,7 +92,8 @@ interface Row {
 
 async function measure(workload: Workload, databaseUrl: string): Promise<Row> {
   const port = await freePort();
-  const authorization = `Bearer ${await embeddedTokenFor(databaseUrl, { audience: `http://localhost:${port}/fhir`, scope: 'system/*.cruds', clientId: 'bench' })}`;
+  // Registered before the server starts (an embedded store belongs to one process); its token asked once it listens.
+  const feed = await registerBackendClientAt(databaseUrl, 'bench', 'system/*.cruds');
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', FHIR_DEFAULT_PROFILES: 'none', FHIR_RATE_LIMIT: '0' },
@@ -104,6 +105,7 @@ async function measure(workload: Workload, databaseUrl: string): Promise<Row> {
       ready = await fetch(`${base}/health`).then((r) => r.ok, () => false);
       if (!ready) await new Promise((resolve) => setTimeout(resolve, 250));
     }
+    const authorization = `Bearer ${await backendToken(base, feed, 'system/*.cruds')}`;
     // The inline documents name Patient/example, which a server checking references needs to hold.
     const target = await fetch(`${base}/fhir/Patient/example`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json', authorization }, body: JSON.stringify({ resourceType: 'Patient', id: 'example' }) });
     if (!target.ok) throw new Error(`PUT Patient/example: ${target.status}`);

@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
-import { embeddedToken } from '../lib/embedded-token.ts';
+import { backendAuthorization } from './lib/backend-token.ts';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
 import { LoadClient } from './lib/load-client.ts';
@@ -341,13 +341,13 @@ async function benchStore(store: StoreTarget, client: LoadClient): Promise<Store
   const documents = Array.from({ length: WARMUP + REQUESTS }, (_, index) => storedFrenchPatient(index));
   const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, audit: AUDIT === 'on' ? 'on' : 'off', authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) });
   const audited = AUDIT === 'compare' ? await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, audit: 'on', authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) }) : undefined;
-  // A token as clients get theirs (`npm run token`); the raw routes get it too, and ignore it.
-  authorization = `Bearer ${await embeddedToken(db, { audience: BENCH_AUDIENCE, scope: 'system/*.cruds', clientId: 'bench' })}`;
   const rawApp = rawRoutes(driver, new Map(documents.map((document) => [document.id, document.json])));
   try {
     await driver.query('CREATE TABLE bench_raw (id text PRIMARY KEY, content text NOT NULL)', []);
     await driver.query('CREATE TABLE bench_raw_route (id text PRIMARY KEY, content text NOT NULL)', []);
     const serverOrigin = await app.listen({ host: '127.0.0.1', port: 0 });
+    // A token as a feed gets one (backend services, over HTTP); the raw routes get it too, and ignore it.
+    authorization = await backendAuthorization(db, serverOrigin, 'bench', 'system/*.cruds');
     const rawOrigin = await rawApp.listen({ host: '127.0.0.1', port: 0 });
     const auditedOrigin = audited ? await audited.listen({ host: '127.0.0.1', port: 0 }) : undefined;
     const setupRssMiB = process.memoryUsage.rss() / 2 ** 20;

@@ -32,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { migrate } from '../../src/store/migrate.ts';
-import { embeddedTokenFor } from '../lib/embedded-token.ts';
+import { backendToken, registerBackendClientAt } from './lib/backend-token.ts';
 import { frenchTransaction } from '../../test/helpers/french-bundles.ts';
 import { syntheaBundles } from '../../test/helpers/synthea.ts';
 import { closedLoop, type LoopResult } from './lib/closed-loop.ts';
@@ -289,14 +289,15 @@ function databaseUrl(url: string, name: string): string {
 interface Server {
   child: ChildProcess;
   origin: string;
-  /** `Bearer <token>` for it, made as `npm run token` makes one. */
+  /** `Bearer <token>` for it, got as a feed gets one (backend services, over HTTP). */
   authorization: string;
   stop(): Promise<void>;
 }
 
 async function startServer(url: string, env: Record<string, string>, profileDir?: string): Promise<Server> {
   const port = await freePort();
-  const authorization = `Bearer ${await embeddedTokenFor(url, { audience: `http://localhost:${port}/fhir`, scope: 'system/*.cruds', clientId: 'bench' })}`;
+  // Registered before the server starts (an embedded store belongs to one process); its token asked once it listens.
+  const feed = await registerBackendClientAt(url, 'bench', 'system/*.cruds');
   const args = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), '--import', 'tsx', 'src/main.ts'];
   const child = spawn(process.execPath, args, {
     cwd: PROJECT_ROOT,
@@ -311,7 +312,7 @@ async function startServer(url: string, env: Record<string, string>, profileDir?
       return {
         child,
         origin,
-        authorization,
+        authorization: `Bearer ${await backendToken(origin, feed, 'system/*.cruds')}`,
         async stop() {
           child.kill('SIGTERM');
           await exited;

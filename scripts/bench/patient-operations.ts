@@ -19,7 +19,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import pg from 'pg';
 import { buildApp } from '../../src/app.ts';
-import { embeddedToken } from '../lib/embedded-token.ts';
+import { backendAuthorization } from './lib/backend-token.ts';
 import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
@@ -121,8 +121,8 @@ async function main(): Promise<void> {
   const client = LoadClient.start();
   const audience = 'http://localhost/fhir';
   const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, authAudience: audience }, storage: sqlStorage(db), validator: createProfileValidator({ defaultProfiles: 'none' }) });
-  // A token as clients get theirs (`npm run token`).
-  const authorization = `Bearer ${await embeddedToken(db, { audience, scope: 'system/*.cruds', clientId: 'bench' })}`;
+  // A token as a feed gets one (backend services, over HTTP); the measurements then go through inject.
+  const authorization = await backendAuthorization(db, await app.listen({ host: '127.0.0.1', port: 0 }), 'bench', 'system/*.cruds');
   try {
     const population = Number((await pool.query(`SELECT count(*) AS n FROM resource WHERE id NOT LIKE '${PREFIX}-%' AND resource_type <> 'AuditEvent'`)).rows[0].n);
     if (population === 0) throw new Error(`schema ${schema} holds no population: load one with npm run bench:search (BENCH_SCHEMA keeps it)`);

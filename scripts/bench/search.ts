@@ -20,7 +20,7 @@ import os from 'node:os';
 import pg from 'pg';
 import type { Bundle } from 'fhir/r4';
 import { buildApp } from '../../src/app.ts';
-import { embeddedToken } from '../lib/embedded-token.ts';
+import { backendAuthorization } from './lib/backend-token.ts';
 import { planSearch, SearchEngine } from '../../src/store/search-executor.ts';
 import { parseSearch } from '../../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/registry.ts';
@@ -477,9 +477,9 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
     const databaseSize = (await pool.query('SELECT pg_size_pretty(pg_database_size(current_database())) AS s')).rows[0].s as string;
 
     app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, audit: AUDIT, authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) });
-    // A token as clients get theirs (`npm run token`), sent with every request.
-    authorization = `Bearer ${await embeddedToken(db, { audience: BENCH_AUDIENCE, scope: 'system/*.rs', clientId: 'bench' })}`;
     const origin = await app.listen({ host: '127.0.0.1', port: 0 });
+    // A token as a feed gets one (backend services, over HTTP), sent with every request.
+    authorization = await backendAuthorization(db, origin, 'bench', 'system/*.rs');
     const registry = new SearchParameterRegistry(loadSearchParameters());
     const { queries, representative } = buildQueries(plan);
 

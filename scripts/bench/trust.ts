@@ -27,7 +27,7 @@ import { openDatabase } from '../../src/store/open-database.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
 import { DataKeys, LocalKeyWrapper } from '../../src/store/encryption.ts';
 import type { Database } from '../../src/store/database.ts';
-import { embeddedToken } from '../lib/embedded-token.ts';
+import { backendAuthorization } from './lib/backend-token.ts';
 import { LoadClient } from './lib/load-client.ts';
 import { frenchPatient, INS_NIR_SYSTEM } from './lib/patients.ts';
 import { benchPostgres } from './lib/pg-cluster.ts';
@@ -57,13 +57,14 @@ interface Configuration {
   /** The share of `off`'s throughput this configuration must keep. */
   targetShare?: number;
   config: Partial<AppOptions['config']>;
-  /** The token clients send (none when authentication is off). */
-  token?: (db: Database) => Promise<string>;
+  /** The token clients send (none when authentication is off): `Bearer …` from the listening server at `origin`. */
+  token?: (db: Database, origin: string) => Promise<string>;
   /** Encryption at rest (a master key of the run's own); off unless said. */
   encryption?: boolean;
 }
 
-const systemToken = (db: Database) => embeddedToken(db, { audience: AUDIENCE, scope: 'system/*.cruds', clientId: 'bench-feed' });
+// As a hospital's feed gets its token: backend services, over HTTP.
+const systemToken = (db: Database, origin: string) => backendAuthorization(db, origin, 'bench-feed', 'system/*.cruds');
 
 const CONFIGURATIONS: Configuration[] = [
   { name: 'off', description: 'FHIR_AUTH=off, no audit trail', config: { auth: 'off', audit: 'off' } },
@@ -129,7 +130,7 @@ async function openTarget(storeUrl: string, configuration: Configuration, valida
   const db = await openDatabase(storeUrl, schema ? { schema } : {});
   const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 16 * 1024 * 1024, authAudience: AUDIENCE, rateLimit: BENCH_RATE_LIMIT, ...configuration.config }, storage: sqlStorage(db, configuration.encryption ? new DataKeys(new LocalKeyWrapper(randomBytes(32))) : undefined), validator });
   const origin = await app.listen({ host: '127.0.0.1', port: 0 });
-  const authorization = configuration.token ? `Bearer ${await configuration.token(db)}` : undefined;
+  const authorization = configuration.token ? await configuration.token(db, origin) : undefined;
   return {
     configuration,
     app,

@@ -16,11 +16,7 @@ const MAX_CACHED_TOKENS = 10_000;
 export function bearerAuthenticator(verifier: TokenVerifier, realm: string): (request: FastifyRequest) => Promise<AccessContext> {
   const cache = new Map<string, { access: AccessContext; expiresAt: number }>();
   return async (request) => {
-    const header = request.headers.authorization;
-    if (header === undefined || header === '') throw unauthorised(realm, 'login', 'This server needs a SMART access token: Authorization: Bearer <token>');
-    const match = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header);
-    if (!match) throw unauthorised(realm, 'security', 'The Authorization header must be Bearer <token>', 'invalid_request');
-    const token = match[1]!;
+    const token = bearerToken(request, realm);
     const now = Date.now() / 1000;
     const cached = cache.get(token);
     if (cached && cached.expiresAt + CLOCK_SKEW_SECONDS > now) return cached.access;
@@ -39,11 +35,25 @@ export function bearerAuthenticator(verifier: TokenVerifier, realm: string): (re
       cache.set(token, { access, expiresAt: verified.expiresAt });
       return access;
     } catch (error) {
-      if (!(error instanceof InvalidToken)) throw error;
-      request.log.info({ reason: error.message }, 'token refused');
-      throw unauthorised(realm, error.message === 'The token has expired' ? 'expired' : 'security', error.message, error.code);
+      throw refusal(error, request, realm);
     }
   };
+}
+
+/** The request's bearer token; 401 without one, or with an Authorization header of another form. */
+export function bearerToken(request: FastifyRequest, realm: string): string {
+  const header = request.headers.authorization;
+  if (header === undefined || header === '') throw unauthorised(realm, 'login', 'This server needs a SMART access token: Authorization: Bearer <token>');
+  const match = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header);
+  if (!match) throw unauthorised(realm, 'security', 'The Authorization header must be Bearer <token>', 'invalid_request');
+  return match[1]!;
+}
+
+/** A token the verifier refused, as a 401 with its reason (anything else thrown again). */
+export function refusal(error: unknown, request: FastifyRequest, realm: string): unknown {
+  if (!(error instanceof InvalidToken)) return error;
+  request.log.info({ reason: error.message }, 'token refused');
+  return unauthorised(realm, error.message === 'The token has expired' ? 'expired' : 'security', error.message, error.code);
 }
 
 function unauthorised(realm: string, code: IssueCode, diagnostics: string, error?: 'invalid_token' | 'invalid_request'): FhirError {
@@ -85,7 +95,7 @@ export async function smartDiscoveryRoutes(app: FastifyInstance, options: SmartD
     grant_types_supported: ['authorization_code', 'client_credentials', 'refresh_token'],
     response_types_supported: ['code'],
     code_challenge_methods_supported: ['S256'],
-    token_endpoint_auth_methods_supported: ['private_key_jwt', 'none'],
+    token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'],
     token_endpoint_auth_signing_alg_values_supported: CLIENT_ASSERTION_ALGORITHMS,
     scopes_supported: [...NAMED_SCOPES, ...SCOPES_SUPPORTED],
     capabilities: [
@@ -93,7 +103,9 @@ export async function smartDiscoveryRoutes(app: FastifyInstance, options: SmartD
       'launch-standalone',
       'client-public',
       'client-confidential-asymmetric',
+      'client-confidential-symmetric',
       'context-ehr-patient',
+      'context-ehr-encounter',
       'context-standalone-patient',
       'sso-openid-connect',
       'permission-offline',

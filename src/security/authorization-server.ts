@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import Provider, { errors, type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
-import type { AuthorizationClient, AuthorizationStore, IssuerKey } from '../store/resource-store.ts';
+import type { AuthorizationStore, IssuerKey } from '../store/resource-store.ts';
+import { GRANT_TTL, grantableScopes, LAUNCH_CONTEXT, NAMED_SCOPES } from './authorization-grants.ts';
 import { EMBEDDED_ALGORITHM } from './embedded-issuer.ts';
-import { LAUNCH, withoutPrefix, type LaunchContext } from './launch.ts';
-import { parseScopes, type ResourceScope } from './scopes.ts';
+import type { LaunchContext } from './launch.ts';
+import { verifyPassword } from './passwords.ts';
 import { escapeXml } from '../fhir/xml-text.ts';
+
+export { NAMED_SCOPES } from './authorization-grants.ts';
 
 /** The endpoints, below the issuer (`https://dmp.example/auth`), as the provider's `routes` puts them. */
 export const AUTHORIZATION_ENDPOINTS = {
@@ -26,18 +29,14 @@ export const INTERACTION_PATH = `${AUTHORIZATION_PATH}/interaction`;
 /** SMART's signature algorithms for a backend client's assertion (RS384 and ES384 required), and a few more. */
 export const CLIENT_ASSERTION_ALGORITHMS = ['RS384', 'ES384', 'RS256', 'ES256', 'RS512', 'ES512', 'PS256', 'PS384', 'PS512', 'EdDSA'];
 
-/**
- * The scopes the provider knows by name (OpenID Connect and SMART's launch ones); resource scopes
- * (`patient/Observation.rs`) are the FHIR server's, granted within what each client was registered with.
- */
-export const NAMED_SCOPES = ['openid', 'profile', 'fhirUser', 'offline_access', 'online_access', 'launch', 'launch/patient', 'launch/encounter'];
-
-/** The records of each authorization's launch context, by grant id. */
-const LAUNCH_CONTEXT = 'LaunchContext';
-
 /** Lifetimes, in seconds. */
 const ACCESS_TOKEN_TTL = 3600;
-const GRANT_TTL = 30 * 24 * 3600;
+
+/** How long a user has to log in, pick a patient and approve, in seconds. */
+export const INTERACTION_TTL = 600;
+
+/** The client metadata saying a client is an EHR, which may mint launches (`npm run client -- --ehr`). */
+export const EHR_LAUNCH_METADATA = 'ehr_launch';
 
 export interface AuthorizationServerOptions {
   /** The FHIR server's origin (`https://dmp.example`): the provider's issuer is its `/auth`. */
@@ -69,13 +68,15 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
   if (!signing) throw new Error('the embedded issuer has no key');
   // Cookie signing keys derived from the issuer's private key: every server process on one database agrees on them.
   const cookieKey = createHash('sha256').update(`dossier cookies ${JSON.stringify(signing.privateJwk)}`).digest('base64url');
-  // Grants made by this process for one authorization request (see loadExistingGrant).
-  const grantsMade = new WeakMap<object, string>();
 
   const configuration: Configuration = {
     adapter: recordsAdapter(store),
     jwks: { keys: options.keys.map((key) => ({ ...key.privateJwk, use: 'sig' }) as never) },
-    clientAuthMethods: ['private_key_jwt', 'none'],
+    clientAuthMethods: ['private_key_jwt', 'client_secret_basic', 'client_secret_post', 'none'],
+    // The consent page names the app; an EHR's registration says it may mint launches (src/http/ehr-launch.ts).
+    extraClientMetadata: { properties: [EHR_LAUNCH_METADATA], validator: (_ctx, key, value) => {
+      if (key === EHR_LAUNCH_METADATA && value !== undefined && typeof value !== 'boolean') throw new errors.InvalidClientMetadata(`${EHR_LAUNCH_METADATA} must be a boolean`);
+    } },
     enabledJWA: {
       clientAuthSigningAlgValues: CLIENT_ASSERTION_ALGORITHMS as never,
       idTokenSigningAlgValues: [EMBEDDED_ALGORITHM] as never,
@@ -120,7 +121,7 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
       ClientCredentials: ACCESS_TOKEN_TTL,
       AuthorizationCode: 60,
       IdToken: 3600,
-      Interaction: 600,
+      Interaction: INTERACTION_TTL,
       Session: 8 * 3600,
       Grant: GRANT_TTL,
       // online_access: the refresh token lasts the session's day; offline_access: a month.
@@ -135,37 +136,18 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
       if (!account) return undefined;
       return { accountId: sub, claims: () => ({ sub, preferred_username: sub, ...(account.fhirUser ? { fhirUser: absolute(fhirBase, account.fhirUser) } : {}) }) };
     },
-    // A registered client is trusted: the user who logs in approves what it asks, within what it was
-    // registered for (no consent screen). Each authorization is its own grant, carrying its launch context.
+    // Each authorization is its own grant, carrying its launch context: made by the consent page
+    // (src/http/authorization-routes.ts), which asks the user or, for scopes approved before, does not.
     loadExistingGrant: async (ctx) => {
-      const { oidc } = ctx;
-      if (!oidc.session?.accountId || !oidc.client) return undefined;
-      const made = grantsMade.get(ctx);
-      if (made) return oidc.provider.Grant.find(made);
-      const account = await store.account(oidc.session.accountId);
-      const scopes = new Set(String(oidc.params?.scope ?? '').split(' '));
-      let context: LaunchContext = {};
-      if (typeof oidc.params?.launch === 'string') {
-        const launch = await store.record(LAUNCH, oidc.params.launch);
-        if (!launch) throw new errors.InvalidRequest('the launch is unknown or has expired');
-        context = launch.payload as LaunchContext;
-      } else if (scopes.has('launch/patient') && account?.patient) {
-        context = { patient: account.patient };
-      }
-      const grant = new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId });
-      grant.addOIDCScope([...oidc.requestParamOIDCScopes].join(' '));
-      for (const [indicator, server] of Object.entries(oidc.resourceServers ?? {})) grant.addResourceScope(indicator, server.scope);
-      const grantId = await grant.save();
-      grantsMade.set(ctx, grantId);
-      await store.saveRecord(LAUNCH_CONTEXT, grantId, { grantId, ...withoutPrefix(context), ...(account?.fhirUser ? { fhirUser: account.fhirUser } : {}) }, GRANT_TTL);
-      return grant;
+      const grantId = ctx.oidc.result?.consent?.grantId;
+      return typeof grantId === 'string' ? ctx.oidc.provider.Grant.find(grantId) : undefined;
     },
     extraTokenClaims: async (_ctx, token) => {
       const grantId = (token as { grantId?: string }).grantId;
       if (!grantId) return undefined;
       const context = await store.record(LAUNCH_CONTEXT, grantId);
       if (!context) return undefined;
-      const { patient, encounter, fhirUser } = context.payload as LaunchContext & { fhirUser?: string };
+      const { patient, encounter, fhirUser } = context.payload as LaunchContext;
       return { ...(patient ? { patient } : {}), ...(encounter ? { encounter } : {}), ...(fhirUser ? { fhirUser } : {}) };
     },
     renderError: (ctx, out) => {
@@ -175,6 +157,10 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
   };
   const provider = new Provider(issuer, configuration);
   provider.proxy = options.proxy ?? false;
+  // A confidential app's secret is stored as a scrypt hash, as account passwords are (`npm run client -- --secret`).
+  provider.Client.prototype.compareClientSecret = async function (this: { clientSecret?: string }, actual: string) {
+    return typeof this.clientSecret === 'string' && typeof actual === 'string' && verifyPassword(actual, this.clientSecret);
+  };
   // SMART lets a public app refresh with the refresh token alone (no client_id), which the provider needs
   // to find the client: it is read from the refresh token, for a public client only.
   provider.use(async (ctx, next) => {
@@ -192,8 +178,8 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
     }
     await next();
   });
-  // OpenID Connect grants offline_access only with prompt=consent, which SMART apps do not send: the
-  // registered client's user approves by logging in (no consent screen), so the prompt is implied.
+  // OpenID Connect grants offline_access only with prompt=consent, which SMART apps do not send: every
+  // authorization goes through the consent page anyway (which does not ask again what was approved before).
   provider.use(async (ctx, next) => {
     if (ctx.path === AUTHORIZATION_ENDPOINTS.authorization && ctx.method === 'GET' && typeof ctx.query.scope === 'string' && ctx.query.scope.split(' ').includes('offline_access')) {
       const prompts = new Set(String(ctx.query.prompt ?? '').split(' ').filter(Boolean));
@@ -244,24 +230,6 @@ function requestedScopes(ctx: KoaContextWithOIDC): string[] {
   const { params, entities } = ctx.oidc;
   const source = (params?.scope as string | undefined) ?? entities.RefreshToken?.scope ?? entities.AuthorizationCode?.scope ?? '';
   return source.split(' ').filter(Boolean);
-}
-
-/** The resource scopes among `requested` that the client's registration covers. */
-export function grantableScopes(requested: readonly string[], client: AuthorizationClient | undefined): string[] {
-  if (!client) return [];
-  const allowed = parseScopes(client.allowedScopes.split(' ').filter(Boolean));
-  return requested.filter((scope) => {
-    const [wanted] = parseScopes([scope]);
-    return wanted !== undefined && allowed.some((grant) => covers(grant, wanted));
-  });
-}
-
-function covers(grant: ResourceScope, wanted: ResourceScope): boolean {
-  if (grant.context !== wanted.context) return false;
-  if (grant.resourceType !== '*' && grant.resourceType !== wanted.resourceType) return false;
-  if (grant.restriction !== undefined && grant.restriction !== wanted.restriction) return false;
-  for (const permission of wanted.permissions) if (!grant.permissions.has(permission)) return false;
-  return true;
 }
 
 /** The provider's adapter (its storage interface) over the store: clients from `authz_client`, the rest as records. */
