@@ -12,6 +12,13 @@ export const MAX_TOKEN_LENGTH = 8192;
 /** Clocks of issuer and server may differ by this much, in seconds, for `exp`, `nbf` and `iat`. */
 export const CLOCK_SKEW_SECONDS = 30;
 
+/**
+ * Tokens verified once are remembered until they expire, at most this many (the oldest verified first out): a
+ * client sends the same token with every request for an hour, and checking its signature again each time was
+ * the largest part of what authentication cost a read (an ES256 or RS256 verification against a map lookup).
+ */
+export const VERIFIED_TOKENS_KEPT = 5000;
+
 /** An issuer whose tokens the server accepts, with where its keys are. */
 export interface TrustedIssuer {
   issuer: string;
@@ -49,11 +56,19 @@ export class InvalidToken extends Error {
 /** Verifies bearer tokens against the trusted issuers: signature, issuer, audience, time, algorithm, size. */
 export class TokenVerifier {
   private readonly keys = new Map<string, JWTVerifyGetKey>();
+  /** Tokens that passed every check, by their exact text, in the order they were verified. */
+  private readonly verified = new Map<string, VerifiedToken>();
+
+  private readonly clockSkew: number;
+  private readonly kept: number;
 
   constructor(
     private readonly audience: string,
     issuers: readonly TrustedIssuer[],
+    options: { clockSkewSeconds?: number; verifiedTokensKept?: number } = {},
   ) {
+    this.clockSkew = options.clockSkewSeconds ?? CLOCK_SKEW_SECONDS;
+    this.kept = options.verifiedTokensKept ?? VERIFIED_TOKENS_KEPT;
     for (const { issuer, jwks } of issuers) {
       this.keys.set(
         issuer,
@@ -63,6 +78,19 @@ export class TokenVerifier {
   }
 
   async verify(token: string): Promise<VerifiedToken> {
+    const known = this.verified.get(token);
+    if (known) {
+      // The same text is the same signed claims: only time can have made them unacceptable since.
+      if (known.expiresAt + this.clockSkew > Date.now() / 1000) return known;
+      this.verified.delete(token);
+    }
+    const checked = await this.check(token);
+    if (this.verified.size >= this.kept) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, checked);
+    return checked;
+  }
+
+  private async check(token: string): Promise<VerifiedToken> {
     if (token.length > MAX_TOKEN_LENGTH) throw new InvalidToken(`The token is longer than ${MAX_TOKEN_LENGTH} characters`);
     let issuer: unknown;
     try {
@@ -81,7 +109,7 @@ export class TokenVerifier {
         issuer: issuer as string,
         audience: this.audience,
         algorithms: ALLOWED_ALGORITHMS,
-        clockTolerance: CLOCK_SKEW_SECONDS,
+        clockTolerance: this.clockSkew,
         requiredClaims: ['exp'],
       }));
     } catch (error) {
