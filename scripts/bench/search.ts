@@ -13,7 +13,8 @@
  * cluster tuned for bulk load — fsync off — is started and removed), BENCH_SCHEMA (with BENCH_DATABASE_URL:
  * reuse that schema when it already holds data, and keep it), BENCH_WRITERS (3 loader processes),
  * BENCH_REQUESTS (500 per query), BENCH_WARMUP (50), BENCH_CONCURRENCY (4), BENCH_WALKS (3 walks to page 50),
- * PG_POOL_SIZE (10). Results: scripts/bench/results/search-postgres.{md,json} and search-explain.txt.
+ * PG_POOL_SIZE (10), BENCH_AUDIT (`on`, as the server runs by default: every search writes its AuditEvent; `off` to
+ * compare plans and SQL with the runs before the audit trail). Results: scripts/bench/results/search-postgres.{md,json} and search-explain.txt.
  */
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -45,6 +46,7 @@ const WRITERS = positiveInteger('BENCH_WRITERS', 3);
 const REQUESTS = positiveInteger('BENCH_REQUESTS', 500);
 const WARMUP = positiveInteger('BENCH_WARMUP', 50);
 const CONCURRENCY = positiveInteger('BENCH_CONCURRENCY', 4);
+const AUDIT = process.env.BENCH_AUDIT === 'off' ? 'off' : 'on';
 const WALKS = positiveInteger('BENCH_WALKS', 3);
 const PAGES = 50;
 /** EXPLAIN ANALYZE of one statement gives up past this (ms) and shows the plain EXPLAIN instead. */
@@ -374,7 +376,8 @@ function markdownReport(report: SearchReport): string {
     report.clusterSettings ? `Throwaway PostgreSQL 15 cluster, **fsync off** (bench only): ${Object.entries(report.clusterSettings).map(([k, v]) => `${k}=${v}`).join(', ')}.` : 'PostgreSQL: given by BENCH_DATABASE_URL.',
     `Server settings (server pool connections add jit=off): ${Object.entries(report.serverSettings).map(([k, v]) => `${k}=${v}`).join(', ')}.`,
     `${report.settings.requests} requests per query (fewer where the table's requests column says so, to bound the run) over varied inputs after ${report.settings.warmup} warm-up, ${report.settings.concurrency} in flight, ` +
-      `server pool ${report.settings.pgPoolSize} connections, over HTTP to buildApp on 127.0.0.1.`,
+      `server pool ${report.settings.pgPoolSize} connections, over HTTP to buildApp on 127.0.0.1, SMART token on every request, audit trail ${report.settings.audit === 'off' ? '**off** (BENCH_AUDIT=off)' : 'on (each search writes its AuditEvent)'}, ` +
+      'identifiers indexed and searched as keyed hashes (encryption on; content loaded in clear).',
     '',
     '| query | requests | ops/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | matches (sample) | target p95 | met? |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
@@ -416,7 +419,7 @@ interface SearchReport {
   clusterSettings?: Record<string, string>;
   /** What the server runs with (whether started here or given), for the settings that shape plans and caching. */
   serverSettings: Record<string, string>;
-  settings: { requests: number; warmup: number; concurrency: number; pgPoolSize: number; walks: number };
+  settings: { requests: number; warmup: number; concurrency: number; pgPoolSize: number; walks: number; audit?: 'on' | 'off' };
   queries: QueryResultRow[];
   walks: WalkResult[];
   explain: Array<Omit<ExplainResult, 'statements'> & { statements: Array<{ role: string; ms: number }> }>;
@@ -486,7 +489,7 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
     }
     const databaseSize = (await pool.query('SELECT pg_size_pretty(pg_database_size(current_database())) AS s')).rows[0].s as string;
 
-    app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db, keys) });
+    app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, audit: AUDIT, authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db, keys) });
     // A token as clients get theirs (`npm run token`), sent with every request.
     authorization = `Bearer ${await embeddedToken(db, { audience: BENCH_AUDIENCE, scope: 'system/*.rs', clientId: 'bench' })}`;
     const origin = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -532,7 +535,7 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
       serverSettings: Object.fromEntries(
         (await pool.query(`SELECT name, current_setting(name) AS value FROM pg_settings WHERE name = ANY($1) ORDER BY name`, [['shared_buffers', 'huge_pages', 'effective_cache_size', 'work_mem', 'random_page_cost', 'jit']])).rows.map((r) => [r.name, r.value]),
       ),
-      settings: { requests: REQUESTS, warmup: WARMUP, concurrency: CONCURRENCY, pgPoolSize: PG_POOL_SIZE, walks: WALKS },
+      settings: { requests: REQUESTS, warmup: WARMUP, concurrency: CONCURRENCY, pgPoolSize: PG_POOL_SIZE, walks: WALKS, audit: AUDIT },
       queries: rows,
       walks,
       explain: explained.map(({ statements, ...rest }) => ({ ...rest, statements: statements.map(({ role, ms }) => ({ role, ms })) })),
