@@ -2,7 +2,10 @@
  * Search benchmark (issue 3) on PostgreSQL: a realistic French population (BENCH_RESOURCES resources, default
  * 1,000,000: patients with INS-NIR, Immunizations, DocumentReferences, AllergyIntolerances, MedicationStatements,
  * Observations, Practitioners, Organizations) is bulk-loaded with the server's own index rows, then typical DMP searches are
- * sent over real HTTP to the server (buildApp on 127.0.0.1) and each one's SQL is EXPLAINed.
+ * sent over real HTTP to the server (buildApp on 127.0.0.1) and each one's SQL is EXPLAINed. The server encrypts, as
+ * by default: identifiers are indexed (by the loader too) and searched as keyed hashes under the schema's index key
+ * (src/store/index-key.ts; a kept schema loaded before has its identifiers hashed as the run starts). The loader
+ * writes resource content in clear, as before: reading a page costs no opening of sealed content here.
  *
  *   npm run bench:search
  *
@@ -27,6 +30,10 @@ import { loadSearchParameters, SearchParameterRegistry } from '../../src/search/
 import { type Database } from '../../src/store/database.ts';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { migrate } from '../../src/store/migrate.ts';
+import { prepareIndexKey } from '../../src/store/index-key.ts';
+import { withHashedIdentifiers } from '../../src/search/identifier-hash.ts';
+import type { DataKeys } from '../../src/store/encryption.ts';
+import { benchDataKeys } from './lib/bench-keys.ts';
 import { ATC_SYSTEM, COMMON_FAMILIES, INS_NIR_SYSTEM, LOINC_SYSTEM, patientBundle, planPopulation, rng, type PopulationPlan } from './lib/french-population.ts';
 import { LoadClient } from './lib/load-client.ts';
 import { benchPostgres } from './lib/pg-cluster.ts';
@@ -294,11 +301,12 @@ const BIG_TABLES = /^(resource|resource_history|search_\w+)$/;
  * The SQL the server runs for `path`, built the way FhirRouter.search does (parseSearch, then the engine, which
  * calls planSearch) on a Database that records each statement, then EXPLAIN (ANALYZE, BUFFERS) of each.
  */
-async function explain(db: Database, pool: pg.Pool, registry: SearchParameterRegistry, name: string, path: string): Promise<ExplainResult> {
+async function explain(db: Database, pool: pg.Pool, registry: SearchParameterRegistry, keys: DataKeys, name: string, path: string): Promise<ExplainResult> {
   const url = new URL(path, 'http://127.0.0.1');
   const resourceType = url.pathname.split('/')[2]!;
   const pairs = [...url.searchParams.entries()] as Array<[string, string]>;
-  const parsed = parseSearch([resourceType], pairs, registry, { strict: false, baseUrl: 'http://127.0.0.1/fhir' });
+  // As the server's store searches it: identifiers hashed (SqlResourceStore).
+  const parsed = withHashedIdentifiers(parseSearch([resourceType], pairs, registry, { strict: false, baseUrl: 'http://127.0.0.1/fhir' }), keys.hashIdentifier);
   const recorded: Array<{ sql: string; params: unknown[] }> = [];
   const recorder: Database = {
     ...db,
@@ -368,7 +376,8 @@ function markdownReport(report: SearchReport): string {
     report.clusterSettings ? `Throwaway PostgreSQL 15 cluster, **fsync off** (bench only): ${Object.entries(report.clusterSettings).map(([k, v]) => `${k}=${v}`).join(', ')}.` : 'PostgreSQL: given by BENCH_DATABASE_URL.',
     `Server settings (server pool connections add jit=off): ${Object.entries(report.serverSettings).map(([k, v]) => `${k}=${v}`).join(', ')}.`,
     `${report.settings.requests} requests per query (fewer where the table's requests column says so, to bound the run) over varied inputs after ${report.settings.warmup} warm-up, ${report.settings.concurrency} in flight, ` +
-      `server pool ${report.settings.pgPoolSize} connections, over HTTP to buildApp on 127.0.0.1, SMART token on every request, audit trail ${report.settings.audit === 'off' ? '**off** (BENCH_AUDIT=off)' : 'on (each search writes its AuditEvent)'}.`,
+      `server pool ${report.settings.pgPoolSize} connections, over HTTP to buildApp on 127.0.0.1, SMART token on every request, audit trail ${report.settings.audit === 'off' ? '**off** (BENCH_AUDIT=off)' : 'on (each search writes its AuditEvent)'}, ` +
+      'identifiers indexed and searched as keyed hashes (encryption on; content loaded in clear).',
     '',
     '| query | requests | ops/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | matches (sample) | target p95 | met? |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
@@ -437,6 +446,10 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   try {
     await migrate(db);
+    const registry = new SearchParameterRegistry(loadSearchParameters());
+    // The index key, made before the loader's writers start (each loads it), or loaded from a kept schema.
+    const keys = benchDataKeys();
+    await prepareIndexKey(db, keys, registry);
     // The patient operations bench (patient-operations.ts) adds records of its own (`bench-po-…`) to a kept schema, and the
     // audit trail (on, as by default) an AuditEvent per request: neither is the population.
     const existing = Number((await pool.query(`SELECT count(*) AS n FROM resource WHERE id NOT LIKE 'bench-po-%' AND resource_type <> 'AuditEvent'`)).rows[0].n);
@@ -476,11 +489,10 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
     }
     const databaseSize = (await pool.query('SELECT pg_size_pretty(pg_database_size(current_database())) AS s')).rows[0].s as string;
 
-    app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, audit: AUDIT, authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db) });
+    app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, audit: AUDIT, authAudience: BENCH_AUDIENCE }, storage: sqlStorage(db, keys) });
     const origin = await app.listen({ host: '127.0.0.1', port: 0 });
     // A token as a feed gets one (backend services, over HTTP), sent with every request.
     authorization = await backendAuthorization(db, origin, 'bench', 'system/*.rs');
-    const registry = new SearchParameterRegistry(loadSearchParameters());
     const { queries, representative } = buildQueries(plan);
 
     console.error(`queries (${REQUESTS} each after ${WARMUP} warm-up, ${CONCURRENCY} in flight):`);
@@ -505,7 +517,7 @@ async function bench(url: string, schema: string | undefined, options: { keep: b
     console.error('EXPLAIN (ANALYZE, BUFFERS):');
     const explained: ExplainResult[] = [];
     for (const [name, path] of [...Object.entries(representative), ...Object.entries(page50)]) {
-      const e = await explain(db, explainPool, registry, name, path);
+      const e = await explain(db, explainPool, registry, keys, name, path);
       explained.push(e);
       console.error(`  ${name}: ${e.statements.map((s) => `${s.role.split(' ')[0]} ${s.ms.toFixed(1)} ms`).join(', ')}; ` +
         `${e.seqScans.length ? `SEQ SCAN on ${e.seqScans.join(', ')}` : 'index only (no Seq Scan on a big table)'}; indexes: ${e.indexes.join(', ')}`);

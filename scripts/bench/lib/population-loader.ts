@@ -3,8 +3,10 @@
  * migrated dossier schema, in batched transactions, from several writer processes.
  *
  * Each batch is one transaction running the server's own insertNew (the statement Repository.create and
- * transaction bundles use: current rows, history rows and index rows from the server's SearchIndexWriter),
- * so what is stored is exactly what a server write stores. Only the batch size differs from a bundle.
+ * transaction bundles use: current rows, history rows and index rows from the server's SearchIndexWriter, with
+ * identifiers hashed under the schema's index key, which each writer loads as a server does: bench-keys.ts), so
+ * what is indexed is exactly what an encrypting server indexes. Content is written in clear (a server would seal
+ * it), and only the batch size differs from a bundle.
  *
  * A writer is this file run as a child process (`population-loader.ts <url> <schema> <writer> <writers> <total>`).
  */
@@ -16,6 +18,9 @@ import { SearchIndexWriter } from '../../../src/store/index-writer.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../../../src/search/registry.ts';
 import type { QueryResult, SqlExecutor } from '../../../src/store/database.ts';
 import { insertNew, StoredResource, type NewResource } from '../../../src/store/repository.ts';
+import { prepareIndexKey } from '../../../src/store/index-key.ts';
+import { openDatabase } from '../../../src/store/open-database.ts';
+import { benchDataKeys } from './bench-keys.ts';
 import { organization, patientBundle, planPopulation, practitioner, type GeneratedResource, type PopulationPlan } from './french-population.ts';
 
 const BATCH = 400;
@@ -92,7 +97,14 @@ function stamp(resource: GeneratedResource, index: SearchIndexWriter): NewResour
 async function runWriter(url: string, schema: string, writer: number, writers: number, total: number): Promise<void> {
   const plan = planPopulation(total);
   const registry = new SearchParameterRegistry(loadSearchParameters());
-  const index = new SearchIndexWriter(registry);
+  const keys = benchDataKeys();
+  const db = await openDatabase(url, schema ? { schema } : {});
+  try {
+    await prepareIndexKey(db, keys, registry);
+  } finally {
+    await db.close();
+  }
+  const index = new SearchIndexWriter(registry, Infinity, keys.hashIdentifier);
   const pool = new pg.Pool({ connectionString: url, max: IN_FLIGHT, ...(schema ? { options: `-c search_path=${schema}` } : {}) });
 
   // This writer's share: every writers-th practitioner and organization, and every writers-th run of patients.
