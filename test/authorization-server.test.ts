@@ -125,6 +125,17 @@ await registerAccount(database.db, { username: 'jeanne', password: 'correct hors
 await registerAccount(database.db, { username: 'dr-lefevre', password: 'stéthoscope 2026', fhirUser: `Practitioner/${practitioner}` });
 
 /**
+ * A login account of one test's own, as `jeanne` or `dr-lefevre` (same user, same password): approvals are
+ * remembered per account, so a test that expects the approval page, or none, must not inherit another's.
+ */
+async function ownAccount(as: 'jeanne' | 'dr-lefevre', test: string): Promise<string> {
+  const username = `${as}-${test}`;
+  if (as === 'jeanne') await registerAccount(database.db, { username, password: 'correct horse battery', fhirUser: `Patient/${jeanne}`, patient: `Patient/${jeanne}` });
+  else await registerAccount(database.db, { username, password: 'stéthoscope 2026', fhirUser: `Practitioner/${practitioner}` });
+  return username;
+}
+
+/**
  * The app: a Node server using fhirclient's own Node API, as its README shows. `/launch` authorizes
  * (standalone, or with the EHR's `iss` and `launch`), `/callback` completes and reads with the token.
  */
@@ -293,8 +304,9 @@ async function answer(browser: Browser, approval: { url: string; text: string },
 }
 
 t.test('standalone launch with fhirclient: log in, PKCE, the patient in context, a refresh token', async (t) => {
+  const username = await ownAccount('jeanne', 'standalone');
   const browser = new Browser();
-  const { login, posted } = await logIn(browser, `${appServer.url}/launch`, 'jeanne', 'correct horse battery');
+  const { login, posted } = await logIn(browser, `${appServer.url}/launch`, username, 'correct horse battery');
   t.equal(login.status, 200, 'the login page');
   t.match(login.text, /<form method="post"/);
   t.equal(posted.status, 303, 'the password is accepted');
@@ -331,7 +343,7 @@ t.test('standalone launch with fhirclient: log in, PKCE, the patient in context,
 
   // A second launch, in another browser: log in, and no approval asked again.
   const again = new Browser();
-  const second = await logIn(again, `${appServer.url}/launch`, 'jeanne', 'correct horse battery');
+  const second = await logIn(again, `${appServer.url}/launch`, username, 'correct horse battery');
   const back = await again.follow(second.posted.location!);
   t.equal(back.status, 200, `the approval was remembered: ${back.text.slice(0, 200)}`);
   t.same(JSON.parse(back.text), { patient: jeanne });
@@ -368,7 +380,7 @@ t.test('EHR launch over HTTP: the EHR mints a launch, the app gets its patient, 
 
   const browser = new Browser();
   const start = `${appServer.url}/launch?iss=${encodeURIComponent(fhirBase)}&launch=${minted.body.launch}`;
-  const { posted } = await logIn(browser, start, 'dr-lefevre', 'stéthoscope 2026');
+  const { posted } = await logIn(browser, start, await ownAccount('dr-lefevre', 'ehr'), 'stéthoscope 2026');
   t.equal(posted.status, 303);
   const approval = await browser.follow(posted.location!);
   t.match(approval.text, /DURAND Paul/, 'the approval names the launch patient');
@@ -404,7 +416,7 @@ t.test('EHR launch over HTTP: only the user it names may log in', async (t) => {
   t.match(posted.text, /un autre utilisateur/);
 });
 
-t.test('EHR launch over HTTP: no token, a bad token, a client that is no EHR, a bad body, an unknown patient', async (t) => {
+t.test('EHR launch over HTTP: no token, a bad token, a client that is no EHR, a bad body, an unknown patient, an encounter of another patient', async (t) => {
   const outcome = (body: Record<string, any>) => body.resourceType === 'OperationOutcome' && body.issue?.length > 0;
   const none = await mintLaunch(undefined, { patient: paul });
   t.equal(none.status, 401, 'no token');
@@ -439,6 +451,12 @@ t.test('EHR launch over HTTP: no token, a bad token, a client that is no EHR, a 
   t.equal(unknown.status, 422, 'a patient that does not exist');
   t.equal(unknown.body.issue[0].code, 'not-found');
   t.equal((await mintLaunch(token, { patient: paul, encounter: 'Encounter/nothing' })).status, 422, 'an encounter that does not exist');
+  const elsewhere = await mintLaunch(token, { patient: jeanne, encounter: `Encounter/${encounter}` });
+  t.equal(elsewhere.status, 422, "an encounter of another patient (Paul's, for Jeanne)");
+  t.equal(elsewhere.body.issue[0].code, 'business-rule');
+  t.same(elsewhere.body.issue[0].expression, ['encounter']);
+  const groupEncounter = await create({ resourceType: 'Encounter', status: 'finished', class: { code: 'AMB' } });
+  t.equal((await mintLaunch(token, { patient: paul, encounter: `Encounter/${groupEncounter}` })).status, 422, 'an encounter of no patient');
 });
 
 t.test('login page: a wrong password is refused and the page is inert', async (t) => {
@@ -470,8 +488,9 @@ t.test('authorization code: a wrong PKCE verifier, or none, gets no token', asyn
     authorize.searchParams.set(name, value);
   }
   const browser = new Browser();
-  const { posted } = await logIn(browser, authorize.href, 'jeanne', 'correct horse battery');
-  const back = await browser.follow(posted.location!, (url) => url.startsWith(redirectUri));
+  const { posted } = await logIn(browser, authorize.href, await ownAccount('jeanne', 'pkce'), 'correct horse battery');
+  const approval = await browser.follow(posted.location!);
+  const back = await browser.follow((await answer(browser, approval, 'approve')).location!, (url) => url.startsWith(redirectUri));
   const code = new URL(back.location!).searchParams.get('code');
   t.ok(code, 'a code');
   const exchange = (codeVerifier?: string) =>
@@ -503,7 +522,7 @@ t.test('authorization code: a wrong PKCE verifier, or none, gets no token', asyn
 t.test('standalone launch by a professional: a patient picker (family name or INS), escaped, whose choice is the context', async (t) => {
   const lea = await create({ resourceType: 'Patient', name: [{ family: 'Durand-<i>Test</i>', given: ['Léa'] }], birthDate: '1979-03-05', identifier: [{ system: 'urn:oid:1.2.250.1.213.1.4.8', value: '279035121518989' }] });
   const browser = new Browser();
-  const { posted } = await logIn(browser, `${appServer.url}/launch`, 'dr-lefevre', 'stéthoscope 2026');
+  const { posted } = await logIn(browser, `${appServer.url}/launch`, await ownAccount('dr-lefevre', 'picker'), 'stéthoscope 2026');
   const picker = await browser.follow(posted.location!);
   t.equal(picker.status, 200);
   t.match(picker.text, /<title>Choix du patient<\/title>/, 'a professional has no record of their own: the picker');
@@ -525,8 +544,10 @@ t.test('standalone launch by a professional: a patient picker (family name or IN
   t.equal(unknown.status, 400, 'a patient that does not exist');
   const chosen = await browser.go(picker.url, { method: 'POST', form: { csrf: formValue(byName, 'csrf'), patient: paul } });
   t.equal(chosen.status, 303, 'Paul chosen');
-  // dr-lefevre approved this app's scopes at the EHR launch above: not asked again.
-  const done = await browser.follow(chosen.location!);
+  const approval = await browser.follow(chosen.location!);
+  t.match(approval.text, /<title>Autorisation<\/title>/, 'then the approval');
+  t.match(approval.text, /DURAND Paul/, 'naming the patient chosen');
+  const done = await browser.follow((await answer(browser, approval, 'approve')).location!);
   t.equal(done.status, 200, done.text.slice(0, 300));
   t.same(JSON.parse(done.text), { patient: paul }, 'the app reads the chosen patient');
   t.equal(decodeJwt(appServer.last.tokenResponse.access_token).patient, paul, 'the token carries him');
@@ -563,7 +584,7 @@ t.test('a confidential app with a secret: the approval as given (never beyond it
 
   const browser = new Browser();
   const first = authorizationRequest('web-app', redirectUri, 'openid fhirUser user/Patient.rs user/Observation.rs user/Practitioner.rs');
-  const { posted } = await logIn(browser, first.url, 'dr-lefevre', 'stéthoscope 2026');
+  const { posted } = await logIn(browser, first.url, await ownAccount('dr-lefevre', 'web-app'), 'stéthoscope 2026');
   const approval = await browser.follow(posted.location!);
   t.match(approval.text, /Cabinet &lt;Lefèvre&gt;/, 'the app by its name, escaped');
   t.same(offeredScopes(approval).sort(), ['user/Observation.rs', 'user/Patient.rs'], 'a scope beyond the registration is not even offered');
@@ -606,7 +627,7 @@ t.test('Deny on the approval page: access_denied to the app, no code', async (t)
   const redirectUri = `${appServer.url}/deny-callback`;
   await registerClient(database.db, { clientId: 'deny-app', scope: 'openid patient/*.rs', redirectUris: [redirectUri] });
   const browser = new Browser();
-  const { posted } = await logIn(browser, authorizationRequest('deny-app', redirectUri, 'openid patient/*.rs').url, 'jeanne', 'correct horse battery');
+  const { posted } = await logIn(browser, authorizationRequest('deny-app', redirectUri, 'openid patient/*.rs').url, await ownAccount('jeanne', 'deny'), 'correct horse battery');
   const approval = await browser.follow(posted.location!);
   const back = await browser.follow((await answer(browser, approval, 'deny')).location!, (url) => url.startsWith(redirectUri));
   const answerUrl = new URL(back.location!);
@@ -615,6 +636,47 @@ t.test('Deny on the approval page: access_denied to the app, no code', async (t)
   t.notOk(answerUrl.searchParams.has('code'));
   const again = await browser.follow(authorizationRequest('deny-app', redirectUri, 'openid patient/*.rs').url);
   t.match(again.text, /<title>Autorisation<\/title>/, 'nothing was remembered: asked again');
+});
+
+t.test('prompt=none: silent with an approval remembered for the account and app, consent_required without', async (t) => {
+  const redirectUri = `${appServer.url}/silent-callback`;
+  await registerClient(database.db, { clientId: 'silent-app', scope: 'openid fhirUser launch/patient patient/*.rs', redirectUris: [redirectUri] });
+  const silently = (scope: string) => {
+    const request = authorizationRequest('silent-app', redirectUri, scope);
+    const url = new URL(request.url);
+    url.searchParams.set('prompt', 'none');
+    return { url: url.href, verifier: request.verifier };
+  };
+  const backAt = (page: { location?: string }) => new URL(page.location ?? 'about:blank');
+  const browser = new Browser();
+
+  const noSession = backAt(await browser.go(silently('openid patient/*.rs').url));
+  t.equal(noSession.searchParams.get('error'), 'login_required', 'nobody logged in: login_required');
+
+  // Logged in, nothing approved yet for this app: consent_required, without a page.
+  const { posted } = await logIn(browser, authorizationRequest('silent-app', redirectUri, 'openid launch/patient patient/*.rs').url, await ownAccount('jeanne', 'silent'), 'correct horse battery');
+  const approval = await browser.follow(posted.location!);
+  const notYet = backAt(await browser.go(silently('openid launch/patient patient/*.rs').url));
+  t.equal(notYet.searchParams.get('error'), 'consent_required', 'no approval remembered: consent_required');
+  t.notOk(notYet.searchParams.has('code'));
+
+  // Approved once on the page (its interaction is still open): then prompt=none goes straight back with a code.
+  const first = await browser.follow((await answer(browser, approval, 'approve')).location!, (url) => url.startsWith(redirectUri));
+  t.ok(backAt(first).searchParams.get('code'), 'approved on the page');
+  const request = silently('openid launch/patient patient/*.rs');
+  const quiet = await browser.go(request.url);
+  t.equal(quiet.status, 303, 'no page shown');
+  const code = backAt(quiet).searchParams.get('code');
+  t.ok(code, `an approval remembered: a code at once (${quiet.location})`);
+  t.equal(backAt(quiet).searchParams.get('state'), 'st4te');
+  const token = await tokenRequest({ grant_type: 'authorization_code', code: code!, redirect_uri: redirectUri, code_verifier: request.verifier, client_id: 'silent-app' });
+  t.equal(token.status, 200, `the code is exchanged: ${token.body.error ?? ''}`);
+  t.equal(token.body.patient, jeanne, 'with her launch context');
+  t.equal(decodeJwt(token.body.access_token).scope, 'patient/*.rs');
+  t.equal(await fhirStatus(token.body.access_token, `Patient/${jeanne}`), 200, 'a token that works');
+
+  const more = backAt(await browser.go(silently('openid fhirUser launch/patient patient/*.rs').url));
+  t.equal(more.searchParams.get('error'), 'consent_required', 'a scope not approved before (fhirUser): consent_required');
 });
 
 // --- A second issuer, trusted by configuration only --------------------------------------------------------

@@ -28,7 +28,7 @@ export interface EhrLaunchOptions {
  * short-lived and used up by the one authorization it opens (src/security/authorization-grants.ts).
  * Answers `{ "launch": "…", "expires_in": 300 }`; a refusal is an OperationOutcome (401 with a challenge for
  * a missing or refused token, 403 for a token of a client that is not an EHR, 400 for a bad body, 422 for a
- * patient, encounter or user that does not exist).
+ * patient, encounter or user that does not exist, or an encounter of another patient).
  */
 export async function ehrLaunchRoutes(app: FastifyInstance, options: EhrLaunchOptions): Promise<void> {
   app.post(EHR_LAUNCH_PATH, { bodyLimit: 4096 }, async (request, reply) => {
@@ -51,6 +51,10 @@ export async function ehrLaunchRoutes(app: FastifyInstance, options: EhrLaunchOp
       if (reference !== undefined && !(await options.directory.exists(reference))) {
         throw new FhirError(422, [{ code: 'not-found', diagnostics: `${reference} does not exist on this server` }]);
       }
+    }
+    // The encounter is the launch patient's: an app told of another patient's encounter would read into that record.
+    if (launch.encounter !== undefined && (await options.directory.encounterPatient(launch.encounter)) !== launch.patient) {
+      throw new FhirError(422, [{ code: 'business-rule', diagnostics: `${launch.encounter} is not an encounter of ${launch.patient}`, expression: ['encounter'] }]);
     }
     const id = await createLaunch(options.store, launch, launch.expiresIn);
     request.log.info({ client: client.clientId }, 'EHR launch minted');

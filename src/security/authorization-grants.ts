@@ -140,3 +140,34 @@ export async function grantAuthorization(provider: Provider, store: Authorizatio
   await rememberApproval(store, accountId, access.client.clientId, [...named, ...resource]);
   return grantId;
 }
+
+export interface SilentRequest {
+  accountId: string;
+  clientId: string;
+  /** The request's scopes (offline_access already left out by the provider: OpenID Connect grants it with prompt=consent only). */
+  scope: string;
+  /** The request's `launch` parameter, if any. */
+  launch?: unknown;
+}
+
+/**
+ * The grant of an authorization that may show no page (`prompt=none`): made when the account approved
+ * every scope asked for this client before and the launch context needs no page either (an EHR launch for
+ * this user, or the account's own patient); otherwise undefined, and the provider answers consent_required.
+ */
+export async function rememberedGrant(provider: Provider, store: AuthorizationStore, fhirBase: string, request: SilentRequest): Promise<string | undefined> {
+  const { accountId, clientId } = request;
+  const access = await requestedAccess(store, clientId, request.scope);
+  if (!access || !coveredByApproval(access, await approvedScopes(store, accountId, clientId))) return undefined;
+  const approved = new Set([...access.named, ...access.resource]);
+  const account = await store.account(accountId);
+  if (request.launch !== undefined) {
+    const launch = typeof request.launch === 'string' ? await pendingLaunch(store, request.launch) : undefined;
+    if (!launch || (launch.fhirUser !== undefined && launch.fhirUser !== account?.fhirUser)) return undefined;
+    return grantAuthorization(provider, store, fhirBase, { accountId, access, approved, launch: request.launch as string });
+  }
+  if (!access.named.includes('launch/patient')) return grantAuthorization(provider, store, fhirBase, { accountId, access, approved });
+  // A professional's patient is picked on a page: not without one.
+  const patient = ownPatient(account);
+  return patient ? grantAuthorization(provider, store, fhirBase, { accountId, access, approved, patient }) : undefined;
+}

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import Provider, { errors, type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthorizationStore, IssuerKey } from '../store/resource-store.ts';
-import { GRANT_TTL, grantableScopes, LAUNCH_CONTEXT, NAMED_SCOPES } from './authorization-grants.ts';
+import { GRANT_TTL, grantableScopes, LAUNCH_CONTEXT, NAMED_SCOPES, rememberedGrant } from './authorization-grants.ts';
 import { EMBEDDED_ALGORITHM } from './embedded-issuer.ts';
 import type { LaunchContext } from './launch.ts';
 import { verifyPassword } from './passwords.ts';
@@ -140,7 +140,17 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
     // (src/http/authorization-routes.ts), which asks the user or, for scopes approved before, does not.
     loadExistingGrant: async (ctx) => {
       const grantId = ctx.oidc.result?.consent?.grantId;
-      return typeof grantId === 'string' ? ctx.oidc.provider.Grant.find(grantId) : undefined;
+      if (typeof grantId === 'string') return ctx.oidc.provider.Grant.find(grantId);
+      // prompt=none shows no page: an authorization approved before is granted here, as the page would have.
+      const accountId = ctx.oidc.session?.accountId;
+      if (!ctx.oidc.prompts.has('none') || !accountId) return undefined;
+      const silent = await rememberedGrant(ctx.oidc.provider, store, fhirBase, {
+        accountId,
+        clientId: ctx.oidc.client!.clientId,
+        scope: String(ctx.oidc.params?.scope ?? ''),
+        ...(ctx.oidc.params?.launch !== undefined ? { launch: ctx.oidc.params.launch } : {}),
+      });
+      return silent ? ctx.oidc.provider.Grant.find(silent) : undefined;
     },
     extraTokenClaims: async (_ctx, token) => {
       const grantId = (token as { grantId?: string }).grantId;
@@ -179,7 +189,8 @@ export function createAuthorizationServer(options: AuthorizationServerOptions): 
     await next();
   });
   // OpenID Connect grants offline_access only with prompt=consent, which SMART apps do not send: every
-  // authorization goes through the consent page anyway (which does not ask again what was approved before).
+  // authorization but prompt=none's goes through the consent page anyway (which does not ask again what was
+  // approved before); prompt=none gets no offline_access.
   provider.use(async (ctx, next) => {
     if (ctx.path === AUTHORIZATION_ENDPOINTS.authorization && ctx.method === 'GET' && typeof ctx.query.scope === 'string' && ctx.query.scope.split(' ').includes('offline_access')) {
       const prompts = new Set(String(ctx.query.prompt ?? '').split(' ').filter(Boolean));

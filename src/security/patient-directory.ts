@@ -1,4 +1,4 @@
-import type { HumanName, Identifier, Patient } from 'fhir/r4';
+import type { Encounter, HumanName, Identifier, Patient } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { resourceObject } from '../fhir/resource-text.ts';
 import { parseSearch } from '../search/parse.ts';
@@ -28,6 +28,8 @@ export interface PatientChoice {
 export interface PatientDirectory {
   /** Whether `Type/id` exists (gone or unknown: false). */
   exists(reference: string): Promise<boolean>;
+  /** The patient (`Patient/123`) whose encounter `Encounter/id` is (its subject), if it exists and names one. */
+  encounterPatient(reference: string): Promise<string | undefined>;
   /** Patients `user` may see whose family name starts with `text`, or whose INS is `text` (15 digits). */
   find(text: string, user: string | undefined): Promise<PatientChoice[]>;
   /** The patient `id`, if `user` may see it. */
@@ -49,6 +51,13 @@ export function storePatientDirectory(store: ResourceStore, registry: SearchPara
     async exists(reference) {
       const [type, id] = reference.split('/');
       return (await read(store.forAccess(ALL_ACCESS), type!, id!)) !== undefined;
+    },
+    async encounterPatient(reference) {
+      const encounter = (await read(store.forAccess(ALL_ACCESS), 'Encounter', reference.replace(/^Encounter\//, ''))) as Encounter | undefined;
+      const subject = encounter?.subject?.reference;
+      // A relative reference, or an absolute one on a FHIR base: its last two segments.
+      const match = typeof subject === 'string' ? /(?:^|\/)Patient\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(subject) : null;
+      return match ? `Patient/${match[1]}` : undefined;
     },
     async find(text, user) {
       const query = text.trim();
