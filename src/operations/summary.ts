@@ -43,10 +43,9 @@ async function summarise(call: OperationCall): Promise<Outcome> {
   if (profile !== undefined && profile.split('|')[0] !== IPS_COMPOSITION_PROFILE) {
     throw FhirError.badRequest(`Profile ${profile} is not supported: this server composes summaries to ${IPS_COMPOSITION_PROFILE}`, ['profile'], 'not-supported');
   }
-  const patientText = await findPatient(call);
+  const { patientText, record, texts } = await readPatientRecord(call);
   const patient = patientText.resource as Json;
   const baseUrl = call.request.baseUrl;
-  const { record, texts } = await readRecord(call, patient.id);
 
   const chosen = SECTIONS.map((spec) => ({ spec, entries: spec.select(record) }));
   const contactRows = patientContactRows(patient);
@@ -55,9 +54,10 @@ async function summarise(call: OperationCall): Promise<Outcome> {
   // What the sections reference, and what that references in turn, read once each.
   const included = new Map<string, ResourceText>([[`Patient/${patient.id}`, patientText]]);
   for (const { entries } of present) for (const resource of entries) included.set(`${resource.resourceType}/${resource.id}`, texts.get(resource)!);
-  await includeReferenced(call, included);
+  const local = localReferences(baseUrl);
+  await includeReferenced(call, included, local);
 
-  const resolve = (reference: string | undefined) => (reference === undefined ? undefined : (included.get(localReference(reference, baseUrl) ?? '')?.resource as Json | undefined));
+  const resolve = (reference: string | undefined) => (reference === undefined ? undefined : (included.get(local(reference) ?? '')?.resource as Json | undefined));
   const context: RowContext = { language, labels: labels(language), resolve };
   const now = new Date().toISOString();
   const generator = generatorDevice();
@@ -110,12 +110,17 @@ function summaryLanguage(call: OperationCall): SummaryLanguage {
   return primary;
 }
 
-/** The patient: by id at instance level, by `identifier` (system|value: an INS) at type level. */
-async function findPatient(call: OperationCall): Promise<ResourceText> {
+/**
+ * The patient and its record. At instance level the patient comes with its record, in the same statement
+ * (a patient is a member of its own compartment); when it does not (unknown, deleted, hidden), reading it
+ * says which (404, 410). At type level it is found first by `identifier` (system|value: an INS).
+ */
+async function readPatientRecord(call: OperationCall): Promise<RecordResources & { patientText: ResourceText }> {
   const identifier = text(call.parameters, 'identifier');
   if (call.id !== undefined) {
     if (identifier !== undefined) throw FhirError.badRequest("Parameter 'identifier' selects the patient at type level (Patient/$summary); here the id does", ['identifier']);
-    return call.ctx.store.read('Patient', call.id);
+    const { patientText, ...record } = await readRecord(call, call.id, true);
+    return { patientText: patientText ?? (await call.ctx.store.read('Patient', call.id)), ...record };
   }
   if (identifier === undefined || identifier === '') {
     throw FhirError.badRequest('Patient/$summary needs the patient: an identifier parameter (system|value), or invoke Patient/[id]/$summary', ['identifier'], 'required');
@@ -124,30 +129,38 @@ async function findPatient(call: OperationCall): Promise<ResourceText> {
   const found = matches(await call.ctx.store.search(search, { baseUrl: call.request.baseUrl, path: 'Patient' }));
   if (found.length === 0) throw FhirError.notFound(`No patient has the identifier ${identifier}`);
   if (found.length > 1) throw new FhirError(422, [{ severity: 'error', code: 'multiple-matches', expression: ['identifier'], diagnostics: `Several patients have the identifier ${identifier}: name one by its id` }]);
-  return found[0]!;
+  const patientText = found[0]!;
+  return { patientText, ...(await readRecord(call, patientText.id, false)) };
 }
 
 /**
  * The resources of the patient's compartment the sections read, entered-in-error ones left out: one
- * statement for the whole record (the compartment index, members only), not a search per type. Each is
- * kept as its stored text, parsed once, and written out as it was stored.
+ * statement for the whole record (the compartment index, members only), not a search per type; with
+ * `withPatient`, the patient too. Each is kept as its stored text, parsed once, and written out as it was stored.
  */
-async function readRecord(call: OperationCall, patientId: string): Promise<RecordResources> {
-  const types = [...new Set(SECTIONS.flatMap((spec) => spec.types))].sort();
-  const record = new Map<string, Json[]>(types.map((type) => [type, []]));
+async function readRecord(call: OperationCall, patientId: string, withPatient: boolean): Promise<RecordResources & { patientText?: ResourceText }> {
+  const recordTypes = [...new Set(SECTIONS.flatMap((spec) => spec.types))];
+  const types = (withPatient ? [...recordTypes, 'Patient'] : recordTypes).sort();
+  const record = new Map<string, Json[]>(recordTypes.map((type) => [type, []]));
   const texts = new Map<Json, ResourceText>();
+  let patientText: ResourceText | undefined;
   let cursor: string | undefined;
   do {
     const page = await call.ctx.store.readRecord({ patients: [patientId], types, count: MAX_PAGE_SIZE, membersOnly: true, ...(cursor ? { cursor } : {}) });
     for (const { resource: text } of page.entries) {
+      if (text.resourceType === 'Patient') {
+        // Another patient may be a member too (Patient.link): only this one is the summary's.
+        if (text.id === patientId) patientText = text;
+        continue;
+      }
       const resource = text.resource as Json;
       if (enteredInError(resource)) continue;
-      record.get(text.resourceType)?.push(resource);
+      record.get(text.resourceType)!.push(resource);
       texts.set(resource, text);
     }
     cursor = page.next;
   } while (cursor);
-  return { record, texts };
+  return { record, texts, ...(patientText ? { patientText } : {}) };
 }
 
 /** The record by type, and the stored text of each of its resources (what the Bundle carries). */
@@ -172,87 +185,69 @@ function asText(resource: ResponseResource): ResourceText {
   return new ResourceText(object.resourceType, object.id!, JSON.stringify(object), object);
 }
 
-/** `Type/id` for a reference to this server (relative, or absolute below its base), undefined otherwise. */
-function localReference(reference: string, baseUrl: string): string | undefined {
-  const relative = reference.startsWith(`${baseUrl}/`) ? reference.slice(baseUrl.length + 1) : reference;
-  const match = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9.-]{1,64})(?:\/_history\/[^/]+)?$/.exec(relative);
-  return match && isServedResourceType(match[1]!) ? `${match[1]}/${match[2]}` : undefined;
+/**
+ * `Type/id` for a reference to this server (relative, or absolute below its base), undefined otherwise;
+ * each reference worked out once per summary (a record names its few practitioners hundreds of times).
+ */
+function localReferences(baseUrl: string): (reference: string) => string | undefined {
+  const known = new Map<string, string | undefined>();
+  return (reference) => {
+    if (known.has(reference)) return known.get(reference);
+    const relative = reference.startsWith(`${baseUrl}/`) ? reference.slice(baseUrl.length + 1) : reference;
+    const match = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9.-]{1,64})(?:\/_history\/[^/]+)?$/.exec(relative);
+    const local = match && isServedResourceType(match[1]!) ? `${match[1]}/${match[2]}` : undefined;
+    known.set(reference, local);
+    return local;
+  };
 }
 
-function referencesIn(value: unknown, into: Set<string>, baseUrl: string): void {
+/** Calls `found` with each `reference` string in `value`, contained resources and narrative left out. */
+function referencesIn(value: unknown, found: (reference: string) => void): void {
   if (Array.isArray(value)) {
-    for (const item of value) referencesIn(item, into, baseUrl);
+    for (const item of value) if (item !== null && typeof item === 'object') referencesIn(item, found);
     return;
   }
-  if (value === null || typeof value !== 'object') return;
-  for (const [key, child] of Object.entries(value)) {
-    if (key === 'reference' && typeof child === 'string') {
-      const local = localReference(child, baseUrl);
-      if (local) into.add(local);
-    } else if (key !== 'contained' && key !== 'text' && typeof child === 'object') referencesIn(child, into, baseUrl);
+  const object = value as Record<string, unknown>;
+  for (const key in object) {
+    const child = object[key];
+    if (key === 'reference' && typeof child === 'string') found(child);
+    else if (child !== null && typeof child === 'object' && key !== 'contained' && key !== 'text') referencesIn(child, found);
   }
 }
 
 /**
  * Adds to `included` what its resources reference, until nothing new is referenced: a document holds what it
- * references (R4 bundle.html, document). Each round reads every new reference in one search by `_id` over
- * their types, through the caller's store: a reference to what the caller may not see (or to nothing) is
- * left as it is. Resources come in the order they were first referenced by type, each type's in id order.
+ * references (R4 bundle.html, document). Each round reads every new reference in one statement, through the
+ * caller's store: a reference to what the caller may not see (or to nothing) is left as it is. Resources
+ * come in the order they were first referenced by type, each type's in id order.
  */
-async function includeReferenced(call: OperationCall, included: Map<string, ResourceText>): Promise<void> {
-  const baseUrl = call.request.baseUrl;
+async function includeReferenced(call: OperationCall, included: Map<string, ResourceText>, local: (reference: string) => string | undefined): Promise<void> {
   const looked = new Set<string>(included.keys());
   let pending = [...included.values()];
   while (pending.length > 0) {
-    const wanted = new Set<string>();
-    for (const text of pending) referencesIn(text.resource, wanted, baseUrl);
-    const byType = new Map<string, string[]>();
-    for (const reference of wanted) {
-      if (looked.has(reference)) continue;
-      looked.add(reference);
-      const [type, id] = reference.split('/') as [string, string];
-      const ids = byType.get(type);
-      if (ids) ids.push(id);
-      else byType.set(type, [id]);
+    // New references, and their types in the order first referenced.
+    const wanted: string[] = [];
+    const byType = new Map<string, ResourceText[]>();
+    const note = (reference: string) => {
+      const key = local(reference);
+      if (key === undefined || looked.has(key)) return;
+      looked.add(key);
+      wanted.push(key);
+      const type = key.slice(0, key.indexOf('/'));
+      if (!byType.has(type)) byType.set(type, []);
+    };
+    for (const text of pending) referencesIn(text.resource, note);
+    for (let start = 0; start < wanted.length; start += MAX_PAGE_SIZE) {
+      for (const text of await call.ctx.store.readMany(wanted.slice(start, start + MAX_PAGE_SIZE))) byType.get(text.resourceType)!.push(text);
     }
     pending = [];
-    if (byType.size === 0) break;
-    const found = new Map<string, ResourceText[]>();
-    const ids = [...new Set([...byType.values()].flat())];
-    for (let start = 0; start < ids.length; start += MAX_PAGE_SIZE) {
-      // Types and ids searched together may pair up more than was asked for (an Organization whose id a
-      // Practitioner has): only what was referenced is kept.
-      for (const text of await readByIds(call, [...byType.keys()], ids.slice(start, start + MAX_PAGE_SIZE))) {
-        if (!byType.get(text.resourceType)?.includes(text.id)) continue;
-        const ofType = found.get(text.resourceType);
-        if (ofType) ofType.push(text);
-        else found.set(text.resourceType, [text]);
-      }
-    }
-    for (const type of byType.keys()) {
-      for (const text of found.get(type) ?? []) {
+    for (const [type, texts] of byType) {
+      for (const text of texts) {
         included.set(`${type}/${text.id}`, text);
         pending.push(text);
       }
     }
   }
-}
-
-/** The resources of `types` having one of `ids`, as the caller's store shows them (one search, every page). */
-async function readByIds(call: OperationCall, types: string[], ids: string[]): Promise<ResourceText[]> {
-  const { registry } = call.ctx.deps;
-  const baseUrl = call.request.baseUrl;
-  const found: ResourceText[] = [];
-  let cursor: string | undefined;
-  do {
-    const pairs: Array<[string, string]> = [['_id', ids.join(',')], ['_count', String(MAX_PAGE_SIZE)], ['_total', 'none'], ...(cursor ? [['_cursor', cursor] as [string, string]] : [])];
-    const path = types.length === 1 ? types[0]! : '';
-    const page = await call.ctx.store.search(parseSearch(types, pairs, registry, { strict: true, baseUrl }), { baseUrl, path });
-    found.push(...matches(page));
-    const next = page.link?.find((link) => link.relation === 'next')?.url;
-    cursor = next ? new URL(next).searchParams.get('_cursor') ?? undefined : undefined;
-  } while (cursor);
-  return found;
 }
 
 function section(spec: SectionSpec, entries: Json[], context: RowContext, extraRows: string[][]): Json {

@@ -1,5 +1,5 @@
 import type { Resource } from 'fhir/r4';
-import type { ResponseBundle } from '../fhir/resource-text.ts';
+import type { ResourceText, ResponseBundle } from '../fhir/resource-text.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
 import type { AccessContext } from './access.ts';
@@ -99,6 +99,12 @@ export interface ResourceStore {
    * Referrers of the `ignoredTypes` are not looked at.
    */
   referrers(targets: readonly string[], limit: number, ignoredTypes?: readonly string[]): Promise<Referrer[]>;
+  /**
+   * The live resources `references` (`Type/id`) name, as this store's access sees them and as stored (a Binary
+   * without its bytes), in (type, id) order, in one query however many: what a search by `_id` over their
+   * types finds, without the search. Unknown, deleted and hidden ones are left out.
+   */
+  readMany(references: readonly string[]): Promise<ResourceText[]>;
   /** A searchset Bundle: matches, `_include`/`_revinclude` targets, total as `request.total` asks (estimate included). */
   search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle>;
   /**

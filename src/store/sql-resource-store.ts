@@ -1,6 +1,6 @@
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
-import type { ResponseBundle } from '../fhir/resource-text.ts';
+import type { ResourceText, ResponseBundle } from '../fhir/resource-text.ts';
 import { withHashedIdentifiers } from '../search/identifier-hash.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
@@ -134,6 +134,10 @@ export class SqlResourceStore implements ServerStore {
   existing(references: readonly string[], options: { lock?: boolean } = {}): Promise<Set<string>> {
     if (options.lock && !this.unit) throw new Error('existing with lock runs inside a unitOfWork: the locks last until it ends');
     return this.repo.existing(references, options.lock === true);
+  }
+
+  readMany(references: readonly string[]): Promise<ResourceText[]> {
+    return this.repo.readMany(references);
   }
 
   referrers(targets: readonly string[], limit: number, ignoredTypes?: readonly string[]): Promise<Referrer[]> {

@@ -190,6 +190,24 @@ export function storeContract(t: Tap, open: StoreFactory): void {
     t.same([...inUnit.found], [`Patient/${inUnit.id}`]);
   });
 
+  t.test('readMany: of the references given, the live resources the access sees, as stored, in (type, id) order, each once', async (t) => {
+    const [first, second] = [await store.create(patient(`many-${randomUUID()}`)), await store.create(patient(`many-${randomUUID()}`))].sort((a, b) => (a.id < b.id ? -1 : 1));
+    const practitioner = await store.create({ resourceType: 'Practitioner', name: [{ family: 'Contract' }] } as Resource);
+    const removed = await store.create(patient(`many-${randomUUID()}`));
+    await store.delete('Patient', removed.id);
+    const read = await store.readMany([`Practitioner/${practitioner.id}`, `Patient/${second!.id}`, `Patient/${removed.id}`, `Patient/${randomUUID()}`, `Organization/${first!.id}`, `Patient/${first!.id}`, `Patient/${second!.id}`]);
+    t.same(read.map((r) => `${r.resourceType}/${r.id}`), [`Patient/${first!.id}`, `Patient/${second!.id}`, `Practitioner/${practitioner.id}`], 'deleted, unknown and other-typed ones left out; by type, then id');
+    t.equal(read[0]!.json, (await store.read('Patient', first!.id)).json, 'each as a read gives it');
+    t.same(await store.readMany([]), [], 'nothing asked, nothing read');
+    const hiding = store.forAccess({ ...ALL_ACCESS, hiddenCompartments: [{ type: 'Patient', id: second!.id }] });
+    t.same((await hiding.readMany([`Patient/${first!.id}`, `Patient/${second!.id}`])).map((r) => r.id), [first!.id], 'what the access hides is not read');
+    const inUnit = await store.unitOfWork(async (unit) => {
+      const created = await unit.create(patient(`many-${randomUUID()}`));
+      return { id: created.id, read: await unit.readMany([`Patient/${created.id}`]) };
+    });
+    t.same(inUnit.read.map((r) => r.id), [inUnit.id], 'in a unit, its own (buffered) writes');
+  });
+
   t.test('referrers: live resources whose current version references the targets; a referrer updated to drop it, or deleted, no longer is', async (t) => {
     const target = await store.create(patient(`referred-${randomUUID()}`));
     const other = await store.create(patient(`referred-${randomUUID()}`));
