@@ -43,8 +43,11 @@ export const DEFAULT_MAX_INDEX_ROWS = 10_000;
 /** What a write keeps beside the resource: its search index rows and what its consent rules need (consent-rows.ts). */
 export type WrittenRows = IndexRows & { consent?: ConsentRows };
 
-/** What the writer is told of a write: the server's base as reached, and the SMART client writing. */
-export type WriteRowsOptions = ExtractOptions & ConsentRowsOptions;
+/**
+ * What the writer is told of a write: the server's base as reached, the SMART client writing, and the rows
+ * themselves when the resource's writer built them (WriteOptions.indexRows).
+ */
+export type WriteRowsOptions = ExtractOptions & ConsentRowsOptions & { indexRows?: IndexRows };
 
 /** A resource's identity and the index rows extracted from it. */
 export interface IndexedResource {
@@ -75,7 +78,7 @@ export class SearchIndexWriter implements IndexWriter {
   ) {}
 
   rowsOf(resource: Resource, options: WriteRowsOptions = {}): WrittenRows {
-    const rows = extractIndexRows(resource, this.registry, { ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}) });
+    const rows = options.indexRows ?? extractIndexRows(resource, this.registry, { ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}) });
     const count = TABLE_NAMES.reduce((sum, table) => sum + rows[table].length, 0);
     if (count > this.maxRows) {
       throw new FhirError(413, [{ code: 'too-long', diagnostics: `This ${resource.resourceType} has ${count} search index entries; this server accepts at most ${this.maxRows} per resource (RESOURCE_MAX_INDEX_ROWS)` }]);
