@@ -3,15 +3,19 @@
  * their security settings, in the same run, on the same kind of store:
  *   - `off`: FHIR_AUTH=off and no audit trail (local development; what every number before SMART measured),
  *   - `auth`: SMART tokens verified and scopes applied (target: at most 10 % slower than `off`),
+ *   - `audit`: `auth` and the audit trail, without encryption at rest,
+ *   - `sealed`: `auth` and encryption at rest, without the audit trail,
  *   - `trust`: authentication, authorisation, the audit trail, the patient's consent and encryption at rest, as
  *     the server runs by default (target: at most 25 % slower than `off`).
+ * `audit` and `sealed` split what `trust` adds to `auth` between its two costs.
  * Each configuration has a schema (or PGlite) of its own, filled the same way, so that one's audit trail or
  * keys do not weigh on another; the configurations are measured alternately, operation by operation, in each
  * of BENCH_ROUNDS rounds, and each ratio is the median of the rounds' own ratios.
  *
  *   npm run bench:trust
  *
- * Environment: BENCH_DATABASE_URL (postgres://…; without it a throwaway PostgreSQL 15 cluster is started and
+ * Environment: BENCH_CONFIGURATIONS (`off,auth,trust`; any of `off,auth,audit,sealed,trust`, `off` always measured
+ * first as the reference), BENCH_DATABASE_URL (postgres://…; without it a throwaway PostgreSQL 15 cluster is started and
  * removed), BENCH_STORES (`postgres,pglite`), BENCH_PATIENTS (300 patients of BENCH_OBSERVATIONS (10)
  * Observations each, ingested before measuring), BENCH_REQUESTS (1500 per measurement), BENCH_WARMUP (200),
  * BENCH_CONCURRENCY (16 for reads and searches), BENCH_SENDERS (8 for ingest), BENCH_ROUNDS (3),
@@ -52,7 +56,7 @@ const CODES = [
 ] as const;
 
 interface Configuration {
-  name: 'off' | 'auth' | 'trust';
+  name: 'off' | 'auth' | 'audit' | 'sealed' | 'trust';
   description: string;
   /** The share of `off`'s throughput this configuration must keep. */
   targetShare?: number;
@@ -66,11 +70,20 @@ interface Configuration {
 // As a hospital's feed gets its token: backend services, over HTTP.
 const systemToken = (db: Database, origin: string) => backendAuthorization(db, origin, 'bench-feed', 'system/*.cruds');
 
-const CONFIGURATIONS: Configuration[] = [
+const ALL_CONFIGURATIONS: Configuration[] = [
   { name: 'off', description: 'FHIR_AUTH=off, no audit trail', config: { auth: 'off', audit: 'off' } },
   { name: 'auth', description: 'SMART token verified, scopes applied', targetShare: 0.9, config: { auth: 'on', audit: 'off' }, token: systemToken },
+  { name: 'audit', description: 'SMART and the audit trail, no encryption', config: { auth: 'on', audit: 'on' }, token: systemToken },
+  { name: 'sealed', description: 'SMART and encryption at rest, no audit trail', config: { auth: 'on', audit: 'off' }, token: systemToken, encryption: true },
   { name: 'trust', description: 'SMART, audit trail, encryption at rest (as by default)', targetShare: 0.75, config: { auth: 'on', audit: 'on' }, token: systemToken, encryption: true },
 ];
+
+/** The configurations measured (BENCH_CONFIGURATIONS), `off` first: every share is of its throughput. */
+const CONFIGURATIONS: Configuration[] = (() => {
+  const names = new Set(['off', ...(process.env.BENCH_CONFIGURATIONS ?? 'off,auth,trust').split(',').map((name) => name.trim()).filter((name) => name !== '')]);
+  for (const name of names) if (!ALL_CONFIGURATIONS.some((configuration) => configuration.name === name)) throw new Error(`BENCH_CONFIGURATIONS: unknown configuration '${name}'`);
+  return ALL_CONFIGURATIONS.filter((configuration) => names.has(configuration.name));
+})();
 
 /**
  * The per-client rate limit is a policy, not a cost: the bench's one client sends far more than the default 6,000

@@ -210,7 +210,8 @@ export function relativeToBase(reference: string, baseUrl: string | undefined): 
   return baseUrl && reference.startsWith(`${baseUrl}/`) ? reference.slice(baseUrl.length + 1) : reference;
 }
 
-function referenceOf(type: string, data: any, baseUrl: string | undefined): ReferenceValue | undefined {
+/** The reference row of a Reference (`type` its FHIR type) or of a canonical/uri string; undefined when it indexes nothing. */
+export function referenceOf(type: string, data: any, baseUrl: string | undefined): ReferenceValue | undefined {
   const empty: ReferenceValue = { targetType: null, targetId: null, url: null, identifierSystem: null, identifierValue: null };
   if (typeof data === 'string') return { ...empty, url: data }; // canonical or uri
   if (type !== 'Reference' || typeof data !== 'object') return undefined;

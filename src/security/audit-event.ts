@@ -6,11 +6,11 @@ import { loadPatientCompartment } from '../search/compartment.ts';
 import { ALL_ACCESS, EMERGENCY_PURPOSES, type AccessContext } from '../store/access.ts';
 import { StoredResource } from '../store/resource-store.ts';
 
-// The AuditEvent of one interaction as IHE BALP (Basic Audit Log Patterns, profiles.ihe.net/ITI/BALP)
+// The AuditEvents of one interaction as IHE BALP (Basic Audit Log Patterns, profiles.ihe.net/ITI/BALP)
 // describes a RESTful one: type `rest`, the FHIR interaction as subtype, the user (requestor), the client
 // (Source Role ID) and this server (Destination Role ID) as agents, the resource touched, the patient as
-// an entity of its own, and a search's query base64. Plain data built from the router's view of the
-// interaction: no transport, no store.
+// an entity of its own (one event per patient), and a search's query base64. Plain data built from the
+// router's view of the interaction: no transport, no store.
 
 const AUDIT_EVENT_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-event-type';
 const RESTFUL_INTERACTION = 'http://hl7.org/fhir/restful-interaction';
@@ -68,49 +68,73 @@ export function auditOutcome(status: number): NonNullable<AuditEvent['outcome']>
   return status < 400 ? '0' : status < 500 ? '4' : '8';
 }
 
-/** The AuditEvent that records `interaction` (undefined when the request did not even parse) and its answer. */
-export function auditEventOf(interaction: Interaction | undefined, request: FhirRequest, response: FhirResponse, source: AuditSource, recorded = new Date()): AuditEvent {
+/**
+ * The AuditEvents that record `interaction` (undefined when the request did not even parse) and its answer,
+ * as BALP records an interaction involving several patients: one event per patient, each naming that patient
+ * alone (and sealed under its data key: encryption.ts), the same in all else; one naming no patient when it
+ * involved none. Its patients are those it names (patientsOf) and `answered`, the patients whose records hold
+ * what it answered (a search page and its includes, an operation's output, a history page), which the trail
+ * asks the store for (audit-trail.ts).
+ */
+export function auditEventsOf(
+  interaction: Interaction | undefined,
+  request: FhirRequest,
+  response: FhirResponse,
+  source: AuditSource,
+  answered: readonly string[] = [],
+  recorded = new Date(),
+): AuditEvent[] {
   const access = request.access ?? ALL_ACCESS;
   const action = interaction ? ACTION[interaction.kind] : 'E';
   const outcome = auditOutcome(response.status);
   const target = targetOf(interaction, request, response);
-  const patients = patientsOf(interaction, request, response.body, target);
+  const patients = new Set(patientsOf(interaction, request, response.body, target));
+  for (const id of answered) patients.add(`Patient/${id}`);
   const emergency = access.purposeOfUse.filter((code) => EMERGENCY_PURPOSES.has(code));
   const profile = outcome === '0' && action ? PROFILE[action] : undefined;
-
-  const entity: AuditEventEntity[] = [];
-  if (target) entity.push({ what: { reference: target }, type: coding(ENTITY_TYPE, '2', 'System Object'), role: coding(OBJECT_ROLE, '4', 'Domain Resource') });
-  for (const patient of patients) entity.push({ what: { reference: patient }, type: coding(ENTITY_TYPE, '1', 'Person'), role: coding(OBJECT_ROLE, '1', 'Patient') });
   const query = queryOf(interaction, request);
-  if (query !== undefined) {
-    entity.push({
-      type: coding(ENTITY_TYPE, '2', 'System Object'),
-      role: coding(OBJECT_ROLE, '24', 'Query'),
-      ...(interaction?.kind === 'operation' ? { description: `$${interaction.name}` } : {}),
-      query: Buffer.from(query, 'utf8').toString('base64'),
-    });
-  }
-
-  const event: AuditEvent = {
-    resourceType: 'AuditEvent',
-    meta: {
-      ...(profile ? { profile: [`${BALP}${patients.length > 0 ? `Patient${profile}` : profile}`] } : {}),
-      // The emergency label makes a break-the-glass access findable (`_security=…|BTG`) and visible at a glance.
-      ...(emergency.length > 0 ? { security: emergency.map((code) => coding(ACT_REASON, code, code === 'BTG' ? 'break the glass' : 'emergency treatment')) } : {}),
-    },
-    type: coding(AUDIT_EVENT_TYPE, 'rest', 'Restful Operation'),
-    subtype: [coding(RESTFUL_INTERACTION, interaction ? CAPABILITY_CODE[interaction.kind] : 'operation')],
-    action,
-    recorded: recorded.toISOString(),
-    outcome,
-    ...(outcome === '0' ? {} : { outcomeDesc: `${response.status} ${firstDiagnostics(response.body) ?? ''}`.trim().slice(0, 500) }),
-    ...(access.purposeOfUse.length > 0 ? { purposeOfEvent: access.purposeOfUse.map((code) => ({ coding: [coding(ACT_REASON, code)] })) } : {}),
-    agent: agentsOf(access, request, source),
-    source: { site: request.baseUrl, observer: { display: source.name }, type: [coding(SOURCE_TYPE, '4', 'Application Server')] },
-    entity,
+  const queryEntity: AuditEventEntity | undefined = query === undefined ? undefined : {
+    type: coding(ENTITY_TYPE, '2', 'System Object'),
+    role: coding(OBJECT_ROLE, '24', 'Query'),
+    ...(interaction?.kind === 'operation' ? { description: `$${interaction.name}` } : {}),
+    query: Buffer.from(query, 'utf8').toString('base64'),
   };
-  if (event.meta && Object.keys(event.meta).length === 0) delete event.meta;
-  return event;
+  const targetPatient = target?.startsWith('Patient/') ? target.split('/').slice(0, 2).join('/') : undefined;
+  const security = emergency.map((code) => coding(ACT_REASON, code, code === 'BTG' ? 'break the glass' : 'emergency treatment'));
+  const purposeOfEvent = access.purposeOfUse.map((code) => ({ coding: [coding(ACT_REASON, code)] }));
+  const agent = agentsOf(access, request, source);
+  const eventSource: AuditEvent['source'] = { site: request.baseUrl, observer: { display: source.name }, type: [coding(SOURCE_TYPE, '4', 'Application Server')] };
+
+  const eventAbout = (patient: string | undefined): AuditEvent => {
+    const entity: AuditEventEntity[] = [];
+    // A Patient the interaction was on is named in its own event only: another patient's event (a record
+    // that answered them) outlives that patient's erasure, and must not name them.
+    if (target && (targetPatient === undefined || patient === undefined || targetPatient === patient)) {
+      entity.push({ what: { reference: target }, type: coding(ENTITY_TYPE, '2', 'System Object'), role: coding(OBJECT_ROLE, '4', 'Domain Resource') });
+    }
+    if (patient) entity.push({ what: { reference: patient }, type: coding(ENTITY_TYPE, '1', 'Person'), role: coding(OBJECT_ROLE, '1', 'Patient') });
+    if (queryEntity) entity.push(queryEntity);
+    const meta: AuditEvent['meta'] = {
+      ...(profile ? { profile: [`${BALP}${patient ? `Patient${profile}` : profile}`] } : {}),
+      // The emergency label makes a break-the-glass access findable (`_security=…|BTG`) and visible at a glance.
+      ...(security.length > 0 ? { security } : {}),
+    };
+    return {
+      resourceType: 'AuditEvent',
+      ...(Object.keys(meta).length > 0 ? { meta } : {}),
+      type: coding(AUDIT_EVENT_TYPE, 'rest', 'Restful Operation'),
+      subtype: [coding(RESTFUL_INTERACTION, interaction ? CAPABILITY_CODE[interaction.kind] : 'operation')],
+      action,
+      recorded: recorded.toISOString(),
+      outcome,
+      ...(outcome === '0' ? {} : { outcomeDesc: `${response.status} ${firstDiagnostics(response.body) ?? ''}`.trim().slice(0, 500) }),
+      ...(purposeOfEvent.length > 0 ? { purposeOfEvent } : {}),
+      agent,
+      source: eventSource,
+      entity,
+    };
+  };
+  return patients.size === 0 ? [eventAbout(undefined)] : [...patients].map(eventAbout);
 }
 
 /**
@@ -218,6 +242,8 @@ function patientsOf(interaction: Interaction | undefined, request: FhirRequest, 
       }
     }
   }
+  // A Patient answered is its own patient (the target, above): its text is not parsed for references.
+  if (body instanceof ResourceText && body.resourceType === 'Patient') return [...patients];
   const resource = resourceOf(body) ?? (isWrite(interaction.kind) ? (request.body as Resource | undefined) : undefined);
   if (resource && typeof resource === 'object' && typeof resource.resourceType === 'string' && resource.resourceType !== 'Patient') {
     patientCompartment ??= loadPatientCompartment();

@@ -44,8 +44,11 @@ export const DEFAULT_MAX_INDEX_ROWS = 10_000;
 /** What a write keeps beside the resource: its search index rows and what its consent rules need (consent-rows.ts). */
 export type WrittenRows = IndexRows & { consent?: ConsentRows };
 
-/** What the writer is told of a write: the server's base as reached, and the SMART client writing. */
-export type WriteRowsOptions = Omit<ExtractOptions, 'identifierHash'> & ConsentRowsOptions;
+/**
+ * What the writer is told of a write: the server's base as reached, the SMART client writing, and the rows
+ * themselves when the resource's writer built them (WriteOptions.indexRows), with identifiers in clear.
+ */
+export type WriteRowsOptions = Omit<ExtractOptions, 'identifierHash'> & ConsentRowsOptions & { indexRows?: IndexRows };
 
 /** A resource's identity and the index rows extracted from it. */
 export interface IndexedResource {
@@ -79,15 +82,28 @@ export class SearchIndexWriter implements IndexWriter {
   ) {}
 
   rowsOf(resource: Resource, options: WriteRowsOptions = {}): WrittenRows {
-    const rows = extractIndexRows(resource, this.registry, {
-      ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}),
-      ...(this.identifierHash ? { identifierHash: this.identifierHash } : {}),
-    });
+    const rows = options.indexRows
+      ? this.withHashedIdentifiers(resource.resourceType, options.indexRows)
+      : extractIndexRows(resource, this.registry, {
+          ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}),
+          ...(this.identifierHash ? { identifierHash: this.identifierHash } : {}),
+        });
     const count = TABLE_NAMES.reduce((sum, table) => sum + rows[table].length, 0);
     if (count > this.maxRows) {
       throw new FhirError(413, [{ code: 'too-long', diagnostics: `This ${resource.resourceType} has ${count} search index entries; this server accepts at most ${this.maxRows} per resource (RESOURCE_MAX_INDEX_ROWS)` }]);
     }
     return { ...rows, consent: consentRowsOf(resource, rows, options) };
+  }
+
+  /** Rows built by the resource's writer, identifiers hashed as extraction would have (extract.ts addValue). */
+  private withHashedIdentifiers(resourceType: string, rows: IndexRows): IndexRows {
+    const hash = this.identifierHash;
+    if (!hash) return rows;
+    return {
+      ...rows,
+      token: rows.token.map((row) => (typeof row.code === 'string' && this.registry.get(resourceType, row.param)?.identifier ? { ...row, code: hash(row.code) } : row)),
+      reference: rows.reference.map((row) => (typeof row.identifierValue === 'string' ? { ...row, identifierValue: hash(row.identifierValue) } : row)),
+    };
   }
 
   async replace(tx: SqlExecutor, resourceType: string, id: string, rows: WrittenRows | undefined): Promise<void> {

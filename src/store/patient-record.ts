@@ -188,3 +188,18 @@ function referencedStatement(query: RecordQuery, after: [string, string] | undef
     ORDER BY 1, 2 LIMIT ${limit}`;
   return { sql, params: binder.params };
 }
+
+/**
+ * The patients whose records hold any of `resources`: their Patient compartment memberships
+ * (compartment_member, read by its index on the member), each patient once.
+ */
+export async function recordPatients(db: SqlExecutor, resources: ReadonlyArray<{ resourceType: string; id: string }>): Promise<string[]> {
+  if (resources.length === 0) return [];
+  const { rows } = await db.query<{ patient: string }>(
+    `SELECT DISTINCT compartment_id AS patient FROM compartment_member
+      WHERE compartment_type = 'Patient' AND (resource_type, resource_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+    [resources.map((r) => r.resourceType), resources.map((r) => r.id)],
+    'dossier_record_patients',
+  );
+  return rows.map((row) => row.patient);
+}

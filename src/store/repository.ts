@@ -3,6 +3,7 @@ import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText } from '../fhir/resource-text.ts';
 import { indexInsertCtes, indexParams, type IndexWriter, type WrittenRows } from './index-writer.ts';
+import type { IndexRows } from '../search/index-rows.ts';
 import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import { FEED_HORIZON, formatPosition, parsePosition, type FeedPosition } from './change-feed.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
@@ -104,6 +105,12 @@ export interface WriteOptions {
   baseUrl?: string;
   /** The SMART client writing (its `client_id`): a labelled resource remembers which one sent it (consent-rows.ts). */
   clientId?: string;
+  /**
+   * A create's search index rows when its writer built them (the server's own AuditEvents,
+   * security/audit-index-rows.ts): written as they are instead of extracted again. They must be the rows
+   * extraction gives, or searches and a reindex would disagree.
+   */
+  indexRows?: IndexRows;
 }
 
 /**
@@ -149,7 +156,7 @@ export class Repository {
    * Creates a resource under a new server id (or `id`, chosen by a transaction that needed it first).
    * Through `creates` the write may wait, to go out with other creates in one statement.
    */
-  async create(resource: Resource, id: string = randomUUID(), options: Pick<WriteOptions, 'baseUrl' | 'clientId'> = {}): Promise<StoredResource> {
+  async create(resource: Resource, id: string = randomUUID(), options: Pick<WriteOptions, 'baseUrl' | 'clientId' | 'indexRows'> = {}): Promise<StoredResource> {
     const binary = binaryWriteOf(resource);
     if (binary) return this.createBinary(binary, id, options);
     const stamped = stamp(resource, id, 1);
@@ -523,8 +530,12 @@ export interface NewResource {
   sealed?: string;
 }
 
-function rowOptions(options: Pick<WriteOptions, 'baseUrl' | 'clientId'>): { baseUrl?: string; clientId?: string } {
-  return { ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}), ...(options.clientId !== undefined ? { clientId: options.clientId } : {}) };
+function rowOptions(options: Pick<WriteOptions, 'baseUrl' | 'clientId' | 'indexRows'>): { baseUrl?: string; clientId?: string; indexRows?: IndexRows } {
+  return {
+    ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}),
+    ...(options.clientId !== undefined ? { clientId: options.clientId } : {}),
+    ...(options.indexRows !== undefined ? { indexRows: options.indexRows } : {}),
+  };
 }
 
 /**

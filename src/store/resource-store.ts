@@ -114,6 +114,12 @@ export interface ResourceStore {
    * them. A cursor the store did not issue is a 400.
    */
   readRecord(query: RecordQuery): Promise<RecordPage>;
+  /**
+   * The patients (ids) whose records hold any of `resources` (their Patient compartments, as the store keeps
+   * them with each write: a Patient is in its own), in one statement: whose data an interaction answered, for
+   * the audit trail, without reading the resources again. Memberships only, whatever the store's access.
+   */
+  recordPatients(resources: ReadonlyArray<{ resourceType: string; id: string }>): Promise<string[]>;
 
   /**
    * Ids of the live resources matching each of `criteria` (at most `search.count` each), in their order.
@@ -125,7 +131,7 @@ export interface ResourceStore {
   match(criteria: MatchCriteria[], options?: { lock?: boolean }): Promise<string[][]>;
 
   /** A new resource under `id` (a new server id by default): version 1. */
-  create(resource: Resource, id?: string, options?: Pick<WriteOptions, 'baseUrl'>): Promise<StoredResource>;
+  create(resource: Resource, id?: string, options?: Pick<WriteOptions, 'baseUrl' | 'indexRows'>): Promise<StoredResource>;
   /** A new version, or the resource created with the client's id when it does not exist (or was deleted). */
   update(resource: Resource & { id: string }, options?: WriteOptions): Promise<UpdateResult>;
   /**

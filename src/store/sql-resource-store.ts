@@ -22,7 +22,7 @@ import { issuerKeys, type IssuerKey } from './issuer-keys.ts';
 import { migrate } from './migrate.ts';
 import { BufferedTransaction, Repository, type DeleteResult, type Referrer, type HistoryPage, type HistoryQuery, type StoredBinary, type StoredResource, type UpdateResult, type WriteOptions } from './repository.ts';
 import type { MatchCriteria, ResourceStore, SearchContext, ServerStore, StagedBinary, StoreSettings } from './resource-store.ts';
-import { readRecordPage, type RecordPage, type RecordQuery } from './patient-record.ts';
+import { readRecordPage, recordPatients, type RecordPage, type RecordQuery } from './patient-record.ts';
 import { planSearch, readPage, SearchEngine } from './search-executor.ts';
 
 export interface SqlStoreSettings {
@@ -159,6 +159,10 @@ export class SqlResourceStore implements ServerStore {
     return this.engine.search(this.indexed(request), context);
   }
 
+  recordPatients(resources: ReadonlyArray<{ resourceType: string; id: string }>): Promise<string[]> {
+    return recordPatients(this.db, resources);
+  }
+
   readRecord(query: RecordQuery): Promise<RecordPage> {
     return readRecordPage(this.db, query, this.scope);
   }
@@ -182,7 +186,7 @@ export class SqlResourceStore implements ServerStore {
     return matches;
   }
 
-  async create(resource: Resource, id?: string, options?: Pick<WriteOptions, 'baseUrl'>): Promise<StoredResource> {
+  async create(resource: Resource, id?: string, options?: Pick<WriteOptions, 'baseUrl' | 'indexRows'>): Promise<StoredResource> {
     const created = await this.repo.create(resource, id, this.writing(options));
     this.wrote(resource.resourceType);
     return created;
@@ -196,7 +200,7 @@ export class SqlResourceStore implements ServerStore {
   }
 
   /** A write's options with the client writing, which a labelled resource remembers (consent-rows.ts). */
-  private writing<T extends Pick<WriteOptions, 'baseUrl'>>(options: T | undefined): T & Pick<WriteOptions, 'clientId'> {
+  private writing<T extends Pick<WriteOptions, 'baseUrl' | 'indexRows'>>(options: T | undefined): T & Pick<WriteOptions, 'clientId'> {
     const clientId = this.access.clientId;
     return { ...(options ?? ({} as T)), ...(clientId !== undefined ? { clientId } : {}) };
   }
