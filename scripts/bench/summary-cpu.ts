@@ -73,7 +73,12 @@ try {
   const named = new Set<string>();
   const collect = (value: unknown): void => {
     if (Array.isArray(value)) value.forEach(collect);
-    else if (value && typeof value === 'object') for (const [key, child] of Object.entries(value)) key === 'reference' && typeof child === 'string' ? named.add(child) : collect(child);
+    else if (value && typeof value === 'object') {
+      for (const [key, child] of Object.entries(value)) {
+        if (key === 'reference' && typeof child === 'string') named.add(child);
+        else collect(child);
+      }
+    }
   };
   collect(records);
   const practitioners = Array.from({ length: plan.practitioners }, (_, k) => practitioner(k, plan.organizations)).filter((p) => named.has(`Practitioner/${p.id}`));

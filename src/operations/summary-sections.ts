@@ -78,8 +78,15 @@ export function clinicalDate(resource: Json): string {
   );
 }
 
-/** Newest first (dates compare as text here: ISO 8601 values of one record share a form closely enough to sort). */
-const newestFirst = (resources: readonly Json[]): Json[] => [...resources].sort((a, b) => (clinicalDate(b) < clinicalDate(a) ? -1 : clinicalDate(b) > clinicalDate(a) ? 1 : 0));
+/**
+ * Newest first (dates compare as text here: ISO 8601 values of one record share a form closely enough to sort);
+ * each resource's date worked out once, not at each comparison. The sort is stable: ties keep their order.
+ */
+const newestFirst = (resources: readonly Json[]): Json[] =>
+  resources
+    .map((resource) => ({ resource, date: clinicalDate(resource) }))
+    .sort((a, b) => (b.date < a.date ? -1 : b.date > a.date ? 1 : 0))
+    .map(({ resource }) => resource);
 
 /**
  * The newest of each code (IPS: the last result per test), newest first. Several of one code at that same
