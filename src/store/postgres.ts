@@ -129,6 +129,8 @@ function notificationListener(connect: () => pg.Client) {
         try {
           await client.connect();
           await client.query(`LISTEN ${channel}`);
+          // Listening alone does not keep the process alive (the pool's idle connections do not either).
+          (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
         } catch (error) {
           lost = true;
           clients.delete(client);
