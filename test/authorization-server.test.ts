@@ -679,6 +679,34 @@ t.test('prompt=none: silent with an approval remembered for the account and app,
   t.equal(more.searchParams.get('error'), 'consent_required', 'a scope not approved before (fhirUser): consent_required');
 });
 
+t.test("Patient/$erase: the patient's refresh token and remembered approval stop working, a pending launch naming them goes", async (t) => {
+  const claire = await create({ resourceType: 'Patient', name: [{ family: 'Effacée', given: ['Claire'] }] });
+  await registerAccount(database.db, { username: 'claire', password: 'à effacer bientôt', fhirUser: `Patient/${claire}`, patient: `Patient/${claire}` });
+  const browser = new Browser();
+  const { posted } = await logIn(browser, `${appServer.url}/launch`, 'claire', 'à effacer bientôt');
+  const done = await browser.follow((await answer(browser, await browser.follow(posted.location!), 'approve')).location!);
+  t.same(JSON.parse(done.text), { patient: claire }, 'her app reads her record');
+  const { client, tokenResponse } = appServer.last;
+  t.ok(tokenResponse.refresh_token, 'with a refresh token');
+  const launch = await mintLaunch(await ehrToken(), { patient: `Patient/${claire}` });
+  t.equal(launch.status, 200);
+
+  const erased = await fetch(`${fhirBase}/Patient/${claire}/$erase`, { method: 'POST', headers: { authorization: `Bearer ${setup}` } });
+  t.equal(erased.status, 200, await erased.text());
+
+  const refreshed = await tokenRequest({ grant_type: 'refresh_token', refresh_token: tokenResponse.refresh_token, client_id: 'dossier-app' });
+  t.equal(refreshed.status, 400, 'her refresh token no longer works');
+  t.equal(refreshed.body.error, 'invalid_grant');
+  await t.rejects(client.refresh(), 'nor through fhirclient');
+  const store = authorizationStore(database.db);
+  t.notOk(await store.record('Approval', JSON.stringify(['claire', 'dossier-app'])), 'her approval is forgotten');
+  t.notOk(await store.record('Launch', launch.body.launch), "the EHR's pending launch for her is gone");
+  const relaunched = await new Browser().follow(`${appServer.url}/launch?iss=${encodeURIComponent(fhirBase)}&launch=${launch.body.launch}`);
+  t.match(relaunched.url, /error=invalid_request/, 'and opens nothing');
+  const login = await logIn(new Browser(), `${appServer.url}/launch`, 'claire', 'à effacer bientôt');
+  t.equal(login.posted.status, 401, 'her account is gone');
+});
+
 // --- A second issuer, trusted by configuration only --------------------------------------------------------
 
 t.test('a second issuer with its own keys, trusted by FHIR_AUTH_ISSUERS, opens /fhir; its keys do not make it the embedded one', async (t) => {

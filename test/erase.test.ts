@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Resource } from 'fhir/r4';
+import { authorizationStore } from '../src/store/authorization.ts';
 import { DataKeys, LocalKeyWrapper } from '../src/store/encryption.ts';
 import { openStorage } from '../src/store/storage.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
@@ -110,6 +111,31 @@ t.test('the patient erases their own record: nothing of it is readable afterward
   t.ok(auditBefore.length >= 8, `the trail has events about the patient (${auditBefore.length})`);
   // The patient's login for the embedded authorization server (npm run account), named after them.
   await server.rawDb.query(`INSERT INTO authz_account (username, password_hash, fhir_user, patient) VALUES ($1, 'scrypt$hash', $2, $2)`, [`${NAME}.Aurelia`, `Patient/${record.patient.id}`]);
+  // What the authorization server remembers about her (as oidc-provider's records and ours name it): her session,
+  // approval, grant and refresh token; a practitioner's grant with her as launch context and its refresh token; an
+  // EHR launch and a picker choice naming her. And the same about the other patient, which must stay.
+  const authz = authorizationStore(server.rawDb);
+  const remember = async (patient: string, account: string) => {
+    const records: Array<[string, string, Record<string, unknown>]> = [
+      ['Session', `session-${account}`, { accountId: account, authorizations: {} }],
+      ['Approval', JSON.stringify([account, 'app']), { accountId: account, clientId: 'app', scopes: ['patient/*.rs'] }],
+      ['Grant', `grant-${account}`, { accountId: account, clientId: 'app', jti: `grant-${account}` }],
+      ['LaunchContext', `grant-${account}`, { grantId: `grant-${account}`, patient, fhirUser: `Patient/${patient}` }],
+      ['RefreshToken', `refresh-${account}`, { accountId: account, grantId: `grant-${account}`, clientId: 'app' }],
+      ['Grant', `grant-dr-${patient}`, { accountId: 'dr-house', clientId: 'app', jti: `grant-dr-${patient}` }],
+      ['LaunchContext', `grant-dr-${patient}`, { grantId: `grant-dr-${patient}`, patient, encounter: 'e1', fhirUser: 'Practitioner/dr-house' }],
+      ['RefreshToken', `refresh-dr-${patient}`, { accountId: 'dr-house', grantId: `grant-dr-${patient}`, clientId: 'app' }],
+      ['AuthorizationCode', `code-dr-${patient}`, { accountId: 'dr-house', grantId: `grant-dr-${patient}`, clientId: 'app' }],
+      ['Launch', `launch-${patient}`, { patient }],
+      ['InteractionForm', `form-${patient}`, { uid: `form-${patient}`, csrf: 'x', patient: `Patient/${patient}` }],
+    ];
+    for (const [model, id, payload] of records) await authz.saveRecord(model, id, payload, 3600);
+    return records;
+  };
+  const hers = await remember(record.patient.id, `${NAME}.Aurelia`);
+  await server.rawDb.query(`INSERT INTO authz_account (username, password_hash, fhir_user, patient) VALUES ('keepwell', 'scrypt$hash', $1, $1)`, [`Patient/${other.patient.id}`]);
+  const theirs = await remember(other.patient.id, 'keepwell');
+  await authz.saveRecord('Approval', JSON.stringify(['dr-house', 'app']), { accountId: 'dr-house', clientId: 'app', scopes: ['user/*.rs'] }, 3600);
   const own = await server.token({ scope: 'patient/*.cruds', patient: record.patient.id, fhirUser: `Patient/${record.patient.id}` });
   const erased = await server.inject({ method: 'POST', url: `/fhir/Patient/${record.patient.id}/$erase`, headers: { authorization: `Bearer ${own}` } });
   t.equal(erased.statusCode, 200, erased.body);
@@ -141,6 +167,10 @@ t.test('the patient erases their own record: nothing of it is readable afterward
     const audit = await server.inject({ method: 'GET', url: `/fhir/AuditEvent/${id}` });
     t.equal(audit.statusCode, 410, `AuditEvent/${id} about the patient is kept, unreadable`);
   }
+  t.match(json(erased).issue[0].diagnostics, / 11 authorization records .* forgotten/, 'her 11 authorization records, her accounts\' and her launch contexts\', went');
+  for (const [model, id] of hers) t.notOk(await authz.record(model, id), `her ${model} ${id} is forgotten`);
+  for (const [model, id] of theirs) t.ok(await authz.record(model, id), `the other patient's ${model} stays`);
+  t.ok(await authz.record('Approval', JSON.stringify(['dr-house', 'app'])), "the practitioner's own approval of the app stays");
 
   const kept = json(await server.inject({ method: 'GET', url: `/fhir/Patient/${other.patient.id}` }));
   t.equal(kept.name[0].family, 'Keepwell');

@@ -20,7 +20,7 @@ export const eraseOperation: OperationDefinition = {
 async function erase(call: OperationCall): Promise<Outcome> {
   const erased = await call.ctx.store.eraseRecord(call.id!);
   const outcome = informational(
-    `The record of Patient/${call.id} is erased: ${erased.resources} resources deleted with their history, ${erased.dataKeys} data keys destroyed, ${erased.auditEvents} AuditEvents about it kept unreadable`,
+    `The record of Patient/${call.id} is erased: ${erased.resources} resources deleted with their history, ${erased.dataKeys} data keys destroyed, ${erased.auditEvents} AuditEvents about it kept unreadable, ${erased.authorizations} authorization records (sessions, approvals, grants, refresh tokens, launches) forgotten`,
   );
   return { status: 200, resource: outcome };
 }

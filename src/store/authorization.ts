@@ -57,6 +57,32 @@ export function authorizationStore(db: Database): AuthorizationStore {
   return new SqlAuthorizationStore(db);
 }
 
+/**
+ * Forgets, on the erasure's transaction (erase.ts), what the authorization server keeps about a patient whose
+ * record is closed: every record of the patient's own accounts (`accounts`: sessions, interactions, approvals,
+ * grants, codes, refresh tokens), every grant whose launch context is the patient, with its codes and refresh
+ * tokens (which then stop working), and the pending launches and picker choices naming the patient. Records are
+ * found by what their payload names, whatever their model: a launch context names the patient by id, a picker
+ * choice and a user by reference. Returns how many records went.
+ */
+export async function forgetPatientAuthorizations(db: SqlExecutor, patientId: string, accounts: readonly string[]): Promise<number> {
+  const { rowCount } = await db.query(
+    `WITH named AS (
+       SELECT model, id, grant_id FROM authz_record
+        WHERE payload->>'accountId' = ANY($3::text[]) OR payload->'session'->>'accountId' = ANY($3::text[])
+           OR payload->'result'->'login'->>'accountId' = ANY($3::text[])
+           OR payload->>'patient' IN ($1, $2) OR payload->>'fhirUser' = $2
+     ), grants AS (
+       SELECT grant_id FROM named WHERE grant_id IS NOT NULL UNION SELECT id FROM named WHERE model = 'Grant'
+     )
+     DELETE FROM authz_record
+      WHERE (model, id) IN (SELECT model, id FROM named) OR grant_id IN (SELECT grant_id FROM grants)
+         OR (model = 'Grant' AND id IN (SELECT grant_id FROM grants))`,
+    [patientId, `Patient/${patientId}`, [...accounts]],
+  );
+  return rowCount;
+}
+
 interface RecordRow {
   payload: unknown;
   expires_at: Date | string | null;

@@ -22,6 +22,12 @@ export interface Database extends SqlExecutor {
   /** Runs a multi-statement script (migrations). */
   exec(sql: string): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Calls `onMessage` with the payload of each notification on `channel` (`NOTIFY`, `pg_notify`) from any
+   * session of the database, once its transaction commits; `onGap` when some may have been missed (a lost
+   * connection), before listening again. Listens until the database is closed. Absent on a transaction's view.
+   */
+  listen?(channel: string, onMessage: (payload: string) => void, onGap: () => void): Promise<void>;
 }
 
 export interface DatabaseOptions {

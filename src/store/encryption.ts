@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { AuditEvent, Resource } from 'fhir/r4';
+import { FhirError } from '../fhir/outcome.ts';
 import type { IdentifierHash } from '../search/identifier-hash.ts';
 import type { Database, QueryResult, SqlExecutor } from './database.ts';
 
@@ -127,7 +128,25 @@ function sealedKeyId(text: string): string {
   return text.slice(PREFIX_LENGTH, PREFIX_LENGTH + KEY_ID_LENGTH);
 }
 
-/** Unwrapped data keys held at most this long, so that a key destroyed by another process stops being used. */
+/**
+ * Where erasing a record announces the owner whose keys it destroyed (erase.ts, `pg_notify` in its transaction,
+ * heard once it commits): every server process on the database forgets them at once (listenForDestroyedKeys).
+ */
+export const DESTROYED_KEYS_CHANNEL = 'dossier_data_key_destroyed';
+
+/**
+ * The SQLSTATE of a write sealed under a data key that no longer exists (migration 0023's triggers): a
+ * process that had not heard of the destruction yet. Nothing is stored; the write fails (409) and is not
+ * sealed under that key again.
+ */
+const DESTROYED_KEY_ERROR = 'DK001';
+
+/** Makes `keys` forget each owner whose keys another process (or this one) destroys, as it commits. */
+export async function listenForDestroyedKeys(db: Database, keys: DataKeys): Promise<void> {
+  await db.listen?.(DESTROYED_KEYS_CHANNEL, (owner) => keys.forget(owner), () => keys.forgetAll());
+}
+
+/** Unwrapped data keys held at most this long, a bound on top of the notifications (a process not listening). */
 const CACHE_TTL_MS = 5 * 60_000;
 const DEFAULT_CACHE_SIZE = 10_000;
 
@@ -225,6 +244,18 @@ export class DataKeys {
     for (const [keyId, cached] of this.byId) if (cached.owner === owner) this.byId.delete(keyId);
   }
 
+  /** Drops the owner of key `keyId` from memory: a write found that key destroyed (DESTROYED_KEY_ERROR). */
+  forgetKey(keyId: string): void {
+    const cached = this.byId.get(keyId);
+    if (cached) this.forget(cached.owner);
+  }
+
+  /** Drops every key from memory: destructions may have gone unheard (DESTROYED_KEYS_CHANNEL lost). */
+  forgetAll(): void {
+    this.byId.clear();
+    this.byOwner.clear();
+  }
+
   seal(key: DataKey, json: string): string {
     const plain = Buffer.from(json, 'utf8');
     if (json.length > COMPRESS_ABOVE) return `${DEFLATED_PREFIX}${key.keyId}$${sealBytes(key.key, deflateRawSync(plain, { level: 1 })).toString('base64')}`;
@@ -295,7 +326,9 @@ export function openingDatabase(db: Database, keys: DataKeys): Database {
 
 function openingQuery(db: SqlExecutor, keys: DataKeys): SqlExecutor['query'] {
   return async <Row>(sql: string, params?: unknown[], name?: string): Promise<QueryResult<Row>> => {
-    const result = await db.query<Row>(sql, params, name);
+    const result = await db.query<Row>(sql, params, name).catch((error: unknown) => {
+      throw destroyedKeyConflict(error, keys) ?? error;
+    });
     const rows = result.rows as Array<Row & { content?: unknown }>;
     if (rows.length === 0 || typeof rows[0] !== 'object' || rows[0] === null || !('content' in rows[0])) return result;
     if (!rows.some((row) => typeof row.content === 'string' && isSealed(row.content))) return result;
@@ -305,6 +338,17 @@ function openingQuery(db: SqlExecutor, keys: DataKeys): SqlExecutor['query'] {
     });
     return result;
   };
+}
+
+/**
+ * A write refused for sealing under a destroyed data key, as the 409 it answers, the key forgotten so that
+ * the write, tried again, gets its owner's current key (a new one when the record was erased).
+ */
+function destroyedKeyConflict(error: unknown, keys: DataKeys): FhirError | undefined {
+  if ((error as { code?: unknown } | null)?.code !== DESTROYED_KEY_ERROR) return undefined;
+  const keyId = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/.exec(String((error as Error).message))?.[0];
+  if (keyId) keys.forgetKey(keyId);
+  return new FhirError(409, [{ code: 'conflict', diagnostics: 'The record this was written to was erased meanwhile: nothing was stored; try again' }]);
 }
 
 /** The owner whose data key seals a resource, when its content alone tells (a Binary's may need the database). */

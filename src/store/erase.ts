@@ -1,6 +1,7 @@
 import { FhirError } from '../fhir/outcome.ts';
+import { forgetPatientAuthorizations } from './authorization.ts';
 import type { Database } from './database.ts';
-import type { DataKeys } from './encryption.ts';
+import { DESTROYED_KEYS_CHANNEL, type DataKeys } from './encryption.ts';
 
 /** What erasing a patient's record removed. */
 export interface ErasedRecord {
@@ -10,6 +11,8 @@ export interface ErasedRecord {
   auditEvents: number;
   /** Data keys destroyed. */
   dataKeys: number;
+  /** Records of the embedded authorization server forgotten (the patient's sessions, approvals, grants, refresh tokens, launches). */
+  authorizations: number;
 }
 
 const INDEX_TABLES = ['token', 'string', 'date', 'reference', 'uri', 'number', 'quantity', 'composite', 'position'].map((table) => `search_${table}`);
@@ -29,6 +32,7 @@ const TOUCHED_TABLES = [
   'binary_chunk',
   'data_key',
   'authz_account',
+  'authz_record',
 ];
 
 const TARGETS = `SELECT * FROM unnest($2::text[], $3::text[])`;
@@ -83,9 +87,13 @@ export async function eraseRecord(db: Database, patientId: string, keys: DataKey
     await tx.query(`DELETE FROM binary_chunk WHERE content_id IN (SELECT content_id FROM binary_content WHERE binary_id = ANY($1::text[]))`, [binaryIds]);
     await tx.query(`DELETE FROM binary_content WHERE binary_id = ANY($1::text[])`, [binaryIds]);
     // The patient's own login accounts (the embedded authorization server's): their user names are often their names.
-    await tx.query(`DELETE FROM authz_account WHERE patient IN ($1, $2) OR fhir_user = $2`, [patientId, owner]);
+    const { rows: accounts } = await tx.query<{ username: string }>(`DELETE FROM authz_account WHERE patient IN ($1, $2) OR fhir_user = $2 RETURNING username`, [patientId, owner]);
+    // And what the authorization server remembers of them and of the patient: approvals, grants, refresh tokens, launches.
+    const authorizations = await forgetPatientAuthorizations(tx, patientId, accounts.map((account) => account.username));
     const destroyed = await tx.query(`DELETE FROM data_key WHERE owner = $1`, [owner]);
-    return { resources: deleted.rowCount, auditEvents: audit[0]?.n ?? 0, dataKeys: destroyed.rowCount };
+    // Heard by every server process on the database as this commits: they forget the keys (listenForDestroyedKeys).
+    await tx.query(`SELECT pg_notify($1, $2)`, [DESTROYED_KEYS_CHANNEL, owner]);
+    return { resources: deleted.rowCount, auditEvents: audit[0]?.n ?? 0, dataKeys: destroyed.rowCount, authorizations };
   });
   keys?.forget(owner);
   await vacuum(db);

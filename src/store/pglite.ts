@@ -42,6 +42,10 @@ export function pgliteDatabase(db: PGlite, onClose: () => void = () => {}): Data
     exec: async (sql) => {
       await db.exec(sql);
     },
+    // One instance, one session: nothing is ever missed.
+    listen: async (channel, onMessage) => {
+      await db.listen(channel, onMessage);
+    },
     close: async () => {
       await db.close();
       onClose();

@@ -45,6 +45,7 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
   });
   // An idle client losing its server must not crash the process; the next query reports the failure.
   pool.on('error', () => {});
+  const listener = notificationListener(() => new pg.Client({ connectionString: url, options: settings.join(' '), connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true }));
 
   const query = async <Row>(sql: string, params: unknown[] = [], name?: string): Promise<QueryResult<Row>> => {
     const result = await pool.query(name ? { name, text: sql, values: params } : { text: sql, values: params });
@@ -84,6 +85,65 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
     async exec(sql) {
       await pool.query(sql);
     },
-    close: () => pool.end(),
+    listen: (channel, onMessage, onGap) => listener.listen(channel, onMessage, onGap),
+    close: async () => {
+      await listener.close();
+      await pool.end();
+    },
+  };
+}
+
+/** How long a lost listening connection waits before connecting again. */
+const RELISTEN_DELAY_MS = 1000;
+
+/**
+ * The connections that LISTEN, outside the pool (each holds its own for the store's life): one per channel,
+ * connected again when lost, and `onGap` called then, since notifications sent meanwhile are not replayed.
+ */
+function notificationListener(connect: () => pg.Client) {
+  const clients = new Set<pg.Client>();
+  let closed = false;
+  return {
+    async listen(channel: string, onMessage: (payload: string) => void, onGap: () => void): Promise<void> {
+      if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`not a channel name: ${channel}`);
+      const open = async (): Promise<void> => {
+        const client = connect();
+        let lost = false;
+        const reconnect = () => {
+          if (lost || closed) return;
+          lost = true;
+          clients.delete(client);
+          void client.end().catch(() => {});
+          onGap();
+          const retry = () => {
+            if (!closed) open().then(onGap, () => setTimeout(retry, RELISTEN_DELAY_MS).unref());
+          };
+          setTimeout(retry, RELISTEN_DELAY_MS).unref();
+        };
+        client.on('notification', (message) => {
+          if (message.channel === channel) onMessage(message.payload ?? '');
+        });
+        client.on('error', reconnect);
+        client.on('end', reconnect);
+        clients.add(client);
+        try {
+          await client.connect();
+          await client.query(`LISTEN ${channel}`);
+          // Listening alone does not keep the process alive (the pool's idle connections do not either).
+          (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
+        } catch (error) {
+          lost = true;
+          clients.delete(client);
+          await client.end().catch(() => {});
+          throw error;
+        }
+      };
+      await open();
+    },
+    async close(): Promise<void> {
+      closed = true;
+      await Promise.all([...clients].map((client) => client.end().catch(() => {})));
+      clients.clear();
+    },
   };
 }

@@ -1,5 +1,5 @@
 import { type Database, type DatabaseOptions } from './database.ts';
-import type { DataKeys } from './encryption.ts';
+import { listenForDestroyedKeys, type DataKeys } from './encryption.ts';
 import { openDatabase } from './open-database.ts';
 import type { ServerStore, Storage } from './resource-store.ts';
 
@@ -9,6 +9,8 @@ export function sqlStorage(db: Database, dataKeys?: DataKeys): Storage {
     async open(settings): Promise<ServerStore> {
       // Loaded when the app opens its store: opening the storage itself needs only the driver.
       const { SqlResourceStore, sqlStoreSettings } = await import('./sql-resource-store.ts');
+      // A record erased by another server process: its keys are forgotten here too, at once.
+      if (dataKeys) await listenForDestroyedKeys(db, dataKeys);
       return SqlResourceStore.over(db, sqlStoreSettings(settings, dataKeys));
     },
     close: () => db.close(),
