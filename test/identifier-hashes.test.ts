@@ -9,8 +9,9 @@ import { parseSearch } from '../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { SERVED_RESOURCE_TYPES } from '../src/fhir/resource-types.ts';
 import type { Database } from '../src/store/database.ts';
-import { identifierHashUnder } from '../src/store/encryption.ts';
-import { INDEX_KEY_OWNER } from '../src/store/index-key.ts';
+import { identifierHashUnder, openingDatabase } from '../src/store/encryption.ts';
+import { INDEX_KEY_OWNER, prepareIndexKey } from '../src/store/index-key.ts';
+import { reindex } from '../src/store/reindex.ts';
 import { SearchIndexWriter } from '../src/store/index-writer.ts';
 import { migrate } from '../src/store/migrate.ts';
 import type { ServerStore } from '../src/store/resource-store.ts';
@@ -273,4 +274,11 @@ t.test('an encrypted store whose index holds identifiers in clear (written befor
   await check(next, 'another process');
   const later = await next.create(insPatient(NIR_B) as Resource);
   t.same(await storeSearch(started, 'Patient', `identifier=${NIR_B}`), [later.id], 'what one process writes another finds: one key');
+
+  // `npm run reindex` on an encrypting store: the index key loaded as a server loads it, rows rewritten hashed.
+  const keys2 = testDataKeys();
+  await prepareIndexKey(database.db, keys2, registry);
+  t.equal(await reindex(openingDatabase(database.db, keys2), new SearchIndexWriter(registry, Infinity, keys2.hashIdentifier), ['Patient', 'Observation']), 3);
+  t.same(await clearInIndex(database.db, [NIR_A, NIR_B, RPPS_VALUE]), [], 'reindexed hashed');
+  await check(next, 'after a reindex');
 });

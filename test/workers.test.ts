@@ -1,3 +1,4 @@
+import pg from 'pg';
 import t from 'tap';
 import { onPostgres } from './helpers/app.ts';
 import { childrenOf, createScratchStore, existsProcess, getJson, postJson, startServerProcess, until } from './helpers/server-process.ts';
@@ -15,6 +16,14 @@ if (onPostgres) {
     const created = await postJson(`${server.base}/fhir/Patient`, { resourceType: 'Patient', name: [{ family: 'Ouvrier' }] });
     t.equal(created.status, 201);
     for (let i = 0; i < 6; i++) t.equal((await getJson(`${server.base}/fhir/Patient/${created.body.id}`)).status, 200);
+    // Identifiers are indexed hashed under one index key, which both processes loaded at their start (made by the first).
+    const identified = await postJson(`${server.base}/fhir/Patient`, { resourceType: 'Patient', identifier: [{ system: 'urn:test:ins', value: 'WORKERS-INS-1' }] });
+    t.equal(identified.status, 201);
+    for (let i = 0; i < 6; i++) t.equal((await getJson(`${server.base}/fhir/Patient?identifier=urn:test:ins|WORKERS-INS-1`)).body.total, 1, 'found by whichever process answers');
+    const db = new pg.Client({ connectionString: store.url });
+    await db.connect();
+    t.equal((await db.query(`SELECT count(*)::int AS n FROM data_key WHERE owner = 'search-index'`)).rows[0].n, 1, 'one index key for the store');
+    await db.end();
 
     const [victim] = childrenOf(primary);
     process.kill(victim!, 'SIGKILL');
