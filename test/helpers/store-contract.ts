@@ -476,6 +476,31 @@ export function storeContract(t: Tap, open: StoreFactory): void {
     await failsWith(t, store.readRecord({ patients: [owner.id], count: 2, cursor: 'not-a-cursor' }), 400, 'a made-up cursor');
   });
 
+  t.test('recordPatients: the patients whose records hold the resources given, each once, in one call; none for what is in no record', async (t) => {
+    const first = await store.create(patient(`members-${randomUUID()}`));
+    const second = await store.create(patient(`members-${randomUUID()}`));
+    const observation = (subject: string) => ({ resourceType: 'Observation', status: 'final', code: { text: 'glycémie' }, subject: { reference: `Patient/${subject}` } }) as Resource;
+    const ofFirst = await store.create(observation(first.id));
+    const ofSecond = await store.create(observation(second.id));
+    const shared = await store.create({ resourceType: 'Appointment', status: 'booked', participant: [first, second].map((p) => ({ actor: { reference: `Patient/${p.id}` }, status: 'accepted' })) } as Resource);
+    const gp = await store.create({ resourceType: 'Practitioner', name: [{ family: 'Hors dossier' }] } as Resource);
+    const ids = async (...resources: Array<{ resourceType: string; id: string }>) => (await store.recordPatients(resources)).sort();
+    t.same(await ids(ofFirst, ofSecond, ofFirst), [first.id, second.id].sort(), "each Observation's patient, once");
+    t.same(await ids(shared), [first.id, second.id].sort(), 'a resource in two records: both');
+    t.same(await ids(first), [first.id], 'a Patient is in its own record');
+    t.same(await ids(gp, { resourceType: 'Observation', id: 'never-was' }), [], 'a Practitioner, an unknown id: none');
+    t.same(await ids(), [], 'nothing asked, nothing answered');
+  });
+
+  t.test('create with the index rows its writer built: searched by them, not by rows extracted again', async (t) => {
+    const marker = `built-${randomUUID()}`;
+    const rows = { token: [{ param: 'identifier', system: 'urn:built', code: marker, text: null }], string: [], date: [], reference: [], uri: [], number: [], quantity: [], composite: [], position: [] };
+    const created = await store.create(patient(`given-${marker}`), undefined, { indexRows: rows });
+    const context = { baseUrl: BASE, path: 'Patient' };
+    t.same(matchIds(await store.search(search('Patient', `identifier=urn:built|${marker}`), context)), [created.id], 'found by the rows given');
+    t.same(matchIds(await store.search(search('Patient', `identifier=${SYSTEM}|given-${marker}`), context)), [], 'not by what extraction would have given');
+  });
+
   t.test('patch: the transform gets the current version under lock; concurrent patches lose no increment', async (t) => {
     const created = await store.create(patient('patch', { multipleBirthInteger: 0 }));
     const results = await Promise.all(
