@@ -212,15 +212,8 @@ export class Repository {
    * left out, as a search by `_id` would leave them.
    */
   async readMany(references: readonly string[]): Promise<ResourceText[]> {
-    const wanted = [...new Set(references)];
-    if (wanted.length === 0) return [];
-    const types: string[] = [];
-    const ids: string[] = [];
-    for (const reference of wanted) {
-      const slash = reference.indexOf('/');
-      types.push(reference.slice(0, slash));
-      ids.push(reference.slice(slash + 1));
-    }
+    const { types, ids } = splitReferences(references);
+    if (types.length === 0) return [];
     const binder = new Binder();
     const pairs = `SELECT * FROM unnest(${binder.bind(types, 'text[]')}, ${binder.bind(ids, 'text[]')})`;
     const scoped = this.scope?.('r', [...new Set(types)].sort(), binder);
@@ -252,15 +245,8 @@ export class Repository {
    * lock does not block: naming a resource does not hold up its updates.
    */
   async existing(references: readonly string[], lock = false): Promise<Set<string>> {
-    const wanted = [...new Set(references)];
-    if (wanted.length === 0) return new Set();
-    const types: string[] = [];
-    const ids: string[] = [];
-    for (const reference of wanted) {
-      const slash = reference.indexOf('/');
-      types.push(reference.slice(0, slash));
-      ids.push(reference.slice(slash + 1));
-    }
+    const { types, ids } = splitReferences(references);
+    if (types.length === 0) return new Set();
     const binder = new Binder();
     const pairs = `SELECT * FROM unnest(${binder.bind(types, 'text[]')}, ${binder.bind(ids, 'text[]')})`;
     const scoped = this.scope?.('r', [...new Set(types)], binder);
@@ -654,4 +640,16 @@ async function insertHistory(tx: SqlExecutor, stored: StoredResource, method: Wr
      VALUES ($1, $2, $3, $4, $5, $6)`,
     [stored.resourceType, stored.id, stored.versionId, stored.lastUpdated, method, content],
   );
+}
+
+/** Distinct `Type/id` references as the two arrays a statement unnests, in the same order. */
+function splitReferences(references: readonly string[]): { types: string[]; ids: string[] } {
+  const types: string[] = [];
+  const ids: string[] = [];
+  for (const reference of new Set(references)) {
+    const slash = reference.indexOf('/');
+    types.push(reference.slice(0, slash));
+    ids.push(reference.slice(slash + 1));
+  }
+  return { types, ids };
 }
