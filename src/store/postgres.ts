@@ -138,7 +138,13 @@ function notificationListener(connect: () => pg.Client) {
           throw error;
         }
       };
-      await open();
+      // The database may be down as the server starts (it waits for it): listening then begins once it is back.
+      await open().catch(() => {
+        const retry = () => {
+          if (!closed) open().then(onGap, () => setTimeout(retry, RELISTEN_DELAY_MS).unref());
+        };
+        setTimeout(retry, RELISTEN_DELAY_MS).unref();
+      });
     },
     async close(): Promise<void> {
       closed = true;

@@ -138,6 +138,8 @@ interface Tap {
 let baseOnly: ResourceValidator | undefined;
 
 export interface TestServerOptions {
+  /** Encryption at rest, on unless `false` (FHIR_ENCRYPTION=off: content and identifiers stored in clear). */
+  encryption?: boolean;
   bodyLimit?: number;
   bundleMaxEntries?: number;
   bundleBodyLimit?: number;
@@ -220,7 +222,7 @@ export async function startTestServer(t: Tap, config: TestServerOptions = {}): P
       rateLimit: config.rateLimit ?? 0,
       trustProxy: config.trustProxy,
     },
-    storage: sqlStorage(store.db, dataKeys),
+    storage: sqlStorage(store.db, config.encryption === false ? undefined : dataKeys),
     validator,
     logStream: config.logStream,
     hooks: config.hooks,
