@@ -65,8 +65,9 @@ async function main(): Promise<void> {
   const client = LoadClient.start();
   const audience = 'http://localhost/fhir';
   const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, authAudience: audience }, storage: sqlStorage(db), validator: createProfileValidator({ defaultProfiles: 'none' }) });
-  // A token as a feed gets one (backend services, over HTTP); the measurements then go through inject.
-  const authorization = await backendAuthorization(db, await app.listen({ host: '127.0.0.1', port: 0 }), 'bench', 'system/*.cruds');
+  const origin = await app.listen({ host: '127.0.0.1', port: 0 });
+  // A token as a feed gets one (backend services, over HTTP); the records are written through inject, measured over HTTP.
+  const authorization = await backendAuthorization(db, origin, 'bench', 'system/*.cruds');
   try {
     const population = Number((await pool.query(`SELECT count(*) AS n FROM resource WHERE id NOT LIKE '${PREFIX}-%' AND resource_type <> 'AuditEvent'`)).rows[0].n);
     if (population === 0) throw new Error(`schema ${schema} holds no population: load one with npm run bench:search (BENCH_SCHEMA keeps it)`);
@@ -92,7 +93,6 @@ async function main(): Promise<void> {
     } else console.error(`reusing the ${PATIENTS} records of ${RECORD_SIZE} resources in schema ${schema}`);
     const total = Number((await pool.query('SELECT count(*) AS n FROM resource')).rows[0].n);
 
-    const origin = await app.listen({ host: '127.0.0.1', port: 0 });
     const loadBefore = os.loadavg()[0]!;
     const rows: Array<Measurement & { targetMs?: number; entries: number }> = [];
     for (const operation of OPERATIONS) for (const inFlight of [...new Set([CONCURRENCY, 1])]) {
