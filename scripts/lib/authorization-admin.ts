@@ -30,7 +30,7 @@ export interface ClientRegistration {
 }
 
 /** The client's OAuth metadata as the provider reads it, from what `npm run client` was told (`secretHash` for `secret`). */
-export function clientMetadata(registration: ClientRegistration, secretHash?: string): Record<string, unknown> {
+function clientMetadata(registration: ClientRegistration, secretHash?: string): Record<string, unknown> {
   const keys = registration.jwks ? { jwks: registration.jwks } : registration.jwksUri ? { jwks_uri: registration.jwksUri } : undefined;
   const app = (registration.redirectUris?.length ?? 0) > 0;
   if (keys && registration.secret !== undefined) throw new Error('a client authenticates with keys or with a secret, not both');

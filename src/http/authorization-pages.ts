@@ -30,7 +30,7 @@ const CONTEXT_WORDS: Record<string, string> = {
 };
 
 /** A scope in plain words: `patient/Observation.rs` is "lire et rechercher les Observation dans le dossier du patient concerné". */
-export function scopeInWords(scope: string): string {
+function scopeInWords(scope: string): string {
   const named = NAMED_SCOPE_WORDS[scope];
   if (named) return named;
   const [parsed] = parseScopes([scope]);

@@ -66,7 +66,7 @@ async function storedIndexKey(db: SqlExecutor, keys: DataKeys): Promise<Buffer |
  * distinct value is hashed once, then every row holding it is updated in one statement per table. Returns the
  * rows rewritten.
  */
-export async function hashIdentifierRows(tx: SqlExecutor, hash: IdentifierHash, params: Array<[resourceType: string, code: string]>): Promise<number> {
+async function hashIdentifierRows(tx: SqlExecutor, hash: IdentifierHash, params: Array<[resourceType: string, code: string]>): Promise<number> {
   const types = params.map(([type]) => type);
   const onIdentifiers = 'JOIN unnest($1::text[], $2::text[]) AS p(resource_type, param) ON t.resource_type = p.resource_type AND t.param = p.param';
   const tokens = await rewriteValues(

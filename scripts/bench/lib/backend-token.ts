@@ -14,7 +14,7 @@ export interface BackendClient {
 }
 
 /** Registers `clientId` with a new ES384 key pair and `scope` at most, in the server's store (migrated). */
-export async function registerBackendClient(db: Database, clientId: string, scope: string): Promise<BackendClient> {
+async function registerBackendClient(db: Database, clientId: string, scope: string): Promise<BackendClient> {
   const { publicKey, privateKey } = await generateKeyPair('ES384', { extractable: true });
   const kid = `${clientId}-${randomUUID()}`;
   await registerClient(db, { clientId, scope, jwks: { keys: [{ ...(await exportJWK(publicKey)), kid, alg: 'ES384', use: 'sig' }] } });
