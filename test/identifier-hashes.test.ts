@@ -245,6 +245,17 @@ t.test('with FHIR_ENCRYPTION=off identifiers stay in clear, and are found', asyn
   t.equal((await database.db.query('SELECT 1 FROM data_key WHERE owner = $1', [INDEX_KEY_OWNER])).rows.length, 0, 'no index key');
 });
 
+t.test('a store written with encryption at rest does not start without it (its identifiers would never be found)', async (t) => {
+  const database = await openTestDatabase();
+  t.teardown(() => database.drop());
+  const encrypting = await sqlStorage(database.db, testDataKeys()).open(storeSettings);
+  await encrypting.migrate();
+  await encrypting.create(insPatient(NIR_A) as Resource);
+  const clear = await sqlStorage(database.db).open(storeSettings);
+  await t.rejects(clear.migrate(), /written with encryption at rest.*FHIR_ENCRYPTION=on/);
+  t.same(await clearInIndex(database.db, [NIR_A]), [], 'nothing rewritten in clear');
+});
+
 t.test('an encrypted store whose index holds identifiers in clear (written before this version) hashes them as it starts, once', async (t) => {
   const database = await openTestDatabase();
   t.teardown(() => database.drop());

@@ -16,6 +16,7 @@ import type { Database } from './database.ts';
 import { openingDatabase, type DataKeys } from './encryption.ts';
 import { eraseRecord, type ErasedRecord } from './erase.ts';
 import { prepareIndexKey } from './index-key.ts';
+import { StartupRefused } from '../startup.ts';
 import { SearchIndexWriter, type IndexWriter } from './index-writer.ts';
 import { authorizationStore, type AuthorizationStore } from './authorization.ts';
 import { issuerKeys, type IssuerKey } from './issuer-keys.ts';
@@ -79,10 +80,17 @@ export class SqlResourceStore implements ServerStore {
     return new SqlResourceStore(settings.dataKeys ? openingDatabase(db, settings.dataKeys) : db, settings);
   }
 
-  /** Brings the schema up to date (migrations), and loads the search index key of an encrypting store (index-key.ts). */
+  /**
+   * Brings the schema up to date (migrations), and loads the search index key of an encrypting store (index-key.ts).
+   * A store once run with encryption at rest is refused without it: its index holds identifiers as keyed hashes,
+   * which searches in clear would never find, and its content is sealed.
+   */
   async migrate(): Promise<void> {
     await migrate(this.db);
     if (this.settings.dataKeys) await prepareIndexKey(this.db, this.settings.dataKeys, this.settings.registry);
+    else if ((await this.db.query('SELECT 1 FROM data_key LIMIT 1')).rows.length > 0) {
+      throw new StartupRefused('This store was written with encryption at rest (sealed content, identifiers indexed as keyed hashes): start it with FHIR_ENCRYPTION=on and its master key');
+    }
   }
 
   /** `request` as the index is searched: identifiers hashed when the store hashes them (search/identifier-hash.ts). */
