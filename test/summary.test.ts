@@ -401,3 +401,25 @@ t.test('a record larger than one search page is read whole', async (t) => {
   t.equal(refs.length, total, 'every immunization');
   t.equal(new Set(refs).size, total, 'each once');
 });
+
+t.test('the document holds what its entries reference and what that references in turn, to the end of the chain', async (t) => {
+  const server = await startTestServer(t);
+  const put = async (resource: Json) => {
+    const res = await server.inject({ method: 'PUT', url: `/fhir/${resource.resourceType}/${resource.id}`, payload: JSON.stringify(resource), headers: { 'content-type': FHIR_JSON } });
+    t.ok(res.statusCode < 300, `PUT ${resource.resourceType}/${resource.id}`);
+  };
+  // Immunization → Practitioner (qualification issuer) → Organization → its parent Organization; the
+  // Location and the parent reference nothing.
+  await put({ resourceType: 'Organization', id: 'org-parent', name: 'GHT Sud' });
+  await put({ resourceType: 'Organization', id: 'org-child', name: 'CH de Sète', partOf: { reference: 'Organization/org-parent' } });
+  await put({ resourceType: 'Practitioner', id: 'pra-1', name: [{ family: 'Martin' }], qualification: [{ code: { text: 'médecin' }, issuer: { reference: 'Organization/org-child' } }] });
+  await put({ resourceType: 'Location', id: 'loc-1', name: 'Salle 2' });
+  await put({ resourceType: 'Patient', id: 'pat-chain', name: [{ family: 'Chaîne' }] });
+  await put({
+    resourceType: 'Immunization', id: 'imm-1', status: 'completed', patient: { reference: 'Patient/pat-chain' }, vaccineCode: { text: 'DTP' }, occurrenceDateTime: '2024-01-01',
+    performer: [{ actor: { reference: 'Practitioner/pra-1' } }], location: { reference: 'Location/loc-1' },
+  });
+  const document = json(await server.inject({ method: 'GET', url: '/fhir/Patient/pat-chain/$summary' }));
+  const included = document.entry.slice(1, -1).map((e: Json) => `${e.resource.resourceType}/${e.resource.id}`);
+  t.same(included, ['Patient/pat-chain', 'Immunization/imm-1', 'Practitioner/pra-1', 'Location/loc-1', 'Organization/org-child', 'Organization/org-parent'], 'each once, in the order first referenced');
+});

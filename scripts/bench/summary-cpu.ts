@@ -1,7 +1,7 @@
 /**
  * CPU of `Patient/$summary` in the server's own process (issue 19, item 6): the records of
  * `patient-operations.ts` (4 patients of 200 resources, lib/patient-records.ts) written into a schema of
- * their own, then `$summary` asked BENCH_REQUESTS times one after the other over HTTP by the load generator
+ * their own, then `$summary` asked BENCH_REQUESTS times, BENCH_CONCURRENCY at a time, over HTTP by the load generator
  * (its own process): CPU ms per request of the server's process (process.cpuUsage: the server's work, the
  * driver's included, PostgreSQL's and the client's not), statements
  * per request by kind, and with BENCH_CPU_PROFILE=file.cpuprofile a V8 profile of the measured requests only,
@@ -10,7 +10,8 @@
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:55432/postgres node --import tsx scripts/bench/summary-cpu.ts
  *
  * Environment: BENCH_DATABASE_URL (default `memory://`, an in-memory PGlite: its SQL then runs in this process
- * and counts as CPU), BENCH_REQUESTS (300), BENCH_WARMUP (50), BENCH_AUDIT (on, as the server runs),
+ * and counts as CPU), BENCH_REQUESTS (300), BENCH_WARMUP (50), BENCH_CONCURRENCY (1; bench:patient judges
+ * `$summary` at 4 in flight), BENCH_AUDIT (on, as the server runs),
  * BENCH_ENCRYPTION (off, as patient-operations.ts runs; `on` seals content under a fixed test key),
  * BENCH_CPU_PROFILE, BENCH_OUTPUT (a file to write one answer to, ids and instants blanked, to compare answers
  * before and after a change). The schema (BENCH_SCHEMA, else `summary_cpu_<pid>`) is dropped at the end unless
@@ -33,6 +34,7 @@ import { PREFIX, record, shared, type Json } from './lib/patient-records.ts';
 const PATIENTS = 4;
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 300);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 50);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 1);
 const url = process.env.BENCH_DATABASE_URL ?? 'memory://';
 const onPostgres = url.startsWith('postgres');
 const schema = onPostgres ? process.env.BENCH_SCHEMA ?? `summary_cpu_${process.pid}` : undefined;
@@ -117,7 +119,7 @@ try {
   const origin = await app.listen({ host: '127.0.0.1', port: 0 });
   const paths = (count: number) => Array.from({ length: count }, (_, k) => path(k));
   const run = async (count: number) => {
-    const result = await client.run({ origin, method: 'GET', paths: paths(count), concurrency: 1, authorization });
+    const result = await client.run({ origin, method: 'GET', paths: paths(count), concurrency: CONCURRENCY, authorization });
     if (result.statuses[200] !== count) throw new Error(`expected only 200, got ${JSON.stringify(result.statuses)}`);
     return result;
   };
@@ -145,7 +147,7 @@ try {
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(1);
   const total = [...statements.values()].reduce((sum, n) => sum + n, 0);
-  console.log(`${process.env.BENCH_PATH ?? '$summary'} on ${onPostgres ? 'postgres' : 'PGlite'}: ${sample.entry?.length ?? 0} entries, ${REQUESTS} requests one at a time after ${WARMUP} warm-up (audit ${process.env.BENCH_AUDIT === 'off' ? 'off' : 'on'}, encryption ${dataKeys ? 'on' : 'off'})`);
+  console.log(`${process.env.BENCH_PATH ?? '$summary'} on ${onPostgres ? 'postgres' : 'PGlite'}: ${sample.entry?.length ?? 0} entries, ${REQUESTS} requests ${CONCURRENCY === 1 ? 'one at a time' : `${CONCURRENCY} at a time`} after ${WARMUP} warm-up (audit ${process.env.BENCH_AUDIT === 'off' ? 'off' : 'on'}, encryption ${dataKeys ? 'on' : 'off'})`);
   console.log(`  CPU ms/request: ${((cpu.user + cpu.system) / 1000 / REQUESTS).toFixed(2)} (user ${(cpu.user / 1000 / REQUESTS).toFixed(2)}, system ${(cpu.system / 1000 / REQUESTS).toFixed(2)})`);
   console.log(`  wall ms/request: mean ${(wall / REQUESTS).toFixed(2)}, p50 ${at(0.5)}, p95 ${at(0.95)}`);
   console.log(`  statements/request: ${(total / REQUESTS).toFixed(2)}`);

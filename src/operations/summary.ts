@@ -216,6 +216,16 @@ function referencesIn(value: unknown, found: (reference: string) => void): void 
 }
 
 /**
+ * False when the resource's text has no `reference` member anywhere, so nothing to follow: then it is not
+ * parsed for nothing (most of what a record names, organisations, locations and medications, references
+ * nothing). Stored texts are JSON.stringify's, which escapes no letter: a member `reference` is always
+ * written `"reference"` (the text holding it otherwise, in a string, is only parsed as before).
+ */
+function mayReference(text: ResourceText): boolean {
+  return text.json.includes('"reference"');
+}
+
+/**
  * Adds to `included` what its resources reference, until nothing new is referenced: a document holds what it
  * references (R4 bundle.html, document). Each round reads every new reference in one statement, through the
  * caller's store: a reference to what the caller may not see (or to nothing) is left as it is. Resources
@@ -236,7 +246,7 @@ async function includeReferenced(call: OperationCall, included: Map<string, Reso
       const type = key.slice(0, key.indexOf('/'));
       if (!byType.has(type)) byType.set(type, []);
     };
-    for (const text of pending) referencesIn(text.resource, note);
+    for (const text of pending) if (mayReference(text)) referencesIn(text.resource, note);
     for (let start = 0; start < wanted.length; start += MAX_PAGE_SIZE) {
       for (const text of await call.ctx.store.readMany(wanted.slice(start, start + MAX_PAGE_SIZE))) byType.get(text.resourceType)!.push(text);
     }
