@@ -6,7 +6,7 @@ import type { Resource } from 'fhir/r4';
 import { FhirError } from '../src/fhir/outcome.ts';
 import { parseSearch } from '../src/search/parse.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
-import { accessFromToken } from '../src/security/authorisation.ts';
+import { accessFromToken, withAssertedPurpose } from '../src/security/authorisation.ts';
 import { accessScope } from '../src/store/access-scope.ts';
 import { ALL_ACCESS, type AccessContext } from '../src/store/access.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT } from '../src/store/binary-store.ts';
@@ -16,7 +16,7 @@ import { DEFAULT_MAX_INDEX_ROWS } from '../src/store/index-writer.ts';
 import { preparedName, Repository } from '../src/store/repository.ts';
 import { sqlStorage } from '../src/store/storage.ts';
 import { buildApp } from '../src/app.ts';
-import { bearer, json, onPostgres, openTestDatabase, TEST_AUDIENCE } from './helpers/app.ts';
+import { bearer, json, openTestDatabase, TEST_AUDIENCE } from './helpers/app.ts';
 
 const registry = new SearchParameterRegistry(loadSearchParameters());
 const database = await openTestDatabase();
@@ -76,14 +76,25 @@ t.test('the consent-checked read of a professional is prepared too, and sees wha
   t.ok(statements.every((s) => s.name === preparedName(s.sql)));
 });
 
-t.test('on the driver: the statement is prepared on the connection under that name (PGlite answers without one)', async (t) => {
+t.test('a token\'s view of the store is built once for all its requests; another access context has its own, and sees as it should', async (t) => {
+  const root = await open(database.db);
+  const feed = accessFromToken({ scopes: ['system/*.cruds'], clientId: 'feed', purposeOfUse: [] });
+  t.equal(root.forAccess(feed), root.forAccess(feed), 'the same context: the same view');
+  t.not(root.forAccess(accessFromToken({ scopes: ['system/*.cruds'], clientId: 'feed', purposeOfUse: [] })), root.forAccess(feed), 'another token: another view');
+  const emergency = withAssertedPurpose(professional, 'BTG');
+  t.not(root.forAccess(emergency), root.forAccess(professional));
+  t.equal(await status(root.forAccess(professional).read('Immunization', 'imm-c')), 404, 'masked from the professional');
+  t.equal(await status(root.forAccess(emergency).read('Immunization', 'imm-c')), 200, 'seen in an emergency');
+  t.equal(await status(root.forAccess(professional).read('Immunization', 'imm-c')), 404, 'and masked again without one');
+});
+
+t.test('on the driver: the statement is prepared on the connection under that name', async (t) => {
   const scope = accessScope(hiding('pat-b'), registry);
   await database.db.transaction(async (tx) => {
     const { db, statements } = recording(joinTransaction(tx, database.db.driver));
     const repo = new Repository(db, undefined, undefined, DEFAULT_BINARY_INLINE_LIMIT, scope);
     t.equal((await repo.read('Immunization', 'imm-a')).id, 'imm-a');
     t.equal(await status(repo.read('Immunization', 'imm-b')), 404);
-    if (!onPostgres) return;
     const { rows } = await tx.query<{ statement: string }>('SELECT statement FROM pg_prepared_statements WHERE name = $1', [statements[0]!.name]);
     t.same(rows.map((row) => row.statement), [statements[0]!.sql], 'prepared once on this connection, under the name of its text');
   });

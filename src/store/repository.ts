@@ -119,7 +119,25 @@ export interface WriteOptions {
  * for every later caller of that shape, instead of replanning the consent's sub-plans on every read.
  */
 export function preparedName(sql: string): string {
-  return `dossier_${createHash('sha1').update(sql).digest('hex').slice(0, 32)}`;
+  let name = preparedNames.get(sql);
+  if (name === undefined) {
+    name = `dossier_${createHash('sha1').update(sql).digest('hex').slice(0, 32)}`;
+    // The shapes of access are few; should texts multiply, the names are hashed again rather than kept.
+    if (preparedNames.size >= MAX_PREPARED_NAMES) preparedNames.clear();
+    preparedNames.set(sql, name);
+  }
+  return name;
+}
+
+/** The names of the texts named lately: every access-checked read names its text, hashed once. */
+const preparedNames = new Map<string, string>();
+const MAX_PREPARED_NAMES = 1000;
+
+/** A read by type and id: its text, the name it is prepared under, and the values bound after $1 and $2. */
+interface ReadStatement {
+  sql: string;
+  name: string;
+  scopeParams: readonly unknown[];
 }
 
 /** Index rows read per referrer asked for: a resource references one target under a few parameters at most. */
@@ -186,17 +204,8 @@ export class Repository {
 
   /** The current version as stored: a Binary without its bytes. */
   private async readStored(resourceType: string, id: string, forUpdate = false): Promise<StoredResource> {
-    const binder = new Binder();
-    binder.bind(resourceType);
-    binder.bind(id);
-    const scoped = this.scope?.('r', [resourceType], binder);
-    const sql = `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource${scoped ? ` r` : ''} WHERE resource_type = $1 AND id = $2${scoped ? ` AND ${scoped}` : ''}${forUpdate ? ' FOR NO KEY UPDATE' : ''}`;
-    const { rows } = await this.db.query<{ version_id: number; last_updated: string; deleted: boolean; content: string | null }>(
-      sql,
-      binder.params,
-      // A prepared statement's name stands for one text: a scoped read is named by its own.
-      scoped ? preparedName(sql) : forUpdate ? 'dossier_read_for_update' : 'dossier_read',
-    );
+    const { sql, name, scopeParams } = this.readStatement(resourceType, forUpdate);
+    const { rows } = await this.db.query<{ version_id: number; last_updated: string; deleted: boolean; content: string | null }>(sql, [resourceType, id, ...scopeParams], name);
     const row = rows[0];
     if (!row) throw FhirError.notFound(`${resourceType}/${id} is not known`);
     if (row.deleted || row.content === null) {
@@ -205,6 +214,29 @@ export class Repository {
     }
     return new StoredResource(resourceType, id, row.version_id, row.last_updated, row.content);
   }
+
+  /**
+   * The statement reading a resource of `resourceType` by its type and id ($1, $2), and the values its access
+   * condition binds after them: the same for every read of the type through this repository (its scope is
+   * one caller's, and a token's view of the store serves all its requests), so built once per type.
+   */
+  private readStatement(resourceType: string, forUpdate: boolean): ReadStatement {
+    const key = forUpdate ? `${resourceType} for update` : resourceType;
+    let statement = this.readStatements.get(key);
+    if (!statement) {
+      const binder = new Binder();
+      binder.bind(resourceType);
+      binder.bind('');
+      const scoped = this.scope?.('r', [resourceType], binder);
+      const sql = `SELECT version_id, ${LAST_UPDATED_TEXT} AS last_updated, deleted, content FROM resource${scoped ? ` r` : ''} WHERE resource_type = $1 AND id = $2${scoped ? ` AND ${scoped}` : ''}${forUpdate ? ' FOR NO KEY UPDATE' : ''}`;
+      // A prepared statement's name stands for one text: a scoped read is named by its own.
+      statement = { sql, name: scoped ? preparedName(sql) : forUpdate ? 'dossier_read_for_update' : 'dossier_read', scopeParams: binder.params.slice(2) };
+      this.readStatements.set(key, statement);
+    }
+    return statement;
+  }
+
+  private readonly readStatements = new Map<string, ReadStatement>();
 
   /**
    * The live resources `references` (`Type/id`) name that the scope lets through, as stored (a Binary without

@@ -67,6 +67,11 @@ export class SqlResourceStore implements ServerStore {
     private readonly coalescer: CreateCoalescer | undefined = unit ? undefined : new CreateCoalescer(db),
     /** Callers' identities resolved lately, which every view of the store shares. */
     private readonly callers: CallerCache = new CallerCache(),
+    /**
+     * The views outside a unit, by access context: a token's context (cached with the token, smart-auth.ts)
+     * comes back with each of its requests, whose view then need not build its access condition again.
+     */
+    private readonly views: WeakMap<AccessContext, SqlResourceStore> = new WeakMap(),
   ) {
     const binaryInlineLimit = settings.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
     this.scope = accessScope(access, settings.registry, settings.dataKeys?.hashIdentifier);
@@ -106,7 +111,13 @@ export class SqlResourceStore implements ServerStore {
   forAccess(access: AccessContext): ResourceStore {
     // All access is this store itself: the same statements, the same shared creates.
     if (!restrictsReads(access) && !restrictsReads(this.access)) return this;
-    return new SqlResourceStore(this.db, this.settings, this.unit, access, this.coalescer, this.callers);
+    if (this.unit) return new SqlResourceStore(this.db, this.settings, this.unit, access, this.coalescer, this.callers);
+    let view = this.views.get(access);
+    if (!view) {
+      view = new SqlResourceStore(this.db, this.settings, undefined, access, this.coalescer, this.callers, this.views);
+      this.views.set(access, view);
+    }
+    return view;
   }
 
   async resolveCaller(access: AccessContext): Promise<AccessContext> {
