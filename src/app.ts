@@ -86,7 +86,7 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     return defaultRegistry;
   });
   const binaryInlineLimit = config.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
-  const store = await storage.open({ registry, maxIndexRows: config.resourceMaxIndexRows ?? DEFAULT_MAX_INDEX_ROWS, binaryInlineLimit });
+  const store = await storage.open({ registry, maxIndexRows: config.resourceMaxIndexRows ?? DEFAULT_MAX_INDEX_ROWS, binaryInlineLimit, log: app.log });
   // The French profiles by default (FHIR_DEFAULT_PROFILES=none leaves only the base R4 checks). Built once the
   // server listens, between requests: the first answer does not wait for it, and a write arriving first builds it.
   const resourceValidator = validator ?? defaultValidatorFor({ unknownProfiles: config.unknownProfiles ?? 'warning', projectRules: config.projectRules ?? 'warning' });

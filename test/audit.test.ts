@@ -8,6 +8,7 @@ import t, { type Test } from 'tap';
 import { FhirError } from '../src/fhir/outcome.ts';
 import type { InteractionHook } from '../src/router/router.ts';
 import { ALL_ACCESS, type AccessContext } from '../src/store/access.ts';
+import { drainAuditLog } from '../src/store/audit-log.ts';
 import { FHIR_JSON, json, startTestServer, type TestServer } from './helpers/app.ts';
 
 const RESTFUL = 'http://hl7.org/fhir/restful-interaction';
@@ -38,6 +39,8 @@ const send = (method: string, url: string, body?: unknown, headers: Record<strin
 let lastSeq = 0;
 /** The AuditEvents written since the last call, oldest first, read from the table itself (reading them over the API would add events). */
 async function newEvents(on: TestServer = server): Promise<AuditEvent[]> {
+  // Reads' events wait in the audit log until a read of AuditEvents (or the background) drains it.
+  await drainAuditLog(on.db);
   const { rows } = await on.db.query<{ seq: string; content: string }>(
     `SELECT seq::text AS seq, content FROM resource_history WHERE resource_type = 'AuditEvent' AND seq > $1 ORDER BY seq`,
     [lastSeq],

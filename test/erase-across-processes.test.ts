@@ -17,6 +17,7 @@ import { SearchIndexWriter } from '../src/store/index-writer.ts';
 import { SqlResourceStore } from '../src/store/sql-resource-store.ts';
 import { sqlStorage } from '../src/store/storage.ts';
 import { FHIR_JSON, json, onPostgres, openTestDatabase, TEST_DATABASE_URL, testDataKeys } from './helpers/app.ts';
+import { drainAuditLog } from '../src/store/audit-log.ts';
 
 const database = await openTestDatabase();
 // The second process's own connections to the same store (PGlite: one instance, shared).
@@ -59,6 +60,7 @@ function forgetting(keys: DataKeys, owner: string): Promise<void> {
 
 /** An AuditEvent about `patientId` (a read of it leaves one, sealed under its key). */
 async function auditEventAbout(patientId: string): Promise<string> {
+  await drainAuditLog(database.db);
   const { rows } = await database.db.query<{ id: string }>(
     `SELECT resource_id AS id FROM search_reference WHERE resource_type = 'AuditEvent' AND target_type = 'Patient' AND target_id = $1 LIMIT 1`,
     [patientId],

@@ -11,6 +11,7 @@ import { DEFAULT_MAX_INDEX_ROWS } from '../src/store/index-writer.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT } from '../src/store/binary-store.ts';
 import type { Database } from '../src/store/database.ts';
 import { FHIR_JSON, json, onPostgres, startTestServer, TEST_MASTER_KEY } from './helpers/app.ts';
+import { drainAuditLog } from '../src/store/audit-log.ts';
 
 // Closing a record (issue 18 item 3): Patient/{id}/$erase destroys the patient's data key and deletes its
 // record, so that afterwards nothing of it can be read in the tables, nor, on PGlite, in the data folder.
@@ -104,6 +105,7 @@ t.test('only the patient themselves or an administrator may erase a record, by P
 });
 
 t.test('the patient erases their own record: nothing of it is readable afterwards, the rest untouched', async (t) => {
+  await drainAuditLog(server.db);
   const { rows: auditBefore } = await server.db.query<{ id: string }>(
     `SELECT id FROM resource WHERE resource_type = 'AuditEvent' AND id IN (SELECT resource_id FROM search_reference WHERE resource_type = 'AuditEvent' AND target_type = 'Patient' AND target_id = $1)`,
     [record.patient.id],

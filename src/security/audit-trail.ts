@@ -8,12 +8,12 @@ import { auditEventsOf, type AuditSource } from './audit-event.ts';
 import { auditEventIndexRows } from './audit-index-rows.ts';
 
 /**
- * Every interaction's AuditEvents (one per patient involved: audit-event.ts), written on the store the
+ * Every interaction's AuditEvents (one per patient involved: audit-event.ts), recorded on the store the
  * interaction ran in (router.ts): for a write, its unit of work, so the events commit or roll back with what
- * they record; for a read, the server's store, whose creates from concurrent requests share one statement and
- * one commit (CreateCoalescer), the answer waiting for that commit: an access is on record before its data
- * leaves. An interaction's events are created together, so they go out in one statement. Their index rows are
- * built from the events themselves (audit-index-rows.ts), not extracted again.
+ * they record; for a read, the server's store, which appends the events of concurrent requests to its audit
+ * log in one statement and one commit, the answer waiting for that commit: an access is on record before its
+ * data leaves (ResourceStore.recordAuditEvents). An interaction's events are recorded together. Their index
+ * rows are built from the events themselves (audit-index-rows.ts), not extracted again.
  */
 export class AuditTrail implements InteractionHook {
   constructor(private readonly source: AuditSource = { name: 'dossier' }) {}
@@ -21,7 +21,7 @@ export class AuditTrail implements InteractionHook {
   async audit(interaction: Interaction | undefined, request: FhirRequest, response: FhirResponse, store: ResourceStore): Promise<void> {
     const answered = await answeredPatients(interaction, response, store);
     const events = auditEventsOf(interaction, request, response, this.source, answered);
-    await Promise.all(events.map((event) => store.create(event, undefined, { indexRows: auditEventIndexRows(event) })));
+    await store.recordAuditEvents(events.map((event) => ({ resource: event, indexRows: auditEventIndexRows(event) })));
   }
 }
 

@@ -134,19 +134,30 @@ export function consentParams(resources: Array<{ resourceType: string; id: strin
 }
 
 /**
- * Data-modifying CTEs inserting what consentParams produced, read from `$first` to `$first + 2`
- * (`i_visibility` returns its rows, which version-rows.ts stamps with the version). In a rewrite
- * (`rewrite`: the statement also has `d_visibility`, the rows it deleted) a labelled resource keeps the client
- * that first labelled it.
+ * Data-modifying CTEs inserting what consentParams produced, each of its three arrays' rows read as `x` from
+ * `rows(0)` to `rows(2)` (`paramRows`: statement parameters from `$first`; `i_visibility` returns its rows,
+ * which version-rows.ts stamps with the version). In a rewrite (`rewrite`: the statement also has
+ * `d_visibility`, the rows it deleted) a labelled resource keeps the client that first labelled it.
  */
-export function consentInsertCtes(first: number, rewrite: boolean): string[] {
+export function consentInsertCtes(rows: RowSource, rewrite: boolean): string[] {
   const sentBy = rewrite ? `COALESCE((SELECT o.sent_by FROM d_visibility o WHERE o.sent_by IS NOT NULL LIMIT 1), x->>6)` : `x->>6`;
   return [
-    `i_consent_rule AS (INSERT INTO consent_rule (consent_id, patient_id, actor) SELECT x->>0, x->>1, x->>2 FROM jsonb_array_elements($${first}::jsonb) AS x)`,
+    `i_consent_rule AS (INSERT INTO consent_rule (consent_id, patient_id, actor) SELECT x->>0, x->>1, x->>2 FROM ${rows(0)})`,
     `i_visibility AS (INSERT INTO resource_visibility (resource_type, resource_id, patient_id, masked, hidden_from_patient, authors, sent_by) ` +
-      `SELECT x->>0, x->>1, x->>2, (x->>3)::boolean, (x->>4)::boolean, ARRAY(SELECT jsonb_array_elements_text(x->5)), ${sentBy} FROM jsonb_array_elements($${first + 1}::jsonb) AS x RETURNING *)`,
-    `i_binary_context AS (INSERT INTO binary_context (binary_id, context_type, context_id) SELECT x->>0, x->>1, x->>2 FROM jsonb_array_elements($${first + 2}::jsonb) AS x)`,
+      `SELECT x->>0, x->>1, x->>2, (x->>3)::boolean, (x->>4)::boolean, ARRAY(SELECT jsonb_array_elements_text(x->5)), ${sentBy} FROM ${rows(1)} RETURNING *)`,
+    `i_binary_context AS (INSERT INTO binary_context (binary_id, context_type, context_id) SELECT x->>0, x->>1, x->>2 FROM ${rows(2)})`,
   ];
+}
+
+/**
+ * Where an insert CTE reads the rows of the `k`th JSON array it consumes: a FROM item naming each row `x`.
+ * Usually statement parameters (paramRows); the audit log's drain reads them from the rows it deletes.
+ */
+export type RowSource = (k: number) => string;
+
+/** The `k`th array is statement parameter `$first + k`. */
+export function paramRows(first: number): RowSource {
+  return (k) => `jsonb_array_elements($${first + k}::jsonb) AS x`;
 }
 
 /** CTEs deleting the consent rows of resource `$1`/`$2` before consentInsertCtes writes its new ones. */

@@ -1,6 +1,6 @@
 import { FhirError } from '../fhir/outcome.ts';
 import { forgetPatientAuthorizations } from './authorization.ts';
-import type { Database } from './database.ts';
+import type { Database, SqlExecutor } from './database.ts';
 import { DESTROYED_KEYS_CHANNEL, type DataKeys } from './encryption.ts';
 
 /** What erasing a patient's record removed. */
@@ -47,9 +47,12 @@ const TARGETS = `SELECT * FROM unnest($2::text[], $3::text[])`;
  * rows do not linger in the table files (on PGlite VACUUM FULL, which rewrites them, and the write-ahead
  * log is switched past them and checkpointed with recycling off, so that its old segments are removed).
  */
-export async function eraseRecord(db: Database, patientId: string, keys: DataKeys | undefined): Promise<ErasedRecord> {
+export async function eraseRecord(db: Database, patientId: string, keys: DataKeys | undefined, drainAuditLog: (tx: SqlExecutor) => Promise<void>): Promise<ErasedRecord> {
   const owner = `Patient/${patientId}`;
   const erased = await db.transaction(async (tx) => {
+    // Its AuditEvents still in the audit log become stored ones first, then go as the stored ones do; the
+    // drain lock, held to the commit, keeps other drains from storing events under keys this destroys.
+    await drainAuditLog(tx);
     const { rows: patient } = await tx.query(`SELECT 1 FROM resource WHERE resource_type = 'Patient' AND id = $1 FOR UPDATE`, [patientId]);
     const { rows: ownKeys } = await tx.query(`SELECT 1 FROM data_key WHERE owner = $1`, [owner]);
     if (patient.length === 0 && ownKeys.length === 0) throw FhirError.notFound(`Patient/${patientId} is not known`);

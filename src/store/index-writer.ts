@@ -1,7 +1,7 @@
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { SqlExecutor } from './database.ts';
-import { CONSENT_DELETE_CTES, CONSENT_DELETION_CTES, consentInsertCtes, consentParams, consentRowsOf, type ConsentRows, type ConsentRowsOptions } from './consent-rows.ts';
+import { CONSENT_DELETE_CTES, CONSENT_DELETION_CTES, consentInsertCtes, consentParams, consentRowsOf, paramRows, type ConsentRows, type ConsentRowsOptions, type RowSource } from './consent-rows.ts';
 import { membersOf, recordPatientOf } from '../search/compartment.ts';
 import { CURRENT_VERSION, VERSION_DELETE_CTES, VERSION_DELETION_CTES, versionInsertCtes } from './version-rows.ts';
 import { extractIndexRows, type ExtractOptions, type IndexRows, type IndexTable } from '../search/extract.ts';
@@ -147,23 +147,25 @@ function indexTableParams(resources: IndexedResource[], patients: Array<string |
 }
 
 /**
- * Data-modifying CTEs inserting the rows `indexParams` produced, read from `$first`, `$first + 1`, ….
+ * Data-modifying CTEs inserting the rows `indexParams` produced, the `k`th array's read from `rows(k)`
+ * (`paramRows(first)`: statement parameters `$first`, `$first + 1`, …).
  * `rewrite`: the statement replaces a resource's rows (REPLACE_STATEMENT), whose deleted ones it may read;
  * else it writes first versions. Either way the version written gets its own rows too (version-rows.ts).
  */
-export function indexInsertCtes(first: number, rewrite = false): string[] {
+export function indexInsertCtes(rows: RowSource, rewrite = false): string[] {
   const member = `i_compartment AS (INSERT INTO compartment_member (compartment_type, compartment_id, resource_type, resource_id) ` +
-    `SELECT x->>0, x->>1, x->>2, x->>3 FROM jsonb_array_elements($${first + TABLE_NAMES.length}::jsonb) AS x RETURNING *)`;
-  return [...indexTableCtes(first), member, ...consentInsertCtes(first + TABLE_NAMES.length + 1, rewrite), ...versionInsertCtes(rewrite ? CURRENT_VERSION : '1')];
+    `SELECT x->>0, x->>1, x->>2, x->>3 FROM ${rows(TABLE_NAMES.length)} RETURNING *)`;
+  const consentRows: RowSource = (k) => rows(TABLE_NAMES.length + 1 + k);
+  return [...indexTableCtes(rows), member, ...consentInsertCtes(consentRows, rewrite), ...versionInsertCtes(rewrite ? CURRENT_VERSION : '1')];
 }
 
-function indexTableCtes(first: number): string[] {
+function indexTableCtes(rows: RowSource): string[] {
   return TABLE_NAMES.map((table, t) => {
     const columns = TABLES[table];
     const values = columns.map(([, sqlType], c) => (sqlType === 'text' ? `x->>${c + 3}` : `(x->>${c + 3})::${sqlType}`));
     return (
       `i_${table} AS (INSERT INTO search_${table} (resource_type, resource_id, patient_id, ${columns.map(([column]) => column).join(', ')}) ` +
-      `SELECT x->>0, x->>1, x->>2, ${values.join(', ')} FROM jsonb_array_elements($${first + t}::jsonb) AS x)`
+      `SELECT x->>0, x->>1, x->>2, ${values.join(', ')} FROM ${rows(t)})`
     );
   });
 }
@@ -182,7 +184,7 @@ const INDEX_DELETE_CTES = [
       RETURNING compartment_type, compartment_id)`,
 ];
 
-const REPLACE_STATEMENT = `WITH ${[...INDEX_DELETE_CTES, ...CONSENT_DELETE_CTES, ...VERSION_DELETE_CTES, ...indexInsertCtes(3, true)].join(',\n')}
+const REPLACE_STATEMENT = `WITH ${[...INDEX_DELETE_CTES, ...CONSENT_DELETE_CTES, ...VERSION_DELETE_CTES, ...indexInsertCtes(paramRows(3), true)].join(',\n')}
 SELECT 1`;
 
 /** A deletion: the index rows and memberships go; what consent needs of the deleted resource's history stays (consent-rows.ts). */

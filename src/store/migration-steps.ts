@@ -3,7 +3,7 @@ import type { Resource } from 'fhir/r4';
 import { emptyRows, extractIndexRows } from '../search/extract.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../search/registry.ts';
 import type { SqlExecutor } from './database.ts';
-import { consentInsertCtes, consentParams, consentRowsOf, INVISIBLE_TO_PATIENT, MASKED_FROM_PROFESSIONALS } from './consent-rows.ts';
+import { consentInsertCtes, consentParams, paramRows, consentRowsOf, INVISIBLE_TO_PATIENT, MASKED_FROM_PROFESSIONALS } from './consent-rows.ts';
 
 /**
  * Steps run after a migration's SQL, in its transaction, for what the SQL cannot say without copying data
@@ -97,7 +97,7 @@ export async function backfillConsent(tx: SqlExecutor): Promise<void> {
         .map((ref) => ({ param: ref.param, targetType: ref.target_type, targetId: ref.target_id, url: null, identifierSystem: null, identifierValue: null }));
       return { resourceType: row.resource_type, id: row.id, consent: consentRowsOf(JSON.parse(row.content) as Resource, rows) };
     });
-    await tx.query(`WITH ${consentInsertCtes(1, false).join(',\n')} SELECT 1`, consentParams(written));
+    await tx.query(`WITH ${consentInsertCtes(paramRows(1), false).join(',\n')} SELECT 1`, consentParams(written));
   }
 }
 

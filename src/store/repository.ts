@@ -4,6 +4,7 @@ import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText } from '../fhir/resource-text.ts';
 import { indexInsertCtes, indexParams, type IndexWriter, type WrittenRows } from './index-writer.ts';
 import type { IndexRows } from '../search/index-rows.ts';
+import { paramRows } from './consent-rows.ts';
 import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import { FEED_HORIZON, formatPosition, parsePosition, type FeedPosition } from './change-feed.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
@@ -177,17 +178,25 @@ export class Repository {
   async create(resource: Resource, id: string = randomUUID(), options: Pick<WriteOptions, 'baseUrl' | 'clientId' | 'indexRows'> = {}): Promise<StoredResource> {
     const binary = binaryWriteOf(resource);
     if (binary) return this.createBinary(binary, id, options);
+    // Creates shared between requests run outside any transaction: a key they create commits at once.
+    const autocommit = this.creates !== undefined && !(this.creates instanceof BufferedTransaction);
+    const created = await this.firstVersion(resource, id, options, autocommit);
+    if (this.creates) await this.creates.write(created);
+    else await insertNew(this.db, [created]);
+    return created.stored;
+  }
+
+  /**
+   * Version 1 of a resource (not a Binary) as insertNew writes it: stamped, with its index rows, its text
+   * sealed. `autocommit`: the caller writes it outside any transaction (a data key created commits at once).
+   */
+  async firstVersion(resource: Resource, id: string, options: Pick<WriteOptions, 'baseUrl' | 'clientId' | 'indexRows'>, autocommit: boolean): Promise<NewResource> {
     const stamped = stamp(resource, id, 1);
     const rows = this.index?.rowsOf(stamped.resource, rowOptions(options));
     // The answer keeps the text only: the object, which shares its parts with the request's body, can go.
     const stored = new StoredResource(stamped.resourceType, id, 1, stamped.lastUpdated, stamped.json);
-    // Creates shared between requests run outside any transaction: a key they create commits at once.
-    const autocommit = this.creates !== undefined && !(this.creates instanceof BufferedTransaction);
     const sealed = await this.seal(this.db, stamped, rows, autocommit);
-    const created: NewResource = { stored, ...(rows ? { rows } : {}), ...(sealed !== stamped.json ? { sealed } : {}) };
-    if (this.creates) await this.creates.write(created);
-    else await insertNew(this.db, [created]);
-    return stored;
+    return { stored, ...(rows ? { rows } : {}), ...(sealed !== stamped.json ? { sealed } : {}) };
   }
 
   async read(resourceType: string, id: string): Promise<StoredResource> {
@@ -573,7 +582,7 @@ const INSERT_NEW_STATEMENT = `WITH new AS (
           SELECT resource_type, id, 1, last_updated, content FROM new),
   h AS (INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content)
           SELECT resource_type, id, 1, last_updated, 'POST', content FROM new ORDER BY n),
-  ${indexInsertCtes(2).join(',\n  ')}
+  ${indexInsertCtes(paramRows(2)).join(',\n  ')}
 SELECT 1`;
 
 /**

@@ -9,6 +9,8 @@ import type { DeleteResult, HistoryPage, HistoryQuery, Referrer, StoredBinary, S
 import type { AuthorizationStore } from './authorization.ts';
 import type { IssuerKey } from './issuer-keys.ts';
 import type { ErasedRecord } from './erase.ts';
+import type { StoreLog } from './audit-log.ts';
+import type { IndexRows } from '../search/index-rows.ts';
 
 export type { Change, ChangePage } from './change-feed.ts';
 export type { RecordPage, RecordQuery } from './patient-record.ts';
@@ -130,6 +132,15 @@ export interface ResourceStore {
    */
   match(criteria: MatchCriteria[], options?: { lock?: boolean }): Promise<string[][]>;
 
+  /**
+   * The server's own AuditEvents of an interaction (security/audit-trail.ts), each with its index rows (as
+   * WriteOptions.indexRows), under new ids. Resolves once they are durable: committed, or inside a unit of
+   * work written in it, committing or rolling back with it. Outside a unit they may be stored as resources
+   * later, but every read that could return or count AuditEvents (read, history, searches, includes,
+   * `$everything`, the change feed, `eraseRecord`) sees every event recorded before it began.
+   */
+  recordAuditEvents(events: ReadonlyArray<{ resource: Resource; indexRows: IndexRows }>): Promise<void>;
+
   /** A new resource under `id` (a new server id by default): version 1. */
   create(resource: Resource, id?: string, options?: Pick<WriteOptions, 'baseUrl' | 'indexRows'>): Promise<StoredResource>;
   /** A new version, or the resource created with the client's id when it does not exist (or was deleted). */
@@ -187,6 +198,8 @@ export interface StoreSettings {
   maxIndexRows: number;
   /** The largest Binary a read gives with its `data` put together (a larger one is 406; HTTP streams it instead). */
   binaryInlineLimit: number;
+  /** Where the store reports what goes wrong in the background (draining the audit log). */
+  log?: StoreLog;
 }
 
 /** A store as a server runs it: brought up to date and tidied when the server starts. */

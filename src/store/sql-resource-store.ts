@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import type { ResourceText, ResponseBundle } from '../fhir/resource-text.ts';
 import { withHashedIdentifiers } from '../search/identifier-hash.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
 import type { SearchRequest } from '../search/types.ts';
+import type { IndexRows } from '../search/index-rows.ts';
 import type { ScopePredicate } from '../search/sql-fragments.ts';
 import { ALL_ACCESS, restrictsReads, type AccessContext } from './access.ts';
 import { accessScope } from './access-scope.ts';
@@ -11,6 +13,7 @@ import { CallerCache, changesIdentities } from './caller-identities.ts';
 import { withBinaryData } from './binary-data.ts';
 import { DEFAULT_BINARY_INLINE_LIMIT, discardUnclaimedContent, stageStreamedBytes, sweepStaleUploads } from './binary-store.ts';
 import { readChanges, type ChangePage } from './change-feed.ts';
+import { AuditLog, drainAll, namesAuditEvents, searchReadsAuditEvents, type StoreLog } from './audit-log.ts';
 import { CreateCoalescer } from './create-coalescer.ts';
 import type { Database } from './database.ts';
 import { openingDatabase, type DataKeys } from './encryption.ts';
@@ -26,6 +29,14 @@ import type { MatchCriteria, ResourceStore, SearchContext, ServerStore, StagedBi
 import { readRecordPage, recordPatients, type RecordPage, type RecordQuery } from './patient-record.ts';
 import { planSearch, readPage, SearchEngine } from './search-executor.ts';
 
+const AUDIT_EVENT = 'AuditEvent';
+
+/** Background failures of a store opened without a log. */
+const STDERR_LOG: StoreLog = {
+  warn: (details, message) => console.warn(message, details),
+  error: (details, message) => console.error(message, details),
+};
+
 export interface SqlStoreSettings {
   registry: SearchParameterRegistry;
   /** Keeps the search index in step with each write, in the write's own transaction. */
@@ -34,6 +45,8 @@ export interface SqlStoreSettings {
   binaryInlineLimit?: number;
   /** Encryption at rest (encryption.ts): content and Binary bytes sealed with data keys; none, stored in clear. */
   dataKeys?: DataKeys;
+  /** Where background failures are reported (a drain of the audit log); written to stderr without one. */
+  log?: StoreLog;
 }
 
 /** The settings a server opens its store with, as the SQL store takes them; `dataKeys` when it encrypts (its index hashes identifiers). */
@@ -43,13 +56,16 @@ export function sqlStoreSettings(settings: StoreSettings, dataKeys?: DataKeys): 
     indexWriter: new SearchIndexWriter(settings.registry, settings.maxIndexRows, dataKeys?.hashIdentifier),
     binaryInlineLimit: settings.binaryInlineLimit,
     ...(dataKeys ? { dataKeys } : {}),
+    ...(settings.log ? { log: settings.log } : {}),
   };
 }
 
 /**
  * The ResourceStore over the one SQL schema, on either driver (PGlite, PostgreSQL). Plain creates from
  * concurrent requests share statements (CreateCoalescer); inside a unit of work creates are held back
- * and written together just before the next statement or the commit (BufferedTransaction).
+ * and written together just before the next statement or the commit (BufferedTransaction). The AuditEvents
+ * of interactions outside a unit go to the audit log (audit-log.ts), drained into the resource tables before
+ * any read that could return or count one.
  */
 export class SqlResourceStore implements ServerStore {
   private readonly repo: Repository;
@@ -72,6 +88,8 @@ export class SqlResourceStore implements ServerStore {
      * comes back with each of its requests, whose view then need not build its access condition again.
      */
     private readonly views: WeakMap<AccessContext, SqlResourceStore> = new WeakMap(),
+    /** The AuditEvents appended but not yet drained, which every view of the store shares. */
+    private readonly auditLog: AuditLog = new AuditLog(db, settings.log ?? STDERR_LOG),
   ) {
     const binaryInlineLimit = settings.binaryInlineLimit ?? DEFAULT_BINARY_INLINE_LIMIT;
     this.scope = accessScope(access, settings.registry, settings.dataKeys?.hashIdentifier);
@@ -86,9 +104,10 @@ export class SqlResourceStore implements ServerStore {
   }
 
   /**
-   * Brings the schema up to date (migrations), and loads the search index key of an encrypting store (index-key.ts).
-   * A store once run with encryption at rest is refused without it: its index holds identifiers as keyed hashes,
-   * which searches in clear would never find, and its content is sealed.
+   * Brings the schema up to date (migrations), loads the search index key of an encrypting store
+   * (index-key.ts), and drains the AuditEvents a stopped process left in the audit log. A store once run with
+   * encryption at rest is refused without it: its index holds identifiers as keyed hashes, which searches in
+   * clear would never find, and its content is sealed.
    */
   async migrate(): Promise<void> {
     await migrate(this.db);
@@ -96,6 +115,20 @@ export class SqlResourceStore implements ServerStore {
     else if ((await this.db.query('SELECT 1 FROM data_key LIMIT 1')).rows.length > 0) {
       throw new StartupRefused('This store was written with encryption at rest (sealed content, identifiers indexed as keyed hashes): start it with FHIR_ENCRYPTION=on and its master key');
     }
+    await this.auditLog.drain();
+  }
+
+  /** Stops draining the audit log in the background (the storage closes it before its database). */
+  close(): Promise<void> {
+    return this.auditLog.close();
+  }
+
+  /**
+   * Before a read that could return or count AuditEvents (`reads` true): every event appended before is
+   * drained into the resource tables. Inside a unit, in its transaction.
+   */
+  private async auditEventsRead(reads: boolean): Promise<void> {
+    if (reads) await this.auditLog.barrier(this.unit);
   }
 
   /** `request` as the index is searched: identifiers hashed when the store hashes them (search/identifier-hash.ts). */
@@ -111,10 +144,10 @@ export class SqlResourceStore implements ServerStore {
   forAccess(access: AccessContext): ResourceStore {
     // All access is this store itself: the same statements, the same shared creates.
     if (!restrictsReads(access) && !restrictsReads(this.access)) return this;
-    if (this.unit) return new SqlResourceStore(this.db, this.settings, this.unit, access, this.coalescer, this.callers);
+    if (this.unit) return new SqlResourceStore(this.db, this.settings, this.unit, access, this.coalescer, this.callers, this.views, this.auditLog);
     let view = this.views.get(access);
     if (!view) {
-      view = new SqlResourceStore(this.db, this.settings, undefined, access, this.coalescer, this.callers, this.views);
+      view = new SqlResourceStore(this.db, this.settings, undefined, access, this.coalescer, this.callers, this.views, this.auditLog);
       this.views.set(access, view);
     }
     return view;
@@ -138,11 +171,13 @@ export class SqlResourceStore implements ServerStore {
   /** Whether this store (a unit's) wrote a PractitionerRole. */
   private rolesWritten = false;
 
-  read(resourceType: string, id: string): Promise<StoredResource> {
+  async read(resourceType: string, id: string): Promise<StoredResource> {
+    await this.auditEventsRead(resourceType === AUDIT_EVENT);
     return this.repo.read(resourceType, id);
   }
 
-  vread(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
+  async vread(resourceType: string, id: string, versionId: number): Promise<StoredResource> {
+    await this.auditEventsRead(resourceType === AUDIT_EVENT);
     return this.repo.vread(resourceType, id, versionId);
   }
 
@@ -150,20 +185,24 @@ export class SqlResourceStore implements ServerStore {
     return this.repo.readBinary(id, versionId);
   }
 
-  existing(references: readonly string[], options: { lock?: boolean } = {}): Promise<Set<string>> {
+  async existing(references: readonly string[], options: { lock?: boolean } = {}): Promise<Set<string>> {
     if (options.lock && !this.unit) throw new Error('existing with lock runs inside a unitOfWork: the locks last until it ends');
+    await this.auditEventsRead(namesAuditEvents(references));
     return this.repo.existing(references, options.lock === true);
   }
 
-  readMany(references: readonly string[]): Promise<ResourceText[]> {
+  async readMany(references: readonly string[]): Promise<ResourceText[]> {
+    await this.auditEventsRead(namesAuditEvents(references));
     return this.repo.readMany(references);
   }
 
-  referrers(targets: readonly string[], limit: number, ignoredTypes?: readonly string[]): Promise<Referrer[]> {
+  async referrers(targets: readonly string[], limit: number, ignoredTypes: readonly string[] = []): Promise<Referrer[]> {
+    await this.auditEventsRead(!ignoredTypes.includes(AUDIT_EVENT));
     return this.repo.referrers(targets, limit, ignoredTypes);
   }
 
-  history(query: HistoryQuery): Promise<HistoryPage> {
+  async history(query: HistoryQuery): Promise<HistoryPage> {
+    await this.auditEventsRead(query.resourceType === undefined || query.resourceType === AUDIT_EVENT);
     return this.repo.history(query);
   }
 
@@ -171,10 +210,12 @@ export class SqlResourceStore implements ServerStore {
     // The feed is the server's own (subscriptions, export), read with all access: filtering it for a caller
     // would leave cursors behind hidden pages. Refused rather than given unfiltered.
     if (this.scope) throw new Error('The change feed is read with all access, not through a restricted store');
+    await this.auditEventsRead(true);
     return readChanges(this.db, cursor, limit);
   }
 
-  search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle> {
+  async search(request: SearchRequest, context: SearchContext): Promise<ResponseBundle> {
+    await this.auditEventsRead(searchReadsAuditEvents(request, this.settings.registry));
     return this.engine.search(this.indexed(request), context);
   }
 
@@ -182,7 +223,8 @@ export class SqlResourceStore implements ServerStore {
     return recordPatients(this.db, resources);
   }
 
-  readRecord(query: RecordQuery): Promise<RecordPage> {
+  async readRecord(query: RecordQuery): Promise<RecordPage> {
+    await this.auditEventsRead(query.types ? query.types.includes(AUDIT_EVENT) : !query.exceptTypes?.includes(AUDIT_EVENT));
     return readRecordPage(this.db, query, this.scope);
   }
 
@@ -194,6 +236,7 @@ export class SqlResourceStore implements ServerStore {
         await this.db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
       }
     }
+    await this.auditEventsRead(criteria.some(({ search }) => searchReadsAuditEvents(search, this.settings.registry)));
     const matches: string[][] = [];
     for (const { search } of criteria) {
       // A resource the caller may not see does not match: a conditional create whose criteria only a hidden
@@ -209,6 +252,16 @@ export class SqlResourceStore implements ServerStore {
     const created = await this.repo.create(resource, id, this.writing(options));
     this.wrote(resource.resourceType);
     return created;
+  }
+
+  async recordAuditEvents(events: ReadonlyArray<{ resource: Resource; indexRows: IndexRows }>): Promise<void> {
+    if (this.unit) {
+      // A unit's events commit or roll back with what they record: written as its other creates.
+      await Promise.all(events.map(({ resource, indexRows }) => this.repo.create(resource, undefined, { indexRows })));
+      return;
+    }
+    const created = await Promise.all(events.map(({ resource, indexRows }) => this.repo.firstVersion(resource, randomUUID(), { indexRows }, true)));
+    await this.auditLog.append(created);
   }
 
   async update(resource: Resource & { id: string }, options?: WriteOptions): Promise<UpdateResult> {
@@ -254,7 +307,8 @@ export class SqlResourceStore implements ServerStore {
   async eraseRecord(patientId: string): Promise<ErasedRecord> {
     // Vacuuming runs outside any transaction: never a transaction Bundle's entry (a batch's entries run each on its own).
     if (this.unit) throw FhirError.badRequest('Patient/$erase cannot run inside a transaction Bundle: send it on its own');
-    return eraseRecord(this.db, patientId, this.settings.dataKeys);
+    // The record's events still in the log are drained in the erasure's transaction, and handled as stored ones.
+    return eraseRecord(this.db, patientId, this.settings.dataKeys, (tx) => drainAll(tx, this.settings.log ?? STDERR_LOG));
   }
 
   issuerKeys(generate: () => Promise<IssuerKey>): Promise<IssuerKey[]> {
@@ -271,7 +325,7 @@ export class SqlResourceStore implements ServerStore {
     const result = await this.db.transaction(async (tx) => {
       // Creates are held back and written together: a bundle of fifty creates is one statement, not fifty.
       const unit = new BufferedTransaction(tx, this.db.driver);
-      unitStore = new SqlResourceStore(unit, this.settings, unit, this.access, undefined, this.callers);
+      unitStore = new SqlResourceStore(unit, this.settings, unit, this.access, undefined, this.callers, this.views, this.auditLog);
       const result = await work(unitStore);
       await unit.flush();
       return result;

@@ -492,6 +492,33 @@ export function storeContract(t: Tap, open: StoreFactory): void {
     t.same(await ids(), [], 'nothing asked, nothing answered');
   });
 
+  t.test('recordAuditEvents: recorded events are read, searched and listed at once; in a unit, they roll back with it', async (t) => {
+    const owner = await store.create(patient(`audited-${randomUUID()}`));
+    const event = (action: string) => ({
+      resourceType: 'AuditEvent',
+      type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' },
+      action,
+      recorded: new Date().toISOString(),
+      agent: [{ requestor: true }],
+      source: { observer: { display: 'contract' } },
+      entity: [{ what: { reference: `Patient/${owner.id}` } }],
+    }) as Resource;
+    const reference = (action: string) => ({ token: [{ param: 'action', system: 'http://hl7.org/fhir/audit-event-action', code: action, text: null }], string: [], date: [], reference: [{ param: 'patient', targetType: 'Patient', targetId: owner.id, url: null, identifierSystem: null, identifierValue: null }], uri: [], number: [], quantity: [], composite: [], position: [] });
+    await store.recordAuditEvents([{ resource: event('R'), indexRows: reference('R') }, { resource: event('E'), indexRows: reference('E') }]);
+    await failsWith(t, store.unitOfWork(async (unit) => {
+      await unit.recordAuditEvents([{ resource: event('D'), indexRows: reference('D') }]);
+      throw FhirError.badRequest('rolled back');
+    }), 400, 'a unit that fails');
+    const context = { baseUrl: BASE, path: 'AuditEvent' };
+    const found = await store.search(search('AuditEvent', `patient=${owner.id}`), context);
+    const actions = (found.entry ?? []).map((entry) => (JSON.parse((entry.resource as unknown as { json: string }).json) as { action?: string }).action).sort();
+    t.same(actions, ['E', 'R'], 'both searchable at once, the rolled-back one never');
+    const [first] = matchIds(found);
+    t.equal((await store.read('AuditEvent', first!)).resourceType, 'AuditEvent', 'read by id');
+    const history = await store.history({ resourceType: 'AuditEvent', count: 10 });
+    t.ok(history.entries.some((entry) => entry.id === first), 'in the history of AuditEvents');
+  });
+
   t.test('create with the index rows its writer built: searched by them, not by rows extracted again', async (t) => {
     const marker = `built-${randomUUID()}`;
     const rows = { token: [{ param: 'identifier', system: 'urn:built', code: marker, text: null }], string: [], date: [], reference: [], uri: [], number: [], quantity: [], composite: [], position: [] };
