@@ -148,8 +148,11 @@ export async function buildApp({ config, storage, validator, logStream, waitForS
     referentialIntegrity: (config.referentialIntegrity ?? 'on') === 'on',
   });
 
-  app.addHook('onSend', async (request, reply) => {
+  // Callback hooks, not async ones: with every onSend hook synchronous, reply.send() ends the response before
+  // the handler's promise settles, so Fastify does not wait for the stream's end on each request (Reply.then).
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
+    done(null, payload);
   });
   registerErrorHandlers(app);
   // Web hygiene, in this order: every answer's headers, then the Host check, CORS preflights (answered

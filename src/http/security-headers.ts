@@ -81,12 +81,14 @@ export interface SecurityHeadersOptions {
  */
 export function registerSecurityHeaders(app: FastifyInstance, options: SecurityHeadersOptions): void {
   const httpsBase = options.publicBaseUrl?.startsWith('https:') ?? false;
-  app.addHook('onSend', async (request, reply) => {
+  // A callback hook, not an async one (app.ts says why).
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.headers(SECURITY_HEADERS);
     if (!reply.hasHeader('content-security-policy') && !passiveContent.has(reply)) reply.header('content-security-policy', API_CONTENT_SECURITY_POLICY);
     // Over plain HTTP a browser ignores it (RFC 6797 §8.1); request.protocol follows X-Forwarded-Proto only with TRUST_PROXY.
     if (httpsBase || request.protocol === 'https') reply.header('strict-transport-security', STRICT_TRANSPORT_SECURITY);
     // Fastify sends none; a plugin or proxy module that adds one names the software to an attacker.
     reply.removeHeader('x-powered-by');
+    done(null, payload);
   });
 }

@@ -136,23 +136,43 @@ const URI_NAMED_REFERENCE = new Set(['Immunization.education']);
 export function referencesOf(resource: Resource, baseUrl: string): { local: LocalReference[]; invalid: Issue[] } {
   const local: LocalReference[] = [];
   const invalid: Issue[] = [];
-  const visit = (value: unknown, path: string, elementPath: string): void => {
+  // Where the walk is, as steps from the resource: a key, or an array index. Paths are written out only for the
+  // references found (a write walks every element of its resource; most are not references).
+  const steps: Array<string | number> = [];
+  const pathOf = (): string => steps.reduce<string>((path, step) => (typeof step === 'number' ? `${path}[${step}]` : `${path}.${step}`), resource.resourceType);
+  /** The element's path without indices, from the resource it is in (`elementType`, contained ones begin at `from`). */
+  const elementPathOf = (elementType: string, from: number): string => {
+    let path = elementType;
+    for (let i = from; i < steps.length; i++) if (typeof steps[i] === 'string') path += `.${steps[i]}`;
+    return path;
+  };
+  const visit = (value: unknown, elementType: string, elementFrom: number): void => {
     if (Array.isArray(value)) {
-      value.forEach((item, index) => visit(item, `${path}[${index}]`, elementPath));
+      for (let index = 0; index < value.length; index++) {
+        steps.push(index);
+        visit(value[index], elementType, elementFrom);
+        steps.pop();
+      }
       return;
     }
     if (!value || typeof value !== 'object') return;
     const object = value as Record<string, unknown>;
-    if (typeof object.resourceType === 'string' && path !== resource.resourceType) {
+    if (typeof object.resourceType === 'string' && steps.length > 0) {
       // A contained resource: its paths start from it.
-      elementPath = object.resourceType;
+      elementType = object.resourceType;
+      elementFrom = steps.length;
     }
-    if (typeof object.reference === 'string' && isReference(object, elementPath)) {
-      sort(object.reference, path);
+    if (typeof object.reference === 'string' && isReference(object, elementPathOf(elementType, elementFrom))) {
+      sort(object.reference, pathOf());
     }
-    for (const [key, item] of Object.entries(object)) {
-      if (key.startsWith('_') || key === 'div' || (key === 'entry' && object.resourceType === 'Bundle')) continue;
-      if (item && typeof item === 'object') visit(item, `${path}.${key}`, `${elementPath}.${key}`);
+    for (const key in object) {
+      if (key.charCodeAt(0) === 95 /* _ */ || key === 'div' || (key === 'entry' && object.resourceType === 'Bundle')) continue;
+      const item = object[key];
+      if (item && typeof item === 'object') {
+        steps.push(key);
+        visit(item, elementType, elementFrom);
+        steps.pop();
+      }
     }
   };
   const sort = (reference: string, path: string): void => {
@@ -180,7 +200,7 @@ export function referencesOf(resource: Resource, baseUrl: string): { local: Loca
     }
     local.push({ path, reference, target: `${type}/${parts[2]}` });
   };
-  visit(resource, resource.resourceType, resource.resourceType);
+  visit(resource, resource.resourceType, 0);
   return { local, invalid };
 }
 

@@ -58,10 +58,13 @@ export function extractIndexRows(resource: Resource, registry: SearchParameterRe
   return dedupe(rows);
 }
 
+/** Values indexed as they are (no encryption at rest, or a parameter not on identifiers): one function, not one per value. */
+const unhashed = (value: string): string => value;
+
 function addValue(rows: IndexRows, param: SearchParamDefinition, node: PathNode, { baseUrl, identifierHash }: ExtractOptions): void {
   const code = param.code;
   // Hashed for every value of a parameter on identifiers, whatever node carries it, as a search hashes every value it compares.
-  const hashed = identifierHash && param.identifier ? identifierHash : (value: string) => value;
+  const hashed = identifierHash && param.identifier ? identifierHash : unhashed;
   const type = node.fhirNodeDataType ?? typeof node.data;
   const data = node.data as any;
   if (data === null || data === undefined) return;

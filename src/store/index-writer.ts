@@ -130,11 +130,17 @@ export function indexParams(resources: IndexedResource[]): string[] {
   return [...indexTableParams(resources, patients), JSON.stringify(members), ...consentParams(resources.map(({ resourceType, id, rows }) => ({ resourceType, id, ...(rows.consent ? { consent: rows.consent } : {}) })))];
 }
 
+/** Per index table, the row fields of its columns, in TABLES' order (built once: every write goes through here). */
+const TABLE_FIELDS: string[][] = TABLE_NAMES.map((table) => TABLES[table].map(([, , field]) => field));
+
 function indexTableParams(resources: IndexedResource[], patients: Array<string | null>): string[] {
-  return TABLE_NAMES.map((table) => {
-    const fields = TABLES[table].map(([, , field]) => field);
+  const params: string[] = [];
+  for (let t = 0; t < TABLE_NAMES.length; t++) {
+    const table = TABLE_NAMES[t]!;
+    const fields = TABLE_FIELDS[t]!;
     const out: unknown[][] = [];
-    for (const [n, { resourceType, id, rows }] of resources.entries()) {
+    for (let n = 0; n < resources.length; n++) {
+      const { resourceType, id, rows } = resources[n]!;
       const patient = patients[n];
       for (const row of rows[table] as unknown as Array<Record<string, unknown>>) {
         const values: unknown[] = [resourceType, id, patient];
@@ -142,8 +148,10 @@ function indexTableParams(resources: IndexedResource[], patients: Array<string |
         out.push(values);
       }
     }
-    return JSON.stringify(out);
-  });
+    // An empty table's parameter is the same text every time: no call to JSON.stringify for it.
+    params.push(out.length === 0 ? '[]' : JSON.stringify(out));
+  }
+  return params;
 }
 
 /**
