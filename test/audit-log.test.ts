@@ -6,6 +6,7 @@
 // blocking the log; rows a stopped process left are drained as the next one starts.
 import type { AuditEvent, Bundle, Resource } from 'fhir/r4';
 import type { FastifyInstance } from 'fastify';
+import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import { buildApp } from '../src/app.ts';
 import { createProfileValidator } from '../src/fhir/validation/profile-validator.ts';
@@ -13,6 +14,8 @@ import { auditEventIndexRows } from '../src/security/audit-index-rows.ts';
 import { loadSearchParameters, SearchParameterRegistry } from '../src/search/registry.ts';
 import { AuditLog, drainAuditLog, type StoreLog } from '../src/store/audit-log.ts';
 import type { Database } from '../src/store/database.ts';
+import type { NewResource } from '../src/store/repository.ts';
+import { StoredResource } from '../src/store/resource-store.ts';
 import { openingDatabase } from '../src/store/encryption.ts';
 import { SearchIndexWriter } from '../src/store/index-writer.ts';
 import { openDatabase } from '../src/store/open-database.ts';
@@ -137,6 +140,44 @@ t.test('without reads of AuditEvents the background drain makes the log searchab
     left = (await database.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_log')).rows[0]!.n;
   }
   t.equal(left, 0, 'the log emptied by itself');
+});
+
+t.test('background drains never overlap: what is appended during one is drained by the next, after it', async (t) => {
+  holdBackgroundDrains(false);
+  t.teardown(() => holdBackgroundDrains(true));
+  await drainAuditLog(database.db);
+  const log = new AuditLog(database.db, { warn: () => {}, error: () => {} });
+  t.teardown(() => log.close());
+  // Each background drain made slower than the delay between appends and drains, as under load.
+  const drain = log.drain.bind(log);
+  let running = 0;
+  let most = 0;
+  log.drain = async () => {
+    running++;
+    most = Math.max(most, running);
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    try {
+      return await drain();
+    } finally {
+      running--;
+    }
+  };
+  const event = (): NewResource => {
+    const resource: AuditEvent = { resourceType: 'AuditEvent', id: randomUUID(), type: { code: 'rest' }, recorded: new Date().toISOString(), agent: [], source: { observer: { display: 'dossier' } } };
+    return { stored: new StoredResource('AuditEvent', resource.id!, 1, resource.recorded, JSON.stringify(resource)), rows: auditEventIndexRows(resource) };
+  };
+  await log.append([event()]);
+  // The first drain starts 250 ms after the append and runs for 800: this append's timer fires during it.
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  await log.append([event()]);
+  const deadline = Date.now() + 15_000;
+  let left = 1;
+  while ((left > 0 || running > 0) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    left = (await database.db.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_log')).rows[0]!.n;
+  }
+  t.equal(left, 0, 'the log emptied by itself');
+  t.equal(most, 1, 'one drain at a time');
 });
 
 t.test('rows a stopped process left in the log are drained as the next one starts', async (t) => {

@@ -83,20 +83,36 @@ export class AuditLog {
     await this.running;
   }
 
+  /**
+   * One background drain at a time: a timer firing while one runs leaves the appends since to the next, armed
+   * when it ends. Overlapping drains (one every DRAIN_DELAY_MS under load, each slower than that) queued on the
+   * drain lock, each holding a pooled connection in an open transaction, and moved a few events each.
+   */
   private drainSoon(): void {
     if (this.timer || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      if (this.running) {
+        this.appendedWhileDraining = true;
+        return;
+      }
       // A failure (the database away) leaves the rows in the log: the next append, read or start drains them.
       this.running = this.drain().then(
         () => undefined,
         (error: unknown) => this.log.error({ err: error }, 'draining the audit log failed'),
       ).finally(() => {
         this.running = undefined;
+        if (this.appendedWhileDraining) {
+          this.appendedWhileDraining = false;
+          this.drainSoon();
+        }
       });
     }, DRAIN_DELAY_MS);
     this.timer.unref();
   }
+
+  /** A timer fired during a background drain: another is due once it ends. */
+  private appendedWhileDraining = false;
 }
 
 /** Moves the whole log into the resource tables, one transaction per batch; how many events moved. */
