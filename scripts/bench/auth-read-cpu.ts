@@ -6,12 +6,16 @@
  * through `app.inject` (BENCH_CONCURRENCY in flight), alternately over BENCH_ROUNDS rounds. Prints CPU µs per
  * read (process.cpuUsage: wall time on a shared machine says little) and statements per read, and with
  * BENCH_CPU_PROFILE=prefix a V8 profile of each configuration's reads (prefix-off.cpuprofile, prefix-auth.cpuprofile).
+ * BENCH_OPERATION measures bench:trust's other operations the same way instead: `identifier` (Patient?identifier=INS),
+ * `observation` (Observation?patient&code; the patients then have BENCH_OBSERVATIONS (10) Observations each, all
+ * ingested as lab Bundles) or `ingest` (such a Bundle of 1 Patient + 10 Observations per request).
  *
  *   node --import tsx scripts/bench/auth-read-cpu.ts
  *
- * Environment: BENCH_PATIENTS (300), BENCH_READS (3000 per round and configuration), BENCH_WARMUP (1000),
- * BENCH_CONCURRENCY (16), BENCH_ROUNDS (5), BENCH_CPU_PROFILE.
+ * Environment: BENCH_OPERATION (read), BENCH_PATIENTS (300), BENCH_READS (3000 per round and configuration; a fifth
+ * of it for ingest), BENCH_WARMUP (1000), BENCH_CONCURRENCY (16), BENCH_ROUNDS (5), BENCH_CPU_PROFILE.
  */
+import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import type { FastifyInstance } from 'fastify';
@@ -22,15 +26,45 @@ import { openDatabase } from '../../src/store/open-database.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
 import { backendAuthorization } from './lib/backend-token.ts';
 import { summariseProfile } from './lib/cpu-profile.ts';
-import { frenchPatient } from './lib/patients.ts';
+import { frenchPatient, INS_NIR_SYSTEM } from './lib/patients.ts';
 
+const OPERATION = process.env.BENCH_OPERATION ?? 'read';
+if (!['read', 'identifier', 'observation', 'ingest'].includes(OPERATION)) throw new Error(`BENCH_OPERATION: unknown operation '${OPERATION}'`);
 const PATIENTS = Number(process.env.BENCH_PATIENTS ?? 300);
-const READS = Number(process.env.BENCH_READS ?? 3000);
-const WARMUP = Number(process.env.BENCH_WARMUP ?? 1000);
+const OBSERVATIONS = Number(process.env.BENCH_OBSERVATIONS ?? 10);
+const READS = Math.round(Number(process.env.BENCH_READS ?? 3000) / (OPERATION === 'ingest' ? 5 : 1));
+const WARMUP = Math.round(Number(process.env.BENCH_WARMUP ?? 1000) / (OPERATION === 'ingest' ? 5 : 1));
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const PROFILE = process.env.BENCH_CPU_PROFILE;
 const AUDIENCE = 'http://localhost/fhir';
+const LOINC = 'http://loinc.org';
+const CODES = ['2339-0', '2160-0', '718-7'];
+
+/** A transaction Bundle as bench:trust's lab feed sends it: a patient and its results (with Observations only for `observation` and `ingest`). */
+function labBundle(index: number): string {
+  const patientUrn = `urn:uuid:${randomUUID()}`;
+  const observations = OPERATION === 'read' || OPERATION === 'identifier' ? 0 : OBSERVATIONS;
+  return JSON.stringify({
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      { fullUrl: patientUrn, resource: frenchPatient(index), request: { method: 'POST', url: 'Patient' } },
+      ...Array.from({ length: observations }, (_, k) => ({
+        fullUrl: `urn:uuid:${randomUUID()}`,
+        resource: {
+          resourceType: 'Observation',
+          status: 'final',
+          code: { coding: [{ system: LOINC, code: CODES[k % CODES.length] }] },
+          subject: { reference: patientUrn },
+          effectiveDateTime: `2026-${String(1 + (k % 12)).padStart(2, '0')}-${String(1 + (index % 28)).padStart(2, '0')}T08:00:00+01:00`,
+          valueQuantity: { value: 1 + ((index + k) % 50) / 10, unit: 'g/L', system: 'http://unitsofmeasure.org', code: 'g/L' },
+        },
+        request: { method: 'POST', url: 'Observation' },
+      })),
+    ],
+  });
+}
 
 interface Target {
   name: 'off' | 'auth';
@@ -38,14 +72,17 @@ interface Target {
   db: Database;
   authorization?: string;
   ids: string[];
-  statements: { count: number };
+  identifiers: string[];
+  ingested: number;
+  statements: { count: number; show?: boolean };
 }
 
 /** `db` counting the statements run through it and its transactions. */
-function counted(db: Database, statements: { count: number }): Database {
+function counted(db: Database, statements: Target['statements']): Database {
   const wrap = (executor: SqlExecutor): SqlExecutor => ({
     query: (sql, params, name) => {
       statements.count++;
+      if (statements.show) console.log(`-- ${name ?? '(unnamed)'}\n${sql}\n-- ${JSON.stringify(params)}`);
       return executor.query(sql, params, name);
     },
   });
@@ -67,12 +104,31 @@ async function openTarget(name: Target['name'], validator: ReturnType<typeof cre
   }
   const headers = { 'content-type': 'application/fhir+json', ...(authorization ? { authorization } : {}) };
   const ids: string[] = [];
+  const identifiers: string[] = [];
   for (let n = 0; n < PATIENTS; n++) {
-    const res = await app.inject({ method: 'POST', url: '/fhir/Patient', headers, payload: JSON.stringify(frenchPatient(n)) });
-    if (res.statusCode !== 201) throw new Error(`${name}: POST Patient ${res.statusCode} ${res.body.slice(0, 300)}`);
-    ids.push((JSON.parse(res.body) as { id: string }).id);
+    const res = await app.inject({ method: 'POST', url: '/fhir', headers, payload: labBundle(n) });
+    if (res.statusCode !== 200) throw new Error(`${name}: POST Bundle ${res.statusCode} ${res.body.slice(0, 300)}`);
+    const location = (JSON.parse(res.body) as { entry: Array<{ response: { location: string } }> }).entry[0]!.response.location;
+    ids.push(/Patient\/([^/]+)/.exec(location)![1]!);
+    identifiers.push((frenchPatient(n).identifier as Array<{ value: string }>)[0]!.value);
   }
-  return { name, app, db, authorization, ids, statements };
+  await db.exec('VACUUM ANALYZE');
+  return { name, app, db, authorization, ids, identifiers, ingested: PATIENTS, statements };
+}
+
+/** The request `k` of the operation measured. */
+function request(target: Target, k: number, headers: Record<string, string>) {
+  const id = target.ids[(k * 7) % target.ids.length]!;
+  switch (OPERATION) {
+    case 'identifier':
+      return { method: 'GET' as const, url: `/fhir/Patient?identifier=${encodeURIComponent(`${INS_NIR_SYSTEM}|${target.identifiers[(k * 7 + 3) % target.identifiers.length]}`)}`, headers };
+    case 'observation':
+      return { method: 'GET' as const, url: `/fhir/Observation?patient=${id}&code=${encodeURIComponent(`${LOINC}|${CODES[0]}`)}`, headers };
+    case 'ingest':
+      return { method: 'POST' as const, url: '/fhir', headers: { ...headers, 'content-type': 'application/fhir+json' }, payload: labBundle(target.ingested++) };
+    default:
+      return { method: 'GET' as const, url: `/fhir/Patient/${id}`, headers };
+  }
 }
 
 async function reads(target: Target, count: number): Promise<void> {
@@ -81,7 +137,7 @@ async function reads(target: Target, count: number): Promise<void> {
   const worker = async () => {
     while (next < count) {
       const k = next++;
-      const res = await target.app.inject({ method: 'GET', url: `/fhir/Patient/${target.ids[(k * 7) % target.ids.length]}`, headers });
+      const res = await target.app.inject(request(target, k, headers));
       if (res.statusCode !== 200) throw new Error(`${target.name}: read ${res.statusCode} ${res.body.slice(0, 300)}`);
     }
   };
@@ -94,6 +150,15 @@ const cpuPerRead = new Map<string, number[]>(targets.map((t) => [t.name, []]));
 const statementsPerRead = new Map<string, number>();
 try {
   for (const target of targets) await reads(target, WARMUP);
+  if (process.env.BENCH_SHOW_SQL) {
+    // The statements of one request in each configuration, as they reach the database.
+    for (const target of targets) {
+      console.log(`== ${target.name}`);
+      target.statements.show = true;
+      await reads(target, 1);
+      target.statements.show = false;
+    }
+  }
   for (let round = 1; round <= ROUNDS; round++) {
     for (const target of round % 2 ? targets : [...targets].reverse()) {
       target.statements.count = 0;
@@ -125,7 +190,7 @@ try {
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-console.log(`Patient/{id} reads on in-memory PGlite, ${READS} per round × ${ROUNDS} rounds, ${CONCURRENCY} in flight, app.inject`);
+console.log(`${OPERATION} on in-memory PGlite, ${READS} per round × ${ROUNDS} rounds, ${CONCURRENCY} in flight, app.inject`);
 for (const target of targets) {
   const values = cpuPerRead.get(target.name)!;
   console.log(`  ${target.name.padEnd(4)} CPU µs/read: median ${median(values).toFixed(0)} (rounds ${values.map((v) => v.toFixed(0)).join(', ')}); statements/read ${statementsPerRead.get(target.name)!.toFixed(2)}`);

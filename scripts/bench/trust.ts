@@ -19,7 +19,7 @@
  * removed), BENCH_STORES (`postgres,pglite`), BENCH_PATIENTS (300 patients of BENCH_OBSERVATIONS (10)
  * Observations each, ingested before measuring), BENCH_REQUESTS (1500 per measurement), BENCH_WARMUP (200),
  * BENCH_CONCURRENCY (16 for reads and searches), BENCH_SENDERS (8 for ingest), BENCH_ROUNDS (3, after one unrecorded round),
- * PG_POOL_SIZE (10, read by the server's pool). Results: scripts/bench/results/trust.md.
+ * PG_POOL_SIZE (10, read by the server's pool), BENCH_RESULTS_FILE (trust.md, under scripts/bench/results/).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -332,7 +332,7 @@ async function main(): Promise<void> {
   ].join('\n');
   console.log(text);
   mkdirSync(RESULTS_DIR, { recursive: true });
-  const file = new URL('trust.md', RESULTS_DIR);
+  const file = new URL(process.env.BENCH_RESULTS_FILE ?? 'trust.md', RESULTS_DIR);
   writeFileSync(file, text);
   console.error(`wrote ${file.pathname}`);
 }
