@@ -10,6 +10,9 @@
  * Conditions, Encounters, MedicationRequests, AllergyIntolerances) naming the population's practitioners and
  * organisations and a few medications and locations of their own, written once through the server's own
  * PUTs (validation, index rows) and found again on later runs: nothing of the population is changed.
+ * The server encrypts, as by default and as bench:search's server does, under the benchmarks' fixed master key
+ * (lib/bench-keys.ts): a schema bench:search loaded refuses a server without its keys. The records it writes are
+ * sealed at rest, so reading them opens their content.
  *
  * Environment: BENCH_DATABASE_URL and BENCH_SCHEMA (required: the schema of a loaded population),
  * BENCH_PATIENTS (4), BENCH_REQUESTS (400 per operation), BENCH_WARMUP (50), BENCH_CONCURRENCY (4),
@@ -23,6 +26,7 @@ import { backendAuthorization } from './lib/backend-token.ts';
 import { createProfileValidator } from '../../src/fhir/validation/profile-validator.ts';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
+import { benchDataKeys } from './lib/bench-keys.ts';
 import { planPopulation } from './lib/french-population.ts';
 import { PREFIX, RECORD_SIZE, record, shared, type Json } from './lib/patient-records.ts';
 import { LoadClient } from './lib/load-client.ts';
@@ -61,7 +65,7 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: url, max: 1, options: `-c search_path=${schema}` });
   const client = LoadClient.start();
   const audience = 'http://localhost/fhir';
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, authAudience: audience }, storage: sqlStorage(db), validator: createProfileValidator({ defaultProfiles: 'none' }) });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, authAudience: audience }, storage: sqlStorage(db, benchDataKeys()), validator: createProfileValidator({ defaultProfiles: 'none' }) });
   const origin = await app.listen({ host: '127.0.0.1', port: 0 });
   // A token as a feed gets one (backend services, over HTTP); the records are written through inject, measured over HTTP.
   const authorization = await backendAuthorization(db, origin, 'bench', 'system/*.cruds');
