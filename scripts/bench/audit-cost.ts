@@ -30,7 +30,7 @@ import { openDatabase } from '../../src/store/open-database.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
 import type { Database } from '../../src/store/database.ts';
 import { backendAuthorization } from './lib/backend-token.ts';
-import { LoadClient } from './lib/load-client.ts';
+import { httpJob, LoadClient, type HttpOperation } from './lib/load-client.ts';
 import { frenchPatient, INS_NIR_SYSTEM } from './lib/patients.ts';
 
 const URL_ = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:55432/audit_cost';
@@ -132,13 +132,9 @@ async function populate(client: LoadClient, target: Target): Promise<void> {
   }
 }
 
-interface Operation {
+interface Operation extends HttpOperation<Target> {
   name: string;
-  concurrency: number;
   count: number;
-  method: 'GET' | 'POST';
-  paths(target: Target, count: number): string[];
-  bodies?(target: Target, count: number): string[];
 }
 
 const cycle = <T>(items: T[], count: number, offset = 0) => Array.from({ length: count }, (_, index) => items[(index * 7 + offset) % items.length]!);
@@ -208,14 +204,7 @@ async function waitDrained(monitor: pg.Client, target: Target): Promise<void> {
 }
 
 async function measure(client: LoadClient, monitor: pg.Client, target: Target, operation: Operation, dbid: number): Promise<Sample> {
-  const job = (count: number) => ({
-    origin: target.origin,
-    authorization: target.authorization,
-    method: operation.method,
-    paths: operation.paths(target, count),
-    ...(operation.bodies ? { bodies: operation.bodies(target, count) } : {}),
-    concurrency: operation.concurrency,
-  });
+  const job = (count: number) => httpJob(target, operation, count);
   const warm = job(Math.round(operation.count / 5));
   await client.run(warm);
   await waitDrained(monitor, target);

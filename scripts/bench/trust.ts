@@ -32,7 +32,7 @@ import { sqlStorage } from '../../src/store/storage.ts';
 import { DataKeys, LocalKeyWrapper } from '../../src/store/encryption.ts';
 import type { Database } from '../../src/store/database.ts';
 import { backendAuthorization } from './lib/backend-token.ts';
-import { LoadClient } from './lib/load-client.ts';
+import { httpJob, LoadClient, type HttpOperation } from './lib/load-client.ts';
 import { frenchPatient, INS_NIR_SYSTEM } from './lib/patients.ts';
 import { benchPostgres } from './lib/pg-cluster.ts';
 import { machine, summarise, type Measurement } from './lib/report.ts';
@@ -175,14 +175,10 @@ async function populate(client: LoadClient, target: Target): Promise<void> {
   if (target.patientIds.length !== PATIENTS) throw new Error(`populating ${target.configuration.name}: ${target.patientIds.length} patients found, ${PATIENTS} sent`);
 }
 
-interface Operation {
+interface Operation extends HttpOperation<Target> {
   name: string;
-  concurrency: number;
   /** Entries a request carries (ingest), to state the rate in resources/s too. */
   resourcesPerRequest?: number;
-  method: 'GET' | 'POST';
-  paths(target: Target, count: number): string[];
-  bodies?(target: Target, count: number): string[];
   expected: number;
 }
 
@@ -218,14 +214,7 @@ const OPERATIONS: Operation[] = [
 async function measure(client: LoadClient, target: Target, operation: Operation): Promise<Measurement> {
   const requests = operation.bodies ? Math.max(100, Math.round(REQUESTS / 5)) : REQUESTS;
   const warmup = operation.bodies ? Math.max(20, Math.round(WARMUP / 5)) : WARMUP;
-  const job = (count: number) => ({
-    origin: target.origin,
-    authorization: target.authorization,
-    method: operation.method,
-    paths: operation.paths(target, count),
-    ...(operation.bodies ? { bodies: operation.bodies(target, count) } : {}),
-    concurrency: operation.concurrency,
-  });
+  const job = (count: number) => httpJob(target, operation, count);
   await client.run(job(warmup));
   let peak = process.memoryUsage.rss();
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);

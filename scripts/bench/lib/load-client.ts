@@ -12,6 +12,26 @@ export interface HttpJob {
   authorization?: string;
 }
 
+/** An operation a bench sends to a target's server: `count` requests, their paths and bodies drawn from the target. */
+export interface HttpOperation<Target> {
+  method: 'GET' | 'POST';
+  concurrency: number;
+  paths(target: Target, count: number): string[];
+  bodies?(target: Target, count: number): string[];
+}
+
+/** The job sending `count` requests of `operation` to `target`'s server, with its bearer token if it has one. */
+export function httpJob<Target extends { origin: string; authorization?: string }>(target: Target, operation: HttpOperation<Target>, count: number): HttpJob {
+  return {
+    origin: target.origin,
+    authorization: target.authorization,
+    method: operation.method,
+    paths: operation.paths(target, count),
+    ...(operation.bodies ? { bodies: operation.bodies(target, count) } : {}),
+    concurrency: operation.concurrency,
+  };
+}
+
 export interface HttpJobResult extends LoopResult {
   /** How many responses had each status code. */
   statuses: Record<number, number>;
