@@ -40,6 +40,8 @@ export class AuditLog {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private closed = false;
+  /** A timer fired during a background drain: another is due once it ends. */
+  private appendedWhileDraining = false;
 
   constructor(
     private readonly db: Database,
@@ -110,9 +112,6 @@ export class AuditLog {
     }, DRAIN_DELAY_MS);
     this.timer.unref();
   }
-
-  /** A timer fired during a background drain: another is due once it ends. */
-  private appendedWhileDraining = false;
 }
 
 /** Moves the whole log into the resource tables, one transaction per batch; how many events moved. */
