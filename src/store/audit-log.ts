@@ -66,7 +66,7 @@ export class AuditLog {
    */
   async barrier(unit?: SqlExecutor): Promise<void> {
     const db = unit ?? this.db;
-    const { rows } = await db.query<{ pending: boolean }>('SELECT EXISTS (SELECT 1 FROM audit_log) AS pending', [], 'dossier_audit_log_pending');
+    const { rows } = await db.query<{ pending: boolean }>('SELECT EXISTS (SELECT 1 FROM audit_log ORDER BY seq LIMIT 1) AS pending', [], 'dossier_audit_log_pending');
     if (!rows[0]?.pending) return;
     if (unit) await drainAll(unit, this.log);
     else await this.drain();
@@ -169,7 +169,7 @@ const APPEND_STATEMENT = `INSERT INTO audit_log (id, last_updated, content, inde
  * them.
  */
 const DRAIN_STATEMENT = `WITH drained AS (
-    DELETE FROM audit_log WHERE ctid = ANY(ARRAY(SELECT ctid FROM audit_log LIMIT $1))
+    DELETE FROM audit_log WHERE seq = ANY(ARRAY(SELECT seq FROM audit_log ORDER BY seq LIMIT $1))
     RETURNING id, last_updated, content, index_rows),
   new AS (
     SELECT id, last_updated, index_rows,
