@@ -16,7 +16,7 @@
  *
  * Environment: BENCH_DATABASE_URL and BENCH_SCHEMA (required: the schema of a loaded population),
  * BENCH_PATIENTS (4), BENCH_REQUESTS (400 per operation), BENCH_WARMUP (50), BENCH_CONCURRENCY (4),
- * PG_POOL_SIZE (10). Results: scripts/bench/results/patient-operations.md.
+ * PG_POOL_SIZE (10), BENCH_OPERATIONS (indexes into OPERATIONS, comma-separated: only those, e.g. `0` for $summary alone). Results: scripts/bench/results/patient-operations.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -96,7 +96,8 @@ async function main(): Promise<void> {
 
     const loadBefore = os.loadavg()[0]!;
     const rows: Array<Measurement & { targetMs?: number; entries: number }> = [];
-    for (const operation of OPERATIONS) for (const inFlight of [...new Set([CONCURRENCY, 1])]) {
+    const only = process.env.BENCH_OPERATIONS?.split(',').map(Number);
+    for (const operation of OPERATIONS.filter((_, k) => !only || only.includes(k))) for (const inFlight of [...new Set([CONCURRENCY, 1])]) {
       // A sample answer: the operation must return the record, or its speed means nothing.
       const sample = await app.inject({ method: 'GET', url: operation.path(patientIds[0]!), headers: { accept: 'application/fhir+json', authorization } });
       if (sample.statusCode !== 200) throw new Error(`${operation.name}: ${sample.statusCode} ${sample.body.slice(0, 500)}`);
@@ -114,7 +115,8 @@ async function main(): Promise<void> {
       const m = summarise(`${operation.name}, ${inFlight} in flight`, result, { peakRssBytes: Math.max(peak, process.memoryUsage.rss()), processCpuMs: (cpu.user + cpu.system) / 1000, clientCpuMs: result.cpuMs });
       // Judged under load, as bench:search judges its queries; one at a time is shown beside it.
       rows.push({ ...m, ...(operation.targetMs && inFlight === CONCURRENCY ? { targetMs: operation.targetMs } : {}), entries });
-      console.error(`  ${operation.name}: ${m.opsPerSec.toFixed(0)} ops/s, p50 ${m.p50Ms.toFixed(1)} ms, p95 ${m.p95Ms.toFixed(1)} ms, p99 ${m.p99Ms.toFixed(1)} ms, ${entries} entries`);
+      const serverCpuMsPerOp = ((cpu.user + cpu.system) / 1000 - result.cpuMs) / REQUESTS;
+      console.error(`  ${operation.name}, ${inFlight} in flight: ${m.opsPerSec.toFixed(0)} ops/s, p50 ${m.p50Ms.toFixed(1)} ms, p95 ${m.p95Ms.toFixed(1)} ms, p99 ${m.p99Ms.toFixed(1)} ms, ${entries} entries, ${(sample.rawPayload.length / 1024).toFixed(0)} KiB, server Node CPU ${serverCpuMsPerOp.toFixed(2)} ms/op`);
     }
     const loadAfter = os.loadavg()[0]!;
 
