@@ -139,14 +139,16 @@ export function consentParams(resources: Array<{ resourceType: string; id: strin
  * which version-rows.ts stamps with the version). In a rewrite (`rewrite`: the statement also has
  * `d_visibility`, the rows it deleted) a labelled resource keeps the client that first labelled it.
  */
-export function consentInsertCtes(rows: RowSource, rewrite: boolean): string[] {
+export function consentInsertCtes(rows: RowSource, rewrite: boolean, has: (k: number) => boolean = () => true): string[] {
   const sentBy = rewrite ? `COALESCE((SELECT o.sent_by FROM d_visibility o WHERE o.sent_by IS NOT NULL LIMIT 1), x->>6)` : `x->>6`;
-  return [
-    `i_consent_rule AS (INSERT INTO consent_rule (consent_id, patient_id, actor) SELECT x->>0, x->>1, x->>2 FROM ${rows(0)})`,
-    `i_visibility AS (INSERT INTO resource_visibility (resource_type, resource_id, patient_id, masked, hidden_from_patient, authors, sent_by) ` +
+  const ctes = [
+    () => `i_consent_rule AS (INSERT INTO consent_rule (consent_id, patient_id, actor) SELECT x->>0, x->>1, x->>2 FROM ${rows(0)})`,
+    () =>
+      `i_visibility AS (INSERT INTO resource_visibility (resource_type, resource_id, patient_id, masked, hidden_from_patient, authors, sent_by) ` +
       `SELECT x->>0, x->>1, x->>2, (x->>3)::boolean, (x->>4)::boolean, ARRAY(SELECT jsonb_array_elements_text(x->5)), ${sentBy} FROM ${rows(1)} RETURNING *)`,
-    `i_binary_context AS (INSERT INTO binary_context (binary_id, context_type, context_id) SELECT x->>0, x->>1, x->>2 FROM ${rows(2)})`,
+    () => `i_binary_context AS (INSERT INTO binary_context (binary_id, context_type, context_id) SELECT x->>0, x->>1, x->>2 FROM ${rows(2)})`,
   ];
+  return ctes.flatMap((cte, k) => (has(k) ? [cte()] : []));
 }
 
 /**

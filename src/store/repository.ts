@@ -2,9 +2,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText } from '../fhir/resource-text.ts';
-import { indexInsertCtes, indexParams, type IndexWriter, type WrittenRows } from './index-writer.ts';
+import { EMPTY_ARRAY, insertNewStatement, indexParams, type IndexWriter, type WrittenRows } from './index-writer.ts';
 import type { IndexRows } from '../search/index-rows.ts';
-import { paramRows } from './consent-rows.ts';
 import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import { FEED_HORIZON, formatPosition, parsePosition, type FeedPosition } from './change-feed.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
@@ -572,18 +571,12 @@ function rowOptions(options: Pick<WriteOptions, 'baseUrl' | 'clientId' | 'indexR
 export async function insertNew(db: SqlExecutor, created: NewResource[]): Promise<void> {
   const resources = JSON.stringify(created.map(({ stored, sealed }) => [stored.resourceType, stored.id, stored.lastUpdated, sealed ?? stored.json]));
   const indexed = created.flatMap(({ stored, rows }) => (rows ? [{ resourceType: stored.resourceType, id: stored.id, rows }] : []));
-  await db.query(INSERT_NEW_STATEMENT, [resources, ...indexParams(indexed)], 'dossier_insert_new');
+  const arrays = indexParams(indexed);
+  const present = arrays.map((array) => array !== EMPTY_ARRAY);
+  const statement = insertNewStatement(present);
+  const values = statement.name === 'dossier_insert_new' ? arrays : arrays.filter((_, k) => present[k]);
+  await db.query(statement.sql, [resources, ...values], statement.name);
 }
-
-const INSERT_NEW_STATEMENT = `WITH new AS (
-    SELECT x->>0 AS resource_type, x->>1 AS id, (x->>2)::timestamptz AS last_updated, x->>3 AS content, n
-      FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(x, n)),
-  r AS (INSERT INTO resource (resource_type, id, version_id, last_updated, content)
-          SELECT resource_type, id, 1, last_updated, content FROM new),
-  h AS (INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content)
-          SELECT resource_type, id, 1, last_updated, 'POST', content FROM new ORDER BY n),
-  ${indexInsertCtes(paramRows(2)).join(',\n  ')}
-SELECT 1`;
 
 /**
  * Most JSON text of held-back creates written in one statement. A 60 MB transaction Bundle was one
