@@ -320,4 +320,24 @@ t.test('the audit trail is not part of the record: its AuditEvents only with _ty
   t.same(keys(record), ['Observation/trail-obs', 'Patient/trail'], 'the record without its trail');
   const asked = json(await send('GET', '/fhir/Patient/trail/$everything?_type=AuditEvent&_count=1000'));
   t.ok(keys(asked).length >= 5 && keys(asked).every((key) => key.startsWith('AuditEvent/')), `_type=AuditEvent gives the trail (${keys(asked).length})`);
+
+  // Members sorted before and after AuditEvent (the store skips the trail by index range, below and above it),
+  // and what they reference, walked one entry a page: each once, in order, none of the trail.
+  t.equal((await send('PUT', '/fhir/Practitioner/trail-gp', { resourceType: 'Practitioner', id: 'trail-gp' })).statusCode, 201);
+  t.equal((await send('PUT', '/fhir/AllergyIntolerance/trail-allergy', { resourceType: 'AllergyIntolerance', id: 'trail-allergy', clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] }, patient: ref('Patient/trail'), code: { text: 'arachide' }, recorder: ref('Practitioner/trail-gp') })).statusCode, 201);
+  t.equal((await send('PUT', '/fhir/Condition/trail-cond', { resourceType: 'Condition', id: 'trail-cond', subject: ref('Patient/trail') })).statusCode, 201);
+  for (let i = 0; i < 3; i++) t.equal((await send('GET', '/fhir/Patient/trail')).statusCode, 200);
+  const walked: string[] = [];
+  let next: string | undefined = '/fhir/Patient/trail/$everything?_count=1';
+  while (next) {
+    const page: { entry?: Entry[]; link: Array<{ relation: string; url: string }> } = json(await send('GET', next.replace(/^http:\/\/localhost(:80)?/, '')));
+    walked.push(...((page.entry ?? []) as Entry[]).map(keyOf));
+    next = (page.link as Array<{ relation: string; url: string }>).find((l) => l.relation === 'next')?.url;
+    if (walked.length > 50) throw new Error('the walk does not end');
+  }
+  t.same(
+    walked,
+    ['AllergyIntolerance/trail-allergy', 'Condition/trail-cond', 'Observation/trail-obs', 'Patient/trail', 'Practitioner/trail-gp'],
+    'one entry a page: the members in order on both sides of the trail, then what they reference',
+  );
 });
