@@ -16,7 +16,7 @@
  *
  * Environment: BENCH_DATABASE_URL and BENCH_SCHEMA (required: the schema of a loaded population),
  * BENCH_PATIENTS (4), BENCH_REQUESTS (400 per operation), BENCH_WARMUP (50), BENCH_CONCURRENCY (4),
- * PG_POOL_SIZE (10), BENCH_OPERATIONS (indexes into OPERATIONS, comma-separated: only those, e.g. `0` for $summary alone). Results: scripts/bench/results/patient-operations.md.
+ * PG_POOL_SIZE (10), BENCH_AUDIT (`on`, as by default; `off` to see what the trail costs), BENCH_OPERATIONS (indexes into OPERATIONS, comma-separated: only those, e.g. `0` for $summary alone). Results: scripts/bench/results/patient-operations.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: url, max: 1, options: `-c search_path=${schema}` });
   const client = LoadClient.start();
   const audience = 'http://localhost/fhir';
-  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, authAudience: audience }, storage: sqlStorage(db, benchDataKeys()), validator: createProfileValidator({ defaultProfiles: 'none' }) });
+  const app = await buildApp({ config: { logLevel: 'silent', bodyLimit: 1024 * 1024, rateLimit: 0, authAudience: audience, audit: process.env.BENCH_AUDIT === 'off' ? 'off' : 'on' }, storage: sqlStorage(db, benchDataKeys()), validator: createProfileValidator({ defaultProfiles: 'none' }) });
   const origin = await app.listen({ host: '127.0.0.1', port: 0 });
   // A token as a feed gets one (backend services, over HTTP); the records are written through inject, measured over HTTP.
   const authorization = await backendAuthorization(db, origin, 'bench', 'system/*.cruds');
