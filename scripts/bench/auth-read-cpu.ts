@@ -9,6 +9,8 @@
  * BENCH_OPERATION measures bench:trust's other operations the same way instead: `identifier` (Patient?identifier=INS),
  * `observation` (Observation?patient&code; the patients then have BENCH_OBSERVATIONS (10) Observations each, all
  * ingested as lab Bundles) or `ingest` (such a Bundle of 1 Patient + 10 Observations per request).
+ * BENCH_TRANSPORT=http sends the requests over HTTP from a load generator process of its own (as bench:trust does)
+ * instead of app.inject: the CPU counted is still this process's only, the server's.
  *
  *   node --import tsx scripts/bench/auth-read-cpu.ts
  *
@@ -26,6 +28,7 @@ import { openDatabase } from '../../src/store/open-database.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
 import { backendAuthorization } from './lib/backend-token.ts';
 import { summariseProfile } from './lib/cpu-profile.ts';
+import { LoadClient } from './lib/load-client.ts';
 import { frenchPatient, INS_NIR_SYSTEM } from './lib/patients.ts';
 
 const OPERATION = process.env.BENCH_OPERATION ?? 'read';
@@ -37,6 +40,9 @@ const WARMUP = Math.round(Number(process.env.BENCH_WARMUP ?? 1000) / (OPERATION 
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const PROFILE = process.env.BENCH_CPU_PROFILE;
+const TRANSPORT = process.env.BENCH_TRANSPORT ?? 'inject';
+if (!['inject', 'http'].includes(TRANSPORT)) throw new Error(`BENCH_TRANSPORT: unknown transport '${TRANSPORT}'`);
+const client = TRANSPORT === 'http' ? LoadClient.start() : undefined;
 const AUDIENCE = 'http://localhost/fhir';
 const LOINC = 'http://loinc.org';
 const CODES = ['2339-0', '2160-0', '718-7'];
@@ -70,6 +76,7 @@ interface Target {
   name: 'off' | 'auth';
   app: FastifyInstance;
   db: Database;
+  origin: string;
   authorization?: string;
   ids: string[];
   identifiers: string[];
@@ -98,8 +105,8 @@ async function openTarget(name: Target['name'], validator: ReturnType<typeof cre
     validator,
   });
   let authorization: string | undefined;
+  const origin = await app.listen({ host: '127.0.0.1', port: 0 });
   if (name === 'auth') {
-    const origin = await app.listen({ host: '127.0.0.1', port: 0 });
     authorization = await backendAuthorization(db, origin, 'bench-feed', 'system/*.cruds');
   }
   const headers = { 'content-type': 'application/fhir+json', ...(authorization ? { authorization } : {}) };
@@ -113,7 +120,7 @@ async function openTarget(name: Target['name'], validator: ReturnType<typeof cre
     identifiers.push((frenchPatient(n).identifier as Array<{ value: string }>)[0]!.value);
   }
   await db.exec('VACUUM ANALYZE');
-  return { name, app, db, authorization, ids, identifiers, ingested: PATIENTS, statements };
+  return { name, app, db, origin, authorization, ids, identifiers, ingested: PATIENTS, statements };
 }
 
 /** The request `k` of the operation measured. */
@@ -133,6 +140,20 @@ function request(target: Target, k: number, headers: Record<string, string>) {
 
 async function reads(target: Target, count: number): Promise<void> {
   const headers = { accept: 'application/fhir+json', ...(target.authorization ? { authorization: target.authorization } : {}) };
+  if (client) {
+    const requests = Array.from({ length: count }, (_, k) => request(target, k, headers));
+    const bodies = requests.map((r) => ('payload' in r ? r.payload : undefined));
+    const result = await client.run({
+      origin: target.origin,
+      authorization: target.authorization,
+      method: requests[0]!.method,
+      paths: requests.map((r) => r.url),
+      ...(bodies[0] === undefined ? {} : { bodies: bodies as string[] }),
+      concurrency: CONCURRENCY,
+    });
+    if (Object.keys(result.statuses).some((status) => status !== '200')) throw new Error(`${target.name}: ${JSON.stringify(result.statuses)}`);
+    return;
+  }
   let next = 0;
   const worker = async () => {
     while (next < count) {
@@ -187,10 +208,11 @@ try {
     await target.app.close();
     await target.db.close();
   }
+  client?.stop();
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-console.log(`${OPERATION} on in-memory PGlite, ${READS} per round × ${ROUNDS} rounds, ${CONCURRENCY} in flight, app.inject`);
+console.log(`${OPERATION} on in-memory PGlite, ${READS} per round × ${ROUNDS} rounds, ${CONCURRENCY} in flight, ${TRANSPORT === 'http' ? 'HTTP' : 'app.inject'}`);
 for (const target of targets) {
   const values = cpuPerRead.get(target.name)!;
   console.log(`  ${target.name.padEnd(4)} CPU µs/read: median ${median(values).toFixed(0)} (rounds ${values.map((v) => v.toFixed(0)).join(', ')}); statements/read ${statementsPerRead.get(target.name)!.toFixed(2)}`);

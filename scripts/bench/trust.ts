@@ -9,8 +9,8 @@
  *     the server runs by default (target: at most 25 % slower than `off`).
  * `audit` and `sealed` split what `trust` adds to `auth` between its two costs.
  * Each configuration has a schema (or PGlite) of its own, filled the same way, so that one's audit trail or
- * keys do not weigh on another; the configurations are measured alternately, operation by operation, in each
- * of BENCH_ROUNDS rounds, and each ratio is the median of the rounds' own ratios.
+ * keys do not weigh on another; the configurations are measured alternately, operation by operation and within
+ * an operation slice by slice, in each of BENCH_ROUNDS rounds, and each ratio is the median of the rounds' own ratios.
  *
  *   npm run bench:trust
  *
@@ -19,6 +19,7 @@
  * removed), BENCH_STORES (`postgres,pglite`), BENCH_PATIENTS (300 patients of BENCH_OBSERVATIONS (10)
  * Observations each, ingested before measuring), BENCH_REQUESTS (1500 per measurement), BENCH_WARMUP (200),
  * BENCH_CONCURRENCY (16 for reads and searches), BENCH_SENDERS (8 for ingest), BENCH_ROUNDS (3, after one unrecorded round),
+ * BENCH_SLICES (10: the slices a measurement's requests are sent in, the configurations taking turns slice by slice),
  * PG_POOL_SIZE (10, read by the server's pool), BENCH_RESULTS_FILE (trust.md, under scripts/bench/results/).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -44,6 +45,7 @@ const WARMUP = positiveInteger('BENCH_WARMUP', 200);
 const CONCURRENCY = positiveInteger('BENCH_CONCURRENCY', 16);
 const SENDERS = positiveInteger('BENCH_SENDERS', 8);
 const ROUNDS = positiveInteger('BENCH_ROUNDS', 3);
+const SLICES = positiveInteger('BENCH_SLICES', 10);
 const STORES = (process.env.BENCH_STORES ?? 'postgres,pglite').split(',').map((name) => name.trim());
 const RESULTS_DIR = new URL('./results/', import.meta.url);
 const AUDIENCE = 'http://localhost/fhir';
@@ -211,20 +213,43 @@ const OPERATIONS: Operation[] = [
   },
 ];
 
-async function measure(client: LoadClient, target: Target, operation: Operation): Promise<Measurement> {
+/**
+ * One measurement of `operation` on each target: after its warm-up, each target's requests are sent in SLICES
+ * slices, the targets taking turns slice by slice (ABBA order), and each target's figures are those of its slices
+ * together. Another process's burst of work on the shared machine then falls on every configuration alike, where
+ * one long run each put it all on whichever configuration it happened to overlap.
+ */
+async function measureAlternately(client: LoadClient, targets: Target[], operation: Operation): Promise<Measurement[]> {
   const requests = operation.bodies ? Math.max(100, Math.round(REQUESTS / 5)) : REQUESTS;
   const warmup = operation.bodies ? Math.max(20, Math.round(WARMUP / 5)) : WARMUP;
-  const job = (count: number) => httpJob(target, operation, count);
-  await client.run(job(warmup));
-  let peak = process.memoryUsage.rss();
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
-  const cpuBefore = process.cpuUsage();
-  const result = await client.run(job(requests));
-  clearInterval(sampler);
-  const cpu = process.cpuUsage(cpuBefore);
-  const unexpected = Object.keys(result.statuses).filter((status) => Number(status) !== operation.expected);
-  if (unexpected.length > 0) throw new Error(`${operation.name} on ${target.configuration.name}: ${JSON.stringify(result.statuses)}`);
-  return summarise(`${operation.name} [${target.configuration.name}]`, result, { peakRssBytes: peak, processCpuMs: (cpu.user + cpu.system) / 1000, clientCpuMs: result.cpuMs });
+  const job = (target: Target, count: number) => httpJob(target, operation, count);
+  for (const target of targets) await client.run(job(target, warmup));
+  const totals = targets.map(() => ({ latencies: [] as number[], elapsedMs: 0, cpuMs: 0, clientCpuMs: 0, peak: 0, statuses: {} as Record<string, number> }));
+  for (let slice = 0; slice < SLICES; slice++) {
+    const count = Math.floor(requests / SLICES) + (slice < requests % SLICES ? 1 : 0);
+    const order = targets.map((_, index) => index);
+    for (const index of slice % 2 ? order.reverse() : order) {
+      const total = totals[index]!;
+      let peak = process.memoryUsage.rss();
+      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
+      const cpuBefore = process.cpuUsage();
+      const result = await client.run(job(targets[index]!, count));
+      clearInterval(sampler);
+      const cpu = process.cpuUsage(cpuBefore);
+      total.latencies.push(...result.latencies);
+      total.elapsedMs += result.elapsedMs;
+      total.cpuMs += (cpu.user + cpu.system) / 1000;
+      total.clientCpuMs += result.cpuMs;
+      total.peak = Math.max(total.peak, peak);
+      for (const [status, n] of Object.entries(result.statuses)) total.statuses[status] = (total.statuses[status] ?? 0) + n;
+    }
+  }
+  return targets.map((target, index) => {
+    const total = totals[index]!;
+    const unexpected = Object.keys(total.statuses).filter((status) => Number(status) !== operation.expected);
+    if (unexpected.length > 0) throw new Error(`${operation.name} on ${target.configuration.name}: ${JSON.stringify(total.statuses)}`);
+    return summarise(`${operation.name} [${target.configuration.name}]`, { latencies: total.latencies, elapsedMs: total.elapsedMs }, { peakRssBytes: total.peak, processCpuMs: total.cpuMs, clientCpuMs: total.clientCpuMs });
+  });
 }
 
 const median = (values: number[]) => {
@@ -245,16 +270,15 @@ async function benchStore(store: string, url: string, client: LoadClient): Promi
     for (const target of targets) await target.db.exec('VACUUM ANALYZE');
     // A round whose figures are dropped: the first configuration measured used to run on a cold server (JIT, caches,
     // prepared statements) and showed half the throughput it had one round later.
-    for (const operation of OPERATIONS) for (const target of targets) await measure(client, target, operation);
+    for (const operation of OPERATIONS) await measureAlternately(client, targets, operation);
     const rounds: Measurement[][] = [];
     for (let round = 1; round <= ROUNDS; round++) {
       const measurements: Measurement[] = [];
       for (const operation of OPERATIONS) {
         // Alternate the order from round to round, so no configuration always runs first (or on a warmer cache).
         const order = round % 2 ? targets : [...targets].reverse();
-        for (const target of order) {
-          const measurement = await measure(client, target, operation);
-          console.error(`  round ${round} ${measurement.operation}: ${measurement.opsPerSec.toFixed(0)} ops/s, p95 ${measurement.p95Ms.toFixed(1)} ms`);
+        for (const measurement of await measureAlternately(client, order, operation)) {
+          console.error(`  round ${round} ${measurement.operation}: ${measurement.opsPerSec.toFixed(0)} ops/s, p95 ${measurement.p95Ms.toFixed(1)} ms, ${cpuPerRequest(measurement).toFixed(0)} µs CPU/request`);
           measurements.push(measurement);
         }
       }
@@ -266,6 +290,9 @@ async function benchStore(store: string, url: string, client: LoadClient): Promi
   }
 }
 
+/** CPU µs of the benchmark process per request of a measurement. */
+const cpuPerRequest = (measurement: Measurement) => (measurement.processCpuPercent * 10_000) / measurement.opsPerSec;
+
 function report(store: string, rounds: Measurement[][], loadBefore: number, loadAfter: number): string[] {
   const of = (round: Measurement[], operation: Operation, configuration: Configuration) => round.find((m) => m.operation === `${operation.name} [${configuration.name}]`)!;
   const lines = [
@@ -274,8 +301,8 @@ function report(store: string, rounds: Measurement[][], loadBefore: number, load
     `${new Date().toISOString()} · Node ${process.version} · ${machine().cpu} × ${machine().cores} cores · ${ROUNDS} rounds`,
     `Load average (1 min) before/after: ${loadBefore.toFixed(2)} / ${loadAfter.toFixed(2)}${loadBefore > 1.5 || loadAfter > 1.5 ? ' (**the machine was busy: numbers are pessimistic and noisy**)' : ''}`,
     '',
-    '| operation | configuration | ops/s (median round) | range | resources/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | share of `off` (median of rounds) | target | met? |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| operation | configuration | ops/s (median round) | range | resources/s | p50 ms | p95 ms | p99 ms | peak RSS MiB | server CPU µs/request (median of rounds) | CPU of `off`\'s (median of rounds) | share of `off` (median of rounds) | target | met? |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const operation of OPERATIONS) {
     for (const configuration of CONFIGURATIONS) {
@@ -283,10 +310,15 @@ function report(store: string, rounds: Measurement[][], loadBefore: number, load
       const middle = [...all].sort((a, b) => a.opsPerSec - b.opsPerSec)[Math.floor(all.length / 2)]!;
       const shares = rounds.map((round) => of(round, operation, configuration).opsPerSec / of(round, operation, CONFIGURATIONS[0]!).opsPerSec);
       const share = median(shares);
+      // The benchmark process's CPU per request (server and, on PGlite, the database): on a shared machine a
+      // steadier measure of what a configuration costs than its throughput.
+      const cpus = rounds.map((round) => cpuPerRequest(of(round, operation, configuration)));
+      const cpuShares = rounds.map((round) => cpuPerRequest(of(round, operation, configuration)) / cpuPerRequest(of(round, operation, CONFIGURATIONS[0]!)));
       const target = configuration.targetShare;
       lines.push(
         `| ${operation.name} | ${configuration.name}: ${configuration.description} | ${middle.opsPerSec.toFixed(0)} | ${Math.min(...all.map((m) => m.opsPerSec)).toFixed(0)}–${Math.max(...all.map((m) => m.opsPerSec)).toFixed(0)} | ` +
           `${operation.resourcesPerRequest ? (middle.opsPerSec * operation.resourcesPerRequest).toFixed(0) : ''} | ${middle.p50Ms.toFixed(1)} | ${middle.p95Ms.toFixed(1)} | ${middle.p99Ms.toFixed(1)} | ${middle.peakRssMiB.toFixed(0)} | ` +
+          `${median(cpus).toFixed(0)} | ${configuration.name === 'off' ? '—' : `${(median(cpuShares) * 100).toFixed(1)} %`} | ` +
           `${configuration.name === 'off' ? '—' : `${(share * 100).toFixed(1)} % (${(Math.min(...shares) * 100).toFixed(0)}–${(Math.max(...shares) * 100).toFixed(0)} %)`} | ` +
           `${target ? `≥ ${target * 100} %` : ''} | ${target ? (share >= target ? 'yes' : '**no**') : ''} |`,
       );
@@ -314,7 +346,7 @@ async function main(): Promise<void> {
     '# The cost of trust (npm run bench:trust)',
     '',
     `Read, search and ingest over HTTP on servers that differ only by their security settings, each on a store of its own filled the same way (${PATIENTS} patients of ${OBSERVATIONS} Observations, ingested as lab transaction Bundles through its API); ` +
-      `${REQUESTS} requests per read or search measurement (${CONCURRENCY} in flight), ${Math.max(100, Math.round(REQUESTS / 5))} ingest Bundles (${SENDERS} senders), after warm-up; the configurations measured alternately in each round. ` +
+      `${REQUESTS} requests per read or search measurement (${CONCURRENCY} in flight), ${Math.max(100, Math.round(REQUESTS / 5))} ingest Bundles (${SENDERS} senders), after warm-up; the configurations measured alternately in each round, in ${SLICES} slices each taking turns. ` +
       'Targets: authentication and authorisation at most 10 % slower than FHIR_AUTH=off (issue 17); with everything on, at most 25 % (issue 18).',
     '',
     ...sections,
