@@ -193,29 +193,40 @@ export function indexInsertCtes(rows: RowSource, rewrite = false, has: (k: numbe
  * Each combination is a text of its own, prepared under its own name; the combinations met are few
  * (a resource type fills the same arrays), and past MAX_INSERT_SHAPES the statement with every CTE is used.
  */
-export function insertNewStatement(present: readonly boolean[]): { sql: string; name: string } {
+export function insertNewStatement(present: readonly boolean[]): InsertNewStatement {
   const key = present.map((has) => (has ? '1' : '0')).join('');
   let statement = insertNewStatements.get(key);
   if (statement === undefined) {
-    const all = insertNewStatements.size >= MAX_INSERT_SHAPES;
-    const has = all ? () => true : (k: number) => present[k] === true;
-    const position = new Map<number, number>();
-    for (let k = 0; k < present.length; k++) if (has(k)) position.set(k, position.size + 2);
-    const rows: RowSource = (k) => `jsonb_array_elements($${position.get(k)}::jsonb) AS x`;
-    const sql = `WITH new AS (
+    if (insertNewStatements.size >= MAX_INSERT_SHAPES) return (everyInsertCte ??= buildInsertNew(present.map(() => true), 'dossier_insert_new'));
+    statement = buildInsertNew(present, `dossier_insert_new_${key}`);
+    insertNewStatements.set(key, statement);
+  }
+  return statement;
+}
+
+/** A first-versions statement and the index arrays it binds (`bound[k]`: the `k`th array is a parameter). */
+export interface InsertNewStatement {
+  sql: string;
+  name: string;
+  bound: readonly boolean[];
+}
+
+function buildInsertNew(bound: readonly boolean[], name: string): InsertNewStatement {
+  const position = new Map<number, number>();
+  for (let k = 0; k < bound.length; k++) if (bound[k]) position.set(k, position.size + 2);
+  const rows: RowSource = (k) => `jsonb_array_elements($${position.get(k)}::jsonb) AS x`;
+  const sql = `WITH new AS (
     SELECT x->>0 AS resource_type, x->>1 AS id, (x->>2)::timestamptz AS last_updated, x->>3 AS content, n
       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(x, n)),
   r AS (INSERT INTO resource (resource_type, id, version_id, last_updated, content)
           SELECT resource_type, id, 1, last_updated, content FROM new),
   h AS (INSERT INTO resource_history (resource_type, id, version_id, last_updated, method, content)
-          SELECT resource_type, id, 1, last_updated, 'POST', content FROM new ORDER BY n)${indexInsertCtes(rows, false, has).map((cte) => `,\n  ${cte}`).join('')}
+          SELECT resource_type, id, 1, last_updated, 'POST', content FROM new ORDER BY n)${indexInsertCtes(rows, false, (k) => bound[k] === true).map((cte) => `,\n  ${cte}`).join('')}
 SELECT 1`;
-    statement = { sql, name: all ? 'dossier_insert_new' : `dossier_insert_new_${key}` };
-    if (!all) insertNewStatements.set(key, statement);
-  }
-  return statement;
+  return { sql, name, bound };
 }
-const insertNewStatements = new Map<string, { sql: string; name: string }>();
+const insertNewStatements = new Map<string, InsertNewStatement>();
+let everyInsertCte: InsertNewStatement | undefined;
 const MAX_INSERT_SHAPES = 64;
 
 function indexTableCtes(rows: RowSource, has: (k: number) => boolean): string[] {

@@ -572,10 +572,8 @@ export async function insertNew(db: SqlExecutor, created: NewResource[]): Promis
   const resources = JSON.stringify(created.map(({ stored, sealed }) => [stored.resourceType, stored.id, stored.lastUpdated, sealed ?? stored.json]));
   const indexed = created.flatMap(({ stored, rows }) => (rows ? [{ resourceType: stored.resourceType, id: stored.id, rows }] : []));
   const arrays = indexParams(indexed);
-  const present = arrays.map((array) => array !== EMPTY_ARRAY);
-  const statement = insertNewStatement(present);
-  const values = statement.name === 'dossier_insert_new' ? arrays : arrays.filter((_, k) => present[k]);
-  await db.query(statement.sql, [resources, ...values], statement.name);
+  const statement = insertNewStatement(arrays.map((array) => array !== EMPTY_ARRAY));
+  await db.query(statement.sql, [resources, ...arrays.filter((_, k) => statement.bound[k])], statement.name);
 }
 
 /**
