@@ -80,7 +80,10 @@ function hiddenFor(caller: ConsentCaller, binder: Binder): Hidden {
       const client = binder.bind(caller.clientId, 'text');
       return (type, id, version) => {
         const v = binder.alias('consent');
-        return [`EXISTS (SELECT 1 FROM ${labelOf(v, type, id, version)} AND ${v}.masked AND ${v}.sent_by IS DISTINCT FROM ${client})`];
+        // OFFSET 0 keeps it a subplan probed row by row through the label index: as an anti-join, PostgreSQL
+        // sorted every candidate of a search (content included) by id before the search's own filters
+        // (Observation?patient&code on bench1m: 0.97 ms against 0.66 without the condition, 0.83 as a subplan).
+        return [`EXISTS (SELECT 1 FROM ${labelOf(v, type, id, version)} AND ${v}.masked AND ${v}.sent_by IS DISTINCT FROM ${client} OFFSET 0)`];
       };
     }
     case 'patient': {
