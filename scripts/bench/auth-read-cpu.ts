@@ -14,7 +14,11 @@
  *
  *   node --import tsx scripts/bench/auth-read-cpu.ts
  *
- * Environment: BENCH_OPERATION (read), BENCH_PATIENTS (300), BENCH_READS (3000 per round and configuration; a fifth
+ * BENCH_DATABASE_URL (postgres://…) puts each configuration on a schema of its own on that PostgreSQL server
+ * (`auth_read_cpu_<pid>_<name>`, dropped at the end) instead of PGlite: the CPU counted is then the server's
+ * JavaScript alone, the database's work being another process's.
+ *
+ * Environment: BENCH_OPERATION (read), BENCH_DATABASE_URL, BENCH_PATIENTS (300), BENCH_READS (3000 per round and configuration; a fifth
  * of it for ingest), BENCH_WARMUP (1000), BENCH_CONCURRENCY (16), BENCH_ROUNDS (5), BENCH_CPU_PROFILE.
  */
 import { randomUUID } from 'node:crypto';
@@ -43,6 +47,8 @@ const PROFILE = process.env.BENCH_CPU_PROFILE;
 const TRANSPORT = process.env.BENCH_TRANSPORT ?? 'inject';
 if (!['inject', 'http'].includes(TRANSPORT)) throw new Error(`BENCH_TRANSPORT: unknown transport '${TRANSPORT}'`);
 const client = TRANSPORT === 'http' ? LoadClient.start() : undefined;
+const DATABASE_URL = process.env.BENCH_DATABASE_URL;
+if (DATABASE_URL !== undefined && !DATABASE_URL.startsWith('postgres')) throw new Error('BENCH_DATABASE_URL: a postgres:// URL');
 const AUDIENCE = 'http://localhost/fhir';
 const LOINC = 'http://loinc.org';
 const CODES = ['2339-0', '2160-0', '718-7'];
@@ -97,7 +103,7 @@ function counted(db: Database, statements: Target['statements']): Database {
 }
 
 async function openTarget(name: Target['name'], validator: ReturnType<typeof createProfileValidator>): Promise<Target> {
-  const db = await openDatabase('memory://');
+  const db = DATABASE_URL ? await openDatabase(DATABASE_URL, { schema: `auth_read_cpu_${process.pid}_${name}` }) : await openDatabase('memory://');
   const statements = { count: 0 };
   const app = await buildApp({
     config: { logLevel: 'silent', bodyLimit: 1024 * 1024, authAudience: AUDIENCE, rateLimit: 1_000_000_000, auth: name === 'off' ? 'off' : 'on', audit: 'off' },
@@ -119,7 +125,7 @@ async function openTarget(name: Target['name'], validator: ReturnType<typeof cre
     ids.push(/Patient\/([^/]+)/.exec(location)![1]!);
     identifiers.push((frenchPatient(n).identifier as Array<{ value: string }>)[0]!.value);
   }
-  await db.exec('VACUUM ANALYZE');
+  await db.exec(DATABASE_URL ? 'ANALYZE' : 'VACUUM ANALYZE');
   return { name, app, db, origin, authorization, ids, identifiers, ingested: PATIENTS, statements };
 }
 
@@ -206,13 +212,14 @@ try {
 } finally {
   for (const target of targets) {
     await target.app.close();
+    if (DATABASE_URL) await target.db.exec(`DROP SCHEMA auth_read_cpu_${process.pid}_${target.name} CASCADE`);
     await target.db.close();
   }
   client?.stop();
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-console.log(`${OPERATION} on in-memory PGlite, ${READS} per round × ${ROUNDS} rounds, ${CONCURRENCY} in flight, ${TRANSPORT === 'http' ? 'HTTP' : 'app.inject'}`);
+console.log(`${OPERATION} on ${DATABASE_URL ? 'PostgreSQL' : 'in-memory PGlite'}, ${READS} per round × ${ROUNDS} rounds, ${CONCURRENCY} in flight, ${TRANSPORT === 'http' ? 'HTTP' : 'app.inject'}`);
 for (const target of targets) {
   const values = cpuPerRead.get(target.name)!;
   console.log(`  ${target.name.padEnd(4)} CPU µs/read: median ${median(values).toFixed(0)} (rounds ${values.map((v) => v.toFixed(0)).join(', ')}); statements/read ${statementsPerRead.get(target.name)!.toFixed(2)}`);
