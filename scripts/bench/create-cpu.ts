@@ -18,7 +18,7 @@ import { buildApp } from '../../src/app.ts';
 import { configFromEnv } from '../../src/config.ts';
 import { openDatabase } from '../../src/store/open-database.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
-import { summariseProfile } from './lib/cpu-profile.ts';
+import { printProfileSummary } from './lib/cpu-profile.ts';
 import { LoadClient } from './lib/load-client.ts';
 import { frenchPatient } from './lib/patients.ts';
 
@@ -59,11 +59,7 @@ try {
     if (profiled) {
       const { profile } = await session.post('Profiler.stop');
       writeFileSync(process.env.BENCH_CPU_PROFILE!, JSON.stringify(profile));
-      const summary = summariseProfile(process.env.BENCH_CPU_PROFILE!, { top: 40 });
-      console.log(`  profile: ${summary.busyMs.toFixed(0)} ms busy of ${summary.wallMs.toFixed(0)} ms`);
-      for (const { area, percent } of summary.areas) if (percent >= 0.5) console.log(`    ${percent.toFixed(1).padStart(5)}%  ${area}`);
-      console.log('  by function (self):');
-      for (const { fn, percent } of summary.topSelf) console.log(`    ${percent.toFixed(1).padStart(5)}%  ${fn}`);
+      printProfileSummary(process.env.BENCH_CPU_PROFILE!, 40);
     }
   }
 } finally {

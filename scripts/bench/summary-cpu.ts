@@ -27,7 +27,7 @@ import { openDatabase } from '../../src/store/open-database.ts';
 import { sqlStorage } from '../../src/store/storage.ts';
 import { embeddedToken } from '../lib/embedded-token.ts';
 import { organization, planPopulation, practitioner } from './lib/french-population.ts';
-import { summariseProfile } from './lib/cpu-profile.ts';
+import { printProfileSummary } from './lib/cpu-profile.ts';
 import { LoadClient } from './lib/load-client.ts';
 import { PREFIX, record, shared, type Json } from './lib/patient-records.ts';
 
@@ -153,11 +153,7 @@ try {
   console.log(`  statements/request: ${(total / REQUESTS).toFixed(2)}`);
   for (const [kind, n] of [...statements].sort((a, b) => b[1] - a[1])) console.log(`    ${(n / REQUESTS).toFixed(2)}  ${kind}`);
   if (session) {
-    const summary = summariseProfile(process.env.BENCH_CPU_PROFILE!, { top: 30 });
-    console.log(`  profile: ${summary.busyMs.toFixed(0)} ms busy of ${summary.wallMs.toFixed(0)} ms`);
-    for (const { area, percent } of summary.areas) if (percent >= 0.5) console.log(`    ${percent.toFixed(1).padStart(5)}%  ${area}`);
-    console.log('  by function (self):');
-    for (const { fn, percent } of summary.topSelf) console.log(`    ${percent.toFixed(1).padStart(5)}%  ${fn}`);
+    printProfileSummary(process.env.BENCH_CPU_PROFILE!, 30);
   }
 } finally {
   client.stop();

@@ -118,3 +118,12 @@ export function summariseProfile(file: string, options: { top?: number; window?:
       .map(([fn, n]) => ({ fn, percent: percent(n) })),
   };
 }
+
+/** The summary of a profile as the CPU scripts print it: busy time, areas of 0.5 % or more, then functions by self time. */
+export function printProfileSummary(file: string, top: number): void {
+  const summary = summariseProfile(file, { top });
+  console.log(`  profile: ${summary.busyMs.toFixed(0)} ms busy of ${summary.wallMs.toFixed(0)} ms`);
+  for (const { area, percent } of summary.areas) if (percent >= 0.5) console.log(`    ${percent.toFixed(1).padStart(5)}%  ${area}`);
+  console.log('  by function (self):');
+  for (const { fn, percent } of summary.topSelf) console.log(`    ${percent.toFixed(1).padStart(5)}%  ${fn}`);
+}
