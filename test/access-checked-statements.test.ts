@@ -13,7 +13,8 @@ import { DEFAULT_BINARY_INLINE_LIMIT } from '../src/store/binary-store.ts';
 import { VISIBILITY_SYSTEM } from '../src/store/consent-rows.ts';
 import { joinTransaction, type Database } from '../src/store/database.ts';
 import { DEFAULT_MAX_INDEX_ROWS } from '../src/store/index-writer.ts';
-import { preparedName, Repository } from '../src/store/repository.ts';
+import { preparedName } from '../src/store/prepared-name.ts';
+import { Repository } from '../src/store/repository.ts';
 import { sqlStorage } from '../src/store/storage.ts';
 import { buildApp } from '../src/app.ts';
 import { bearer, json, openTestDatabase, TEST_AUDIENCE } from './helpers/app.ts';
@@ -145,4 +146,41 @@ t.test('a request resolves its caller\'s identities once, after authorisation, a
   t.equal((await get('/fhir/Immunization/imm-c')).resourceType, 'OperationOutcome', 'the masked immunization reads as unknown');
   t.equal(lookups(), 1, 'the next requests of the caller, within seconds: no lookup at all');
   t.equal(subPlans(), 0);
+});
+
+t.test('a search by identifier runs its page as a statement prepared under the name of its text, for every value; a search by code or by _id does not', async (t) => {
+  for (const x of ['a', 'b', 'c']) {
+    await store.update({ resourceType: 'Immunization', id: `imm-id-${x}`, status: 'completed', patient: { reference: `Patient/pat-${x}` }, occurrenceDateTime: '2024-02-03',
+      identifier: [{ system: 'urn:test:imm', value: `id-${x}` }], vaccineCode: { coding: [{ system: 'http://hl7.org/fhir/sid/cvx', code: '141' }] } } as Resource & { id: string });
+  }
+  const { db, statements } = recording(database.db);
+  const search = async (access: AccessContext, params: Array<[string, string]>) => {
+    const request = parseSearch(['Immunization'], params, registry, { strict: true, baseUrl: 'http://x/fhir' });
+    const bundle = await (await open(db)).forAccess(access).search(request, { baseUrl: 'http://x/fhir', path: 'Immunization' });
+    return (bundle.entry ?? []).map((entry) => entry.resource!.id).sort();
+  };
+  const pageOf = () => statements.splice(0).find((s) => /^SELECT r\.resource_type, r\.id, r\.content/.test(s.sql))!;
+
+  for (const [access, name] of [[ALL_ACCESS, 'all access'], [hiding('pat-b'), 'a hidden compartment']] as const) {
+    t.same(await search(access, [['identifier', 'urn:test:imm|id-a']]), ['imm-id-a'], `${name}: found by its identifier`);
+    const first = pageOf();
+    t.equal(first.name, preparedName(first.sql), `${name}: by identifier, prepared under the name of its text`);
+    t.same(await search(access, [['identifier', 'urn:test:imm|id-b']]), name === 'all access' ? ['imm-id-b'] : [], `${name}: another value, the same plan, the access still applied`);
+    t.equal(pageOf().name, first.name, `${name}: another value, the same statement`);
+    t.same(await search(access, [['_id', 'imm-id-c,imm-id-b']]), name === 'all access' ? ['imm-id-b', 'imm-id-c'] : ['imm-id-c'], `${name}: by _id`);
+    t.equal(pageOf().name, undefined, `${name}: by _id, planned for its ids at every call (a _has lists its sources' ids in their place, as many as they are)`);
+    t.same(await search(access, [['vaccine-code', 'http://hl7.org/fhir/sid/cvx|141']]), name === 'all access' ? ['imm-id-a', 'imm-id-b', 'imm-id-c'] : ['imm-id-a', 'imm-id-c'], `${name}: by code`);
+    t.equal(pageOf().name, undefined, `${name}: by code, planned for its value at every call (a code's selectivity depends on it)`);
+  }
+  // PostgreSQL plans a prepared statement for its values five times, then may keep a generic plan: past that, what
+  // each call finds must still be its own, with the access applied.
+  for (let call = 0; call < 9; call++) {
+    const x = ['a', 'b', 'c'][call % 3]!;
+    t.same(await search(hiding('pat-b'), [['identifier', `urn:test:imm|id-${x}`]]), x === 'b' ? [] : [`imm-id-${x}`], `call ${call + 1} of the same statement: id-${x}`);
+  }
+  t.equal(new Set(statements.splice(0).filter((s) => /^SELECT r\.resource_type/.test(s.sql)).map((s) => s.name)).size, 1, 'one prepared statement for them all');
+  t.same(await search(professional, [['identifier', 'urn:test:imm|id-a']]), ['imm-id-a'], 'a professional, whose consent conditions are in the statement: found by identifier');
+  t.ok(pageOf().name, 'through a prepared statement as well');
+  t.same(await search(ALL_ACCESS, [['identifier', 'urn:test:imm|']]), ['imm-id-a', 'imm-id-b', 'imm-id-c'], 'a system without a value matches many');
+  t.equal(pageOf().name, undefined, 'and is planned for its value');
 });

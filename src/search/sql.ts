@@ -4,7 +4,7 @@ import { ofTypeKey, ofTypeParam } from './extract.ts';
 import { followsRecordPatient } from './compartment.ts';
 import { normalizeString } from './normalize.ts';
 import { invalidCursor } from './parse.ts';
-import { IDS_AS_ONE_STRING_FROM, intersectsOnIds, isNarrow, MAX_COUNTED_IN_PAGE } from './planning.ts';
+import { IDS_AS_ONE_STRING_FROM, intersectsOnIds, isNarrow, MAX_COUNTED_IN_PAGE, plansAlike } from './planning.ts';
 import { isDateComposite, isQuantityComposite, type SearchParamDefinition } from './registry.ts';
 import { anyOf, Binder, INDEXED_PREFIX, indexedAmong, indexedEqual, indexedStartsWith, likePrefix, type IndexRows, type ScopePredicate } from './sql-fragments.ts';
 import type { Filter, Prefix, QuantityValue, SearchRequest, SortRule, TokenValue } from './types.ts';
@@ -48,6 +48,8 @@ export interface SearchSql {
    * search limited to a few ids, which reads all its matches to sort them anyway.
    */
   pageCounts: boolean;
+  /** The page statements plan alike for any values (planning.ts, plansAlike): each may be prepared and its plan kept. */
+  plannedOnce: boolean;
 }
 
 const TABLE_OF_TYPE: Record<string, string> = {
@@ -72,7 +74,7 @@ export function buildSearchSql(request: SearchRequest, scope?: ScopePredicate): 
   const pageCounts = !driving && !request.cursor && request.resourceTypes.length === 1 && request.filters.some((f) => f.kind === 'id' && !f.not && f.values.length <= MAX_COUNTED_IN_PAGE);
   const segments = driving && first ? drivenSegments(request, driving, first.descending, others, scope) : [plainSegment(request, request.sort, scope, pageCounts)];
   const sortKeyCount = request.sort.length + (driving?.prefixed ? 1 : 0);
-  return { segments, matchSql, countSql, countParams: countBinder.params, sortKeyCount, pageCounts };
+  return { segments, matchSql, countSql, countParams: countBinder.params, sortKeyCount, pageCounts, plannedOnce: plansAlike(request.filters) };
 }
 
 const TIE_BREAK: SortKey[] = [

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Resource } from 'fhir/r4';
 import { FhirError } from '../fhir/outcome.ts';
 import { ResourceText } from '../fhir/resource-text.ts';
@@ -7,6 +7,7 @@ import type { IndexRows } from '../search/index-rows.ts';
 import { binaryData, binaryWriteOf, DEFAULT_BINARY_INLINE_LIMIT, jsonWithData, readBinaryContent, writeBinaryContent, type BinaryContent, type BinaryWrite } from './binary-store.ts';
 import { FEED_HORIZON, formatPosition, parsePosition, type FeedPosition } from './change-feed.ts';
 import { joinTransaction, type Database, type SqlExecutor } from './database.ts';
+import { preparedName } from './prepared-name.ts';
 import { Binder, type ScopePredicate } from '../search/sql-fragments.ts';
 import { recordPatientOf } from '../search/compartment.ts';
 import { binaryOwner, ownerOf, type DataKeys } from './encryption.ts';
@@ -113,25 +114,6 @@ export interface WriteOptions {
   indexRows?: IndexRows;
 }
 
-/**
- * The name a statement is prepared under, from its text: an access-checked read or vread has one text per
- * shape of access (its values are parameters), so a connection plans each shape once and reuses the plan
- * for every later caller of that shape, instead of replanning the consent's sub-plans on every read.
- */
-export function preparedName(sql: string): string {
-  let name = preparedNames.get(sql);
-  if (name === undefined) {
-    name = `dossier_${createHash('sha1').update(sql).digest('hex').slice(0, 32)}`;
-    // The shapes of access are few; should texts multiply, the names are hashed again rather than kept.
-    if (preparedNames.size >= MAX_PREPARED_NAMES) preparedNames.clear();
-    preparedNames.set(sql, name);
-  }
-  return name;
-}
-
-/** The names of the texts named lately: every access-checked read names its text, hashed once. */
-const preparedNames = new Map<string, string>();
-const MAX_PREPARED_NAMES = 1000;
 
 /** A read by type and id: its text, the name it is prepared under, and the values bound after $1 and $2. */
 interface ReadStatement {

@@ -4,6 +4,7 @@ import summaryElements from '../fhir/summary-elements.json' with { type: 'json' 
 import { operationOutcome } from '../fhir/outcome.ts';
 import { ResourceText, type ResponseBundle, type ResponseBundleEntry } from '../fhir/resource-text.ts';
 import type { Database, SqlExecutor } from './database.ts';
+import { preparedName } from './prepared-name.ts';
 import { encodeCursor } from '../search/parse.ts';
 import { DEFAULT_COUNT_LIMIT, DEFAULT_HAS_LISTING, type HasListing } from '../search/planning.ts';
 import type { SearchParameterRegistry } from '../search/registry.ts';
@@ -32,7 +33,7 @@ export type { SearchContext };
 export async function readPage<R>(db: SqlExecutor, sql: SearchSql, wanted: number): Promise<R[]> {
   const rows: R[] = [];
   for (const segment of sql.segments) {
-    rows.push(...(await db.query<R>(segment.sql, segment.params)).rows);
+    rows.push(...(await db.query<R>(segment.sql, segment.params, sql.plannedOnce ? preparedName(segment.sql) : undefined)).rows);
     if (rows.length >= wanted) break;
   }
   return rows;
