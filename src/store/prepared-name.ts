@@ -10,13 +10,13 @@ export function preparedName(sql: string): string {
   let name = preparedNames.get(sql);
   if (name === undefined) {
     name = `dossier_${createHash('sha1').update(sql).digest('hex').slice(0, 32)}`;
-    // The shapes of access are few; should texts multiply, the names are hashed again rather than kept.
+    // The shapes (of access, of identifier search) are few; should texts multiply, the names are hashed again rather than kept.
     if (preparedNames.size >= MAX_PREPARED_NAMES) preparedNames.clear();
     preparedNames.set(sql, name);
   }
   return name;
 }
 
-/** The names of the texts named lately: every access-checked read names its text, hashed once. */
+/** The names of the texts named lately: each access-checked read and identifier search names its text, hashed once. */
 const preparedNames = new Map<string, string>();
 const MAX_PREPARED_NAMES = 1000;

@@ -114,7 +114,6 @@ export interface WriteOptions {
   indexRows?: IndexRows;
 }
 
-
 /** A read by type and id: its text, the name it is prepared under, and the values bound after $1 and $2. */
 interface ReadStatement {
   sql: string;
