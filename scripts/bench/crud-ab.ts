@@ -21,13 +21,14 @@
  * largest is the server's main thread, the others tsx's loader).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { LoadClient, type HttpJobResult } from './lib/load-client.ts';
 import { frenchPatient } from './lib/patients.ts';
+import { backendsCpuMs, backendsCpuMsSince, processCpuMs } from './lib/process-cpu.ts';
 
 const STORE = process.env.BENCH_STORE === 'pglite' ? 'pglite' : 'postgres';
 const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:55432/postgres';
@@ -36,7 +37,6 @@ const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const CPU_PROF = process.env.BENCH_CPU_PROF;
-const CLOCK_TICKS_PER_MS = 100 / 1000;
 
 interface Side {
   name: string;
@@ -55,25 +55,6 @@ interface Sample {
   nodeCpuMsPerOp: number;
   pgCpuMsPerOp?: number;
   load: number;
-}
-
-/** utime + stime of a process, in ms (0 once it is gone). */
-function processCpuMs(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_MS;
-  } catch {
-    return 0;
-  }
-}
-
-async function backendPids(admin: pg.Client, database: string): Promise<number[]> {
-  const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [database]);
-  return rows.map((row) => row.pid);
-}
-
-async function backendsCpuMs(admin: pg.Client, database: string): Promise<Map<number, number>> {
-  return new Map((await backendPids(admin, database)).map((pid) => [pid, processCpuMs(pid)]));
 }
 
 function databaseUrl(database: string): string {
@@ -155,12 +136,8 @@ async function measured(side: Side, admin: pg.Client | undefined, run: () => Pro
   const result = await run();
   const toUs = process.hrtime.bigint() / 1000n;
   const nodeCpuMs = processCpuMs(side.server.pid!) - nodeBefore;
-  let pgCpuMs: number | undefined;
-  if (admin && pgBefore) {
-    pgCpuMs = 0;
-    // A backend opened during the run counts whole (it did nothing before); the admin connection is elsewhere.
-    for (const [pid, cpu] of await backendsCpuMs(admin, side.database!)) pgCpuMs += cpu - (pgBefore.get(pid) ?? 0);
-  }
+  // The admin connection is in another database: the backends counted are the server's.
+  const pgCpuMs = admin && pgBefore ? await backendsCpuMsSince(admin, side.database!, pgBefore) : undefined;
   return { result, nodeCpuMs, pgCpuMs, load: os.loadavg()[0]!, fromUs, toUs };
 }
 

@@ -31,6 +31,7 @@ import { planPopulation } from './lib/french-population.ts';
 import { PREFIX, RECORD_SIZE, record, shared, type Json } from './lib/patient-records.ts';
 import { LoadClient } from './lib/load-client.ts';
 import { machine, summarise, type Measurement } from './lib/report.ts';
+import { backendsCpuMs, backendsCpuMsSince } from './lib/process-cpu.ts';
 
 const PATIENTS = positiveInteger('BENCH_PATIENTS', 4);
 const REQUESTS = positiveInteger('BENCH_REQUESTS', 400);
@@ -61,6 +62,10 @@ async function main(): Promise<void> {
   if (!url?.startsWith('postgres') || !schema) {
     throw new Error('BENCH_DATABASE_URL (postgres://…) and BENCH_SCHEMA (a schema `npm run bench:search` loaded and kept) are required');
   }
+  // The CPU of the server's PostgreSQL backends is read from /proc when the database runs on this machine.
+  const { hostname, pathname } = new URL(url);
+  const databaseOnThisMachine = ['127.0.0.1', 'localhost', '[::1]', ''].includes(hostname);
+  const database = decodeURIComponent(pathname.slice(1)) || 'postgres';
   const db = await openDatabase(url, { schema });
   const pool = new pg.Pool({ connectionString: url, max: 1, options: `-c search_path=${schema}` });
   const client = LoadClient.start();
@@ -106,10 +111,12 @@ async function main(): Promise<void> {
       await client.run({ origin, method: 'GET', paths: paths(WARMUP), concurrency: inFlight, authorization });
       let peak = process.memoryUsage.rss();
       const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 10);
+      const pgBefore = databaseOnThisMachine ? await backendsCpuMs(pool, database) : undefined;
       const cpuBefore = process.cpuUsage();
       const result = await client.run({ origin, method: 'GET', paths: paths(REQUESTS), concurrency: inFlight, authorization });
       clearInterval(sampler);
       const cpu = process.cpuUsage(cpuBefore);
+      const pgCpuMsPerOp = pgBefore ? (await backendsCpuMsSince(pool, database, pgBefore)) / REQUESTS : undefined;
       const unexpected = Object.keys(result.statuses).filter((status) => status !== '200');
       if (unexpected.length > 0) throw new Error(`${operation.name}: expected only 200, got ${JSON.stringify(result.statuses)}`);
       const m = summarise(`${operation.name}, ${inFlight} in flight`, result, { peakRssBytes: Math.max(peak, process.memoryUsage.rss()), processCpuMs: (cpu.user + cpu.system) / 1000, clientCpuMs: result.cpuMs });
@@ -117,7 +124,7 @@ async function main(): Promise<void> {
       rows.push({ ...m, ...(operation.targetMs && inFlight === CONCURRENCY ? { targetMs: operation.targetMs } : {}), entries });
       // The load generator is a process of its own (LoadClient): this process's CPU is the server's.
       const serverCpuMsPerOp = (cpu.user + cpu.system) / 1000 / REQUESTS;
-      console.error(`  ${operation.name}, ${inFlight} in flight: ${m.opsPerSec.toFixed(0)} ops/s, p50 ${m.p50Ms.toFixed(1)} ms, p95 ${m.p95Ms.toFixed(1)} ms, p99 ${m.p99Ms.toFixed(1)} ms, ${entries} entries, ${(sample.rawPayload.length / 1024).toFixed(0)} KiB, server Node CPU ${serverCpuMsPerOp.toFixed(2)} ms/op, load generator ${(result.cpuMs / REQUESTS).toFixed(2)} ms/op`);
+      console.error(`  ${operation.name}, ${inFlight} in flight: ${m.opsPerSec.toFixed(0)} ops/s, p50 ${m.p50Ms.toFixed(1)} ms, p95 ${m.p95Ms.toFixed(1)} ms, p99 ${m.p99Ms.toFixed(1)} ms, ${entries} entries, ${(sample.rawPayload.length / 1024).toFixed(0)} KiB, server Node CPU ${serverCpuMsPerOp.toFixed(2)} ms/op, ${pgCpuMsPerOp === undefined ? '' : `PostgreSQL CPU ${pgCpuMsPerOp.toFixed(2)} ms/op, `}load generator ${(result.cpuMs / REQUESTS).toFixed(2)} ms/op`);
     }
     const loadAfter = os.loadavg()[0]!;
 
