@@ -215,6 +215,29 @@ function frenchRecord(): { bundle: Json; marks: Record<string, string> } {
   mark(oldCreatinine, 'older result');
   mark(newCreatinine, 'latest result');
 
+  const observation = (fullUrl: string, code: string, display: string, rest: Json) => ({
+    fullUrl,
+    resource: { resourceType: 'Observation', status: 'final', code: { coding: [{ system: LOINC, code, display }] }, subject: { reference: patientUrn }, effectiveDateTime: '2026-02-03', ...rest },
+    request: { method: 'POST', url: 'Observation' },
+  });
+  const category = (code: string) => [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code }] }];
+  const heartRate = observation('urn:uuid:11111111-0000-4000-8000-000000000010', '8867-4', 'Fréquence cardiaque', {
+    category: category('vital-signs'),
+    valueQuantity: { value: 72, unit: '/min', system: 'http://unitsofmeasure.org', code: '/min' },
+  });
+  // A pregnancy status says what it is by its code, in no category.
+  const pregnancy = observation('urn:uuid:11111111-0000-4000-8000-000000000011', '82810-3', 'Pregnancy status', {
+    valueCodeableConcept: { coding: [{ system: 'http://snomed.info/sct', code: '60001007', display: 'Not pregnant' }] },
+  });
+  const exam = observation('urn:uuid:11111111-0000-4000-8000-000000000012', '8302-2', 'Taille', {
+    category: category('exam'),
+    valueQuantity: { value: 168, unit: 'cm', system: 'http://unitsofmeasure.org', code: 'cm' },
+  });
+  bundle.entry.push(heartRate, pregnancy, exam);
+  mark(heartRate, 'vital sign');
+  mark(pregnancy, 'pregnancy status');
+  mark(exam, 'observation no section shows');
+
   const relatedPerson = {
     fullUrl: 'urn:uuid:11111111-0000-4000-8000-000000000009',
     resource: {
@@ -253,7 +276,7 @@ t.test('a French patient by INS: selected, escaped, in French or English, valid 
   const included = new Set(document.entry.map((e: Json) => `${e.resource.resourceType}/${e.resource.id}`));
 
   for (const [fullUrl, name] of Object.entries(marks)) {
-    const shouldBe = !/entered-in-error|masked|older/.test(name);
+    const shouldBe = !/entered-in-error|masked|older|no section/.test(name);
     t.equal(included.has(reference.get(fullUrl)!), shouldBe, `the ${name} is ${shouldBe ? '' : 'not '}in the document`);
   }
   t.same(sectionRefs(document, '48765-2'), referencesMarked('active allergy'), 'allergies: the active one');
@@ -262,6 +285,8 @@ t.test('a French patient by INS: selected, escaped, in French or English, valid 
   t.same(sectionRefs(document, '11348-0'), referencesMarked('past illness'), 'past illness: the resolved one');
   t.same(sectionRefs(document, '11369-6').sort(), referencesMarked('vaccination').sort(), 'immunizations: all but the erroneous one');
   t.same(sectionRefs(document, '30954-2'), referencesMarked('latest result'), 'results: the latest creatinine only');
+  t.same(sectionRefs(document, '8716-3'), referencesMarked('vital sign'), 'vital signs: the heart rate');
+  t.same(sectionRefs(document, '10162-6'), referencesMarked('pregnancy status'), 'pregnancy: the status, found by its code');
   t.same(sectionRefs(document, '11503-0'), referencesMarked('document'), 'recent documents: neither the masked nor the erroneous one');
   t.same(sectionRefs(document, '55188-7'), referencesMarked('emergency contact'), 'emergency contacts: the RelatedPerson');
   t.ok(included.has(reference.get('urn:uuid:11111111-0000-4000-8000-000000000001')), "the document's author is included");

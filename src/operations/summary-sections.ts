@@ -1,5 +1,4 @@
 import {
-
   formatConcept,
   formatDate,
   formatDosage,
@@ -9,6 +8,7 @@ import {
   type Labels,
   type SummaryLanguage,
 } from './summary-narrative.ts';
+import type { RecordToken } from '../store/resource-store.ts';
 
 /**
  * The sections of the patient summary: the IPS 2.0.0 ones (Composition-uv-ips slices, with their LOINC codes)
@@ -22,6 +22,8 @@ type Json = Record<string, any>;
 export const LOINC = 'http://loinc.org';
 const OBSERVATION_CATEGORY = 'http://terminology.hl7.org/CodeSystem/observation-category';
 const CONSENT_SCOPE = 'http://terminology.hl7.org/CodeSystem/consentscope';
+const V2_DIAGNOSTIC_SERVICE = 'http://terminology.hl7.org/CodeSystem/v2-0074';
+const observationCategory = (code: string): RecordToken => ({ type: 'Observation', param: 'category', system: OBSERVATION_CATEGORY, code });
 
 /** The patient's record, by resource type, entered-in-error resources already left out. */
 export type PatientRecord = ReadonlyMap<string, readonly Json[]>;
@@ -43,6 +45,12 @@ export interface SectionSpec {
   presence: 'required' | 'recommended' | 'optional';
   /** The resource types read for it. */
   types: readonly string[];
+  /**
+   * For some of `types`, the tokens (indexed codings) of which a resource must hold one for `select` to keep it:
+   * the store reads only those of that type, unless another section reads the type whole. A narrowing of the
+   * read, not the rule: `select` still decides.
+   */
+  tokens?: readonly RecordToken[];
   select(record: PatientRecord): Json[];
   columns(labels: Labels): string[];
   row(resource: Json, context: RowContext): string[];
@@ -241,11 +249,12 @@ export const SECTIONS: readonly SectionSpec[] = [
     title: { fr: 'Résultats (derniers par examen)', en: 'Results (latest per test)' },
     presence: 'recommended',
     types: ['Observation', 'DiagnosticReport'],
+    tokens: [observationCategory('laboratory'), { type: 'DiagnosticReport', param: 'category', system: V2_DIAGNOSTIC_SERVICE }],
     select: (record) => [
       ...lastPerCode(observationsIn(record, 'laboratory')),
       ...lastPerCode(
         of(record, 'DiagnosticReport').filter(
-          (r) => ['final', 'amended', 'corrected', 'partial', 'preliminary'].includes(r.status) && (r.category ?? []).some((c: Json) => (c.coding ?? []).some((x: Json) => x.system === 'http://terminology.hl7.org/CodeSystem/v2-0074')),
+          (r) => ['final', 'amended', 'corrected', 'partial', 'preliminary'].includes(r.status) && (r.category ?? []).some((c: Json) => (c.coding ?? []).some((x: Json) => x.system === V2_DIAGNOSTIC_SERVICE)),
         ),
       ),
     ],
@@ -259,6 +268,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     title: { fr: 'Signes vitaux (dernières mesures)', en: 'Vital signs (latest)' },
     presence: 'optional',
     types: ['Observation'],
+    tokens: [observationCategory('vital-signs')],
     select: (record) => lastPerCode(observationsIn(record, 'vital-signs')),
     columns: (l) => [l.what, l.value, l.date, l.status],
     row: observationRow,
@@ -281,6 +291,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     title: { fr: 'Grossesses', en: 'History of pregnancy' },
     presence: 'optional',
     types: ['Observation'],
+    tokens: PREGNANCY_CODES.map((code) => ({ type: 'Observation', param: 'code', system: LOINC, code })),
     select: (record) => lastPerCode(of(record, 'Observation').filter((o) => hasCode(o.code, LOINC, PREGNANCY_CODES) && o.status !== 'cancelled')),
     columns: (l) => [l.what, l.value, l.date, l.status],
     row: observationRow,
@@ -292,6 +303,7 @@ export const SECTIONS: readonly SectionSpec[] = [
     title: { fr: 'Mode de vie', en: 'Social history' },
     presence: 'optional',
     types: ['Observation'],
+    tokens: [observationCategory('social-history')],
     select: (record) => lastPerCode(observationsIn(record, 'social-history')),
     columns: (l) => [l.what, l.value, l.date, l.status],
     row: observationRow,

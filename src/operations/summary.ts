@@ -11,6 +11,7 @@ import type { OperationCall, OperationDefinition } from './registry.ts';
 import { div, formatDate, formatName, labels, systemName, table, type SummaryLanguage } from './summary-narrative.ts';
 import { LOINC, patientContactRows, SECTIONS, type PatientRecord, type RowContext, type SectionSpec } from './summary-sections.ts';
 import { escapeXml } from '../fhir/xml-text.ts';
+import type { RecordToken } from '../store/resource-store.ts';
 
 /**
  * `Patient/$summary` (IPS 2.0.0 OperationDefinition http://hl7.org/fhir/uv/ips/OperationDefinition/summary):
@@ -146,7 +147,7 @@ async function readRecord(call: OperationCall, patientId: string, withPatient: b
   let patientText: ResourceText | undefined;
   let cursor: string | undefined;
   do {
-    const page = await call.ctx.store.readRecord({ patients: [patientId], types, count: MAX_PAGE_SIZE, membersOnly: true, ...(cursor ? { cursor } : {}) });
+    const page = await call.ctx.store.readRecord({ patients: [patientId], types, tokens: RECORD_TOKENS, count: MAX_PAGE_SIZE, membersOnly: true, ...(cursor ? { cursor } : {}) });
     for (const { resource: text } of page.entries) {
       if (text.resourceType === 'Patient') {
         // Another patient may be a member too (Patient.link): only this one is the summary's.
@@ -162,6 +163,16 @@ async function readRecord(call: OperationCall, patientId: string, withPatient: b
   } while (cursor);
   return { record, texts, ...(patientText ? { patientText } : {}) };
 }
+
+/**
+ * The tokens the record is read with: a type's members are read only when they hold one of its tokens, if
+ * every section that reads the type keeps only such members: an Observation of no category the sections show
+ * (and no pregnancy code) is neither read nor parsed.
+ */
+const RECORD_TOKENS: readonly RecordToken[] = (() => {
+  const readWhole = new Set(SECTIONS.flatMap((spec) => spec.types.filter((type) => !spec.tokens?.some((token) => token.type === type))));
+  return SECTIONS.flatMap((spec) => spec.tokens ?? []).filter((token) => !readWhole.has(token.type));
+})();
 
 /** The record by type, and the stored text of each of its resources (what the Bundle carries). */
 interface RecordResources {

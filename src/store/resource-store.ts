@@ -13,7 +13,7 @@ import type { StoreLog } from './audit-log.ts';
 import type { IndexRows } from '../search/index-rows.ts';
 
 export type { Change, ChangePage } from './change-feed.ts';
-export type { RecordPage, RecordQuery } from './patient-record.ts';
+export type { RecordPage, RecordQuery, RecordToken } from './patient-record.ts';
 export type { DeleteResult, HistoryEntry, HistoryPage, HistoryQuery, Referrer, UpdateResult, WriteMethod, WriteOptions } from './repository.ts';
 export { StoredBinary, StoredResource } from './repository.ts';
 export type { IssuerKey } from './issuer-keys.ts';

@@ -469,6 +469,23 @@ export function storeContract(t: Tap, open: StoreFactory): void {
       careDates: { params: new Map([['Observation', 'date']]), from: '2024-01-01T00:00:00Z', to: '2024-06-30T00:00:00Z' },
     });
     t.same(care.entries.map(key), [byDate.get('2024-06-01')], 'care dates');
+    const vital = await store.create({ ...observation(owner.id, '2024-09-01'), category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'vital-signs' }] }] } as Resource);
+    const laboratory = await store.create({ ...observation(owner.id, '2024-09-02'), category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory' }] }] } as Resource);
+    const tokens = await store.readRecord({
+      patients: [owner.id], count: 100, types: ['Observation', 'Patient'],
+      tokens: [{ type: 'Observation', param: 'category', system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'vital-signs' }],
+    });
+    t.same(tokens.entries.map(key).sort(), [`Observation/${vital.id}`, `Patient/${owner.id}`].sort(), 'tokens: Observations of the category only; other types whole');
+    const anyCode = await store.readRecord({
+      patients: [owner.id], count: 100, types: ['Observation'],
+      tokens: [{ type: 'Observation', param: 'category', system: 'http://terminology.hl7.org/CodeSystem/observation-category' }],
+    });
+    t.same(anyCode.entries.map(key).sort(), [`Observation/${vital.id}`, `Observation/${laboratory.id}`].sort(), 'a token without a code: any code of its system');
+    const vitalOnly = [{ type: 'Observation', param: 'category', system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'vital-signs' }];
+    const allTypes = await store.readRecord({ patients: [owner.id], count: 100, membersOnly: true, tokens: vitalOnly });
+    t.same(allTypes.entries.map(key).sort(), [`Observation/${vital.id}`, `Patient/${owner.id}`].sort(), 'tokens, every type');
+    const twoPatients = await store.readRecord({ patients: [owner.id, other.id], count: 100, types: ['Observation'], tokens: vitalOnly });
+    t.same(twoPatients.entries.map(key), [`Observation/${vital.id}`], 'tokens, several patients');
     const both = await store.readRecord({ patients: [owner.id, other.id], count: 100, types: ['Patient'] });
     t.same(both.entries.map(key).sort(), [`Patient/${owner.id}`, `Patient/${other.id}`].sort(), 'several patients');
     const later = await store.readRecord({ patients: [owner.id], count: 100, since: new Date(Date.now() + 60_000).toISOString() });
