@@ -92,6 +92,28 @@ t.test('a type-level $everything page: one event per patient whose record it hol
   }
 });
 
+t.test("a $summary holding a resource of another patient's record: one event in each trail", async (t) => {
+  // A's pulse, taken by B (a Patient as performer: in both records, R4 Patient CompartmentDefinition).
+  await observation('pp-a-pulse', 'pp-a', '8867-4', {
+    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'vital-signs' }] }],
+    performer: [{ reference: 'Patient/pp-b' }],
+    effectiveDateTime: '2026-01-15',
+    valueQuantity: { value: 72, unit: '/min', system: 'http://unitsofmeasure.org', code: '/min' },
+  });
+  const res = await as(doctor, 'GET', 'Patient/pp-a/$summary');
+  t.equal(res.statusCode, 200);
+  t.ok(json(res).entry.some((e: { resource: { id: string } }) => e.resource.id === 'pp-a-pulse'), 'the pulse is in the summary');
+  for (const patient of ['pp-a', 'pp-b']) {
+    const events = (await trailOf(patient, 'Practitioner/dr-search')).filter((e) => e.entity?.some((x) => x.description === '$summary'));
+    t.equal(events.length, 1, `one event in ${patient}'s trail`);
+    t.same(patientRole(events[0]!), [`Patient/${patient}`]);
+  }
+  const summaryOfB = await as(doctor, 'GET', 'Patient/pp-b/$summary');
+  t.notOk(json(summaryOfB).entry.some((e: { resource: { id: string } }) => e.resource.id === 'pp-a-pulse'), "B's summary leaves out A's pulse: B took it, it is not about B");
+  const ofB = (await trailOf('pp-a', 'Practitioner/dr-search')).filter((e) => e.entity?.some((x) => x.description === '$summary'));
+  t.equal(ofB.length, 1, "B's summary, holding nothing of A's record, adds nothing to A's trail");
+});
+
 t.test('break the glass is marked on each patient\'s event', async (t) => {
   const res = await as(emergency, 'GET', `Observation?code=${encodeURIComponent(`${LOINC}|2339-0`)}`);
   t.equal(res.statusCode, 200);

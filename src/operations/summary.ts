@@ -145,6 +145,7 @@ async function readRecord(call: OperationCall, patientId: string, withPatient: b
   const record = new Map<string, Json[]>(recordTypes.map((type) => [type, []]));
   const texts = new Map<Json, ResourceText>();
   let patientText: ResourceText | undefined;
+  const local = localReferences(call.request.baseUrl);
   let cursor: string | undefined;
   do {
     const page = await call.ctx.store.readRecord({ patients: [patientId], types, tokens: RECORD_TOKENS, count: MAX_PAGE_SIZE, membersOnly: true, ...(cursor ? { cursor } : {}) });
@@ -155,7 +156,7 @@ async function readRecord(call: OperationCall, patientId: string, withPatient: b
         continue;
       }
       const resource = text.resource as Json;
-      if (enteredInError(resource)) continue;
+      if (enteredInError(resource) || !isAbout(resource, patientId, local)) continue;
       record.get(text.resourceType)!.push(resource);
       texts.set(resource, text);
     }
@@ -178,6 +179,16 @@ const RECORD_TOKENS: readonly RecordToken[] = (() => {
 interface RecordResources {
   record: PatientRecord;
   texts: ReadonlyMap<Json, ResourceText>;
+}
+
+/**
+ * Whether a member of the patient's compartment is about the patient (its `patient` or `subject`), not only
+ * one of the patient's doing: a pulse a patient took of another is in both compartments (Observation.performer)
+ * but in the summary of the one whose pulse it is.
+ */
+function isAbout(resource: Json, patientId: string, local: (reference: string) => string | undefined): boolean {
+  const about = resource.patient?.reference ?? resource.subject?.reference;
+  return typeof about === 'string' && local(about) === `Patient/${patientId}`;
 }
 
 /** IPS: entered-in-error never, whether it says so by status or by verification status. */
