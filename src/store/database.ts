@@ -38,8 +38,17 @@ export interface DatabaseOptions {
    * which is most of a new PGlite's start (4.0 s of CPU, 1.4 s from a dump). The tests use it.
    */
   pgliteDataDir?: Blob;
+  /** Named statements a connection keeps prepared at most (MAX_PREPARED_STATEMENTS); the tests set fewer. */
+  maxPreparedStatements?: number;
 }
 
+/**
+ * Named statements (SqlExecutor.query's `name`) one connection keeps prepared at most. Each holds its parsed
+ * statement and plans in the database session's memory, and their names come from their texts (preparedName):
+ * a client varying a search's shape would otherwise add statements for as long as the connection lives. Far
+ * above what the server's own texts need (reads, creates and identifier searches: a few hundred at most).
+ */
+export const MAX_PREPARED_STATEMENTS = 1000;
 
 /**
  * A Database view of an open transaction: queries run in it, and a nested `transaction` joins it rather

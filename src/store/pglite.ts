@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { parse, PGlite, protocol, type Transaction } from '@electric-sql/pglite';
 import { lockDataDirectory } from './data-directory-lock.ts';
-import type { Database, DatabaseOptions, QueryResult, SqlExecutor } from './database.ts';
+import { MAX_PREPARED_STATEMENTS, type Database, type DatabaseOptions, type QueryResult, type SqlExecutor } from './database.ts';
 import { assertSchemaName } from './schema-name.ts';
 
 type BackendMessage = Awaited<ReturnType<PGlite['execProtocolStream']>>[number];
@@ -14,16 +14,29 @@ type BackendMessage = Awaited<ReturnType<PGlite['execProtocolStream']>>[number];
  * each), with the parse and the describe done once per name and their answer kept.
  */
 class PreparedStatements {
+  /** By name, least recently run first (a Map iterates in insertion order). */
   private readonly statements = new Map<string, { text: string; parameterTypes: number[]; rowDescription?: BackendMessage }>();
 
-  constructor(private readonly pg: PGlite) {}
+  constructor(
+    private readonly pg: PGlite,
+    private readonly max: number,
+  ) {}
 
   /** Runs the statement `name` stands for; the caller holds PGlite's query lock (and its transaction lock outside a transaction). */
   async run<Row>(name: string, sql: string, params: unknown[]): Promise<QueryResult<Row>> {
     const send = (message: Uint8Array) => this.pg.execProtocolStream(message, { syncToFs: false });
     const messages: BackendMessage[] = [];
     try {
-      const statement = this.statements.get(name)?.text === sql ? this.statements.get(name)! : await this.prepare(name, sql, send);
+      const kept = this.statements.get(name);
+      const statement = kept?.text === sql ? kept : await this.prepare(name, sql, send);
+      // Run last, so kept longest; the least recently run closed past the bound (MAX_PREPARED_STATEMENTS).
+      this.statements.delete(name);
+      this.statements.set(name, statement);
+      for (const [oldest] of this.statements) {
+        if (this.statements.size <= this.max) break;
+        this.statements.delete(oldest);
+        await send(protocol.serialize.close({ type: 'S', name: oldest }));
+      }
       const values = params.map((value, index) => {
         if (value === null || value === undefined) return null;
         const serializer = this.pg.serializers[statement.parameterTypes[index]!];
@@ -92,12 +105,12 @@ export async function openPglite(dataDir: string, options: DatabaseOptions): Pro
     const schema = assertSchemaName(options.schema);
     await db.exec(`CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema}`);
   }
-  return pgliteDatabase(db, unlock);
+  return pgliteDatabase(db, unlock, options.maxPreparedStatements);
 }
 
 /** The Database over an open PGlite instance; `onClose` runs once it is closed (releasing its directory's lock). */
-export function pgliteDatabase(db: PGlite, onClose: () => void = () => {}): Database {
-  const statements = new PreparedStatements(db);
+export function pgliteDatabase(db: PGlite, onClose: () => void = () => {}, maxPreparedStatements = MAX_PREPARED_STATEMENTS): Database {
+  const statements = new PreparedStatements(db, maxPreparedStatements);
   const executor = wrap(db, db, statements);
   return {
     driver: 'pglite',

@@ -1,5 +1,5 @@
 import pg, { type CustomTypesConfig } from 'pg';
-import type { Database, DatabaseOptions, QueryResult, SqlExecutor } from './database.ts';
+import { MAX_PREPARED_STATEMENTS, type Database, type DatabaseOptions, type QueryResult, type SqlExecutor } from './database.ts';
 import { assertSchemaName } from './schema-name.ts';
 
 /**
@@ -47,9 +47,39 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
   pool.on('error', () => {});
   const listener = notificationListener(() => new pg.Client({ connectionString: url, options: settings.join(' '), connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true }));
 
+  // The names each connection has prepared (node-pg prepares a name once per connection and keeps it): a
+  // connection past the bound is closed when released, its statements with it, and the pool opens another.
+  const maxPrepared = options.maxPreparedStatements ?? MAX_PREPARED_STATEMENTS;
+  const preparedOn = new WeakMap<pg.PoolClient, Set<string>>();
+  const noteName = (client: pg.PoolClient, name: string | undefined) => {
+    if (name === undefined) return;
+    const names = preparedOn.get(client) ?? new Set<string>();
+    preparedOn.set(client, names.add(name));
+  };
+  const overBound = (client: pg.PoolClient) => (preparedOn.get(client)?.size ?? 0) > maxPrepared;
+  const ignoreConnectionError = () => {};
+
   const query = async <Row>(sql: string, params: unknown[] = [], name?: string): Promise<QueryResult<Row>> => {
-    const result = await pool.query(name ? { name, text: sql, values: params } : { text: sql, values: params });
-    return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+    if (name === undefined) {
+      const result = await pool.query({ text: sql, values: params });
+      return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+    }
+    const client = await pool.connect();
+    // As in a transaction: the connection dropping while checked out must not end the process (unheard
+    // 'error'); the failure reaches the caller through the query.
+    client.on('error', ignoreConnectionError);
+    try {
+      const result = await client.query({ name, text: sql, values: params });
+      noteName(client, name);
+      client.off('error', ignoreConnectionError);
+      client.release(overBound(client));
+      return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+    } catch (error) {
+      // As pool.query does: a connection whose statement failed is not given back to the pool.
+      client.off('error', ignoreConnectionError);
+      client.release(error instanceof Error ? error : true);
+      throw error;
+    }
   };
 
   return {
@@ -59,11 +89,11 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
       const client = await pool.connect();
       // A checked-out client whose connection drops emits 'error', which unheard would end the process;
       // the failure reaches the transaction anyway, through the query it was running or the next one.
-      const ignoreConnectionError = () => {};
       client.on('error', ignoreConnectionError);
       const tx: SqlExecutor = {
         async query<Row>(sql: string, params: unknown[] = [], name?: string) {
           const result = await client.query(name ? { name, text: sql, values: params } : { text: sql, values: params });
+          noteName(client, name);
           return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
         },
       };
@@ -72,7 +102,7 @@ export async function openPostgres(url: string, options: DatabaseOptions): Promi
         const value = await work(tx);
         await client.query('COMMIT');
         client.off('error', ignoreConnectionError);
-        client.release();
+        client.release(overBound(client));
         return value;
       } catch (error) {
         // A connection that cannot even roll back is broken: destroy it rather than return it to the pool.
