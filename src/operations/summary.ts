@@ -44,7 +44,9 @@ async function summarise(call: OperationCall): Promise<Outcome> {
   if (profile !== undefined && profile.split('|')[0] !== IPS_COMPOSITION_PROFILE) {
     throw FhirError.badRequest(`Profile ${profile} is not supported: this server composes summaries to ${IPS_COMPOSITION_PROFILE}`, ['profile'], 'not-supported');
   }
-  const { patientText, record, texts } = await readPatientRecord(call);
+  // References worked out once for the whole summary: the record's `subject`s and what the sections reference.
+  const local = localReferences(call.request.baseUrl);
+  const { patientText, record, texts } = await readPatientRecord(call, local);
   const patient = patientText.resource as Json;
   const baseUrl = call.request.baseUrl;
 
@@ -55,7 +57,6 @@ async function summarise(call: OperationCall): Promise<Outcome> {
   // What the sections reference, and what that references in turn, read once each.
   const included = new Map<string, ResourceText>([[`Patient/${patient.id}`, patientText]]);
   for (const { entries } of present) for (const resource of entries) included.set(`${resource.resourceType}/${resource.id}`, texts.get(resource)!);
-  const local = localReferences(baseUrl);
   await includeReferenced(call, included, local);
 
   const resolve = (reference: string | undefined) => (reference === undefined ? undefined : (included.get(local(reference) ?? '')?.resource as Json | undefined));
@@ -116,11 +117,11 @@ function summaryLanguage(call: OperationCall): SummaryLanguage {
  * (a patient is a member of its own compartment); when it does not (unknown, deleted, hidden), reading it
  * says which (404, 410). At type level it is found first by `identifier` (system|value: an INS).
  */
-async function readPatientRecord(call: OperationCall): Promise<RecordResources & { patientText: ResourceText }> {
+async function readPatientRecord(call: OperationCall, local: LocalReferences): Promise<RecordResources & { patientText: ResourceText }> {
   const identifier = text(call.parameters, 'identifier');
   if (call.id !== undefined) {
     if (identifier !== undefined) throw FhirError.badRequest("Parameter 'identifier' selects the patient at type level (Patient/$summary); here the id does", ['identifier']);
-    const { patientText, ...record } = await readRecord(call, call.id, true);
+    const { patientText, ...record } = await readRecord(call, call.id, true, local);
     return { patientText: patientText ?? (await call.ctx.store.read('Patient', call.id)), ...record };
   }
   if (identifier === undefined || identifier === '') {
@@ -131,7 +132,7 @@ async function readPatientRecord(call: OperationCall): Promise<RecordResources &
   if (found.length === 0) throw FhirError.notFound(`No patient has the identifier ${identifier}`);
   if (found.length > 1) throw new FhirError(422, [{ severity: 'error', code: 'multiple-matches', expression: ['identifier'], diagnostics: `Several patients have the identifier ${identifier}: name one by its id` }]);
   const patientText = found[0]!;
-  return { patientText, ...(await readRecord(call, patientText.id, false)) };
+  return { patientText, ...(await readRecord(call, patientText.id, false, local)) };
 }
 
 /**
@@ -139,13 +140,12 @@ async function readPatientRecord(call: OperationCall): Promise<RecordResources &
  * statement for the whole record (the compartment index, members only), not a search per type; with
  * `withPatient`, the patient too. Each is kept as its stored text, parsed once, and written out as it was stored.
  */
-async function readRecord(call: OperationCall, patientId: string, withPatient: boolean): Promise<RecordResources & { patientText?: ResourceText }> {
+async function readRecord(call: OperationCall, patientId: string, withPatient: boolean, local: LocalReferences): Promise<RecordResources & { patientText?: ResourceText }> {
   const recordTypes = [...new Set(SECTIONS.flatMap((spec) => spec.types))];
   const types = (withPatient ? [...recordTypes, 'Patient'] : recordTypes).sort();
   const record = new Map<string, Json[]>(recordTypes.map((type) => [type, []]));
   const texts = new Map<Json, ResourceText>();
   let patientText: ResourceText | undefined;
-  const local = localReferences(call.request.baseUrl);
   let cursor: string | undefined;
   do {
     const page = await call.ctx.store.readRecord({ patients: [patientId], types, tokens: RECORD_TOKENS, count: MAX_PAGE_SIZE, membersOnly: true, ...(cursor ? { cursor } : {}) });
@@ -186,7 +186,7 @@ interface RecordResources {
  * one of the patient's doing: a pulse a patient took of another is in both compartments (Observation.performer)
  * but in the summary of the one whose pulse it is.
  */
-function isAbout(resource: Json, patientId: string, local: (reference: string) => string | undefined): boolean {
+function isAbout(resource: Json, patientId: string, local: LocalReferences): boolean {
   const about = resource.patient?.reference ?? resource.subject?.reference;
   return typeof about === 'string' && local(about) === `Patient/${patientId}`;
 }
@@ -211,7 +211,9 @@ function asText(resource: ResponseResource): ResourceText {
  * `Type/id` for a reference to this server (relative, or absolute below its base), undefined otherwise;
  * each reference worked out once per summary (a record names its few practitioners hundreds of times).
  */
-function localReferences(baseUrl: string): (reference: string) => string | undefined {
+type LocalReferences = (reference: string) => string | undefined;
+
+function localReferences(baseUrl: string): LocalReferences {
   const known = new Map<string, string | undefined>();
   return (reference) => {
     if (known.has(reference)) return known.get(reference);
@@ -253,7 +255,7 @@ function mayReference(text: ResourceText): boolean {
  * caller's store: a reference to what the caller may not see (or to nothing) is left as it is. Resources
  * come in the order they were first referenced by type, each type's in id order.
  */
-async function includeReferenced(call: OperationCall, included: Map<string, ResourceText>, local: (reference: string) => string | undefined): Promise<void> {
+async function includeReferenced(call: OperationCall, included: Map<string, ResourceText>, local: LocalReferences): Promise<void> {
   const looked = new Set<string>(included.keys());
   let pending = [...included.values()];
   while (pending.length > 0) {
